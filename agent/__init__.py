@@ -1,0 +1,1 @@
+"""callshield agent: config, call sessions, link to the console, command line."""

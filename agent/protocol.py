@@ -1,0 +1,331 @@
+"""The agent <-> console wire protocol: versioned JSON messages, typed here.
+
+This is the one module that ``agent`` and ``console`` share. Every message is
+a frozen dataclass; raw dicts exist only at the websocket edge, in
+:func:`encode` and :func:`decode`, and :func:`decode` validates every field
+(a wrong message is a :class:`ProtocolError`, never a crash). The human
+description, with every field and its unit, is ``docs/protocol.md``; keep the
+two in step.
+
+Envelope: every message is one JSON object with ``"v"`` (protocol version,
+:data:`VERSION`) and ``"type"`` (the message's ``TYPE``), plus its fields.
+
+Delivery: messages the agent must not lose (:data:`DURABLE`) carry ``seq``, a
+number the agent assigns per link, rising by one, and ``event_id``, a string
+unique forever (the console deduplicates on it, so a resend after a reconnect
+is never shown twice). The console answers with :class:`Ack` (cumulative:
+everything up to ``seq`` is stored). Partials are ephemeral: no ``seq``, never
+resent.
+
+Times: ``start``, ``end``, ``at`` are seconds of audio time from the start of
+the call. Wall-clock instants (``started_at``, ``authorized_at``) are ISO 8601
+UTC strings taken from a clock passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from audio.errors import CallshieldError
+
+VERSION = 1
+
+
+class ProtocolError(CallshieldError):
+    """A message that is not valid JSON, not this protocol, or has wrong fields."""
+
+    code = "bad_message"
+
+
+# --------------------------------------------------------------------------- agent -> console
+
+
+@dataclass(frozen=True)
+class AgentHello:
+    """First message of an agent link: who it is and its secret token.
+
+    Fields: ``agent_id`` (str, stable name of the agent), ``token`` (str, the
+    agent's secret, issued by ``callshield users add NAME --role agent``),
+    ``site`` (str, free text, e.g. a building or seat range).
+    """
+
+    TYPE: ClassVar[str] = "agent_hello"
+    agent_id: str
+    token: str
+    site: str = ""
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    """A call began. ``partner``: the partner's user name; ``seat``: the desk or
+    extension; ``source``: ``audiosocket``, ``device``, ``wav`` or ``transcript``;
+    ``started_at``: ISO 8601 UTC wall time; ``sample_rate``: Hz (0 for a transcript)."""
+
+    TYPE: ClassVar[str] = "call_started"
+    seq: int
+    event_id: str
+    call_id: str
+    partner: str
+    seat: str
+    source: str
+    started_at: str
+    sample_rate: int = 0
+
+
+@dataclass(frozen=True)
+class PartialTranscript:
+    """A live hypothesis (ephemeral: no seq, never stored, never resent).
+    ``start``: seconds of audio time."""
+
+    TYPE: ClassVar[str] = "partial"
+    call_id: str
+    speaker: str
+    start: float
+    text: str
+
+
+@dataclass(frozen=True)
+class UtteranceFinal:
+    """A final utterance. ``start``/``end``: seconds of audio time; ``words``:
+    list of ``{"word": str, "start": s, "end": s, "conf": 0..1}``."""
+
+    TYPE: ClassVar[str] = "utterance"
+    seq: int
+    event_id: str
+    call_id: str
+    speaker: str
+    start: float
+    end: float
+    text: str
+    words: tuple = ()
+
+
+@dataclass(frozen=True)
+class FindingRaised:
+    """A detector finding on the customer's words or voice.
+
+    ``category``/``subtype``/``severity``/``score`` (0..1)/``rule``/``evidence``
+    as in ``callshield detect``; ``span``: ``[first, last)`` character offsets
+    into ``text`` or null; ``text``: the utterance it was found in (empty for
+    acoustic findings); ``start``/``end``: seconds of audio time of that
+    utterance or loud stretch."""
+
+    TYPE: ClassVar[str] = "finding"
+    seq: int
+    event_id: str
+    call_id: str
+    category: str
+    severity: str
+    score: float
+    rule: str
+    evidence: str
+    start: float
+    end: float
+    text: str = ""
+    subtype: str | None = None
+    span: tuple | None = None
+
+
+@dataclass(frozen=True)
+class LevelChanged:
+    """The call's escalation level moved. ``level``/``previous``: ``none``,
+    ``caution``, ``alert``, ``end_call_recommended``; ``reason``: why, in words;
+    ``suggestion``: a sentence the partner may say (may be empty); ``at``:
+    seconds of audio time."""
+
+    TYPE: ClassVar[str] = "level"
+    seq: int
+    event_id: str
+    call_id: str
+    level: str
+    previous: str
+    reason: str
+    at: float
+    suggestion: str = ""
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    """A call ended. ``at``: seconds of audio time (the call's length);
+    ``reason``: ``hangup``, ``end_of_file``, ``authorized_end``, ``error``, ``shutdown``."""
+
+    TYPE: ClassVar[str] = "call_ended"
+    seq: int
+    event_id: str
+    call_id: str
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class AgentNotice:
+    """Something the console should show but that is not a finding: a call
+    error, dropped audio (``dropped``: count of frames dropped from a full
+    queue), a closing message played. ``code`` is a stable snake_case name."""
+
+    TYPE: ClassVar[str] = "notice"
+    seq: int
+    event_id: str
+    code: str
+    message: str
+    call_id: str | None = None
+    dropped: int = 0
+
+
+# --------------------------------------------------------------------------- console -> agent
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """The console accepted the agent. ``last_seq``: the highest ``seq`` of this
+    agent it has stored (the agent resends everything after it)."""
+
+    TYPE: ClassVar[str] = "welcome"
+    agent_id: str
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Everything up to and including ``seq`` is stored."""
+
+    TYPE: ClassVar[str] = "ack"
+    seq: int
+
+
+@dataclass(frozen=True)
+class EndCallAuthorized:
+    """A supervisor authorized ending the call. ``by``: the supervisor's user
+    name; ``reason``: their required reason; ``authorized_at``: ISO 8601 UTC;
+    ``authorization_id``: the audit log's id for it."""
+
+    TYPE: ClassVar[str] = "end_call_authorized"
+    call_id: str
+    authorization_id: str
+    by: str
+    reason: str
+    authorized_at: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The console refused a message (bad form, bad token, not allowed).
+    ``code``: stable snake_case; ``message``: for humans."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+
+
+AGENT_MESSAGES = (AgentHello, CallStarted, PartialTranscript, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice)
+CONSOLE_MESSAGES = (Welcome, Ack, EndCallAuthorized, Refused)
+DURABLE = (CallStarted, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice)
+"""Messages that carry ``seq`` and ``event_id`` and are resent until acknowledged."""
+
+Message = typing.Union[AgentHello, CallStarted, PartialTranscript, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice, Welcome, Ack, EndCallAuthorized, Refused]
+
+_BY_TYPE: dict[str, type] = {cls.TYPE: cls for cls in AGENT_MESSAGES + CONSOLE_MESSAGES}
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+def encode(message: Any) -> str:
+    """The JSON text of ``message`` (a dataclass of this module)."""
+    if type(message) not in _BY_TYPE.values():
+        raise TypeError(f"not a protocol message: {type(message).__name__}")
+    body = {"v": VERSION, "type": message.TYPE}
+    body.update(dataclasses.asdict(message))
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(text: str | bytes, *, allowed: tuple[type, ...] | None = None) -> Message:
+    """Parse and validate one message; ``allowed`` limits which types are accepted.
+
+    Raises :class:`ProtocolError` (code ``bad_message``, ``bad_version`` or
+    ``unexpected_message``) for anything that is not exactly a valid message.
+    """
+    if isinstance(text, bytes):
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise ProtocolError("message too large")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("message is not UTF-8") from exc
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("message too large")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"message is not JSON: {exc.msg}") from exc
+    return from_dict(raw, allowed=allowed)
+
+
+def from_dict(raw: Any, *, allowed: tuple[type, ...] | None = None) -> Message:
+    """Validate an already parsed JSON object (see :func:`decode`)."""
+    if not isinstance(raw, dict):
+        raise ProtocolError("message must be a JSON object")
+    if raw.get("v") != VERSION:
+        raise ProtocolError(f"unsupported protocol version {raw.get('v')!r} (this side speaks {VERSION})", code="bad_version")
+    kind = raw.get("type")
+    cls = _BY_TYPE.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    if allowed is not None and cls not in allowed:
+        raise ProtocolError(f"message type {kind!r} is not accepted here", code="unexpected_message")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            values[f.name] = _check(f.name, raw[f.name], hints[f.name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ProtocolError(f"{kind}: missing field {f.name!r}")
+    extra = set(raw) - {f.name for f in dataclasses.fields(cls)} - {"v", "type"}
+    if extra:
+        raise ProtocolError(f"{kind}: unknown field(s) {', '.join(sorted(extra))}")
+    return cls(**values)
+
+
+def _check(name: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check(name, value, option)
+            except ProtocolError:
+                pass
+        raise ProtocolError(f"field {name!r} has the wrong type")
+    if hint is tuple:
+        if not isinstance(value, list):
+            raise ProtocolError(f"field {name!r} must be a list")
+        return tuple(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+            raise ProtocolError(f"field {name!r} must be a finite number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProtocolError(f"field {name!r} must be an integer")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ProtocolError(f"field {name!r} must be a string")
+        return value
+    if hint is type(None):
+        if value is not None:
+            raise ProtocolError(f"field {name!r} must be null")
+        return None
+    raise ProtocolError(f"field {name!r} has an unsupported type")  # pragma: no cover
+
+
+def is_durable(message: Any) -> bool:
+    return isinstance(message, DURABLE)

@@ -1,0 +1,1 @@
+"""callshield audio: sources, codecs, voice activity, loudness, recorder."""

@@ -1,0 +1,1 @@
+"""callshield console: websocket hub, store, auth and roles, web pages."""

@@ -1,0 +1,1 @@
+"""callshield detection: taxonomy, lexicons, rules, repetition, shouting, escalation. Pure, no I/O."""

@@ -1,0 +1,1 @@
+"""callshield speech models: catalogue, install, lookup, streaming transcriber."""
