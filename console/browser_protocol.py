@@ -1,0 +1,379 @@
+"""The browser <-> console messages, typed like ``agent/protocol.py``.
+
+Same envelope as the agent protocol: one JSON object per websocket message,
+with ``"v"`` (:data:`VERSION`) and ``"type"``. Messages from a browser are
+frozen dataclasses validated field by field in :func:`decode` (a wrong message
+is a :class:`~agent.protocol.ProtocolError`, answered with an error and never
+acted on). Every browser request may carry ``ref`` (a string the page picks),
+echoed in the ``ok`` or ``error`` that answers it.
+
+Messages to browsers are frozen dataclasses too; the records they carry
+(a call, an alert, a finding...) are the store's rows as JSON objects, listed
+field by field in ``docs/console.md``. Times: ``start``/``end``/``at`` are
+seconds of audio time from the start of the call; ``*_at`` fields ending in
+``_at`` that hold text are ISO 8601 UTC wall time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from agent.protocol import MAX_MESSAGE_BYTES, ProtocolError
+
+VERSION = 1
+MAX_TEXT = 2000
+"""Longest accepted free text (reasons, notes), in characters."""
+
+# --------------------------------------------------------------------------- browser -> console
+
+
+@dataclass(frozen=True)
+class Login:
+    """Log in with a user name and password; answered by ``session`` or ``error``."""
+
+    TYPE: ClassVar[str] = "login"
+    user: str
+    password: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Take up a session again (after a page load) with its ``token``."""
+
+    TYPE: ClassVar[str] = "resume"
+    token: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Logout:
+    """End this session (the token stops working everywhere)."""
+
+    TYPE: ClassVar[str] = "logout"
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class CallDetailRequest:
+    """Everything stored about one call (supervisor, qa; a partner only for their current call)."""
+
+    TYPE: ClassVar[str] = "call_detail"
+    call_id: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class ListCalls:
+    """The latest ``limit`` calls, newest first (supervisor, qa)."""
+
+    TYPE: ClassVar[str] = "list_calls"
+    limit: int = 50
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class AckAlert:
+    """Acknowledge an alert (supervisor)."""
+
+    TYPE: ClassVar[str] = "ack_alert"
+    alert_id: int
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class AuthorizeEnd:
+    """Authorize the partner to end a live call (supervisor); ``reason`` is required."""
+
+    TYPE: ClassVar[str] = "authorize_end"
+    call_id: str
+    reason: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class NeedHelp:
+    """A partner asks supervisors for help with their current call."""
+
+    TYPE: ClassVar[str] = "need_help"
+    note: str = ""
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class AckHelp:
+    """A supervisor takes a help request."""
+
+    TYPE: ClassVar[str] = "ack_help"
+    help_id: int
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class CheckinDone:
+    """A supervisor has checked in with the partner after a grave call."""
+
+    TYPE: ClassVar[str] = "checkin_done"
+    checkin_id: int
+    note: str = ""
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class ListUsers:
+    """People and agents known to the console (admin)."""
+
+    TYPE: ClassVar[str] = "list_users"
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class AddUser:
+    """Create a user or an agent (admin); the answer carries its secret once."""
+
+    TYPE: ClassVar[str] = "add_user"
+    name: str
+    role: str
+    ref: str = ""
+
+
+REQUESTS = (Login, Resume, Logout, CallDetailRequest, ListCalls, AckAlert, AuthorizeEnd, NeedHelp, AckHelp, CheckinDone, ListUsers, AddUser)
+_BY_TYPE: dict[str, type] = {cls.TYPE: cls for cls in REQUESTS}
+
+# --------------------------------------------------------------------------- console -> browser
+
+
+@dataclass(frozen=True)
+class SessionOpened:
+    """Logged in. ``token``: keep it (sessionStorage) to ``resume``; ``expires_at``: ISO 8601 UTC."""
+
+    TYPE: ClassVar[str] = "session"
+    user: str
+    role: str
+    token: str
+    expires_at: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class BrowserError:
+    """A request was refused or malformed; ``code`` is stable snake_case."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Done:
+    """A request was carried out (``of``: its type). Its effects arrive as events."""
+
+    TYPE: ClassVar[str] = "ok"
+    of: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state a freshly authenticated page starts from (per role, see docs/console.md).
+
+    ``calls``: call records (supervisor: live calls; partner: their current
+    call or none); ``alerts``, ``checkins``, ``help``: supervisor feeds;
+    ``levels``/``authorizations``: for a partner, their current call's
+    warnings and authorizations."""
+
+    TYPE: ClassVar[str] = "snapshot"
+    user: str
+    role: str
+    calls: tuple = ()
+    alerts: tuple = ()
+    checkins: tuple = ()
+    help: tuple = ()
+    levels: tuple = ()
+    authorizations: tuple = ()
+
+
+@dataclass(frozen=True)
+class CallShown:
+    """A call started, changed level, or ended: its whole record."""
+
+    TYPE: ClassVar[str] = "call"
+    call: dict
+
+
+@dataclass(frozen=True)
+class PartialShown:
+    """A live hypothesis for a call (never stored). ``start``: seconds of audio."""
+
+    TYPE: ClassVar[str] = "partial"
+    call_id: str
+    speaker: str
+    start: float
+    text: str
+
+
+@dataclass(frozen=True)
+class UtteranceShown:
+    TYPE: ClassVar[str] = "utterance"
+    utterance: dict
+
+
+@dataclass(frozen=True)
+class FindingShown:
+    TYPE: ClassVar[str] = "finding"
+    finding: dict
+
+
+@dataclass(frozen=True)
+class LevelShown:
+    """The call's level moved; ``level`` holds ``suggestion``, the sentence to say."""
+
+    TYPE: ClassVar[str] = "level"
+    level: dict
+
+
+@dataclass(frozen=True)
+class AlertShown:
+    """A new alert, or an alert acknowledged (same ``id``, ``acknowledged_by`` set)."""
+
+    TYPE: ClassVar[str] = "alert"
+    alert: dict
+
+
+@dataclass(frozen=True)
+class AuthorizationShown:
+    """A supervisor authorized ending a call."""
+
+    TYPE: ClassVar[str] = "authorization"
+    authorization: dict
+
+
+@dataclass(frozen=True)
+class HelpShown:
+    """A partner asked for help, or a supervisor took the request."""
+
+    TYPE: ClassVar[str] = "help"
+    help: dict
+
+
+@dataclass(frozen=True)
+class CheckinShown:
+    """A partner was queued for a check-in, or the check-in was done."""
+
+    TYPE: ClassVar[str] = "checkin"
+    checkin: dict
+
+
+@dataclass(frozen=True)
+class NoticeShown:
+    """Something an agent reported that is not a finding (dropped audio, a call error)."""
+
+    TYPE: ClassVar[str] = "notice"
+    notice: dict
+
+
+@dataclass(frozen=True)
+class CallDetail:
+    """Answer to ``call_detail``: ``detail`` has call, utterances, findings, levels,
+    alerts, authorizations, help, checkins."""
+
+    TYPE: ClassVar[str] = "call_detail"
+    detail: dict
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class CallList:
+    TYPE: ClassVar[str] = "calls"
+    calls: tuple
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class UserList:
+    TYPE: ClassVar[str] = "users"
+    users: tuple
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class UserAdded:
+    """A new user's password (or agent's token), shown once."""
+
+    TYPE: ClassVar[str] = "user_added"
+    name: str
+    role: str
+    secret: str
+    ref: str = ""
+
+
+def encode(message: Any) -> str:
+    """The JSON text of a console -> browser message."""
+    body = {"v": VERSION, "type": message.TYPE}
+    for f in dataclasses.fields(message):
+        body[f.name] = getattr(message, f.name)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(text: str | bytes) -> Any:
+    """Parse and validate one browser request.
+
+    Raises :class:`ProtocolError` (``bad_message``, ``bad_version``) for
+    anything that is not exactly one of :data:`REQUESTS`.
+    """
+    if isinstance(text, bytes):
+        raise ProtocolError("browser messages are text, not binary")
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("message too large")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"message is not JSON: {exc.msg}") from exc
+    if not isinstance(raw, dict):
+        raise ProtocolError("message must be a JSON object")
+    if raw.get("v") != VERSION:
+        raise ProtocolError(f"unsupported protocol version {raw.get('v')!r} (this console speaks {VERSION})", code="bad_version")
+    kind = raw.get("type")
+    cls = _BY_TYPE.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {kind!r}" if isinstance(kind, str) else "message has no type")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            values[f.name] = _check(f.name, raw[f.name], hints[f.name])
+        elif f.default is dataclasses.MISSING:
+            raise ProtocolError(f"{kind}: missing field {f.name!r}")
+    extra = set(raw) - {f.name for f in dataclasses.fields(cls)} - {"v", "type"}
+    if extra:
+        raise ProtocolError(f"{kind}: unknown field(s) {', '.join(sorted(extra))}")
+    return cls(**values)
+
+
+def ref_of(text: str | bytes) -> str:
+    """The ``ref`` of a message that failed validation, if one can be read (for the error)."""
+    try:
+        raw = json.loads(text)
+        ref = raw.get("ref", "") if isinstance(raw, dict) else ""
+        return ref[:100] if isinstance(ref, str) else ""
+    except (ValueError, TypeError):
+        return ""
+
+
+def _check(name: str, value: Any, hint: Any) -> Any:
+    if hint is str:
+        if not isinstance(value, str):
+            raise ProtocolError(f"field {name!r} must be a string")
+        if len(value) > MAX_TEXT:
+            raise ProtocolError(f"field {name!r} is longer than {MAX_TEXT} characters")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProtocolError(f"field {name!r} must be an integer")
+        return value
+    raise ProtocolError(f"field {name!r} has an unsupported type")  # pragma: no cover

@@ -1,0 +1,105 @@
+"""The ``[console]`` section of the config file.
+
+Example::
+
+    [console]
+    host = "127.0.0.1"      # bind address; "0.0.0.0" to serve the whole site network
+    port = 8750             # TCP port for pages and websockets (0 = any free port)
+    data_dir = "/var/lib/callshield"   # default: callshield's data directory
+    tls_cert = "/etc/callshield/console.crt"   # both or neither
+    tls_key = "/etc/callshield/console.key"
+    browser_queue = 256     # messages buffered per browser before it is dropped
+    session_hours = 12      # how long a login lasts
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from agent.config import ConfigError
+
+_KEYS = {"host", "port", "data_dir", "tls_cert", "tls_key", "browser_queue", "session_hours", "login_failures", "lockout_seconds"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleConfig:
+    """Where and how the console serves.
+
+    ``host``: bind address. ``port``: TCP port (0 = any free port, see
+    ``Console.port`` after start). ``data_dir``: directory of the store
+    (``console.db``) and recordings. ``tls_cert``/``tls_key``: PEM files; with
+    both set the console serves https/wss only. ``browser_queue``: messages
+    buffered per browser connection; a browser that falls that far behind is
+    disconnected. ``session_hours``: hours a login token stays valid.
+    ``login_failures``: failed logins per user name (ten times as many per
+    client address) allowed within ``lockout_seconds`` seconds before further
+    attempts are refused until that window has passed.
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8750
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    browser_queue: int = 256
+    session_hours: float = 12.0
+    login_failures: int = 5
+    lockout_seconds: float = 300.0
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "console.db"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("[console] tls_cert and tls_key must be given together")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"[console] port must be 0..65535, not {self.port}")
+        if self.browser_queue < 1:
+            raise ConfigError("[console] browser_queue must be at least 1")
+        if self.session_hours <= 0:
+            raise ConfigError("[console] session_hours must be positive")
+        if self.login_failures < 1 or self.lockout_seconds < 0:
+            raise ConfigError("[console] login_failures must be >= 1 and lockout_seconds >= 0")
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, data_dir: Path) -> "ConsoleConfig":
+        """Build from the parsed ``[console]`` table; ``data_dir`` is the default
+        data directory, used when the table has no ``data_dir``."""
+        unknown = set(table) - _KEYS
+        if unknown:
+            raise ConfigError(f"[console] unknown setting(s): {', '.join(sorted(unknown))}")
+
+        def typed(key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+            if key not in table:
+                return default
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ConfigError(f"[console] {key} has the wrong type ({type(value).__name__})")
+            return value
+
+        def path(key: str) -> Path | None:
+            value = typed(key, str, None)
+            return Path(value).expanduser() if value else None
+
+        return cls(
+            data_dir=path("data_dir") or Path(data_dir),
+            host=typed("host", str, "127.0.0.1"),
+            port=typed("port", int, 8750),
+            tls_cert=path("tls_cert"),
+            tls_key=path("tls_key"),
+            browser_queue=typed("browser_queue", int, 256),
+            session_hours=float(typed("session_hours", (int, float), 12.0)),
+            login_failures=typed("login_failures", int, 5),
+            lockout_seconds=float(typed("lockout_seconds", (int, float), 300.0)),
+        )

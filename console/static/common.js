@@ -1,0 +1,145 @@
+/* callshield console: helpers shared by every page.
+ * Data from the console is only ever put on the page as text (textContent /
+ * text nodes), never as HTML, so a transcript cannot inject markup. */
+'use strict';
+
+const CS = (() => {
+  const TOKEN_KEY = 'callshield.token';
+  const HOME = { partner: '/partner', supervisor: '/supervisor', qa: '/supervisor', admin: '/supervisor' };
+  const LEVEL_NAMES = { none: 'Normal', caution: 'Caution', alert: 'Alert', end_call_recommended: 'End call recommended' };
+
+  /** Build an element; children that are not nodes become text nodes. */
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === 'class') node.className = value;
+      else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? '' : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === undefined || child === null || child === false) continue;
+      node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+
+  function levelBadge(level) {
+    const known = Object.prototype.hasOwnProperty.call(LEVEL_NAMES, level) ? level : 'none';
+    return el('span', { class: `level level-${known}` }, LEVEL_NAMES[known]);
+  }
+
+  function clock(iso) {
+    if (!iso) return '';
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  }
+
+  function seconds(s) {
+    const total = Math.max(0, Math.floor(Number(s) || 0));
+    const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), r = total % 60;
+    const mm = h ? String(m).padStart(2, '0') : String(m);
+    return `${h ? `${h}:` : ''}${mm}:${String(r).padStart(2, '0')}`;
+  }
+
+  function since(iso) {
+    const start = new Date(iso).getTime();
+    return Number.isNaN(start) ? '' : seconds((Date.now() - start) / 1000);
+  }
+
+  /** Text with [first, last) marked: text nodes and one <mark>. */
+  function highlighted(text, span) {
+    const frag = document.createDocumentFragment();
+    text = String(text || '');
+    if (Array.isArray(span) && span.length === 2 && span[0] >= 0 && span[0] < span[1] && span[1] <= text.length) {
+      frag.appendChild(document.createTextNode(text.slice(0, span[0])));
+      frag.appendChild(el('mark', {}, text.slice(span[0], span[1])));
+      frag.appendChild(document.createTextNode(text.slice(span[1])));
+    } else {
+      frag.appendChild(document.createTextNode(text));
+    }
+    return frag;
+  }
+
+  function socketUrl() {
+    return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws/browser`;
+  }
+
+  /** The page's link to the console: resumes the stored session, reconnects
+   *  with backoff, and hands every message to onMessage. */
+  class Link {
+    /** page: this page's path; roles (optional): roles that may stay on it
+     *  (default: only those whose home it is); others go to their own home. */
+    constructor({ page, roles, onMessage, onStatus }) {
+      this.page = page;
+      this.roles = roles || null;
+      this.onMessage = onMessage;
+      this.onStatus = onStatus || (() => {});
+      this.ws = null;
+      this.backoff = 500;
+      this.session = null;
+      this.counter = 0;
+    }
+
+    start() {
+      if (!sessionStorage.getItem(TOKEN_KEY)) { location.replace('/'); return; }
+      this.connect();
+    }
+
+    connect() {
+      this.onStatus('connecting');
+      const ws = new WebSocket(socketUrl());
+      this.ws = ws;
+      ws.onopen = () => ws.send(JSON.stringify({ v: 1, type: 'resume', token: sessionStorage.getItem(TOKEN_KEY) || '' }));
+      ws.onmessage = (event) => {
+        let msg;
+        try { msg = JSON.parse(event.data); } catch (err) { return; }
+        if (msg.type === 'session') {
+          this.session = msg;
+          this.backoff = 500;
+          const home = HOME[msg.role] || '/';
+          const welcome = this.roles ? this.roles.includes(msg.role) : home === this.page;
+          if (!welcome) { location.replace(home); return; }
+          this.onStatus('online');
+        } else if (msg.type === 'error' && msg.code === 'not_authenticated') {
+          sessionStorage.removeItem(TOKEN_KEY);
+          location.replace('/');
+          return;
+        }
+        this.onMessage(msg);
+      };
+      ws.onclose = () => {
+        if (this.ws !== ws) return;
+        this.onStatus('offline');
+        setTimeout(() => this.connect(), this.backoff);
+        this.backoff = Math.min(this.backoff * 2, 10000);
+      };
+    }
+
+    /** Send a request; returns its ref. */
+    send(type, fields) {
+      const ref = `r${++this.counter}`;
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+        this.ws.send(JSON.stringify(Object.assign({ v: 1, type, ref }, fields || {})));
+      }
+      return ref;
+    }
+
+    logout() {
+      this.send('logout');
+      sessionStorage.removeItem(TOKEN_KEY);
+      setTimeout(() => location.replace('/'), 150);
+    }
+  }
+
+  function statusPill(node) {
+    return (state) => {
+      node.className = `status ${state === 'online' ? 'online' : 'offline'}`;
+      node.textContent = state === 'online' ? 'Connected' : state === 'connecting' ? 'Connecting…' : 'Reconnecting…';
+    };
+  }
+
+  return { TOKEN_KEY, HOME, LEVEL_NAMES, el, clear, levelBadge, clock, seconds, since, highlighted, Link, statusPill, socketUrl };
+})();

@@ -1,0 +1,107 @@
+/* Partner screen: the partner's current call only. Warnings as the ladder
+ * rises (with the sentence to say), the banner when a supervisor authorizes
+ * ending the call, and the "need help" button. */
+'use strict';
+
+(() => {
+  const { el, clear, levelBadge, LEVEL_NAMES } = CS;
+  const state = { call: null, levels: [], authorization: null, help: null };
+
+  const $ = (id) => document.getElementById(id);
+
+  function render() {
+    const call = state.call;
+    const level = call ? call.level : 'none';
+    const badge = $('call-level');
+    badge.className = `level level-${Object.prototype.hasOwnProperty.call(LEVEL_NAMES, level) ? level : 'none'} big-level`;
+    badge.textContent = LEVEL_NAMES[level] || 'Normal';
+    if (!call) {
+      $('call-state').textContent = 'No active call';
+      $('call-meta').textContent = 'Warnings for your calls appear here.';
+    } else {
+      $('call-state').textContent = call.ended_at ? 'Call ended' : 'On a call';
+      const seat = call.seat ? `Seat ${call.seat}` : '';
+      $('call-meta').textContent = [seat, `started ${CS.clock(call.started_at)}`, call.ended_at ? `length ${CS.seconds(call.length)}` : ''].filter(Boolean).join(' · ');
+    }
+
+    const banner = $('auth-banner');
+    if (state.authorization) {
+      banner.classList.remove('hidden');
+      $('auth-text').textContent = `${state.authorization.by} authorized ending this call at ${CS.clock(state.authorization.authorized_at)}. You may close the call politely now.`;
+      $('auth-reason').textContent = `Reason: ${state.authorization.reason}`;
+    } else {
+      banner.classList.add('hidden');
+    }
+
+    const list = clear($('warnings'));
+    const shown = state.levels.slice().reverse();
+    $('warning-count').textContent = shown.length ? `${shown.length}` : '';
+    if (!shown.length) list.appendChild(el('p', { class: 'empty' }, 'No warnings on this call.'));
+    for (const w of shown) {
+      list.appendChild(el('article', { class: `warning level-${w.level}-w` },
+        el('div', { class: 'card-top' }, levelBadge(w.level)),
+        w.suggestion ? el('div', { class: 'say' }, w.suggestion) : null,
+        el('div', { class: 'why' }, w.reason)));
+    }
+
+    const help = state.help;
+    const helpState = $('help-state');
+    helpState.className = 'help-state';
+    if (help && help.acknowledged_by) {
+      helpState.textContent = `${help.acknowledged_by} is coming to help you.`;
+      helpState.classList.add('taken');
+    } else if (help) {
+      helpState.textContent = `Supervisors notified at ${CS.clock(help.created_at)}.`;
+    }
+  }
+
+  function setCall(call) {
+    if (!state.call || state.call.id !== call.id) {
+      state.levels = [];
+      state.authorization = null;
+      state.help = null;
+    }
+    state.call = call;
+  }
+
+  function onMessage(msg) {
+    switch (msg.type) {
+      case 'session':
+        $('who').textContent = msg.user;
+        break;
+      case 'snapshot':
+        state.call = msg.calls[0] || null;
+        state.levels = msg.levels.slice();
+        state.authorization = msg.authorizations[0] || null;
+        state.help = null;
+        break;
+      case 'call':
+        setCall(msg.call);
+        break;
+      case 'level':
+        if (!state.call || msg.level.call_id !== state.call.id) return;
+        if (!state.levels.some((l) => l.id === msg.level.id)) state.levels.push(msg.level);
+        break;
+      case 'authorization':
+        if (state.call && msg.authorization.call_id === state.call.id) state.authorization = msg.authorization;
+        break;
+      case 'help':
+        state.help = msg.help;
+        break;
+      case 'error':
+        $('help-state').textContent = msg.message;
+        break;
+      default:
+        return;
+    }
+    render();
+  }
+
+  const link = new CS.Link({ page: '/partner', onMessage, onStatus: CS.statusPill($('status')) });
+  $('logout').addEventListener('click', () => link.logout());
+  $('help-button').addEventListener('click', () => {
+    link.send('need_help', { note: '' });
+    $('help-state').textContent = 'Calling a supervisor…';
+  });
+  link.start();
+})();

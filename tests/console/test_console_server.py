@@ -1,0 +1,420 @@
+"""The console over real websockets on 127.0.0.1 (port 0) with a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import urllib.request
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from agent import protocol as p
+from console_kit import FakeClock, open_agent, open_browser, running_console
+
+
+def test_call_alert_ack_and_authorization_flow(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            sup = await open_browser(console)
+            await sup.login("sup")
+            ann = await open_browser(console)
+            await ann.login("ann")
+            agent = await open_agent(console)
+
+            await agent.threat_call("call-1")
+            await agent.send(p.PartialTranscript(call_id="call-1", speaker="customer", start=6.0, text="and another"))
+
+            call = await sup.expect("call", call__id="call-1")
+            assert call["call"]["partner"] == "ann" and call["call"]["seat"] == "12"
+            utt = await sup.expect("utterance")
+            assert utt["utterance"]["text"] == "i will break your neck"
+            finding = await sup.expect("finding")
+            assert finding["finding"]["category"] == "threat" and finding["finding"]["span"] == [7, 22]
+            alert = await sup.expect("alert")
+            assert alert["alert"]["level"] == "alert" and alert["alert"]["partner"] == "ann"
+            checkin = await sup.expect("checkin")
+            assert checkin["checkin"]["partner"] == "ann"
+            partial = await sup.expect("partial")
+            assert partial["text"] == "and another"
+
+            level = await ann.expect("level")
+            assert level["level"]["suggestion"] == "I will not continue while threats are made."
+            assert not any(m["type"] in ("utterance", "finding", "alert", "partial") for m in ann.seen)
+
+            await sup.request("ack_alert", alert_id=alert["alert"]["id"], ref="a1")
+            acked = await sup.expect("alert")
+            assert acked["alert"]["acknowledged_by"] == "sup"
+            await sup.expect("ok", ref="a1")
+
+            await sup.request("authorize_end", call_id="call-1", reason="  ", ref="z0")
+            refused = await sup.expect("error", ref="z0")
+            assert refused["code"] == "reason_required"
+            await sup.request("authorize_end", call_id="call-1", reason="repeated threats", ref="z1")
+            await sup.expect("ok", ref="z1")
+            end = await agent.expect("end_call_authorized")
+            assert end["call_id"] == "call-1" and end["by"] == "sup" and end["reason"] == "repeated threats"
+            banner = await ann.expect("authorization")
+            assert banner["authorization"]["by"] == "sup"
+
+            audit = await console.db(console.store.audit_entries, action="authorize_end")
+            assert len(audit) == 1 and audit[0]["who"] == "sup" and audit[0]["call_id"] == "call-1"
+            assert json.loads(audit[0]["detail"]) == {"authorization_id": end["authorization_id"], "reason": "repeated threats"}
+            assert audit[0]["at"] == "2025-03-01T09:00:00.000Z"  # the console's clock, passed in
+
+            await agent.send(agent.event(p.CallEnded, call_id="call-1", at=20.0, reason="authorized_end"))
+            ended = await sup.expect("call", call__id="call-1")
+            assert ended["call"]["ended_at"] and ended["call"]["end_reason"] == "authorized_end"
+            for peer in (sup, ann, agent):
+                await peer.close()
+
+    asyncio.run(main())
+
+
+def test_resent_event_is_stored_and_shown_once(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            sup = await open_browser(console)
+            await sup.login("sup")
+            agent = await open_agent(console)
+            start = agent.event(p.CallStarted, call_id="c", partner="ann", seat="1", source="wav", started_at="2025-03-01T09:00:00Z", sample_rate=8000)
+            said = agent.event(p.UtteranceFinal, call_id="c", speaker="customer", start=0.0, end=1.0, text="hello")
+            await agent.send(start)
+            await agent.send(said)
+            await agent.send(said)  # resent after a lost ack: acknowledged again
+            await sup.expect("utterance")
+            await sup.nothing("utterance")
+            assert console.stats.events_duplicate == 1
+            await agent.close()
+
+            again = await open_agent(console)  # reconnect: the console says what it has
+            assert again.seen[0]["last_seq"] == said.seq
+            await again.close()
+            counts = await console.db(console.store.counts)
+            assert counts["utterances"] == 1 and counts["events"] == 2
+
+    asyncio.run(main())
+
+
+def test_authorization_waits_for_an_offline_agent(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            agent = await open_agent(console)
+            await agent.threat_call("c9")
+            await agent.close()
+            await asyncio.sleep(0.05)
+            sup = await open_browser(console)
+            await sup.login("sup")
+            await sup.request("authorize_end", call_id="c9", reason="threats", ref="z")
+            await sup.expect("ok", ref="z")
+            back = await open_agent(console)
+            end = await back.expect("end_call_authorized")
+            assert end["call_id"] == "c9" and end["reason"] == "threats"
+
+    asyncio.run(main())
+
+
+def test_partner_cannot_authorize_or_read_other_calls(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            agent = await open_agent(console)
+            await agent.threat_call("ann-call", partner="ann")
+            await agent.threat_call("bob-call", partner="bob")
+            ann = await open_browser(console)
+            await ann.login("ann")
+            before = await console.db(console.store.counts)
+
+            await ann.request("authorize_end", call_id="ann-call", reason="I want to hang up", ref="x")
+            assert (await ann.expect("error", ref="x"))["code"] == "forbidden"
+            await ann.request("call_detail", call_id="bob-call", ref="y")
+            assert (await ann.expect("error", ref="y"))["code"] == "forbidden"
+            await ann.request("ack_alert", alert_id=1, ref="w")
+            assert (await ann.expect("error", ref="w"))["code"] == "forbidden"
+            await ann.request("list_calls", ref="v")
+            assert (await ann.expect("error", ref="v"))["code"] == "forbidden"
+            await ann.request("call_detail", call_id="ann-call", ref="own")
+            own = await ann.expect("call_detail", ref="own")
+            assert own["detail"]["call"]["id"] == "ann-call"
+
+            assert await console.db(console.store.counts) == before
+            refused = await console.db(console.store.audit_entries, action="refused")
+            assert [r["who"] for r in refused] == ["ann"] * 4
+            assert refused[0]["call_id"] == "ann-call" and "authorize_end" in refused[0]["detail"]
+            assert refused[1]["call_id"] == "bob-call"
+            assert await console.db(console.store.audit_entries, action="authorize_end") == []
+            assert agent.seen and not any(m["type"] == "end_call_authorized" for m in agent.seen)
+            await agent.nothing("end_call_authorized", wait=0.1)
+
+    asyncio.run(main())
+
+
+def test_partner_sees_only_their_own_call(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            bob = await open_browser(console)
+            await bob.login("bob")
+            agent = await open_agent(console)
+            await agent.threat_call("ann-call", partner="ann")
+            await bob.nothing("call", wait=0.3)
+            assert [m["type"] for m in bob.seen] == ["session", "snapshot"]
+            await agent.threat_call("bob-call", partner="bob")
+            await bob.expect("call", call__id="bob-call")
+            await bob.expect("level")
+            assert all(m.get("call", {}).get("id", "bob-call") == "bob-call" for m in bob.seen)
+
+    asyncio.run(main())
+
+
+def test_unauthenticated_socket_gets_only_errors_then_is_closed(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            agent = await open_agent(console)
+            await agent.threat_call("c1")
+            stranger = await open_browser(console)
+            before = await console.db(console.store.counts)
+            await stranger.request("call_detail", call_id="c1")
+            assert (await stranger.recv_json())["code"] == "not_authenticated"
+            await stranger.request("authorize_end", call_id="c1", reason="x")
+            assert (await stranger.recv_json())["code"] == "not_authenticated"
+            await stranger.request("resume", token="made-up")
+            assert (await stranger.recv_json())["code"] == "not_authenticated"
+            closed = False
+            try:
+                await stranger.recv_json(timeout=2)
+            except ConnectionClosed:
+                closed = True
+            assert closed
+            assert all(m["type"] == "error" for m in stranger.seen)
+            assert await console.db(console.store.counts) == before
+            refused = await console.db(console.store.audit_entries, action="refused")
+            assert len(refused) == 3 and {r["who"] for r in refused} == {"-"}
+
+    asyncio.run(main())
+
+
+def test_forged_agent_messages_are_refused(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            sup = await open_browser(console)
+            await sup.login("sup")
+            one = await open_agent(console, "agent-1")
+            await one.threat_call("c1")
+            await sup.expect("checkin")  # the last message of the real call
+            mark = len(sup.seen)
+            before = await console.db(console.store.counts)
+
+            # a wrong token
+            bad = await open_agent(console, "agent-2", hello=False)
+            answer = await bad.hello(console.tokens["agent-1"])
+            assert answer["type"] == "error" and answer["code"] == "bad_token"
+
+            # an agent sending for a call it does not own
+            two = await open_agent(console, "agent-2")
+            forged = two.event(p.LevelChanged, call_id="c1", level="none", previous="alert", reason="calm", at=9.0)
+            await two.send(forged, ack=False)
+            assert (await two.expect("error"))["code"] == "not_your_call"
+            await two.expect("ack", seq=forged.seq)
+            await two.send(p.PartialTranscript(call_id="c1", speaker="customer", start=1.0, text="forged words"))
+            assert (await two.expect("error"))["code"] == "not_your_call"
+
+            # a browser socket speaking the agent protocol
+            await sup.send_raw(p.encode(one.event(p.CallEnded, call_id="c1", at=1.0, reason="hangup")))
+            assert (await sup.expect("error"))["code"] == "bad_message"
+
+            # an agent message on the agent path without hello first
+            raw = await open_agent(console, "agent-1", hello=False)
+            await raw.send(raw.event(p.CallEnded, call_id="c1", at=1.0, reason="hangup"), ack=False)
+            assert (await raw.expect("error"))["code"] == "not_authenticated"
+
+            await sup.nothing("partial", wait=0.2)
+            assert [m["type"] for m in sup.seen[mark:]] == ["error"]
+            assert await console.db(console.store.counts) == before
+            call = await console.db(console.store.call, "c1")
+            assert call["level"] == "alert" and call["ended_at"] is None
+            audit = await console.db(console.store.audit_entries)
+            actions = [(a["who"], a["action"]) for a in audit]
+            assert ("agent:agent-2", "agent_refused") in actions
+            assert actions.count(("agent:agent-2", "refused")) == 2
+            assert ("-", "agent_refused") in actions
+
+    asyncio.run(main())
+
+
+def test_malformed_json_is_answered_and_socket_keeps_working(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            sup = await open_browser(console)
+            await sup.login("sup")
+            await sup.send_raw("{not json")
+            assert (await sup.expect("error"))["code"] == "bad_message"
+            await sup.send_raw(json.dumps({"v": 1, "type": "ack_alert", "alert_id": "seven", "ref": "q"}))
+            assert (await sup.expect("error", ref="q"))["code"] == "bad_message"
+            await sup.send_raw(json.dumps({"v": 2, "type": "list_calls"}))
+            assert (await sup.expect("error"))["code"] == "bad_version"
+            await sup.request("list_calls", ref="ok")
+            assert (await sup.expect("calls", ref="ok"))["calls"] == []
+
+            agent = await open_agent(console)
+            await agent.send_raw("[1, 2")
+            assert (await agent.expect("error"))["code"] == "bad_message"
+            await agent.threat_call("still-works")
+            assert await console.db(console.store.call, "still-works")
+
+    asyncio.run(main())
+
+
+def test_slow_browser_is_dropped_without_stalling_others(tmp_path):
+    async def main():
+        async with running_console(tmp_path, browser_queue=8) as console:
+            fast = await open_browser(console)
+            await fast.login("sup")
+            slow = await open_browser(console)
+            await slow.login("sup")
+            slow.ws.transport.pause_reading()  # a browser that stopped reading
+            agent = await open_agent(console)
+            await agent.send(agent.event(p.CallStarted, call_id="busy", partner="ann", seat="1", source="wav", started_at="2025-03-01T09:00:00Z"))
+            reader = asyncio.create_task(fast.expect("partial", text="last", timeout=20))  # a browser that keeps up
+            for i in range(400):  # until the stuck browser's socket buffers and outbox are full
+                text = os.urandom(20000).hex()  # incompressible
+                await agent.send(p.PartialTranscript(call_id="busy", speaker="customer", start=float(i), text=text))
+                await asyncio.sleep(0.002)
+                if console.stats.browsers_dropped:
+                    break
+            await agent.send(p.PartialTranscript(call_id="busy", speaker="customer", start=999.0, text="last"))
+            assert console.stats.browsers_dropped == 1
+            await reader
+            assert console._health()["browsers"] == 1
+            slow.ws.transport.abort()
+
+    asyncio.run(main())
+
+
+def test_session_expires_and_logins_are_throttled(tmp_path):
+    async def main():
+        clock = FakeClock()
+        async with running_console(tmp_path, clock=clock, session_hours=1, login_failures=3, lockout_seconds=60) as console:
+            first = await open_browser(console)
+            session = await first.login("sup")
+            again = await open_browser(console)
+            await again.request("resume", token=session["token"])
+            await again.expect("session", user="sup")
+            clock.advance(hours=1, seconds=1)
+            late = await open_browser(console)
+            await late.request("resume", token=session["token"])
+            assert (await late.expect("error"))["code"] == "not_authenticated"
+
+            guesser = await open_browser(console)
+            for _ in range(3):
+                await guesser.request("login", user="ann", password="wrong password")
+                assert (await guesser.expect("error"))["code"] == "bad_login"
+            other = await open_browser(console)
+            await other.request("login", user="ann", password="correct horse battery")
+            assert (await other.expect("error"))["code"] == "too_many_attempts"
+            clock.advance(seconds=61)
+            await other.login("ann")
+            failed = await console.db(console.store.audit_entries, action="login_failed")
+            assert len(failed) == 3
+
+    asyncio.run(main())
+
+
+def test_pages_are_served_with_security_headers(tmp_path):
+    async def main():
+        async with running_console(tmp_path, users=False) as console:
+            loop = asyncio.get_running_loop()
+
+            def get(path):
+                try:
+                    with urllib.request.urlopen(console.http_url + path, timeout=5) as r:
+                        return r.status, dict(r.headers), r.read()
+                except urllib.error.HTTPError as e:
+                    return e.code, dict(e.headers), e.read()
+
+            status, headers, body = await loop.run_in_executor(None, get, "/")
+            assert status == 200 and b"Sign in" in body and headers["Content-Type"].startswith("text/html")
+            assert "default-src 'self'" in headers["Content-Security-Policy"] and "script-src 'self'" in headers["Content-Security-Policy"]
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            for path in ("/partner", "/supervisor", "/static/supervisor.js", "/static/console.css"):
+                assert (await loop.run_in_executor(None, get, path))[0] == 200, path
+            assert (await loop.run_in_executor(None, get, "/static/../store.py"))[0] == 404
+            assert (await loop.run_in_executor(None, get, "/nothing"))[0] == 404
+            status, _, body = await loop.run_in_executor(None, get, "/healthz")
+            assert status == 200 and json.loads(body)["status"] == "ok"
+            for name in ("login.html", "partner.html", "supervisor.html"):
+                page = (await loop.run_in_executor(None, get, "/static/" + name))[2].decode()
+                assert re.findall(r"<script\b[^>]*>", page) and all(" src=" in tag for tag in re.findall(r"<script\b[^>]*>", page))
+                assert not re.search(r"\son[a-z]+\s*=", page)  # no inline event handlers either
+            try:
+                await connect(console.url + "/ws/browser", origin="http://evil.example")
+                raise AssertionError("cross-origin socket accepted")
+            except InvalidStatus as exc:
+                assert exc.response.status_code == 403
+
+    asyncio.run(main())
+
+
+def test_store_keeps_events_across_a_console_restart(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            agent = await open_agent(console)
+            await agent.threat_call("c1")
+            tokens = console.tokens
+        async with running_console(tmp_path, users=False) as console:
+            console.tokens = tokens
+            agent = await open_agent(console)
+            assert agent.seen[0]["last_seq"] == 4
+            sup = await open_browser(console)
+            await sup.request("login", user="sup", password="correct horse battery")
+            await sup.expect("session")
+            snap = await sup.expect("snapshot")
+            assert [c["id"] for c in snap["calls"]] == ["c1"] and snap["alerts"][0]["level"] == "alert"
+
+    asyncio.run(main())
+
+
+def test_tls_serves_pages_and_sockets_over_https_and_wss(tmp_path):
+    import ssl
+    from pathlib import Path
+
+    tls = Path(__file__).with_name("tls")
+    trust = ssl.create_default_context(cafile=str(tls / "console.crt"))
+
+    async def main():
+        async with running_console(tmp_path, tls_cert=tls / "console.crt", tls_key=tls / "console.key") as console:
+            assert console.url.startswith("wss://") and console.http_url.startswith("https://")
+            loop = asyncio.get_running_loop()
+
+            def get(path):
+                with urllib.request.urlopen(console.http_url + path, timeout=5, context=trust) as r:
+                    return r.status, r.headers
+            status, headers = await loop.run_in_executor(None, get, "/")
+            assert status == 200 and "max-age" in headers["Strict-Transport-Security"]
+            async with connect(console.url + "/ws/browser", ssl=trust) as ws:
+                await ws.send(json.dumps({"v": 1, "type": "login", "user": "sup", "password": "correct horse battery"}))
+                assert json.loads(await ws.recv())["type"] == "session"
+            try:
+                await connect(console.url.replace("wss://", "ws://") + "/ws/browser")
+                raise AssertionError("plain websocket accepted by a TLS console")
+            except Exception as exc:  # the TLS server does not speak plain HTTP
+                assert not isinstance(exc, AssertionError)
+
+    asyncio.run(main())
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    from console.config import ConsoleConfig
+    from console.errors import ConsoleError
+    from console.server import Console
+
+    async def main():
+        async with running_console(tmp_path / "a", users=False) as first:
+            second = Console(ConsoleConfig(data_dir=tmp_path / "b", port=first.port))
+            try:
+                await second.start()
+                raise AssertionError("two consoles on one port")
+            except ConsoleError as exc:
+                assert exc.code == "port_unavailable" and str(first.port) in str(exc)
+
+    asyncio.run(main())

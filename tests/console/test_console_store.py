@@ -1,0 +1,165 @@
+"""The console's SQLite store, on a real file."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from agent import protocol as p
+from console.errors import BadRequest, Forbidden, StoreError
+from console.store import MIGRATIONS, Store
+from console_kit import FakeClock
+
+
+def _start(seq: int, call_id: str = "c1", partner: str = "ann") -> p.CallStarted:
+    return p.CallStarted(seq=seq, event_id=f"e{seq}-{call_id}", call_id=call_id, partner=partner, seat="4", source="wav", started_at="2025-03-01T09:00:00Z", sample_rate=8000)
+
+
+def _level(seq: int, level: str, previous: str, call_id: str = "c1") -> p.LevelChanged:
+    return p.LevelChanged(seq=seq, event_id=f"e{seq}-{call_id}", call_id=call_id, level=level, previous=previous, reason="why", at=float(seq), suggestion="say this")
+
+
+def _store(tmp_path, clock=None) -> Store:
+    store = Store.open(tmp_path / "data" / "console.db", clock=clock or FakeClock())
+    store.add_user("agent-1", "agent", "token-1")
+    store.add_user("agent-2", "agent", "token-2")
+    return store
+
+
+def test_migrates_an_empty_file_and_uses_wal(tmp_path):
+    store = _store(tmp_path)
+    assert store.schema_version() == len(MIGRATIONS) >= 1
+    assert store.pragma("journal_mode") == "wal"
+    assert store.pragma("synchronous") == 2  # FULL: an acknowledged event survives a power cut
+    tables = {r[0] for r in sqlite3.connect(store.path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"users", "sessions", "agents", "calls", "utterances", "findings", "alerts", "authorizations", "audit_log", "checkins", "help_requests", "schema_version"} <= tables
+    store.close()
+    again = Store.open(tmp_path / "data" / "console.db")
+    assert again.schema_version() == len(MIGRATIONS)
+    again.close()
+
+
+def test_refuses_a_store_from_a_newer_callshield(tmp_path):
+    _store(tmp_path).close()
+    with sqlite3.connect(tmp_path / "data" / "console.db") as conn:
+        conn.execute("UPDATE schema_version SET version = 999")
+    with pytest.raises(StoreError, match="newer"):
+        Store.open(tmp_path / "data" / "console.db")
+
+
+def test_not_a_database_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "console.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a usable store"):
+        Store.open(bad)
+
+
+def test_event_writes_are_idempotent_and_survive_reopen(tmp_path):
+    store = _store(tmp_path)
+    said = p.UtteranceFinal(seq=2, event_id="u-1", call_id="c1", speaker="customer", start=1.0, end=2.0, text="hello", words=({"word": "hello", "start": 1.0, "end": 2.0, "conf": 0.9},))
+    assert store.record_event("agent-1", _start(1)).new
+    first = store.record_event("agent-1", said)
+    assert first.new and first.record["text"] == "hello" and first.record["words"][0]["word"] == "hello"
+    assert not store.record_event("agent-1", said).new
+    assert store.last_seq("agent-1") == 2
+    store.close()
+
+    store = Store.open(tmp_path / "data" / "console.db")
+    assert not store.record_event("agent-1", said).new
+    assert store.counts()["utterances"] == 1
+    assert store.check_agent("agent-1", "token-1") == 2
+    detail = store.call_detail("c1")
+    assert [u["text"] for u in detail["utterances"]] == ["hello"]
+    store.close()
+
+
+def test_alerts_and_checkins_follow_the_ladder(tmp_path):
+    store = _store(tmp_path)
+    store.record_event("agent-1", _start(1))
+    caution = store.record_event("agent-1", _level(2, "caution", "none"))
+    assert caution.alert is None and caution.checkin is None and caution.call["level"] == "caution"
+    alert = store.record_event("agent-1", _level(3, "alert", "caution"))
+    assert alert.alert["level"] == "alert" and alert.checkin["partner"] == "ann"
+    higher = store.record_event("agent-1", _level(4, "end_call_recommended", "alert"))
+    assert higher.alert["level"] == "end_call_recommended" and higher.checkin is None  # one check-in per call
+    calmer = store.record_event("agent-1", _level(5, "caution", "end_call_recommended"))
+    assert calmer.alert is None and calmer.call["level"] == "caution" and calmer.call["peak_level"] == "end_call_recommended"
+    assert len(store.open_alerts()) == 2 and len(store.open_checkins()) == 1
+
+    acked, changed = store.acknowledge_alert(alert.alert["id"], "sup")
+    assert changed and acked["acknowledged_by"] == "sup"
+    assert store.acknowledge_alert(alert.alert["id"], "other")[1] is False
+    done = store.checkin_done(alert.checkin["id"], "sup", "talked, fine")
+    assert done["done_by"] == "sup" and store.open_checkins() == []
+
+
+def test_a_critical_finding_queues_a_checkin(tmp_path):
+    store = _store(tmp_path)
+    store.record_event("agent-1", _start(1))
+    finding = p.FindingRaised(seq=2, event_id="f", call_id="c1", category="threat", severity="critical", score=1.0, rule="r", evidence="kill", start=0.0, end=1.0, text="i will kill you", span=(7, 11))
+    rec = store.record_event("agent-1", finding)
+    assert rec.checkin["reason"] == "critical threat finding"
+    assert rec.record["span"] == [7, 11]
+    bad_span = p.FindingRaised(seq=3, event_id="g", call_id="c1", category="insult", severity="low", score=0.5, rule="r", evidence="x", start=0.0, end=1.0, text="short", span=(2, 99))
+    assert store.record_event("agent-1", bad_span).record["span"] is None
+
+
+def test_calls_belong_to_the_agent_that_started_them(tmp_path):
+    store = _store(tmp_path)
+    store.record_event("agent-1", _start(1))
+    before = store.counts()
+    with pytest.raises(Forbidden) as err:
+        store.record_event("agent-2", _level(5, "none", "alert"))
+    assert err.value.code == "not_your_call"
+    with pytest.raises(Forbidden):
+        store.record_event("agent-2", _start(2))  # same call id, other agent
+    with pytest.raises(BadRequest) as err:
+        store.record_event("agent-1", _level(2, "alert", "none", call_id="never-started"))
+    assert err.value.code == "unknown_call"
+    with pytest.raises(Forbidden) as err:  # replaying another agent's event id
+        store.record_event("agent-2", _start(1))
+    assert err.value.code == "not_your_event"
+    assert store.counts() == before and store.last_seq("agent-2") == 0
+
+
+def test_authorization_needs_a_reason_a_live_call_and_is_audited(tmp_path):
+    clock = FakeClock()
+    store = _store(tmp_path, clock)
+    store.record_event("agent-1", _start(1))
+    with pytest.raises(BadRequest) as err:
+        store.authorize_end("c1", "sup", "   ")
+    assert err.value.code == "reason_required"
+    auth, agent = store.authorize_end("c1", "sup", "threats")
+    assert agent == "agent-1" and auth["by"] == "sup" and auth["authorized_at"] == "2025-03-01T09:00:00.000Z"
+    with pytest.raises(BadRequest, match="already"):
+        store.authorize_end("c1", "sup2", "again")
+    assert store.pending_authorizations("agent-1") == [auth]
+    store.record_event("agent-1", p.CallEnded(seq=2, event_id="end", call_id="c1", at=30.0, reason="authorized_end"))
+    assert store.pending_authorizations("agent-1") == []
+    with pytest.raises(BadRequest, match="ended"):
+        store.authorize_end("c1", "sup", "late")
+    [entry] = store.audit_entries(action="authorize_end")
+    assert (entry["who"], entry["call_id"], entry["at"]) == ("sup", "c1", "2025-03-01T09:00:00.000Z")
+
+
+def test_users_agents_and_ensure_user(tmp_path):
+    store = _store(tmp_path)
+    generated = store.add_user("sup", "supervisor")
+    assert len(generated) >= 12 and store.check_password("sup", generated) == "supervisor"
+    with pytest.raises(BadRequest, match="exists"):
+        store.add_user("sup", "partner", "another password")
+    with pytest.raises(BadRequest, match="role"):
+        store.add_user("x", "boss", "long enough password")
+    with pytest.raises(BadRequest, match="name"):
+        store.add_user("<script>", "partner", "long enough password")
+    with pytest.raises(BadRequest, match="short"):
+        store.add_user("y", "partner", "short")
+    store.ensure_user("demo", "partner", "demo password")
+    store.ensure_user("demo", "supervisor", "new demo password")
+    assert store.check_password("demo", "new demo password") == "supervisor"
+    assert store.check_password("demo", "demo password") is None
+    store.ensure_user("local", "agent", "agent-token")
+    assert store.check_agent("local", "agent-token") == 0 and store.check_agent("local", "wrong") is None
+    store.remove_user("demo")
+    assert {u["name"]: u["role"] for u in store.list_users()} == {"agent-1": "agent", "agent-2": "agent", "local": "agent", "sup": "supervisor"}
