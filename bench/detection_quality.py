@@ -1,0 +1,209 @@
+"""Detection quality: callshield against alt-profanity-check and better-profanity.
+
+Prints, side by side in one run:
+- the development utterances (``shared/detection/dev_utterances.tsv``): recall
+  per category (share of that category's utterances flagged; for callshield,
+  flagged with the right category, insult and integrity counting as one
+  "personal attack") and the false-alarm rate on benign utterances;
+- the development calls (``dev_calls.jsonl``): repetition caught / wrongly raised;
+- the ConvAbuse validation split (real users abusing service agents):
+  recall on abuse aimed at the agent (majority of annotators: abusive and
+  aimed at the system) and the false-alarm rate on clean messages (majority:
+  not abusive). Typed chat is first made recognizer-like (lowercase, no
+  punctuation or emoji markup).
+
+The competitors only say "profane or not", so for them a category's recall is
+the share of its utterances they flag at all.
+
+Data: ``$CALLSHIELD_SHARED`` or ``../shared`` beside the repository.
+Competitors: ``.venv/bin/pip install alt-profanity-check better-profanity``.
+
+    .venv/bin/python bench/detection_quality.py [--train] [--misses]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from detection import CallScreen, Detector  # noqa: E402
+
+PERSONAL_ATTACK = {"insult", "integrity"}
+DEV_CATEGORIES = ["threat", "personal attack", "sexual", "demand", "defamation", "privacy"]
+
+
+def shared_dir() -> Path:
+    path = Path(os.environ.get("CALLSHIELD_SHARED", ROOT.parent / "shared"))
+    if not path.is_dir():
+        sys.exit(f"shared data not found at {path} (set CALLSHIELD_SHARED)")
+    return path
+
+
+def recognizer_like(text: str) -> str:
+    """Typed chat as a recognizer would write it: lowercase words, apostrophes kept."""
+    text = re.sub(r"<[^>]*>", " ", text)
+    text = text.lower().replace("\u2019", "'")
+    text = re.sub(r"[^a-z0-9' ]+", " ", text)
+    return " ".join(text.split())
+
+
+def competitors():
+    out = {}
+    try:
+        from profanity_check import predict
+
+        out["alt-profanity-check"] = lambda texts: [bool(x) for x in predict(list(texts))]
+    except ImportError:
+        print("(alt-profanity-check not installed: pip install alt-profanity-check)", file=sys.stderr)
+    try:
+        from better_profanity import profanity
+
+        profanity.load_censor_words()
+        out["better-profanity"] = lambda texts: [profanity.contains_profanity(t) for t in texts]
+    except ImportError:
+        print("(better-profanity not installed: pip install better-profanity)", file=sys.stderr)
+    return out
+
+
+def dev_utterances(path: Path) -> list[tuple[str, str]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        label, text = line.split("\t", 1)
+        rows.append(("personal attack" if label in PERSONAL_ATTACK else label, text))
+    return rows
+
+
+def callshield_hits(detector: Detector, rows):
+    """For each (label, text): (caught with the right category, flagged at all, findings)."""
+    out = []
+    for label, text in rows:
+        findings = detector.screen(text)
+        cats = {("personal attack" if f.category in PERSONAL_ATTACK else f.category) for f in findings}
+        out.append((label in cats, bool(findings), findings))
+    return out
+
+
+def convabuse(path: Path):
+    """(text, kind) with kind 'abuse_agent', 'abuse_other' or 'clean' (ambiguous rows dropped)."""
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            votes, system = [], 0
+            for n in range(1, 9):
+                chosen = [v for v in ("1", "0", "-1", "-2", "-3") if row.get(f"Annotator{n}_is_abuse.{v}") == "1"]
+                if not chosen:
+                    continue
+                votes.append(int(chosen[0]))
+                system += row.get(f"Annotator{n}_target.system") == "1"
+            if not votes:
+                continue
+            text = recognizer_like(row["user"])
+            if not text:
+                continue
+            if sum(v < 0 for v in votes) * 2 > len(votes):
+                rows.append((text, "abuse_agent" if system * 2 > len(votes) else "abuse_other"))
+            elif sum(v == 1 for v in votes) * 2 > len(votes):
+                rows.append((text, "clean"))
+    return rows
+
+
+def pct(n: int, d: int) -> str:
+    return f"{100.0 * n / d:5.1f}% ({n}/{d})" if d else "   n/a"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", action="store_true", help="also score the ConvAbuse train split")
+    parser.add_argument("--misses", action="store_true", help="list callshield's misses and false alarms")
+    args = parser.parse_args()
+    shared = shared_dir()
+    detector = Detector()
+    others = competitors()
+    names = ["callshield", *others]
+    width = 22
+
+    # ---------------------------------------------------------- development utterances
+    rows = dev_utterances(shared / "detection" / "dev_utterances.tsv")
+    texts = [t for _, t in rows]
+    ours = callshield_hits(detector, rows)
+    flagged = {"callshield": [hit for hit, _, _ in ours]}
+    alarms = {"callshield": [any_ for _, any_, _ in ours]}
+    for name, fn in others.items():
+        res = fn(texts)
+        flagged[name] = res
+        alarms[name] = res
+    print(f"== development utterances ({len(rows)}): recall per category, false alarms on benign")
+    print(f"{'':18}" + "".join(f"{n:>{width}}" for n in names))
+    for category in DEV_CATEGORIES:
+        idx = [i for i, (label, _) in enumerate(rows) if label == category]
+        print(f"{category:18}" + "".join(f"{pct(sum(flagged[n][i] for i in idx), len(idx)):>{width}}" for n in names))
+    benign = [i for i, (label, _) in enumerate(rows) if label == "none"]
+    print(f"{'false alarms':18}" + "".join(f"{pct(sum(alarms[n][i] for i in benign), len(benign)):>{width}}" for n in names))
+    if args.misses:
+        for (label, text), (hit, any_, findings) in zip(rows, ours):
+            if label != "none" and not hit:
+                print(f"   MISS {label}: {text}   {[f.category for f in findings]}")
+            if label == "none" and any_:
+                print(f"   FALSE ALARM: {text}   {[(f.category, f.rule, f.evidence) for f in findings]}")
+
+    # ---------------------------------------------------------- development calls (repetition)
+    calls = defaultdict(list)
+    for line in (shared / "detection" / "dev_calls.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            item = json.loads(line)
+            calls[item["call"]].append(item)
+    caught = wrong = expected = quiet = 0
+    for lines in calls.values():
+        call = CallScreen(detector)
+        fired = False
+        for item in lines:
+            screening = call.hear(item.get("speaker", "customer"), item["text"], item.get("start", 0.0), item.get("end", 0.0))
+            fired |= any(f.category == "repetition" for f in screening.findings)
+        if lines[0].get("expect_repetition"):
+            expected += 1
+            caught += fired
+        else:
+            quiet += 1
+            wrong += fired
+    print(f"\n== development calls ({len(calls)}): repetition (callshield only; the others have no notion of a call)")
+    print(f"{'caught':18}{pct(caught, expected):>{width}}\n{'wrongly raised':18}{pct(wrong, quiet):>{width}}")
+
+    # ---------------------------------------------------------- ConvAbuse
+    splits = [("validation", "ConvAbuseEMNLPvalid.csv")] + ([("train", "ConvAbuseEMNLPtrain.csv")] if args.train else [])
+    for split, filename in splits:
+        data = convabuse(shared / "datasets" / "convabuse" / filename)
+        texts = [t for t, _ in data]
+        results = {"callshield": [bool(detector.screen(t)) for t in texts]}
+        for name, fn in others.items():
+            results[name] = fn(texts)
+        agent = [i for i, (_, k) in enumerate(data) if k == "abuse_agent"]
+        other = [i for i, (_, k) in enumerate(data) if k == "abuse_other"]
+        clean = [i for i, (_, k) in enumerate(data) if k == "clean"]
+        print(f"\n== ConvAbuse {split} ({len(data)} messages, recognizer-style text)")
+        print(f"{'':26}" + "".join(f"{n:>{width}}" for n in names))
+        print(f"{'abuse aimed at the agent':26}" + "".join(f"{pct(sum(results[n][i] for i in agent), len(agent)):>{width}}" for n in names))
+        print(f"{'abuse aimed at others':26}" + "".join(f"{pct(sum(results[n][i] for i in other), len(other)):>{width}}" for n in names))
+        print(f"{'false alarms on clean':26}" + "".join(f"{pct(sum(results[n][i] for i in clean), len(clean)):>{width}}" for n in names))
+        if args.misses:
+            for i in agent:
+                if not results["callshield"][i]:
+                    print(f"   MISS: {texts[i]}")
+            for i in clean:
+                if results["callshield"][i]:
+                    print(f"   FALSE ALARM: {texts[i]}   {[(f.category, f.rule, f.evidence) for f in detector.screen(texts[i])]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

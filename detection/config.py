@@ -1,0 +1,173 @@
+"""The ``[detection]`` config table as a frozen dataclass.
+
+Example (every key optional)::
+
+    [detection]
+    language = "en"               # lexicon and suggestion language
+    repetition_min = 3            # a request repeated this many times is a finding
+    caution_points = 1            # ladder: points at which the partner is warned
+    alert_points = 4              # ... at which supervisors are notified
+    end_call_points = 10          # ... at which ending the call is recommended
+    shouting_over_db = 10.0       # dB above the caller's own baseline that counts as loud
+    shouting_min_seconds = 2.0    # loud for at least this long (s) to be shouting
+
+    [detection.severity]          # override a category's default severity
+    insult = "high"
+
+    [detection.points]            # ladder points per severity
+    critical = 6
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from detection.errors import DetectionError
+from detection.taxonomy import CATEGORIES, DEFAULT_SEVERITY, SEVERITIES
+
+DEFAULT_POINTS = MappingProxyType({"low": 1, "medium": 2, "high": 4, "critical": 6})
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Settings of the detector, the repetition counter, shouting and the ladder.
+
+    Attributes:
+        language: lexicon language, a folder of ``detection/lexicons/`` (``en``).
+        severity: category -> severity overrides (``low`` .. ``critical``);
+            categories not listed keep :data:`~detection.taxonomy.DEFAULT_SEVERITY`.
+        disabled: categories never reported.
+        min_score: findings scoring below this (0..1) are dropped.
+        repetition_min: occurrences of the same request that make a finding (>= 2).
+        repetition_similarity: share (0..1) of content words two requests must
+            have in common to be "the same request".
+        points: ladder points per severity.
+        caution_points: points (sum over the call) that warn the partner.
+        alert_points: points that notify supervisors.
+        end_call_points: points that recommend ending the call.
+        alert_severity: a single finding of this severity or graver alerts
+            supervisors at once.
+        shouting_over_db: dB above the caller's baseline that count as loud.
+        shouting_min_seconds: seconds of sustained loudness that make shouting.
+        shouting_gap_seconds: quieter gaps (s) inside one loud stretch that
+            do not end it (breaths, pauses between words).
+        shouting_baseline_seconds: seconds of the caller's voice needed before
+            a baseline is trusted (no shouting finding before that).
+        shouting_window_seconds: seconds of recent voice the baseline is the
+            median of.
+        silence_dbfs: loudness windows below this (dBFS) are silence and
+            change nothing.
+    """
+
+    language: str = "en"
+    severity: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    disabled: tuple[str, ...] = ()
+    min_score: float = 0.5
+    repetition_min: int = 3
+    repetition_similarity: float = 0.6
+    points: Mapping[str, int] = field(default_factory=lambda: DEFAULT_POINTS)
+    caution_points: int = 1
+    alert_points: int = 4
+    end_call_points: int = 10
+    alert_severity: str = "high"
+    shouting_over_db: float = 10.0
+    shouting_min_seconds: float = 2.0
+    shouting_gap_seconds: float = 0.5
+    shouting_baseline_seconds: float = 3.0
+    shouting_window_seconds: float = 30.0
+    silence_dbfs: float = -50.0
+
+    def severity_of(self, category: str) -> str:
+        """The severity of ``category`` at this site."""
+        return self.severity.get(category) or DEFAULT_SEVERITY[category]
+
+    def points_of(self, severity: str) -> int:
+        return int(self.points.get(severity, DEFAULT_POINTS[severity]))
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any] | None) -> "DetectionConfig":
+        """Build from the ``[detection]`` table; a wrong key or value is a
+        :class:`DetectionError` with ``code="bad_config"`` naming it."""
+        table = dict(table or {})
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(table) - set(known))
+        if unknown:
+            raise _bad(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for name, value in table.items():
+            default = getattr(cls, name, None)
+            if name == "language":
+                if not isinstance(value, str) or not value.isidentifier():
+                    raise _bad("language must be a language code such as \"en\"")
+                values[name] = value
+            elif name == "severity":
+                values[name] = MappingProxyType(_severity_table(value))
+            elif name == "points":
+                values[name] = MappingProxyType({**DEFAULT_POINTS, **_points_table(value)})
+            elif name == "disabled":
+                if not isinstance(value, (list, tuple)) or any(v not in CATEGORIES for v in value):
+                    raise _bad(f"disabled must be a list of categories from: {', '.join(CATEGORIES)}")
+                values[name] = tuple(value)
+            elif name == "alert_severity":
+                if value not in SEVERITIES:
+                    raise _bad(f"alert_severity must be one of {', '.join(SEVERITIES)}, not {value!r}")
+                values[name] = value
+            elif isinstance(default, bool) or not isinstance(default, (int, float)):
+                raise _bad(f"{name} cannot be set")  # pragma: no cover - every field is handled above
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise _bad(f"{name} must be a number, not {value!r}")
+                if isinstance(default, int) and not isinstance(value, int):
+                    raise _bad(f"{name} must be a whole number, not {value!r}")
+                values[name] = value
+        config = cls(**values)
+        config._check()
+        return config
+
+    def _check(self) -> None:
+        if self.repetition_min < 2:
+            raise _bad("repetition_min must be at least 2")
+        if not 0.0 < self.repetition_similarity <= 1.0:
+            raise _bad("repetition_similarity must be in (0, 1]")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise _bad("min_score must be in [0, 1]")
+        if not 0 < self.caution_points <= self.alert_points <= self.end_call_points:
+            raise _bad("ladder thresholds must satisfy 0 < caution_points <= alert_points <= end_call_points")
+        for name in ("shouting_over_db", "shouting_min_seconds", "shouting_baseline_seconds", "shouting_window_seconds"):
+            if getattr(self, name) <= 0:
+                raise _bad(f"{name} must be positive")
+        if self.shouting_gap_seconds < 0:
+            raise _bad("shouting_gap_seconds must not be negative")
+
+
+def _bad(message: str) -> DetectionError:
+    return DetectionError(f"[detection] {message}", code="bad_config")
+
+
+def _severity_table(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise _bad("severity must be a table of category = severity")
+    out = {}
+    for category, severity in value.items():
+        if category not in CATEGORIES:
+            raise _bad(f"severity: unknown category {category!r}; known: {', '.join(CATEGORIES)}")
+        if severity not in SEVERITIES:
+            raise _bad(f"severity.{category} must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+        out[category] = severity
+    return out
+
+
+def _points_table(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise _bad("points must be a table of severity = points")
+    out = {}
+    for severity, points in value.items():
+        if severity not in SEVERITIES:
+            raise _bad(f"points: unknown severity {severity!r}; known: {', '.join(SEVERITIES)}")
+        if isinstance(points, bool) or not isinstance(points, int) or points < 0:
+            raise _bad(f"points.{severity} must be a whole number >= 0, not {points!r}")
+        out[severity] = points
+    return out

@@ -1,0 +1,196 @@
+"""Screening one customer utterance against the lexicon's rules.
+
+What makes a rule match a finding, in order:
+
+1. its pattern matches the normalized words;
+2. it is not negated: no negation word ("not", "never", "dont", ...) inside
+   the match unless the pattern asks for that word, nor in the three words
+   before it within the same clause ("i'm not threatening you"). When the
+   match opens its own clause with a subject ("i'll ...", "you're ..."), a
+   negation before it counts only through a verb of saying or thinking
+   ("i don't think you're ..."), not across clauses ("if this isn't fixed
+   i'll ...");
+3. its last word is not inside an exception of its category: an idiom
+   ("i'll shoot you an email") or a legitimate request ("can i talk to a
+   supervisor"); an exception earlier in the match does not excuse what
+   follows ("i'll come to your office and hurt someone");
+4. it is aimed at the partner: rules whose ``target`` is ``context`` look at
+   the words before the match; a third person or the customer themself
+   ("my husband is an idiot", "i feel like an idiot") and no "you" closer
+   means the words are not about the partner.
+
+Every finding carries its evidence (the matched words, as the customer said
+them) and the rule id, so a supervisor sees why it fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from detection.config import DetectionConfig
+from detection.findings import Finding
+from detection.lexicon import (
+    Exception_,
+    Lists,
+    PatternCompiler,
+    Rule,
+    lexicon_dir,
+    load_exceptions,
+    load_lists,
+    load_rules,
+)
+from detection.ladder import load_suggestions
+from detection.repetition import RepetitionWords
+from detection.text import Normalized, normalize
+
+_NEGATION_WINDOW = 3
+_TARGET_WINDOW = 6
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    rule: Rule
+    own_words: frozenset[str]  # words the pattern itself names (never count as negation)
+
+
+class Detector:
+    """Screens single utterances. Loads its language's data files once (lexicon,
+    repetition words, suggested sentences, used by :class:`CallScreen`);
+    immutable afterwards, so one instance is shared by every call and thread."""
+
+    def __init__(self, config: DetectionConfig | None = None) -> None:
+        self.config = config or DetectionConfig()
+        folder = lexicon_dir(self.config.language)
+        self.lists: Lists = load_lists(folder)
+        compiler = PatternCompiler(self.lists)
+        rules = load_rules(folder, compiler)
+        self._rules = tuple(_Compiled(r, _pattern_words(r.pattern.source, self.lists)) for r in rules)
+        self._exceptions: tuple[Exception_, ...] = load_exceptions(folder, compiler)
+        self._negation = self.lists.words("NEGATION")
+        self._clause_break = self.lists.words("CLAUSE_BREAK")
+        self._subjects = self.lists.words("SUBJECT")
+        self._bridges = self.lists.words("NEGATION_BRIDGE")
+        self._you = self.lists.words("TARGET_YOU")
+        self._not_you = self.lists.words("TARGET_OTHER")
+        self._disabled = frozenset(self.config.disabled)
+        self.repetition_words = RepetitionWords.load(folder)
+        self.suggestions = load_suggestions(self.config.language)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(c.rule for c in self._rules)
+
+    def screen(self, text: str, *, start: float = 0.0, end: float = 0.0) -> list[Finding]:
+        """Findings in one utterance (best per category and subtype), in text order.
+
+        ``start``/``end``: the utterance's seconds of audio time, copied into
+        each finding."""
+        norm = normalize(text)
+        if not norm.tokens:
+            return []
+        present = frozenset(norm.tokens)
+        best: dict[tuple[str, str | None], tuple[Finding, int]] = {}
+        exceptions: list[tuple[int, int, frozenset[str], str]] | None = None
+        for compiled in self._rules:
+            rule = compiled.rule
+            if rule.category in self._disabled or rule.score < self.config.min_score:
+                continue
+            anchors = rule.pattern.anchors
+            if anchors is not None and anchors.isdisjoint(present):
+                continue
+            for match in rule.pattern.regex.finditer(norm.text):
+                first, last = match.start(), match.end() - 1
+                if last <= first:
+                    continue
+                if self._negated(norm, first, last, compiled.own_words):
+                    continue
+                if exceptions is None:
+                    exceptions = self._exception_spans(norm, present)
+                tail = norm.text.rfind(" ", first, last) + 1 or first  # start of the match's last word
+                if any(a <= tail < b and (not cats or rule.category in cats) for a, b, cats, _ in exceptions):
+                    continue
+                if rule.target == "context" and not self._aimed_at_partner(norm, first):
+                    continue
+                span = norm.original_span(first, last)
+                finding = Finding(
+                    category=rule.category,
+                    subtype=rule.subtype,
+                    severity=self.config.severity_of(rule.category),
+                    score=rule.score,
+                    span=span,
+                    evidence=text[span[0]:span[1]],
+                    rule=rule.id,
+                    start=start,
+                    end=end,
+                    text=text,
+                )
+                key = (rule.category, rule.subtype)
+                held = best.get(key)
+                if held is None or finding.score > held[0].score:
+                    best[key] = (finding, first)
+                break  # one match per rule is enough
+        return [f for f, _ in sorted(best.values(), key=lambda item: item[1])]
+
+    # ------------------------------------------------------------------ checks
+
+    def _negated(self, norm: Normalized, first: int, last: int, own_words: frozenset[str]) -> bool:
+        inside = norm.text[first:last].split()
+        if any(t in self._negation and t not in own_words for t in inside):
+            return True
+        return self._negated_before(norm, norm.token_index(first))
+
+    def _negated_before(self, norm: Normalized, index: int) -> bool:
+        """A negation in the words before word ``index``, in the same clause."""
+        starts_clause = norm.tokens[index] in self._subjects
+        for j in range(index - 1, max(index - 1 - _NEGATION_WINDOW, -1), -1):
+            token = norm.tokens[j]
+            if token in self._negation:
+                if not starts_clause:
+                    return True
+                # "i don't think you're ..." negates the match; "if this isn't
+                # fixed i'll ..." negates another clause.
+                return any(t in self._bridges for t in norm.tokens[j + 1:index])
+            if token in self._clause_break:
+                break
+        return False
+
+    def _aimed_at_partner(self, norm: Normalized, first: int) -> bool:
+        """Whether the words before the match point at the partner: the nearest
+        pointer in the clause decides ("you ... idiot" yes, "my husband is an
+        idiot" no); none at all is a bare insult, said to the listener. A
+        "you" that is itself negated ("i don't think you're an idiot") does
+        not count."""
+        index = norm.token_index(first)
+        for j in range(index - 1, max(index - 1 - _TARGET_WINDOW, -1), -1):
+            token = norm.tokens[j]
+            if token in self._you:
+                return not self._negated_before(norm, j)
+            if token in self._not_you:
+                return False
+            if token in self._clause_break:
+                break
+        return True
+
+    def _exception_spans(self, norm: Normalized, present: frozenset[str]) -> list[tuple[int, int, frozenset[str], str]]:
+        spans = []
+        for exc in self._exceptions:
+            anchors = exc.pattern.anchors
+            if anchors is not None and anchors.isdisjoint(present):
+                continue
+            for match in exc.pattern.regex.finditer(norm.text):
+                if match.end() - 1 > match.start():
+                    spans.append((match.start(), match.end() - 1, exc.categories, exc.id))
+        return spans
+
+
+def _pattern_words(source: str, lists: Lists) -> frozenset[str]:
+    """Every word a pattern names, directly or through its lists."""
+    import re
+
+    words: set[str] = set()
+    for name in re.findall(r"\{([A-Z0-9_]+)\}", source):
+        for entry in lists.get(name):
+            words.update(entry.split())
+    stripped = re.sub(r"\{[A-Z0-9_]+\}", " ", source)
+    words.update(re.findall(r"[a-z0-9]+", stripped))
+    return frozenset(words)

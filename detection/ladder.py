@@ -1,0 +1,89 @@
+"""The escalation ladder of one call (policy, "Responding to customer harassment").
+
+Every finding adds points by its severity (``[detection.points]``). The call
+climbs, never descends: ``caution`` (the partner is warned on screen, with a
+sentence they may say) at ``caution_points``; ``alert`` (supervisors are
+notified) at ``alert_points`` or at once for a finding of ``alert_severity``
+or graver; ``end_call_recommended`` at ``end_call_points`` (a supervisor may
+then authorize ending the call). Suggested sentences are data:
+``detection/suggestions/<language>.json``, per level and category.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Mapping
+
+from detection.config import DetectionConfig
+from detection.errors import DetectionError
+from detection.findings import Finding, LevelChange
+from detection.taxonomy import LEVELS, level_rank, severity_rank
+
+
+def load_suggestions(language: str) -> Mapping[str, Mapping[str, str]]:
+    """``{level: {category or "default": sentence}}`` from the suggestions file."""
+    path = Path(str(resources.files("detection") / "suggestions" / f"{language}.json"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DetectionError(f"no suggestions for language {language!r}: {path}", code="bad_config") from exc
+    except json.JSONDecodeError as exc:
+        raise DetectionError(f"{path.name}: not valid JSON: {exc}", code="bad_lexicon") from exc
+    for level in LEVELS[1:]:
+        if not isinstance(data.get(level), dict) or "default" not in data[level]:
+            raise DetectionError(f"{path.name}: needs a {level!r} table with a \"default\" sentence", code="bad_lexicon")
+    return data
+
+
+@dataclass
+class EscalationLadder:
+    """One per call."""
+
+    config: DetectionConfig
+    suggestions: Mapping[str, Mapping[str, str]]
+    level: str = "none"
+    points: int = 0
+    _counts: dict = field(default_factory=dict)
+
+    def add(self, findings: tuple[Finding, ...] | list[Finding]) -> LevelChange | None:
+        """Count ``findings``; the change of level they cause, if any."""
+        if not findings:
+            return None
+        previous = self.level
+        target = previous
+        worst = max(findings, key=lambda f: (severity_rank(f.severity), f.score))
+        for finding in findings:
+            self.points += self.config.points_of(finding.severity)
+            self._counts[finding.category] = self._counts.get(finding.category, 0) + 1
+        cfg = self.config
+        if self.points >= cfg.end_call_points:
+            target = _higher(target, "end_call_recommended")
+        if self.points >= cfg.alert_points or severity_rank(worst.severity) >= severity_rank(cfg.alert_severity):
+            target = _higher(target, "alert")
+        if self.points >= cfg.caution_points:
+            target = _higher(target, "caution")
+        if target == previous:
+            return None
+        self.level = target
+        table = self.suggestions.get(target, {})
+        return LevelChange(
+            level=target,
+            previous=previous,
+            reason=self._reason(worst),
+            suggestion=table.get(worst.category) or table.get("default", ""),
+            at=max(f.end for f in findings),
+            category=worst.category,
+        )
+
+    def _reason(self, worst: Finding) -> str:
+        what = worst.category if worst.subtype is None else f"{worst.category} ({worst.subtype})"
+        said = f": \"{worst.evidence}\"" if worst.evidence else ""
+        tally = ", ".join(f"{n} {c}" for c, n in sorted(self._counts.items()))
+        return f"{worst.severity} {what}{said}; this call so far: {tally} ({self.points} points)"
+
+
+def _higher(a: str, b: str) -> str:
+    return a if level_rank(a) >= level_rank(b) else b

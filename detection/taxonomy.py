@@ -1,0 +1,52 @@
+"""The harassment categories of the policy, their subtypes and default severities.
+
+The categories come from ``policy.md`` ("Acts covered"); ``DESIGN.md`` gives
+their boundaries. A site may raise or lower a category's severity in the
+``[detection.severity]`` config table.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+CATEGORIES: tuple[str, ...] = (
+    "threat",       # violence, threats, intimidation
+    "insult",       # insulting statements aimed at the partner
+    "integrity",    # denying the partner's integrity or harming their reputation
+    "sexual",       # sexual harassment of the partner
+    "demand",       # excessive or unreasonable demands (see DEMAND_SUBTYPES)
+    "repetition",   # the same request or inquiry again and again within one call
+    "defamation",   # defamation on social media / the internet, or the threat of it
+    "privacy",      # infringing the partner's privacy
+    "shouting",     # sustained raised voice against the caller's own baseline
+)
+
+DEMAND_SUBTYPES: tuple[str, ...] = ("undue", "beyond_contract", "apology", "face_to_face")
+
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+"""Severity levels, mildest first."""
+
+DEFAULT_SEVERITY = MappingProxyType({
+    "threat": "critical",
+    "insult": "medium",
+    "integrity": "medium",
+    "sexual": "high",
+    "demand": "medium",
+    "repetition": "low",
+    "defamation": "high",
+    "privacy": "high",
+    "shouting": "low",
+})
+
+LEVELS: tuple[str, ...] = ("none", "caution", "alert", "end_call_recommended")
+"""The escalation ladder of one call, lowest first (policy: response section)."""
+
+
+def severity_rank(severity: str) -> int:
+    """0 for ``low`` up to 3 for ``critical``."""
+    return SEVERITIES.index(severity)
+
+
+def level_rank(level: str) -> int:
+    """0 for ``none`` up to 3 for ``end_call_recommended``."""
+    return LEVELS.index(level)

@@ -1,0 +1,157 @@
+"""The rule engine on single utterances: every category, hard negatives, and
+why a finding fired (evidence, span, rule)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from cases import BENIGN, POSITIVE
+from detection import CATEGORIES, DetectionConfig, DetectionError, Detector, Finding
+
+_CASES = [(category, text) for category, texts in POSITIVE.items() for text in texts]
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector()
+
+
+@pytest.mark.parametrize("category,text", _CASES)
+def test_harassment_is_caught_with_its_category(detector, category, text):
+    findings = detector.screen(text)
+    assert category in {f.category for f in findings}, (text, findings)
+
+
+@pytest.mark.parametrize("text", BENIGN)
+def test_benign_lines_close_to_harassment_stay_silent(detector, text):
+    assert detector.screen(text) == [], text
+
+
+def test_every_finding_explains_itself(detector):
+    text = "Honestly, you're a LIAR and a thief!"
+    (finding,) = detector.screen(text, start=12.5, end=14.0)
+    assert finding.category == "integrity"
+    assert finding.rule.startswith("integrity.")
+    assert finding.span is not None and text[finding.span[0]:finding.span[1]] == finding.evidence
+    assert "LIAR" in finding.evidence and "you're" in finding.evidence
+    assert (finding.start, finding.end, finding.text) == (12.5, 14.0, text)
+    assert finding.severity == "medium" and 0.5 <= finding.score <= 1.0
+    assert set(finding.to_dict()) == {"category", "subtype", "severity", "score", "span", "evidence", "rule"}
+
+
+def test_demand_findings_carry_their_subtype(detector):
+    cases = {
+        "kneel down and beg me for mercy": "apology",
+        "come round to my flat and explain yourself to my face": "face_to_face",
+        "refund the whole two years even though i used it every day": "beyond_contract",
+        "i dont give a damn about your rules": "undue",
+    }
+    for text, subtype in cases.items():
+        subtypes = {f.subtype for f in detector.screen(text) if f.category == "demand"}
+        assert subtype in subtypes, (text, subtypes)
+    assert all(f.subtype is None for f in detector.screen("you are an idiot"))
+
+
+def test_negation_turns_a_threat_off_but_not_an_other_clause(detector):
+    assert detector.screen("im not going to hurt you") == []
+    assert detector.screen("i dont think youre an idiot") == []
+    assert detector.screen("i never said i would post your name online") == []
+    # a negation in a different clause does not excuse the threat
+    assert [f.category for f in detector.screen("if this isnt sorted by friday ill come over there and hurt you")] == ["threat"]
+
+
+def test_idioms_are_not_threats(detector):
+    for text in ("the late fees are killing me", "im dying for some good news", "ill shoot you a text later", "you could beat their price"):
+        assert detector.screen(text) == [], text
+    assert detector.screen("ill shoot you")[0].category == "threat"
+
+
+def test_who_is_meant_decides(detector):
+    assert detector.screen("you idiot")[0].category == "insult"
+    assert detector.screen("idiot")[0].category == "insult"
+    for text in ("my brother is an idiot", "the guy at the shop was an idiot", "i feel like such an idiot", "your website is stupid", "that was a stupid mistake"):
+        assert detector.screen(text) == [], text
+
+
+def test_recognizer_spellings_match_alike(detector):
+    for text in ("you're a moron", "youre a moron", "you are a moron", "ur a moron", "YOU'RE A MORON!!"):
+        assert [f.category for f in detector.screen(text)] == ["insult"], text
+
+
+def test_one_finding_per_category_and_text_order(detector):
+    findings = detector.screen("you stupid idiot i know where you live and i will kill you")
+    categories = [f.category for f in findings]
+    assert len(categories) == len(set(categories))
+    assert set(categories) == {"insult", "threat"}
+    assert [f.span for f in findings] == sorted(f.span for f in findings)
+
+
+def test_empty_and_punctuation_only_text(detector):
+    assert detector.screen("") == []
+    assert detector.screen("?!  ...") == []
+
+
+def test_severity_comes_from_config(detector):
+    assert detector.screen("you idiot")[0].severity == "medium"
+    strict = Detector(DetectionConfig.from_table({"severity": {"insult": "high"}, "disabled": ["privacy"]}))
+    assert strict.screen("you idiot")[0].severity == "high"
+    assert strict.screen("where do you live") == []
+
+
+def test_bad_config_is_a_clear_error():
+    bad_tables = [
+        {"severity": {"insult": "extreme"}},
+        {"severity": {"rudeness": "low"}},
+        {"repetition_min": 1},
+        {"repetition_min": "three"},
+        {"shouting_over_db": -3},
+        {"alert_points": 2, "caution_points": 5},
+        {"disabled": ["nonsense"]},
+        {"no_such_key": 1},
+    ]
+    for table in bad_tables:
+        with pytest.raises(DetectionError) as info:
+            DetectionConfig.from_table(table)
+        assert info.value.code == "bad_config", table
+    with pytest.raises(DetectionError) as info:
+        Detector(DetectionConfig(language="xx"))
+    assert info.value.code == "bad_config" and "en" in str(info.value)
+
+
+def test_config_table_is_read():
+    config = DetectionConfig.from_table({"repetition_min": 4, "shouting_over_db": 12.5, "points": {"critical": 8}})
+    assert config.repetition_min == 4 and config.shouting_over_db == 12.5
+    assert config.points_of("critical") == 8 and config.points_of("low") == 1
+
+
+def test_taxonomy_is_complete():
+    assert set(CATEGORIES) == {"threat", "insult", "integrity", "sexual", "demand", "repetition", "defamation", "privacy", "shouting"}
+    rules = Detector().rules
+    for category in set(CATEGORIES) - {"repetition", "shouting"}:
+        assert any(r.category == category for r in rules), category
+
+
+def test_one_detector_is_shared_by_threads(detector):
+    texts = [t for _, t in _CASES] + BENIGN
+    expected = [tuple(detector.screen(t)) for t in texts]
+    results: list[list] = [[] for _ in range(4)]
+
+    def work(slot: int) -> None:
+        results[slot] = [tuple(detector.screen(t)) for t in texts]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r == expected for r in results)
+
+
+def test_finding_to_dict_for_repetition():
+    finding = Finding("repetition", None, "low", 0.7, None, "i want a refund", "repetition.same_request", 20.0, 22.0, "refund me", count=3, since=1.5)
+    assert finding.to_dict() == {
+        "category": "repetition", "subtype": None, "severity": "low", "score": 0.7, "span": None,
+        "evidence": "i want a refund", "rule": "repetition.same_request", "count": 3, "since": 1.5,
+    }
