@@ -39,13 +39,17 @@ def console_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return asyncio.run(_serve(console_config(args)))
+    from agent.config import load_config
+    from agent.retention import RetentionPolicy
+
+    retention = RetentionPolicy.from_section(load_config(args.config).section("retention"))
+    return asyncio.run(_serve(console_config(args), retention))
 
 
-async def _serve(config) -> int:
+async def _serve(config, retention=None) -> int:
     from console.server import Console
 
-    console = Console(config)
+    console = Console(config, retention=retention)
     await console.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,170 @@
+"""Run the console and an agent together on this machine (the embedded default).
+
+``callshield serve [--demo] [--host H] [--port P] [--data-dir D]``: one
+process, one event loop. The console keeps its SQLite store under the data
+directory and binds 127.0.0.1 unless told otherwise; the agent connects to it
+over the same websocket protocol a remote agent would use.
+
+First start: an ``admin`` user is created and its generated password printed
+once. ``--demo`` also creates ``demo-partner`` and ``demo-supervisor`` (their
+passwords printed once) and replays the bundled demo call over and over:
+through the speech model when an English model is installed, otherwise from
+the call's timed transcript (a notice on the console says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import re
+import sys
+from pathlib import Path
+
+from audio.errors import CallshieldError
+
+log = logging.getLogger("callshield.serve")
+
+EMBEDDED_AGENT = "local-agent"
+DEMO_USERS = (("demo-partner", "partner"), ("demo-supervisor", "supervisor"))
+
+
+class ServeError(CallshieldError):
+    code = "serve_error"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--demo", action="store_true", help="also replay the bundled sample call, again and again")
+    parser.add_argument("--host", help="bind address (default: [console] host, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (default: [console] port, else 8750; 0 = any free port)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where the store and recordings live (default: [console] data_dir, else the callshield data directory)")
+    parser.add_argument("--model", metavar="MODEL", help="English speech model for the demo (default: the first installed English model)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    settings = load_settings(args.config)
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else None
+    console_config = settings.console_config(host=args.host, port=args.port, data_dir=data_dir)
+    detection_config = settings.detection_config()
+    demo_model = _english_model(settings, args.model) if args.demo else None
+    return asyncio.run(_serve(settings, console_config, detection_config, demo=args.demo, demo_model=demo_model))
+
+
+def _english_model(settings, option: str | None) -> Path | None:
+    """An installed English speech model for the demo, or None (then the transcript is replayed)."""
+    from models.catalogue import load_catalogue
+    from models.lookup import ModelsConfig, models_dir
+    from models.store import ModelStore, check_model_dir
+
+    if option:
+        path = Path(option).expanduser()
+        if path.is_dir():
+            check_model_dir(path)
+            return path
+    base = settings.file.path.parent if settings.file.path else None
+    root = models_dir(ModelsConfig.from_section(settings.section("models"), base=base), data_dir=settings.data_dir)
+    store = ModelStore(root, load_catalogue())
+    for model in store.installed():
+        if option and model.name != option:
+            continue
+        entry = store.catalogue.get(model.name)
+        language = entry.language if entry is not None else ""
+        if language.startswith("en") or re.search(r"(^|-)en(-|$)", model.name):
+            return model.path
+    if option:
+        raise ServeError(f"--model {option!r}: no such English model installed in {root}", code="model_not_found")
+    return None
+
+
+async def _serve(settings, console_config, detection_config, *, demo: bool, demo_model: Path | None) -> int:
+    from agent.recording import AgentRecording
+    from agent.retention import RetentionPolicy
+    from agent.runtime import Agent, make_link
+    from console.auth import new_token
+    from console.server import Console
+
+    retention = RetentionPolicy.from_section(settings.section("retention"))
+    console = Console(console_config, retention=retention)
+    await console.start()
+    agent = None
+    demo_task = None
+    recording = AgentRecording(console_config.recordings_dir, retention)  # the console serves the same directory
+    try:
+        await recording.recover()
+        await _first_start(console, demo=demo)
+        token = new_token()  # a fresh secret for the embedded agent on every start
+        await console.db(console.store.ensure_user, EMBEDDED_AGENT, "agent", token)
+        agent_settings = dataclasses.replace(settings.agent, agent_id=EMBEDDED_AGENT, site=settings.agent.site or "embedded")
+        link = make_link(agent_settings, url=console.url, token=token)
+        agent = Agent(link, settings=agent_settings, detection_config=detection_config, tap_factories=[recording.tap])
+        agent.install_signal_handlers()
+        await agent.start()
+        await link.wait_connected(timeout=30)
+        print(f"callshield console: {console.http_url}/  (supervisor: {console.http_url}/supervisor, partner: {console.http_url}/partner)", flush=True)
+        if demo:
+            demo_task = asyncio.get_running_loop().create_task(_demo_loop(agent, demo_model), name="demo")
+        stopped = asyncio.ensure_future(link.wait_stopped())
+        requested = asyncio.ensure_future(agent.wait_shutdown_requested())
+        try:
+            await asyncio.wait({stopped, requested}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            requested.cancel()
+        if link.failure is not None:
+            raise link.failure
+        print("callshield: shutting down", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        if demo_task is not None:
+            demo_task.cancel()
+            await asyncio.gather(demo_task, return_exceptions=True)
+        if agent is not None:
+            await agent.shutdown()
+        recording.close()
+        await console.stop()
+
+
+async def _first_start(console, *, demo: bool) -> None:
+    """Leave the user able to log in: an admin on first start; demo users with --demo."""
+    store = console.store
+    if await console.db(store.user_count) == 0:
+        password = await console.db(store.add_user, "admin", "admin")
+        print(f"first start: created user 'admin' with password: {password}  (shown once; change it with 'callshield users')", flush=True)
+    if demo:
+        for name, role in DEMO_USERS:
+            if await console.db(store.credentials, name) is None:
+                password = await console.db(store.add_user, name, role)
+                print(f"demo: created user '{name}' ({role}) with password: {password}  (shown once)", flush=True)
+
+
+async def _demo_loop(agent, model: Path | None) -> None:
+    """Replay the demo call again and again, with a pause between runs."""
+    from agent.demo import CALL_TRANSCRIPT, CALL_WAV
+    from agent.transcript_source import TranscriptSource
+
+    if model is not None:
+        try:
+            await agent.load_model(model)
+        except CallshieldError as exc:
+            log.warning("demo: cannot load the English model %s (%s); replaying the timed transcript instead", model, exc)
+            model = None
+    runs = 0
+    while True:
+        runs += 1
+        if model is not None:
+            from audio.wav import WavSource
+
+            source = WavSource(CALL_WAV, realtime=True)
+            handle = agent.start_call(source, sample_rate=source.sample_rate, partner="demo-partner", seat="demo", source_kind="wav")
+            agent.notice("demo_source", f"Demo call replayed through the speech model ({model.name}).", call_id=handle.call_id)
+        else:
+            source = TranscriptSource.open(CALL_TRANSCRIPT, realtime=True, speed=agent.settings.demo_speed)
+            handle = agent.start_transcript_call(source, partner="demo-partner", seat="demo")
+            agent.notice("demo_source", "Demo call replayed from its timed transcript (no English speech model installed).", call_id=handle.call_id)
+        log.info("demo: call %s started (run %d)", handle.call_id, runs)
+        await handle.wait()
+        await asyncio.sleep(agent.settings.demo_pause_s)

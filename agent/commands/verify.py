@@ -1,0 +1,36 @@
+"""Verify an evidence zip made by 'callshield export'.
+
+Checks every file against the manifest's SHA-256, that no file is missing or
+extra, the recording against its hash as first stored, the manifest's own
+digest and SHA256SUMS. Prints ``OK`` and a summary (exit 0), or one line per
+problem (exit 1). The format is in docs/evidence.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("zip", metavar="FILE.zip", help="evidence zip to check")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from console.evidence import verify_evidence_zip
+
+    path = Path(args.zip)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    report = verify_evidence_zip(path)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if report.ok:
+        print(f"OK {report.summary}")
+        return 0
+    for line in report.problems:
+        print(f"FAIL {line}")
+    print(f"{path}: {len(report.problems)} problem(s); this evidence cannot be trusted as exported", file=sys.stderr)
+    return 1

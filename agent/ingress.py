@@ -1,0 +1,202 @@
+"""Live call ingress: Asterisk AudioSocket legs and sound devices, into the agent.
+
+Both ingresses only call :meth:`agent.runtime.Agent.start_call`; the agent
+runs each call as its own task on one shared model, so a slow or broken call
+never stalls another.
+
+- :func:`serve_audiosocket` runs an :class:`~audio.audiosocket.AudioSocketServer`:
+  every paired call (customer leg + partner leg, or one leg after the pairing
+  timeout) becomes an agent call with ``source_kind="audiosocket"`` whose
+  control is the :class:`~audio.audiosocket.IncomingCall` (an authorized end
+  plays the closing message and hangs up through Asterisk, if the agent is
+  configured to). Ingress notices (a broken leg, an unpaired leg) reach the
+  console as call notices.
+- :func:`capture_devices` monitors one call from sound devices
+  (``source_kind="device"``) until stopped; blocks dropped by the capture
+  queue and PortAudio overflows are reported as ``audio_dropped`` notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from audio.audiosocket import AudioSocketConfig, AudioSocketServer, IncomingCall, IngressNotice
+from audio.errors import AudioError
+from audio.frames import AudioChunk
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.runtime import Agent, CallHandle
+    from audio.device import DeviceConfig
+
+log = logging.getLogger("callshield.agent.ingress")
+
+#: Maps an incoming AudioSocket call to (partner, seat); None means the agent's default.
+Route = Callable[[IncomingCall], tuple[str | None, str | None]]
+
+
+class IngressError(AudioError):
+    """Every leg of a call broke (the call ends with reason ``error``; what arrived is kept)."""
+
+    code = "ingress_error"
+
+
+class AudioSocketIngress:
+    """An AudioSocket server feeding an agent. Prefer :func:`serve_audiosocket`;
+    this class is for callers that need the bound :attr:`port` (tests, benches)."""
+
+    def __init__(self, agent: "Agent", config: AudioSocketConfig, *, route: Route | None = None) -> None:
+        self.agent = agent
+        self.config = config
+        self.route = route
+        self.server = AudioSocketServer(self._on_call, config, on_notice=self._on_notice)
+        self.handles: dict[str, "CallHandle"] = {}
+        """Agent calls started by this ingress, by call id (kept after they end)."""
+        self.calls: dict[str, IncomingCall] = {}
+        self._early: dict[str, list[IngressNotice]] = {}
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> "AudioSocketIngress":
+        await self.server.start()
+        log.info("AudioSocket ingress listening on %s:%d", self.config.host, self.port)
+        return self
+
+    async def close(self) -> None:
+        """Stop accepting legs and close every connection; running calls end with what they have."""
+        await self.server.close()
+
+    async def __aenter__(self) -> "AudioSocketIngress":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- notices
+
+    def _on_notice(self, notice: IngressNotice) -> None:
+        handle = self.agent.calls.get(notice.call_id) if notice.call_id else None
+        if handle is not None:
+            handle.session.notice(notice.code, notice.message, dropped=notice.dropped)
+        elif notice.call_id and notice.code != "empty_call":
+            self._early.setdefault(notice.call_id, []).append(notice)  # sent once the call has started
+        else:
+            for early in self._early.pop(notice.call_id or "", []):
+                self.agent.notice(early.code, early.message)
+            self.agent.notice(notice.code, notice.message)
+
+    # ---- calls
+
+    async def _on_call(self, call: IncomingCall) -> None:
+        partner, seat = self.route(call) if self.route else (None, None)
+        assert call.sample_rate is not None
+        try:
+            handle = self.agent.start_call(
+                _call_audio(call), sample_rate=call.sample_rate, partner=partner, seat=seat,
+                source_kind="audiosocket", control=call, call_id=call.call_id,
+            )
+        except ValueError:  # the same call key while its previous call is still finishing
+            handle = self.agent.start_call(
+                _call_audio(call), sample_rate=call.sample_rate, partner=partner, seat=seat,
+                source_kind="audiosocket", control=call,
+            )
+        except RuntimeError as exc:  # shutting down, or no model
+            self.agent.notice("call_refused", f"AudioSocket call {call.call_id} not monitored: {exc}")
+            for leg in call.legs.values():
+                leg.close()
+            return
+        self.handles[handle.call_id] = handle
+        self.calls[handle.call_id] = call
+        for notice in self._early.pop(call.call_id, []):
+            handle.session.notice(notice.code, notice.message, dropped=notice.dropped)
+        await handle.wait()
+        # The agent stopped reading (shutdown): release Asterisk's legs too.
+        for leg in call.legs.values():
+            leg.close()
+
+
+async def _call_audio(call: IncomingCall) -> AsyncIterator[AudioChunk]:
+    async for chunk in call.audio():
+        yield chunk
+    if call.end_reason == "error":
+        codes = sorted({leg.stats.error_code or "error" for leg in call.legs.values()})
+        raise IngressError(f"the call's AudioSocket leg(s) broke ({', '.join(codes)}); what arrived before was kept", code=codes[0])
+
+
+async def start_audiosocket(agent: "Agent", host: str | None = None, port: int | None = None, *,
+                            config: AudioSocketConfig | None = None, route: Route | None = None) -> AudioSocketIngress:
+    """Start an AudioSocket server for ``agent`` and return it (``.port``, ``.close()``).
+    ``host``/``port`` override ``config`` (default: ``AudioSocketConfig()``)."""
+    import dataclasses
+
+    config = config or AudioSocketConfig()
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    return await AudioSocketIngress(agent, config, route=route).start()
+
+
+async def serve_audiosocket(agent: "Agent", host: str | None = None, port: int | None = None, *,
+                            config: AudioSocketConfig | None = None, route: Route | None = None,
+                            started: Callable[[AudioSocketIngress], Any] | None = None) -> None:
+    """Serve AudioSocket calls into ``agent`` until cancelled or the agent's
+    shutdown is requested; then stop accepting and close every leg (the agent's
+    own shutdown flushes the calls). ``started`` is called with the running
+    ingress (its ``port`` is the bound port)."""
+    ingress = await start_audiosocket(agent, host, port, config=config, route=route)
+    try:
+        if started is not None:
+            started(ingress)
+        await agent.wait_shutdown_requested()
+    finally:
+        await ingress.close()
+
+
+async def capture_devices(agent: "Agent", config: "DeviceConfig | None" = None, *, partner: str | None = None,
+                          seat: str | None = None, call_id: str | None = None, stop: asyncio.Event | None = None,
+                          duration_s: float | None = None, sd: Any = None) -> "CallHandle":
+    """Monitor one call from sound devices until ``stop`` is set, ``duration_s``
+    seconds of audio were captured, or the agent shuts down; returns the
+    finished call's handle. Raises :class:`~audio.device.DeviceError` (before
+    any call starts) if the devices cannot be opened."""
+    from audio.device import DeviceCapture, DeviceConfig
+
+    capture = DeviceCapture(config or DeviceConfig(), sd=sd)
+    await capture.start()
+    handle_box: list["CallHandle"] = []
+
+    async def audio() -> AsyncIterator[AudioChunk]:
+        reported = 0
+        limit = None if duration_s is None else int(duration_s * capture.sample_rate)
+        async for chunk in capture.chunks():
+            yield chunk
+            lost = capture.dropped_blocks + capture.overflows
+            if lost != reported and handle_box:
+                handle_box[0].session.notice("audio_dropped", f"{lost - reported} sound-device block(s) lost (queue full or PortAudio overflow)", dropped=lost - reported)
+                reported = lost
+            if limit is not None and chunk.end_sample >= limit:
+                capture.stop()
+
+    try:
+        handle = agent.start_call(audio(), sample_rate=capture.sample_rate, partner=partner, seat=seat,
+                                  source_kind="device", call_id=call_id)
+        handle_box.append(handle)
+        waiters = {asyncio.ensure_future(handle.wait()), asyncio.ensure_future(agent.wait_shutdown_requested())}
+        if stop is not None:
+            waiters.add(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        capture.stop()
+        await handle.wait()
+        return handle
+    finally:
+        with contextlib.suppress(Exception):
+            await capture.close()

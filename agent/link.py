@@ -1,0 +1,430 @@
+"""The agent's link to the console: one websocket that survives console restarts.
+
+What it promises (``docs/protocol.md``, "Delivery"):
+
+- Durable messages (call started/ended, utterances, findings, level changes,
+  notices) go into an *outbox* and stay there until the console acknowledges
+  them (:class:`~agent.protocol.Ack` is cumulative). After a reconnect the
+  console's :class:`~agent.protocol.Welcome` says the highest ``seq`` it has
+  stored; everything after it is resent, in order. The console deduplicates on
+  ``event_id``, so a message stored just before a crash is never shown twice.
+  The outbox is never trimmed: an alert is never dropped to save memory.
+- Partial transcripts are ephemeral: a bounded queue, oldest dropped (and
+  counted) when full; dropped while disconnected; never resent.
+- ``seq`` across agent restarts: numbers given before the first ``Welcome`` of
+  a link are provisional. At the first ``Welcome`` the link renumbers what it
+  holds from ``last_seq + 1`` (nothing was sent yet, so nothing is mistaken
+  for stored). On a later ``Welcome`` whose ``last_seq`` is at or beyond the
+  next number this link would give (another process used this agent id
+  meanwhile), it renumbers the same way; otherwise it drops what the console
+  has stored and resends the rest.
+- Reconnects back off exponentially with jitter (``Backoff``); a refused
+  token ends the link with :class:`LinkRefused` (retrying would not help).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import ssl as ssl_module
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent import protocol
+from agent.protocol import Ack, AgentHello, EndCallAuthorized, PartialTranscript, Refused, Welcome
+from audio.errors import CallshieldError
+
+log = logging.getLogger("callshield.agent.link")
+
+AGENT_PATH = "/ws/agent"
+
+
+class LinkError(CallshieldError):
+    """The console could not be reached (after the allowed attempts)."""
+
+    code = "console_unreachable"
+
+
+class LinkRefused(LinkError):
+    """The console refused this agent (bad or revoked token, unknown agent)."""
+
+    code = "agent_refused"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnect delays: ``initial * factor**n`` seconds, capped at ``maximum``
+    seconds, each shortened by a random fraction up to ``jitter`` (0..1)."""
+
+    initial: float = 0.25
+    maximum: float = 10.0
+    factor: float = 2.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before reconnect attempt ``attempt`` (0 = the first retry)."""
+        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
+        return base * (1.0 - self.jitter * rng.random())
+
+
+@dataclass
+class LinkStats:
+    """Counters for the console and benchmarks (counts, not rates)."""
+
+    connects: int = 0
+    failed_connects: int = 0
+    sent: int = 0
+    resent: int = 0
+    acked: int = 0
+    partials_sent: int = 0
+    partials_dropped: int = 0
+    refused: int = 0
+    renumbered: int = 0
+
+
+@dataclass
+class _Entry:
+    order: int  # publish order, across durable and ephemeral messages
+    message: Any
+    sent: bool = False  # sent at least once (a second send counts as a resend)
+
+
+OnAuthorization = Callable[[EndCallAuthorized], Awaitable[None] | None]
+
+
+class ConsoleLink:
+    """The agent's end of the agent <-> console websocket.
+
+    ``url``: the console's base URL (``ws://host:port``); ``/ws/agent`` is
+    appended unless the URL already has a path. ``max_attempts``: connection
+    attempts in a row before giving up with :class:`LinkError` (None: retry
+    forever, what a long-running agent wants). ``on_authorization`` is called
+    for every :class:`EndCallAuthorized` the console sends.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        agent_id: str,
+        token: str,
+        site: str = "",
+        backoff: Backoff = Backoff(),
+        partial_limit: int = 200,
+        max_attempts: int | None = None,
+        on_authorization: OnAuthorization | None = None,
+        rng: random.Random | None = None,
+        open_timeout: float = 5.0,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        if not url.startswith(("ws://", "wss://")):
+            raise LinkError(f"console URL must start with ws:// or wss://: {url!r}", code="bad_console_url")
+        rest = url.split("://", 1)[1]
+        self.url = url if "/" in rest.rstrip("/") else url.rstrip("/") + AGENT_PATH
+        self.agent_id = agent_id
+        self._token = token
+        self.site = site
+        self.backoff = backoff
+        self.partial_limit = partial_limit
+        self.max_attempts = max_attempts
+        self.on_authorization = on_authorization
+        self._rng = rng or random.Random()
+        self._open_timeout = open_timeout
+        self._ssl = ssl
+        self.stats = LinkStats()
+
+        self._outbox: deque[_Entry] = deque()
+        self._unsent = 0  # index in _outbox of the first entry not sent on this connection
+        self._partials: deque[_Entry] = deque()
+        self._order = 0
+        self._next_seq = 1
+        self._welcomed_once = False
+        self.console_last_seq: int | None = None
+
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._connected = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self.failure: CallshieldError | None = None
+        self._task: asyncio.Task | None = None
+        self._callbacks: set[asyncio.Task] = set()
+        self._ws = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def pending(self) -> int:
+        """Durable messages not yet acknowledged by the console."""
+        return len(self._outbox)
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    def start(self) -> None:
+        """Start connecting (as a task the link keeps); returns at once."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link:{self.agent_id}")
+
+    def publish(self, message: Any) -> Any:
+        """Queue ``message`` for the console; returns it as sent.
+
+        A durable message gets its ``seq`` here (the value it carries is
+        ignored) and stays queued until acknowledged. A partial transcript is
+        sent if the link is up and the queue has room, else dropped and counted.
+        """
+        self._order += 1
+        if isinstance(message, PartialTranscript):
+            if not self.connected:
+                self.stats.partials_dropped += 1
+                return message
+            if len(self._partials) >= self.partial_limit:
+                self._partials.popleft()
+                self.stats.partials_dropped += 1
+            self._partials.append(_Entry(self._order, message))
+        elif protocol.is_durable(message):
+            message = dataclasses.replace(message, seq=self._next_seq)
+            self._next_seq += 1
+            self._outbox.append(_Entry(self._order, message))
+            self._idle.clear()
+        else:
+            raise TypeError(f"the agent does not send {type(message).__name__} on its own")
+        self._wake.set()
+        return message
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait for the console's Welcome; raises the link's failure if it gave up."""
+        async with asyncio.timeout(timeout):
+            waiter = asyncio.ensure_future(self._connected.wait())
+            stopper = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+        if not self.connected:
+            raise self.failure or LinkError("the console link was closed")
+
+    async def wait_stopped(self) -> None:
+        """Wait until the link has stopped (it gave up, see :attr:`failure`, or was closed)."""
+        await self._stopped.wait()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until the console has acknowledged every durable message.
+
+        Raises the link's failure (:class:`LinkError`, :class:`LinkRefused`) if
+        it gave up, and ``TimeoutError`` after ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            idle = asyncio.ensure_future(self._idle.wait())
+            stopper = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait({idle, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                idle.cancel()
+                stopper.cancel()
+        if self._outbox:
+            raise self.failure or LinkError(f"the console link closed with {len(self._outbox)} message(s) unacknowledged")
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Wait up to ``grace`` seconds for outstanding acks, then disconnect."""
+        if grace > 0 and self._task is not None and not self._stopped.is_set():
+            try:
+                await self.drain(grace)
+            except (TimeoutError, LinkError):
+                log.warning("closing the console link with %d message(s) unacknowledged", len(self._outbox))
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for task in list(self._callbacks):
+            task.cancel()
+        await asyncio.gather(*self._callbacks, return_exceptions=True)
+        self._stopped.set()
+
+    # ------------------------------------------------------------------ connection
+
+    async def _run(self) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus, InvalidHandshake, InvalidURI
+
+        failures = 0
+        try:
+            while not self._closing:
+                try:
+                    ws = await connect(
+                        self.url,
+                        open_timeout=self._open_timeout,
+                        max_size=protocol.MAX_MESSAGE_BYTES,
+                        proxy=None,
+                        ssl=self._ssl if self.url.startswith("wss://") else None,
+                        compression=None,
+                    )
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    if status in (401, 403):
+                        raise LinkRefused(f"console at {self.url} refused agent {self.agent_id!r} (HTTP {status})") from exc
+                    failures = await self._failed(failures, f"HTTP {status}")
+                    continue
+                except InvalidURI as exc:
+                    raise LinkError(f"bad console URL {self.url!r}", code="bad_console_url") from exc
+                except (OSError, TimeoutError, InvalidHandshake) as exc:
+                    failures = await self._failed(failures, _reason(exc))
+                    continue
+                self._ws = ws
+                try:
+                    if await self._session(ws):
+                        failures = 0
+                    else:
+                        failures = await self._failed(failures, "no welcome")
+                        continue
+                finally:
+                    self._ws = None
+                    self._connected.clear()
+                    await ws.close()
+                if not self._closing:
+                    await asyncio.sleep(self.backoff.delay(0, self._rng))
+        except CallshieldError as exc:
+            self.failure = exc  # raised to whoever waits on the link (drain, wait_connected)
+            log.debug("console link stopped: %s", exc)
+        finally:
+            self._stopped.set()
+
+    async def _failed(self, failures: int, reason: str) -> int:
+        failures += 1
+        self.stats.failed_connects += 1
+        if self.max_attempts is not None and failures >= self.max_attempts:
+            raise LinkError(f"console at {self.url} unreachable after {failures} attempt(s): {reason}")
+        delay = self.backoff.delay(failures - 1, self._rng)
+        log.info("console at %s unreachable (%s); retrying in %.2f s", self.url, reason, delay)
+        await asyncio.sleep(delay)
+        return failures
+
+    async def _session(self, ws) -> bool:
+        """One connection: hello, welcome, then send and receive until it drops.
+        Returns False when the console closed before welcoming us."""
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await ws.send(protocol.encode(AgentHello(self.agent_id, self._token, self.site)))
+            raw = await asyncio.wait_for(ws.recv(), self._open_timeout)
+        except (ConnectionClosed, TimeoutError, OSError):
+            return False
+        try:
+            first = protocol.decode(raw, allowed=protocol.CONSOLE_MESSAGES)
+        except protocol.ProtocolError as exc:
+            log.warning("console sent a bad first message: %s", exc)
+            return False
+        if isinstance(first, Refused):
+            raise LinkRefused(f"console refused agent {self.agent_id!r}: {first.message}", code=first.code)
+        if not isinstance(first, Welcome):
+            log.warning("console sent %s before welcome", first.TYPE)
+            return False
+        self._welcome(first)
+        self.stats.connects += 1
+        self._connected.set()
+        log.info("connected to console %s (last_seq %d)", self.url, first.last_seq)
+        sender = asyncio.create_task(self._send_loop(ws), name=f"link-send:{self.agent_id}")
+        receiver = asyncio.create_task(self._receive_loop(ws), name=f"link-recv:{self.agent_id}")
+        try:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sender.cancel()
+            receiver.cancel()
+            results = await asyncio.gather(sender, receiver, return_exceptions=True)
+        for result in results:
+            if isinstance(result, CallshieldError):
+                raise result
+            if isinstance(result, Exception) and not isinstance(result, (ConnectionClosed, OSError, asyncio.CancelledError)):
+                log.error("console link failed: %r", result)
+        return True
+
+    def _welcome(self, welcome: Welcome) -> None:
+        last = welcome.last_seq
+        self.console_last_seq = last
+        if not self._welcomed_once or last >= self._next_seq:
+            # Fresh link (or another process used our id): nothing we hold was
+            # stored under these numbers. Number it after what the console has.
+            self._renumber(last + 1)
+            self._welcomed_once = True
+        else:
+            self._acked(last)
+        self._unsent = 0
+        self._partials.clear()
+        self._wake.set()
+
+    def _renumber(self, first: int) -> None:
+        for i, entry in enumerate(self._outbox):
+            entry.message = dataclasses.replace(entry.message, seq=first + i)
+        self.stats.renumbered += len(self._outbox)
+        self._next_seq = first + len(self._outbox)
+
+    def _acked(self, seq: int) -> None:
+        popped = 0
+        while self._outbox and self._outbox[0].message.seq <= seq:
+            self._outbox.popleft()
+            popped += 1
+        self.stats.acked += popped
+        self._unsent = max(0, self._unsent - popped)
+        if not self._outbox:
+            self._idle.set()
+
+    async def _send_loop(self, ws) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while True:
+                durable = self._outbox[self._unsent] if self._unsent < len(self._outbox) else None
+                partial = self._partials[0] if self._partials else None
+                if durable is None and partial is None:
+                    break
+                if partial is not None and (durable is None or partial.order < durable.order):
+                    self._partials.popleft()
+                    await ws.send(protocol.encode(partial.message))
+                    self.stats.partials_sent += 1
+                    continue
+                self._unsent += 1
+                await ws.send(protocol.encode(durable.message))
+                if durable.sent:
+                    self.stats.resent += 1
+                durable.sent = True
+                self.stats.sent += 1
+
+    async def _receive_loop(self, ws) -> None:
+        async for raw in ws:
+            try:
+                message = protocol.decode(raw, allowed=protocol.CONSOLE_MESSAGES)
+            except protocol.ProtocolError as exc:
+                log.warning("ignoring a bad message from the console: %s", exc)
+                continue
+            if isinstance(message, Ack):
+                self._acked(message.seq)
+            elif isinstance(message, EndCallAuthorized):
+                self._authorized(message)
+            elif isinstance(message, Refused):
+                self.stats.refused += 1
+                log.warning("console refused a message: %s (%s)", message.message, message.code)
+
+    def _authorized(self, message: EndCallAuthorized) -> None:
+        if self.on_authorization is None:
+            return
+        result = self.on_authorization(message)
+        if asyncio.iscoroutine(result):
+            task = asyncio.get_running_loop().create_task(result, name=f"authorization:{message.call_id}")
+            self._callbacks.add(task)
+            task.add_done_callback(self._callbacks.discard)
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

@@ -1,0 +1,321 @@
+"""The agent: many calls at once on one shared speech model, one detector, one link.
+
+An :class:`Agent` owns what its calls share: the loaded speech model and the
+recognizer executor (models), the detector (stateless, shared), the console
+link, and a task per call. Ingress (the AudioSocket server, sound devices,
+``replay``, the demo) only calls :meth:`Agent.start_call` (audio) or
+:meth:`Agent.start_transcript_call` (timed transcript) and gets a
+:class:`CallHandle` back at once.
+
+Shutdown, in order (SIGTERM/SIGINT or :meth:`Agent.shutdown`): stop every
+call's source; let each call transcribe and screen what it already read and
+flush its recognizers; finish its taps (recordings); wait a grace period for
+the console to acknowledge what is outstanding; close the link; shut the
+executors down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from collections.abc import AsyncIterable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from agent.link import ConsoleLink
+from agent.protocol import AgentNotice, EndCallAuthorized
+from agent.session import CallControl, CallInfo, CallSession, CallTap
+from agent.settings import AgentSettings
+from audio.frames import SPEAKERS, AudioChunk
+from models.transcript import Partial, Utterance
+
+log = logging.getLogger("callshield.agent")
+
+#: A wall clock: the current instant, timezone-aware. Only call-start stamps use it.
+WallClock = Callable[[], datetime]
+TapFactory = Callable[[CallInfo], CallTap]
+
+
+def make_link(settings: AgentSettings, *, url: str, token: str, max_attempts: int | None = None) -> ConsoleLink:
+    """The console link as ``[agent]`` configures it (backoff, partial queue, TLS trust)."""
+    import ssl
+
+    from agent.link import Backoff
+
+    context = None
+    if url.startswith("wss://") and settings.ca_file is not None:
+        context = ssl.create_default_context(cafile=str(settings.ca_file))
+    return ConsoleLink(
+        url,
+        agent_id=settings.agent_id,
+        token=token,
+        site=settings.site,
+        backoff=Backoff(initial=settings.reconnect_initial_s, maximum=settings.reconnect_max_s, jitter=settings.reconnect_jitter),
+        partial_limit=settings.partial_queue,
+        max_attempts=max_attempts,
+        ssl=context,
+    )
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso_utc(instant: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and a ``Z``, as the protocol wants it."""
+    return instant.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class CallHandle:
+    """A running call. ``task`` ends when the call has ended and its last event was published."""
+
+    session: CallSession
+    task: asyncio.Task
+
+    @property
+    def call_id(self) -> str:
+        return self.session.info.call_id
+
+    @property
+    def info(self) -> CallInfo:
+        return self.session.info
+
+    @property
+    def done(self) -> bool:
+        return self.task.done()
+
+    def stop(self, reason: str = "hangup") -> None:
+        """Stop reading the call's source; the call ends with ``reason`` once what was read is processed."""
+        self.session.stop(reason)
+
+    async def wait(self) -> None:
+        await asyncio.wait({self.task})
+
+
+class Agent:
+    """Runs calls and streams their events to the console.
+
+    ``link``: the console link (the agent starts and closes it).
+    ``detection_config``: a ``detection.DetectionConfig`` (default: defaults).
+    ``model``: a ``models.transcriber.SharedModel`` for audio calls, or None
+    (load one with :meth:`load_model`). ``clock``: the wall clock for
+    call-start stamps. ``tap_factories``: called for each audio call; each
+    returns a :class:`~agent.session.CallTap` (e.g. the call recorder).
+    ``transcriber_factory(model, sample_rate, executor)``: makes each audio
+    call's transcriber (default ``models.transcriber.CallTranscriber``);
+    ``screen_factory()``: makes each call's screen (default
+    ``detection.call.CallScreen`` on one shared ``Detector``).
+    """
+
+    def __init__(
+        self,
+        link: ConsoleLink,
+        *,
+        settings: AgentSettings | None = None,
+        detection_config: Any = None,
+        model: Any = None,
+        recognizer_executor: Any = None,
+        clock: WallClock = utc_now,
+        tap_factories: Iterable[TapFactory] = (),
+        loudness: bool = True,
+        transcriber_factory: Callable[..., Any] | None = None,
+        screen_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.settings = settings or AgentSettings()
+        self.link = link
+        self.detection_config = detection_config
+        if screen_factory is None:
+            from detection.call import CallScreen
+            from detection.config import DetectionConfig
+            from detection.detector import Detector
+
+            self.detection_config = detection_config if detection_config is not None else DetectionConfig()
+            self.detector = Detector(self.detection_config)
+            screen_factory = lambda: CallScreen(self.detector, self.detection_config)  # noqa: E731
+        self.screen_factory = screen_factory
+        self.model = model
+        self._recognizer_executor = recognizer_executor
+        self._owns_executor = False
+        self.clock = clock
+        self.tap_factories = list(tap_factories)
+        self.loudness = loudness
+        self.transcriber_factory = transcriber_factory
+        self.calls: dict[str, CallHandle] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._shutdown_requested = asyncio.Event()
+        self._shut_down = False
+        self._authorizations_seen: set[str] = set()
+        link.on_authorization = self._on_authorization
+
+    # ------------------------------------------------------------------ setup
+
+    async def start(self) -> None:
+        """Start the console link (it connects in the background)."""
+        self.link.start()
+
+    async def load_model(self, path: str | Path) -> None:
+        """Load the speech model once for every audio call (in the recognizer executor)."""
+        from models.transcriber import SharedModel, recognizer_executor
+
+        if self._recognizer_executor is None:
+            self._recognizer_executor = recognizer_executor()
+            self._owns_executor = True
+        self.model = await SharedModel.load(Path(path), self._recognizer_executor)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT request an orderly shutdown (see :meth:`wait_shutdown_requested`)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._shutdown_requested.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
+                pass
+
+    def request_shutdown(self) -> None:
+        self._shutdown_requested.set()
+
+    async def wait_shutdown_requested(self) -> None:
+        await self._shutdown_requested.wait()
+
+    # ------------------------------------------------------------------ calls
+
+    def _info(self, *, call_id: str | None, partner: str | None, seat: str | None, source_kind: str, sample_rate: int) -> CallInfo:
+        call_id = call_id or uuid.uuid4().hex
+        if call_id in self.calls:
+            raise ValueError(f"call {call_id} is already running")
+        return CallInfo(
+            call_id=call_id,
+            partner=partner or self.settings.partner,
+            seat=self.settings.seat if seat is None else seat,
+            source_kind=source_kind,
+            sample_rate=sample_rate,
+            started_at=iso_utc(self.clock()),
+        )
+
+    def _screen(self) -> Any:
+        return self.screen_factory()
+
+    def start_call(
+        self,
+        source: AsyncIterable[AudioChunk],
+        *,
+        sample_rate: int,
+        partner: str | None = None,
+        seat: str | None = None,
+        source_kind: str,
+        control: CallControl | None = None,
+        call_id: str | None = None,
+        lossless: bool = False,
+    ) -> CallHandle:
+        """Start monitoring a call from its audio; returns at once (the call runs as its own task).
+
+        ``lossless``: the source can wait (a file read faster than real time):
+        it is slowed down instead of having its oldest audio dropped. Live
+        sources leave it False."""
+        if self.model is None:
+            raise RuntimeError("no speech model loaded: call Agent.load_model first")
+        if self._shut_down:
+            raise RuntimeError("the agent is shutting down")
+        info = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=sample_rate)
+        factory = self.transcriber_factory
+        if factory is None:
+            from models.transcriber import CallTranscriber as factory
+        transcriber = factory(self.model, sample_rate, self._recognizer_executor)
+        loudness = {}
+        if self.loudness:
+            from audio.loudness import LoudnessMeter
+
+            loudness = {speaker: LoudnessMeter(speaker, sample_rate) for speaker in SPEAKERS}
+        session = CallSession(
+            info,
+            publish=self.link.publish,
+            screen=self._screen(),
+            transcriber=transcriber,
+            loudness=loudness,
+            taps=[factory(info) for factory in self.tap_factories],
+            control=control,
+            hangup_on_authorization=self.settings.hangup_on_authorization,
+            closing_message=self.settings.closing_message,
+            audio_queue_chunks=max(1, int(self.settings.audio_queue_s * 50)),  # 20 ms chunks
+            lossless=lossless,
+        )
+        return self._run(session, session.run_audio(source))
+
+    def start_transcript_call(
+        self,
+        source: AsyncIterable[Partial | Utterance],
+        *,
+        partner: str | None = None,
+        seat: str | None = None,
+        call_id: str | None = None,
+        duration: float | None = None,
+        source_kind: str = "transcript",
+    ) -> CallHandle:
+        """Start a call from a timed transcript (``agent.transcript_source``); returns at once."""
+        if self._shut_down:
+            raise RuntimeError("the agent is shutting down")
+        info = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=0)
+        session = CallSession(info, publish=self.link.publish, screen=self._screen())
+        if duration is None:
+            duration = getattr(source, "duration", None)
+        return self._run(session, session.run_transcript(source, duration=duration))
+
+    def _run(self, session: CallSession, work) -> CallHandle:
+        session.announce()
+        task = asyncio.get_running_loop().create_task(self._guard(session, work), name=f"call:{session.info.call_id}")
+        handle = CallHandle(session, task)
+        self.calls[session.info.call_id] = handle
+        self._tasks.add(task)
+        task.add_done_callback(lambda t, call_id=session.info.call_id: self._call_done(call_id, t))
+        return handle
+
+    async def _guard(self, session: CallSession, work) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in one call must not touch the others
+            log.exception("call %s failed", session.info.call_id)
+            session.notice("call_failed", f"the agent lost this call: {exc!r}")
+
+    def _call_done(self, call_id: str, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self.calls.pop(call_id, None)
+
+    def notice(self, code: str, message: str, *, call_id: str | None = None) -> None:
+        """Publish an agent-level notice (not tied to a running call unless ``call_id``)."""
+        self.link.publish(AgentNotice(seq=0, event_id=f"notice:{uuid.uuid4().hex}", code=code, message=message, call_id=call_id))
+
+    async def _on_authorization(self, message: EndCallAuthorized) -> None:
+        if message.authorization_id in self._authorizations_seen:
+            return  # the console resends pending authorizations after a reconnect
+        self._authorizations_seen.add(message.authorization_id)
+        handle = self.calls.get(message.call_id)
+        if handle is None:
+            log.info("end-call authorization for call %s, which is not running here", message.call_id)
+            return
+        await handle.session.authorize_end(message)
+
+    async def wait_calls(self) -> None:
+        """Wait until every running call has ended."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop sources, flush recognizers, finish recordings, close the link, in that order."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        for handle in list(self.calls.values()):
+            handle.stop("shutdown")
+        await self.wait_calls()
+        await self.link.close(self.settings.shutdown_grace_s if grace is None else grace)
+        if self._owns_executor and self._recognizer_executor is not None:
+            self._recognizer_executor.shutdown(wait=True, cancel_futures=True)

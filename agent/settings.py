@@ -1,0 +1,189 @@
+"""The agent's settings: the ``[agent]`` section, and the whole config assembled.
+
+``[agent]`` says where the console is, who this agent is, and the defaults a
+call gets when its ingress does not say (partner, seat). Every other section
+(``[models]``, ``[detection]``, ``[console]``, ...) is kept as its raw table
+here and parsed by the package that owns it, when a command needs it, so one
+package's settings never break another's command.
+
+Example::
+
+    [agent]
+    console_url = "ws://10.0.0.5:8765"
+    token_file = "/etc/callshield/agent.token"
+    agent_id = "floor-2"
+    partner = "partner"
+    seat = ""
+    hangup_on_authorization = false
+    closing_message = "/etc/callshield/closing.wav"
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from agent.config import ConfigError, ConfigFile, default_data_dir, load_config
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The ``[agent]`` section.
+
+    Attributes:
+        console_url: the console's base websocket URL, ``ws://host:port`` or
+            ``wss://host:port`` (the link appends ``/ws/agent``). Empty: none.
+        token: the agent's secret (from ``callshield users add NAME --role
+            agent``). Prefer ``token_file`` or ``$CALLSHIELD_AGENT_TOKEN``.
+        token_file: a file holding the token (first line), or None.
+        ca_file: PEM file of the certificate authority (or the console's own
+            self-signed certificate) trusted for ``wss://``; None: the system's.
+        agent_id: this agent's name at the console: the NAME its token was
+            issued for (``callshield users add NAME --role agent``); default:
+            the host name.
+        site: free text shown at the console (building, floor, seat range).
+        partner: partner user name for calls whose ingress does not name one.
+        seat: desk or extension for calls whose ingress does not name one.
+        model: Vosk model directory or name (``models.lookup`` order applies).
+        hangup_on_authorization: when the console sends an end-call
+            authorization, play ``closing_message`` and hang up through the
+            call's control (PBX); otherwise only the partner is informed.
+        closing_message: WAV played to the customer before hanging up, or None.
+        audio_queue_s: seconds of audio buffered per call between source and
+            transcriber before the oldest chunks are dropped (and counted).
+        partial_queue: partial transcripts buffered on the link (messages);
+            older partials are dropped (and counted) beyond it.
+        reconnect_initial_s: first reconnect delay, seconds.
+        reconnect_max_s: longest reconnect delay, seconds.
+        reconnect_jitter: fraction (0..1) of each delay drawn at random, so
+            many agents restarting together do not reconnect in lockstep.
+        shutdown_grace_s: seconds to wait, on shutdown, for the console to
+            acknowledge what is still unacknowledged.
+        demo_pause_s: seconds between two runs of the demo call (``serve --demo``).
+        demo_speed: audio seconds per wall second when the demo call is
+            replayed from its timed transcript (1.0 = as spoken).
+    """
+
+    console_url: str = ""
+    token: str = ""
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    agent_id: str = field(default_factory=socket.gethostname)
+    site: str = ""
+    partner: str = "partner"
+    seat: str = ""
+    model: str | None = None
+    hangup_on_authorization: bool = False
+    closing_message: Path | None = None
+    audio_queue_s: float = 5.0
+    partial_queue: int = 200
+    reconnect_initial_s: float = 0.25
+    reconnect_max_s: float = 10.0
+    reconnect_jitter: float = 0.5
+    shutdown_grace_s: float = 5.0
+    demo_pause_s: float = 15.0
+    demo_speed: float = 1.0
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, where: str = "[agent]") -> "AgentSettings":
+        """Parse the ``[agent]`` table; unknown keys and wrong types are a ConfigError."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(table) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name, value in table.items():
+            values[name] = _coerce(where, name, value, known[name].type)
+        settings = cls(**values)
+        if settings.audio_queue_s <= 0 or settings.partial_queue < 1:
+            raise ConfigError(f"{where}: audio_queue_s and partial_queue must be positive")
+        if not 0 < settings.reconnect_initial_s <= settings.reconnect_max_s:
+            raise ConfigError(f"{where}: need 0 < reconnect_initial_s <= reconnect_max_s")
+        if settings.demo_speed <= 0 or settings.demo_pause_s < 0 or settings.shutdown_grace_s < 0:
+            raise ConfigError(f"{where}: demo_speed must be positive, demo_pause_s and shutdown_grace_s not negative")
+        if not 0 <= settings.reconnect_jitter <= 1:
+            raise ConfigError(f"{where}: reconnect_jitter must be between 0 and 1")
+        if settings.console_url and not settings.console_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"{where}: console_url must start with ws:// or wss://")
+        return settings
+
+    def resolved_token(self, env: Mapping[str, str] | None = None) -> str:
+        """The token: ``token``, else ``token_file``'s first line, else ``$CALLSHIELD_AGENT_TOKEN``."""
+        env = os.environ if env is None else env
+        if self.token:
+            return self.token
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text(encoding="utf-8").strip().splitlines()[0].strip()
+            except (OSError, IndexError) as exc:
+                raise ConfigError(f"[agent] token_file {self.token_file}: cannot read a token") from exc
+        return env.get("CALLSHIELD_AGENT_TOKEN", "").strip()
+
+
+def _coerce(where: str, name: str, value: Any, hint: Any) -> Any:
+    hint = str(hint)
+    if hint == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {name} must be true or false")
+        return value
+    if hint == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {name} must be an integer")
+        return value
+    if hint == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {name} must be a number")
+        return float(value)
+    if hint == "Path | None":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: {name} must be a file path")
+        return Path(value).expanduser()
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {name} must be a string")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole config as the agent commands see it.
+
+    ``agent`` is parsed here; the other sections stay raw tables, parsed by
+    their owners on demand (:meth:`detection_config`, :meth:`console_config`).
+    ``data_dir`` is where models, the console store and recordings live.
+    """
+
+    agent: AgentSettings
+    file: ConfigFile
+    data_dir: Path
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        return self.file.section(name)
+
+    def detection_config(self):
+        """The ``[detection]`` section as ``detection.DetectionConfig``."""
+        from detection.config import DetectionConfig
+
+        return DetectionConfig.from_table(self.section("detection"))
+
+    def console_config(self, *, host: str | None = None, port: int | None = None, data_dir: Path | None = None):
+        """The ``[console]`` section as ``console.config.ConsoleConfig``; command-line
+        values (when not None) win over the file, the file over the defaults."""
+        import dataclasses
+
+        from console.config import ConsoleConfig
+
+        config = ConsoleConfig.from_table(self.section("console"), data_dir=self.data_dir)
+        changes = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data_dir)) if v is not None}
+        return dataclasses.replace(config, **changes) if changes else config
+
+
+def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file (see :mod:`agent.config`) and parse ``[agent]``."""
+    env = os.environ if env is None else env
+    file = load_config(path, env)
+    where = f"{file.path}: [agent]" if file.path else "[agent]"
+    agent = AgentSettings.from_table(file.section("agent"), where=where)
+    return Settings(agent=agent, file=file, data_dir=default_data_dir(env))
