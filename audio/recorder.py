@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import re
 import struct
 import threading
 from collections import deque
@@ -527,3 +529,74 @@ def recover_dir(directory: str | os.PathLike) -> list[RecoveryReport]:
     if not directory.is_dir():
         return []
     return [recover(p) for p in sorted(directory.glob("*.wav")) if p.is_file() and not p.is_symlink()]
+
+
+# ---------------------------------------------------------------------- naming and sidecar
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+
+
+def recording_name(call_id: str) -> str:
+    """The file name of a call's recording: the call id when it is a plain
+    name, else a digest of it (an id from a PBX never becomes a path)."""
+    if _SAFE_NAME.match(call_id) and not call_id.endswith(".json"):
+        return f"{call_id}.wav"
+    return "call-" + hashlib.sha256(call_id.encode("utf-8")).hexdigest()[:40] + ".wav"
+
+
+def sidecar_path(wav: str | os.PathLike) -> Path:
+    """Where the facts of a finalized recording are written: ``NAME.wav.json``."""
+    wav = Path(wav)
+    return wav.with_name(wav.name + ".json")
+
+
+def write_sidecar(call_id: str, info: RecordingInfo, finalized_at: str, *, recovered: bool = False) -> Path:
+    """Record a finalized recording's facts (hash as first stored, size,
+    duration) beside it, atomically, for the console to adopt into its store.
+    ``finalized_at``: ISO 8601 UTC wall time from the caller's clock."""
+    facts = {
+        "call_id": call_id,
+        "file": info.path.name,
+        "sha256": info.sha256,
+        "bytes": info.bytes,
+        "frames": info.frames,
+        "sample_rate": info.sample_rate,
+        "duration": round(info.duration, 3),
+        "finalized_at": finalized_at,
+        "recovered": recovered,
+        "dropped_frames": info.dropped_frames,
+    }
+    target = sidecar_path(info.path)
+    tmp = target.with_name(target.name + ".part")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(facts, fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    return target
+
+
+def read_sidecar(path: str | os.PathLike) -> dict | None:
+    """The facts :func:`write_sidecar` wrote, or None when missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            facts = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    keys = {"call_id": str, "file": str, "sha256": str, "bytes": int, "duration": (int, float), "finalized_at": str}
+    if not isinstance(facts, dict) or not all(isinstance(facts.get(k), t) for k, t in keys.items()):
+        return None
+    return facts
+
+
+def info_of(path: str | os.PathLike) -> RecordingInfo:
+    """A :class:`RecordingInfo` for a WAV already on disk (after :func:`recover`). Blocking."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            channels, rate, block, offset, data = _read_layout(fh, size)
+    except (OSError, struct.error) as exc:
+        raise RecordingError(f"{path}: cannot read: {exc}") from exc
+    return RecordingInfo(path=path, sample_rate=rate, frames=data // block, bytes=size, sha256=sha256_file(path))

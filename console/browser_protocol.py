@@ -141,7 +141,55 @@ class AddUser:
     ref: str = ""
 
 
-REQUESTS = (Login, Resume, Logout, CallDetailRequest, ListCalls, AckAlert, AuthorizeEnd, NeedHelp, AckHelp, CheckinDone, ListUsers, AddUser)
+@dataclass(frozen=True)
+class QaCalls:
+    """Flagged calls for the QA page (qa, supervisor, admin), newest first.
+    ``since``/``until``: ``YYYY-MM-DD`` (UTC, inclusive) or empty; ``category``:
+    a finding category; ``level``: the call's peak level; ``partner``: a user
+    name; empty means any. Answered by ``qa_calls``."""
+
+    TYPE: ClassVar[str] = "qa_calls"
+    since: str = ""
+    until: str = ""
+    category: str = ""
+    level: str = ""
+    partner: str = ""
+    limit: int = 200
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class QaCall:
+    """One stored call for the QA player (qa, supervisor, admin); answered by ``qa_call``."""
+
+    TYPE: ClassVar[str] = "qa_call"
+    call_id: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class QaMark:
+    """QA's verdict on a finding: ``verdict`` is ``confirmed`` or ``false_alarm``;
+    ``note`` optional. Answered by ``qa_marked``; recorded in the audit log."""
+
+    TYPE: ClassVar[str] = "qa_mark"
+    finding_id: int
+    verdict: str
+    note: str = ""
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class QaExport:
+    """Ask for a short-lived link to download the call's evidence zip; answered by ``qa_link``."""
+
+    TYPE: ClassVar[str] = "qa_export"
+    call_id: str
+    ref: str = ""
+
+
+REQUESTS = (Login, Resume, Logout, CallDetailRequest, ListCalls, AckAlert, AuthorizeEnd, NeedHelp, AckHelp, CheckinDone, ListUsers, AddUser,
+            QaCalls, QaCall, QaMark, QaExport)
 _BY_TYPE: dict[str, type] = {cls.TYPE: cls for cls in REQUESTS}
 
 # --------------------------------------------------------------------------- console -> browser
@@ -309,6 +357,53 @@ class UserAdded:
     name: str
     role: str
     secret: str
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class QaCallList:
+    """Answer to ``qa_calls``: ``calls`` (call records plus ``findings`` count,
+    ``categories``, ``marked`` count), ``counts`` (``calls``, ``findings``,
+    ``by_category``, ``by_level`` over every match), and the filter choices
+    ``partners`` and ``categories``."""
+
+    TYPE: ClassVar[str] = "qa_calls"
+    calls: tuple
+    counts: dict
+    partners: tuple
+    categories: tuple
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class QaCallShown:
+    """Answer to ``qa_call``: ``detail`` has ``call``, ``utterances``, ``findings``
+    (each with ``mark`` or null), ``levels``, ``authorizations``, ``recording``
+    (``url`` signed for this user, ``duration`` s, ``bytes``, ``sha256``,
+    ``finalized_at``; null when none is kept) and ``loudness`` (``step`` s,
+    ``customer``/``partner`` dBFS lists; null without a recording)."""
+
+    TYPE: ClassVar[str] = "qa_call"
+    detail: dict
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class QaMarked:
+    """A QA mark was stored: ``mark`` (``finding_id``, ``call_id``, ``verdict``, ``note``, ``by``, ``at``)."""
+
+    TYPE: ClassVar[str] = "qa_marked"
+    mark: dict
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class QaLink:
+    """Answer to ``qa_export``: ``url`` downloads the evidence zip of ``call_id`` for a few minutes."""
+
+    TYPE: ClassVar[str] = "qa_link"
+    call_id: str
+    url: str
     ref: str = ""
 
 

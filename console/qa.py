@@ -15,12 +15,16 @@ is never served before it is finished.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agent.retention import CallRecord, CleanupReport, RetentionPolicy, plan_cleanup, run_cleanup
+from agent.retention import CallRecord, CleanupReport, RetentionPolicy, next_cleanup, plan_cleanup, run_cleanup
 from audio.recorder import read_sidecar, recording_name, sha256_file, sidecar_path
 from console.clock import parse_iso
 from console.store import Store
@@ -103,17 +107,18 @@ def _forget(store: Store, recordings_dir: Path, call_id: str) -> None:
     sidecar_path(recordings_dir / recording_name(call_id)).unlink(missing_ok=True)
 
 
-def call_for_qa(store: Store, recordings_dir: Path, call_id: str) -> dict[str, Any] | None:
+def call_for_qa(store: Store, call_id: str) -> dict[str, Any] | None:
     """One call for the QA player: the call, transcript, findings (each with
-    its QA mark), levels, authorizations and the recording's facts (no URL:
-    the server signs one). None for an unknown call."""
+    its QA mark), levels, authorizations and the recording's row (None when
+    there is none or retention removed it; no URL: the server signs one).
+    None for an unknown call."""
     detail = store.call_detail(call_id)
     if detail is None:
         return None
     marks = {m["finding_id"]: m for m in store.qa_marks(call_id)}
     for finding in detail["findings"]:
         finding["mark"] = marks.get(finding["id"])
-    recording = adopt_recording(store, recordings_dir, call_id)
+    recording = store.recording(call_id)
     if recording is not None and recording.get("removed_at"):
         recording = None
     detail["recording"] = recording
@@ -129,3 +134,196 @@ def normalize_filters(since: str, until: str) -> tuple[str | None, str | None]:
         hi = (datetime.fromisoformat(until) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00")
     return lo, hi
 
+
+
+def _sidecar_checked(recordings_dir: Path, call_id: str) -> tuple[dict[str, Any], str] | None:
+    """A finished recording's sidecar facts and the file's hash now (files executor)."""
+    name = recording_name(call_id)
+    wav = recordings_dir / name
+    facts = read_sidecar(sidecar_path(wav))
+    if facts is None or not wav.is_file():
+        return None
+    return facts, sha256_file(wav)
+
+
+def _store_recording(store: Store, call_id: str, facts: dict[str, Any], now_hash: str) -> dict[str, Any] | None:
+    if store.call(call_id) is None:
+        return None
+    row = store.add_recording(
+        call_id, path=recording_name(call_id), sha256=facts["sha256"], bytes=facts["bytes"], duration=float(facts["duration"]),
+        sample_rate=int(facts.get("sample_rate") or 0), finalized_at=facts["finalized_at"], recovered=bool(facts.get("recovered")),
+    )
+    if now_hash != facts["sha256"]:
+        store.audit("console", "recording_mismatch", call_id, f"file hash {now_hash} differs from the hash when finalized {facts['sha256']}")
+    return row
+
+
+class QaDesk:
+    """The console's QA side: the ``qa_*`` browser requests, the recordings and
+    evidence routes, adoption of recordings at call end, and the retention
+    clean-up (once at start, then daily at ``cleanup_hour`` local time).
+
+    File work (hashing, loudness, zips) runs in the ``recordings`` executor;
+    store work on the console's store thread (``console.db``).
+    """
+
+    LOUDNESS_CACHE = 32
+
+    def __init__(self, console: Any, policy: RetentionPolicy) -> None:
+        from console.recordings import LinkSigner, QaFiles
+
+        self.console = console
+        self.policy = policy
+        self.recordings_dir = Path(console.config.recordings_dir)
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="recordings")
+        self.signer = LinkSigner(console.clock)
+        self.files = QaFiles(
+            self.recordings_dir, signer=self.signer, session_role=self._session_role, user_role=self._user_role,
+            recording_of=self._recording_of, export=self._export, pool=self.pool, tls=console.config.tls,
+            on_refusal=self._refused,
+        )
+        self.last_cleanup: CleanupReport | None = None
+        self._loudness: dict[str, Any] = {}
+        console.add_route(self.files.handles, self.files.answer)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.console._spawn(self._daily())
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _files(self, fn, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args))
+
+    async def _daily(self) -> None:
+        while True:
+            try:
+                await self.run_cleanup()
+            except Exception:  # a bad day must not stop tomorrow's clean-up
+                log.exception("retention clean-up failed")
+            now = self.console.clock().astimezone()
+            await asyncio.sleep((next_cleanup(now, self.policy) - now).total_seconds())
+
+    async def run_cleanup(self) -> CleanupReport:
+        """Adopt finished recordings, then remove what retention says must go."""
+        c = self.console
+        for row in await c.db(c.store.retention_calls):
+            if row["recording"] is None and row["ended_at"] is not None:
+                await self.adopt(row["id"])
+        report = await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock(), adopt=False)
+        self.last_cleanup = report
+        return report
+
+    async def adopt(self, call_id: str) -> dict[str, Any] | None:
+        """The call's recording row, adopting a finished recording first if needed."""
+        c = self.console
+        row = await c.db(c.store.recording, call_id)
+        if row is not None:
+            return row
+        found = await self._files(_sidecar_checked, self.recordings_dir, call_id)
+        if found is None:
+            return None
+        return await c.db(_store_recording, c.store, call_id, *found)
+
+    async def call_ended(self, call_id: str) -> None:
+        """A call ended: adopt its recording and apply retention to it."""
+        c = self.console
+        try:
+            await self.adopt(call_id)
+            await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock(), only=call_id, adopt=False)
+        except Exception:
+            log.exception("call %s: recording/retention at call end failed", call_id)
+
+    # ------------------------------------------------------------------ browser requests
+
+    async def handle(self, link: Any, r: Any) -> Any:
+        """Answer one ``qa_*`` request (the role was checked by the server)."""
+        from console import browser_protocol as b
+        from console.errors import BadRequest
+
+        c = self.console
+        if isinstance(r, b.QaCalls):
+            try:
+                since, until = normalize_filters(r.since, r.until)
+            except ValueError as exc:
+                raise BadRequest("dates must be YYYY-MM-DD", code="bad_date") from exc
+            found = await c.db(c.store.qa_calls, since=since, until=until, category=r.category, level=r.level,
+                               partner=r.partner, limit=max(1, min(r.limit, 1000)))
+            return b.QaCallList(calls=tuple(found["calls"]), counts=found["counts"], partners=tuple(found["partners"]),
+                                categories=tuple(found["categories"]), ref=r.ref)
+        if isinstance(r, b.QaCall):
+            await self.adopt(r.call_id)
+            detail = await c.db(call_for_qa, c.store, r.call_id)
+            if detail is None:
+                raise BadRequest(f"no call {r.call_id!r}", code="unknown_call")
+            rec = detail["recording"]
+            detail["loudness"] = None
+            if rec is not None:
+                rec["url"] = self.files.recording_link(r.call_id, link.user)
+                detail["loudness"] = await self._envelope(r.call_id, rec)
+            await c.db(c.store.audit, link.user, "qa_opened", r.call_id, "")
+            return b.QaCallShown(detail=detail, ref=r.ref)
+        if isinstance(r, b.QaMark):
+            mark = await c.db(c.store.qa_mark, r.finding_id, r.verdict, r.note, link.user)
+            return b.QaMarked(mark=mark, ref=r.ref)
+        if isinstance(r, b.QaExport):
+            if await c.db(c.store.call, r.call_id) is None:
+                raise BadRequest(f"no call {r.call_id!r}", code="unknown_call")
+            return b.QaLink(call_id=r.call_id, url=self.files.evidence_link(r.call_id, link.user), ref=r.ref)
+        raise BadRequest(f"{r.TYPE} is not a QA request", code="unexpected_message")
+
+    async def _envelope(self, call_id: str, rec: dict[str, Any]) -> Any:
+        from console.recordings import inside, loudness_envelope
+
+        key = f"{call_id}:{rec['sha256']}"
+        if key not in self._loudness:
+            path = inside(self.recordings_dir, rec["path"])
+            self._loudness[key] = await self._files(loudness_envelope, path) if path is not None else None
+            while len(self._loudness) > self.LOUDNESS_CACHE:
+                self._loudness.pop(next(iter(self._loudness)))
+        return self._loudness[key]
+
+    # ------------------------------------------------------------------ HTTP callbacks
+
+    async def _session_role(self, token: str) -> tuple[str, str] | None:
+        c = self.console
+        session = await c.db(c.store.session, token)
+        return (session.user, session.role) if session is not None else None
+
+    async def _user_role(self, user: str) -> str | None:
+        c = self.console
+        found = await c.db(c.store.credentials, user)
+        return found[0] if found else None
+
+    async def _recording_of(self, call_id: str) -> Any:
+        from console.recordings import StoredRecording
+
+        row = await self.adopt(call_id)
+        if row is None or row.get("removed_at"):
+            return None
+        return StoredRecording(row["path"], row["bytes"])
+
+    async def _refused(self, who: str, what: str) -> None:
+        c = self.console
+        c.stats.browser_refusals += 1
+        await c.db(c.store.audit, who, "refused", None, what)
+
+    async def _export(self, call_id: str, user: str) -> tuple[Path, str]:
+        """Build the evidence zip for a download; audited with its digest."""
+        from console.clock import iso
+        from console.evidence import EvidenceError, build_evidence_zip, evidence_from_store
+
+        c = self.console
+        await self.adopt(call_id)
+        try:
+            evidence = await c.db(evidence_from_store, c.store, self.recordings_dir, call_id)
+        except EvidenceError as exc:
+            raise LookupError(exc.message) from exc
+        exports = Path(c.config.data_dir) / "exports"
+        name = f"callshield-evidence-{recording_name(call_id)[:-4]}.zip"
+        out = exports / f"{secrets.token_hex(8)}-{name}"
+        manifest = await self._files(partial(build_evidence_zip, evidence, out, exported_at=iso(c.clock()), exported_by=user))
+        await c.db(c.store.audit, user, "evidence_exported", call_id, f"manifest sha256 {manifest['manifest_sha256']} (download)")
+        return out, name

@@ -4,7 +4,8 @@ browser message (the pages only hide buttons; they decide nothing).
 ``partner``: their own current call only; may ask for help.
 ``supervisor``: watches every live call, acknowledges alerts, authorizes
 ending a call, takes help requests, works the check-in queue.
-``qa``: reads stored calls (the QA replay page comes with issue 6).
+``qa``: reads stored calls; on the QA replay page (``/qa``, also open to
+supervisors and admins) hears recordings, marks findings, exports evidence.
 ``admin``: manages users and agents.
 """
 
@@ -25,6 +26,11 @@ ALLOWED = MappingProxyType({
     "checkin_done": frozenset({"supervisor"}),
     "list_users": frozenset({"admin"}),
     "add_user": frozenset({"admin"}),
+    # QA replay (issue 6): stored calls, recordings, marks, evidence
+    "qa_calls": frozenset({"qa", "supervisor", "admin"}),
+    "qa_call": frozenset({"qa", "supervisor", "admin"}),
+    "qa_mark": frozenset({"qa", "supervisor", "admin"}),
+    "qa_export": frozenset({"qa", "supervisor", "admin"}),
 })
 """Message type -> roles allowed to send it (after logging in)."""
 

@@ -15,8 +15,14 @@ a browser whose outbox overflows is disconnected (counted in
 ``Console.stats``), never waited for, so one stuck screen cannot delay an
 alert for the others.
 
-Blocking work runs in named executors: ``store`` (one thread: SQLite) and
-``auth`` (scrypt password checks, which take tens of milliseconds each).
+Blocking work runs in named executors: ``store`` (one thread: SQLite),
+``auth`` (scrypt password checks, which take tens of milliseconds each) and
+``recordings`` (reading recordings, hashing, evidence zips; ``console/qa.py``).
+
+QA (issue 6, ``console/qa.py`` and ``console/recordings.py``): ``/recordings/``
+and ``/evidence/`` over HTTP for qa/supervisor/admin, the ``qa_*`` browser
+requests, adoption of finished recordings when a call ends, and the retention
+clean-up (at start, then daily).
 """
 
 from __future__ import annotations
@@ -111,7 +117,10 @@ class BrowserLink:
 class Console:
     """The hub. ``await start()``, then ``port``/``url`` are real; ``await stop()``."""
 
-    def __init__(self, config: ConsoleConfig, *, clock: Clock = utc_now) -> None:
+    def __init__(self, config: ConsoleConfig, *, clock: Clock = utc_now, retention: Any = None) -> None:
+        from agent.retention import RetentionPolicy
+        from console.qa import QaDesk
+
         self.config = config
         self.clock = clock
         self.stats = ConsoleStats()
@@ -133,6 +142,8 @@ class Console:
         self._stopped = asyncio.Event()
         self._site: Site | None = None
         self._routes: list[tuple[Callable[[str], bool], Callable[[Any], Awaitable[Any]]]] = []
+        # QA (issue 6): recordings and evidence over HTTP, qa_* requests, retention
+        self.qa = QaDesk(self, retention if retention is not None else RetentionPolicy())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,6 +183,7 @@ class Console:
         self.url = f"{scheme}://{host}:{self.port}"
         self.http_url = f"{'https' if self.config.tls else 'http'}://{host}:{self.port}"
         log.info("console listening on %s", self.http_url)
+        self.qa.start()
 
     async def serve_forever(self) -> None:
         """Serve until :meth:`stop` is called (starting first if needed)."""
@@ -192,6 +204,7 @@ class Console:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._close_store()
         self._auth_pool.shutdown(wait=True)
+        self.qa.close()
 
     async def _close_store(self) -> None:
         if self.store is not None:
@@ -351,6 +364,7 @@ class Console:
         elif isinstance(message, p.CallEnded):
             self._owners.pop(message.call_id, None)
             self._publish(b.CallShown(call=call), call=call)
+            self._spawn(self.qa.call_ended(message.call_id))
         elif isinstance(message, p.AgentNotice):
             self._publish(b.NoticeShown(notice=rec.record), call=None)
         if rec.checkin:
@@ -529,6 +543,8 @@ class Console:
             secret = await self.db(store.add_user, r.name, r.role)
             await self.db(store.audit, user, "user_added", None, f"{r.name} as {r.role}")
             self._reply(link, b.UserAdded(name=r.name, role=r.role, secret=secret, ref=r.ref))
+        elif isinstance(r, (b.QaCalls, b.QaCall, b.QaMark, b.QaExport)):
+            self._reply(link, await self.qa.handle(link, r))
         else:  # pragma: no cover - every request type is handled above
             raise BadRequest(f"{r.TYPE} is not handled", code="unexpected_message")
 

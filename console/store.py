@@ -188,6 +188,31 @@ MIGRATIONS: tuple[str, ...] = (
         acknowledged_at TEXT
     );
     """,
+    # 2: recordings and QA marks (issue 6).
+    """
+    CREATE TABLE recordings (
+        call_id      TEXT PRIMARY KEY REFERENCES calls(id),
+        path         TEXT NOT NULL,           -- relative to the recordings directory
+        sha256       TEXT NOT NULL,           -- hex SHA-256 of the file as first stored (finalized)
+        bytes        INTEGER NOT NULL,        -- file size, header included
+        duration     REAL NOT NULL,           -- seconds of audio
+        sample_rate  INTEGER NOT NULL,        -- Hz
+        finalized_at TEXT NOT NULL,           -- ISO 8601 UTC, agent clock
+        recovered    INTEGER NOT NULL DEFAULT 0,  -- 1: repaired after a crash, hashed then
+        stored_at    TEXT NOT NULL,           -- ISO 8601 UTC, console clock
+        removed_at   TEXT                     -- ISO 8601 UTC: retention removed the file
+    );
+    CREATE TABLE qa_marks (
+        id          INTEGER PRIMARY KEY,
+        finding_id  INTEGER NOT NULL UNIQUE REFERENCES findings(id),
+        call_id     TEXT NOT NULL REFERENCES calls(id),
+        verdict     TEXT NOT NULL CHECK (verdict IN ('confirmed','false_alarm')),
+        note        TEXT NOT NULL DEFAULT '',
+        by_user     TEXT NOT NULL,
+        at          TEXT NOT NULL             -- ISO 8601 UTC, console clock
+    );
+    CREATE INDEX qa_marks_call ON qa_marks(call_id);
+    """,
 )
 
 
@@ -753,6 +778,149 @@ class Store:
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
         return [dict(r) for r in self._conn.execute(sql, args)]
+
+    # ------------------------------------------------------------------ recordings and QA (issue 6)
+
+    def add_recording(self, call_id: str, *, path: str, sha256: str, bytes: int, duration: float, sample_rate: int,
+                      finalized_at: str, recovered: bool = False) -> dict[str, Any]:
+        """Store a finished recording once (the first-stored hash is never replaced); returns its row."""
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO recordings (call_id, path, sha256, bytes, duration, sample_rate, finalized_at, recovered, stored_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (call_id, path, sha256, bytes, duration, sample_rate, finalized_at, int(recovered), self._now()),
+            )
+            if cur.rowcount:
+                self._audit(c, "console", "recording_stored", call_id, f"{path}: {bytes} bytes, {duration:.1f} s, sha256 {sha256}", self._now())
+        return self.recording(call_id)
+
+    def recording(self, call_id: str) -> dict[str, Any] | None:
+        """The call's recording row (``removed_at`` set once retention removed the file), or None."""
+        row = self._conn.execute(
+            "SELECT call_id, path, sha256, bytes, duration, sample_rate, finalized_at, recovered, stored_at, removed_at FROM recordings WHERE call_id = ?",
+            (call_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["recovered"] = bool(out["recovered"])
+        return out
+
+    def recording_removed(self, call_id: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE recordings SET removed_at = ? WHERE call_id = ? AND removed_at IS NULL", (self._now(), call_id))
+
+    def remove_transcript(self, call_id: str) -> int:
+        """Delete a call's utterances (retention); returns how many."""
+        with self._tx() as c:
+            return c.execute("DELETE FROM utterances WHERE call_id = ?", (call_id,)).rowcount
+
+    def retention_calls(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        """What retention needs per call: ``id``, ``started_at``, ``ended_at``,
+        ``flagged`` (any finding), ``recording`` (path, None if none or removed),
+        ``has_transcript``."""
+        sql = (
+            "SELECT c.id, c.started_at, c.ended_at,"
+            " EXISTS (SELECT 1 FROM findings f WHERE f.call_id = c.id) AS flagged,"
+            " (SELECT r.path FROM recordings r WHERE r.call_id = c.id AND r.removed_at IS NULL) AS recording,"
+            " EXISTS (SELECT 1 FROM utterances u WHERE u.call_id = c.id) AS has_transcript"
+            " FROM calls c"
+        )
+        args: tuple = ()
+        if call_id is not None:
+            sql += " WHERE c.id = ?"
+            args = (call_id,)
+        return [dict(r) for r in self._conn.execute(sql + " ORDER BY c.rowid", args)]
+
+    def qa_calls(self, *, since: str | None = None, until: str | None = None, category: str = "", level: str = "",
+                 partner: str = "", limit: int = 200) -> dict[str, Any]:
+        """Flagged calls (at least one finding), newest first, filtered by start
+        (``since`` <= started_at < ``until``, ISO prefixes), a finding category,
+        the call's peak level and partner; with counts and the filter choices."""
+        where, args = ["EXISTS (SELECT 1 FROM findings f WHERE f.call_id = c.id)"], []
+        if since:
+            where.append("c.started_at >= ?")
+            args.append(since)
+        if until:
+            where.append("c.started_at < ?")
+            args.append(until)
+        if category:
+            where.append("EXISTS (SELECT 1 FROM findings f WHERE f.call_id = c.id AND f.category = ?)")
+            args.append(category)
+        if level:
+            where.append("c.peak_level = ?")
+            args.append(level)
+        if partner:
+            where.append("c.partner = ?")
+            args.append(partner)
+        c = self._conn
+        ids = [r[0] for r in c.execute(f"SELECT c.id FROM calls c WHERE {' AND '.join(where)} ORDER BY c.started_at DESC, c.rowid DESC", args)]
+        calls = []
+        by_category: dict[str, int] = {}
+        by_level: dict[str, int] = {}
+        findings_total = 0
+        for n, call_id in enumerate(ids):
+            cats = [r[0] for r in c.execute("SELECT category FROM findings WHERE call_id = ? ORDER BY start, id", (call_id,))]
+            marked = c.execute("SELECT count(*) FROM qa_marks WHERE call_id = ?", (call_id,)).fetchone()[0]
+            findings_total += len(cats)
+            for cat in cats:
+                by_category[cat] = by_category.get(cat, 0) + 1
+            if n < limit:
+                call = self._call(c, call_id)
+                call.update(findings=len(cats), categories=sorted(set(cats)), marked=marked)
+                calls.append(call)
+                by_level[call["peak_level"]] = by_level.get(call["peak_level"], 0) + 1
+            else:
+                peak = c.execute("SELECT peak_level FROM calls WHERE id = ?", (call_id,)).fetchone()[0]
+                by_level[peak] = by_level.get(peak, 0) + 1
+        return {
+            "calls": calls,
+            "counts": {"calls": len(ids), "findings": findings_total, "by_category": by_category, "by_level": by_level},
+            "partners": [r[0] for r in c.execute("SELECT DISTINCT c.partner FROM calls c JOIN findings f ON f.call_id = c.id ORDER BY 1")],
+            "categories": [r[0] for r in c.execute("SELECT DISTINCT category FROM findings ORDER BY 1")],
+        }
+
+    def qa_mark(self, finding_id: int, verdict: str, note: str, by: str) -> dict[str, Any]:
+        """QA's verdict on a finding (the latest replaces the previous; every one is audited)."""
+        if verdict not in ("confirmed", "false_alarm"):
+            raise BadRequest(f"verdict must be 'confirmed' or 'false_alarm', not {verdict!r}", code="bad_verdict")
+        now = self._now()
+        with self._tx() as c:
+            row = c.execute("SELECT call_id FROM findings WHERE id = ?", (finding_id,)).fetchone()
+            if row is None:
+                raise BadRequest(f"no finding {finding_id}", code="no_finding")
+            c.execute(
+                "INSERT INTO qa_marks (finding_id, call_id, verdict, note, by_user, at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(finding_id) DO UPDATE SET verdict = excluded.verdict, note = excluded.note, by_user = excluded.by_user, at = excluded.at",
+                (finding_id, row["call_id"], verdict, note, by, now),
+            )
+            self._audit(c, by, "qa_mark", row["call_id"], f"finding {finding_id}: {verdict}{': ' + note if note else ''}", now)
+        return self._qa_mark(self._conn, finding_id)
+
+    @staticmethod
+    def _qa_mark(c: sqlite3.Connection, finding_id: int) -> dict[str, Any]:
+        row = dict(c.execute("SELECT id, finding_id, call_id, verdict, note, by_user, at FROM qa_marks WHERE finding_id = ?", (finding_id,)).fetchone())
+        row["by"] = row.pop("by_user")
+        return row
+
+    def qa_marks(self, call_id: str) -> list[dict[str, Any]]:
+        ids = [r[0] for r in self._conn.execute("SELECT finding_id FROM qa_marks WHERE call_id = ? ORDER BY id", (call_id,))]
+        return [self._qa_mark(self._conn, i) for i in ids]
+
+    def qa_marks_for_training(self) -> list[dict[str, Any]]:
+        """Every marked finding with what the detector saw (for tuning lexicons and rules)."""
+        rows = self._conn.execute(
+            "SELECT m.verdict, m.note, m.by_user AS by, m.at, f.id AS finding_id, f.call_id, f.category, f.subtype, f.severity,"
+            " f.score, f.rule, f.evidence, f.text, f.span_first, f.span_last, f.start, f.end"
+            " FROM qa_marks m JOIN findings f ON f.id = m.finding_id ORDER BY m.id"
+        ).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            first, last = d.pop("span_first"), d.pop("span_last")
+            d["span"] = None if first is None else [first, last]
+            out.append(d)
+        return out
 
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables (tests check that refusals change nothing)."""

@@ -17,13 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import zipfile
     from pathlib import Path
 
-    from console.evidence import verify_evidence_zip
+    from console.evidence import EvidenceError, verify_evidence_zip
 
     path = Path(args.zip)
     if not path.is_file():
         raise FileNotFoundError(2, "No such file", str(path))
+    if not zipfile.is_zipfile(path):
+        raise EvidenceError(f"{path}: not a zip file (an evidence zip is made by 'callshield export')", code="not_a_zip")
     report = verify_evidence_zip(path)
     for line in report.warnings:
         print(f"warning: {line}", file=sys.stderr)

@@ -67,7 +67,6 @@
       },
       el('td', { class: 'mono' }, dateTime(call.started_at)),
       el('td', {}, call.partner),
-      el('td', {}, call.seat),
       el('td', { class: 'mono' }, CS.seconds(call.length)),
       el('td', {}, levelBadge(call.peak_level)),
       el('td', { class: 'mono' }, String(call.findings || 0), call.categories && call.categories.length ? ` (${call.categories.join(', ')})` : ''),
@@ -346,7 +345,6 @@
     switch (msg.type) {
       case 'session':
         $('who').textContent = `${msg.user} (${msg.role})`;
-        $('nav-supervisor').classList.toggle('hidden', !['supervisor', 'admin'].includes(msg.role));
         loadList();
         break;
       case 'qa_calls':
