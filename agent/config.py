@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from audio.errors import CallshieldError
+from audio.errors import ConfigError
 
-
-class ConfigError(CallshieldError):
-    code = "bad_config"
+__all__ = ["ConfigError", "ConfigFile", "default_config_path", "default_data_dir", "load_config"]
 
 
 def default_config_path(env: Mapping[str, str] | None = None) -> Path:

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from agent.retention import RetentionPolicy
+from audio.retention import RetentionPolicy
 from audio.frames import AudioChunk
 from audio.recorder import (CallRecorder, RecordingInfo, RecoveryReport, info_of, read_sidecar, recording_name, recover_dir,
                             sidecar_path, write_sidecar)

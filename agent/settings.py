@@ -151,7 +151,7 @@ class Settings:
     """The whole config as the agent commands see it.
 
     ``agent`` is parsed here; the other sections stay raw tables, parsed by
-    their owners on demand (:meth:`detection_config`, :meth:`console_config`).
+    their owners on demand (:meth:`detection_config`).
     ``data_dir`` is where models, the console store and recordings live.
     """
 
@@ -167,17 +167,6 @@ class Settings:
         from detection.config import DetectionConfig
 
         return DetectionConfig.from_table(self.section("detection"))
-
-    def console_config(self, *, host: str | None = None, port: int | None = None, data_dir: Path | None = None):
-        """The ``[console]`` section as ``console.config.ConsoleConfig``; command-line
-        values (when not None) win over the file, the file over the defaults."""
-        import dataclasses
-
-        from console.config import ConsoleConfig
-
-        config = ConsoleConfig.from_table(self.section("console"), data_dir=self.data_dir)
-        changes = {k: v for k, v in (("host", host), ("port", port), ("data_dir", data_dir)) if v is not None}
-        return dataclasses.replace(config, **changes) if changes else config
 
 
 def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:

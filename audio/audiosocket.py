@@ -502,18 +502,12 @@ class IncomingCall:
 
     # ---- consuming
 
-    async def audio(self, *, merge_ms: int = 200) -> AsyncIterator[AudioChunk]:
-        """Every chunk of every leg until the last leg ends (then the iterator ends normally).
-
-        When the consumer is behind, consecutive queued frames of one speaker
-        are joined into one chunk of up to ``merge_ms`` (fewer, larger pushes
-        through the recognizer executor); nothing is reordered or lost.
-        """
+    async def audio(self) -> AsyncIterator[AudioChunk]:
+        """Every chunk of every leg, as received (one per audio frame, in arrival
+        order), until the last leg ends; then the iterator ends normally."""
         while True:
             if self._queue:
                 chunk = self._queue.popleft()
-                if self._queue and merge_ms:
-                    chunk = self._merge(chunk, chunk.sample_rate * merge_ms // 1000)
                 self.legs[chunk.speaker].stats.samples_delivered += len(chunk.samples)
                 yield chunk
                 continue
@@ -521,19 +515,6 @@ class IncomingCall:
                 return
             self._wake.clear()
             await self._wake.wait()
-
-    def _merge(self, first: AudioChunk, limit: int) -> AudioChunk:
-        parts, end, size = [first.samples], first.end_sample, len(first.samples)
-        while self._queue:
-            nxt = self._queue[0]
-            if nxt.speaker != first.speaker or nxt.start_sample != end or size + len(nxt.samples) > limit:
-                break
-            self._queue.popleft()
-            parts.append(nxt.samples)
-            end, size = nxt.end_sample, size + len(nxt.samples)
-        if len(parts) == 1:
-            return first
-        return AudioChunk(first.speaker, np.concatenate(parts), first.sample_rate, first.start_sample)
 
     def __aiter__(self) -> AsyncIterator[AudioChunk]:
         return self.audio()
@@ -726,27 +707,9 @@ class AudioSocketServer:
         await self._read_leg(call, leg)
 
     async def _read_leg(self, call: IncomingCall, leg: Leg) -> None:
-        idle = self.config.idle_timeout_s or None
         try:
-            while True:
-                frame = await asyncio.wait_for(read_frame(leg.reader), idle)
-                if frame is None:
-                    call._leg_ended(leg, "closed")
-                    return
-                if frame.sample_rate is not None:
-                    call._accept_audio(leg, frame)
-                elif frame.kind == Kind.HANGUP:
-                    call._leg_ended(leg, "hangup")
-                    return
-                elif frame.kind == Kind.DTMF:
-                    leg.stats.dtmf.append((frame.payload.decode("ascii", "replace"), (leg.offset or 0) + leg.stats.samples_received))
-                elif frame.kind == Kind.ERROR:
-                    code = frame.payload[0] if frame.payload else 0
-                    what = ASTERISK_ERRORS.get(code, "no code" if not frame.payload else f"code 0x{code:02x}")
-                    raise AudioSocketError(f"Asterisk reported an error ({what})", code="asterisk_error")
-                elif frame.kind == Kind.UUID:
-                    if frame.payload != leg.uuid.bytes:
-                        raise AudioSocketError("a second, different UUID frame in the middle of a leg", code="bad_frame")
+            async with asyncio.timeout(None) as deadline:  # one timer, moved on at every frame
+                await self._read_frames(call, leg, deadline)
         except asyncio.TimeoutError:
             call._leg_ended(leg, "error", AudioSocketError(f"no frame for {self.config.idle_timeout_s} s", code="idle"))
         except AudioSocketError as exc:
@@ -761,6 +724,30 @@ class AudioSocketServer:
                 call._leg_ended(leg, "closed")
             if call.finished and self._pending.get(call.key) is call:
                 del self._pending[call.key]
+
+    async def _read_frames(self, call: IncomingCall, leg: Leg, deadline: asyncio.Timeout) -> None:
+        idle = self.config.idle_timeout_s or None
+        loop = asyncio.get_running_loop()
+        while True:
+            if idle is not None:
+                deadline.reschedule(loop.time() + idle)
+            frame = await read_frame(leg.reader)
+            if frame is None:
+                call._leg_ended(leg, "closed")
+                return
+            if frame.sample_rate is not None:
+                call._accept_audio(leg, frame)
+            elif frame.kind == Kind.HANGUP:
+                call._leg_ended(leg, "hangup")
+                return
+            elif frame.kind == Kind.DTMF:
+                leg.stats.dtmf.append((frame.payload.decode("ascii", "replace"), (leg.offset or 0) + leg.stats.samples_received))
+            elif frame.kind == Kind.ERROR:
+                code = frame.payload[0] if frame.payload else 0
+                what = ASTERISK_ERRORS.get(code, "no code" if not frame.payload else f"code 0x{code:02x}")
+                raise AudioSocketError(f"Asterisk reported an error ({what})", code="asterisk_error")
+            elif frame.kind == Kind.UUID and frame.payload != leg.uuid.bytes:
+                raise AudioSocketError("a second, different UUID frame in the middle of a leg", code="bad_frame")
 
     async def _hand_out(self, call: IncomingCall) -> None:
         if self.config.pairing != "customer_only":

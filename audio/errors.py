@@ -51,3 +51,9 @@ class AudioConfigError(AudioError):
     """The ``[audio]`` config section, or a setting passed in code, is wrong."""
 
     code = "bad_config"
+
+
+class ConfigError(CallshieldError):
+    """A config file or section that cannot be used as it is."""
+
+    code = "bad_config"

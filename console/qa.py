@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agent.retention import CallRecord, CleanupReport, RetentionPolicy, next_cleanup, plan_cleanup, run_cleanup
+from audio.retention import CallRecord, CleanupReport, RetentionPolicy, next_cleanup, plan_cleanup, run_cleanup
 from audio.recorder import read_sidecar, recording_name, sha256_file, sidecar_path
 from console.clock import parse_iso
 from console.store import Store

@@ -118,7 +118,7 @@ class Console:
     """The hub. ``await start()``, then ``port``/``url`` are real; ``await stop()``."""
 
     def __init__(self, config: ConsoleConfig, *, clock: Clock = utc_now, retention: Any = None) -> None:
-        from agent.retention import RetentionPolicy
+        from audio.retention import RetentionPolicy
         from console.qa import QaDesk
 
         self.config = config

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(2, "no such call file", wav)
     model = _resolve_model(settings, args.model) if args.wav else None
     from agent.recording import AgentRecording
-    from agent.retention import RetentionPolicy
+    from audio.retention import RetentionPolicy
 
     recordings = Path(args.recordings).expanduser() if args.recordings else settings.data_dir / "recordings"
     recording = AgentRecording(recordings, RetentionPolicy.from_section(settings.section("retention")))

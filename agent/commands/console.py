@@ -40,7 +40,7 @@ def console_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from agent.config import load_config
-    from agent.retention import RetentionPolicy
+    from audio.retention import RetentionPolicy
 
     retention = RetentionPolicy.from_section(load_config(args.config).section("retention"))
     return asyncio.run(_serve(console_config(args), retention))

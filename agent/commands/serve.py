@@ -43,12 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agent.commands.console import console_config as console_config_from
     from agent.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = load_settings(args.config)
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else None
-    console_config = settings.console_config(host=args.host, port=args.port, data_dir=data_dir)
+    console_config = console_config_from(args)
     detection_config = settings.detection_config()
     demo_model = _english_model(settings, args.model) if args.demo else None
     return asyncio.run(_serve(settings, console_config, detection_config, demo=args.demo, demo_model=demo_model))
@@ -82,7 +82,7 @@ def _english_model(settings, option: str | None) -> Path | None:
 
 async def _serve(settings, console_config, detection_config, *, demo: bool, demo_model: Path | None) -> int:
     from agent.recording import AgentRecording
-    from agent.retention import RetentionPolicy
+    from audio.retention import RetentionPolicy
     from agent.runtime import Agent, make_link
     from console.auth import new_token
     from console.server import Console
