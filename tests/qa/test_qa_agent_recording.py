@@ -13,7 +13,7 @@ from qa_kit import get, running_console, tone_call
 
 from agent.link import Backoff, ConsoleLink
 from agent.recording import AgentRecording
-from agent.retention import RetentionPolicy
+from audio.retention import RetentionPolicy
 from agent.runtime import Agent
 from audio.frames import AudioChunk
 from audio.recorder import sha256_file

@@ -13,7 +13,7 @@ import zipfile
 from qa_kit import FakeClock, end_call, get, open_agent, open_browser, p, record_call, running_console
 
 from agent.cli import main
-from agent.retention import RetentionPolicy
+from audio.retention import RetentionPolicy
 from audio.recorder import recording_name, sha256_file
 from console.evidence import rewrite_member, verify_evidence_zip
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from agent.recording import RecordingTap, recording_taps, recover_recordings
-from agent.retention import RetentionPolicy
+from audio.retention import RetentionPolicy
 from audio.frames import AudioChunk
 from audio.recorder import read_sidecar, recording_name, sha256_file, sidecar_path, wav_header
 
