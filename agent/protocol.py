@@ -249,48 +249,69 @@ def decode(text: str | bytes, *, allowed: tuple[type, ...] | None = None) -> Mes
     Raises :class:`ProtocolError` (code ``bad_message``, ``bad_version`` or
     ``unexpected_message``) for anything that is not exactly a valid message.
     """
-    if isinstance(text, bytes):
-        if len(text) > MAX_MESSAGE_BYTES:
-            raise ProtocolError("message too large")
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError("message is not UTF-8") from exc
-    if len(text) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("message too large")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"message is not JSON: {exc.msg}") from exc
-    return from_dict(raw, allowed=allowed)
+    return from_dict(parse_object(text), allowed=allowed)
 
 
 def from_dict(raw: Any, *, allowed: tuple[type, ...] | None = None) -> Message:
     """Validate an already parsed JSON object (see :func:`decode`)."""
     if not isinstance(raw, dict):
         raise ProtocolError("message must be a JSON object")
-    if raw.get("v") != VERSION:
-        raise ProtocolError(f"unsupported protocol version {raw.get('v')!r} (this side speaks {VERSION})", code="bad_version")
-    kind = raw.get("type")
-    cls = _BY_TYPE.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ProtocolError(f"unknown message type {kind!r}")
+    cls = message_class(raw, _BY_TYPE, VERSION)
     if allowed is not None and cls not in allowed:
-        raise ProtocolError(f"message type {kind!r} is not accepted here", code="unexpected_message")
+        raise ProtocolError(f"message type {cls.TYPE!r} is not accepted here", code="unexpected_message")
+    return build(cls, raw)
+
+
+# --------------------------------------------------------------------------- validation, shared with console/browser_protocol.py
+
+
+def parse_object(text: str | bytes) -> dict:
+    """One JSON object from a websocket frame, at most :data:`MAX_MESSAGE_BYTES`."""
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("message too large")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("message is not UTF-8") from exc
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"message is not JSON: {exc.msg}") from exc
+    if not isinstance(raw, dict):
+        raise ProtocolError("message must be a JSON object")
+    return raw
+
+
+def message_class(raw: dict, by_type: typing.Mapping[str, type], version: int) -> type:
+    """The message class ``raw`` claims to be, after checking its protocol version."""
+    if raw.get("v") != version:
+        raise ProtocolError(f"unsupported protocol version {raw.get('v')!r} (this side speaks {version})", code="bad_version")
+    kind = raw.get("type")
+    cls = by_type.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {kind!r}" if isinstance(kind, str) else "message has no type")
+    return cls
+
+
+def build(cls: type, raw: dict, *, max_text: int | None = None) -> Any:
+    """An instance of the message dataclass ``cls`` from ``raw``, every field checked
+    against its annotation; no missing, extra or wrongly typed field is let through.
+    ``max_text`` caps the length of string fields."""
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in raw:
-            values[f.name] = _check(f.name, raw[f.name], hints[f.name])
+            values[f.name] = _check(f.name, raw[f.name], hints[f.name], max_text)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ProtocolError(f"{kind}: missing field {f.name!r}")
+            raise ProtocolError(f"{cls.TYPE}: missing field {f.name!r}")
     extra = set(raw) - {f.name for f in dataclasses.fields(cls)} - {"v", "type"}
     if extra:
-        raise ProtocolError(f"{kind}: unknown field(s) {', '.join(sorted(extra))}")
+        raise ProtocolError(f"{cls.TYPE}: unknown field(s) {', '.join(sorted(extra))}")
     return cls(**values)
 
 
-def _check(name: str, value: Any, hint: Any) -> Any:
+def _check(name: str, value: Any, hint: Any, max_text: int | None = None) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -300,7 +321,7 @@ def _check(name: str, value: Any, hint: Any) -> Any:
             if option is type(None):
                 continue
             try:
-                return _check(name, value, option)
+                return _check(name, value, option, max_text)
             except ProtocolError:
                 pass
         raise ProtocolError(f"field {name!r} has the wrong type")
@@ -319,6 +340,8 @@ def _check(name: str, value: Any, hint: Any) -> Any:
     if hint is str:
         if not isinstance(value, str):
             raise ProtocolError(f"field {name!r} must be a string")
+        if max_text is not None and len(value) > max_text:
+            raise ProtocolError(f"field {name!r} is longer than {max_text} characters")
         return value
     if hint is type(None):
         if value is not None:

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agent.protocol import MAX_MESSAGE_BYTES, ProtocolError
+from agent.protocol import ProtocolError, build, message_class, parse_object
 
 VERSION = 1
 MAX_TEXT = 2000
@@ -423,31 +422,8 @@ def decode(text: str | bytes) -> Any:
     """
     if isinstance(text, bytes):
         raise ProtocolError("browser messages are text, not binary")
-    if len(text) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("message too large")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"message is not JSON: {exc.msg}") from exc
-    if not isinstance(raw, dict):
-        raise ProtocolError("message must be a JSON object")
-    if raw.get("v") != VERSION:
-        raise ProtocolError(f"unsupported protocol version {raw.get('v')!r} (this console speaks {VERSION})", code="bad_version")
-    kind = raw.get("type")
-    cls = _BY_TYPE.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ProtocolError(f"unknown message type {kind!r}" if isinstance(kind, str) else "message has no type")
-    hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name in raw:
-            values[f.name] = _check(f.name, raw[f.name], hints[f.name])
-        elif f.default is dataclasses.MISSING:
-            raise ProtocolError(f"{kind}: missing field {f.name!r}")
-    extra = set(raw) - {f.name for f in dataclasses.fields(cls)} - {"v", "type"}
-    if extra:
-        raise ProtocolError(f"{kind}: unknown field(s) {', '.join(sorted(extra))}")
-    return cls(**values)
+    raw = parse_object(text)
+    return build(message_class(raw, _BY_TYPE, VERSION), raw, max_text=MAX_TEXT)
 
 
 def ref_of(text: str | bytes) -> str:
@@ -458,17 +434,3 @@ def ref_of(text: str | bytes) -> str:
         return ref[:100] if isinstance(ref, str) else ""
     except (ValueError, TypeError):
         return ""
-
-
-def _check(name: str, value: Any, hint: Any) -> Any:
-    if hint is str:
-        if not isinstance(value, str):
-            raise ProtocolError(f"field {name!r} must be a string")
-        if len(value) > MAX_TEXT:
-            raise ProtocolError(f"field {name!r} is longer than {MAX_TEXT} characters")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ProtocolError(f"field {name!r} must be an integer")
-        return value
-    raise ProtocolError(f"field {name!r} has an unsupported type")  # pragma: no cover
