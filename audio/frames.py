@@ -15,8 +15,32 @@ Speaker = Literal["customer", "partner"]
 SPEAKERS: tuple[Speaker, ...] = ("customer", "partner")
 
 
+class SampleSpan:
+    """Seconds of audio time for anything that has ``start_sample``,
+    ``end_sample`` and ``sample_rate`` (chunks, speech segments, loudness windows)."""
+
+    start_sample: int
+    end_sample: int
+    sample_rate: int
+
+    @property
+    def start(self) -> float:
+        """Start in seconds of audio time."""
+        return self.start_sample / self.sample_rate
+
+    @property
+    def end(self) -> float:
+        """End in seconds of audio time."""
+        return self.end_sample / self.sample_rate
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return (self.end_sample - self.start_sample) / self.sample_rate
+
+
 @dataclass(frozen=True, eq=False)
-class AudioChunk:
+class AudioChunk(SampleSpan):
     """A run of mono PCM samples from one speaker of one call.
 
     Attributes:
@@ -41,21 +65,6 @@ class AudioChunk:
     def end_sample(self) -> int:
         """Index one past the last sample, from the start of the call."""
         return self.start_sample + len(self.samples)
-
-    @property
-    def start(self) -> float:
-        """Start in seconds of audio time."""
-        return self.start_sample / self.sample_rate
-
-    @property
-    def end(self) -> float:
-        """End in seconds of audio time."""
-        return self.end_sample / self.sample_rate
-
-    @property
-    def duration(self) -> float:
-        """Length in seconds."""
-        return len(self.samples) / self.sample_rate
 
     def pcm16(self) -> bytes:
         """The samples as little-endian 16-bit PCM bytes (what Vosk and webrtcvad take)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audio.errors import AudioConfigError, AudioError
-from audio.frames import AudioChunk, Speaker
+from audio.frames import AudioChunk, SampleSpan, Speaker
 
 __all__ = ["FLOOR_DBFS", "Loudness", "LoudnessMeter", "dbfs"]
 
@@ -40,7 +40,7 @@ def dbfs(samples: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class Loudness:
+class Loudness(SampleSpan):
     """The level of one window of one speaker.
 
     Attributes:
@@ -57,16 +57,6 @@ class Loudness:
     end_sample: int
     sample_rate: int
     dbfs: float
-
-    @property
-    def start(self) -> float:
-        """Start, seconds of audio time."""
-        return self.start_sample / self.sample_rate
-
-    @property
-    def end(self) -> float:
-        """End, seconds of audio time."""
-        return self.end_sample / self.sample_rate
 
 
 class LoudnessMeter:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audio.errors import AudioConfigError, AudioError
-from audio.frames import AudioChunk, Speaker
+from audio.frames import AudioChunk, SampleSpan, Speaker
 from audio.resample import VAD_RATES
 
 __all__ = ["VadConfig", "Voiced", "Endpoint", "Segment", "Segmenter", "segments"]
@@ -115,7 +115,7 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class Segment:
+class Segment(SampleSpan):
     """A finished speech segment, for tools and tests.
 
     Attributes:
@@ -129,21 +129,6 @@ class Segment:
     start_sample: int
     end_sample: int
     sample_rate: int
-
-    @property
-    def start(self) -> float:
-        """Start, seconds of audio time."""
-        return self.start_sample / self.sample_rate
-
-    @property
-    def end(self) -> float:
-        """End, seconds of audio time."""
-        return self.end_sample / self.sample_rate
-
-    @property
-    def duration(self) -> float:
-        """Length, seconds."""
-        return (self.end_sample - self.start_sample) / self.sample_rate
 
 
 _IDLE, _CANDIDATE, _SPEECH = "idle", "candidate", "speech"
