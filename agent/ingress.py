@@ -83,9 +83,9 @@ class AudioSocketIngress:
         handle = self.agent.calls.get(notice.call_id) if notice.call_id else None
         if handle is not None:
             handle.session.notice(notice.code, notice.message, dropped=notice.dropped)
-        elif notice.call_id and notice.code != "empty_call":
+        elif notice.call_id and notice.call_id not in self.calls and notice.code != "empty_call" and len(self._early) < 1000:
             self._early.setdefault(notice.call_id, []).append(notice)  # sent once the call has started
-        else:
+        else:  # no call to attach it to (never started, or already over)
             for early in self._early.pop(notice.call_id or "", []):
                 self.agent.notice(early.code, early.message)
             self.agent.notice(notice.code, notice.message)

