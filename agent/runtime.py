@@ -241,7 +241,7 @@ class Agent:
             control=control,
             hangup_on_authorization=self.settings.hangup_on_authorization,
             closing_message=self.settings.closing_message,
-            audio_queue_chunks=max(1, int(self.settings.audio_queue_s * 50)),  # 20 ms chunks
+            audio_queue_chunks=max(1, int(self.settings.audio_queue_s * 50 * len(SPEAKERS))),  # 20 ms chunks of each speaker
             lossless=lossless,
         )
         return self._run(session, session.run_audio(source))

@@ -1,0 +1,112 @@
+"""`callshield agent --audiosocket` for real: a subprocess agent on the Korean
+model, a fake Asterisk sending both legs of a call, a real Console storing it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+from fake_asterisk import leg_uuid, play_leg
+from ingress_kit import split_call
+from speech import KOREAN_CALL, call_samples
+
+from console.config import ConsoleConfig
+from console.server import Console
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(tmp_path: Path) -> dict:
+    env = dict(os.environ)
+    env.update(CALLSHIELD_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONUNBUFFERED="1")
+    for name in ("CALLSHIELD_CONFIG", "CALLSHIELD_MODEL", "CALLSHIELD_MODELS_DIR", "CALLSHIELD_AGENT_TOKEN"):
+        env.pop(name, None)
+    return env
+
+
+async def _wait_for_line(stream: asyncio.StreamReader, needle: str, timeout: float, seen: list[str]) -> None:
+    async def read() -> None:
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError(f"agent exited before saying {needle!r}:\n" + "".join(seen))
+            seen.append(line)
+            if needle in line:
+                return
+
+    await asyncio.wait_for(read(), timeout)
+
+
+def test_agent_command_serves_audiosocket_calls_into_the_console(tmp_path, ko_model_dir):
+    stereo, spans = call_samples(KOREAN_CALL, rate=8000)
+    customer, partner = split_call(stereo)
+    port = free_port()
+
+    async def main():
+        console = Console(ConsoleConfig(data_dir=tmp_path / "data", host="127.0.0.1", port=0))
+        await console.start()
+        token = await console.db(console.store.add_user, "floor-1", "agent")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent.cli", "agent", "--console", console.url, "--token", token, "--agent-id", "floor-1",
+            "--model", str(ko_model_dir), "--audiosocket", f"127.0.0.1:{port}", "--partner", "kim", "--seat", "12",
+            "--recordings", str(tmp_path / "data" / "recordings"),
+            cwd=ROOT, env=env_for(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        seen: list[str] = []
+        try:
+            await _wait_for_line(proc.stderr, "AudioSocket calls accepted", 60, seen)
+            call = uuid.uuid4()
+            legs = await asyncio.gather(
+                play_leg(port, leg_uuid(call, "customer"), customer, speed=4.0),
+                play_leg(port, leg_uuid(call, "partner"), partner, speed=4.0),
+            )
+            detail = None
+            for _ in range(300):
+                calls = await console.db(console.store.recent_calls, 10)
+                if calls and calls[0].get("ended_at"):
+                    detail = await console.db(console.store.call_detail, calls[0]["id"])
+                    break
+                await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            status = await asyncio.wait_for(proc.wait(), 60)
+            seen.append((await proc.stderr.read()).decode())
+            return status, legs, detail, "".join(seen)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            await console.stop()
+
+    status, legs, detail, log = asyncio.run(main())
+    assert detail is not None, "the call never ended in the console:\n" + log
+    assert status == 0, log
+    assert all(leg.sent_samples > 0 for leg in legs)
+    row = detail["call"]
+    assert (row["partner"], row["seat"], row["source"]) == ("kim", "12", "audiosocket")
+    speakers = {u["speaker"] for u in detail["utterances"]}
+    assert speakers == {"customer", "partner"}, detail["utterances"]
+    call_length = len(customer) / 8000
+    for u in detail["utterances"]:
+        assert 0 <= u["start"] < u["end"] <= call_length + 0.5 and u["text"].strip()
+
+
+def test_agent_command_refuses_a_bad_audiosocket_address(tmp_path):
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "agent", "--console", "ws://127.0.0.1:9", "--token", "t", "--audiosocket", "127.0.0.1:http"],
+        cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["callshield: error: --audiosocket wants [HOST:]PORT, not '127.0.0.1:http'"]
