@@ -196,6 +196,7 @@ class CallSession:
                 attach(self)
         self.control = control
         self.hangup_on_authorization = hangup_on_authorization
+        self.authorizations: list[EndCallAuthorized] = []  # every end-call authorization received, in order
         self.closing_message = closing_message
         self.queue = DropOldestQueue(audio_queue_chunks)
         self.lossless = lossless
@@ -241,6 +242,7 @@ class CallSession:
 
     async def authorize_end(self, message: EndCallAuthorized) -> None:
         """A supervisor authorized ending this call: hang up if configured to."""
+        self.authorizations.append(message)
         if not (self.hangup_on_authorization and self.control is not None):
             log.info("call %s: end authorized by %s; the partner decides (hangup_on_authorization off)", self.info.call_id, message.by)
             return

@@ -113,6 +113,8 @@ async def _replay(args, agent_settings, detection_config, url, token, transcript
         except TimeoutError:
             raise ReplayError(f"the console did not acknowledge {link.pending} event(s) within {args.timeout:g} s", code="not_acknowledged") from None
         session = handle.session
+        for authorization in session.authorizations:
+            print(f"call {handle.call_id}: end authorized by {authorization.by} at {authorization.authorized_at}: {authorization.reason}")
         print(f"call {handle.call_id}: {session.findings} finding(s), level {session.level}, "
               f"{session.audio_end:.1f} s; every event acknowledged by the console", file=sys.stdout)
         return 0

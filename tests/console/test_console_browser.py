@@ -18,13 +18,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright, expect
 
+from browser import CHROMIUM, CHROMIUM_ARGS
 from console_kit import PASSWORD, open_agent, running_console
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> i will break your neck'
 
 

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import async_playwright, expect
+from browser import CHROMIUM, CHROMIUM_ARGS
 from qa_kit import PASSWORD, end_call, open_agent, p, record_call, running_console
 
 from console.evidence import verify_evidence_zip
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SECONDS = 30
 THREAT_AT = 24
 HOSTILE = '<img src=x onerror="window.__pwned=1"> you are a liar'
