@@ -5,6 +5,8 @@ Prints, side by side in one run:
   per category (share of that category's utterances flagged; for callshield,
   flagged with the right category, insult and integrity counting as one
   "personal attack") and the false-alarm rate on benign utterances;
+- the held-out utterances (``tests/detection/heldout.tsv``), written apart from
+  the lexicons to measure generalization, scored the same way;
 - the development calls (``dev_calls.jsonl``): repetition caught / wrongly raised;
 - the ConvAbuse validation split (real users abusing service agents):
   recall on abuse aimed at the agent (majority of annotators: abusive and
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from detection import CallScreen, Detector  # noqa: E402
 
 PERSONAL_ATTACK = {"insult", "integrity"}
+HELDOUT = ROOT / "tests" / "detection" / "heldout.tsv"
 DEV_CATEGORIES = ["threat", "personal attack", "sexual", "demand", "defamation", "privacy"]
 
 
@@ -122,6 +125,31 @@ def pct(n: int, d: int) -> str:
     return f"{100.0 * n / d:5.1f}% ({n}/{d})" if d else "   n/a"
 
 
+def utterance_table(title, rows, detector, others, names, width, misses) -> None:
+    """Recall per category and false alarms on benign lines, side by side."""
+    texts = [t for _, t in rows]
+    ours = callshield_hits(detector, rows)
+    flagged = {"callshield": [hit for hit, _, _ in ours]}
+    alarms = {"callshield": [any_ for _, any_, _ in ours]}
+    for name, fn in others.items():
+        res = fn(texts)
+        flagged[name] = res
+        alarms[name] = res
+    print(f"\n== {title} ({len(rows)}): recall per category, false alarms on benign")
+    print(f"{'':18}" + "".join(f"{n:>{width}}" for n in names))
+    for category in DEV_CATEGORIES:
+        idx = [i for i, (label, _) in enumerate(rows) if label == category]
+        print(f"{category:18}" + "".join(f"{pct(sum(flagged[n][i] for i in idx), len(idx)):>{width}}" for n in names))
+    benign = [i for i, (label, _) in enumerate(rows) if label == "none"]
+    print(f"{'false alarms':18}" + "".join(f"{pct(sum(alarms[n][i] for i in benign), len(benign)):>{width}}" for n in names))
+    if misses:
+        for (label, text), (hit, any_, findings) in zip(rows, ours):
+            if label != "none" and not hit:
+                print(f"   MISS {label}: {text}   {[f.category for f in findings]}")
+            if label == "none" and any_:
+                print(f"   FALSE ALARM: {text}   {[(f.category, f.rule, f.evidence) for f in findings]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true", help="also score the ConvAbuse train split")
@@ -133,29 +161,15 @@ def main() -> int:
     names = ["callshield", *others]
     width = 22
 
-    # ---------------------------------------------------------- development utterances
-    rows = dev_utterances(shared / "detection" / "dev_utterances.tsv")
-    texts = [t for _, t in rows]
-    ours = callshield_hits(detector, rows)
-    flagged = {"callshield": [hit for hit, _, _ in ours]}
-    alarms = {"callshield": [any_ for _, any_, _ in ours]}
-    for name, fn in others.items():
-        res = fn(texts)
-        flagged[name] = res
-        alarms[name] = res
-    print(f"== development utterances ({len(rows)}): recall per category, false alarms on benign")
-    print(f"{'':18}" + "".join(f"{n:>{width}}" for n in names))
-    for category in DEV_CATEGORIES:
-        idx = [i for i, (label, _) in enumerate(rows) if label == category]
-        print(f"{category:18}" + "".join(f"{pct(sum(flagged[n][i] for i in idx), len(idx)):>{width}}" for n in names))
-    benign = [i for i, (label, _) in enumerate(rows) if label == "none"]
-    print(f"{'false alarms':18}" + "".join(f"{pct(sum(alarms[n][i] for i in benign), len(benign)):>{width}}" for n in names))
-    if args.misses:
-        for (label, text), (hit, any_, findings) in zip(rows, ours):
-            if label != "none" and not hit:
-                print(f"   MISS {label}: {text}   {[f.category for f in findings]}")
-            if label == "none" and any_:
-                print(f"   FALSE ALARM: {text}   {[(f.category, f.rule, f.evidence) for f in findings]}")
+    # ---------------------------------------------------------- development + held-out utterances
+    utterance_table(
+        "development utterances", dev_utterances(shared / "detection" / "dev_utterances.tsv"),
+        detector, others, names, width, args.misses,
+    )
+    utterance_table(
+        "held-out utterances (tests/detection/heldout.tsv)", dev_utterances(HELDOUT),
+        detector, others, names, width, args.misses,
+    )
 
     # ---------------------------------------------------------- development calls (repetition)
     calls = defaultdict(list)

@@ -16,6 +16,7 @@ POSITIVE = {
         "i have a gun and im not afraid to use it",
         "if you hang up on me ill burn your office down",
         "somebody over there is gonna get hurt",
+        "you have no idea who youre dealing with",
     ],
     "insult": [
         "you are a complete moron",
@@ -42,6 +43,7 @@ POSITIVE = {
         "stop lying to me",
     ],
     "sexual": [
+        "id love to take you to bed",
         "what are you wearing",
         "you sound so sexy on the phone",
         "tell me what your body looks like",
