@@ -1,6 +1,9 @@
 """The escalation ladder of one call (policy, "Responding to customer harassment").
 
-Every finding adds points by its severity (``[detection.points]``). The call
+Every finding adds points by its severity (``[detection.points]``), except
+that findings of one utterance whose spans overlap are one act said once: the
+same words read as two categories ("do you have a boyfriend": sexual and
+privacy) count the points of the gravest of them only. The call
 climbs, never descends: ``caution`` (the partner is warned on screen, with a
 sentence they may say) at ``caution_points``; ``alert`` (supervisors are
 notified) at ``alert_points`` or at once for a finding of ``alert_severity``
@@ -56,8 +59,8 @@ class EscalationLadder:
         target = previous
         worst = max(findings, key=lambda f: (severity_rank(f.severity), f.score))
         for finding in findings:
-            self.points += self.config.points_of(finding.severity)
             self._counts[finding.category] = self._counts.get(finding.category, 0) + 1
+        self.points += sum(max(self.config.points_of(f.severity) for f in act) for act in _acts(findings))
         cfg = self.config
         if self.points >= cfg.end_call_points:
             target = _higher(target, "end_call_recommended")
@@ -83,6 +86,21 @@ class EscalationLadder:
         said = f": \"{worst.evidence}\"" if worst.evidence else ""
         tally = ", ".join(f"{n} {c}" for c, n in sorted(self._counts.items()))
         return f"{worst.severity} {what}{said}; this call so far: {tally} ({self.points} points)"
+
+
+def _acts(findings) -> list[list[Finding]]:
+    """Group findings whose spans overlap in the same utterance (same text and
+    time); a finding without a span (repetition, shouting) is an act of its own."""
+    acts: list[list[Finding]] = []
+    for finding in sorted(findings, key=lambda f: (f.start, f.text, f.span or (-1, -1))):
+        last = acts[-1][-1] if acts else None
+        if (last is not None and finding.span is not None and last.span is not None
+                and (last.start, last.end, last.text) == (finding.start, finding.end, finding.text)
+                and finding.span[0] < max(f.span[1] for f in acts[-1] if f.span)):
+            acts[-1].append(finding)
+        else:
+            acts.append([finding])
+    return acts
 
 
 def _higher(a: str, b: str) -> str:

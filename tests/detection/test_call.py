@@ -138,3 +138,17 @@ def test_repetition_moves_the_ladder(detector):
     assert changes[:2] == [None, None]
     assert changes[2].level == "caution" and changes[2].category == "repetition"
     assert changes[2].suggestion
+
+
+def test_one_act_read_as_two_categories_counts_once(detector):
+    """Same words, two categories: both findings are reported, the points of the gravest only."""
+    config = DetectionConfig.from_table({"alert_severity": "critical"})
+    call = CallScreen(detector, config)
+    both = call.hear("customer", "do you have a boyfriend", 0.0, 1.5)
+    assert {f.category for f in both.findings} == {"sexual", "privacy"}
+    one = config.points_of(max((f.severity for f in both.findings), key=["low", "medium", "high", "critical"].index))
+    assert call.points == one
+    apart = CallScreen(detector, config)
+    apart.hear("customer", "do you have a boyfriend", 0.0, 1.5)
+    apart.hear("customer", "what street do you live on", 2.0, 3.0)  # a second act: counted
+    assert apart.points > one
