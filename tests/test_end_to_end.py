@@ -77,6 +77,7 @@ def test_replayed_threat_reaches_the_supervisor_who_authorizes_ending_the_call(t
                     await expect(row).to_contain_text("ann")
                     await row.click()
                     await expect(supervisor.locator("#findings .finding mark").first).to_contain_text("break your neck")
+                    await expect(supervisor.get_by_text("replayed from a timed transcript")).to_be_visible()  # the screen says how the call came
                     # the partner sees the warning with a sentence to say
                     await expect(partner.locator("#warnings .warning .say").first).not_to_be_empty()
                     # the supervisor authorizes ending the call, with a reason

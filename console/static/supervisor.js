@@ -10,6 +10,13 @@
   const $ = (id) => document.getElementById(id);
   const MAX_LINES = 500;
   const LEVEL_RANK = { none: 0, caution: 1, alert: 2, end_call_recommended: 3 };
+  // How the call reached callshield (the call's `source`), in words.
+  const SOURCE_NAMES = {
+    audiosocket: 'live from the PBX',
+    device: 'live from a sound device',
+    wav: 'recording, transcribed',
+    transcript: 'replayed from a timed transcript',
+  };
 
   const state = {
     role: null,
@@ -77,7 +84,7 @@
       return;
     }
     head.appendChild(el('h3', {}, call.partner));
-    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, `agent ${call.agent}`, call.source, call.ended_at ? `ended (${call.end_reason || ''})` : 'live'].join(' · ')));
+    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, `agent ${call.agent}`, SOURCE_NAMES[call.source] || call.source, call.ended_at ? `ended (${call.end_reason || ''})` : 'live'].join(' · ')));
     head.appendChild(levelBadge(call.level));
 
     const transcript = $('transcript');
