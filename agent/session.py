@@ -12,6 +12,14 @@ the escalation ladder), and everything to ``publish`` (the console link):
 Events leave in audio-time order: ``call_started``, then partials, utterances,
 findings and level changes as the audio reaches them, then ``call_ended``.
 
+Alerts while the customer is still speaking: each customer partial is also
+screened (``CallScreen.hear_partial``; partner partials never are), and a
+stable finding in it is published at once, with the partial's text and span,
+``start`` = the utterance's start and ``end`` = the audio time the partial was
+known at; its final utterance does not raise it again. ``[detection]
+screen_partials = false`` keeps to finals (the screen then finds nothing in
+partials).
+
 Isolation: a call's faults stay in the call. A transcriber or detector error
 becomes an :class:`~agent.protocol.AgentNotice` and the call goes on being
 monitored (loudness, the other speaker, the recording) where possible; only a
@@ -290,7 +298,10 @@ class CallSession:
     async def _read_transcript(self, source: AsyncIterable[Partial | Utterance], duration: float | None) -> None:
         try:
             async for event in source:
-                self._hear(event)
+                released = getattr(source, "position", None)  # a TranscriptSource's release time (audio s)
+                if released is not None:
+                    self.audio_end = max(self.audio_end, released)
+                self._hear(event, released)
         except CallshieldError as exc:
             self.notice(exc.code, f"call transcript failed: {exc.message}")
             raise
@@ -368,7 +379,7 @@ class CallSession:
             return
         self._transcriber_errors = 0
         for event in events:
-            self._hear(event)
+            self._hear(event, chunk.end)
 
     def _screen_loudness(self, chunk: AudioChunk) -> None:
         meter = self.loudness.get(chunk.speaker)
@@ -390,10 +401,13 @@ class CallSession:
             self._dropped_reported = self.queue.dropped
             self.notice("audio_dropped", f"{dropped} audio chunk(s) dropped: the transcriber fell behind", dropped=dropped)
 
-    def _hear(self, event: Partial | Utterance) -> None:
+    def _hear(self, event: Partial | Utterance, at: float | None = None) -> None:
+        """One transcriber result. ``at``: the audio time (s) the result was known
+        at (the end of the audio fed, or a transcript's release time), for partials."""
         if isinstance(event, Partial):
             if event.text:
                 self._publish(PartialTranscript(self.info.call_id, event.speaker, round(event.start, 3), event.text))
+                self._hear_partial(event, max(event.start, self.audio_end if at is None else at))
             return
         self.audio_end = max(self.audio_end, event.end)
         self.emit(UtteranceFinal, speaker=event.speaker, start=round(event.start, 3), end=round(event.end, 3),
@@ -402,6 +416,20 @@ class CallSession:
             screening = self.screen.hear(event.speaker, event.text, event.start, event.end)
         except Exception as exc:
             self.notice(getattr(exc, "code", "detector_failed"), f"detector failed on an utterance: {exc}")
+            return
+        self._publish_screening(screening)
+
+    def _hear_partial(self, event: Partial, at: float) -> None:
+        """Screen the customer's live hypothesis: stable findings are raised
+        before the utterance ends (``FindingRaised`` carries the partial's text
+        and span, ``start``..``end`` = the partial's start..``at``)."""
+        hear_partial = getattr(self.screen, "hear_partial", None)
+        if event.speaker != "customer" or hear_partial is None:
+            return
+        try:
+            screening = hear_partial(event.speaker, event.text, event.start, at)
+        except Exception as exc:
+            self.notice(getattr(exc, "code", "detector_failed"), f"detector failed on a partial: {exc}")
             return
         self._publish_screening(screening)
 

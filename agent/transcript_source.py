@@ -15,7 +15,9 @@ labels) are ignored. Blank lines are skipped.
 Paced (``realtime=True``), each word's partial transcript is released at the
 word's end and the final utterance at its end, measured from the moment
 iteration starts on the clock passed in; unpaced, the finals come at once and
-partials are left out (nobody watches them).
+partials are left out (nobody watches them). Paced partials are screened like
+the transcriber's (early findings, see ``agent.session``): ``position`` tells
+the session the audio time each event was released at.
 """
 
 from __future__ import annotations
@@ -143,6 +145,9 @@ class TranscriptSource:
         self._sleep = sleep
         self.started_at: float | None = None
         """Clock reading when iteration began (audio time 0), for latency measurements."""
+        self.position: float | None = None
+        """Audio time (s) of the event last released: a partial's word end, an
+        utterance's end. The session dates partials (and their early findings) by it."""
 
     @classmethod
     def open(cls, path: str | Path, **kwargs) -> "TranscriptSource":
@@ -177,6 +182,7 @@ class TranscriptSource:
                 delay = self.wall_time_of(at) - clock()
                 if delay > 0:
                     await self._sleep(delay)
+            self.position = at
             yield event
         if self.realtime:
             delay = self.wall_time_of(self.duration) - clock()

@@ -10,6 +10,7 @@ Example (every key optional)::
     end_call_points = 10          # ... at which ending the call is recommended
     shouting_over_db = 10.0       # dB above the caller's own baseline that counts as loud
     shouting_min_seconds = 2.0    # loud for at least this long (s) to be shouting
+    screen_partials = true        # raise stable findings while the customer is still speaking
 
     [detection.severity]          # override a category's default severity
     insult = "high"
@@ -60,6 +61,9 @@ class DetectionConfig:
             median of.
         silence_dbfs: loudness windows below this (dBFS) are silence and
             change nothing.
+        screen_partials: screen the customer's live hypotheses (partials) and
+            raise stable findings before the utterance ends (see
+            :mod:`detection.call`); False: final utterances only.
     """
 
     language: str = "en"
@@ -79,6 +83,7 @@ class DetectionConfig:
     shouting_baseline_seconds: float = 3.0
     shouting_window_seconds: float = 30.0
     silence_dbfs: float = -50.0
+    screen_partials: bool = True
 
     def severity_of(self, category: str) -> str:
         """The severity of ``category`` at this site."""
@@ -114,6 +119,10 @@ class DetectionConfig:
             elif name == "alert_severity":
                 if value not in SEVERITIES:
                     raise _bad(f"alert_severity must be one of {', '.join(SEVERITIES)}, not {value!r}")
+                values[name] = value
+            elif name == "screen_partials":
+                if not isinstance(value, bool):
+                    raise _bad(f"screen_partials must be true or false, not {value!r}")
                 values[name] = value
             elif isinstance(default, bool) or not isinstance(default, (int, float)):
                 raise _bad(f"{name} cannot be set")  # pragma: no cover - every field is handled above
