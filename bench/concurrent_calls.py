@@ -40,33 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "ingress")]
 
 from fake_asterisk import leg_uuid, play_leg  # noqa: E402
+from ingress_kit import RecordingLink  # noqa: E402
 from speech import KOREAN_CALL, call_samples  # noqa: E402
 
 from agent import protocol as p  # noqa: E402
 
 RATE = 8000
-
-
-class TimedLink:
-    """Stands in for the console link: keeps each message with the loop time it was published."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[float, object]] = []
-        self.on_authorization = None
-        self._seq = 0
-
-    def start(self) -> None:
-        pass
-
-    def publish(self, message):
-        if p.is_durable(message):
-            self._seq += 1
-            message = dataclasses.replace(message, seq=self._seq)
-        self.messages.append((asyncio.get_running_loop().time(), message))
-        return message
-
-    async def close(self, grace: float = 0.0) -> None:
-        pass
 
 
 async def run_round(n: int, model, executor, customer, partner, budget: float) -> dict:
@@ -75,7 +54,7 @@ async def run_round(n: int, model, executor, customer, partner, budget: float) -
     from agent.settings import AgentSettings
     from audio.audiosocket import AudioSocketConfig
 
-    link = TimedLink()
+    link = RecordingLink()
     agent = Agent(link, settings=AgentSettings(partner="bench"), model=model, recognizer_executor=executor)
     ingress = await start_audiosocket(agent, "127.0.0.1", 0, config=AudioSocketConfig(port=0, pair_timeout_s=2.0))
     loop = asyncio.get_running_loop()
@@ -110,11 +89,11 @@ async def run_round(n: int, model, executor, customer, partner, budget: float) -
     await ingress.close()
     await agent.shutdown(grace=0)
 
-    latencies = [at - (starts[m.call_id] + m.end) for at, m in link.messages if isinstance(m, p.UtteranceFinal)]
+    latencies = [at - (starts[m.call_id] + m.end) for at, m in zip(link.published_at, link.messages) if isinstance(m, p.UtteranceFinal)]
     dropped = sum(h.session.queue.dropped for h in ingress.handles.values())
     dropped += sum(c.dropped_frames for c in ingress.calls.values())
     lost = sum(sent[cid] - sum(leg.stats.samples_received for leg in c.legs.values()) for cid, c in ingress.calls.items())
-    notices = sorted({m.code for _, m in link.messages if isinstance(m, p.AgentNotice)})
+    notices = sorted({m.code for m in link.messages if isinstance(m, p.AgentNotice)})
     ok = len(ingress.calls) == n and bool(latencies) and max(latencies) <= budget and dropped == 0 and lost == 0
     return {
         "n": n, "ok": ok, "calls": len(ingress.calls), "utterances": len(latencies),

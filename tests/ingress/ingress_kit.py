@@ -3,6 +3,9 @@ and an agent on the real Korean Vosk model."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import numpy as np
 
 from agent import protocol as p
@@ -10,10 +13,12 @@ from agent import protocol as p
 
 class RecordingLink:
     """Stands in for the console link (isolates ingress from the console): keeps
-    every message the agent publishes, assigns ``seq`` like the real link."""
+    every message the agent publishes, assigns ``seq`` like the real link, and
+    notes the event loop's time of each publication in ``published_at``."""
 
     def __init__(self) -> None:
         self.messages: list = []
+        self.published_at: list[float] = []
         self.on_authorization = None
         self._seq = 0
 
@@ -22,11 +27,10 @@ class RecordingLink:
 
     def publish(self, message):
         if p.is_durable(message):
-            import dataclasses
-
             self._seq += 1
             message = dataclasses.replace(message, seq=self._seq)
         self.messages.append(message)
+        self.published_at.append(asyncio.get_running_loop().time())
         return message
 
     async def close(self, grace: float = 0.0) -> None:

@@ -5,6 +5,7 @@ link is replaced by a recorder (the link has its own tests)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid as uuidlib
 
 import numpy as np
@@ -178,7 +179,9 @@ def test_twenty_concurrent_calls_on_one_model_lose_no_audio(ko_model, ko_model_d
 
 def test_a_call_captured_from_a_pulseaudio_device_is_monitored(pulse_sink, ko_model, ko_model_dir, executor, tmp_path):
     wav = tmp_path / "call.wav"
-    spans = write_call(wav, KOREAN_CALL[:2], rate=16000)
+    # 2 s of silence first: the player starts before the device opens, and opening may take a moment
+    turns = [dataclasses.replace(KOREAN_CALL[0], pause_before=2.0), KOREAN_CALL[1]]
+    spans = write_call(wav, turns, rate=16000)
 
     async def main():
         agent, link = make_agent(ko_model, ko_model_dir, executor, audio_queue_s=60.0)
