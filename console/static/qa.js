@@ -106,7 +106,9 @@
       audio.removeAttribute('src');
       audio.load();
       audio.classList.add('hidden');
-      $('no-recording').textContent = 'No recording kept for this call (retention policy); transcript only.';
+      $('no-recording').textContent = call.source === 'transcript'
+        ? 'Replayed from a timed transcript: there is no audio for this call.'
+        : 'No recording kept for this call (retention policy); transcript only.';
     }
     $('export-state').textContent = '';
     renderTranscript();
