@@ -162,6 +162,17 @@ class Settings:
     def section(self, name: str) -> Mapping[str, Any]:
         return self.file.section(name)
 
+    def resolve_model(self, option: str | None = None):
+        """The speech model to use (``models.lookup`` order: ``option``, then
+        ``$CALLSHIELD_MODEL``, ``[agent] model``, ``[models] model``, the models
+        directory); raises ``ModelNotFound`` naming the install command."""
+        from models.lookup import ENV_MODEL, ModelsConfig, resolve_model
+
+        base = self.file.path.parent if self.file.path else None
+        if not option and not os.environ.get(ENV_MODEL, "").strip():
+            option = self.agent.model  # a config value: below the environment variable
+        return resolve_model(option, ModelsConfig.from_section(self.section("models"), base=base), data_dir=self.data_dir)
+
     def detection_config(self):
         """The ``[detection]`` section as ``detection.DetectionConfig``."""
         from detection.config import DetectionConfig

@@ -41,7 +41,7 @@ from detection.lexicon import (
 )
 from detection.ladder import load_suggestions
 from detection.repetition import RepetitionWords
-from detection.text import Normalized, normalize
+from detection.text import Normalized, normalize, without_fillers
 
 _NEGATION_WINDOW = 3
 _TARGET_WINDOW = 6
@@ -73,6 +73,11 @@ class Detector:
         self._you = self.lists.words("TARGET_YOU")
         self._not_you = self.lists.words("TARGET_OTHER")
         self._disabled = frozenset(self.config.disabled)
+        self._fillers = self._words_if_listed("FILLER")
+        self._like_after = self._words_if_listed("FILLER_LIKE_AFTER")
+        self._like_not_before = self._words_if_listed("FILLER_LIKE_NOT_BEFORE")
+        self._filler_tails = tuple(tuple(e.split()) for e in (self.lists.get("FILLER_TAIL") if "FILLER_TAIL" in self.lists else ()))
+        self._filler_words = self._fillers | {"like"} | {t[-1] for t in self._filler_tails}
         self.repetition_words = RepetitionWords.load(folder)
         self.suggestions = load_suggestions(self.config.language)
 
@@ -88,6 +93,10 @@ class Detector:
         norm = normalize(text)
         if not norm.tokens:
             return []
+        if not self._filler_words.isdisjoint(norm.tokens):
+            norm = without_fillers(norm, self._fillers, self._like_after, self._filler_tails, self._like_not_before)
+            if not norm.tokens:
+                return []
         present = frozenset(norm.tokens)
         best: dict[tuple[str, str | None], tuple[Finding, int]] = {}
         exceptions: list[tuple[int, int, frozenset[str], str]] | None = None
@@ -130,6 +139,10 @@ class Detector:
                     best[key] = (finding, first)
                 break  # one match per rule is enough
         return [f for f, _ in sorted(best.values(), key=lambda item: item[1])]
+
+    def _words_if_listed(self, name: str) -> frozenset[str]:
+        """A list of ``lists.tsv`` as a set, empty when the language has none."""
+        return self.lists.words(name) if name in self.lists else frozenset()
 
     # ------------------------------------------------------------------ checks
 

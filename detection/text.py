@@ -80,3 +80,74 @@ def normalize(raw: str) -> Normalized:
         starts.append(pos)
         pos += len(token) + 1
     return Normalized(text, tuple(origin), tokens, tuple(starts))
+
+
+def without_fillers(
+    norm: Normalized,
+    fillers: frozenset[str],
+    like_after: frozenset[str],
+    tails: tuple[tuple[str, ...], ...] = (),
+    like_not_before: frozenset[str] = frozenset(),
+) -> Normalized:
+    """``norm`` without the hesitations a recognizer writes down ("uh", "um"),
+    so a pattern reads "are you uh stupid" as "are you stupid".
+
+    ``fillers``: words that are never content, dropped wherever they stand.
+    ``like_after``: one or two words after which "like" is a filler, not a
+    verb or a comparison ("are you like mentally challenged"; "i like you"
+    and "you sound like a child" keep theirs), unless the next word is in
+    ``like_not_before`` ("is like to", "im like that"). ``tails``: word sequences dropped only
+    at the very end of the utterance ("... you know"). Offsets still point
+    into the original text."""
+    tokens = norm.tokens
+    if not tokens:
+        return norm
+    keep = [t not in fillers for t in tokens]
+    before: list[str] = []  # the kept words so far
+    for i, token in enumerate(tokens):
+        if not keep[i]:
+            continue
+        if (
+            token == "like"
+            and before
+            and i + 1 < len(tokens)
+            and tokens[i + 1] not in like_not_before
+            and (before[-1] in like_after or " ".join(before[-2:]) in like_after)
+        ):
+            keep[i] = False
+            continue
+        before.append(token)
+    changed = True
+    while changed:  # "... you know i mean"
+        changed = False
+        kept = [i for i, k in enumerate(keep) if k]
+        for tail in tails:
+            n = len(tail)
+            if len(kept) > n and tuple(tokens[i] for i in kept[-n:]) == tail:
+                for i in kept[-n:]:
+                    keep[i] = False
+                changed = True
+                break
+    if all(keep) or not any(keep):
+        return norm
+    text: list[str] = []
+    origin: list[int] = []
+    for i, token in enumerate(tokens):
+        if not keep[i]:
+            continue
+        start = norm.starts[i]
+        if text:
+            text.append(" ")
+            origin.append(norm.origin[start])
+        text.append(token)
+        origin.extend(norm.origin[start:start + len(token)])
+    text.append(" ")
+    origin.append(norm.origin[-1])
+    joined = "".join(text)
+    new_tokens = tuple(t for t, k in zip(tokens, keep) if k)
+    starts = []
+    pos = 0
+    for token in new_tokens:
+        starts.append(pos)
+        pos += len(token) + 1
+    return Normalized(joined, tuple(origin), new_tokens, tuple(starts))

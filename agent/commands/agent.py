@@ -2,12 +2,13 @@
 
 ``callshield agent --console ws://HOST:PORT --token T [--agent-id NAME] [--model M]``
 connects to the console (reconnecting with backoff for as long as it runs)
-and monitors the calls its ingress brings: for now ``--wav FILE`` (recorded
-calls, as if live with ``--realtime``); live ingress (Asterisk AudioSocket,
-sound devices) plugs in at :func:`start_ingress`. It runs until SIGTERM or
-SIGINT, then shuts down in order: stop sources, flush recognizers, finish
-recordings, wait briefly for the console's acknowledgements, close the link.
-With only ``--wav`` calls, it exits once they are done and acknowledged.
+and monitors the calls its ingress brings: ``--audiosocket [HOST:]PORT``
+(Asterisk), ``--devices`` (a headset tap) and ``--wav FILE`` (recorded calls,
+as if live with ``--realtime``); see ``agent/commands/ingress_options.py``. It
+runs until SIGTERM or SIGINT, then shuts down in order: stop sources, flush
+recognizers, finish recordings, wait briefly for the console's
+acknowledgements, close the link. With only ``--wav`` calls, it exits once
+they are done and acknowledged.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+from agent.commands.ingress_options import Ingress, add_ingress_arguments, ingress_from_args, raise_if_failed, start_ingress
 from audio.errors import CallshieldError
 
 
@@ -33,13 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="MODEL", help="speech model (directory or installed name; default: models lookup order)")
     parser.add_argument("--partner", metavar="NAME", help="partner for calls whose ingress names none (default: [agent] partner)")
     parser.add_argument("--seat", metavar="SEAT", help="seat for calls whose ingress names none (default: [agent] seat)")
-    ingress = parser.add_argument_group("ingress (where calls come from)")
-    ingress.add_argument("--wav", metavar="FILE", action="append", default=[], help="monitor a recorded call (repeatable)")
-    ingress.add_argument("--realtime", action="store_true", help="pace --wav calls by their audio time, as if live")
-    ingress.add_argument("--audiosocket", metavar="[HOST:]PORT", nargs="?", const="",
-                         help="serve Asterisk AudioSocket calls (default address: [audiosocket] host/port, else 127.0.0.1:9092; see docs/asterisk.md)")
-    ingress.add_argument("--devices", action="store_true",
-                         help="monitor one call from the sound devices chosen in [devices] (see 'callshield devices'), until stopped")
+    add_ingress_arguments(parser)
     parser.add_argument("--recordings", metavar="DIR", help="where call recordings go: the console's DATA_DIR/recordings, shared (default: the data directory's recordings/)")
 
 
@@ -58,92 +54,20 @@ def run(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("agent_id", args.agent_id), ("partner", args.partner), ("seat", args.seat)) if v}
     if changes:
         agent_settings = dataclasses.replace(agent_settings, **changes)
-    for wav in args.wav:  # bad files fail before connecting
-        if not Path(wav).is_file():
-            raise FileNotFoundError(2, "no such call file", wav)
-    audiosocket = _audiosocket_config(settings, args.audiosocket) if args.audiosocket is not None else None
-    devices = _devices_config(settings) if args.devices else None
-    live = audiosocket is not None or devices is not None
-    model = _resolve_model(settings, args.model) if args.wav or live else None
+    ingress = ingress_from_args(settings, args)  # bad files and addresses fail before connecting
+    model = settings.resolve_model(args.model) if ingress.needs_model else None
     from agent.recording import AgentRecording
     from audio.retention import RetentionPolicy
 
     recordings = Path(args.recordings).expanduser() if args.recordings else settings.data_dir / "recordings"
     recording = AgentRecording(recordings, RetentionPolicy.from_section(settings.section("retention")))
     try:
-        return asyncio.run(_run_agent(args, agent_settings, settings.detection_config(), url, token, model, recording,
-                                      ingress=Ingress(audiosocket=audiosocket, devices=devices)))
+        return asyncio.run(_run_agent(agent_settings, settings.detection_config(), url, token, model, recording, ingress))
     finally:
         recording.close()
 
 
-def _resolve_model(settings, option: str | None):
-    from models.lookup import ModelsConfig, resolve_model
-
-    base = settings.file.path.parent if settings.file.path else None
-    return resolve_model(option or settings.agent.model, ModelsConfig.from_section(settings.section("models"), base=base), data_dir=settings.data_dir)
-
-
-@dataclasses.dataclass(frozen=True)
-class Ingress:
-    """The live call sources the command line asked for (None: not asked)."""
-
-    audiosocket: object | None = None  # audio.audiosocket.AudioSocketConfig
-    devices: object | None = None  # audio.device.DeviceConfig
-
-
-def _audiosocket_config(settings, address: str):
-    """``[audiosocket]`` of the config, with ``--audiosocket [HOST:]PORT`` on top."""
-    from audio.audiosocket import AudioSocketConfig
-
-    config = AudioSocketConfig.from_section(settings.section("audiosocket"))
-    if not address:
-        return config
-    host, _, port = address.rpartition(":")
-    try:
-        port_number = int(port)
-    except ValueError:
-        raise AgentCommandError(f"--audiosocket wants [HOST:]PORT, not {address!r}", code="bad_address") from None
-    if not 0 <= port_number <= 65535:
-        raise AgentCommandError(f"--audiosocket port {port_number} is out of range", code="bad_address")
-    return dataclasses.replace(config, port=port_number, **({"host": host.strip("[]")} if host else {}))
-
-
-def _devices_config(settings):
-    from audio.device import DeviceConfig
-
-    return DeviceConfig.from_section(settings.section("devices"))
-
-
-async def start_ingress(agent, args: argparse.Namespace, ingress: Ingress = Ingress()) -> tuple[bool, list[asyncio.Task]]:
-    """Start the calls and call servers the command line asks for.
-
-    Returns whether an ingress keeps bringing calls (the agent then runs until
-    a signal; otherwise it exits when the given calls are done) and the tasks
-    it started, which the caller keeps and awaits at shutdown.
-    """
-    from audio.wav import WavSource
-
-    for wav in args.wav:
-        source = WavSource(wav, realtime=args.realtime)
-        agent.start_call(source, sample_rate=source.sample_rate, source_kind="wav", lossless=not args.realtime)
-    tasks: list[asyncio.Task] = []
-    if ingress.audiosocket is not None:
-        from agent.ingress import serve_audiosocket
-
-        def announce(server) -> None:
-            logging.getLogger("callshield.agent").info("AudioSocket calls accepted on %s:%s", ingress.audiosocket.host, server.port)
-
-        tasks.append(asyncio.create_task(serve_audiosocket(agent, config=ingress.audiosocket, started=announce), name="audiosocket"))
-    if ingress.devices is not None:
-        from agent.ingress import capture_devices
-
-        tasks.append(asyncio.create_task(capture_devices(agent, ingress.devices), name="devices"))
-    return bool(tasks) or not args.wav, tasks
-
-
-async def _run_agent(args, agent_settings, detection_config, url: str, token: str, model, recording=None,
-                     ingress: Ingress = Ingress()) -> int:
+async def _run_agent(agent_settings, detection_config, url: str, token: str, model, recording, ingress: Ingress) -> int:
     from agent.runtime import Agent, make_link
 
     if recording is not None:
@@ -157,21 +81,19 @@ async def _run_agent(args, agent_settings, detection_config, url: str, token: st
     try:
         if model is not None:
             await agent.load_model(model.path)
-        keeps_running, ingress_tasks = await start_ingress(agent, args, ingress)
+        ingress_tasks = await start_ingress(agent, ingress)
         waits = {
             asyncio.ensure_future(link.wait_stopped()),
             asyncio.ensure_future(agent.wait_shutdown_requested()),
         }
-        if not keeps_running:
+        if ingress.wavs and not ingress.live:  # only recorded calls: done when they are
             waits.add(asyncio.ensure_future(_calls_done_and_acked(agent)))
         try:
             await asyncio.wait(waits | set(ingress_tasks), return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waits:
                 waiter.cancel()
-        for task in ingress_tasks:  # an ingress that could not start (port in use, no device) fails the command
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()
+        raise_if_failed(ingress_tasks)
         if link.failure is not None:
             raise link.failure
         return 0

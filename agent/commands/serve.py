@@ -1,7 +1,8 @@
 """Run the console and an agent together on this machine (the embedded default).
 
-``callshield serve [--demo] [--host H] [--port P] [--data-dir D]``: one
-process, one event loop. The console keeps its SQLite store under the data
+``callshield serve [--demo] [--host H] [--port P] [--data-dir D]
+[--audiosocket [HOST:]PORT] [--devices] [--wav FILE]``: one process, one
+event loop. The console keeps its SQLite store under the data
 directory and binds 127.0.0.1 unless told otherwise; the agent connects to it
 over the same websocket protocol a remote agent would use.
 
@@ -9,7 +10,9 @@ First start: an ``admin`` user is created and its generated password printed
 once. ``--demo`` also creates ``demo-partner`` and ``demo-supervisor`` (their
 passwords printed once) and replays the bundled demo call over and over:
 through the speech model when an English model is installed, otherwise from
-the call's timed transcript (a notice on the console says which).
+the call's timed transcript (a notice on the console says which). The live
+ingress options are those of ``callshield agent`` (calls from Asterisk, a
+sound device or recordings, transcribed with the model of the lookup order).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import sys
 from pathlib import Path
 
+from agent.commands.ingress_options import Ingress, add_ingress_arguments, ingress_from_args, raise_if_failed, start_ingress
 from audio.errors import CallshieldError
 
 log = logging.getLogger("callshield.serve")
@@ -39,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="bind address (default: [console] host, else 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default: [console] port, else 8750; 0 = any free port)")
     parser.add_argument("--data-dir", metavar="DIR", help="where the store and recordings live (default: [console] data_dir, else the callshield data directory)")
-    parser.add_argument("--model", metavar="MODEL", help="English speech model for the demo (default: the first installed English model)")
+    parser.add_argument("--model", metavar="MODEL", help="speech model (directory or installed name; default: models lookup order; "
+                        "with --demo: the first installed English model, else the demo's timed transcript)")
+    add_ingress_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,8 +56,16 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     console_config = console_config_from(args)
     detection_config = settings.detection_config()
-    demo_model = _english_model(settings, args.model) if args.demo else None
-    return asyncio.run(_serve(settings, console_config, detection_config, demo=args.demo, demo_model=demo_model))
+    ingress = ingress_from_args(settings, args)
+    if args.demo and ingress.needs_model:
+        raise ServeError("--demo replays a sample call on its own; run live calls (--audiosocket, --devices, --wav) without it", code="bad_option")
+    if args.demo:
+        model = _english_model(settings, args.model)
+    elif ingress.needs_model:
+        model = settings.resolve_model(args.model).path
+    else:
+        model = None
+    return asyncio.run(_serve(settings, console_config, detection_config, demo=args.demo, model=model, ingress=ingress))
 
 
 def _english_model(settings, option: str | None) -> Path | None:
@@ -80,7 +94,7 @@ def _english_model(settings, option: str | None) -> Path | None:
     return None
 
 
-async def _serve(settings, console_config, detection_config, *, demo: bool, demo_model: Path | None) -> int:
+async def _serve(settings, console_config, detection_config, *, demo: bool, model: Path | None, ingress: Ingress = Ingress()) -> int:
     from agent.recording import AgentRecording
     from audio.retention import RetentionPolicy
     from agent.runtime import Agent, make_link
@@ -92,6 +106,7 @@ async def _serve(settings, console_config, detection_config, *, demo: bool, demo
     await console.start()
     agent = None
     demo_task = None
+    ingress_tasks: list[asyncio.Task] = []
     recording = AgentRecording(console_config.recordings_dir, retention)  # the console serves the same directory
     try:
         await recording.recover()
@@ -106,14 +121,18 @@ async def _serve(settings, console_config, detection_config, *, demo: bool, demo
         await link.wait_connected(timeout=30)
         print(f"callshield console: {console.http_url}/  (supervisor: {console.http_url}/supervisor, partner: {console.http_url}/partner)", flush=True)
         if demo:
-            demo_task = asyncio.get_running_loop().create_task(_demo_loop(agent, demo_model), name="demo")
+            demo_task = asyncio.get_running_loop().create_task(_demo_loop(agent, model), name="demo")
+        elif model is not None:
+            await agent.load_model(model)
+            ingress_tasks = await start_ingress(agent, ingress)
         stopped = asyncio.ensure_future(link.wait_stopped())
         requested = asyncio.ensure_future(agent.wait_shutdown_requested())
         try:
-            await asyncio.wait({stopped, requested}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({stopped, requested, *ingress_tasks}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
             requested.cancel()
+        raise_if_failed(ingress_tasks)
         if link.failure is not None:
             raise link.failure
         print("callshield: shutting down", file=sys.stderr, flush=True)
@@ -123,6 +142,8 @@ async def _serve(settings, console_config, detection_config, *, demo: bool, demo
             demo_task.cancel()
             await asyncio.gather(demo_task, return_exceptions=True)
         if agent is not None:
+            agent.request_shutdown()  # ingress stops accepting and releases its legs
+            await asyncio.gather(*ingress_tasks, return_exceptions=True)
             await agent.shutdown()
         recording.close()
         await console.stop()

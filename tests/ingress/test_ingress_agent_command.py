@@ -110,3 +110,47 @@ def test_agent_command_refuses_a_bad_audiosocket_address(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["callshield: error: --audiosocket wants [HOST:]PORT, not '127.0.0.1:http'"]
+
+
+def test_serve_takes_audiosocket_calls_into_its_embedded_console(tmp_path, ko_model_dir):
+    from console.store import Store
+
+    stereo, _ = call_samples(KOREAN_CALL[:2], rate=8000)
+    customer, partner = split_call(stereo)
+    port, web_port = free_port(), free_port()
+    data = tmp_path / "data"
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent.cli", "serve", "--port", str(web_port), "--data-dir", str(data),
+            "--model", str(ko_model_dir), "--audiosocket", f"127.0.0.1:{port}",
+            cwd=ROOT, env=env_for(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        seen: list[str] = []
+        try:
+            await _wait_for_line(proc.stderr, "AudioSocket calls accepted", 60, seen)
+            call = uuid.uuid4()
+            await asyncio.gather(
+                play_leg(port, leg_uuid(call, "customer"), customer, speed=4.0),
+                play_leg(port, leg_uuid(call, "partner"), partner, speed=4.0),
+            )
+            await asyncio.sleep(3.0)  # the tail of the call: final decode, events stored
+            proc.send_signal(signal.SIGTERM)
+            status = await asyncio.wait_for(proc.wait(), 60)
+            seen.append((await proc.stderr.read()).decode())
+            return status, "".join(seen)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    status, log = asyncio.run(main())
+    assert status == 0, log
+    store = Store.open(data / "console.db")
+    try:
+        calls = store.recent_calls(10)
+        assert len(calls) == 1 and calls[0]["source"] == "audiosocket", calls
+        detail = store.call_detail(calls[0]["id"])
+    finally:
+        store.close()
+    assert {u["speaker"] for u in detail["utterances"]} == {"customer", "partner"}, log

@@ -1,0 +1,122 @@
+"""Where calls come from, on the command line: shared by ``callshield agent``
+and ``callshield serve``.
+
+``--wav FILE`` (a recorded call, as if live with ``--realtime``),
+``--audiosocket [HOST:]PORT`` (Asterisk AudioSocket, see docs/asterisk.md) and
+``--devices`` (the sound devices chosen in ``[devices]``). Not a command
+itself: the dispatcher only loads the modules named in ``agent/cli.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+
+from audio.errors import CallshieldError
+
+log = logging.getLogger("callshield.agent")
+
+
+class IngressOptionError(CallshieldError):
+    code = "bad_address"
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingress:
+    """The call sources asked for. ``wavs``: recorded calls; ``realtime``: pace
+    them by audio time; ``audiosocket``/``devices``: their configs, or None."""
+
+    wavs: tuple[Path, ...] = ()
+    realtime: bool = False
+    audiosocket: object | None = None  # audio.audiosocket.AudioSocketConfig
+    devices: object | None = None  # audio.device.DeviceConfig
+
+    @property
+    def live(self) -> bool:
+        """Whether a source keeps bringing calls (the process then runs until a signal)."""
+        return self.audiosocket is not None or self.devices is not None
+
+    @property
+    def needs_model(self) -> bool:
+        return bool(self.wavs) or self.live
+
+
+def add_ingress_arguments(parser: argparse.ArgumentParser, *, wav: bool = True) -> None:
+    group = parser.add_argument_group("ingress (where calls come from)")
+    if wav:
+        group.add_argument("--wav", metavar="FILE", action="append", default=[], help="monitor a recorded call (repeatable)")
+        group.add_argument("--realtime", action="store_true", help="pace --wav calls by their audio time, as if live")
+    group.add_argument("--audiosocket", metavar="[HOST:]PORT", nargs="?", const="",
+                       help="serve Asterisk AudioSocket calls (default address: [audiosocket] host/port, else 127.0.0.1:9092; see docs/asterisk.md)")
+    group.add_argument("--devices", action="store_true",
+                       help="monitor one call from the sound devices chosen in [devices] (see 'callshield devices'), until stopped")
+
+
+def ingress_from_args(settings, args: argparse.Namespace) -> Ingress:
+    """The sources ``args`` ask for, with their config sections; bad files and
+    addresses fail here, before anything connects."""
+    wavs = tuple(Path(w) for w in getattr(args, "wav", []) or [])
+    for wav in wavs:
+        if not wav.is_file():
+            raise FileNotFoundError(2, "no such call file", str(wav))
+    audiosocket = devices = None
+    if args.audiosocket is not None:
+        audiosocket = _audiosocket_config(settings, args.audiosocket)
+    if args.devices:
+        from audio.device import DeviceConfig
+
+        devices = DeviceConfig.from_section(settings.section("devices"))
+    return Ingress(wavs=wavs, realtime=bool(getattr(args, "realtime", False)), audiosocket=audiosocket, devices=devices)
+
+
+def _audiosocket_config(settings, address: str):
+    """``[audiosocket]`` of the config, with ``--audiosocket [HOST:]PORT`` on top."""
+    from audio.audiosocket import AudioSocketConfig
+
+    config = AudioSocketConfig.from_section(settings.section("audiosocket"))
+    if not address:
+        return config
+    host, _, port = address.rpartition(":")
+    try:
+        port_number = int(port)
+    except ValueError:
+        raise IngressOptionError(f"--audiosocket wants [HOST:]PORT, not {address!r}") from None
+    if not 0 <= port_number <= 65535:
+        raise IngressOptionError(f"--audiosocket port {port_number} is out of range")
+    return dataclasses.replace(config, port=port_number, **({"host": host.strip("[]")} if host else {}))
+
+
+async def start_ingress(agent, ingress: Ingress) -> list[asyncio.Task]:
+    """Start the recorded calls and the call servers of ``ingress`` on ``agent``;
+    returns the tasks of the servers, which the caller keeps and awaits at
+    shutdown (a task that ends with an error means the source could not start)."""
+    from audio.wav import WavSource
+
+    for wav in ingress.wavs:
+        source = WavSource(wav, realtime=ingress.realtime)
+        agent.start_call(source, sample_rate=source.sample_rate, source_kind="wav", lossless=not ingress.realtime)
+    tasks: list[asyncio.Task] = []
+    if ingress.audiosocket is not None:
+        from agent.ingress import serve_audiosocket
+
+        config = ingress.audiosocket
+
+        def announce(server) -> None:
+            log.info("AudioSocket calls accepted on %s:%s", config.host, server.port)
+
+        tasks.append(asyncio.create_task(serve_audiosocket(agent, config=config, started=announce), name="audiosocket"))
+    if ingress.devices is not None:
+        from agent.ingress import capture_devices
+
+        tasks.append(asyncio.create_task(capture_devices(agent, ingress.devices), name="devices"))
+    return tasks
+
+
+def raise_if_failed(tasks: list[asyncio.Task]) -> None:
+    """Re-raise the error of an ingress task that ended with one (port in use, no device)."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()
