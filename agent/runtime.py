@@ -106,8 +106,11 @@ class Agent:
     (load one with :meth:`load_model`). ``clock``: the wall clock for
     call-start stamps. ``tap_factories``: called for each audio call; each
     returns a :class:`~agent.session.CallTap` (e.g. the call recorder).
+    ``audio_config``: an ``audio.config.AudioConfig`` (voice activity and
+    loudness settings of every audio call; default: defaults).
     ``transcriber_factory(model, sample_rate, executor)``: makes each audio
-    call's transcriber (default ``models.transcriber.CallTranscriber``);
+    call's transcriber (default ``models.transcriber.CallTranscriber`` with
+    the audio config's VAD);
     ``screen_factory()``: makes each call's screen (default
     ``detection.call.CallScreen`` on one shared ``Detector``).
     """
@@ -118,6 +121,7 @@ class Agent:
         *,
         settings: AgentSettings | None = None,
         detection_config: Any = None,
+        audio_config: Any = None,
         model: Any = None,
         recognizer_executor: Any = None,
         clock: WallClock = utc_now,
@@ -145,6 +149,11 @@ class Agent:
         self.tap_factories = list(tap_factories)
         self.loudness = loudness
         self.transcriber_factory = transcriber_factory
+        if audio_config is None:
+            from audio.config import AudioConfig
+
+            audio_config = AudioConfig()
+        self.audio_config = audio_config
         self.calls: dict[str, CallHandle] = {}
         self._tasks: set[asyncio.Task] = set()
         self._shutdown_requested = asyncio.Event()
@@ -224,13 +233,17 @@ class Agent:
         info = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=sample_rate)
         factory = self.transcriber_factory
         if factory is None:
-            from models.transcriber import CallTranscriber as factory
+            from models.transcriber import CallTranscriber, TranscriberConfig
+
+            config = TranscriberConfig(vad=self.audio_config.vad)
+            factory = lambda model, rate, executor: CallTranscriber(model, rate, executor, config=config)  # noqa: E731
         transcriber = factory(self.model, sample_rate, self._recognizer_executor)
         loudness = {}
         if self.loudness:
             from audio.loudness import LoudnessMeter
 
-            loudness = {speaker: LoudnessMeter(speaker, sample_rate) for speaker in SPEAKERS}
+            window = self.audio_config.loudness_window_ms
+            loudness = {speaker: LoudnessMeter(speaker, sample_rate, window_ms=window) for speaker in SPEAKERS}
         session = CallSession(
             info,
             publish=self.link.publish,

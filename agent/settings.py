@@ -173,6 +173,12 @@ class Settings:
             option = self.agent.model  # a config value: below the environment variable
         return resolve_model(option, ModelsConfig.from_section(self.section("models"), base=base), data_dir=self.data_dir)
 
+    def audio_config(self):
+        """The ``[audio]`` section as ``audio.config.AudioConfig`` (channel map, VAD, loudness window)."""
+        from audio.config import AudioConfig
+
+        return AudioConfig.from_section(self.section("audio"))
+
     def detection_config(self):
         """The ``[detection]`` section as ``detection.DetectionConfig``."""
         from detection.config import DetectionConfig

@@ -62,19 +62,20 @@ def run(args: argparse.Namespace) -> int:
     recordings = Path(args.recordings).expanduser() if args.recordings else settings.data_dir / "recordings"
     recording = AgentRecording(recordings, RetentionPolicy.from_section(settings.section("retention")))
     try:
-        return asyncio.run(_run_agent(agent_settings, settings.detection_config(), url, token, model, recording, ingress))
+        return asyncio.run(_run_agent(agent_settings, settings, url, token, model, recording, ingress))
     finally:
         recording.close()
 
 
-async def _run_agent(agent_settings, detection_config, url: str, token: str, model, recording, ingress: Ingress) -> int:
+async def _run_agent(agent_settings, settings, url: str, token: str, model, recording, ingress: Ingress) -> int:
     from agent.runtime import Agent, make_link
 
     if recording is not None:
         await recording.recover()
     link = make_link(agent_settings, url=url, token=token)
     taps = [recording.tap] if recording is not None else []
-    agent = Agent(link, settings=agent_settings, detection_config=detection_config, tap_factories=taps)
+    agent = Agent(link, settings=agent_settings, detection_config=settings.detection_config(), audio_config=settings.audio_config(),
+                  tap_factories=taps)
     agent.install_signal_handlers()
     await agent.start()
     ingress_tasks: list[asyncio.Task] = []

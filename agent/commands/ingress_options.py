@@ -96,7 +96,8 @@ async def start_ingress(agent, ingress: Ingress) -> list[asyncio.Task]:
     from audio.wav import WavSource
 
     for wav in ingress.wavs:
-        source = WavSource(wav, realtime=ingress.realtime)
+        audio = agent.audio_config
+        source = WavSource(wav, channel_map=audio.channel_map, chunk_ms=audio.chunk_ms, realtime=ingress.realtime)
         agent.start_call(source, sample_rate=source.sample_rate, source_kind="wav", lossless=not ingress.realtime)
     tasks: list[asyncio.Task] = []
     if ingress.audiosocket is not None:

@@ -57,11 +57,10 @@ def run(args: argparse.Namespace) -> int:
         transcript = TimedTranscript.read(path)
     elif suffix == ".wav":
         from audio.wav import WavSource
-        from models.lookup import ModelsConfig, resolve_model
 
-        source = WavSource(path, realtime=args.realtime)
-        models_config = ModelsConfig.from_section(settings.section("models"), base=settings.file.path.parent if settings.file.path else None)
-        model = resolve_model(args.model or settings.agent.model, models_config, data_dir=settings.data_dir)
+        audio = settings.audio_config()
+        source = WavSource(path, channel_map=audio.channel_map, chunk_ms=audio.chunk_ms, realtime=args.realtime)
+        model = settings.resolve_model(args.model)
     else:
         raise ReplayError(f"{path}: not a call file (expected .wav or .jsonl)", code="bad_call_file")
 
@@ -76,16 +75,15 @@ def run(args: argparse.Namespace) -> int:
         import dataclasses
 
         agent_settings = dataclasses.replace(agent_settings, agent_id=args.agent_id)
-    detection_config = settings.detection_config()
-    return asyncio.run(_replay(args, agent_settings, detection_config, url, token, transcript, source, model))
+    return asyncio.run(_replay(args, agent_settings, settings, url, token, transcript, source, model))
 
 
-async def _replay(args, agent_settings, detection_config, url, token, transcript, source, model) -> int:
+async def _replay(args, agent_settings, settings, url, token, transcript, source, model) -> int:
     from agent.runtime import Agent, make_link
     from agent.transcript_source import TranscriptSource
 
     link = make_link(agent_settings, url=url, token=token, max_attempts=args.retries)
-    agent = Agent(link, settings=agent_settings, detection_config=detection_config)
+    agent = Agent(link, settings=agent_settings, detection_config=settings.detection_config(), audio_config=settings.audio_config())
     agent.install_signal_handlers()
     await agent.start()
     try:

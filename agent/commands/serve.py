@@ -115,7 +115,8 @@ async def _serve(settings, console_config, detection_config, *, demo: bool, mode
         await console.db(console.store.ensure_user, EMBEDDED_AGENT, "agent", token)
         agent_settings = dataclasses.replace(settings.agent, agent_id=EMBEDDED_AGENT, site=settings.agent.site or "embedded")
         link = make_link(agent_settings, url=console.url, token=token)
-        agent = Agent(link, settings=agent_settings, detection_config=detection_config, tap_factories=[recording.tap])
+        agent = Agent(link, settings=agent_settings, detection_config=detection_config, audio_config=settings.audio_config(),
+                      tap_factories=[recording.tap])
         agent.install_signal_handlers()
         await agent.start()
         await link.wait_connected(timeout=30)

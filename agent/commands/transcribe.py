@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model directory or installed model name (default: $CALLSHIELD_MODEL, [models] model, the one installed)")
     parser.add_argument("--models-dir", metavar="DIR", help="models directory to look in")
     parser.add_argument("--json", action="store_true", help="one JSON object per utterance")
-    parser.add_argument("--channels", default="customer,partner", metavar="A,B",
-                        help="speaker of each channel in order, 'none' to ignore one (default: customer,partner)")
+    parser.add_argument("--channels", metavar="A,B",
+                        help="speaker of each channel in order, 'none' to ignore one (default: [audio] channels, else customer,partner)")
 
 
 def format_time(seconds: float) -> str:
@@ -51,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
     from agent.config import default_data_dir, load_config
     from audio.wav import read_info
     from models.lookup import ModelsConfig, resolve_model
-    from models.transcriber import SharedModel, transcribe_file
+    from audio.config import AudioConfig
+    from models.transcriber import SharedModel, TranscriberConfig, transcribe_file
 
-    channel_map = _channel_map(args.channels)
-    info = read_info(args.wav)  # a bad file fails before seconds go into loading a model
     config_file = load_config(args.config)
+    audio = AudioConfig.from_section(config_file.section("audio"))
+    channel_map = _channel_map(args.channels) if args.channels else audio.channel_map
+    info = read_info(args.wav)  # a bad file fails before seconds go into loading a model
     base = config_file.path.parent if config_file.path else None
     config = ModelsConfig.from_section(config_file.section("models"), base=base)
     resolved = resolve_model(args.model, config, data_dir=default_data_dir(), models_dir_option=args.models_dir)
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
           f"{info.channels} channel(s){note}", file=sys.stderr)
     print(f"loading model {resolved.name} ({resolved.source}: {resolved.path})", file=sys.stderr)
     model = SharedModel.load_blocking(resolved.path, resolved.name)
-    utterances = transcribe_file(info.path, model, channel_map=channel_map)
+    utterances = transcribe_file(info.path, model, TranscriberConfig(vad=audio.vad), channel_map=channel_map)
     for utterance in utterances:
         if args.json:
             print(json.dumps(utterance.to_dict(), ensure_ascii=False))

@@ -65,3 +65,20 @@ def test_json_output_of_a_recording_cut_short(tmp_path, ko_model_dir):
         for word in row["words"]:
             assert set(word) == {"word", "start", "end", "conf"}
             assert row["start"] <= word["start"] <= word["end"] <= row["end"] and 0 <= word["conf"] <= 1
+
+
+def test_the_audio_section_of_the_config_maps_channels_to_speakers(tmp_path, ko_model_dir):
+    """A site whose recorder puts the customer on the right says so once, in [audio]."""
+    wav = tmp_path / "call.wav"
+    spans = write_call(wav, KOREAN_CALL[:2], rate=8000)
+    config = tmp_path / "callshield.toml"
+    config.write_text('[audio]\nchannels = ["partner", "customer"]\n\n[audio.vad]\naggressiveness = 3\n')
+    env = cli_env(tmp_path / "home")
+    swapped = run_cli("--config", str(config), "transcribe", str(wav), "--json", "--model", str(ko_model_dir), env=env)
+    assert swapped.returncode == 0, swapped.stderr
+    assert [json.loads(line)["speaker"] for line in swapped.stdout.splitlines()] == ["customer", "partner"]
+    assert [speaker for speaker, _, _ in spans] == ["partner", "customer"]  # as written: the swap is the config's
+    config.write_text('[audio]\nchannels = ["partner", "customer"]\nloudness = 3\n')
+    bad = run_cli("--config", str(config), "transcribe", str(wav), "--model", str(ko_model_dir), env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "callshield: error: [audio]: unknown key(s) loudness (known: channels, chunk_ms, loudness_window_ms, vad)"]
