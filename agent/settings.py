@@ -173,6 +173,18 @@ class Settings:
             option = self.agent.model  # a config value: below the environment variable
         return resolve_model(option, ModelsConfig.from_section(self.section("models"), base=base), data_dir=self.data_dir)
 
+    def console_target(self, url: str | None, token: str | None) -> tuple[str, str]:
+        """The console URL and this agent's token: the command line's, else the
+        config's (``[agent] console_url``, ``token``/``token_file``,
+        ``$CALLSHIELD_AGENT_TOKEN``); a missing one is a one-line error."""
+        url = url or self.agent.console_url
+        if not url:
+            raise ConfigError("no console given: pass --console ws://HOST:PORT or set [agent] console_url", code="no_console")
+        token = token or self.agent.resolved_token()
+        if not token:
+            raise ConfigError("no agent token: pass --token, set [agent] token_file, or $CALLSHIELD_AGENT_TOKEN", code="no_token")
+        return url, token
+
     def audio_config(self):
         """The ``[audio]`` section as ``audio.config.AudioConfig`` (channel map, VAD, loudness window)."""
         from audio.config import AudioConfig

@@ -21,11 +21,6 @@ import sys
 from pathlib import Path
 
 from agent.commands.ingress_options import Ingress, add_ingress_arguments, ingress_from_args, raise_if_failed, start_ingress
-from audio.errors import CallshieldError
-
-
-class AgentCommandError(CallshieldError):
-    code = "agent_error"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,12 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = load_settings(args.config)
-    url = args.console or settings.agent.console_url
-    if not url:
-        raise AgentCommandError("no console given: pass --console ws://HOST:PORT or set [agent] console_url", code="no_console")
-    token = args.token or settings.agent.resolved_token()
-    if not token:
-        raise AgentCommandError("no agent token: pass --token, set [agent] token_file, or $CALLSHIELD_AGENT_TOKEN", code="no_token")
+    url, token = settings.console_target(args.console, args.token)
     agent_settings = settings.agent
     changes = {k: v for k, v in (("agent_id", args.agent_id), ("partner", args.partner), ("seat", args.seat)) if v}
     if changes:

@@ -64,12 +64,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ReplayError(f"{path}: not a call file (expected .wav or .jsonl)", code="bad_call_file")
 
-    url = args.console or settings.agent.console_url
-    if not url:
-        raise ReplayError("no console given: pass --console ws://HOST:PORT or set [agent] console_url", code="no_console")
-    token = args.token or settings.agent.resolved_token()
-    if not token:
-        raise ReplayError("no agent token: pass --token, set [agent] token_file, or $CALLSHIELD_AGENT_TOKEN", code="no_token")
+    url, token = settings.console_target(args.console, args.token)
     agent_settings = settings.agent
     if args.agent_id:
         import dataclasses
