@@ -5,7 +5,9 @@ Where the file is: ``--config FILE``, else ``$CALLSHIELD_CONFIG``, else
 missing default file is fine (defaults apply); a missing file that was asked
 for by name, or a file that is not valid TOML, is a :class:`ConfigError`.
 
-Each section is turned into a frozen dataclass by the package that owns it
+A section the program does not know (a typo such as ``[detecton]``) is a
+:class:`ConfigError`, never silently ignored. Each section is turned into a
+frozen dataclass by the package that owns it
 (``[models]`` by ``models``, ``[detection]`` by ``detection``, ...), so a
 reviewer can see every setting and its unit next to the code that uses it.
 """
@@ -20,7 +22,10 @@ from typing import Any, Mapping
 
 from audio.errors import ConfigError
 
-__all__ = ["ConfigError", "ConfigFile", "default_config_path", "default_data_dir", "load_config"]
+__all__ = ["ConfigError", "ConfigFile", "SECTIONS", "default_config_path", "default_data_dir", "load_config"]
+
+SECTIONS = ("models", "audio", "detection", "agent", "audiosocket", "devices", "console", "retention")
+"""Every section of the config file (``docs/callshield.example.toml`` shows them all)."""
 
 
 def default_config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -65,4 +70,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
             tables = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{target}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(tables) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{target}: unknown section(s) {', '.join(f'[{name}]' for name in unknown)} (known: {', '.join(SECTIONS)})")
     return ConfigFile(path=target, tables=tables)

@@ -9,7 +9,7 @@ package's settings never break another's command.
 Example::
 
     [agent]
-    console_url = "ws://10.0.0.5:8765"
+    console_url = "ws://10.0.0.5:8750"
     token_file = "/etc/callshield/agent.token"
     agent_id = "floor-2"
     partner = "partner"
@@ -47,7 +47,6 @@ class AgentSettings:
         site: free text shown at the console (building, floor, seat range).
         partner: partner user name for calls whose ingress does not name one.
         seat: desk or extension for calls whose ingress does not name one.
-        model: Vosk model directory or name (``models.lookup`` order applies).
         hangup_on_authorization: when the console sends an end-call
             authorization, play ``closing_message`` and hang up through the
             call's control (PBX); otherwise only the partner is informed.
@@ -75,7 +74,6 @@ class AgentSettings:
     site: str = ""
     partner: str = "partner"
     seat: str = ""
-    model: str | None = None
     hangup_on_authorization: bool = False
     closing_message: Path | None = None
     audio_queue_s: float = 5.0
@@ -164,13 +162,11 @@ class Settings:
 
     def resolve_model(self, option: str | None = None):
         """The speech model to use (``models.lookup`` order: ``option``, then
-        ``$CALLSHIELD_MODEL``, ``[agent] model``, ``[models] model``, the models
-        directory); raises ``ModelNotFound`` naming the install command."""
-        from models.lookup import ENV_MODEL, ModelsConfig, resolve_model
+        ``$CALLSHIELD_MODEL``, ``[models] model``, the models directory); raises
+        ``ModelNotFound`` naming the install command."""
+        from models.lookup import ModelsConfig, resolve_model
 
         base = self.file.path.parent if self.file.path else None
-        if not option and not os.environ.get(ENV_MODEL, "").strip():
-            option = self.agent.model  # a config value: below the environment variable
         return resolve_model(option, ModelsConfig.from_section(self.section("models"), base=base), data_dir=self.data_dir)
 
     def console_target(self, url: str | None, token: str | None) -> tuple[str, str]:

@@ -53,3 +53,16 @@ def test_bad_toml_is_a_config_error(tmp_path):
         assert "not valid TOML" in str(exc)
     else:
         raise AssertionError("bad TOML was accepted")
+
+
+def test_a_misspelt_section_is_an_error_not_a_silent_default(tmp_path):
+    from agent.config import ConfigError, load_config
+
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[detecton]\nrepetition_min = 5\n")
+    try:
+        load_config(typo)
+    except ConfigError as exc:
+        assert "unknown section(s) [detecton]" in str(exc)
+    else:
+        raise AssertionError("a misspelt section was accepted")
