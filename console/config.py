@@ -10,6 +10,10 @@ Example::
     tls_key = "/etc/callshield/console.key"
     browser_queue = 256     # messages buffered per browser before it is dropped
     session_hours = 12      # how long a login lasts
+    login_failures = 5      # failed logins per user name before a lockout (ten times as many per client address)
+    lockout_seconds = 300   # how long sign-in stays refused after that
+
+Every setting with its default: ``docs/callshield.example.toml``.
 """
 
 from __future__ import annotations
