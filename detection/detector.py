@@ -5,7 +5,10 @@ What makes a rule match a finding, in order:
 1. its pattern matches the normalized words;
 2. it is not negated: no negation word ("not", "never", "dont", ...) inside
    the match unless the pattern asks for that word, nor in the three words
-   before it within the same clause ("i'm not threatening you"). When the
+   before it within the same clause ("i'm not threatening you"). A negation
+   followed by a word that turns it around ("i can't stop thinking about
+   ...", "i can't wait to ...") or making a suggestion ("why don't you ...")
+   does not count. When the
    match opens its own clause with a subject ("i'll ...", "you're ..."), a
    negation before it counts only through a verb of saying or thinking
    ("i don't think you're ..."), not across clauses ("if this isn't fixed
@@ -73,6 +76,8 @@ class Detector:
         self._you = self.lists.words("TARGET_YOU")
         self._not_you = self.lists.words("TARGET_OTHER")
         self._disabled = frozenset(self.config.disabled)
+        self._negation_cancel = self._words_if_listed("NEGATION_CANCEL")
+        self._suggestion = self._words_if_listed("NEGATION_SUGGESTION")
         self._fillers = self._words_if_listed("FILLER")
         self._like_after = self._words_if_listed("FILLER_LIKE_AFTER")
         self._like_not_before = self._words_if_listed("FILLER_LIKE_NOT_BEFORE")
@@ -148,16 +153,28 @@ class Detector:
 
     def _negated(self, norm: Normalized, first: int, last: int, own_words: frozenset[str]) -> bool:
         inside = norm.text[first:last].split()
-        if any(t in self._negation and t not in own_words for t in inside):
+        if any(
+            t in self._negation
+            and t not in own_words
+            and not (k + 1 < len(inside) and inside[k + 1] in self._negation_cancel)
+            and not (k > 0 and inside[k - 1] in self._suggestion)
+            for k, t in enumerate(inside)
+        ):
             return True
         return self._negated_before(norm, norm.token_index(first))
 
     def _negated_before(self, norm: Normalized, index: int) -> bool:
         """A negation in the words before word ``index``, in the same clause."""
+        if norm.tokens[index] in self._clause_break:
+            return False  # "i'm not hanging up until ...": the match opens its own clause
         starts_clause = norm.tokens[index] in self._subjects
         for j in range(index - 1, max(index - 1 - _NEGATION_WINDOW, -1), -1):
             token = norm.tokens[j]
-            if token in self._negation:
+            if (
+                token in self._negation
+                and norm.tokens[j + 1] not in self._negation_cancel
+                and not (j > 0 and norm.tokens[j - 1] in self._suggestion)
+            ):
                 if not starts_clause:
                     return True
                 # "i don't think you're ..." negates the match; "if this isn't

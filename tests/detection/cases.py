@@ -4,6 +4,9 @@ tests; none is copied from the shared development files."""
 
 POSITIVE = {
     "threat": [
+        "bad things tend to happen to agents who talk back",
+        "uh you wont like what i do next",
+        "you dont want me showing up at your job trust me",
         "im gonna find you after work and break your legs",
         "i swear i will smash your face in",
         "keep talking and ill put you in the hospital",
@@ -43,6 +46,8 @@ POSITIVE = {
         "stop lying to me",
     ],
     "sexual": [
+        "your voice is getting me all hot",
+        "what kind of bra you got on today",
         "id love to take you to bed",
         "what are you wearing",
         "you sound so sexy on the phone",
@@ -54,6 +59,8 @@ POSITIVE = {
         "your voice is turning me on",
     ],
     "demand": [
+        "stay on this phone until i tell you to hang up",
+        "have the ceo come to my house and hand me a check himself",
         "get down on your knees and say sorry",
         "i want a written apology from every single one of you",
         "send your manager to my house to explain this in person",
@@ -64,6 +71,7 @@ POSITIVE = {
         "i want that woman fired",
     ],
     "defamation": [
+        "by tonight the whole internet will know your face",
         "im going to put your name all over facebook",
         "ill upload this call to tiktok",
         "everyone will know who you are",
@@ -71,6 +79,8 @@ POSITIVE = {
         "ill tell my followers what you did",
     ],
     "privacy": [
+        "how far is your place from the office",
+        "whats your sons name",
         "where do you live",
         "whats your home address",
         "what time do you get off work",
@@ -85,6 +95,11 @@ POSITIVE = {
 # Benign utterances close to harassment: idioms, anger at the product or the
 # company, self-blame, third persons, negations, legitimate requests.
 BENIGN = [
+    "uh this bill is like so confusing you know",
+    "can you stay on the line while i reboot the router",
+    "why dont you send me the form by email",
+    "i got hit with a late fee again",
+    "the naked eye cant see the damage on the cable",
     "these fees are killing me",
     "im dying to know when it will be fixed",
     "the outage killed my whole afternoon",
