@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from agent.config import load_config
+from agent.config import SECTIONS, load_config
 from agent.settings import AgentSettings, load_settings
 from audio.audiosocket import AudioSocketConfig
 from audio.config import AudioConfig
@@ -32,7 +32,6 @@ from models.lookup import ModelsConfig
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "callshield.example.toml"
 
-SECTIONS = ("models", "audio", "detection", "agent", "audiosocket", "devices", "console", "retention")
 SUB_TABLES = {"audio": {"vad"}, "detection": {"severity", "points"}}
 
 
@@ -130,7 +129,7 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
 
 def test_example_is_valid_toml_and_every_section_goes_through_its_parser(tmp_path):
     text = EXAMPLE.read_text(encoding="utf-8")
-    for where in ("--config FILE", "$CALLSHIELD_CONFIG", "~/.config/callshield/config.toml", "unknown key"):
+    for where in ("--config FILE", "$CALLSHIELD_CONFIG", "~/.config/callshield/config.toml", "unknown section or key"):
         assert where in text, f"header does not mention {where}"
 
     file = load_config(EXAMPLE)
