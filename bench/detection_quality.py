@@ -216,7 +216,47 @@ def main() -> int:
             for i in clean:
                 if results["callshield"][i]:
                     print(f"   FALSE ALARM: {texts[i]}   {[(f.category, f.rule, f.evidence) for f in detector.screen(texts[i])]}")
+    classifier_section(shared, width)
     return 0
+
+
+def heldout_round(number: int) -> list[tuple[str, str]]:
+    """The lines of one blind round of heldout.tsv (from its ``# ---- round N`` header to the next)."""
+    rows, inside = [], False
+    for line in HELDOUT.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# ---- round"):
+            inside = line.startswith(f"# ---- round {number}")
+        elif inside and line.strip() and not line.startswith("#"):
+            label, text = line.split("\t", 1)
+            rows.append(("personal attack" if label in PERSONAL_ATTACK else label, text))
+    return rows
+
+
+def classifier_section(shared: Path, width: int) -> None:
+    """Rules alone against rules + the classifier stage, on data the classifier
+    never trained on: heldout round 7 and 8 and ConvAbuse validation."""
+    from detection import DetectionConfig
+
+    detectors = {"rules alone": Detector(), "rules+classifier": Detector(DetectionConfig(classifier=True))}
+    names = list(detectors)
+    for number in (7, 8):
+        rows = heldout_round(number)
+        print(f"\n== classifier stage, held-out round {number} ({len(rows)}; never trained on): recall, false alarms")
+        print(f"{'':18}" + "".join(f"{n:>{width}}" for n in names))
+        hits = {n: callshield_hits(d, rows) for n, d in detectors.items()}
+        for category in DEV_CATEGORIES:
+            idx = [i for i, (label, _) in enumerate(rows) if label == category]
+            print(f"{category:18}" + "".join(f"{pct(sum(hits[n][i][0] for i in idx), len(idx)):>{width}}" for n in names))
+        benign = [i for i, (label, _) in enumerate(rows) if label == "none"]
+        print(f"{'false alarms':18}" + "".join(f"{pct(sum(hits[n][i][1] for i in benign), len(benign)):>{width}}" for n in names))
+    data = convabuse(shared / "datasets" / "convabuse" / "ConvAbuseEMNLPvalid.csv")
+    flagged = {n: [bool(d.screen(t)) for t, _ in data] for n, d in detectors.items()}
+    agent = [i for i, (_, k) in enumerate(data) if k == "abuse_agent"]
+    clean = [i for i, (_, k) in enumerate(data) if k == "clean"]
+    print(f"\n== classifier stage, ConvAbuse validation ({len(data)}; never trained on)")
+    print(f"{'':26}" + "".join(f"{n:>{width}}" for n in names))
+    print(f"{'abuse aimed at the agent':26}" + "".join(f"{pct(sum(flagged[n][i] for i in agent), len(agent)):>{width}}" for n in names))
+    print(f"{'false alarms on clean':26}" + "".join(f"{pct(sum(flagged[n][i] for i in clean), len(clean)):>{width}}" for n in names))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,25 @@ def main() -> int:
           f"p99 {best[int(len(best) * 0.99)] * us:.0f} us, worst {best[-1] * us:.0f} us")
     print(f"CallScreen.hear (repetition + ladder, half partner lines): {calls / call_elapsed:,.0f} utterances/s, "
           f"{call_elapsed / calls * us:.0f} us per utterance")
+
+    from detection import DetectionConfig
+
+    started = time.perf_counter()
+    both = Detector(DetectionConfig(classifier=True))
+    load = time.perf_counter() - started
+    for text in texts:
+        both.screen(text)
+    best_both = sorted(min(_timed(both, text) for _ in range(5)) for text in texts)
+    count = 0
+    began = time.perf_counter()
+    while time.perf_counter() < began + args.seconds:
+        for text in texts:
+            both.screen(text)
+        count += len(texts)
+    elapsed = time.perf_counter() - began
+    print(f"Detector.screen with classifier = true (load {load * 1000:.0f} ms): {count / elapsed:,.0f} utterances/s; "
+          f"per utterance, best of 5: median {best_both[len(best_both) // 2] * us:.0f} us, "
+          f"p99 {best_both[int(len(best_both) * 0.99)] * us:.0f} us, worst {best_both[-1] * us:.0f} us")
     return 0
 
 

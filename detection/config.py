@@ -11,6 +11,7 @@ Example (every key optional)::
     shouting_over_db = 10.0       # dB above the caller's own baseline that counts as loud
     shouting_min_seconds = 2.0    # loud for at least this long (s) to be shouting
     screen_partials = true        # raise stable findings while the customer is still speaking
+    classifier = false            # second stage: a small per-category model for what the rules miss
 
     [detection.severity]          # override a category's default severity
     insult = "high"
@@ -64,6 +65,9 @@ class DetectionConfig:
         screen_partials: screen the customer's live hypotheses (partials) and
             raise stable findings before the utterance ends (see
             :mod:`detection.call`); False: final utterances only.
+        classifier: also ask the per-category linear model of
+            :mod:`detection.classifier` (``detection/models/<language>/``) about
+            categories the rules found nothing for.
     """
 
     language: str = "en"
@@ -84,6 +88,7 @@ class DetectionConfig:
     shouting_window_seconds: float = 30.0
     silence_dbfs: float = -50.0
     screen_partials: bool = True
+    classifier: bool = False
 
     def severity_of(self, category: str) -> str:
         """The severity of ``category`` at this site."""
@@ -120,9 +125,9 @@ class DetectionConfig:
                 if value not in SEVERITIES:
                     raise _bad(f"alert_severity must be one of {', '.join(SEVERITIES)}, not {value!r}")
                 values[name] = value
-            elif name == "screen_partials":
+            elif name in ("screen_partials", "classifier"):
                 if not isinstance(value, bool):
-                    raise _bad(f"screen_partials must be true or false, not {value!r}")
+                    raise _bad(f"{name} must be true or false, not {value!r}")
                 values[name] = value
             elif isinstance(default, bool) or not isinstance(default, (int, float)):
                 raise _bad(f"{name} cannot be set")  # pragma: no cover - every field is handled above

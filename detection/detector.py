@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from detection.classifier import Classifier
 from detection.config import DetectionConfig
 from detection.findings import Finding
 from detection.lexicon import (
@@ -48,6 +49,7 @@ from detection.text import Normalized, normalize, without_fillers
 
 _NEGATION_WINDOW = 3
 _TARGET_WINDOW = 6
+_PERSONAL_ATTACK = frozenset({"insult", "integrity"})
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Detector:
         self._filler_words = self._fillers | {"like"} | {t[-1] for t in self._filler_tails}
         self.repetition_words = RepetitionWords.load(folder)
         self.suggestions = load_suggestions(self.config.language)
+        self.classifier: Classifier | None = Classifier.load(self.config.language) if self.config.classifier else None
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -95,13 +98,9 @@ class Detector:
 
         ``start``/``end``: the utterance's seconds of audio time, copied into
         each finding."""
-        norm = normalize(text)
+        norm = self.normalized(text)
         if not norm.tokens:
             return []
-        if not self._filler_words.isdisjoint(norm.tokens):
-            norm = without_fillers(norm, self._fillers, self._like_after, self._filler_tails, self._like_not_before)
-            if not norm.tokens:
-                return []
         present = frozenset(norm.tokens)
         best: dict[tuple[str, str | None], tuple[Finding, int]] = {}
         exceptions: list[tuple[int, int, frozenset[str], str]] | None = None
@@ -143,7 +142,65 @@ class Detector:
                 if held is None or finding.score > held[0].score:
                     best[key] = (finding, first)
                 break  # one match per rule is enough
+        if self.classifier is not None:
+            self._second_opinion(text, norm, present, best, start, end)
         return [f for f, _ in sorted(best.values(), key=lambda item: item[1])]
+
+    def _second_opinion(self, text: str, norm: Normalized, present: frozenset[str],
+                        best: dict[tuple[str, str | None], tuple[Finding, int]], start: float, end: float) -> None:
+        """The classifier, for categories the rules found nothing for (insult and
+        integrity count as one). Its evidence words must pass the rules' own
+        checks: none negated, none inside an idiom or legitimate request, and,
+        for a personal attack, aimed at the partner."""
+        found = {category for category, _ in best}
+        if found & _PERSONAL_ATTACK:
+            found |= _PERSONAL_ATTACK
+        wanted = [c for c in self.classifier.categories if c not in found and c not in self._disabled]
+        if not wanted:
+            return
+        exceptions: list[tuple[int, int, frozenset[str], str]] | None = None
+        for verdict in self.classifier.judge(norm.tokens, wanted):
+            if not verdict.fired or not verdict.words or verdict.probability < self.config.min_score:
+                continue
+            indices = sorted({i for first, last in verdict.words for i in range(first, last + 1)})
+            if any(self._negated_before(norm, i) for i in indices):
+                continue
+            if exceptions is None:
+                exceptions = self._exception_spans(norm, present)
+            if any(
+                a <= norm.starts[i] < b and (not cats or verdict.category in cats)
+                for a, b, cats, _ in exceptions
+                for i in indices
+            ):
+                continue
+            if verdict.category in _PERSONAL_ATTACK and not self._aimed_at_partner(norm, norm.starts[verdict.words[0][0]]):
+                continue
+            first = norm.starts[indices[0]]
+            last = norm.starts[indices[-1]] + len(norm.tokens[indices[-1]])
+            span = norm.original_span(first, last)
+            pieces = [norm.original_span(norm.starts[i], norm.starts[i] + len(norm.tokens[i])) for i in indices]
+            best[(verdict.category, None)] = (
+                Finding(
+                    category=verdict.category,
+                    subtype=None,
+                    severity=self.config.severity_of(verdict.category),
+                    score=round(verdict.probability, 3),
+                    span=span,
+                    evidence=" ".join(text[a:b] for a, b in pieces),
+                    rule=f"classifier.{verdict.category}",
+                    start=start,
+                    end=end,
+                    text=text,
+                ),
+                first,
+            )
+
+    def normalized(self, text: str) -> Normalized:
+        """The words the rules (and the classifier) see: normalized, fillers dropped."""
+        norm = normalize(text)
+        if norm.tokens and not self._filler_words.isdisjoint(norm.tokens):
+            norm = without_fillers(norm, self._fillers, self._like_after, self._filler_tails, self._like_not_before)
+        return norm
 
     def _words_if_listed(self, name: str) -> frozenset[str]:
         """A list of ``lists.tsv`` as a set, empty when the language has none."""
