@@ -26,37 +26,21 @@ Competitors: ``.venv/bin/pip install alt-profanity-check better-profanity``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from shared_data import convabuse as read_convabuse, shared_dir  # noqa: E402
 from detection import CallScreen, Detector  # noqa: E402
 
 PERSONAL_ATTACK = {"insult", "integrity"}
 HELDOUT = ROOT / "tests" / "detection" / "heldout.tsv"
 DEV_CATEGORIES = ["threat", "personal attack", "sexual", "demand", "defamation", "privacy"]
-
-
-def shared_dir() -> Path:
-    path = Path(os.environ.get("CALLSHIELD_SHARED", ROOT.parent / "shared"))
-    if not path.is_dir():
-        sys.exit(f"shared data not found at {path} (set CALLSHIELD_SHARED)")
-    return path
-
-
-def recognizer_like(text: str) -> str:
-    """Typed chat as a recognizer would write it: lowercase words, apostrophes kept."""
-    text = re.sub(r"<[^>]*>", " ", text)
-    text = text.lower().replace("\u2019", "'")
-    text = re.sub(r"[^a-z0-9' ]+", " ", text)
-    return " ".join(text.split())
 
 
 def competitors():
@@ -99,26 +83,7 @@ def callshield_hits(detector: Detector, rows):
 
 def convabuse(path: Path):
     """(text, kind) with kind 'abuse_agent', 'abuse_other' or 'clean' (ambiguous rows dropped)."""
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            votes, system = [], 0
-            for n in range(1, 9):
-                chosen = [v for v in ("1", "0", "-1", "-2", "-3") if row.get(f"Annotator{n}_is_abuse.{v}") == "1"]
-                if not chosen:
-                    continue
-                votes.append(int(chosen[0]))
-                system += row.get(f"Annotator{n}_target.system") == "1"
-            if not votes:
-                continue
-            text = recognizer_like(row["user"])
-            if not text:
-                continue
-            if sum(v < 0 for v in votes) * 2 > len(votes):
-                rows.append((text, "abuse_agent" if system * 2 > len(votes) else "abuse_other"))
-            elif sum(v == 1 for v in votes) * 2 > len(votes):
-                rows.append((text, "clean"))
-    return rows
+    return [(m.text, m.kind) for m in read_convabuse(path)]
 
 
 def pct(n: int, d: int) -> str:

@@ -25,10 +25,7 @@ Usage: ``.venv/bin/python bench/train_classifier.py [--out PATH] [--check]``
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import os
-import re
 import sys
 from pathlib import Path
 
@@ -36,8 +33,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "detection"))
 
+from shared_data import convabuse, shared_dir  # noqa: E402
 from detection import Detector  # noqa: E402
 from detection.classifier import BIAS, MODEL_FILE, THRESHOLD, features, load_marks, model_dir  # noqa: E402
 
@@ -51,20 +50,6 @@ L2 = 1e-3
 STEPS = 400
 RATE = 0.05
 WEAK = 0.5  # weight of a ConvAbuse positive (typed chat, label mapped by us)
-
-
-def shared_dir() -> Path:
-    path = Path(os.environ.get("CALLSHIELD_SHARED", ROOT.parent / "shared"))
-    if not path.is_dir():
-        sys.exit(f"shared data not found at {path} (set CALLSHIELD_SHARED)")
-    return path
-
-
-def recognizer_like(text: str) -> str:
-    text = re.sub(r"<[^>]*>", " ", text)
-    text = text.lower().replace("\u2019", "'")
-    text = re.sub(r"[^a-z0-9' ]+", " ", text)
-    return " ".join(text.split())
 
 
 def heldout_training_rows() -> list[tuple[str, str, str]]:
@@ -97,25 +82,13 @@ def dev_rows(shared: Path) -> list[tuple[str, str, str]]:
 
 
 def convabuse_train_rows(shared: Path) -> list[tuple[str, str, str]]:
+    """ConvAbuse train: abuse aimed at the agent as weak insult (or sexual) positives, clean as negatives."""
     rows = []
-    with (shared / "datasets" / "convabuse" / "ConvAbuseEMNLPtrain.csv").open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            votes, system, sexual = [], 0, 0
-            for n in range(1, 9):
-                chosen = [v for v in ("1", "0", "-1", "-2", "-3") if row.get(f"Annotator{n}_is_abuse.{v}") == "1"]
-                if not chosen:
-                    continue
-                votes.append(int(chosen[0]))
-                system += row.get(f"Annotator{n}_target.system") == "1"
-                sexual += row.get(f"Annotator{n}_sex_harassment") == "1"
-            text = recognizer_like(row["user"])
-            if not votes or not text:
-                continue
-            if sum(v < 0 for v in votes) * 2 > len(votes):
-                if system * 2 > len(votes):
-                    rows.append(("sexual" if sexual * 2 > len(votes) else "insult", text, "convabuse"))
-            elif sum(v == 1 for v in votes) * 2 > len(votes):
-                rows.append(("none", text, "convabuse"))
+    for m in convabuse(shared / "datasets" / "convabuse" / "ConvAbuseEMNLPtrain.csv"):
+        if m.kind == "abuse_agent":
+            rows.append(("sexual" if m.sexual else "insult", m.text, "convabuse"))
+        elif m.kind == "clean":
+            rows.append(("none", m.text, "convabuse"))
     return rows
 
 
