@@ -43,39 +43,14 @@ def adopt_recording(store: Store, recordings_dir: Path, call_id: str) -> dict[st
     row = store.recording(call_id)
     if row is not None:
         return row
-    name = recording_name(call_id)
-    facts = read_sidecar(sidecar_path(recordings_dir / name))
-    wav = recordings_dir / name
-    if facts is None or not wav.is_file() or store.call(call_id) is None:
-        return None
-    row = store.add_recording(
-        call_id, path=name, sha256=facts["sha256"], bytes=facts["bytes"], duration=float(facts["duration"]),
-        sample_rate=int(facts.get("sample_rate") or 0), finalized_at=facts["finalized_at"], recovered=bool(facts.get("recovered")),
-    )
-    now = sha256_file(wav)
-    if now != facts["sha256"]:
-        store.audit("console", "recording_mismatch", call_id, f"{name}: file hash {now} differs from the hash when finalized {facts['sha256']}")
-    return row
+    found = _sidecar_checked(recordings_dir, call_id)
+    return None if found is None else _store_recording(store, call_id, *found)
 
 
-def apply_call_end(store: Store, recordings_dir: Path, call_id: str, policy: RetentionPolicy, now: datetime) -> CleanupReport:
-    """At a call's end: adopt its recording, then apply retention to this call
-    alone (audio or transcript of a call with no finding, as configured)."""
-    adopt_recording(store, recordings_dir, call_id)
-    return cleanup(store, recordings_dir, policy, now, only=call_id, adopt=False)
-
-
-def cleanup(store: Store, recordings_dir: Path, policy: RetentionPolicy, now: datetime, *,
-            only: str | None = None, adopt: bool = True) -> CleanupReport:
-    """The retention clean-up (daily, and per call at its end): adopt
-    finished recordings the store does not know yet, plan, remove, audit."""
+def cleanup(store: Store, recordings_dir: Path, policy: RetentionPolicy, now: datetime, *, only: str | None = None) -> CleanupReport:
+    """The retention clean-up (daily, and per call at its end) of recordings
+    already adopted (:meth:`QaDesk.adopt`): plan, remove, audit."""
     rows = store.retention_calls(only)
-    if adopt:
-        for row in rows:
-            if row["recording"] is None and row["ended_at"] is not None:
-                adopted = adopt_recording(store, recordings_dir, row["id"])
-                if adopted is not None:
-                    row["recording"] = adopted["path"]
     calls = [
         CallRecord(
             call_id=r["id"],
@@ -147,14 +122,16 @@ def _sidecar_checked(recordings_dir: Path, call_id: str) -> tuple[dict[str, Any]
 
 
 def _store_recording(store: Store, call_id: str, facts: dict[str, Any], now_hash: str) -> dict[str, Any] | None:
+    """Store a checked recording's row (store thread); None for an unknown call."""
     if store.call(call_id) is None:
         return None
+    name = recording_name(call_id)
     row = store.add_recording(
-        call_id, path=recording_name(call_id), sha256=facts["sha256"], bytes=facts["bytes"], duration=float(facts["duration"]),
+        call_id, path=name, sha256=facts["sha256"], bytes=facts["bytes"], duration=float(facts["duration"]),
         sample_rate=int(facts.get("sample_rate") or 0), finalized_at=facts["finalized_at"], recovered=bool(facts.get("recovered")),
     )
     if now_hash != facts["sha256"]:
-        store.audit("console", "recording_mismatch", call_id, f"file hash {now_hash} differs from the hash when finalized {facts['sha256']}")
+        store.audit("console", "recording_mismatch", call_id, f"{name}: file hash {now_hash} differs from the hash when finalized {facts['sha256']}")
     return row
 
 
@@ -212,7 +189,7 @@ class QaDesk:
         for row in await c.db(c.store.retention_calls):
             if row["recording"] is None and row["ended_at"] is not None:
                 await self.adopt(row["id"])
-        report = await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock(), adopt=False)
+        report = await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock())
         self.last_cleanup = report
         return report
 
@@ -232,7 +209,7 @@ class QaDesk:
         c = self.console
         try:
             await self.adopt(call_id)
-            await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock(), only=call_id, adopt=False)
+            await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock(), only=call_id)
         except Exception:
             log.exception("call %s: recording/retention at call end failed", call_id)
 

@@ -837,45 +837,35 @@ class Store:
         """Flagged calls (at least one finding), newest first, filtered by start
         (``since`` <= started_at < ``until``, ISO prefixes), a finding category,
         the call's peak level and partner; with counts and the filter choices."""
-        where, args = ["EXISTS (SELECT 1 FROM findings f WHERE f.call_id = c.id)"], []
-        if since:
-            where.append("c.started_at >= ?")
-            args.append(since)
-        if until:
-            where.append("c.started_at < ?")
-            args.append(until)
-        if category:
-            where.append("EXISTS (SELECT 1 FROM findings f WHERE f.call_id = c.id AND f.category = ?)")
-            args.append(category)
-        if level:
-            where.append("c.peak_level = ?")
-            args.append(level)
-        if partner:
-            where.append("c.partner = ?")
-            args.append(partner)
+        filters = (
+            (since, "c.started_at >= ?"),
+            (until, "c.started_at < ?"),
+            (category, "EXISTS (SELECT 1 FROM findings f WHERE f.call_id = c.id AND f.category = ?)"),
+            (level, "c.peak_level = ?"),
+            (partner, "c.partner = ?"),
+        )
+        where = ["EXISTS (SELECT 1 FROM findings f WHERE f.call_id = c.id)"] + [clause for value, clause in filters if value]
+        args = [value for value, _ in filters if value]
         c = self._conn
-        ids = [r[0] for r in c.execute(f"SELECT c.id FROM calls c WHERE {' AND '.join(where)} ORDER BY c.started_at DESC, c.rowid DESC", args)]
+        rows = c.execute(f"SELECT c.id, c.peak_level FROM calls c WHERE {' AND '.join(where)} ORDER BY c.started_at DESC, c.rowid DESC", args).fetchall()
         calls = []
         by_category: dict[str, int] = {}
         by_level: dict[str, int] = {}
         findings_total = 0
-        for n, call_id in enumerate(ids):
+        for n, (call_id, peak) in enumerate(rows):
             cats = [r[0] for r in c.execute("SELECT category FROM findings WHERE call_id = ? ORDER BY start, id", (call_id,))]
-            marked = c.execute("SELECT count(*) FROM qa_marks WHERE call_id = ?", (call_id,)).fetchone()[0]
             findings_total += len(cats)
             for cat in cats:
                 by_category[cat] = by_category.get(cat, 0) + 1
+            by_level[peak] = by_level.get(peak, 0) + 1
             if n < limit:
+                marked = c.execute("SELECT count(*) FROM qa_marks WHERE call_id = ?", (call_id,)).fetchone()[0]
                 call = self._call(c, call_id)
                 call.update(findings=len(cats), categories=sorted(set(cats)), marked=marked)
                 calls.append(call)
-                by_level[call["peak_level"]] = by_level.get(call["peak_level"], 0) + 1
-            else:
-                peak = c.execute("SELECT peak_level FROM calls WHERE id = ?", (call_id,)).fetchone()[0]
-                by_level[peak] = by_level.get(peak, 0) + 1
         return {
             "calls": calls,
-            "counts": {"calls": len(ids), "findings": findings_total, "by_category": by_category, "by_level": by_level},
+            "counts": {"calls": len(rows), "findings": findings_total, "by_category": by_category, "by_level": by_level},
             "partners": [r[0] for r in c.execute("SELECT DISTINCT c.partner FROM calls c JOIN findings f ON f.call_id = c.id ORDER BY 1")],
             "categories": [r[0] for r in c.execute("SELECT DISTINCT category FROM findings ORDER BY 1")],
         }

@@ -50,17 +50,23 @@ const CS = (() => {
   }
 
   /** Text with [first, last) marked: text nodes and one <mark>. */
-  function highlighted(text, span) {
+  // The text with each [first, last) range in a <mark>; ranges sorted, disjoint, inside the text.
+  function marked(text, ranges) {
     const frag = document.createDocumentFragment();
-    text = String(text || '');
-    if (Array.isArray(span) && span.length === 2 && span[0] >= 0 && span[0] < span[1] && span[1] <= text.length) {
-      frag.appendChild(document.createTextNode(text.slice(0, span[0])));
-      frag.appendChild(el('mark', {}, text.slice(span[0], span[1])));
-      frag.appendChild(document.createTextNode(text.slice(span[1])));
-    } else {
-      frag.appendChild(document.createTextNode(text));
+    let at = 0;
+    for (const [a, b] of ranges) {
+      if (a > at) frag.appendChild(document.createTextNode(text.slice(at, a)));
+      frag.appendChild(el('mark', {}, text.slice(a, b)));
+      at = b;
     }
+    if (at < text.length) frag.appendChild(document.createTextNode(text.slice(at)));
     return frag;
+  }
+
+  function highlighted(text, span) {
+    text = String(text || '');
+    const valid = Array.isArray(span) && span.length === 2 && span[0] >= 0 && span[0] < span[1] && span[1] <= text.length;
+    return marked(text, valid ? [span] : []);
   }
 
   function socketUrl() {
@@ -141,5 +147,5 @@ const CS = (() => {
     };
   }
 
-  return { TOKEN_KEY, HOME, LEVEL_NAMES, el, clear, levelBadge, clock, seconds, since, highlighted, Link, statusPill, socketUrl };
+  return { TOKEN_KEY, HOME, LEVEL_NAMES, el, clear, levelBadge, clock, seconds, since, highlighted, marked, Link, statusPill, socketUrl };
 })();

@@ -7,7 +7,7 @@
 'use strict';
 
 (() => {
-  const { el, clear, levelBadge } = CS;
+  const { el, clear, levelBadge, marked } = CS;
   const $ = (id) => document.getElementById(id);
   const ROLES = ['qa', 'supervisor', 'admin'];
   const COLORS = { customer: '#1f4e79', partner: '#6aa3d8', marker: '#d9480f', markerCurrent: '#b3001b', playhead: '#1c2430' };
@@ -150,18 +150,6 @@
       else merged.push([r[0], r[1]]);
     }
     return merged;
-  }
-
-  function marked(text, ranges) {
-    const frag = document.createDocumentFragment();
-    let at = 0;
-    for (const [a, b] of ranges) {
-      if (a > at) frag.appendChild(document.createTextNode(text.slice(at, a)));
-      frag.appendChild(el('mark', {}, text.slice(a, b)));
-      at = b;
-    }
-    if (at < text.length) frag.appendChild(document.createTextNode(text.slice(at)));
-    return frag;
   }
 
   function renderTranscript() {

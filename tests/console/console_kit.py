@@ -101,8 +101,16 @@ def _field(message: dict[str, Any], dotted: str) -> Any:
 class Browser(Peer):
     """A browser socket (no page): sends browser-protocol requests."""
 
+    _refs = itertools.count(1)
+
     async def request(self, kind: str, **fields: Any) -> None:
         await self.ws.send(json.dumps({"v": 1, "type": kind, **fields}))
+
+    async def refused(self, kind: str, **fields: Any) -> str:
+        """Send a request that must be refused; the ``code`` of the error answering it (by ``ref``)."""
+        ref = f"refused-{next(self._refs)}"
+        await self.request(kind, ref=ref, **fields)
+        return (await self.expect("error", ref=ref))["code"]
 
     async def login(self, user: str, password: str = PASSWORD) -> dict[str, Any]:
         await self.request("login", user=user, password=password)

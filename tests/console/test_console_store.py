@@ -163,3 +163,25 @@ def test_users_agents_and_ensure_user(tmp_path):
     assert store.check_agent("local", "agent-token") == 0 and store.check_agent("local", "wrong") is None
     store.remove_user("demo")
     assert {u["name"]: u["role"] for u in store.list_users()} == {"agent-1": "agent", "agent-2": "agent", "local": "agent", "sup": "supervisor"}
+
+
+def _finding(seq: int, call_id: str, category: str) -> p.FindingRaised:
+    return p.FindingRaised(seq=seq, event_id=f"e{seq}-{call_id}", call_id=call_id, category=category, severity="high", score=0.9,
+                           rule=f"{category}.test", evidence="words", start=1.0, end=2.0)
+
+
+def test_qa_calls_filters_and_counts_every_match_beyond_the_limit(tmp_path):
+    store = _store(tmp_path)
+    for event in (_start(1, "c1", "ann"), _finding(2, "c1", "threat"), _level(3, "alert", "none", "c1"),
+                  _start(4, "c2", "bob"), _finding(5, "c2", "insult"), _finding(6, "c2", "insult"),
+                  _start(7, "c3", "bob")):  # c3 has no finding: never listed
+        store.record_event("agent-1", event)
+    found = store.qa_calls(limit=1)
+    assert [c["id"] for c in found["calls"]] == ["c2"]  # same start: the later call first
+    assert found["calls"][0]["findings"] == 2 and found["calls"][0]["categories"] == ["insult"]
+    assert found["counts"] == {"calls": 2, "findings": 3, "by_category": {"threat": 1, "insult": 2}, "by_level": {"alert": 1, "none": 1}}
+    assert found["partners"] == ["ann", "bob"] and found["categories"] == ["insult", "threat"]
+    assert [c["id"] for c in store.qa_calls(partner="bob", category="insult")["calls"]] == ["c2"]
+    assert [c["id"] for c in store.qa_calls(level="alert", since="2025-03-01T00", until="2025-03-02")["calls"]] == ["c1"]
+    assert store.qa_calls(category="threat", partner="bob")["calls"] == []
+    store.close()

@@ -126,8 +126,7 @@ def test_qa_requests_marks_and_role_checks(tmp_path):
                 await qa.request("qa_calls", **filters)
                 got = await qa.expect("qa_calls")
                 assert sorted(c["id"] for c in got["calls"]) == expected, filters
-            await qa.request("qa_calls", since="yesterday", ref="bad")
-            assert (await qa.expect("error", ref="bad"))["code"] == "bad_date"
+            assert await qa.refused("qa_calls", since="yesterday") == "bad_date"
 
             await qa.request("qa_call", call_id="call-1")
             detail = (await qa.expect("qa_call"))["detail"]
@@ -149,10 +148,8 @@ def test_qa_requests_marks_and_role_checks(tmp_path):
             assert mark["verdict"] == "confirmed" and mark["by"] == "quinn" and mark["call_id"] == "call-1"
             await qa.request("qa_mark", finding_id=finding["id"], verdict="false_alarm", note="joke between friends")
             assert (await qa.expect("qa_marked"))["mark"]["verdict"] == "false_alarm"  # the latest verdict counts
-            await qa.request("qa_mark", finding_id=finding["id"], verdict="maybe", ref="v")
-            assert (await qa.expect("error", ref="v"))["code"] == "bad_verdict"
-            await qa.request("qa_mark", finding_id=99999, verdict="confirmed", ref="n")
-            assert (await qa.expect("error", ref="n"))["code"] == "no_finding"
+            assert await qa.refused("qa_mark", finding_id=finding["id"], verdict="maybe") == "bad_verdict"
+            assert await qa.refused("qa_mark", finding_id=99999, verdict="confirmed") == "no_finding"
             await qa.request("qa_calls")
             assert {c["id"]: c["marked"] for c in (await qa.expect("qa_calls"))["calls"]} == {"call-1": 1, "call-2": 0}
 
@@ -162,8 +159,7 @@ def test_qa_requests_marks_and_role_checks(tmp_path):
             before = await console.db(console.store.qa_marks, "call-1")
             for kind, fields in (("qa_calls", {}), ("qa_call", {"call_id": "call-1"}), ("qa_export", {"call_id": "call-1"}),
                                  ("qa_mark", {"finding_id": finding["id"], "verdict": "confirmed"})):
-                await partner.request(kind, ref=kind, **fields)
-                assert (await partner.expect("error", ref=kind))["code"] == "forbidden"
+                assert await partner.refused(kind, **fields) == "forbidden", kind
             assert await console.db(console.store.qa_marks, "call-1") == before
             marks_audit = await console.db(console.store.audit_entries, action="qa_mark", call_id="call-1")
             assert [e["who"] for e in marks_audit] == ["quinn", "quinn"] and "joke between friends" in marks_audit[1]["detail"]
@@ -197,8 +193,7 @@ def test_export_then_verify_over_http_and_cli(tmp_path, capsys):
             await qa.login("quinn")
             await qa.request("qa_export", call_id="call-9")
             url = (await qa.expect("qa_link"))["url"]
-            await qa.request("qa_export", call_id="nope", ref="x")
-            assert (await qa.expect("error", ref="x"))["code"] == "unknown_call"
+            assert await qa.refused("qa_export", call_id="nope") == "unknown_call"
             status, headers, body = await asyncio.to_thread(get, console.port, url)
             forged = await asyncio.to_thread(get, console.port, url.replace("user=quinn", "user=ann"))
             for browser in (qa, sup):
