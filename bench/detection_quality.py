@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from shared_data import convabuse as read_convabuse, shared_dir  # noqa: E402
+from shared_data import convabuse as read_convabuse, labelled, shared_dir  # noqa: E402
 from detection import CallScreen, Detector  # noqa: E402
 
 PERSONAL_ATTACK = {"insult", "integrity"}
@@ -61,14 +61,13 @@ def competitors():
     return out
 
 
+def scored_labels(lines) -> list[tuple[str, str]]:
+    """``(label, text)`` of labelled lines, insult and integrity as one "personal attack"."""
+    return [("personal attack" if label in PERSONAL_ATTACK else label, text) for label, text in labelled(lines)]
+
+
 def dev_utterances(path: Path) -> list[tuple[str, str]]:
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        label, text = line.split("\t", 1)
-        rows.append(("personal attack" if label in PERSONAL_ATTACK else label, text))
-    return rows
+    return scored_labels(path.read_text(encoding="utf-8").splitlines())
 
 
 def callshield_hits(detector: Detector, rows):
@@ -90,6 +89,17 @@ def pct(n: int, d: int) -> str:
     return f"{100.0 * n / d:5.1f}% ({n}/{d})" if d else "   n/a"
 
 
+def recall_table(rows, caught, flagged, names, width) -> None:
+    """One column per name: recall per category (``caught[name][i]``: line i caught
+    with its category) and false alarms (``flagged[name][i]``: benign line i flagged)."""
+    print(f"{'':18}" + "".join(f"{n:>{width}}" for n in names))
+    for category in DEV_CATEGORIES:
+        idx = [i for i, (label, _) in enumerate(rows) if label == category]
+        print(f"{category:18}" + "".join(f"{pct(sum(caught[n][i] for i in idx), len(idx)):>{width}}" for n in names))
+    benign = [i for i, (label, _) in enumerate(rows) if label == "none"]
+    print(f"{'false alarms':18}" + "".join(f"{pct(sum(flagged[n][i] for i in benign), len(benign)):>{width}}" for n in names))
+
+
 def utterance_table(title, rows, detector, others, names, width, misses) -> None:
     """Recall per category and false alarms on benign lines, side by side."""
     texts = [t for _, t in rows]
@@ -101,12 +111,7 @@ def utterance_table(title, rows, detector, others, names, width, misses) -> None
         flagged[name] = res
         alarms[name] = res
     print(f"\n== {title} ({len(rows)}): recall per category, false alarms on benign")
-    print(f"{'':18}" + "".join(f"{n:>{width}}" for n in names))
-    for category in DEV_CATEGORIES:
-        idx = [i for i, (label, _) in enumerate(rows) if label == category]
-        print(f"{category:18}" + "".join(f"{pct(sum(flagged[n][i] for i in idx), len(idx)):>{width}}" for n in names))
-    benign = [i for i, (label, _) in enumerate(rows) if label == "none"]
-    print(f"{'false alarms':18}" + "".join(f"{pct(sum(alarms[n][i] for i in benign), len(benign)):>{width}}" for n in names))
+    recall_table(rows, flagged, alarms, names, width)
     if misses:
         for (label, text), (hit, any_, findings) in zip(rows, ours):
             if label != "none" and not hit:
@@ -181,39 +186,33 @@ def main() -> int:
             for i in clean:
                 if results["callshield"][i]:
                     print(f"   FALSE ALARM: {texts[i]}   {[(f.category, f.rule, f.evidence) for f in detector.screen(texts[i])]}")
-    classifier_section(shared, width)
+    classifier_section(shared, detector, width)
     return 0
 
 
 def heldout_round(number: int) -> list[tuple[str, str]]:
     """The lines of one blind round of heldout.tsv (from its ``# ---- round N`` header to the next)."""
-    rows, inside = [], False
+    lines, inside = [], False
     for line in HELDOUT.read_text(encoding="utf-8").splitlines():
         if line.startswith("# ---- round"):
             inside = line.startswith(f"# ---- round {number}")
-        elif inside and line.strip() and not line.startswith("#"):
-            label, text = line.split("\t", 1)
-            rows.append(("personal attack" if label in PERSONAL_ATTACK else label, text))
-    return rows
+        elif inside:
+            lines.append(line)
+    return scored_labels(lines)
 
 
-def classifier_section(shared: Path, width: int) -> None:
+def classifier_section(shared: Path, rules: Detector, width: int) -> None:
     """Rules alone against rules + the classifier stage, on data the classifier
     never trained on: heldout round 7 and 8 and ConvAbuse validation."""
     from detection import DetectionConfig
 
-    detectors = {"rules alone": Detector(), "rules+classifier": Detector(DetectionConfig(classifier=True))}
+    detectors = {"rules alone": rules, "rules+classifier": Detector(DetectionConfig(classifier=True))}
     names = list(detectors)
     for number in (7, 8):
         rows = heldout_round(number)
         print(f"\n== classifier stage, held-out round {number} ({len(rows)}; never trained on): recall, false alarms")
-        print(f"{'':18}" + "".join(f"{n:>{width}}" for n in names))
         hits = {n: callshield_hits(d, rows) for n, d in detectors.items()}
-        for category in DEV_CATEGORIES:
-            idx = [i for i, (label, _) in enumerate(rows) if label == category]
-            print(f"{category:18}" + "".join(f"{pct(sum(hits[n][i][0] for i in idx), len(idx)):>{width}}" for n in names))
-        benign = [i for i, (label, _) in enumerate(rows) if label == "none"]
-        print(f"{'false alarms':18}" + "".join(f"{pct(sum(hits[n][i][1] for i in benign), len(benign)):>{width}}" for n in names))
+        recall_table(rows, {n: [h[0] for h in hits[n]] for n in names}, {n: [h[1] for h in hits[n]] for n in names}, names, width)
     data = convabuse(shared / "datasets" / "convabuse" / "ConvAbuseEMNLPvalid.csv")
     flagged = {n: [bool(d.screen(t)) for t, _ in data] for n, d in detectors.items()}
     agent = [i for i, (_, k) in enumerate(data) if k == "abuse_agent"]

@@ -22,7 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from shared_data import labelled, shared_path  # noqa: E402
 from detection import CallScreen, Detector  # noqa: E402
 
 SAMPLE = [
@@ -38,11 +40,11 @@ SAMPLE = [
 
 
 def utterances() -> list[str]:
-    shared = Path(os.environ.get("CALLSHIELD_SHARED", ROOT.parent / "shared"))
+    shared = shared_path()
     texts: list[str] = []
     dev = shared / "detection" / "dev_utterances.tsv"
     if dev.is_file():
-        texts += [line.split("\t", 1)[1] for line in dev.read_text(encoding="utf-8").splitlines() if "\t" in line and not line.startswith("#")]
+        texts += [text for _, text in labelled(dev.read_text(encoding="utf-8").splitlines())]
     valid = shared / "datasets" / "convabuse" / "ConvAbuseEMNLPvalid.csv"
     if valid.is_file():
         with valid.open(encoding="utf-8") as fh:

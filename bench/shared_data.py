@@ -1,6 +1,6 @@
 """The shared data sets, read the same way by every detection benchmark and by
-the classifier's training script: where ``shared/`` is, ConvAbuse's majority
-labels, and typed chat turned into recognizer-style text."""
+the classifier's training script: where ``shared/`` is, labelled utterance
+files, ConvAbuse's majority labels, and typed chat turned into recognizer-style text."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def shared_path() -> Path:
+    """Where the team's ``shared/`` folder should be (beside the clone; ``$CALLSHIELD_SHARED`` overrides)."""
+    return Path(os.environ.get("CALLSHIELD_SHARED", ROOT.parent / "shared"))
+
+
 def shared_dir() -> Path:
-    """The team's ``shared/`` folder (beside the clone; ``$CALLSHIELD_SHARED`` overrides)."""
-    path = Path(os.environ.get("CALLSHIELD_SHARED", ROOT.parent / "shared"))
+    """The team's ``shared/`` folder; exits with a message when it is not there."""
+    path = shared_path()
     if not path.is_dir():
         sys.exit(f"shared data not found at {path} (set CALLSHIELD_SHARED)")
     return path
@@ -28,6 +34,17 @@ def recognizer_like(text: str) -> str:
     text = text.lower().replace("\u2019", "'")
     text = re.sub(r"[^a-z0-9' ]+", " ", text)
     return " ".join(text.split())
+
+
+def labelled(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """``(label, text)`` of ``label<TAB>text`` lines (``dev_utterances.tsv``,
+    ``heldout.tsv``); blank lines and ``#`` comments skipped."""
+    rows = []
+    for line in lines:
+        if line.strip() and not line.startswith("#"):
+            label, text = line.split("\t", 1)
+            rows.append((label, text))
+    return rows
 
 
 @dataclass(frozen=True)

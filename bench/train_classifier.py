@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "detection"))
 
-from shared_data import convabuse, shared_dir  # noqa: E402
+from shared_data import convabuse, labelled, shared_dir  # noqa: E402
 from detection import Detector  # noqa: E402
 from detection.classifier import BIAS, MODEL_FILE, THRESHOLD, features, load_marks, model_dir  # noqa: E402
 
@@ -54,14 +55,9 @@ WEAK = 0.5  # weight of a ConvAbuse positive (typed chat, label mapped by us)
 
 def heldout_training_rows() -> list[tuple[str, str, str]]:
     """(label, text, source) of heldout.tsv before round 7."""
-    rows = []
-    for line in HELDOUT.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# ---- round 7"):
-            break
-        if line.strip() and not line.startswith("#"):
-            label, text = line.split("\t", 1)
-            rows.append((label, text, "call"))
-    return rows
+    lines = itertools.takewhile(lambda line: not line.startswith("# ---- round 7"),
+                                HELDOUT.read_text(encoding="utf-8").splitlines())
+    return [(label, text, "call") for label, text in labelled(lines)]
 
 
 def cases_rows() -> list[tuple[str, str, str]]:
@@ -73,12 +69,8 @@ def cases_rows() -> list[tuple[str, str, str]]:
 
 
 def dev_rows(shared: Path) -> list[tuple[str, str, str]]:
-    rows = []
-    for line in (shared / "detection" / "dev_utterances.tsv").read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            label, text = line.split("\t", 1)
-            rows.append((label, text, "call"))
-    return rows
+    lines = (shared / "detection" / "dev_utterances.tsv").read_text(encoding="utf-8").splitlines()
+    return [(label, text, "call") for label, text in labelled(lines)]
 
 
 def convabuse_train_rows(shared: Path) -> list[tuple[str, str, str]]:

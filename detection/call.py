@@ -48,6 +48,7 @@ from detection.findings import Finding, Screening
 from detection.ladder import EscalationLadder
 from detection.repetition import RepetitionCounter
 from detection.shouting import ShoutingMeter
+from detection.text import normalize
 
 _SPEAKERS = ("customer", "partner")
 
@@ -153,17 +154,13 @@ class CallScreen:
 
     def _settled(self, text: str, offset: int) -> bool:
         """Whether a content word (not in ``PARTIAL_HOLD``) follows ``offset`` in ``text``."""
-        return any(word not in self._hold for word in _words(text[offset:]))
+        return any(word not in self._hold for word in normalize(text[offset:]).tokens)
 
     def _record(self, findings: list[Finding]) -> Screening:
         if not findings:
             return Screening()
         self._findings.extend(findings)
         return Screening(tuple(findings), self._ladder.add(findings))
-
-
-def _words(text: str) -> list[str]:
-    return "".join(ch if ch.isalnum() else " " for ch in text.lower()).split()
 
 
 def _check_speaker(speaker: str) -> None:

@@ -28,6 +28,7 @@ them) and the rule id, so a supervisor sees why it fired.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from detection.classifier import Classifier
@@ -50,6 +51,8 @@ from detection.text import Normalized, normalize, without_fillers
 _NEGATION_WINDOW = 3
 _TARGET_WINDOW = 6
 _PERSONAL_ATTACK = frozenset({"insult", "integrity"})
+
+_Span = tuple[int, int, frozenset[str]]  # an exception's [first, last) in the normalized text, its categories (empty: all)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class Detector:
             return []
         present = frozenset(norm.tokens)
         best: dict[tuple[str, str | None], tuple[Finding, int]] = {}
-        exceptions: list[tuple[int, int, frozenset[str], str]] | None = None
+        exceptions: list[_Span] | None = None
         for compiled in self._rules:
             rule = compiled.rule
             if rule.category in self._disabled or rule.score < self.config.min_score:
@@ -120,7 +123,7 @@ class Detector:
                 if exceptions is None:
                     exceptions = self._exception_spans(norm, present)
                 tail = norm.text.rfind(" ", first, last) + 1 or first  # start of the match's last word
-                if any(a <= tail < b and (not cats or rule.category in cats) for a, b, cats, _ in exceptions):
+                if _excused(exceptions, (tail,), rule.category):
                     continue
                 if rule.target == "context" and not self._aimed_at_partner(norm, first):
                     continue
@@ -158,7 +161,7 @@ class Detector:
         wanted = [c for c in self.classifier.categories if c not in found and c not in self._disabled]
         if not wanted:
             return
-        exceptions: list[tuple[int, int, frozenset[str], str]] | None = None
+        exceptions: list[_Span] | None = None
         for verdict in self.classifier.judge(norm.tokens, wanted):
             if not verdict.fired or not verdict.words or verdict.probability < self.config.min_score:
                 continue
@@ -167,11 +170,7 @@ class Detector:
                 continue
             if exceptions is None:
                 exceptions = self._exception_spans(norm, present)
-            if any(
-                a <= norm.starts[i] < b and (not cats or verdict.category in cats)
-                for a, b, cats, _ in exceptions
-                for i in indices
-            ):
+            if _excused(exceptions, [norm.starts[i] for i in indices], verdict.category):
                 continue
             if verdict.category in _PERSONAL_ATTACK and not self._aimed_at_partner(norm, norm.starts[verdict.words[0][0]]):
                 continue
@@ -258,7 +257,7 @@ class Detector:
                 break
         return True
 
-    def _exception_spans(self, norm: Normalized, present: frozenset[str]) -> list[tuple[int, int, frozenset[str], str]]:
+    def _exception_spans(self, norm: Normalized, present: frozenset[str]) -> list[_Span]:
         spans = []
         for exc in self._exceptions:
             anchors = exc.pattern.anchors
@@ -266,14 +265,17 @@ class Detector:
                 continue
             for match in exc.pattern.regex.finditer(norm.text):
                 if match.end() - 1 > match.start():
-                    spans.append((match.start(), match.end() - 1, exc.categories, exc.id))
+                    spans.append((match.start(), match.end() - 1, exc.categories))
         return spans
+
+
+def _excused(exceptions: list[_Span], offsets, category: str) -> bool:
+    """Whether a word starting at one of ``offsets`` lies inside an exception of ``category``."""
+    return any(a <= offset < b and (not cats or category in cats) for a, b, cats in exceptions for offset in offsets)
 
 
 def _pattern_words(source: str, lists: Lists) -> frozenset[str]:
     """Every word a pattern names, directly or through its lists."""
-    import re
-
     words: set[str] = set()
     for name in re.findall(r"\{([A-Z0-9_]+)\}", source):
         for entry in lists.get(name):

@@ -161,12 +161,12 @@ class PatternCompiler:
     def compile(self, source: str, where: str) -> Pattern:
         parser = _Parser(source, where)
         sequence = parser.sequence(top=True)
-        regex, _ = self._sequence(sequence, where)
+        regex = self._sequence(sequence)
         best: frozenset[str] | None = None
         for element in sequence:
             if element.quantifier or element.kind in ("gap", "start", "end"):
                 continue
-            firsts = self._firsts(element, where)
+            firsts = self._firsts(element)
             if firsts is not None and (best is None or len(firsts) < len(best)):
                 best = firsts
         try:
@@ -175,13 +175,10 @@ class PatternCompiler:
             raise DetectionError(f"{where}: bad pattern {source!r}: {exc}", code="bad_lexicon") from exc
         return Pattern(source, compiled, best)
 
-    def _sequence(self, sequence: list["_Element"], where: str) -> tuple[str, bool]:
-        for element in sequence:
-            if element.kind == "list":
-                self.lists.get(element.text)  # unknown list: a clear error now
-        return "".join(self._element(e, where) for e in sequence), True
+    def _sequence(self, sequence: list["_Element"]) -> str:
+        return "".join(self._element(e) for e in sequence)
 
-    def _element(self, element: "_Element", where: str) -> str:
+    def _element(self, element: "_Element") -> str:
         if element.kind == "start":
             return r"(?<!.)"
         if element.kind == "end":
@@ -191,17 +188,17 @@ class PatternCompiler:
         if element.kind == "word":
             body = _words_regex(element.text) + " "
         elif element.kind == "list":
-            entries = self.lists.get(element.text)
+            entries = self.lists.get(element.text)  # an unknown list is a clear error here
             body = "(?:" + "|".join(_words_regex(a) for a in sorted(set(entries), key=lambda a: (-len(a), a))) + ") "
         else:  # group
-            body = "(?:" + "|".join(self._sequence(alt, where)[0] for alt in element.alternatives) + ")"
+            body = "(?:" + "|".join(self._sequence(alt) for alt in element.alternatives) + ")"
         if element.quantifier == "?":
             return f"(?:{body})?"
         if element.quantifier == "*":
             return f"(?:{body}){{0,{_MAX_REPEAT}}}"
         return body
 
-    def _firsts(self, element: "_Element", where: str) -> frozenset[str] | None:
+    def _firsts(self, element: "_Element") -> frozenset[str] | None:
         """Words one of which must be the first word of any match of ``element`` (None: unknown)."""
         if element.kind == "word":
             word = element.text
@@ -215,7 +212,7 @@ class PatternCompiler:
                 first = next((e for e in alt if e.kind not in ("start", "end")), None)
                 if first is None or first.quantifier or first.kind == "gap":
                     return None
-                words = self._firsts(first, where)
+                words = self._firsts(first)
                 if words is None:
                     return None
                 out |= words

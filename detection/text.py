@@ -74,12 +74,17 @@ def normalize(raw: str) -> Normalized:
     if not text:
         return Normalized("", (), (), ())
     tokens = tuple(text.split())
+    return Normalized(text, tuple(origin), tokens, _starts(tokens))
+
+
+def _starts(tokens: tuple[str, ...]) -> tuple[int, ...]:
+    """The offset of each word in the words joined by single spaces."""
     starts = []
     pos = 0
     for token in tokens:
         starts.append(pos)
         pos += len(token) + 1
-    return Normalized(text, tuple(origin), tokens, tuple(starts))
+    return tuple(starts)
 
 
 def without_fillers(
@@ -145,9 +150,4 @@ def without_fillers(
     origin.append(norm.origin[-1])
     joined = "".join(text)
     new_tokens = tuple(t for t, k in zip(tokens, keep) if k)
-    starts = []
-    pos = 0
-    for token in new_tokens:
-        starts.append(pos)
-        pos += len(token) + 1
-    return Normalized(joined, tuple(origin), new_tokens, tuple(starts))
+    return Normalized(joined, tuple(origin), new_tokens, _starts(new_tokens))

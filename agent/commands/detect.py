@@ -19,7 +19,7 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         if path != "-":
             with open(path, "rb"):
                 pass  # a missing file is a clear error before any output
-    screen = Screening(detector)
+    screen = Calls(detector)
     out = sys.stdout
     for path in paths:
         for line in _lines(path):
@@ -52,16 +52,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _lines(path: str) -> Iterator[str]:
     if path == "-":
-        stream: TextIO = sys.stdin
-        for line in stream:
-            yield line.rstrip("\r\n")
+        yield from (line.rstrip("\r\n") for line in sys.stdin)
         return
     with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            yield line.rstrip("\r\n")
+        yield from (line.rstrip("\r\n") for line in fh)
 
 
-class Screening:
+class Calls:
     """Turns input lines into output objects, keeping one CallScreen per ``call``."""
 
     def __init__(self, detector) -> None:

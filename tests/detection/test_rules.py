@@ -101,20 +101,21 @@ def test_severity_comes_from_config(detector):
 
 
 def test_bad_config_is_a_clear_error():
-    bad_tables = [
-        {"severity": {"insult": "extreme"}},
-        {"severity": {"rudeness": "low"}},
-        {"repetition_min": 1},
-        {"repetition_min": "three"},
-        {"shouting_over_db": -3},
-        {"alert_points": 2, "caution_points": 5},
-        {"disabled": ["nonsense"]},
-        {"no_such_key": 1},
+    bad_tables = [  # (table, a word the error must name)
+        ({"severity": {"insult": "extreme"}}, "severity.insult"),
+        ({"severity": {"rudeness": "low"}}, "rudeness"),
+        ({"repetition_min": 1}, "repetition_min"),
+        ({"repetition_min": "three"}, "repetition_min"),
+        ({"shouting_over_db": -3}, "shouting_over_db"),
+        ({"alert_points": 2, "caution_points": 5}, "caution_points"),
+        ({"disabled": ["nonsense"]}, "disabled"),
+        ({"no_such_key": 1}, "no_such_key"),
     ]
-    for table in bad_tables:
+    for table, named in bad_tables:
         with pytest.raises(DetectionError) as info:
             DetectionConfig.from_table(table)
         assert info.value.code == "bad_config", table
+        assert named in str(info.value), (table, str(info.value))
     with pytest.raises(DetectionError) as info:
         Detector(DetectionConfig(language="xx"))
     assert info.value.code == "bad_config" and "en" in str(info.value)
@@ -146,6 +147,7 @@ def test_one_detector_is_shared_by_threads(detector):
         t.start()
     for t in threads:
         t.join()
+    assert any(expected), "the texts must give findings for the comparison to mean something"
     assert all(r == expected for r in results)
 
 
