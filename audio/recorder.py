@@ -155,8 +155,6 @@ class _WavFile:
         self.sample_rate = sample_rate
         self.fh = None
         self.data_bytes = 0
-        self.synced_bytes = 0
-        self.closed = False
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,12 +189,10 @@ class _WavFile:
         os.pwrite(self.fh.fileno(), struct.pack("<I", 36 + self.data_bytes), 4)
         os.pwrite(self.fh.fileno(), struct.pack("<I", self.data_bytes), 40)
         os.fsync(self.fh.fileno())
-        self.synced_bytes = self.data_bytes
 
     def close(self) -> None:
         if self.fh is not None and not self.fh.closed:
             self.fh.close()
-        self.closed = True
 
 
 class CallRecorder:

@@ -24,6 +24,7 @@ nearest rate it does take (see :mod:`audio.resample`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -226,16 +227,9 @@ def read_wav(path: str | os.PathLike) -> tuple[WavInfo, np.ndarray]:
         raise _err(info.path, "read_failed", exc.strerror or str(exc)) from None
     if len(raw) < info.frames * info.block_align:  # the file shrank since read_info
         raw = raw[: len(raw) - len(raw) % info.block_align]
-        info = _with_frames(info, len(raw) // info.block_align)
+        frames = len(raw) // info.block_align
+        info = dataclasses.replace(info, frames=frames, duration=frames / info.sample_rate, truncated=True)
     return info, _decode(info, raw)
-
-
-def _with_frames(info: WavInfo, frames: int) -> WavInfo:
-    return WavInfo(
-        path=info.path, encoding=info.encoding, sample_rate=info.sample_rate, channels=info.channels,
-        frames=frames, duration=frames / info.sample_rate, truncated=True,
-        data_offset=info.data_offset, block_align=info.block_align,
-    )
 
 
 def _check_channel_map(path: Path, channel_map: Sequence[Speaker | None], channels: int) -> list[tuple[int, Speaker]]:

@@ -331,14 +331,11 @@ class ModelStore:
             entry = self.catalogue.by_url(source)
             return _Plan("url", source, entry.name if entry else None, entry)
         if source.startswith("file://"):
-            parsed = urllib.parse.urlparse(source)
-            path = Path(urllib.request.url2pathname(parsed.path))
-            return self._plan_local(path, self.catalogue.by_url(source))
+            return self._plan_local(_file_url_path(source), self.catalogue.by_url(source))
         entry = self.catalogue.get(source)
         if entry is not None and not Path(source).exists():
             if entry.url.startswith("file://"):
-                parsed = urllib.parse.urlparse(entry.url)
-                local = self._plan_local(Path(urllib.request.url2pathname(parsed.path)), entry)
+                local = self._plan_local(_file_url_path(entry.url), entry)
                 return _Plan(local.kind, local.where, entry.name, entry)
             return _Plan("url", entry.url, entry.name, entry)
         for model in pip_models():
@@ -361,7 +358,7 @@ class ModelStore:
             f"{path}: no such model, zip or directory (known names: 'callshield models list')")
 
     def _download(self, url: str, dest: Path, progress: Progress, entry: CatalogueEntry | None) -> dict[str, str]:
-        sha, md5 = hashlib.sha256(), hashlib.md5()
+        digests = _Digests()
         done = 0
         request = urllib.request.Request(url, headers={"User-Agent": "callshield-models"})
         try:
@@ -374,8 +371,7 @@ class ModelStore:
                     if not block:
                         break
                     out.write(block)
-                    sha.update(block)
-                    md5.update(block)
+                    digests.update(block)
                     done += len(block)
                     progress.advance(done)
                 progress.finish()
@@ -390,7 +386,7 @@ class ModelStore:
                                  f"fetch the zip elsewhere and run 'callshield models install FILE.zip')") from exc
         if length and length.isdigit() and done != int(length):
             raise DownloadFailed(f"download of {url} was cut short: got {done} of {length} bytes; nothing installed, try again")
-        return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+        return digests.hexdigests()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -401,19 +397,37 @@ def _stem(where: str) -> str:
     return name[:-4] if name.lower().endswith(".zip") else name
 
 
+def _file_url_path(url: str) -> Path:
+    """The local path a ``file://`` URL names."""
+    return Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+
+
+class _Digests:
+    """SHA-256 and MD5 of an archive, fed block by block (MD5: what upstream publishes)."""
+
+    def __init__(self) -> None:
+        self.sha256, self.md5 = hashlib.sha256(), hashlib.md5()
+
+    def update(self, block: bytes) -> None:
+        self.sha256.update(block)
+        self.md5.update(block)
+
+    def hexdigests(self) -> dict[str, str]:
+        return {"sha256": self.sha256.hexdigest(), "md5": self.md5.hexdigest()}
+
+
 def _hash_file(path: Path, progress: Progress) -> dict[str, str]:
-    sha, md5 = hashlib.sha256(), hashlib.md5()
+    digests = _Digests()
     total = path.stat().st_size
     done = 0
     progress.start(f"checking {path.name}", total)
     with path.open("rb") as fh:
         while block := fh.read(_CHUNK):
-            sha.update(block)
-            md5.update(block)
+            digests.update(block)
             done += len(block)
             progress.advance(done)
     progress.finish()
-    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+    return digests.hexdigests()
 
 
 def _verify(where: str, hashes: dict[str, str], sha256: str | None, md5: str | None) -> str:
