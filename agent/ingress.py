@@ -95,15 +95,12 @@ class AudioSocketIngress:
     async def _on_call(self, call: IncomingCall) -> None:
         partner, seat = self.route(call) if self.route else (None, None)
         assert call.sample_rate is not None
+        # The same call key while its previous call is still finishing: the agent picks a fresh id.
+        call_id = None if call.call_id in self.agent.calls else call.call_id
         try:
             handle = self.agent.start_call(
                 _call_audio(call), sample_rate=call.sample_rate, partner=partner, seat=seat,
-                source_kind="audiosocket", control=call, call_id=call.call_id,
-            )
-        except ValueError:  # the same call key while its previous call is still finishing
-            handle = self.agent.start_call(
-                _call_audio(call), sample_rate=call.sample_rate, partner=partner, seat=seat,
-                source_kind="audiosocket", control=call,
+                source_kind="audiosocket", control=call, call_id=call_id,
             )
         except RuntimeError as exc:  # shutting down, or no model
             self.agent.notice("call_refused", f"AudioSocket call {call.call_id} not monitored: {exc}")

@@ -204,14 +204,7 @@ class ConsoleLink:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait for the console's Welcome; raises the link's failure if it gave up."""
-        async with asyncio.timeout(timeout):
-            waiter = asyncio.ensure_future(self._connected.wait())
-            stopper = asyncio.ensure_future(self._stopped.wait())
-            try:
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                stopper.cancel()
+        await self._until_or_stopped(self._connected, timeout)
         if not self.connected:
             raise self.failure or LinkError("the console link was closed")
 
@@ -225,14 +218,7 @@ class ConsoleLink:
         Raises the link's failure (:class:`LinkError`, :class:`LinkRefused`) if
         it gave up, and ``TimeoutError`` after ``timeout`` seconds.
         """
-        async with asyncio.timeout(timeout):
-            idle = asyncio.ensure_future(self._idle.wait())
-            stopper = asyncio.ensure_future(self._stopped.wait())
-            try:
-                await asyncio.wait({idle, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                idle.cancel()
-                stopper.cancel()
+        await self._until_or_stopped(self._idle, timeout)
         if self._outbox:
             raise self.failure or LinkError(f"the console link closed with {len(self._outbox)} message(s) unacknowledged")
 
@@ -251,6 +237,17 @@ class ConsoleLink:
             task.cancel()
         await asyncio.gather(*self._callbacks, return_exceptions=True)
         self._stopped.set()
+
+    async def _until_or_stopped(self, event: asyncio.Event, timeout: float | None) -> None:
+        """Wait until ``event`` is set or the link has stopped (``TimeoutError`` after ``timeout`` s)."""
+        async with asyncio.timeout(timeout):
+            waiter = asyncio.ensure_future(event.wait())
+            stopper = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()
 
     # ------------------------------------------------------------------ connection
 

@@ -23,20 +23,17 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from audio.retention import RetentionPolicy
+from agent.protocol import iso, utc_now
 from audio.frames import AudioChunk
 from audio.recorder import (CallRecorder, RecordingInfo, RecoveryReport, info_of, read_sidecar, recording_name, recover_dir,
                             sidecar_path, write_sidecar)
 
 log = logging.getLogger("callshield.agent.recording")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class RecordingTap:
@@ -84,7 +81,7 @@ class RecordingTap:
             self.kept = False
             log.info("call %s: no finding; recording deleted at call end (retention)", self.call_id)
             return
-        await loop.run_in_executor(self._executor, write_sidecar, self.call_id, self.info, _iso(self._clock()))
+        await loop.run_in_executor(self._executor, write_sidecar, self.call_id, self.info, iso(self._clock()))
         self.kept = True
         if self._recorder.dropped_frames:
             log.warning("call %s: %d frames of audio written as silence (disk too slow)", self.call_id, self._recorder.dropped_frames)
@@ -115,7 +112,7 @@ def recover_recordings(recordings_dir: Path, *, clock: Callable[[], datetime]) -
         side = sidecar_path(report.path)
         if read_sidecar(side) is None:
             call_id = report.path.stem
-            write_sidecar(call_id, info_of(report.path), _iso(clock()), recovered=True)
+            write_sidecar(call_id, info_of(report.path), iso(clock()), recovered=True)
     return reports
 
 
@@ -131,7 +128,7 @@ class AgentRecording:
 
         self.recordings_dir = Path(recordings_dir)
         self.policy = policy
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or utc_now
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recorder")
 
     async def recover(self) -> list[RecoveryReport]:

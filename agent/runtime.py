@@ -22,7 +22,6 @@ import signal
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,11 @@ from agent.protocol import AgentNotice, EndCallAuthorized
 from agent.session import CallControl, CallInfo, CallSession, CallTap
 from agent.settings import AgentSettings
 from audio.frames import SPEAKERS, AudioChunk
+from agent.protocol import Clock, iso, utc_now
 from models.transcript import Partial, Utterance
 
 log = logging.getLogger("callshield.agent")
 
-#: A wall clock: the current instant, timezone-aware. Only call-start stamps use it.
-WallClock = Callable[[], datetime]
 TapFactory = Callable[[CallInfo], CallTap]
 
 
@@ -59,15 +57,6 @@ def make_link(settings: AgentSettings, *, url: str, token: str, max_attempts: in
         max_attempts=max_attempts,
         ssl=context,
     )
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso_utc(instant: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a ``Z``, as the protocol wants it."""
-    return instant.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -124,7 +113,7 @@ class Agent:
         audio_config: Any = None,
         model: Any = None,
         recognizer_executor: Any = None,
-        clock: WallClock = utc_now,
+        clock: Clock = utc_now,
         tap_factories: Iterable[TapFactory] = (),
         loudness: bool = True,
         transcriber_factory: Callable[..., Any] | None = None,
@@ -203,11 +192,8 @@ class Agent:
             seat=self.settings.seat if seat is None else seat,
             source_kind=source_kind,
             sample_rate=sample_rate,
-            started_at=iso_utc(self.clock()),
+            started_at=iso(self.clock()),
         )
-
-    def _screen(self) -> Any:
-        return self.screen_factory()
 
     def start_call(
         self,
@@ -247,10 +233,10 @@ class Agent:
         session = CallSession(
             info,
             publish=self.link.publish,
-            screen=self._screen(),
+            screen=self.screen_factory(),
             transcriber=transcriber,
             loudness=loudness,
-            taps=[factory(info) for factory in self.tap_factories],
+            taps=[make_tap(info) for make_tap in self.tap_factories],
             control=control,
             hangup_on_authorization=self.settings.hangup_on_authorization,
             closing_message=self.settings.closing_message,
@@ -273,7 +259,7 @@ class Agent:
         if self._shut_down:
             raise RuntimeError("the agent is shutting down")
         info = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=0)
-        session = CallSession(info, publish=self.link.publish, screen=self._screen())
+        session = CallSession(info, publish=self.link.publish, screen=self.screen_factory())
         if duration is None:
             duration = getattr(source, "duration", None)
         return self._run(session, session.run_transcript(source, duration=duration))
@@ -290,9 +276,7 @@ class Agent:
     async def _guard(self, session: CallSession, work) -> None:
         try:
             await work
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug in one call must not touch the others
+        except Exception as exc:  # a bug in one call must not touch the others (cancellation passes through)
             log.exception("call %s failed", session.info.call_id)
             session.notice("call_failed", f"the agent lost this call: {exc!r}")
 

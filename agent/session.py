@@ -289,11 +289,8 @@ class CallSession:
         try:
             await asyncio.wait({self._reader})
         finally:
-            if not self._reader.done():
-                self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-        failed = not self._reader.cancelled() and self._reader.exception() is not None
-        self._end("error" if failed else "end_of_file")
+            await self._stop_reader()
+        self._end("error" if self._reader_failed() else "end_of_file")
 
     async def _read_transcript(self, source: AsyncIterable[Partial | Utterance], duration: float | None) -> None:
         try:
@@ -316,15 +313,21 @@ class CallSession:
         try:
             await self._work()
         finally:
-            if not self._reader.done():
-                self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+            await self._stop_reader()
             await self._close_taps()
-        error = self._reader.exception() if not self._reader.cancelled() else None
-        self._end("error" if error is not None else self._natural_end())
+        self._end("error" if self._reader_failed() else self._natural_end())
 
     def _natural_end(self) -> str:
         return "end_of_file" if self.info.source_kind in ("wav", "transcript") else "hangup"
+
+    async def _stop_reader(self) -> None:
+        if not self._reader.done():
+            self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+    def _reader_failed(self) -> bool:
+        """The source raised (a stop is a cancellation, not a failure)."""
+        return not self._reader.cancelled() and self._reader.exception() is not None
 
     async def _read(self, source: AsyncIterable[AudioChunk]) -> None:
         try:
@@ -340,8 +343,6 @@ class CallSession:
                     await self.queue.put_wait(chunk)
                 else:
                     self.queue.put(chunk)
-        except asyncio.CancelledError:
-            raise
         except CallshieldError as exc:
             self.notice(exc.code, f"call audio failed: {exc.message}")
             raise

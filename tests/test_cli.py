@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,39 +32,23 @@ def test_no_command_prints_usage_and_fails():
     assert "usage: callshield" in out.stderr
 
 
-def test_a_config_file_that_was_named_but_is_missing_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("nope.toml", None, "config file not found: {path}"),  # named but missing
+        ("bad.toml", "[models\nmodel = 1\n", "not valid TOML"),
+        ("typo.toml", "[detecton]\nrepetition_min = 5\n", "unknown section(s) [detecton]"),  # not a silent default
+    ],
+    ids=["missing", "bad-toml", "misspelt-section"],
+)
+def test_a_bad_config_file_is_a_one_line_config_error(tmp_path, name, text, expected):
     from agent.config import ConfigError, load_config
 
-    missing = tmp_path / "nope.toml"
-    try:
-        load_config(missing)
-    except ConfigError as exc:
-        assert str(missing) in str(exc) and exc.code == "bad_config"
-    else:
-        raise AssertionError("missing named config file was accepted")
-
-
-def test_bad_toml_is_a_config_error(tmp_path):
-    from agent.config import ConfigError, load_config
-
-    bad = tmp_path / "bad.toml"
-    bad.write_text("[models\nmodel = 1\n")
-    try:
-        load_config(bad)
-    except ConfigError as exc:
-        assert "not valid TOML" in str(exc)
-    else:
-        raise AssertionError("bad TOML was accepted")
-
-
-def test_a_misspelt_section_is_an_error_not_a_silent_default(tmp_path):
-    from agent.config import ConfigError, load_config
-
-    typo = tmp_path / "typo.toml"
-    typo.write_text("[detecton]\nrepetition_min = 5\n")
-    try:
-        load_config(typo)
-    except ConfigError as exc:
-        assert "unknown section(s) [detecton]" in str(exc)
-    else:
-        raise AssertionError("a misspelt section was accepted")
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert expected.format(path=path) in message
+    assert "\n" not in message and caught.value.code == "bad_config"

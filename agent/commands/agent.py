@@ -60,12 +60,10 @@ def run(args: argparse.Namespace) -> int:
 async def _run_agent(agent_settings, settings, url: str, token: str, model, recording, ingress: Ingress) -> int:
     from agent.runtime import Agent, make_link
 
-    if recording is not None:
-        await recording.recover()
+    await recording.recover()
     link = make_link(agent_settings, url=url, token=token)
-    taps = [recording.tap] if recording is not None else []
     agent = Agent(link, settings=agent_settings, detection_config=settings.detection_config(), audio_config=settings.audio_config(),
-                  tap_factories=taps)
+                  tap_factories=[recording.tap])
     agent.install_signal_handlers()
     await agent.start()
     ingress_tasks: list[asyncio.Task] = []

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from agent.config import ConfigError, default_data_dir, load_config
-    from console.clock import iso, utc_now
+    from agent.protocol import iso, utc_now
     from console.config import ConsoleConfig
     from console.evidence import EvidenceError, build_evidence_zip, evidence_from_store
     from console.store import Store

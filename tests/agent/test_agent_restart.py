@@ -88,7 +88,7 @@ def test_console_restart_mid_call_every_alert_exactly_once(tmp_path):
 
     handle, first_screen, second_screen, detail, link, stats = asyncio.run(main())
 
-    assert link.stats.connects == 2 and link.stats.failed_connects >= 0
+    assert link.stats.connects == 2  # reconnected once (failed attempts while the console was down depend on timing)
     # the store: every alert once, every finding once, every utterance once
     alerts = detail["alerts"]
     assert len(alerts) >= 2, alerts
