@@ -66,6 +66,10 @@ class RangeNotSatisfiable(Exception):
     """The Range header asks for bytes the file does not have (or is malformed)."""
 
 
+ENVELOPE_FLOOR_DBFS = -90.0
+"""The quietest level the QA timeline draws (silence shows as this)."""
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``(first, last)`` (inclusive) of a single ``bytes=`` range within ``size``
     bytes, or None to send the whole file (no header, another unit, or several
@@ -305,6 +309,8 @@ def loudness_envelope(path: str | os.PathLike, *, points: int = 1200) -> dict | 
 
     import numpy as np
 
+    from audio.loudness import dbfs
+
     try:
         with wave.open(str(path), "rb") as w:
             rate, channels, width, total = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
@@ -317,12 +323,11 @@ def loudness_envelope(path: str | os.PathLike, *, points: int = 1200) -> dict | 
                 if not raw:
                     break
                 data = np.frombuffer(raw, dtype="<i2")
-                data = data[: len(data) - len(data) % channels].reshape(-1, channels).astype(np.float64)
+                data = data[: len(data) - len(data) % channels].reshape(-1, channels)
                 if not len(data):
                     break
                 for ch in range(len(speakers)):
-                    rms = math.sqrt(float(np.mean(data[:, ch] ** 2)))
-                    speakers[ch].append(round(max(-90.0, 20 * math.log10(rms / 32768)) if rms > 0 else -90.0, 1))
+                    speakers[ch].append(round(max(ENVELOPE_FLOOR_DBFS, dbfs(data[:, ch])), 1))
     except (wave.Error, EOFError, OSError):
         return None
     envelope = {"step": step / rate, "customer": speakers[0]}
