@@ -23,7 +23,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from audio.errors import CallshieldError
+# One BLAS thread per calling thread, set before numpy is first imported: the
+# agent already runs its numpy work (the sentence encoder) in an executor of
+# one thread per core, and BLAS threads of its own on top of that
+# oversubscribe the cores (bench/alert_latency.py: p95 of 46 s at 10 calls
+# without this, 0.2 s with it). A site may still set these variables itself.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+from audio.errors import CallshieldError  # noqa: E402
 
 # name -> (module under agent.commands, one-line help). Order is the help order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("replay", "stream a recorded call (WAV or timed JSONL) into a running console"),
     "transcribe": ("transcribe", "transcribe a call recording to timed utterances"),
     "detect": ("detect", "screen utterances (JSON Lines) for harassment"),
-    "models": ("models", "list, install and locate Vosk speech models"),
+    "models": ("models", "list, install and locate speech models and the sentence encoder"),
     "devices": ("devices", "list sound devices for capturing calls"),
     "users": ("users", "manage console users and roles"),
     "export": ("export", "export a call's evidence as a verifiable zip"),

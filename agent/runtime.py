@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +103,10 @@ class Agent:
     call's transcriber (default ``models.transcriber.CallTranscriber`` with
     the audio config's VAD);
     ``screen_factory()``: makes each call's screen (default
-    ``detection.call.CallScreen`` on one shared ``Detector``).
+    ``detection.call.CallScreen`` on one shared ``Detector``: ``detector``,
+    else one with the rules alone, built from ``detection_config``).
+    A detector with a semantic stage screens customers' final utterances in
+    a "detect" executor of one thread per core.
     """
 
     def __init__(
@@ -118,18 +123,22 @@ class Agent:
         loudness: bool = True,
         transcriber_factory: Callable[..., Any] | None = None,
         screen_factory: Callable[[], Any] | None = None,
+        detector: Any = None,
     ) -> None:
         self.settings = settings or AgentSettings()
         self.link = link
         self.detection_config = detection_config
+        self.detect_executor: ThreadPoolExecutor | None = None
         if screen_factory is None:
             from detection.call import CallScreen
             from detection.config import DetectionConfig
             from detection.detector import Detector
 
             self.detection_config = detection_config if detection_config is not None else DetectionConfig()
-            self.detector = Detector(self.detection_config)
+            self.detector = detector if detector is not None else Detector(self.detection_config)
             screen_factory = lambda: CallScreen(self.detector, self.detection_config)  # noqa: E731
+            if self.detector.semantic is not None:
+                self.detect_executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="detect")
         self.screen_factory = screen_factory
         self.model = model
         self._recognizer_executor = recognizer_executor
@@ -242,6 +251,7 @@ class Agent:
             closing_message=self.settings.closing_message,
             audio_queue_chunks=max(1, int(self.settings.audio_queue_s * 50 * len(SPEAKERS))),  # 20 ms chunks of each speaker
             lossless=lossless,
+            detect_executor=self.detect_executor,
         )
         return self._run(session, session.run_audio(source))
 
@@ -259,7 +269,7 @@ class Agent:
         if self._shut_down:
             raise RuntimeError("the agent is shutting down")
         info = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=0)
-        session = CallSession(info, publish=self.link.publish, screen=self.screen_factory())
+        session = CallSession(info, publish=self.link.publish, screen=self.screen_factory(), detect_executor=self.detect_executor)
         if duration is None:
             duration = getattr(source, "duration", None)
         return self._run(session, session.run_transcript(source, duration=duration))
@@ -316,3 +326,5 @@ class Agent:
         await self.link.close(self.settings.shutdown_grace_s if grace is None else grace)
         if self._owns_executor and self._recognizer_executor is not None:
             self._recognizer_executor.shutdown(wait=True, cancel_futures=True)
+        if self.detect_executor is not None:
+            self.detect_executor.shutdown(wait=True, cancel_futures=True)

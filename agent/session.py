@@ -38,6 +38,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -191,8 +192,10 @@ class CallSession:
         closing_message: Path | None = None,
         audio_queue_chunks: int = 250,
         lossless: bool = False,
+        detect_executor: Executor | None = None,
     ) -> None:
         self.info = info
+        self.detect_executor = detect_executor
         self._publish = publish
         self.screen = screen
         self.transcriber = transcriber
@@ -298,7 +301,7 @@ class CallSession:
                 released = getattr(source, "position", None)  # a TranscriptSource's release time (audio s)
                 if released is not None:
                     self.audio_end = max(self.audio_end, released)
-                self._hear(event, released)
+                await self._hear(event, released)
         except CallshieldError as exc:
             self.notice(exc.code, f"call transcript failed: {exc.message}")
             raise
@@ -361,7 +364,7 @@ class CallSession:
         if self.transcriber is not None and self._transcriber_errors < MAX_TRANSCRIBER_ERRORS:
             try:
                 for event in await _maybe_await(self.transcriber.flush()):
-                    self._hear(event)
+                    await self._hear(event)
             except CallshieldError as exc:
                 self.notice(exc.code, f"transcriber failed at the end of the call: {exc.message}")
         self._report_drops()
@@ -380,7 +383,7 @@ class CallSession:
             return
         self._transcriber_errors = 0
         for event in events:
-            self._hear(event, chunk.end)
+            await self._hear(event, chunk.end)
 
     def _screen_loudness(self, chunk: AudioChunk) -> None:
         meter = self.loudness.get(chunk.speaker)
@@ -402,9 +405,12 @@ class CallSession:
             self._dropped_reported = self.queue.dropped
             self.notice("audio_dropped", f"{dropped} audio chunk(s) dropped: the transcriber fell behind", dropped=dropped)
 
-    def _hear(self, event: Partial | Utterance, at: float | None = None) -> None:
+    async def _hear(self, event: Partial | Utterance, at: float | None = None) -> None:
         """One transcriber result. ``at``: the audio time (s) the result was known
-        at (the end of the audio fed, or a transcript's release time), for partials."""
+        at (the end of the audio fed, or a transcript's release time), for partials.
+        A customer's final utterance is screened in ``detect_executor`` (the
+        semantic stage takes milliseconds); the call waits for it, so its
+        screen is never used by two threads at once."""
         if isinstance(event, Partial):
             if event.text:
                 self._publish(PartialTranscript(self.info.call_id, event.speaker, round(event.start, 3), event.text))
@@ -414,7 +420,11 @@ class CallSession:
         self.emit(UtteranceFinal, speaker=event.speaker, start=round(event.start, 3), end=round(event.end, 3),
                   text=event.text, words=tuple(w.to_dict() for w in event.words))
         try:
-            screening = self.screen.hear(event.speaker, event.text, event.start, event.end)
+            if self.detect_executor is not None and event.speaker == "customer":
+                screening = await asyncio.get_running_loop().run_in_executor(
+                    self.detect_executor, self.screen.hear, event.speaker, event.text, event.start, event.end)
+            else:
+                screening = self.screen.hear(event.speaker, event.text, event.start, event.end)
         except Exception as exc:
             self.notice(getattr(exc, "code", "detector_failed"), f"detector failed on an utterance: {exc}")
             return

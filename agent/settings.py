@@ -193,6 +193,24 @@ class Settings:
 
         return DetectionConfig.from_table(self.section("detection"))
 
+    def detector(self, config=None):
+        """A ``detection.Detector`` for ``config`` (default: :meth:`detection_config`),
+        with its semantic stage's sentence encoder looked up and loaded
+        (``[detection] encoder``, in the models directory or a pip package).
+        A missing encoder is a one-line ``ModelNotFound`` saying how to install it."""
+        from detection.detector import Detector
+
+        config = config if config is not None else self.detection_config()
+        encoder = None
+        if config.semantic:
+            from models.encoder import SentenceEncoder
+            from models.lookup import ModelsConfig, resolve_encoder
+
+            base = self.file.path.parent if self.file.path else None
+            models = ModelsConfig.from_section(self.section("models"), base=base)
+            encoder = SentenceEncoder(resolve_encoder(config.encoder, models, data_dir=self.data_dir).path)
+        return Detector(config, encoder=encoder)
+
 
 def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the config file (see :mod:`agent.config`) and parse ``[agent]``."""

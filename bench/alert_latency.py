@@ -1,6 +1,6 @@
 """Alert latency: from the end of the offending word to the alert on a supervisor's socket.
 
-    .venv/bin/python bench/alert_latency.py [--calls 1,10,50] [--browsers 10] [--spread S] [--partials on|off|both]
+    .venv/bin/python bench/alert_latency.py [--calls 1,10,50] [--browsers 10] [--spread S] [--partials on|off|both] [--rules-only]
 
 For each round, a real console (SQLite in a temporary directory, websockets on
 127.0.0.1) runs with ``--browsers`` supervisor sockets logged in, and one
@@ -10,6 +10,16 @@ audio second ``t`` of a call is released at ``start + t`` on the event loop's
 clock. Call starts are spread over the first second. Every call escalates
 twice (an ``alert``, then ``end_call_recommended``), so each round measures
 ``2 x N x browsers`` arrivals.
+
+The detector is the full one, as the commands build it
+(``load_settings(None).detector(config)``: rules + semantic stage, its
+sentence encoder looked up like ``callshield agent`` does), so the agent
+screens customers' final utterances in its "detect" executor and the
+latency includes the semantic stage. ``--rules-only`` runs the rules alone
+(``[detection] semantic = false``: no encoder, no executor), to compare.
+The environment's ``OPENBLAS_NUM_THREADS`` is printed with each table: the
+encoder's numpy threads multiplied by the executor's threads oversubscribe
+the cores (run with ``OPENBLAS_NUM_THREADS=1``, as the agent should be).
 
 ``--partials`` picks the detection mode (``[detection] screen_partials``):
 ``on`` (the default) screens the customer's word-by-word partials, so a
@@ -39,6 +49,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import sys
 import tempfile
@@ -49,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.link import Backoff, ConsoleLink  # noqa: E402
+from agent.settings import load_settings  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
 from agent.transcript_source import TimedTranscript, TranscriptSource  # noqa: E402
 from detection.config import DetectionConfig  # noqa: E402
@@ -85,13 +97,12 @@ def offending_word_end(text: str, span, words) -> float:
     return end
 
 
-def expected_alerts(transcript: TimedTranscript, config: DetectionConfig) -> dict[float, float]:
+def expected_alerts(transcript: TimedTranscript, detector, config: DetectionConfig) -> dict[float, float]:
     """Alert time (``at``, s) -> end of the offending word (s), by running the
     detector on the script as the agent will hear it (paced: partials too)."""
     from detection.call import CallScreen
-    from detection.detector import Detector
 
-    screen = CallScreen(Detector(config), config)
+    screen = CallScreen(detector, config)
     by_start = {(u.speaker, u.start): u for u in transcript.utterances}
     out: dict[float, float] = {}
     for at, event in TranscriptSource(transcript, realtime=True).events():
@@ -148,7 +159,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def one_round(calls: int, browsers: int, transcript: TimedTranscript, expected: dict[float, float], seed: int, spread: float,
-                    config: DetectionConfig) -> dict:
+                    config: DetectionConfig, detector) -> dict:
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory() as data:
         console = Console(ConsoleConfig(data_dir=Path(data), host="127.0.0.1", port=0))
@@ -159,7 +170,9 @@ async def one_round(calls: int, browsers: int, transcript: TimedTranscript, expe
         screens = [Supervisor(console.url, f"sup{i}") for i in range(browsers)]
         await asyncio.gather(*(s.open() for s in screens))
         link = ConsoleLink(console.url, agent_id="bench-agent", token=token, backoff=Backoff(initial=0.05, maximum=0.5))
-        agent = Agent(link, detection_config=config)
+        agent = Agent(link, detection_config=config, detector=detector)
+        if (detector.semantic is not None) != (agent.detect_executor is not None):
+            raise RuntimeError("the agent should screen final utterances in its detect executor exactly when the detector has a semantic stage")
         await agent.start()
         await link.wait_connected(timeout=10)
 
@@ -205,14 +218,18 @@ async def main(args) -> int:
     spread = transcript.duration if args.spread is None else args.spread
     modes = {"on": [True], "off": [False], "both": [False, True]}[args.partials]
     verdicts = []
+    settings = load_settings(None)
     for partials in modes:
-        config = DetectionConfig(screen_partials=partials)
-        expected = expected_alerts(transcript, config)
+        config = DetectionConfig(screen_partials=partials, semantic=not args.rules_only)
+        detector = settings.detector(config)
+        expected = expected_alerts(transcript, detector, config)
         if len(expected) < 1:
             print("the detector raised no alert on the bench call; nothing to measure", file=sys.stderr)
             return 1
         mode = "partials on (early findings from live hypotheses)" if partials else "partials off (final utterances only)"
-        print(f"mode: {mode}")
+        stages = ("rules + semantic stage (final customer utterances in the agent's detect executor)"
+                  if detector.semantic is not None else "rules alone")
+        print(f"mode: {mode}; detector: {stages}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
         print(f"bench call: {transcript.duration:.1f} s, {len(expected)} alert(s) per call at "
               + ", ".join(f"{at:.2f} s (offending word ends {word:.2f} s)" for at, word in sorted(expected.items()))
               + f"; call starts spread over {spread:.1f} s")
@@ -220,7 +237,8 @@ async def main(args) -> int:
         print(header)
         rows = []
         for n, calls in enumerate(args.calls):
-            row = await one_round(calls, args.browsers, transcript, expected, seed=n, spread=spread, config=config)
+            row = await one_round(calls, args.browsers, transcript, expected, seed=n, spread=spread, config=config,
+                                  detector=detector)
             rows.append(row)
             print(f"{row['calls']:>5} {row['browsers']:>8} {row['arrivals']:>4}/{row['expected']:<4} "
                   f"{row['word_p50']:>8.3f}s {row['word_p95']:>8.3f}s {row['utt_p50']:>8.3f}s {row['utt_p95']:>8.3f}s {row['utt_max']:>8.3f}s "
@@ -229,7 +247,7 @@ async def main(args) -> int:
         verdict = "met" if last["word_p95"] < 1.0 and last["arrivals"] == last["expected"] else "NOT met"
         verdicts.append(verdict)
         print(f"target p95 < 1 s (end of offending word -> supervisor socket) at {last['calls']} calls, partials "
-              f"{'on' if partials else 'off'}: {verdict}\n")
+              f"{'on' if partials else 'off'}, {'rules alone' if detector.semantic is None else 'rules + semantic'}: {verdict}\n")
     return 0 if verdicts[-1] == "met" else 1
 
 
@@ -241,4 +259,6 @@ if __name__ == "__main__":
     parser.add_argument("--spread", type=float, default=None, help="seconds over which call starts are spread (default: the call's length)")
     parser.add_argument("--partials", choices=("on", "off", "both"), default="on",
                         help="screen customer partials (early findings), final utterances only, or compare both (default: on)")
+    parser.add_argument("--rules-only", action="store_true",
+                        help="the rules alone ([detection] semantic = false), to compare with the full detector")
     sys.exit(asyncio.run(main(parser.parse_args())))

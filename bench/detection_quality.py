@@ -1,6 +1,8 @@
 """Detection quality: callshield against alt-profanity-check and better-profanity.
 
-Prints, side by side in one run:
+"callshield" is the full detector as the commands build it
+(``load_settings(None).detector()``: rules + semantic stage); "rules alone" is
+the same config without the sentence encoder. Prints, side by side in one run:
 - the development utterances (``shared/detection/dev_utterances.tsv``): recall
   per category (share of that category's utterances flagged; for callshield,
   flagged with the right category, insult and integrity counting as one
@@ -16,6 +18,12 @@ Prints, side by side in one run:
 
 The competitors only say "profane or not", so for them a category's recall is
 the share of its utterances they flag at all.
+
+The semantic stage was trained (``bench/train_semantic.py``) on the
+development utterances, every held-out round and the clean messages of the
+ConvAbuse TRAIN split: of these tables only ConvAbuse validation is unseen by
+it (the rules were never fitted to ConvAbuse either). ``--train`` scores the
+ConvAbuse train split too; its clean messages are the stage's training data.
 
 Data: ``$CALLSHIELD_SHARED`` or ``../shared`` beside the repository.
 Competitors: ``.venv/bin/pip install alt-profanity-check better-profanity``.
@@ -36,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from shared_data import convabuse as read_convabuse, labelled, shared_dir  # noqa: E402
+from agent.settings import load_settings  # noqa: E402
 from detection import CallScreen, Detector  # noqa: E402
 
 PERSONAL_ATTACK = {"insult", "integrity"}
@@ -100,12 +109,16 @@ def recall_table(rows, caught, flagged, names, width) -> None:
     print(f"{'false alarms':18}" + "".join(f"{pct(sum(flagged[n][i] for i in benign), len(benign)):>{width}}" for n in names))
 
 
-def utterance_table(title, rows, detector, others, names, width, misses) -> None:
-    """Recall per category and false alarms on benign lines, side by side."""
+def utterance_table(title, rows, detectors, others, names, width, misses) -> None:
+    """Recall per category and false alarms on benign lines, side by side;
+    ``misses`` lists those of the first detector (callshield)."""
     texts = [t for _, t in rows]
-    ours = callshield_hits(detector, rows)
-    flagged = {"callshield": [hit for hit, _, _ in ours]}
-    alarms = {"callshield": [any_ for _, any_, _ in ours]}
+    flagged, alarms = {}, {}
+    hits = {}
+    for name, detector in detectors.items():
+        hits[name] = callshield_hits(detector, rows)
+        flagged[name] = [hit for hit, _, _ in hits[name]]
+        alarms[name] = [any_ for _, any_, _ in hits[name]]
     for name, fn in others.items():
         res = fn(texts)
         flagged[name] = res
@@ -113,7 +126,7 @@ def utterance_table(title, rows, detector, others, names, width, misses) -> None
     print(f"\n== {title} ({len(rows)}): recall per category, false alarms on benign")
     recall_table(rows, flagged, alarms, names, width)
     if misses:
-        for (label, text), (hit, any_, findings) in zip(rows, ours):
+        for (label, text), (hit, any_, findings) in zip(rows, hits[next(iter(detectors))]):
             if label != "none" and not hit:
                 print(f"   MISS {label}: {text}   {[f.category for f in findings]}")
             if label == "none" and any_:
@@ -126,19 +139,29 @@ def main() -> int:
     parser.add_argument("--misses", action="store_true", help="list callshield's misses and false alarms")
     args = parser.parse_args()
     shared = shared_dir()
-    detector = Detector()
+    settings = load_settings(None)
+    config = settings.detection_config()
+    detector = settings.detector(config)
+    detectors = {"callshield": detector, "rules alone": Detector(config)}
     others = competitors()
-    names = ["callshield", *others]
+    names = [*detectors, *others]
     width = 22
+    if detector.semantic is None:
+        print("note: [detection] semantic = false in the config: callshield is the rules alone here")
+    else:
+        print(f"callshield: rules + semantic stage (encoder {detector.semantic.encoder.name}, threshold "
+              f"{detector.semantic.threshold}); rules alone: the same config without the encoder.")
+        print("note: the development utterances and every held-out round are training data of the semantic stage "
+              "(so are ConvAbuse TRAIN's clean messages); only ConvAbuse validation is unseen by it.")
 
     # ---------------------------------------------------------- development + held-out utterances
     utterance_table(
-        "development utterances", dev_utterances(shared / "detection" / "dev_utterances.tsv"),
-        detector, others, names, width, args.misses,
+        "development utterances (semantic stage: training data)", dev_utterances(shared / "detection" / "dev_utterances.tsv"),
+        detectors, others, names, width, args.misses,
     )
     utterance_table(
-        "held-out utterances (tests/detection/heldout.tsv)", dev_utterances(HELDOUT),
-        detector, others, names, width, args.misses,
+        "held-out utterances (tests/detection/heldout.tsv; semantic stage: training data)", dev_utterances(HELDOUT),
+        detectors, others, names, width, args.misses,
     )
 
     # ---------------------------------------------------------- development calls (repetition)
@@ -168,13 +191,14 @@ def main() -> int:
     for split, filename in splits:
         data = convabuse(shared / "datasets" / "convabuse" / filename)
         texts = [t for t, _ in data]
-        results = {"callshield": [bool(detector.screen(t)) for t in texts]}
+        results = {name: [bool(d.screen(t)) for t in texts] for name, d in detectors.items()}
         for name, fn in others.items():
             results[name] = fn(texts)
         agent = [i for i, (_, k) in enumerate(data) if k == "abuse_agent"]
         other = [i for i, (_, k) in enumerate(data) if k == "abuse_other"]
         clean = [i for i, (_, k) in enumerate(data) if k == "clean"]
-        print(f"\n== ConvAbuse {split} ({len(data)} messages, recognizer-style text)")
+        seen = "never trained on" if split == "validation" else "its clean messages: semantic stage training data"
+        print(f"\n== ConvAbuse {split} ({len(data)} messages, recognizer-style text; {seen})")
         print(f"{'':26}" + "".join(f"{n:>{width}}" for n in names))
         print(f"{'abuse aimed at the agent':26}" + "".join(f"{pct(sum(results[n][i] for i in agent), len(agent)):>{width}}" for n in names))
         print(f"{'abuse aimed at others':26}" + "".join(f"{pct(sum(results[n][i] for i in other), len(other)):>{width}}" for n in names))
@@ -186,41 +210,7 @@ def main() -> int:
             for i in clean:
                 if results["callshield"][i]:
                     print(f"   FALSE ALARM: {texts[i]}   {[(f.category, f.rule, f.evidence) for f in detector.screen(texts[i])]}")
-    classifier_section(shared, detector, width)
     return 0
-
-
-def heldout_round(number: int) -> list[tuple[str, str]]:
-    """The lines of one blind round of heldout.tsv (from its ``# ---- round N`` header to the next)."""
-    lines, inside = [], False
-    for line in HELDOUT.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# ---- round"):
-            inside = line.startswith(f"# ---- round {number}")
-        elif inside:
-            lines.append(line)
-    return scored_labels(lines)
-
-
-def classifier_section(shared: Path, rules: Detector, width: int) -> None:
-    """Rules alone against rules + the classifier stage, on data the classifier
-    never trained on: heldout round 7 and 8 and ConvAbuse validation."""
-    from detection import DetectionConfig
-
-    detectors = {"rules alone": rules, "rules+classifier": Detector(DetectionConfig(classifier=True))}
-    names = list(detectors)
-    for number in (7, 8):
-        rows = heldout_round(number)
-        print(f"\n== classifier stage, held-out round {number} ({len(rows)}; never trained on): recall, false alarms")
-        hits = {n: callshield_hits(d, rows) for n, d in detectors.items()}
-        recall_table(rows, {n: [h[0] for h in hits[n]] for n in names}, {n: [h[1] for h in hits[n]] for n in names}, names, width)
-    data = convabuse(shared / "datasets" / "convabuse" / "ConvAbuseEMNLPvalid.csv")
-    flagged = {n: [bool(d.screen(t)) for t, _ in data] for n, d in detectors.items()}
-    agent = [i for i, (_, k) in enumerate(data) if k == "abuse_agent"]
-    clean = [i for i, (_, k) in enumerate(data) if k == "clean"]
-    print(f"\n== classifier stage, ConvAbuse validation ({len(data)}; never trained on)")
-    print(f"{'':26}" + "".join(f"{n:>{width}}" for n in names))
-    print(f"{'abuse aimed at the agent':26}" + "".join(f"{pct(sum(flagged[n][i] for i in agent), len(agent)):>{width}}" for n in names))
-    print(f"{'false alarms on clean':26}" + "".join(f"{pct(sum(flagged[n][i] for i in clean), len(clean)):>{width}}" for n in names))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The shared data sets, read the same way by every detection benchmark and by
-the classifier's training script: where ``shared/`` is, labelled utterance
-files, ConvAbuse's majority labels, and typed chat turned into recognizer-style text."""
+the semantic stage's training script (``bench/train_semantic.py``): where
+``shared/`` is, labelled utterance files, ConvAbuse's majority labels, and
+typed chat turned into recognizer-style text."""
 
 from __future__ import annotations
 

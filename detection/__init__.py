@@ -1,9 +1,13 @@
-"""callshield detection: taxonomy, lexicons, rules, repetition, shouting, escalation.
+"""callshield detection: taxonomy, lexicons, rules, the semantic stage,
+repetition, shouting, escalation.
 
 Pure and synchronous: data files are read once when a :class:`Detector` is
 built; screening does no I/O and reads no clock (time is audio time, seconds).
+The semantic stage costs milliseconds per final utterance (numpy; it releases
+the GIL), so the agent runs final utterances in a "detect" executor.
 
-    detector = Detector(DetectionConfig.from_table(config.section("detection")))
+    detector = settings.detector()          # agent.settings: the config's [detection], encoder loaded
+    detector = Detector(DetectionConfig())  # or: the rules alone
     call = CallScreen(detector)
     screening = call.hear("customer", "you stupid idiot", start=3.2, end=4.0)
     screening.findings, screening.level_change, call.level

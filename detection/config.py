@@ -11,7 +11,9 @@ Example (every key optional)::
     shouting_over_db = 10.0       # dB above the caller's own baseline that counts as loud
     shouting_min_seconds = 2.0    # loud for at least this long (s) to be shouting
     screen_partials = true        # raise stable findings while the customer is still speaking
-    classifier = false            # second stage: a small per-category model for what the rules miss
+    semantic = true               # second stage: judge what the rules miss by meaning (needs the encoder)
+    encoder = "all-minilm-l6-v2"  # the semantic stage's sentence encoder: installed name or folder
+    semantic_threshold = 0.95     # P(harassment) at which the semantic stage speaks
 
     [detection.severity]          # override a category's default severity
     insult = "high"
@@ -65,9 +67,13 @@ class DetectionConfig:
         screen_partials: screen the customer's live hypotheses (partials) and
             raise stable findings before the utterance ends (see
             :mod:`detection.call`); False: final utterances only.
-        classifier: also ask the per-category linear model of
-            :mod:`detection.classifier` (``detection/models/<language>/``) about
-            categories the rules found nothing for.
+        semantic: also judge final utterances by meaning (:mod:`detection.semantic`:
+            a sentence encoder and a linear model, ``detection/models/<language>/``)
+            for categories the rules found nothing for. Needs the encoder
+            installed (``callshield models install all-minilm-l6-v2``).
+        encoder: the sentence encoder: an installed encoder's name or a folder.
+        semantic_threshold: probability (0..1) that an utterance is harassment
+            at which the semantic stage reports it.
     """
 
     language: str = "en"
@@ -88,7 +94,9 @@ class DetectionConfig:
     shouting_window_seconds: float = 30.0
     silence_dbfs: float = -50.0
     screen_partials: bool = True
-    classifier: bool = False
+    semantic: bool = True
+    encoder: str = "all-minilm-l6-v2"
+    semantic_threshold: float = 0.95
 
     def severity_of(self, category: str) -> str:
         """The severity of ``category`` at this site."""
@@ -125,7 +133,11 @@ class DetectionConfig:
                 if value not in SEVERITIES:
                     raise _bad(f"alert_severity must be one of {', '.join(SEVERITIES)}, not {value!r}")
                 values[name] = value
-            elif name in ("screen_partials", "classifier"):
+            elif name == "encoder":
+                if not isinstance(value, str) or not value.strip():
+                    raise _bad("encoder must be an installed encoder's name or a folder")
+                values[name] = value
+            elif name in ("screen_partials", "semantic"):
                 if not isinstance(value, bool):
                     raise _bad(f"{name} must be true or false, not {value!r}")
                 values[name] = value
@@ -148,6 +160,8 @@ class DetectionConfig:
             raise _bad("repetition_similarity must be in (0, 1]")
         if not 0.0 <= self.min_score <= 1.0:
             raise _bad("min_score must be in [0, 1]")
+        if not 0.5 <= self.semantic_threshold < 1.0:
+            raise _bad("semantic_threshold must be in [0.5, 1)")
         if not 0 < self.caution_points <= self.alert_points <= self.end_call_points:
             raise _bad("ladder thresholds must satisfy 0 < caution_points <= alert_points <= end_call_points")
         for name in ("shouting_over_db", "shouting_min_seconds", "shouting_baseline_seconds", "shouting_window_seconds"):

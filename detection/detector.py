@@ -24,6 +24,12 @@ What makes a rule match a finding, in order:
 
 Every finding carries its evidence (the matched words, as the customer said
 them) and the rule id, so a supervisor sees why it fired.
+
+With a sentence encoder (``encoder=``, and ``[detection] semantic`` on), the
+semantic stage (:mod:`detection.semantic`) then judges the utterance by
+meaning for the categories the rules found nothing for; its evidence words
+(found by leaving each word out) must pass checks 2 to 4 too. Its findings'
+rule is ``semantic.<category>``.
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from detection.classifier import Classifier
 from detection.config import DetectionConfig
 from detection.findings import Finding
 from detection.lexicon import (
@@ -46,6 +51,7 @@ from detection.lexicon import (
 )
 from detection.ladder import load_suggestions
 from detection.repetition import RepetitionWords
+from detection.semantic import Head, SemanticStage, Verdict
 from detection.text import Normalized, normalize, without_fillers
 
 _NEGATION_WINDOW = 3
@@ -64,9 +70,14 @@ class _Compiled:
 class Detector:
     """Screens single utterances. Loads its language's data files once (lexicon,
     repetition words, suggested sentences, used by :class:`CallScreen`);
-    immutable afterwards, so one instance is shared by every call and thread."""
+    immutable afterwards, so one instance is shared by every call and thread.
 
-    def __init__(self, config: DetectionConfig | None = None) -> None:
+    ``encoder``: a loaded :class:`models.encoder.SentenceEncoder` for the
+    semantic stage (used when ``config.semantic``); None: the rules alone.
+    Commands build it with ``agent.settings.Settings.detector``, which looks
+    the encoder up and loads it."""
+
+    def __init__(self, config: DetectionConfig | None = None, *, encoder=None) -> None:
         self.config = config or DetectionConfig()
         folder = lexicon_dir(self.config.language)
         self.lists: Lists = load_lists(folder)
@@ -90,17 +101,20 @@ class Detector:
         self._filler_words = self._fillers | {"like"} | {t[-1] for t in self._filler_tails}
         self.repetition_words = RepetitionWords.load(folder)
         self.suggestions = load_suggestions(self.config.language)
-        self.classifier: Classifier | None = Classifier.load(self.config.language) if self.config.classifier else None
+        self.semantic: SemanticStage | None = None
+        if encoder is not None and self.config.semantic:
+            self.semantic = SemanticStage(encoder, Head.load(self.config.language), self.config.semantic_threshold)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
         return tuple(c.rule for c in self._rules)
 
-    def screen(self, text: str, *, start: float = 0.0, end: float = 0.0) -> list[Finding]:
+    def screen(self, text: str, *, start: float = 0.0, end: float = 0.0, semantic: bool = True) -> list[Finding]:
         """Findings in one utterance (best per category and subtype), in text order.
 
         ``start``/``end``: the utterance's seconds of audio time, copied into
-        each finding."""
+        each finding. ``semantic``: False skips the semantic stage (live
+        partials: the rules alone, in microseconds)."""
         norm = self.normalized(text)
         if not norm.tokens:
             return []
@@ -145,57 +159,55 @@ class Detector:
                 if held is None or finding.score > held[0].score:
                     best[key] = (finding, first)
                 break  # one match per rule is enough
-        if self.classifier is not None:
+        if semantic and self.semantic is not None:
             self._second_opinion(text, norm, present, best, start, end)
         return [f for f, _ in sorted(best.values(), key=lambda item: item[1])]
 
     def _second_opinion(self, text: str, norm: Normalized, present: frozenset[str],
                         best: dict[tuple[str, str | None], tuple[Finding, int]], start: float, end: float) -> None:
-        """The classifier, for categories the rules found nothing for (insult and
-        integrity count as one). Its evidence words must pass the rules' own
-        checks: none negated, none inside an idiom or legitimate request, and,
-        for a personal attack, aimed at the partner."""
+        """The semantic stage, for categories the rules found nothing for (insult
+        and integrity count as one). Its evidence words must pass the rules' own
+        checks: none negated (nor a negation itself), none inside an idiom or
+        legitimate request, and, for a personal attack, aimed at the partner."""
         found = {category for category, _ in best}
         if found & _PERSONAL_ATTACK:
             found |= _PERSONAL_ATTACK
-        wanted = [c for c in self.classifier.categories if c not in found and c not in self._disabled]
-        if not wanted:
+        wanted = [c for c in self.semantic.categories if c not in found and c not in self._disabled]
+        for verdict in self.semantic.judge(norm.tokens, wanted):
+            if verdict.fired and verdict.words:
+                self._semantic_finding(text, norm, present, verdict, best, start, end)
+
+    def _semantic_finding(self, text: str, norm: Normalized, present: frozenset[str], verdict: Verdict,
+                          best: dict[tuple[str, str | None], tuple[Finding, int]], start: float, end: float) -> None:
+        indices = sorted({i for first, last in verdict.words for i in range(first, last + 1)})
+        if any(norm.tokens[i] in self._negation for i in indices) or self._negated_in_clause(norm, indices[0]):
+            return  # sentence embeddings read negation poorly: a negation in the evidence or its clause silences it
+        if _excused(self._exception_spans(norm, present), [norm.starts[i] for i in indices], verdict.category):
             return
-        exceptions: list[_Span] | None = None
-        for verdict in self.classifier.judge(norm.tokens, wanted):
-            if not verdict.fired or not verdict.words or verdict.probability < self.config.min_score:
-                continue
-            indices = sorted({i for first, last in verdict.words for i in range(first, last + 1)})
-            if any(self._negated_before(norm, i) for i in indices):
-                continue
-            if exceptions is None:
-                exceptions = self._exception_spans(norm, present)
-            if _excused(exceptions, [norm.starts[i] for i in indices], verdict.category):
-                continue
-            if verdict.category in _PERSONAL_ATTACK and not self._aimed_at_partner(norm, norm.starts[verdict.words[0][0]]):
-                continue
-            first = norm.starts[indices[0]]
-            last = norm.starts[indices[-1]] + len(norm.tokens[indices[-1]])
-            span = norm.original_span(first, last)
-            pieces = [norm.original_span(norm.starts[i], norm.starts[i] + len(norm.tokens[i])) for i in indices]
-            best[(verdict.category, None)] = (
-                Finding(
-                    category=verdict.category,
-                    subtype=None,
-                    severity=self.config.severity_of(verdict.category),
-                    score=round(verdict.probability, 3),
-                    span=span,
-                    evidence=" ".join(text[a:b] for a, b in pieces),
-                    rule=f"classifier.{verdict.category}",
-                    start=start,
-                    end=end,
-                    text=text,
-                ),
-                first,
-            )
+        if verdict.category in _PERSONAL_ATTACK and not self._aimed_at_partner(norm, norm.starts[indices[0]], window=len(norm.tokens)):
+            return
+        first = norm.starts[indices[0]]
+        last = norm.starts[indices[-1]] + len(norm.tokens[indices[-1]])
+        span = norm.original_span(first, last)
+        pieces = [norm.original_span(norm.starts[i], norm.starts[i] + len(norm.tokens[i])) for i in indices]
+        best[(verdict.category, None)] = (
+            Finding(
+                category=verdict.category,
+                subtype=None,
+                severity=self.config.severity_of(verdict.category),
+                score=round(verdict.probability, 3),
+                span=span,
+                evidence=" ".join(text[a:b] for a, b in pieces),
+                rule=f"semantic.{verdict.category}",
+                start=start,
+                end=end,
+                text=text,
+            ),
+            first,
+        )
 
     def normalized(self, text: str) -> Normalized:
-        """The words the rules (and the classifier) see: normalized, fillers dropped."""
+        """The words the rules (and the semantic stage) see: normalized, fillers dropped."""
         norm = normalize(text)
         if norm.tokens and not self._filler_words.isdisjoint(norm.tokens):
             norm = without_fillers(norm, self._fillers, self._like_after, self._filler_tails, self._like_not_before)
@@ -240,14 +252,34 @@ class Detector:
                 break
         return False
 
-    def _aimed_at_partner(self, norm: Normalized, first: int) -> bool:
+    def _negated_in_clause(self, norm: Normalized, index: int) -> bool:
+        """A negation anywhere earlier in word ``index``'s clause (the semantic
+        stage's evidence has no fixed shape, so no fixed window): "i'm not
+        saying you sound like ..." yes; across a new subject only through a
+        verb of saying or thinking, so "if you don't fix this i'll find you"
+        is not negated."""
+        subject_between = False
+        for j in range(index - 1, -1, -1):
+            token = norm.tokens[j]
+            if token in self._clause_break:
+                return False
+            if (
+                token in self._negation
+                and norm.tokens[j + 1] not in self._negation_cancel
+                and not (j > 0 and norm.tokens[j - 1] in self._suggestion)
+            ):
+                return not subject_between or any(t in self._bridges for t in norm.tokens[j + 1:index])
+            subject_between = subject_between or token in self._subjects
+        return False
+
+    def _aimed_at_partner(self, norm: Normalized, first: int, *, window: int = _TARGET_WINDOW) -> bool:
         """Whether the words before the match point at the partner: the nearest
-        pointer in the clause decides ("you ... idiot" yes, "my husband is an
-        idiot" no); none at all is a bare insult, said to the listener. A
-        "you" that is itself negated ("i don't think you're an idiot") does
-        not count."""
+        pointer in the clause (within ``window`` words) decides ("you ...
+        idiot" yes, "my husband is an idiot" no); none at all is a bare
+        insult, said to the listener. A "you" that is itself negated ("i
+        don't think you're an idiot") does not count."""
         index = norm.token_index(first)
-        for j in range(index - 1, max(index - 1 - _TARGET_WINDOW, -1), -1):
+        for j in range(index - 1, max(index - 1 - window, -1), -1):
             token = norm.tokens[j]
             if token in self._you:
                 return not self._negated_before(norm, j)

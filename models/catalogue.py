@@ -1,4 +1,4 @@
-"""The catalogue of official Vosk models, read from ``catalogue.json``.
+"""The catalogue of models (official Vosk speech models, sentence encoders), read from ``catalogue.json``.
 
 The list is data, not code, so a reviewer (or a site that mirrors the models
 on its own intranet) can read and edit it without touching Python. Each entry
@@ -28,10 +28,11 @@ class CatalogueEntry:
         name: the model's folder name once unpacked (also its install name).
         language: language tag, lowercase (``en-us``, ``ja``, ``ko``).
         language_name: the language in words, for people.
-        kind: ``small``, ``medium`` or ``large`` (small: for a seat; large: for a server).
+        kind: ``small``, ``medium`` or ``large`` for a speech model (small: for a
+            seat; large: for a server); ``encoder`` for a sentence encoder.
         size: download size as upstream writes it (``40M``, ``1.8G``).
         size_bytes: exact size of the zip in bytes, or None if not known.
-        url: where the zip is (http, https or file).
+        url: where the zip (or wheel, a zip too) is (http, https or file).
         sha256: hex SHA-256 of the zip, or None if not known.
         md5: hex MD5 of the zip as upstream publishes it, or None.
         notes: one line for people.
@@ -69,6 +70,13 @@ class Catalogue:
     def by_url(self, url: str) -> CatalogueEntry | None:
         for entry in self.entries:
             if entry.url == url:
+                return entry
+        return None
+
+    def by_file_name(self, file_name: str) -> CatalogueEntry | None:
+        """The entry whose URL ends in ``file_name`` (a download fetched on another machine)."""
+        for entry in self.entries:
+            if entry.url.rstrip("/").rsplit("/", 1)[-1] == file_name:
                 return entry
         return None
 

@@ -1,4 +1,4 @@
-"""Errors of the speech-model stage: finding, installing, loading, decoding.
+"""Errors of the model stage (speech models and sentence encoders): finding, installing, loading, decoding.
 
 Every one is a :class:`~audio.errors.CallshieldError` with a stable ``code``
 so the CLI prints one line and a call session can turn it into an error event.
@@ -13,7 +13,7 @@ SUGGESTED_MODEL = "vosk-model-small-en-us-0.15"
 
 
 class ModelError(CallshieldError):
-    """A speech model could not be found, installed, loaded or used."""
+    """A model (speech model or sentence encoder) could not be found, installed, loaded or used."""
 
     code = "model_error"
 
@@ -25,7 +25,7 @@ class ModelNotFound(ModelError):
 
 
 class NotAModel(ModelError):
-    """A directory or archive that does not hold a Vosk model."""
+    """A directory or archive that holds neither a Vosk model nor a sentence encoder."""
 
     code = "not_a_model"
 
@@ -55,7 +55,7 @@ class ModelExists(ModelError):
 
 
 class ModelLoadFailed(ModelError):
-    """Vosk refused to load a model directory."""
+    """A model directory could not be loaded (Vosk refused it, or an encoder's files are broken)."""
 
     code = "model_load_failed"
 

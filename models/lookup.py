@@ -11,6 +11,10 @@ Each level gives a path to a model directory or the name of an installed
 model (``callshield models list``). A level that is set but wrong is an error,
 never silently skipped: a typo must not quietly fall back to another language.
 
+The sentence encoder of the detector's semantic stage (:func:`resolve_encoder`)
+is named by ``[detection] encoder`` (default ``all-minilm-l6-v2``): a path, or
+the name of an installed encoder (models directory, then pip packages).
+
 The models directory, first found wins: ``--models-dir``,
 ``$CALLSHIELD_MODELS_DIR``, ``[models] dir``, then ``DATA_DIR/models`` where
 ``DATA_DIR`` is the caller's data directory (``agent.config.default_data_dir()``
@@ -26,7 +30,7 @@ from typing import Any, Mapping
 
 from models.catalogue import load_catalogue
 from models.errors import ModelError, ModelNotFound, no_model_installed
-from models.store import ModelStore, check_model_dir, pip_models
+from models.store import ENCODER, SPEECH, ModelStore, check_model_dir, pip_models
 
 ENV_MODEL = "CALLSHIELD_MODEL"
 ENV_MODELS_DIR = "CALLSHIELD_MODELS_DIR"
@@ -101,7 +105,7 @@ def resolve_model(option: str | None = None, config: ModelsConfig = ModelsConfig
     for value, source in levels:
         if value:
             return _resolve_value(value, source, store)
-    installed = store.installed()
+    installed = [m for m in store.installed() if m.kind == SPEECH]
     if len(installed) == 1:
         return ResolvedModel(path=installed[0].path, name=installed[0].name, source="models directory")
     if not installed:
@@ -122,6 +126,8 @@ def _resolve_value(value: str, source: str, store: ModelStore) -> ResolvedModel:
         name = path.parent.name if path.name == "model" else path.name  # pip packages keep it in PKG/model
         return ResolvedModel(path=path, name=name, source=source)
     model = store.get(value)
+    if model is not None and model.kind != SPEECH:
+        raise ModelNotFound(f"{value!r} (from {source}) is a sentence encoder, not a speech model; see 'callshield models list'")
     if model is not None:
         return ResolvedModel(path=model.path, name=model.name, source=source)
     if store.catalogue.get(value) is not None:
@@ -131,3 +137,32 @@ def _resolve_value(value: str, source: str, store: ModelStore) -> ResolvedModel:
     hint = f" (installed: {', '.join(known)})" if known else ""
     raise ModelNotFound(f"model {value!r} (from {source}) is neither a model directory nor an installed model{hint}; "
                         f"see 'callshield models list'")
+
+
+def resolve_encoder(value: str, config: ModelsConfig = ModelsConfig(), *, data_dir: Path,
+                    env: Mapping[str, str] | None = None) -> ResolvedModel:
+    """The sentence encoder ``value`` names (a path, or an installed encoder's
+    name), or :class:`ModelNotFound` saying how to install it."""
+    from models.encoder import encoder_problems
+
+    path = Path(value).expanduser()
+    if _looks_like_path(value) or path.is_dir():
+        problems = encoder_problems(path)
+        if problems:
+            raise ModelNotFound(f"sentence encoder {path}: {'; '.join(problems)}")
+        return ResolvedModel(path=path, name=path.parent.name if path.name == "model" else path.name, source="config")
+    root = models_dir(config, data_dir=data_dir, env=env)
+    store = ModelStore(root, load_catalogue())
+    model = store.get(value)
+    if model is not None and model.kind == ENCODER:
+        return ResolvedModel(path=model.path, name=value, source=model.source)
+    if model is not None:
+        raise ModelNotFound(f"{value!r} is a speech model, not a sentence encoder ([detection] encoder)")
+    entry = store.catalogue.get(value)
+    if entry is not None and entry.kind == ENCODER:
+        hint = f"run 'callshield models install {value}'"
+    else:
+        known = ", ".join(e.name for e in store.catalogue.entries if e.kind == ENCODER)
+        hint = f"{value!r} is not a catalogue encoder (known: {known}); install one with 'callshield models install NAME' or give a folder"
+    raise ModelNotFound(f"sentence encoder {value!r} is not installed in {root}: {hint} "
+                        f"(or set [detection] semantic = false to screen with the rules alone)")

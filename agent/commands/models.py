@@ -1,11 +1,17 @@
-"""List, install and locate Vosk speech models.
+"""List, install and locate models: Vosk speech models and sentence encoders.
 
-  callshield models list [--json]           installed models and the catalogue
+  callshield models list [--json]           installed models (with their kind) and the catalogue
   callshield models install NAME|URL|ZIP|DIR [--name N] [--sha256 HEX] [--force]
   callshield models path [NAME] [--dir]     the model a command would use
 
-A model is looked up in this order: --model, $CALLSHIELD_MODEL, the config
-file's [models] model, then the one model installed in the models directory.
+Two kinds of model share the models directory: ``speech`` (Vosk, for
+transcribing) and ``encoder`` (the sentence encoder of the detector's semantic
+stage, e.g. ``callshield models install all-minilm-l6-v2``; the config file's
+``[detection] encoder`` names it).
+
+A speech model is looked up in this order: --model, $CALLSHIELD_MODEL, the
+config file's [models] model, then the one speech model installed in the
+models directory.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a model already installed under that name")
 
     p = sub.add_parser("path", parents=[common], help="print the directory of the model commands would use")
-    p.add_argument("name", nargs="?", help="an installed model's name (default: the lookup order)")
+    p.add_argument("name", nargs="?", help="an installed model's name, speech or encoder (default: the lookup order)")
     p.add_argument("--model", help="model directory or installed name (as for 'transcribe --model')")
     p.add_argument("--dir", action="store_true", help="print the models directory instead")
 
@@ -39,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from agent.config import default_data_dir, load_config
     from models.lookup import ModelsConfig, models_dir, resolve_model
-    from models.store import ModelStore
+    from models.store import ENCODER, ModelStore
 
     config_file = load_config(args.config)
     base = config_file.path.parent if config_file.path else None
@@ -52,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         return _install(ModelStore(root), args)
     if args.dir:
         print(root)
+        return 0
+    named = ModelStore(root).get(args.name) if args.name else None
+    if named is not None and named.kind == ENCODER:
+        print(named.path)
         return 0
     resolved = resolve_model(args.name or args.model, config, data_dir=default_data_dir(), models_dir_option=args.models_dir)
     print(resolved.path)
@@ -67,8 +77,8 @@ def _list(store, *, as_json: bool) -> int:
     for model in installed + pips:
         entry = store.catalogue.get(model.name)
         rows.append({
-            "name": model.name, "status": "installed", "source": model.source, "path": str(model.path),
-            "language": entry.language if entry else None, "sha256": model.sha256,
+            "name": model.name, "status": "installed", "kind": model.kind, "source": model.source,
+            "path": str(model.path), "language": entry.language if entry else None, "sha256": model.sha256,
         })
     have = {m.name for m in installed}
     for entry in store.catalogue.entries:
@@ -89,11 +99,11 @@ def _list(store, *, as_json: bool) -> int:
         print("  (none)")
     for model in installed:
         note = f"  sha256 {model.sha256}" if model.sha256 else ""
-        print(f"  {model.name:<32} {model.path}{note}")
+        print(f"  {model.name:<32} {model.kind:<8} {model.path}{note}")
     if pips:
-        print("from pip packages (use with --model NAME, or 'callshield models install NAME' to copy in):")
+        print("from pip packages (use by name, or 'callshield models install NAME' to copy in):")
         for model in pips:
-            print(f"  {model.name:<32} {model.path}")
+            print(f"  {model.name:<32} {model.kind:<8} {model.path}")
     print("available to install ('callshield models install NAME'):")
     for entry in store.catalogue.entries:
         if entry.name in have:
@@ -109,7 +119,8 @@ def _list(store, *, as_json: bool) -> int:
 
 
 def _install(store, args: argparse.Namespace) -> int:
-    from models.store import ProgressPrinter
+    from detection.config import DetectionConfig
+    from models.store import ENCODER, ProgressPrinter, model_kind
 
     result = store.install(args.source, name=args.name, sha256=args.sha256, force=args.force,
                            progress=ProgressPrinter(sys.stderr))
@@ -118,5 +129,9 @@ def _install(store, args: argparse.Namespace) -> int:
         how = {"sha256": "matches the expected sha256", "md5": "md5 matches the catalogue",
                "none": "no published checksum to compare; recorded"}[result.verified]
         print(f"sha256 {result.sha256} ({how})")
-    print(f"use it: callshield transcribe CALL.wav --model {result.name}")
+    if model_kind(result.path) == ENCODER:
+        default = " (the default)" if result.name == DetectionConfig().encoder else ""
+        print(f'use it: [detection] encoder = "{result.name}" in the config file{default}')
+    else:
+        print(f"use it: callshield transcribe CALL.wav --model {result.name}")
     return 0

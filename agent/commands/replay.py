@@ -65,20 +65,22 @@ def run(args: argparse.Namespace) -> int:
         raise ReplayError(f"{path}: not a call file (expected .wav or .jsonl)", code="bad_call_file")
 
     url, token = settings.console_target(args.console, args.token)
+    detector = settings.detector()
     agent_settings = settings.agent
     if args.agent_id:
         import dataclasses
 
         agent_settings = dataclasses.replace(agent_settings, agent_id=args.agent_id)
-    return asyncio.run(_replay(args, agent_settings, settings, url, token, transcript, source, model))
+    return asyncio.run(_replay(args, agent_settings, settings, detector, url, token, transcript, source, model))
 
 
-async def _replay(args, agent_settings, settings, url, token, transcript, source, model) -> int:
+async def _replay(args, agent_settings, settings, detector, url, token, transcript, source, model) -> int:
     from agent.runtime import Agent, make_link
     from agent.transcript_source import TranscriptSource
 
     link = make_link(agent_settings, url=url, token=token, max_attempts=args.retries)
-    agent = Agent(link, settings=agent_settings, detection_config=settings.detection_config(), audio_config=settings.audio_config())
+    agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
+                  audio_config=settings.audio_config())
     agent.install_signal_handlers()
     await agent.start()
     try:

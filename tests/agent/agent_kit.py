@@ -168,3 +168,17 @@ THREAT_CALL = [
     {"speaker": "customer", "start": 5.6, "end": 6.4, "text": "i will break every bone in your body"},
     {"speaker": "customer", "start": 6.6, "end": 7.4, "text": "i'm going to come over there and beat you up"},
 ]
+
+
+class FakeClock:
+    """A loop-free clock for paced transcripts: sleeping advances it, so "when"
+    a message was published is exact and no test waits in real time."""
+
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds

@@ -14,7 +14,7 @@ from agent.link import Backoff, ConsoleLink
 from agent.runtime import Agent
 from agent.session import CallInfo, CallSession
 from agent.transcript_source import TimedTranscript, TranscriptSource
-from agent_kit import TinyConsole, jsonl
+from agent_kit import FakeClock, TinyConsole, jsonl
 from audio.frames import AudioChunk
 from detection import CallScreen, DetectionConfig, Detector
 from models.transcript import Partial, Utterance, Word
@@ -28,17 +28,6 @@ CALL = [
 THREAT_END = 6.6
 
 
-class FakeClock:
-    """A loop-free clock: sleeping advances it, so "when" a message was published is exact."""
-
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def paced(lines, clock: FakeClock) -> TranscriptSource:

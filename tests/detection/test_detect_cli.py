@@ -100,3 +100,57 @@ def test_config_file_sets_detection(tmp_path):
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert out[1]["findings"][0]["category"] == "repetition" and out[1]["findings"][0]["count"] == 2
     assert out[2]["findings"][0]["severity"] == "high"
+
+
+# ---------------------------------------------------------------- the semantic stage
+
+ONLY_BY_MEANING = "tell me what street you live on"  # no rule matches it; the semantic stage finds privacy
+RULES_LINE = "you useless moron"
+
+
+def fresh_home(tmp_path) -> dict:
+    """An empty data directory: the encoder can only come from its pip package."""
+    import os
+
+    return {**os.environ, "CALLSHIELD_HOME": str(tmp_path / "home")}
+
+
+def test_semantic_stage_is_on_by_default(tmp_path, detector):
+    lines = [json.dumps({"call": "s", "start": 1.0, "end": 2.5, "text": ONLY_BY_MEANING}), RULES_LINE]
+    result = run(["detect"], stdin="\n".join(lines) + "\n", env=fresh_home(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    (finding,) = out[0]["findings"]
+    (expected,) = detector.screen(ONLY_BY_MEANING)
+    assert finding == {
+        "category": "privacy",
+        "subtype": None,
+        "severity": "high",
+        "score": expected.score,
+        "span": list(expected.span),
+        "evidence": expected.evidence,
+        "rule": "semantic.privacy",
+    }
+    assert finding["score"] >= 0.95 and finding["evidence"] in ONLY_BY_MEANING[finding["span"][0]:finding["span"][1]]
+    assert {k: out[0][k] for k in ("call", "start", "end", "text")} == {"call": "s", "start": 1.0, "end": 2.5, "text": ONLY_BY_MEANING}
+    assert [f["rule"].split(".")[0] for f in out[1]["findings"]] == ["insult"]
+
+
+def test_a_missing_encoder_is_a_one_line_error(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[detection]\nencoder = \"no-such-encoder\"\n", encoding="utf-8")
+    result = run(["--config", str(config), "detect"], stdin=ONLY_BY_MEANING + "\n", env=fresh_home(tmp_path))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("callshield: error:") and len(result.stderr.strip().splitlines()) == 1
+    assert "no-such-encoder" in result.stderr and "callshield models install" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_semantic_false_screens_with_the_rules_alone(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[detection]\nsemantic = false\nencoder = \"no-such-encoder\"\n", encoding="utf-8")
+    result = run(["--config", str(config), "detect"], stdin=f"{ONLY_BY_MEANING}\n{RULES_LINE}\n", env=fresh_home(tmp_path))
+    assert result.returncode == 0, result.stderr  # the encoder is never looked up
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out[0] == {"text": ONLY_BY_MEANING, "findings": []}
+    assert [f["category"] for f in out[1]["findings"]] == ["insult"]

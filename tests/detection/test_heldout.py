@@ -1,37 +1,54 @@
-"""The held-out generalization set (``heldout.tsv``): sentences written apart
-from the lexicons, recognizer style. The issue's bar holds on it: at least 9
-in 10 harassing utterances of each category caught with the right category
-(insult and integrity count as one "personal attack"), at most 2 in 100
-benign utterances flagged at all."""
+"""The held-out set (``heldout.tsv``): sentences written apart from the
+lexicons, recognizer style, in rounds, each scored blind once (the figures at
+first sight are in the file's comments). Once scored, a round helps build the
+detector, so these are regression tests of the whole detector (rules and
+semantic stage, as commands build it), not measures of generalization.
+
+- Rounds 1 to 8: the rules were written for them; the issue's bar holds: at
+  least 9 in 10 harassing utterances of each category caught with the right
+  category (insult and integrity count as one "personal attack"), at most 2
+  in 100 benign utterances flagged at all.
+- Rounds 9 to 12: no rule was written for them; the semantic stage trains on
+  them. The bar is NOT met there yet (threat and demand are near 3 in 4), so
+  they hold the floor reached, per category, to catch regressions; raising
+  it is the open part of issue 3.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from detection import Detector
-
 HELDOUT = Path(__file__).with_name("heldout.tsv")
 PERSONAL_ATTACK = {"insult", "integrity"}
 CATEGORIES = ("threat", "personal attack", "sexual", "demand", "defamation", "privacy")
+RULES_WRITTEN_FOR = range(1, 9)  # rounds 1..8
+#: Rounds 9 to 12: the share caught when these tests were written (rounds 9-12 at the
+#: committed model: threat 59/80, personal attack 71/80, sexual 72/80, demand 57/80,
+#: defamation 75/80, privacy 72/80; benign 5/240), rounded down.
+FLOOR_LATER_ROUNDS = {"threat": 0.70, "personal attack": 0.85, "sexual": 0.85, "demand": 0.70,
+                      "defamation": 0.90, "privacy": 0.85}
+BENIGN_CEILING_LATER_ROUNDS = 0.025
 
 
-def _rows() -> list[tuple[str, str]]:
-    rows = []
+def _rows() -> list[tuple[int, str, str]]:
+    """(round, label, text) of every line."""
+    rows, number = [], 1
     for line in HELDOUT.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
+        if line.startswith("# ----"):
+            number = int(re.search(r"rounds? (\d+)", line).group(1))
+        elif line.strip() and not line.startswith("#"):
             label, text = line.split("\t", 1)
-            rows.append(("personal attack" if label in PERSONAL_ATTACK else label, text))
+            rows.append((number, "personal attack" if label in PERSONAL_ATTACK else label, text))
     return rows
 
 
-@pytest.fixture(scope="module")
-def scored() -> dict[str, list[tuple[str, bool]]]:
-    detector = Detector()
+def _score(detector, rows) -> dict[str, list[tuple[str, bool]]]:
     out: dict[str, list[tuple[str, bool]]] = defaultdict(list)
-    for label, text in _rows():
+    for _, label, text in rows:
         findings = detector.screen(text)
         if label == "none":
             out[label].append((text, bool(findings)))
@@ -41,10 +58,21 @@ def scored() -> dict[str, list[tuple[str, bool]]]:
     return out
 
 
-def test_the_file_is_big_enough_to_mean_something(scored):
+@pytest.fixture(scope="module")
+def scored(detector) -> dict[str, list[tuple[str, bool]]]:
+    return _score(detector, [r for r in _rows() if r[0] in RULES_WRITTEN_FOR])
+
+
+@pytest.fixture(scope="module")
+def scored_later(detector) -> dict[str, list[tuple[str, bool]]]:
+    return _score(detector, [r for r in _rows() if r[0] not in RULES_WRITTEN_FOR])
+
+
+def test_the_rounds_are_big_enough_to_mean_something(scored, scored_later):
     for category in CATEGORIES:
         assert len(scored[category]) >= 25, category
-    assert len(scored["none"]) >= 80
+        assert len(scored_later[category]) >= 40, category
+    assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 200
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
@@ -58,3 +86,16 @@ def test_at_most_two_in_a_hundred_benign_lines_are_flagged(scored):
     rows = scored["none"]
     flagged = [text for text, hit in rows if hit]
     assert len(flagged) / len(rows) <= 0.02, flagged
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_later_rounds_keep_the_floor_reached(scored_later, category):
+    rows = scored_later[category]
+    missed = [text for text, hit in rows if not hit]
+    assert (len(rows) - len(missed)) / len(rows) >= FLOOR_LATER_ROUNDS[category], missed
+
+
+def test_later_rounds_flag_few_benign_lines(scored_later):
+    rows = scored_later["none"]
+    flagged = [text for text, hit in rows if hit]
+    assert len(flagged) / len(rows) <= BENIGN_CEILING_LATER_ROUNDS, flagged

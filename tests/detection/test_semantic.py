@@ -1,0 +1,246 @@
+"""The detector's semantic stage with the real sentence encoder: what it finds
+that the rules miss, the rules' checks that silence it, where it is switched
+off, and its model file and config errors.
+
+The sentences are the tests' own (written for this file, in the recognizer's
+style: lowercase, no punctuation); none is in the training data.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from detection import CallScreen, DetectionConfig, DetectionError, Detector
+from detection.semantic import NONE, Head, SemanticStage
+from detection.taxonomy import CATEGORIES
+
+# Harassment the rules have no pattern for, found by meaning.
+ONLY_BY_MEANING = {
+    "threat": "one day you will open your door and i will be there",
+    "insult": "you sound like a broken robot with no brain",
+    "privacy": "tell me what street you live on",
+    "defamation": "the local newspaper will hear about your name",
+    "demand": "you will do exactly what i say",
+}
+
+# The model alone flags these; the rules' own checks silence it.
+NEGATED = {
+    "demand": "i never said you will do exactly what i say",
+    "privacy": "im not asking what street you live on",
+}
+IDIOM = ("threat", "ill knock it out before you finish your shift", "knock")  # idiom.knock_out
+LEGIT_REQUEST = ("privacy", "what is your employee number and where are you based", "what")  # legit.your_name
+THIRD_PERSON = ("insult", "my neighbour is a brainless robot")
+
+
+@pytest.fixture(scope="module")
+def rules_alone() -> Detector:
+    return Detector()
+
+
+def model_verdicts(detector: Detector, text: str):
+    """The semantic stage's own opinion, before the detector's checks."""
+    return detector.semantic.judge(detector.normalized(text).tokens, detector.semantic.categories)
+
+
+def fired(detector: Detector, text: str, category: str):
+    verdicts = [v for v in model_verdicts(detector, text) if v.category == category and v.fired]
+    assert verdicts, f"the model no longer flags {text!r} as {category}: {model_verdicts(detector, text)}"
+    return verdicts[0]
+
+
+# ---------------------------------------------------------------- findings
+
+
+@pytest.mark.parametrize("category", sorted(ONLY_BY_MEANING))
+def test_the_semantic_stage_finds_what_the_rules_miss(detector, rules_alone, category):
+    text = ONLY_BY_MEANING[category]
+    assert rules_alone.screen(text) == []
+    findings = detector.screen(text, start=1.5, end=3.0)
+    assert [f.rule for f in findings] == [f"semantic.{category}"], findings
+    (finding,) = findings
+    assert finding.category == category and finding.subtype is None
+    assert finding.severity == detector.config.severity_of(category)
+    assert detector.semantic.threshold <= finding.score <= 1.0
+    assert (finding.start, finding.end, finding.text) == (1.5, 3.0, text)
+    words = finding.evidence.split()
+    assert words and all(w in text.split() for w in words)
+    first, last = finding.span
+    assert 0 <= first < last <= len(text)
+    said = text[first:last]
+    assert said.split()[0] == words[0] and said.split()[-1] == words[-1]
+
+
+def test_a_finding_by_the_rules_keeps_the_semantic_stage_quiet_for_its_category(detector):
+    text = "you useless moron"
+    (finding,) = detector.screen(text)
+    assert finding.rule.startswith("insult.")  # not "semantic.insult" as well
+
+
+# ---------------------------------------------------------------- vetoes
+
+
+@pytest.mark.parametrize("category", sorted(NEGATED))
+def test_a_negated_sentence_the_model_flags_is_not_reported(detector, rules_alone, category):
+    text = NEGATED[category]
+    fired(detector, text, category)
+    assert rules_alone.screen(text) == []
+    assert detector.screen(text) == []
+
+
+@pytest.fixture(scope="module")
+def eager(encoder) -> Detector:
+    """A detector whose semantic stage speaks from 0.9: vetoes are tested on
+    sentences the model flags, whatever a retraining does to their exact score."""
+    return Detector(DetectionConfig(semantic_threshold=0.9), encoder=encoder)
+
+
+@pytest.mark.parametrize("case", [IDIOM, LEGIT_REQUEST], ids=["idiom", "legitimate_request"])
+def test_evidence_inside_an_exception_is_not_reported(eager, rules_alone, case):
+    detector = eager
+    category, text, word = case
+    verdict = fired(detector, text, category)
+    tokens = detector.normalized(text).tokens
+    assert word in {tokens[i] for first, last in verdict.words for i in range(first, last + 1)}
+    assert rules_alone.screen(text) == []
+    assert detector.screen(text) == []
+
+
+def test_an_insult_about_a_third_person_is_not_reported(detector, rules_alone):
+    category, text = THIRD_PERSON
+    fired(detector, text, category)
+    assert rules_alone.screen(text) == []
+    assert detector.screen(text) == []
+
+
+# ---------------------------------------------------------------- switched off
+
+
+def test_semantic_false_builds_no_stage(encoder):
+    detector = Detector(DetectionConfig(semantic=False), encoder=encoder)
+    assert detector.semantic is None
+    assert detector.screen(ONLY_BY_MEANING["privacy"]) == []
+    assert Detector().semantic is None
+
+
+def test_disabled_categories_never_come_from_the_semantic_stage(encoder):
+    detector = Detector(DetectionConfig(disabled=("privacy", "threat")), encoder=encoder)
+    assert detector.semantic is not None
+    assert detector.screen(ONLY_BY_MEANING["privacy"]) == []
+    assert detector.screen(ONLY_BY_MEANING["threat"]) == []
+    assert [f.rule for f in detector.screen(ONLY_BY_MEANING["insult"])] == ["semantic.insult"]
+
+
+def test_screen_can_skip_the_semantic_stage(detector):
+    for text in ONLY_BY_MEANING.values():
+        assert detector.screen(text, semantic=False) == []
+
+
+def test_partials_are_screened_by_the_rules_alone(detector):
+    text = ONLY_BY_MEANING["privacy"]  # its evidence ("you") is followed by a content word: settled on a partial
+    call = CallScreen(detector)
+    assert call.hear_partial("customer", text, 2.0, 3.5).findings == ()
+    assert call.findings == ()
+    screening = call.hear("customer", text, 2.0, 4.0)
+    assert [f.rule for f in screening.findings] == ["semantic.privacy"]
+    assert call.level != "none"
+
+
+def test_the_stage_is_shared_by_threads(detector):
+    texts = list(ONLY_BY_MEANING.values())
+    expected = [[f.rule for f in detector.screen(t)] for t in texts]
+    got: dict[int, list] = {}
+
+    def work(n: int) -> None:
+        got[n] = [[f.rule for f in detector.screen(t)] for t in texts]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == {0: expected, 1: expected}
+
+
+# ---------------------------------------------------------------- the model file
+
+
+def test_the_committed_model_matches_the_encoder(encoder):
+    head = Head.load("en")
+    assert head.encoder == DetectionConfig().encoder == "all-minilm-l6-v2"
+    assert NONE in head.classes
+    assert set(head.classes) - {NONE} <= set(CATEGORIES)
+    assert head.weights.shape == (len(head.classes), encoder.dimensions)
+    assert head.bias.shape == (len(head.classes),)
+
+
+def write_head(tmp_path, text: str):
+    path = tmp_path / "semantic.tsv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("text, says", [
+    (None, "not readable"),
+    ("encoder\tx\nclass\tnone\t0.5\t1 2 3\nclass\tthreat\t0\t1 2\n", "equal length"),
+    ("encoder\tx\nclass\tnone\tnot-a-number\t1 2 3\nclass\tthreat\t0\t1 2 3\n", ":3:"),
+    ("encoder\tx\nweights\t1 2 3\n", ":3:"),
+    ("encoder\tx\nclass\tthreat\t0\t1 2 3\nclass\tinsult\t0\t1 2 3\n", "'none'"),
+    ("class\tnone\t0\t1 2 3\nclass\tthreat\t0\t1 2 3\n", "encoder line"),
+], ids=["missing", "ragged", "bad_bias", "bad_line", "no_none", "no_encoder"])
+def test_a_broken_model_file_is_a_bad_model_error(tmp_path, text, says):
+    path = tmp_path / "semantic.tsv" if text is None else write_head(tmp_path, "# a comment\n" + text)
+    with pytest.raises(DetectionError) as caught:
+        Head.load("en", path)
+    assert caught.value.code == "bad_model"
+    assert str(path) in str(caught.value) and says in str(caught.value)
+
+
+def test_a_model_of_the_wrong_width_is_refused(tmp_path, encoder):
+    path = write_head(tmp_path, "encoder\tsmall\nclass\tnone\t0.5\t1 2 3\nclass\tthreat\t0\t0 1 0\n")
+    head = Head.load("en", path)
+    assert head.classes == ("none", "threat") and head.weights.shape == (2, 3)
+    with pytest.raises(DetectionError) as caught:
+        SemanticStage(encoder, head, 0.95)
+    assert caught.value.code == "bad_model"
+    assert "3 dimensions" in str(caught.value) and str(encoder.dimensions) in str(caught.value)
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_table_sets_the_semantic_stage():
+    config = DetectionConfig.from_table({"semantic": False, "encoder": "/opt/encoders/minilm", "semantic_threshold": 0.9})
+    assert (config.semantic, config.encoder, config.semantic_threshold) == (False, "/opt/encoders/minilm", 0.9)
+    default = DetectionConfig.from_table({})
+    assert (default.semantic, default.encoder, default.semantic_threshold) == (True, "all-minilm-l6-v2", 0.95)
+
+
+@pytest.mark.parametrize("table, says", [
+    ({"semantic_threshold": 1.2}, "semantic_threshold"),
+    ({"semantic_threshold": 0.4}, "semantic_threshold"),
+    ({"semantic_threshold": "high"}, "semantic_threshold"),
+    ({"encoder": ""}, "encoder"),
+    ({"encoder": 3}, "encoder"),
+    ({"semantic": "yes"}, "semantic"),
+    ({"classifier": True}, "classifier"),
+])
+def test_config_table_rejects_bad_semantic_values(table, says):
+    with pytest.raises(DetectionError) as caught:
+        DetectionConfig.from_table(table)
+    assert caught.value.code == "bad_config" and says in str(caught.value)
+
+
+def test_an_encoder_that_embeds_differently_is_refused(encoder):
+    import dataclasses
+
+    head = Head.load("en")
+    assert head.probe is not None and len(head.probe[1]) == 8
+    SemanticStage(encoder, head, 0.95)  # the installed encoder passes its own probe
+    text, values = head.probe
+    other = dataclasses.replace(head, probe=(text, tuple(v + 0.01 for v in values)))
+    with pytest.raises(DetectionError) as caught:
+        SemanticStage(encoder, other, 0.95)
+    assert caught.value.code == "bad_model" and "embeds differently" in str(caught.value)
