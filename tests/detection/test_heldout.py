@@ -8,10 +8,11 @@ semantic stage, as commands build it), not measures of generalization.
   least 9 in 10 harassing utterances of each category caught with the right
   category (insult and integrity count as one "personal attack"), at most 2
   in 100 benign utterances flagged at all.
-- Rounds 9 to 12: no rule was written for them; the semantic stage trains on
-  them. The bar is NOT met there yet (threat and demand are near 3 in 4), so
-  they hold the floor reached, per category, to catch regressions; raising
-  it is the open part of issue 3.
+- Rounds 9 to 12: the semantic stage trains on them, and a few rules were
+  written for their veiled threats and calm demands after they were scored.
+  The bar is NOT met there yet (demand near 8 in 10, threat and personal
+  attack below 9 in 10), so they hold the floor reached, per category, to
+  catch regressions; raising it is the open part of issue 3.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ HELDOUT = Path(__file__).with_name("heldout.tsv")
 PERSONAL_ATTACK = {"insult", "integrity"}
 CATEGORIES = ("threat", "personal attack", "sexual", "demand", "defamation", "privacy")
 RULES_WRITTEN_FOR = range(1, 9)  # rounds 1..8
-#: Rounds 9 to 12: the share caught when these tests were written (rounds 9-12 at the
-#: committed model: threat 59/80, personal attack 71/80, sexual 72/80, demand 57/80,
-#: defamation 75/80, privacy 72/80; benign 5/240), rounded down.
-FLOOR_LATER_ROUNDS = {"threat": 0.70, "personal attack": 0.85, "sexual": 0.85, "demand": 0.70,
+#: Rounds 9 to 12: the share caught when these tests were written (threat 68/80,
+#: personal attack 71/80, sexual 72/80, demand 63/80, defamation 75/80, privacy
+#: 72/80; benign 4/240 flagged), rounded down.
+FLOOR_LATER_ROUNDS = {"threat": 0.85, "personal attack": 0.85, "sexual": 0.85, "demand": 0.75,
                       "defamation": 0.90, "privacy": 0.85}
-BENIGN_CEILING_LATER_ROUNDS = 0.025
+BENIGN_CEILING_LATER_ROUNDS = 0.02
 
 
 def _rows() -> list[tuple[int, str, str]]:
