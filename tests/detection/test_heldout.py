@@ -8,11 +8,11 @@ semantic stage, as commands build it), not measures of generalization.
   least 9 in 10 harassing utterances of each category caught with the right
   category (insult and integrity count as one "personal attack"), at most 2
   in 100 benign utterances flagged at all.
-- Rounds 9 to 12: the semantic stage trains on them, and a few rules were
-  written for their veiled threats and calm demands after they were scored.
-  The bar is NOT met there yet (demand near 8 in 10, threat and personal
-  attack below 9 in 10), so they hold the floor reached, per category, to
-  catch regressions; raising it is the open part of issue 3.
+- Rounds 9 to 14: the semantic stage trains on them, and rules were written
+  for some misses of rounds 9 to 12 after they were scored.
+  The bar is NOT met there yet (demand near 8 in 10, threat below 9 in 10),
+  so they hold the floor reached, per category, to catch regressions;
+  raising it is the open part of issue 3.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import pytest
 HELDOUT = Path(__file__).with_name("heldout.tsv")
 PERSONAL_ATTACK = {"insult", "integrity"}
 CATEGORIES = ("threat", "personal attack", "sexual", "demand", "defamation", "privacy")
-RULES_WRITTEN_FOR = range(1, 9)  # rounds 1..8
-#: Rounds 9 to 12: the share caught when these tests were written (threat 68/80,
-#: personal attack 71/80, sexual 72/80, demand 63/80, defamation 75/80, privacy
-#: 72/80; benign 4/240 flagged), rounded down.
-FLOOR_LATER_ROUNDS = {"threat": 0.85, "personal attack": 0.85, "sexual": 0.85, "demand": 0.75,
-                      "defamation": 0.90, "privacy": 0.85}
+RULES_WRITTEN_FOR = range(1, 9)  # rounds 1..8; the rest: 9..14
+#: Rounds 9 to 14: the share caught when these tests were written (threat 103/120,
+#: personal attack 111/120, sexual 116/120, demand 93/120, defamation 111/120,
+#: privacy 111/120; benign 5/360 flagged), rounded down.
+FLOOR_LATER_ROUNDS = {"threat": 0.85, "personal attack": 0.90, "sexual": 0.95, "demand": 0.75,
+                      "defamation": 0.90, "privacy": 0.90}
 BENIGN_CEILING_LATER_ROUNDS = 0.02
 
 
@@ -73,7 +73,7 @@ def test_the_rounds_are_big_enough_to_mean_something(scored, scored_later):
     for category in CATEGORIES:
         assert len(scored[category]) >= 25, category
         assert len(scored_later[category]) >= 40, category
-    assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 200
+    assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 300
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
