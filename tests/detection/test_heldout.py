@@ -8,7 +8,7 @@ semantic stage, as commands build it), not measures of generalization.
   least 9 in 10 harassing utterances of each category caught with the right
   category (insult and integrity count as one "personal attack"), at most 2
   in 100 benign utterances flagged at all.
-- Rounds 9 to 14: the semantic stage trains on them, and rules were written
+- Rounds 9 to 16: the semantic stage trains on them, and rules were written
   for some misses of rounds 9 to 12 after they were scored.
   The bar is NOT met there yet (demand near 8 in 10, threat below 9 in 10),
   so they hold the floor reached, per category, to catch regressions;
@@ -26,11 +26,11 @@ import pytest
 HELDOUT = Path(__file__).with_name("heldout.tsv")
 PERSONAL_ATTACK = {"insult", "integrity"}
 CATEGORIES = ("threat", "personal attack", "sexual", "demand", "defamation", "privacy")
-RULES_WRITTEN_FOR = range(1, 9)  # rounds 1..8; the rest: 9..14
-#: Rounds 9 to 14: the share caught when these tests were written (threat 103/120,
-#: personal attack 111/120, sexual 116/120, demand 93/120, defamation 111/120,
-#: privacy 111/120; benign 5/360 flagged), rounded down.
-FLOOR_LATER_ROUNDS = {"threat": 0.85, "personal attack": 0.90, "sexual": 0.95, "demand": 0.75,
+RULES_WRITTEN_FOR = range(1, 9)  # rounds 1..8; the rest: 9..16
+#: Rounds 9 to 16: the share caught when these tests were written (threat 135/160,
+#: personal attack 146/160, sexual 147/160, demand 122/160, defamation 147/160,
+#: privacy 148/160; benign 9/480 flagged), rounded down.
+FLOOR_LATER_ROUNDS = {"threat": 0.80, "personal attack": 0.90, "sexual": 0.90, "demand": 0.75,
                       "defamation": 0.90, "privacy": 0.90}
 BENIGN_CEILING_LATER_ROUNDS = 0.02
 
