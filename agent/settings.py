@@ -164,10 +164,24 @@ class Settings:
         """The speech model to use (``models.lookup`` order: ``option``, then
         ``$CALLSHIELD_MODEL``, ``[models] model``, the models directory); raises
         ``ModelNotFound`` naming the install command."""
-        from models.lookup import ModelsConfig, resolve_model
+        from models.lookup import resolve_model
 
-        base = self.file.path.parent if self.file.path else None
-        return resolve_model(option, ModelsConfig.from_section(self.section("models"), base=base), data_dir=self.data_dir)
+        return resolve_model(option, self._models_config(), data_dir=self.data_dir)
+
+    def encoder(self, name: str):
+        """The sentence encoder ``name`` (an installed name or a folder), loaded:
+        a ``models.encoder.SentenceEncoder``; a missing one is a one-line
+        ``ModelNotFound`` saying how to install it."""
+        from models.encoder import SentenceEncoder
+        from models.lookup import resolve_encoder
+
+        return SentenceEncoder(resolve_encoder(name, self._models_config(), data_dir=self.data_dir).path)
+
+    def _models_config(self):
+        """``[models]``, paths relative to the config file's folder."""
+        from models.lookup import ModelsConfig
+
+        return ModelsConfig.from_section(self.section("models"), base=self.file.path.parent if self.file.path else None)
 
     def console_target(self, url: str | None, token: str | None) -> tuple[str, str]:
         """The console URL and this agent's token: the command line's, else the
@@ -201,15 +215,7 @@ class Settings:
         from detection.detector import Detector
 
         config = config if config is not None else self.detection_config()
-        encoder = None
-        if config.semantic:
-            from models.encoder import SentenceEncoder
-            from models.lookup import ModelsConfig, resolve_encoder
-
-            base = self.file.path.parent if self.file.path else None
-            models = ModelsConfig.from_section(self.section("models"), base=base)
-            encoder = SentenceEncoder(resolve_encoder(config.encoder, models, data_dir=self.data_dir).path)
-        return Detector(config, encoder=encoder)
+        return Detector(config, encoder=self.encoder(config.encoder) if config.semantic else None)
 
 
 def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -17,7 +17,7 @@ Training data:
 - ``--qa-marks FILE.jsonl`` (``callshield export --qa-marks``): a confirmed
   finding teaches its category, a false alarm ``none``.
 
-Usage: ``.venv/bin/python bench/train_semantic.py [--encoder DIR] [--qa-marks FILE ...] [--out PATH] [--check]``
+Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--out PATH] [--check]``
 (``--check``: train and compare with the committed file, exit 1 if it differs).
 Embedding about 7,000 lines takes about a minute on one core.
 """
@@ -154,7 +154,7 @@ def render(encoder_name: str, probe: np.ndarray, w: np.ndarray, b: np.ndarray, s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--encoder", metavar="DIR", help="sentence encoder folder (default: the installed [detection] encoder)")
+    parser.add_argument("--encoder", metavar="NAME|DIR", help="sentence encoder, installed name or folder (default: the installed [detection] encoder)")
     parser.add_argument("--qa-marks", metavar="FILE.jsonl", action="append", default=[], type=Path,
                         help="QA marks exported with 'callshield export --qa-marks' (repeatable)")
     parser.add_argument("--out", type=Path, default=model_dir("en") / MODEL_FILE)
@@ -163,19 +163,11 @@ def main() -> int:
 
     from agent.settings import load_settings
     from detection import DetectionConfig
-    from models.encoder import SentenceEncoder
-    from models.lookup import ModelsConfig, resolve_encoder
 
-    settings = load_settings(None)
-    if args.encoder:
-        path = Path(args.encoder)
-    else:
-        models = ModelsConfig.from_section(settings.section("models"))
-        path = resolve_encoder(DetectionConfig().encoder, models, data_dir=settings.data_dir).path
-    encoder = SentenceEncoder(path)
-    name = DetectionConfig().encoder if not args.encoder else encoder.name
+    encoder = load_settings(None).encoder(args.encoder or DetectionConfig().encoder)
+    name = encoder.name if args.encoder else DetectionConfig().encoder
     rows = training_rows(shared_dir(), args.qa_marks)
-    print(f"training on {len(rows)} lines with {encoder.name} ({path})", file=sys.stderr)
+    print(f"training on {len(rows)} lines with {encoder.name} ({encoder.path})", file=sys.stderr)
     x = embed(encoder, Detector(), [text for _, text, _ in rows])
     y = np.array([CLASSES.index(label) for label, _, _ in rows])
     w, b = fit(x, y, len(CLASSES))

@@ -174,7 +174,7 @@ class Detector:
             found |= _PERSONAL_ATTACK
         wanted = [c for c in self.semantic.categories if c not in found and c not in self._disabled]
         for verdict in self.semantic.judge(norm.tokens, wanted):
-            if verdict.fired and verdict.words:
+            if verdict.fired:  # a fired verdict always has evidence words
                 self._semantic_finding(text, norm, present, verdict, best, start, end)
 
     def _semantic_finding(self, text: str, norm: Normalized, present: frozenset[str], verdict: Verdict,

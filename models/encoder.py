@@ -11,7 +11,7 @@ from the model's ``model.safetensors`` (memory-mapped, so every process on the
 machine shares one copy of the pages) and the WordPiece vocabulary from its
 ``vocab.txt``.
 
-An encoder folder is installed like a speech model
+An encoder folder (its layout: ``models.store.encoder_problems``) is installed like a speech model
 (``callshield models install all-minilm-l6-v2``, see :mod:`models.store`;
 found by :func:`models.lookup.resolve_encoder`) and holds ``config.json``,
 ``vocab.txt`` and ``model.safetensors``.
@@ -34,21 +34,10 @@ from typing import Sequence
 import numpy as np
 
 from models.errors import ModelLoadFailed, NotAModel
-
-#: The files an encoder folder must hold.
-ENCODER_FILES = ("config.json", "vocab.txt", "model.safetensors")
+from models.store import encoder_problems, folder_name
 
 _MAX_WORD_CHARS = 100  # longer "words" are one [UNK], as in BERT's tokenizer
 _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2"}
-
-
-def encoder_problems(path: Path) -> list[str]:
-    """What a directory lacks to be a sentence encoder (empty list: it is one)."""
-    path = Path(path)
-    if not path.is_dir():
-        return [f"{path} is not a directory"]
-    missing = [name for name in ENCODER_FILES if not (path / name).is_file()]
-    return [f"missing {', '.join(missing)}"] if missing else []
 
 
 def _bad(path: Path, message: str) -> ModelLoadFailed:
@@ -180,7 +169,7 @@ class SentenceEncoder:
 
     Attributes:
         path: the encoder folder.
-        name: its folder name (or its package's, for ``PKG/model``).
+        name: its folder name (``PKG`` for a package's ``PKG/model``).
         dimensions: length of an embedding.
     """
 
@@ -190,7 +179,7 @@ class SentenceEncoder:
         if problems:
             raise NotAModel(f"{path} is not a sentence encoder: {'; '.join(problems)}")
         self.path = path
-        self.name = path.parent.name if path.name == "model" else path.name
+        self.name = folder_name(path)
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

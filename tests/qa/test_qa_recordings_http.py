@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from websockets.asyncio.server import serve
 
 import console.recordings as recordings
 from console.recordings import LinkSigner, QaFiles, RangeNotSatisfiable, StoredRecording, inside, parse_range
+from qa_kit import get
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 SESSIONS = {"qa-token": ("qa1", "qa"), "sup-token": ("sup1", "supervisor"), "partner-token": ("mina", "partner")}
@@ -106,18 +106,6 @@ class Site:
         async with serve(never, "127.0.0.1", 0, process_request=process_request) as server:
             port = server.sockets[0].getsockname()[1]
             return await asyncio.to_thread(lambda: [get(port, *r) for r in requests])
-
-
-def get(port, path, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.putrequest("GET", path, skip_accept_encoding=True)  # the path is sent exactly as given
-    for k, v in (headers or {}).items():
-        conn.putheader(k, v)
-    conn.endheaders()
-    resp = conn.getresponse()
-    body = resp.read()
-    conn.close()
-    return resp.status, dict(resp.getheaders()), body
 
 
 def bearer(token="qa-token"):
