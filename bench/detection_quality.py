@@ -8,7 +8,9 @@ the same config without the sentence encoder. Prints, side by side in one run:
   flagged with the right category, insult and integrity counting as one
   "personal attack") and the false-alarm rate on benign utterances;
 - the held-out utterances (``tests/detection/heldout.tsv``), written apart from
-  the lexicons to measure generalization, scored the same way;
+  the detector in rounds, scored the same way in two tables: rounds 17 to 21,
+  which no model has trained on (what the detector does with words it never
+  saw), and rounds 1 to 16 (training data of the semantic stage);
 - the development calls (``dev_calls.jsonl``): repetition caught / wrongly raised;
 - the ConvAbuse validation split (real users abusing service agents):
   recall on abuse aimed at the agent (majority of annotators: abusive and
@@ -20,9 +22,9 @@ The competitors only say "profane or not", so for them a category's recall is
 the share of its utterances they flag at all.
 
 The semantic stage was trained (``bench/train_semantic.py``) on the
-development utterances, every held-out round and the clean messages of the
-ConvAbuse TRAIN split: of these tables only ConvAbuse validation is unseen by
-it (the rules were never fitted to ConvAbuse either). ``--train`` scores the
+development utterances, held-out rounds 1 to 16 and the clean messages of the
+ConvAbuse TRAIN split: of these tables, held-out rounds 17 to 21 and ConvAbuse
+validation are unseen by it (the rules were never fitted to either). ``--train`` scores the
 ConvAbuse train split too; its clean messages are the stage's training data.
 
 Data: ``$CALLSHIELD_SHARED`` or ``../shared`` beside the repository.
@@ -42,13 +44,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "detection"))
 
+import heldout_set  # noqa: E402
 from shared_data import convabuse as read_convabuse, labelled, shared_dir  # noqa: E402
 from agent.settings import load_settings  # noqa: E402
 from detection import CallScreen, Detector  # noqa: E402
 
 PERSONAL_ATTACK = {"insult", "integrity"}
-HELDOUT = ROOT / "tests" / "detection" / "heldout.tsv"
 DEV_CATEGORIES = ["threat", "personal attack", "sexual", "demand", "defamation", "privacy"]
 
 
@@ -70,13 +73,13 @@ def competitors():
     return out
 
 
-def scored_labels(lines) -> list[tuple[str, str]]:
-    """``(label, text)`` of labelled lines, insult and integrity as one "personal attack"."""
-    return [("personal attack" if label in PERSONAL_ATTACK else label, text) for label, text in labelled(lines)]
+def scored_rows(rows) -> list[tuple[str, str]]:
+    """``(label, text)`` rows with insult and integrity as one "personal attack"."""
+    return [("personal attack" if label in PERSONAL_ATTACK else label, text) for label, text in rows]
 
 
 def dev_utterances(path: Path) -> list[tuple[str, str]]:
-    return scored_labels(path.read_text(encoding="utf-8").splitlines())
+    return scored_rows(labelled(path.read_text(encoding="utf-8").splitlines()))
 
 
 def callshield_hits(detector: Detector, rows):
@@ -151,16 +154,23 @@ def main() -> int:
     else:
         print(f"callshield: rules + semantic stage (encoder {detector.semantic.encoder.name}, threshold "
               f"{detector.semantic.threshold}); rules alone: the same config without the encoder.")
-        print("note: the development utterances and every held-out round are training data of the semantic stage "
-              "(so are ConvAbuse TRAIN's clean messages); only ConvAbuse validation is unseen by it.")
+        print("note: the development utterances and held-out rounds 1 to 16 are training data of the semantic stage "
+              "(so are ConvAbuse TRAIN's clean messages); held-out rounds 17 to 21 and ConvAbuse validation are unseen by it.")
 
     # ---------------------------------------------------------- development + held-out utterances
     utterance_table(
         "development utterances (semantic stage: training data)", dev_utterances(shared / "detection" / "dev_utterances.tsv"),
         detectors, others, names, width, args.misses,
     )
+    heldout = heldout_set.rows()
+    unseen = [(label, text) for number, label, text in heldout if number in heldout_set.NEVER_TRAINED_ON]
+    trained = [(label, text) for number, label, text in heldout if number not in heldout_set.NEVER_TRAINED_ON]
     utterance_table(
-        "held-out utterances (tests/detection/heldout.tsv; semantic stage: training data)", dev_utterances(HELDOUT),
+        "held-out rounds 17 to 21 (tests/detection/heldout.tsv; never trained on)", scored_rows(unseen),
+        detectors, others, names, width, args.misses,
+    )
+    utterance_table(
+        "held-out rounds 1 to 16 (tests/detection/heldout.tsv; semantic stage: training data)", scored_rows(trained),
         detectors, others, names, width, args.misses,
     )
 

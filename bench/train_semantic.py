@@ -1,15 +1,25 @@
-"""Train the detector's semantic stage and write ``detection/models/en/semantic.tsv``.
+"""Train the detector's semantic stage: ``detection/models/en/semantic.tsv``
+and ``semantic_adapter.safetensors``.
 
-A multinomial logistic regression (categories + ``none``) over sentence
-embeddings of the normalized words (:class:`models.encoder.SentenceEncoder`,
-the encoder ``[detection] encoder`` names), class-balanced, L2-regularized,
-full-batch Adam from zero weights: the same data gives the same file.
+Two steps:
+1. A multinomial logistic regression (categories + ``none``) over sentence
+   embeddings of the normalized words (:class:`models.encoder.SentenceEncoder`,
+   the encoder ``[detection] encoder`` names), partly class-balanced,
+   L2-regularized, full-batch Adam from zero weights.
+2. Starting from it, the top layers of the encoder are tuned with the head
+   (``bench/semantic_tuning.py``: low-rank corrections, with torch, at training
+   time only); the corrections are the adapter file, merged into the encoder
+   when the detector loads. ``--tune-layers 0`` stops after step 1 (no torch
+   needed, no adapter).
+Both are deterministic: the same data gives the same model.
 
 Training data:
 - ``detection/models/en/training.tsv``: labelled utterances written for
   training (by the team, never the evaluation rounds), one ``label<TAB>text`` a line;
-- ``tests/detection/heldout.tsv``, every round (each round is added after
-  it was scored blind; the figures at first sight are in its comments);
+- ``tests/detection/heldout.tsv``, rounds 1 to 16 (each round was added after
+  it was scored blind; the figures at first sight are in its comments).
+  Rounds 17 to 21 are never trained on (``heldout_set.NEVER_TRAINED_ON``):
+  they keep measuring the shipped detector on words it never saw;
 - ``tests/detection/cases.py`` positives and benign lines;
 - ``$CALLSHIELD_SHARED/detection/dev_utterances.tsv``;
 - the clean messages of the ConvAbuse TRAIN split as ``none`` (the
@@ -17,14 +27,17 @@ Training data:
 - ``--qa-marks FILE.jsonl`` (``callshield export --qa-marks``): a confirmed
   finding teaches its category, a false alarm ``none``.
 
-Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--out PATH] [--check]``
-(``--check``: train and compare with the committed file, exit 1 if it differs).
-Embedding about 7,000 lines takes about a minute on one core.
+Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--tune-layers N] [--out PATH] [--check]``
+(``--check``: train, then judge every training line with the fresh and the
+committed model; exit 1 unless they agree on 99 in 100).
+Step 1 takes about a minute on one core for 9,000 lines, step 2 about five
+(``.venv/bin/pip install torch==2.13.0`` first; the CPU build is enough).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -38,18 +51,19 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "detection"))
 
+import heldout_set  # noqa: E402
 from shared_data import convabuse, labelled, shared_dir  # noqa: E402
 from detection import Detector  # noqa: E402
-from detection.semantic import MODEL_FILE, NONE, PROBE, TRAINING_FILE, Head, model_dir  # noqa: E402
+from detection.semantic import ADAPTER_FILE, MODEL_FILE, NONE, PROBE, TRAINING_FILE, Head, model_dir  # noqa: E402
+from models.encoder import write_safetensors  # noqa: E402
 
 CATEGORIES = ("threat", "insult", "integrity", "sexual", "demand", "defamation", "privacy")
 CLASSES = CATEGORIES + (NONE,)
-HELDOUT = ROOT / "tests" / "detection" / "heldout.tsv"
 C = 4.0  # inverse regularization strength, as in scikit-learn's LogisticRegression
 BALANCE = 0.5  # class weights (n / (classes * n_class)) ** BALANCE: 1 is fully balanced, 0 not at all
 STEPS = 3000
 RATE = 0.01
-TOLERANCE = 2e-3  # --check: largest weight difference still "the same model"
+AGREEMENT = 0.99  # --check: share of training lines the fresh and the committed model must judge alike
 
 
 def rows_from(path: Path, source: str) -> list[tuple[str, str, str]]:
@@ -83,16 +97,23 @@ def qa_mark_rows(path: Path) -> list[tuple[str, str, str]]:
 
 def training_rows(shared: Path, marks: list[Path]) -> list[tuple[str, str, str]]:
     rows = rows_from(model_dir("en") / TRAINING_FILE, "training")
-    rows += rows_from(HELDOUT, "heldout") + cases_rows()
+    rows += [(label, text, "heldout") for number, label, text in heldout_set.rows()
+             if number not in heldout_set.NEVER_TRAINED_ON]
+    rows += cases_rows()
     rows += rows_from(shared / "detection" / "dev_utterances.tsv", "dev") + convabuse_clean_rows(shared)
     for path in marks:
         rows += qa_mark_rows(path)
     return [r for r in rows if r[0] in CLASSES]
 
 
-def embed(encoder, detector: Detector, texts: list[str], batch: int = 32) -> np.ndarray:
-    """Embeddings of the normalized words, in batches of similar length."""
-    words = [" ".join(detector.normalized(t).tokens) for t in texts]
+def normalized(texts: list[str]) -> list[str]:
+    """Each text as the detector hands it to the semantic stage: its normalized words."""
+    detector = Detector()
+    return [" ".join(detector.normalized(t).tokens) for t in texts]
+
+
+def embed(encoder, words: list[str], batch: int = 32) -> np.ndarray:
+    """Embeddings of ``words`` (see :func:`normalized`), in batches of similar length."""
     order = sorted(range(len(words)), key=lambda i: len(words[i]))
     out = np.zeros((len(words), encoder.dimensions), np.float32)
     started = time.perf_counter()
@@ -104,16 +125,26 @@ def embed(encoder, detector: Detector, texts: list[str], batch: int = 32) -> np.
     return out
 
 
+def class_weights(y: np.ndarray, classes: int) -> np.ndarray:
+    """Each class's weight in the loss: ``(n / (classes * n_class)) ** BALANCE``."""
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    return (len(y) / (classes * np.maximum(counts, 1))) ** BALANCE
+
+
+def penalty(y: np.ndarray) -> float:
+    """The L2 weight on the head: ``1 / (C n)``, scikit-learn's objective scaled to a mean loss."""
+    return 1.0 / (C * len(y))
+
+
 def fit(x: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression, classes partly balanced (``BALANCE``):
     mean weighted cross-entropy plus ``|W|^2 / (2 C n)`` (scikit-learn's
     objective, scaled). Full balance buys recall with false alarms: across the
     three training batches (each left out in turn) it flagged twice as many
     benign lines for a few points of recall."""
-    counts = np.bincount(y, minlength=classes).astype(np.float64)
-    weight = ((len(y) / (classes * counts)) ** BALANCE)[y]
+    weight = class_weights(y, classes)[y]
     weight /= weight.sum()
-    l2 = 1.0 / (C * len(y))
+    l2 = penalty(y)
     onehot = np.eye(classes)[y]
     w = np.zeros((classes, x.shape[1]))
     b = np.zeros(classes)
@@ -136,7 +167,8 @@ def fit(x: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndar
     return w.astype(np.float32), b.astype(np.float32)
 
 
-def render(encoder_name: str, probe: np.ndarray, w: np.ndarray, b: np.ndarray, sources: Counter, labels: Counter) -> str:
+def render(encoder_name: str, adapter: str | None, probe: np.ndarray, w: np.ndarray, b: np.ndarray,
+           sources: Counter, labels: Counter) -> str:
     lines = [
         "# callshield semantic stage, English. GENERATED by bench/train_semantic.py; do not edit by hand.",
         "# Multinomial logistic regression over the sentence embedding of the normalized words:",
@@ -144,6 +176,12 @@ def render(encoder_name: str, probe: np.ndarray, w: np.ndarray, b: np.ndarray, s
         "# Trained on: " + ", ".join(f"{source} {n}" for source, n in sorted(sources.items())) + ".",
         "# Lines per class: " + ", ".join(f"{label} {labels[label]}" for label in CLASSES) + ".",
         f"encoder\t{encoder_name}",
+    ]
+    if adapter:
+        lines += ["# The encoder's top layers were tuned with these weights: the adapter (file, sha256) is merged",
+                  "# into the encoder when the detector loads (models.encoder.SentenceEncoder.adapted).",
+                  f"adapter\t{ADAPTER_FILE}\t{adapter}"]
+    lines += [
         "# The probe: a sentence and the first values of its embedding; a different encoder is refused.",
         f"probe\t{PROBE}\t" + " ".join(f"{v:.5f}" for v in probe[:8]),
     ]
@@ -152,11 +190,20 @@ def render(encoder_name: str, probe: np.ndarray, w: np.ndarray, b: np.ndarray, s
     return "\n".join(lines) + "\n"
 
 
+def judged(encoder, head: Head, words: list[str]) -> np.ndarray:
+    """The class each line of ``words`` is judged to be, by ``head`` over ``encoder`` (its adapter merged)."""
+    if head.adapter:
+        encoder = encoder.adapted(head.adapter)
+    return head.probabilities(embed(encoder, words)).argmax(axis=1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--encoder", metavar="NAME|DIR", help="sentence encoder, installed name or folder (default: the installed [detection] encoder)")
     parser.add_argument("--qa-marks", metavar="FILE.jsonl", action="append", default=[], type=Path,
                         help="QA marks exported with 'callshield export --qa-marks' (repeatable)")
+    parser.add_argument("--tune-layers", type=int, default=None, metavar="N",
+                        help="encoder layers tuned with the head (default 3; 0: the head alone, no torch needed)")
     parser.add_argument("--out", type=Path, default=model_dir("en") / MODEL_FILE)
     parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
     args = parser.parse_args()
@@ -167,25 +214,47 @@ def main() -> int:
     encoder = load_settings(None).encoder(args.encoder or DetectionConfig().encoder)
     name = encoder.name if args.encoder else DetectionConfig().encoder
     rows = training_rows(shared_dir(), args.qa_marks)
+    words = normalized([text for _, text, _ in rows])
     print(f"training on {len(rows)} lines with {encoder.name} ({encoder.path})", file=sys.stderr)
-    x = embed(encoder, Detector(), [text for _, text, _ in rows])
+    x = embed(encoder, words)
     y = np.array([CLASSES.index(label) for label, _, _ in rows])
     w, b = fit(x, y, len(CLASSES))
-    probabilities = Head(encoder=name, classes=CLASSES, weights=w, bias=b).probabilities(x)
-    accuracy = float((probabilities.argmax(axis=1) == y).mean())
-    print(f"training accuracy {accuracy:.3f}", file=sys.stderr)
-    text = render(name, encoder.embed(PROBE), w, b, Counter(s for _, _, s in rows), Counter(label for label, _, _ in rows))
+    adapter: dict[str, np.ndarray] = {}
+    if args.tune_layers != 0:
+        import semantic_tuning  # torch: training time only
+
+        layers = semantic_tuning.LAYERS if args.tune_layers is None else args.tune_layers
+        print(f"tuning the top {layers} encoder layers with the head", file=sys.stderr)
+        adapter, w, b = semantic_tuning.tune(encoder, words, y, class_weights(y, len(CLASSES)), w, b, penalty(y),
+                                             layers=layers)
+    fresh = Head(encoder=name, classes=CLASSES, weights=w, bias=b, adapter=adapter or None)
+    predicted = judged(encoder, fresh, words)
+    print(f"training accuracy {float((predicted == y).mean()):.3f}", file=sys.stderr)
     if args.check:
         committed = Head.load(path=args.out)
-        same = committed.classes == CLASSES and committed.weights.shape == w.shape
-        diff = float(np.abs(committed.weights - w).max()) if same else float("inf")
-        if not same or diff > TOLERANCE:
-            print(f"{args.out} differs from a fresh training (largest weight difference {diff:.4g}); "
+        if committed.classes != CLASSES or committed.weights.shape != w.shape:
+            print(f"{args.out} has other classes or dimensions than a fresh training; "
                   f"run bench/train_semantic.py to update it", file=sys.stderr)
             return 1
-        print(f"{args.out} is up to date (largest weight difference {diff:.2g})")
+        agree = float((judged(encoder, committed, words) == predicted).mean())
+        if agree < AGREEMENT:
+            print(f"{args.out} differs from a fresh training (they judge {agree:.1%} of the training lines alike); "
+                  f"run bench/train_semantic.py to update it", file=sys.stderr)
+            return 1
+        print(f"{args.out} is up to date (it and a fresh training judge {agree:.1%} of the training lines alike)")
         return 0
-    args.out.write_text(text, encoding="utf-8")
+    adapter_path = args.out.with_name(ADAPTER_FILE)
+    digest = None
+    if adapter:
+        write_safetensors(adapter_path, adapter, {"encoder": name, "trained_by": "bench/train_semantic.py"})
+        digest = hashlib.sha256(adapter_path.read_bytes()).hexdigest()
+        print(f"wrote {adapter_path}")
+    elif adapter_path.exists():
+        adapter_path.unlink()
+        print(f"removed {adapter_path} (the head alone was trained)")
+    tuned = encoder.adapted(adapter) if adapter else encoder
+    args.out.write_text(render(name, digest, tuned.embed(PROBE), w, b, Counter(s for _, _, s in rows),
+                               Counter(label for label, _, _ in rows)), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

@@ -68,7 +68,8 @@ class DetectionConfig:
             raise stable findings before the utterance ends (see
             :mod:`detection.call`); False: final utterances only.
         semantic: also judge final utterances by meaning (:mod:`detection.semantic`:
-            a sentence encoder and a linear model, ``detection/models/<language>/``)
+            a sentence encoder, its top layers tuned, and a linear model,
+            ``detection/models/<language>/``)
             for categories the rules found nothing for. Needs the encoder
             installed (``callshield models install all-minilm-l6-v2``).
         encoder: the sentence encoder: an installed encoder's name or a folder.

@@ -91,6 +91,7 @@ class Detector:
         self._bridges = self.lists.words("NEGATION_BRIDGE")
         self._you = self.lists.words("TARGET_YOU")
         self._not_you = self.lists.words("TARGET_OTHER")
+        self._relative = self._words_if_listed("TARGET_RELATIVE")
         self._disabled = frozenset(self.config.disabled)
         self._negation_cancel = self._words_if_listed("NEGATION_CANCEL")
         self._suggestion = self._words_if_listed("NEGATION_SUGGESTION")
@@ -286,6 +287,8 @@ class Detector:
             if token in self._not_you:
                 return False
             if token in self._clause_break:
+                if token in self._relative and j > 0 and norm.tokens[j - 1] in self._not_you:
+                    return False  # "the driver who came yesterday was a creep"
                 break
         return True
 

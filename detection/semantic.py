@@ -2,10 +2,14 @@
 
 A linear model (multinomial logistic regression, one row of weights per
 category plus one for "none") over the utterance's sentence embedding
-(:mod:`detection.encoder`). It was trained by ``bench/train_semantic.py`` on
+(:mod:`models.encoder`). It was trained by ``bench/train_semantic.py`` on
 labelled utterances (``detection/models/<language>/training.tsv``, the
 development and held-out lines, and the clean ConvAbuse messages as "none"),
-and its weights are the data file ``detection/models/<language>/semantic.tsv``.
+together with an adaptation of the encoder's top layers (low-rank
+corrections, ``semantic_adapter.safetensors``, merged into the encoder when
+the stage is built: same speed, no torch at run time). Its weights are the
+data file ``detection/models/<language>/semantic.tsv``, which names the
+adapter and its sha256, so the two always travel as one model.
 
 It speaks only when the probability that the utterance is harassment at all
 (1 - P(none)) reaches the threshold, and only for a category the rules found
@@ -18,16 +22,19 @@ personal attack is aimed at), so "i'm not calling you a liar" stays silent.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from models.encoder import SentenceEncoder
+from models.encoder import SentenceEncoder, read_safetensors
+from models.errors import ModelLoadFailed
 from detection.errors import DetectionError
 
 MODEL_FILE = "semantic.tsv"
+ADAPTER_FILE = "semantic_adapter.safetensors"
 TRAINING_FILE = "training.tsv"
 NONE = "none"
 PROBE = "the customer thanked the partner for fixing the bill"
@@ -70,6 +77,7 @@ class Head:
     weights: np.ndarray
     bias: np.ndarray
     probe: tuple[str, tuple[float, ...]] | None = None
+    adapter: Mapping[str, np.ndarray] | None = None
 
     @classmethod
     def load(cls, language: str = "en", path: Path | None = None) -> "Head":
@@ -82,6 +90,7 @@ class Head:
             raise DetectionError(f"semantic model not readable: {path}: {exc.strerror}", code="bad_model") from exc
         encoder = ""
         probe: tuple[str, tuple[float, ...]] | None = None
+        adapter: Mapping[str, np.ndarray] | None = None
         classes: list[str] = []
         rows: list[list[float]] = []
         bias: list[float] = []
@@ -92,6 +101,8 @@ class Head:
             try:
                 if parts[0] == "encoder" and len(parts) == 2:
                     encoder = parts[1].strip()
+                elif parts[0] == "adapter" and len(parts) == 3 and Path(parts[1]).name == parts[1]:
+                    adapter = _read_adapter(path.with_name(parts[1]), parts[2].strip())
                 elif parts[0] == "probe" and len(parts) == 3:
                     probe = (parts[1], tuple(float(v) for v in parts[2].split()))
                 elif parts[0] == "class" and len(parts) == 4:
@@ -101,13 +112,14 @@ class Head:
                 else:
                     raise ValueError(parts[0])
             except ValueError:
-                raise DetectionError(f"{path}:{number}: expected 'encoder<TAB>NAME', 'probe<TAB>TEXT<TAB>VALUES' or "
+                raise DetectionError(f"{path}:{number}: expected 'encoder<TAB>NAME', 'adapter<TAB>FILE<TAB>SHA256', "
+                                     f"'probe<TAB>TEXT<TAB>VALUES' or "
                                      f"'class<TAB>NAME<TAB>BIAS<TAB>WEIGHTS'", code="bad_model") from None
         if not encoder or NONE not in classes or len(classes) < 2 or len({len(r) for r in rows}) != 1:
             raise DetectionError(f"{path}: needs an encoder line and class lines (one named {NONE!r}) "
                                  f"of equal length", code="bad_model")
         return cls(encoder=encoder, classes=tuple(classes), weights=np.asarray(rows, dtype=np.float32),
-                   bias=np.asarray(bias, dtype=np.float32), probe=probe)
+                   bias=np.asarray(bias, dtype=np.float32), probe=probe, adapter=adapter)
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         """``[n, classes]`` probabilities (softmax) for ``[n, dimensions]`` embeddings."""
@@ -117,10 +129,31 @@ class Head:
         return odds / odds.sum(axis=1, keepdims=True)
 
 
+def _read_adapter(path: Path, sha256: str) -> dict[str, np.ndarray]:
+    """The encoder adaptation trained with the head (see ``SentenceEncoder.adapted``),
+    checked against the digest the head names: the two are one model."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DetectionError(f"semantic model's adapter not readable: {path}: {exc.strerror}", code="bad_model") from exc
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise DetectionError(f"{path} is not the adapter {path.with_name(MODEL_FILE).name} was trained with "
+                             f"(sha256 differs); retrain with bench/train_semantic.py", code="bad_model")
+    try:
+        return {name: np.array(value) for name, value in read_safetensors(path).items()}
+    except ModelLoadFailed as exc:
+        raise DetectionError(str(exc), code="bad_model") from exc
+
+
 class SemanticStage:
-    """The encoder and the head together; immutable and thread-safe."""
+    """The encoder (its adapter merged) and the head together; immutable and thread-safe."""
 
     def __init__(self, encoder: SentenceEncoder, head: Head, threshold: float) -> None:
+        if head.adapter and encoder.adapter is not head.adapter:  # not merged yet (a stage's own encoder is)
+            try:
+                encoder = encoder.adapted(head.adapter)
+            except ModelLoadFailed as exc:
+                raise DetectionError(f"semantic model was trained on {head.encoder!r}: {exc}", code="bad_model") from exc
         if head.weights.shape[1] != encoder.dimensions:
             raise DetectionError(f"semantic model was trained on {head.encoder!r} ({head.weights.shape[1]} dimensions), "
                                  f"not on {encoder.name!r} ({encoder.dimensions})", code="bad_model")

@@ -23,13 +23,15 @@ in the matrix products, so the agent runs it in its detection executor.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import struct
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +40,7 @@ from models.store import encoder_problems, folder_name
 
 _MAX_WORD_CHARS = 100  # longer "words" are one [UNK], as in BERT's tokenizer
 _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2"}
+_SAFETENSORS_NAMES = {np.dtype("<f4"): "F32", np.dtype("<f2"): "F16"}
 
 
 def _bad(path: Path, message: str) -> ModelLoadFailed:
@@ -150,6 +153,27 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return tensors
 
 
+def write_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> None:
+    """Write float32/float16 ``tensors`` as a ``.safetensors`` file (names sorted, data 8-byte aligned)."""
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        if array.dtype.newbyteorder("<") not in _SAFETENSORS_NAMES:
+            raise ValueError(f"{name}: only float32 and float16 tensors are written, not {array.dtype}")
+        blob = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _SAFETENSORS_NAMES[array.dtype.newbyteorder("<")], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)) + raw)
+        for blob in blobs:
+            fh.write(blob)
+
+
 @dataclass(frozen=True)
 class _Layer:
     qkv: np.ndarray  # [hidden, 3*hidden]: query, key, value side by side
@@ -171,6 +195,7 @@ class SentenceEncoder:
         path: the encoder folder.
         name: its folder name (``PKG`` for a package's ``PKG/model``).
         dimensions: length of an embedding.
+        adapter: the adaptation merged into it (:meth:`adapted`), or None as loaded.
     """
 
     def __init__(self, path: Path) -> None:
@@ -180,6 +205,7 @@ class SentenceEncoder:
             raise NotAModel(f"{path} is not a sentence encoder: {'; '.join(problems)}")
         self.path = path
         self.name = folder_name(path)
+        self.adapter: Mapping[str, np.ndarray] | None = None  # see adapted()
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -224,24 +250,81 @@ class SentenceEncoder:
         if self.dimensions % self.heads or self._words.shape[1] != self.dimensions:
             raise _bad(path, "hidden size and weights disagree")
 
+    def adapted(self, adapter: Mapping[str, np.ndarray]) -> "SentenceEncoder":
+        """This encoder with a trained adaptation merged in (the semantic stage's
+        ``semantic_adapter.safetensors``), as a new encoder; this one is unchanged.
+
+        For layer ``i`` and one of its matrices ``M`` (``qkv``, ``attention_out``,
+        ``up``, ``down``, each ``[inputs, outputs]``), ``layer.i.M.a`` and
+        ``layer.i.M.b`` are a low-rank correction: ``M + a @ b``. A vector
+        (``layer.i.qkv_bias`` ... ``layer.i.output_norm.bias``) replaces the
+        encoder's own. A name the encoder has no place for, or a wrong shape,
+        is a :class:`ModelLoadFailed`: an adapter for another encoder is refused.
+        Layers the adapter leaves alone stay shared (memory-mapped); a merged
+        layer is a private copy (about 7 MB for all-MiniLM-L6-v2).
+        """
+        if self.adapter is not None:
+            raise _bad(self.path, "this encoder has an adapter merged already; adapt the encoder as loaded")
+        left = dict(adapter)
+        layers = []
+
+        def take(name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+            value = left.pop(name, None)
+            if value is not None and value.shape != shape:
+                raise _bad(self.path, f"adapter tensor {name} has shape {value.shape}, the encoder's is {shape}")
+            return None if value is None else np.asarray(value, dtype=np.float32)
+
+        for i, layer in enumerate(self._layers):
+            changes: dict[str, object] = {}
+            for field in dataclasses.fields(_Layer):
+                name, value = f"layer.{i}.{field.name}", getattr(layer, field.name)
+                if isinstance(value, tuple):  # a norm: weight and bias
+                    weight, bias = (take(f"{name}.{part}", value[0].shape) for part in ("weight", "bias"))
+                    if weight is not None or bias is not None:
+                        changes[field.name] = (value[0] if weight is None else weight, value[1] if bias is None else bias)
+                elif value.ndim == 2:
+                    a, b = left.pop(f"{name}.a", None), left.pop(f"{name}.b", None)
+                    if (a is None) != (b is None):
+                        raise _bad(self.path, f"adapter has only one factor of {name}")
+                    if a is not None:
+                        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != value.shape[0] or b.shape != (a.shape[1], value.shape[1]):
+                            raise _bad(self.path, f"adapter factors of {name} do not fit its shape {value.shape}")
+                        changes[field.name] = value + np.asarray(a, np.float32) @ np.asarray(b, np.float32)
+                else:
+                    vector = take(name, value.shape)
+                    if vector is not None:
+                        changes[field.name] = vector
+            layers.append(dataclasses.replace(layer, **changes) if changes else layer)
+        if left:
+            raise _bad(self.path, f"adapter tensors this encoder has no place for: {', '.join(sorted(left)[:3])}")
+        twin = copy.copy(self)
+        twin._layers = tuple(layers)
+        twin.adapter = adapter
+        return twin
+
     def embed(self, text: str) -> np.ndarray:
         """The unit-length embedding of one text (float32, ``dimensions`` long)."""
         return self.embed_many([text])[0]
 
     def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of several texts in one batch (padded; padding is masked out)."""
-        ids = [self.tokenizer.encode(text, self.max_length) for text in texts]
-        if not ids:
+        if not texts:
             return np.zeros((0, self.dimensions), np.float32)
+        tokens, mask = self.batch(texts)
+        hidden = self._forward(tokens, mask)
+        pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Word-piece ids ``[texts, width]`` padded to the longest, and the mask (1 for a real piece)."""
+        ids = [self.tokenizer.encode(text, self.max_length) for text in texts]
         width = max(len(row) for row in ids)
         tokens = np.full((len(ids), width), self.tokenizer.pad, dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.float32)
         for row, sequence in enumerate(ids):
             tokens[row, : len(sequence)] = sequence
             mask[row, : len(sequence)] = 1.0
-        hidden = self._forward(tokens, mask)
-        pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return tokens, mask
 
     def _forward(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
         batch, width = tokens.shape

@@ -1,50 +1,39 @@
-"""The held-out set (``heldout.tsv``): sentences written apart from the
-lexicons, recognizer style, in rounds, each scored blind once (the figures at
-first sight are in the file's comments). Once scored, a round helps build the
-detector, so these are regression tests of the whole detector (rules and
-semantic stage, as commands build it), not measures of generalization.
+"""The held-out set (``heldout.tsv``, read by :mod:`heldout_set`): sentences
+written apart from the detector, recognizer style, in rounds of 20 per
+category and 60 hard benign lines, each scored blind once (the figures at
+first sight are in the file's comments).
 
-- Rounds 1 to 8: the rules were written for them; the issue's bar holds: at
-  least 9 in 10 harassing utterances of each category caught with the right
-  category (insult and integrity count as one "personal attack"), at most 2
-  in 100 benign utterances flagged at all.
-- Rounds 9 to 16: the semantic stage trains on them, and rules were written
-  for some misses of rounds 9 to 12 after they were scored.
-  The bar is NOT met there yet (demand near 8 in 10, threat below 9 in 10),
-  so they hold the floor reached, per category, to catch regressions;
-  raising it is the open part of issue 3.
+- Rounds 17 to 21 have never been trained on: the issue's bar holds there on
+  words the detector never saw: at least 9 in 10 harassing utterances of each
+  category caught with the right category (insult and integrity count as one
+  "personal attack"), at most 2 in 100 benign utterances flagged at all.
+- Rounds 1 to 8: the rules were written for them; the bar holds too.
+- Rounds 9 to 16: the semantic stage trains on them (and rules were written for
+  some misses of rounds 9 to 12), so they are regression tests of the whole
+  detector, holding the level reached per category.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-HELDOUT = Path(__file__).with_name("heldout.tsv")
+from heldout_set import NEVER_TRAINED_ON, RULES_WRITTEN_FOR, rows
+
 PERSONAL_ATTACK = {"insult", "integrity"}
 CATEGORIES = ("threat", "personal attack", "sexual", "demand", "defamation", "privacy")
-RULES_WRITTEN_FOR = range(1, 9)  # rounds 1..8; the rest: 9..16
-#: Rounds 9 to 16: the share caught when these tests were written (threat 135/160,
-#: personal attack 146/160, sexual 147/160, demand 122/160, defamation 147/160,
-#: privacy 148/160; benign 9/480 flagged), rounded down.
-FLOOR_LATER_ROUNDS = {"threat": 0.80, "personal attack": 0.90, "sexual": 0.90, "demand": 0.75,
-                      "defamation": 0.90, "privacy": 0.90}
-BENIGN_CEILING_LATER_ROUNDS = 0.02
+#: Rounds 9 to 16 (training data of the semantic stage): the share caught when these
+#: tests were written (threat 145/160, personal attack 152/160, sexual 153/160, demand
+#: 142/160, defamation 154/160, privacy 156/160; benign 5/480 flagged), rounded down.
+FLOOR_LATER_ROUNDS = {"threat": 0.90, "personal attack": 0.95, "sexual": 0.95, "demand": 0.85,
+                      "defamation": 0.95, "privacy": 0.95}
+BENIGN_CEILING = 0.02
 
 
 def _rows() -> list[tuple[int, str, str]]:
-    """(round, label, text) of every line."""
-    rows, number = [], 1
-    for line in HELDOUT.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# ----"):
-            number = int(re.search(r"rounds? (\d+)", line).group(1))
-        elif line.strip() and not line.startswith("#"):
-            label, text = line.split("\t", 1)
-            rows.append((number, "personal attack" if label in PERSONAL_ATTACK else label, text))
-    return rows
+    """(round, label, text), insult and integrity as "personal attack"."""
+    return [(number, "personal attack" if label in PERSONAL_ATTACK else label, text) for number, label, text in rows()]
 
 
 def _score(detector, rows) -> dict[str, list[tuple[str, bool]]]:
@@ -66,37 +55,53 @@ def scored(detector) -> dict[str, list[tuple[str, bool]]]:
 
 @pytest.fixture(scope="module")
 def scored_later(detector) -> dict[str, list[tuple[str, bool]]]:
-    return _score(detector, [r for r in _rows() if r[0] not in RULES_WRITTEN_FOR])
+    return _score(detector, [r for r in _rows() if r[0] not in RULES_WRITTEN_FOR and r[0] not in NEVER_TRAINED_ON])
 
 
-def test_the_rounds_are_big_enough_to_mean_something(scored, scored_later):
+@pytest.fixture(scope="module")
+def scored_unseen(detector) -> dict[str, list[tuple[str, bool]]]:
+    return _score(detector, [r for r in _rows() if r[0] in NEVER_TRAINED_ON])
+
+
+def test_the_rounds_are_big_enough_to_mean_something(scored, scored_later, scored_unseen):
     for category in CATEGORIES:
         assert len(scored[category]) >= 25, category
         assert len(scored_later[category]) >= 40, category
-    assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 300
+        assert len(scored_unseen[category]) >= 100, category
+    assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 300 and len(scored_unseen["none"]) >= 300
+
+
+def _caught(rows: list[tuple[str, bool]]) -> tuple[float, list[str]]:
+    return sum(hit for _, hit in rows) / len(rows), [text for text, hit in rows if not hit]
+
+
+def _flagged(rows: list[tuple[str, bool]]) -> tuple[float, list[str]]:
+    return sum(hit for _, hit in rows) / len(rows), [text for text, hit in rows if hit]
+
+
+#: Where the issue's bar holds: the rounds never trained on, and those the rules were written for.
+BAR_ROUNDS = pytest.mark.parametrize("rounds", ["scored_unseen", "scored"], ids=["never_trained_on", "rules_written_for"])
+
+
+@BAR_ROUNDS
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_nine_in_ten_of_each_category_are_caught(request, rounds, category):
+    share, missed = _caught(request.getfixturevalue(rounds)[category])
+    assert share >= 0.9, missed
+
+
+@BAR_ROUNDS
+def test_at_most_two_in_a_hundred_benign_lines_are_flagged(request, rounds):
+    share, flagged = _flagged(request.getfixturevalue(rounds)["none"])
+    assert share <= BENIGN_CEILING, flagged
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
-def test_nine_in_ten_of_each_category_are_caught(scored, category):
-    rows = scored[category]
-    missed = [text for text, hit in rows if not hit]
-    assert (len(rows) - len(missed)) / len(rows) >= 0.9, missed
+def test_trained_rounds_keep_the_floor_reached(scored_later, category):
+    share, missed = _caught(scored_later[category])
+    assert share >= FLOOR_LATER_ROUNDS[category], missed
 
 
-def test_at_most_two_in_a_hundred_benign_lines_are_flagged(scored):
-    rows = scored["none"]
-    flagged = [text for text, hit in rows if hit]
-    assert len(flagged) / len(rows) <= 0.02, flagged
-
-
-@pytest.mark.parametrize("category", CATEGORIES)
-def test_later_rounds_keep_the_floor_reached(scored_later, category):
-    rows = scored_later[category]
-    missed = [text for text, hit in rows if not hit]
-    assert (len(rows) - len(missed)) / len(rows) >= FLOOR_LATER_ROUNDS[category], missed
-
-
-def test_later_rounds_flag_few_benign_lines(scored_later):
-    rows = scored_later["none"]
-    flagged = [text for text, hit in rows if hit]
-    assert len(flagged) / len(rows) <= BENIGN_CEILING_LATER_ROUNDS, flagged
+def test_trained_rounds_flag_few_benign_lines(scored_later):
+    share, flagged = _flagged(scored_later["none"])
+    assert share <= BENIGN_CEILING, flagged

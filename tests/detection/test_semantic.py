@@ -22,12 +22,12 @@ ONLY_BY_MEANING = {
     "insult": "you sound like a broken robot with no brain",
     "privacy": "tell me what street you live on",
     "defamation": "the local newspaper will hear about your name",
-    "demand": "you will do exactly what i say",
+    "demand": "i want you to fix my neighbours wifi too while youre at it",
 }
 
 # The model alone flags these; the rules' own checks silence it.
 NEGATED = {
-    "demand": "i never said you will do exactly what i say",
+    "demand": "i dont want you to fix my neighbours wifi too while youre at it",
     "privacy": "im not asking what street you live on",
 }
 IDIOM = ("threat", "ill knock it out before you finish your shift", "knock")  # idiom.knock_out
@@ -174,6 +174,61 @@ def test_the_committed_model_matches_the_encoder(encoder):
     assert set(head.classes) - {NONE} <= set(CATEGORIES)
     assert head.weights.shape == (len(head.classes), encoder.dimensions)
     assert head.bias.shape == (len(head.classes),)
+    assert head.adapter, "the encoder's top layers were tuned with the head"
+    tuned_layers = {int(name.split(".")[1]) for name in head.adapter}
+    assert tuned_layers and max(tuned_layers) == len(encoder._layers) - 1
+    encoder.adapted(head.adapter)  # fits the installed encoder
+
+
+def _model_copy(tmp_path):
+    """The committed model (head and adapter) copied to ``tmp_path``: its ``semantic.tsv``."""
+    import shutil
+
+    from detection.semantic import ADAPTER_FILE, MODEL_FILE, model_dir
+
+    for name in (MODEL_FILE, ADAPTER_FILE):
+        shutil.copy(model_dir("en") / name, tmp_path / name)
+    return tmp_path / MODEL_FILE
+
+
+def test_an_adapter_that_is_not_the_one_trained_with_the_head_is_refused(tmp_path):
+    from detection.semantic import ADAPTER_FILE
+
+    path = _model_copy(tmp_path)
+    assert Head.load("en", path).adapter, "the copy loads"
+    adapter = tmp_path / ADAPTER_FILE
+    raw = bytearray(adapter.read_bytes())
+    raw[-1] ^= 0xFF
+    adapter.write_bytes(bytes(raw))
+    with pytest.raises(DetectionError) as caught:
+        Head.load("en", path)
+    assert caught.value.code == "bad_model" and "sha256 differs" in str(caught.value) and str(adapter) in str(caught.value)
+    adapter.unlink()
+    with pytest.raises(DetectionError) as caught:
+        Head.load("en", path)
+    assert caught.value.code == "bad_model" and "adapter not readable" in str(caught.value)
+
+
+def test_an_adapter_line_may_not_point_outside_the_model_folder(tmp_path):
+    from detection.semantic import ADAPTER_FILE
+
+    path = _model_copy(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(f"adapter\t{ADAPTER_FILE}", f"adapter\t../{ADAPTER_FILE}"), encoding="utf-8")
+    with pytest.raises(DetectionError) as caught:
+        Head.load("en", path)
+    assert caught.value.code == "bad_model" and "adapter<TAB>FILE<TAB>SHA256" in str(caught.value)
+
+
+def test_an_adapter_for_another_encoder_is_a_bad_model_error(encoder):
+    import dataclasses
+
+    head = Head.load("en")
+    foreign = dict(head.adapter)
+    foreign["layer.7.qkv_bias"] = foreign[next(n for n in foreign if n.endswith(".qkv_bias"))]
+    with pytest.raises(DetectionError) as caught:
+        SemanticStage(encoder, dataclasses.replace(head, adapter=foreign), 0.95)
+    assert caught.value.code == "bad_model" and "layer.7.qkv_bias" in str(caught.value)
 
 
 def write_head(tmp_path, text: str):
@@ -244,3 +299,11 @@ def test_an_encoder_that_embeds_differently_is_refused(encoder):
     with pytest.raises(DetectionError) as caught:
         SemanticStage(encoder, other, 0.95)
     assert caught.value.code == "bad_model" and "embeds differently" in str(caught.value)
+
+
+def test_a_stage_built_on_another_stages_encoder_is_the_same_model(detector):
+    stage = detector.semantic
+    again = SemanticStage(stage.encoder, stage.head, stage.threshold)  # the adapter is not merged twice
+    assert again.encoder is stage.encoder
+    words = detector.normalized(ONLY_BY_MEANING["threat"]).tokens
+    assert again.judge(words, ["threat"]) == stage.judge(words, ["threat"])

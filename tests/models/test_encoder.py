@@ -135,3 +135,74 @@ def test_a_config_that_is_not_bert_fails_to_load(tmp_path, encoder_dir):
         SentenceEncoder(folder)
     (folder / "config.json").write_text(json.dumps(config))
     assert SentenceEncoder(folder).name == "gpt", "the same folder with a BERT config loads"
+
+
+# ---------------------------------------------------------------- adapters and the weights format
+
+
+def _adapter(encoder, layer: int, rank: int = 4, seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    width, hidden = encoder.dimensions, encoder._layers[layer].up.shape[1]
+    return {
+        f"layer.{layer}.qkv.a": rng.normal(0, 0.05, (width, rank)).astype(np.float32),
+        f"layer.{layer}.qkv.b": rng.normal(0, 0.05, (rank, 3 * width)).astype(np.float32),
+        f"layer.{layer}.down.a": rng.normal(0, 0.05, (hidden, rank)).astype(np.float32),
+        f"layer.{layer}.down.b": rng.normal(0, 0.05, (rank, width)).astype(np.float32),
+        f"layer.{layer}.up_bias": rng.normal(0, 0.05, hidden).astype(np.float32),
+        f"layer.{layer}.output_norm.weight": np.full(width, 1.1, np.float32),
+    }
+
+
+def test_an_adapter_merges_low_rank_corrections_into_a_new_encoder(encoder):
+    text = "you'd better watch your back"
+    before = encoder.embed(text)
+    adapter = _adapter(encoder, layer=5)
+    tuned = encoder.adapted(adapter)
+    base, merged = encoder._layers[5], tuned._layers[5]
+    np.testing.assert_allclose(merged.qkv, base.qkv + adapter["layer.5.qkv.a"] @ adapter["layer.5.qkv.b"], rtol=1e-6)
+    np.testing.assert_allclose(merged.down, base.down + adapter["layer.5.down.a"] @ adapter["layer.5.down.b"], rtol=1e-6)
+    assert merged.up is base.up and merged.attention_out is base.attention_out, "matrices without factors are shared"
+    np.testing.assert_array_equal(merged.up_bias, adapter["layer.5.up_bias"])
+    np.testing.assert_array_equal(merged.output_norm[0], adapter["layer.5.output_norm.weight"])
+    assert merged.output_norm[1] is base.output_norm[1]
+    assert all(a is b for a, b in zip(tuned._layers[:5], encoder._layers[:5])), "untouched layers are shared"
+    after = tuned.embed(text)
+    assert abs(float(np.linalg.norm(after)) - 1.0) < 1e-5
+    assert float(before @ after) < 0.999, "the adapter changes the embedding"
+    np.testing.assert_array_equal(encoder.embed(text), before)  # the original encoder is unchanged
+    assert encoder.adapter is None and tuned.adapter is adapter
+    with pytest.raises(ModelLoadFailed, match="merged already"):
+        tuned.adapted(adapter)
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda a: a.update({"layer.9.qkv.a": a["layer.5.qkv.a"]}), "no place for: layer.9.qkv.a"),
+    (lambda a: a.update({"embeddings.word_embeddings": np.zeros(3, np.float32)}), "no place for"),
+    (lambda a: a.pop("layer.5.qkv.b"), "only one factor of layer.5.qkv"),
+    (lambda a: a.update({"layer.5.qkv.b": np.zeros((4, 384), np.float32)}), "do not fit"),
+    (lambda a: a.update({"layer.5.up_bias": np.zeros(384, np.float32)}), "layer.5.up_bias has shape"),
+], ids=["foreign_layer", "foreign_name", "one_factor", "factor_shape", "vector_shape"])
+def test_an_adapter_for_another_encoder_is_refused_naming_the_tensor(encoder, change, says):
+    adapter = _adapter(encoder, layer=5)
+    change(adapter)
+    with pytest.raises(ModelLoadFailed, match="adapter") as err:
+        encoder.adapted(adapter)
+    assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_safetensors_written_are_read_back(tmp_path):
+    from models.encoder import read_safetensors, write_safetensors
+
+    tensors = {"b.matrix": np.arange(12, dtype=np.float32).reshape(3, 4), "a.half": np.array([0.5, -2.0], np.float16),
+               "c.odd": np.ones(3, np.float32)}
+    path = tmp_path / "x.safetensors"
+    write_safetensors(path, tensors, {"written_by": "a test"})
+    back = read_safetensors(path)
+    assert sorted(back) == sorted(tensors)
+    for name, value in tensors.items():
+        assert back[name].dtype == value.dtype and back[name].shape == value.shape
+        np.testing.assert_array_equal(back[name], value)
+    header_len = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    assert header_len % 8 == 0 and json.loads(path.read_bytes()[8:8 + header_len])["__metadata__"] == {"written_by": "a test"}
+    with pytest.raises(ValueError, match="int64"):
+        write_safetensors(tmp_path / "y.safetensors", {"ints": np.arange(3)})

@@ -1,0 +1,55 @@
+"""Tuning the encoder (``bench/semantic_tuning.py``, torch, training time only):
+its torch twin computes what the numpy encoder computes, and what it learns,
+exported as an adapter and merged by ``SentenceEncoder.adapted``, is what the
+detector then runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="CI installs torch==2.13.0 for the training tools")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import semantic_tuning  # noqa: E402
+
+TEXTS = ["you'd better watch your back when you leave work", "i know which branch you work at and when you finish",
+         "i'll be waiting for you in the car park tonight", "keep talking and see what happens to you",
+         "thanks that sorted out my bill", "can you send me the form again please",
+         "the parcel arrived this morning in one piece", "i'd like to change my address on the account"]
+LABELS = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+
+
+def test_the_twin_computes_the_encoders_embeddings(encoder):
+    twin = semantic_tuning.Twin(encoder)
+    tokens, mask = twin.tokens(TEXTS)
+    with torch.no_grad():
+        for start in (0, 3, 6):
+            got = twin.upper(twin.lower(tokens, mask, start), mask, start).numpy()
+            np.testing.assert_allclose(got, encoder.embed_many(TEXTS), atol=2e-5)
+
+
+def _loss(encoder, weights, bias) -> float:
+    logits = encoder.embed_many(TEXTS) @ weights.T + bias
+    logits -= logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(LABELS)), LABELS].mean())
+
+
+def test_what_tuning_learns_is_what_the_merged_encoder_runs(encoder):
+    weights, bias = np.zeros((2, encoder.dimensions), np.float32), np.zeros(2, np.float32)
+    run = lambda: semantic_tuning.tune(encoder, TEXTS, LABELS, np.ones(2), weights, bias, 1e-4, layers=2, epochs=40)  # noqa: E731
+    adapter, tuned_weights, tuned_bias = run()
+    assert {int(name.split(".")[1]) for name in adapter} == {4, 5}
+    assert {name.split(".", 2)[2] for name in adapter if name.startswith("layer.5.")} >= {
+        "qkv.a", "qkv.b", "attention_out.a", "up.b", "down.a", "qkv_bias", "output_norm.weight", "attention_norm.bias"}
+    tuned = encoder.adapted(adapter)
+    assert _loss(tuned, tuned_weights, tuned_bias) < 0.9 * _loss(encoder, weights, bias), "it learned, and the export carries it"
+    twin = semantic_tuning.Twin(tuned)
+    tokens, mask = twin.tokens(TEXTS)
+    with torch.no_grad():
+        np.testing.assert_allclose(twin.upper(twin.lower(tokens, mask, 0), mask, 0).numpy(), tuned.embed_many(TEXTS), atol=2e-5)
+    again, _, _ = run()
+    assert all(np.array_equal(adapter[name], again[name]) for name in adapter), "training is deterministic"
