@@ -8,7 +8,7 @@ the same config without the sentence encoder. Prints, side by side in one run:
   flagged with the right category, insult and integrity counting as one
   "personal attack") and the false-alarm rate on benign utterances;
 - the held-out utterances (``tests/detection/heldout.tsv``), written apart from
-  the detector in rounds, scored the same way in two tables: rounds 17 to 21,
+  the detector in rounds, scored the same way in two tables: rounds 17 to 24,
   which no model has trained on (what the detector does with words it never
   saw), and rounds 1 to 16 (training data of the semantic stage);
 - the development calls (``dev_calls.jsonl``): repetition caught / wrongly raised;
@@ -23,7 +23,7 @@ the share of its utterances they flag at all.
 
 The semantic stage was trained (``bench/train_semantic.py``) on the
 development utterances, held-out rounds 1 to 16 and the clean messages of the
-ConvAbuse TRAIN split: of these tables, held-out rounds 17 to 21 and ConvAbuse
+ConvAbuse TRAIN split: of these tables, held-out rounds 17 to 24 and ConvAbuse
 validation are unseen by it (the rules were never fitted to either). ``--train`` scores the
 ConvAbuse train split too; its clean messages are the stage's training data.
 
@@ -155,7 +155,7 @@ def main() -> int:
         print(f"callshield: rules + semantic stage (encoder {detector.semantic.encoder.name}, threshold "
               f"{detector.semantic.threshold}); rules alone: the same config without the encoder.")
         print("note: the development utterances and held-out rounds 1 to 16 are training data of the semantic stage "
-              "(so are ConvAbuse TRAIN's clean messages); held-out rounds 17 to 21 and ConvAbuse validation are unseen by it.")
+              "(so are ConvAbuse TRAIN's clean messages); held-out rounds 17 to 24 and ConvAbuse validation are unseen by it.")
 
     # ---------------------------------------------------------- development + held-out utterances
     utterance_table(
@@ -166,7 +166,7 @@ def main() -> int:
     unseen = [(label, text) for number, label, text in heldout if number in heldout_set.NEVER_TRAINED_ON]
     trained = [(label, text) for number, label, text in heldout if number not in heldout_set.NEVER_TRAINED_ON]
     utterance_table(
-        "held-out rounds 17 to 21 (tests/detection/heldout.tsv; never trained on)", scored_rows(unseen),
+        "held-out rounds 17 to 24 (tests/detection/heldout.tsv; never trained on)", scored_rows(unseen),
         detectors, others, names, width, args.misses,
     )
     utterance_table(

@@ -18,7 +18,7 @@ Training data:
   training (by the team, never the evaluation rounds), one ``label<TAB>text`` a line;
 - ``tests/detection/heldout.tsv``, rounds 1 to 16 (each round was added after
   it was scored blind; the figures at first sight are in its comments).
-  Rounds 17 to 21 are never trained on (``heldout_set.NEVER_TRAINED_ON``):
+  Rounds 17 to 24 are never trained on (``heldout_set.NEVER_TRAINED_ON``):
   they keep measuring the shipped detector on words it never saw;
 - ``tests/detection/cases.py`` positives and benign lines;
 - ``$CALLSHIELD_SHARED/detection/dev_utterances.tsv``;
@@ -213,6 +213,8 @@ def main() -> int:
 
     encoder = load_settings(None).encoder(args.encoder or DetectionConfig().encoder)
     name = encoder.name if args.encoder else DetectionConfig().encoder
+    if args.tune_layers is not None and not 0 <= args.tune_layers <= len(encoder._layers):
+        parser.error(f"--tune-layers must be 0 to {len(encoder._layers)} (the encoder's layers)")
     rows = training_rows(shared_dir(), args.qa_marks)
     words = normalized([text for _, text, _ in rows])
     print(f"training on {len(rows)} lines with {encoder.name} ({encoder.path})", file=sys.stderr)

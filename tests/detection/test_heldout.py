@@ -3,10 +3,13 @@ written apart from the detector, recognizer style, in rounds of 20 per
 category and 60 hard benign lines, each scored blind once (the figures at
 first sight are in the file's comments).
 
-- Rounds 17 to 21 have never been trained on: the issue's bar holds there on
+- Rounds 17 to 24 have never been trained on: the issue's bar holds there on
   words the detector never saw: at least 9 in 10 harassing utterances of each
   category caught with the right category (insult and integrity count as one
   "personal attack"), at most 2 in 100 benign utterances flagged at all.
+  When written: threat 147/160, personal attack 153/160, sexual 151/160,
+  demand 144/160 (the bar exactly), defamation 156/160, privacy 158/160;
+  benign 8/480 flagged.
 - Rounds 1 to 8: the rules were written for them; the bar holds too.
 - Rounds 9 to 16: the semantic stage trains on them (and rules were written for
   some misses of rounds 9 to 12), so they are regression tests of the whole
@@ -67,8 +70,8 @@ def test_the_rounds_are_big_enough_to_mean_something(scored, scored_later, score
     for category in CATEGORIES:
         assert len(scored[category]) >= 25, category
         assert len(scored_later[category]) >= 40, category
-        assert len(scored_unseen[category]) >= 100, category
-    assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 300 and len(scored_unseen["none"]) >= 300
+        assert len(scored_unseen[category]) >= 160, category
+    assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 300 and len(scored_unseen["none"]) >= 480
 
 
 def _caught(rows: list[tuple[str, bool]]) -> tuple[float, list[str]]:
