@@ -75,6 +75,22 @@ def test_who_is_meant_decides(detector):
         assert detector.screen(text) == [], text
 
 
+def test_a_relative_clause_about_a_third_person_is_not_about_the_partner(detector):
+    for text in ("the plumber who came on tuesday was a total creep", "the bloke who answered last week was a complete idiot no offence"):
+        assert detector.screen(text) == [], text
+    for text in ("you who cant even read a screen are a complete idiot", "a total creep who gets paid for this"):
+        assert "insult" in {f.category for f in detector.screen(text)}, text
+
+
+def test_a_fair_apology_or_refund_or_name_is_not_a_demand_or_probe(detector):
+    for text in ("i'd like a written apology from the company for the damage your fitter did",
+                 "i want my refund for the train that you cancelled this morning",
+                 "can you spell your surname for the complaint letter please"):
+        assert detector.screen(text) == [], text
+    assert {f.subtype for f in detector.screen("i want a written apology from you personally")} == {"apology"}
+    assert {f.subtype for f in detector.screen("i want a public apology from the ceo on the news")} == {"apology"}
+
+
 def test_recognizer_spellings_match_alike(detector):
     for text in ("you're a moron", "youre a moron", "you are a moron", "ur a moron", "YOU'RE A MORON!!"):
         assert [f.category for f in detector.screen(text)] == ["insult"], text
