@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "tests" / "detection"))
 import heldout_set  # noqa: E402
 from shared_data import convabuse, labelled, shared_dir  # noqa: E402
 from detection import Detector  # noqa: E402
-from detection.semantic import ADAPTER_FILE, MODEL_FILE, NONE, PROBE, TRAINING_FILE, Head, model_dir  # noqa: E402
+from detection.semantic import ADAPTER_FILE, MODEL_FILE, NONE, PROBE, TRAINING_FILE, Head, SemanticStage, model_dir  # noqa: E402
 from models.encoder import write_safetensors  # noqa: E402
 
 CATEGORIES = ("threat", "insult", "integrity", "sexual", "demand", "defamation", "privacy")
@@ -191,10 +191,10 @@ def render(encoder_name: str, adapter: str | None, probe: np.ndarray, w: np.ndar
 
 
 def judged(encoder, head: Head, words: list[str]) -> np.ndarray:
-    """The class each line of ``words`` is judged to be, by ``head`` over ``encoder`` (its adapter merged)."""
-    if head.adapter:
-        encoder = encoder.adapted(head.adapter)
-    return head.probabilities(embed(encoder, words)).argmax(axis=1)
+    """The class each line of ``words`` is judged to be, by ``head`` over ``encoder``
+    as the detector builds them (a :class:`SemanticStage`: adapter merged, probe checked)."""
+    stage = SemanticStage(encoder, head, threshold=0.5)
+    return head.probabilities(embed(stage.encoder, words)).argmax(axis=1)
 
 
 def main() -> int:
@@ -213,8 +213,8 @@ def main() -> int:
 
     encoder = load_settings(None).encoder(args.encoder or DetectionConfig().encoder)
     name = encoder.name if args.encoder else DetectionConfig().encoder
-    if args.tune_layers is not None and not 0 <= args.tune_layers <= len(encoder._layers):
-        parser.error(f"--tune-layers must be 0 to {len(encoder._layers)} (the encoder's layers)")
+    if args.tune_layers is not None and not 0 <= args.tune_layers <= encoder.depth:
+        parser.error(f"--tune-layers must be 0 to {encoder.depth} (the encoder's layers)")
     rows = training_rows(shared_dir(), args.qa_marks)
     words = normalized([text for _, text, _ in rows])
     print(f"training on {len(rows)} lines with {encoder.name} ({encoder.path})", file=sys.stderr)

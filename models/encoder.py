@@ -159,10 +159,11 @@ def write_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: M
     blobs, offset = [], 0
     for name in sorted(tensors):
         array = np.ascontiguousarray(tensors[name])
-        if array.dtype.newbyteorder("<") not in _SAFETENSORS_NAMES:
+        little = array.dtype.newbyteorder("<")
+        if little not in _SAFETENSORS_NAMES:
             raise ValueError(f"{name}: only float32 and float16 tensors are written, not {array.dtype}")
-        blob = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": _SAFETENSORS_NAMES[array.dtype.newbyteorder("<")], "shape": list(array.shape),
+        blob = array.astype(little, copy=False).tobytes()
+        header[name] = {"dtype": _SAFETENSORS_NAMES[little], "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(blob)]}
         blobs.append(blob)
         offset += len(blob)
@@ -195,6 +196,7 @@ class SentenceEncoder:
         path: the encoder folder.
         name: its folder name (``PKG`` for a package's ``PKG/model``).
         dimensions: length of an embedding.
+        depth: how many transformer layers it has.
         adapter: the adaptation merged into it (:meth:`adapted`), or None as loaded.
     """
 
@@ -249,6 +251,11 @@ class SentenceEncoder:
         self._layers = tuple(layers)
         if self.dimensions % self.heads or self._words.shape[1] != self.dimensions:
             raise _bad(path, "hidden size and weights disagree")
+
+    @property
+    def depth(self) -> int:
+        """How many transformer layers the encoder has."""
+        return len(self._layers)
 
     def adapted(self, adapter: Mapping[str, np.ndarray]) -> "SentenceEncoder":
         """This encoder with a trained adaptation merged in (the semantic stage's

@@ -176,8 +176,11 @@ def test_the_committed_model_matches_the_encoder(encoder):
     assert head.bias.shape == (len(head.classes),)
     assert head.adapter, "the encoder's top layers were tuned with the head"
     tuned_layers = {int(name.split(".")[1]) for name in head.adapter}
-    assert tuned_layers and max(tuned_layers) == len(encoder._layers) - 1
-    encoder.adapted(head.adapter)  # fits the installed encoder
+    assert tuned_layers and max(tuned_layers) == encoder.depth - 1
+    stage = SemanticStage(encoder, head, 0.95)
+    assert stage.encoder.adapter is head.adapter and encoder.adapter is None, "the stage runs the adapted encoder"
+    text = ONLY_BY_MEANING["demand"]
+    assert float(stage.encoder.embed(text) @ encoder.embed(text)) < 0.999, "the adapter changes what the stage sees"
 
 
 def _model_copy(tmp_path):
