@@ -131,7 +131,9 @@ class FindingRaised:
     as in ``callshield detect``; ``span``: ``[first, last)`` character offsets
     into ``text`` or null; ``text``: the utterance it was found in (empty for
     acoustic findings); ``start``/``end``: seconds of audio time of that
-    utterance or loud stretch."""
+    utterance or loud stretch; ``why``: whom the words are aimed at and the
+    words that decided it (threats, personal attacks, sexual remarks,
+    privacy), "" otherwise."""
 
     TYPE: ClassVar[str] = "finding"
     seq: int
@@ -147,6 +149,7 @@ class FindingRaised:
     text: str = ""
     subtype: str | None = None
     span: tuple | None = None
+    why: str = ""
 
 
 @dataclass(frozen=True)

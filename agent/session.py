@@ -450,7 +450,7 @@ class CallSession:
             self.emit(FindingRaised, category=finding.category, severity=finding.severity, score=round(float(finding.score), 3),
                       rule=finding.rule, evidence=finding.evidence, start=round(finding.start, 3), end=round(finding.end, 3),
                       text=finding.text, subtype=finding.subtype,
-                      span=tuple(finding.span) if finding.span is not None else None)
+                      span=tuple(finding.span) if finding.span is not None else None, why=finding.why)
         change = screening.level_change
         if change is not None:
             self.level = change.level

@@ -1,41 +1,38 @@
-"""Detection quality: callshield against alt-profanity-check and better-profanity.
+"""Detection quality: callshield against alt-profanity-check and better-profanity,
+on the sets of ``docs/detection-quality.md``, side by side in one run.
 
 "callshield" is the full detector as the commands build it
-(``load_settings(None).detector()``: rules + semantic stage); "rules alone" is
-the same config without the sentence encoder. Prints, side by side in one run:
-- the development utterances (``shared/detection/dev_utterances.tsv``): recall
-  per category (share of that category's utterances flagged; for callshield,
-  flagged with the right category, insult and integrity counting as one
-  "personal attack") and the false-alarm rate on benign utterances;
-- the held-out utterances (``tests/detection/heldout.tsv``), written apart from
-  the detector in rounds, scored the same way in two tables: rounds 17 to 24,
-  which no model has trained on (what the detector does with words it never
-  saw), and rounds 1 to 16 (training data of the semantic stage);
-- the development calls (``dev_calls.jsonl``): repetition caught / wrongly raised;
-- the ConvAbuse validation split (real users abusing service agents):
-  recall on abuse aimed at the agent (majority of annotators: abusive and
-  aimed at the system) and the false-alarm rate on clean messages (majority:
-  not abusive). Typed chat is first made recognizer-like (lowercase, no
-  punctuation or emoji markup).
+(``load_settings(None).detector()``: rules + semantic stage); "rules alone"
+is the same config without the stage. Tables:
 
-The competitors only say "profane or not", so for them a category's recall is
-the share of its utterances they flag at all.
+- call-like lines written apart from the detector for issue 11
+  (``tests/detection/calls.tsv``): recall per category and benign lines
+  flagged; the held-out rounds 17 to 24 (``heldout.tsv``, never trained on);
+- ordinary spoken conversation (``tests/detection/spoken.tsv``): plain lines
+  and lines with trigger words flagged, toxic lines caught;
+- repetition on the development calls;
+- ConvAbuse's open part: the semantic stage is trained on it, so this figure
+  is a training figure; ``bench/cross_validate.py`` gives the cross-validated one;
+- ``--noise``: how recall and false alarms move when 5 % and 10 % of the
+  words are recognition errors (dropped, or a similar-sounding word);
+- ``--sealed``: the sealed parts, scored once at the end of issue 11 (the
+  sealed 30 % of ConvAbuse, ``tests/detection/sealed/*.tsv``). Do not run it
+  to tune anything: a figure read twice is a training figure.
+- ``--training``: also the development utterances and held-out rounds 1 to
+  16 (training data of the stage).
 
-The semantic stage was trained (``bench/train_semantic.py``) on the
-development utterances, held-out rounds 1 to 16 and the clean messages of the
-ConvAbuse TRAIN split: of these tables, held-out rounds 17 to 24 and ConvAbuse
-validation are unseen by it (the rules were never fitted to either). ``--train`` scores the
-ConvAbuse train split too; its clean messages are the stage's training data.
+Lines a rule was written from (``detection/lexicons/en/provenance.tsv``) are
+left out of every table. The competitors only say "profane or not", so for
+them a category's recall is the share of its lines they flag at all.
 
-Data: ``$CALLSHIELD_SHARED`` or ``../shared`` beside the repository.
-Competitors: ``.venv/bin/pip install alt-profanity-check better-profanity``.
-
-    .venv/bin/python bench/detection_quality.py [--train] [--misses]
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python bench/detection_quality.py [--noise] [--misses] [--sealed] [--training]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import defaultdict
@@ -47,29 +44,31 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "detection"))
 
 import heldout_set  # noqa: E402
-from shared_data import convabuse as read_convabuse, labelled, shared_dir  # noqa: E402
+from quality_sets import pct, without_provenance, written_set  # noqa: E402
+from shared_data import convabuse_all, labelled, shared_dir  # noqa: E402
 from agent.settings import load_settings  # noqa: E402
 from detection import CallScreen, Detector  # noqa: E402
 
 PERSONAL_ATTACK = {"insult", "integrity"}
-DEV_CATEGORIES = ["threat", "personal attack", "sexual", "demand", "defamation", "privacy"]
+CATEGORIES = ["threat", "personal attack", "sexual", "demand", "defamation", "privacy", "profanity"]
+WIDTH = 22
 
 
-def competitors():
+def competitors() -> dict:
     out = {}
     try:
         from profanity_check import predict
 
         out["alt-profanity-check"] = lambda texts: [bool(x) for x in predict(list(texts))]
     except ImportError:
-        print("(alt-profanity-check not installed: pip install alt-profanity-check)", file=sys.stderr)
+        print("(alt-profanity-check not installed: pip install -e '.[bench]')", file=sys.stderr)
     try:
         from better_profanity import profanity
 
         profanity.load_censor_words()
         out["better-profanity"] = lambda texts: [profanity.contains_profanity(t) for t in texts]
     except ImportError:
-        print("(better-profanity not installed: pip install better-profanity)", file=sys.stderr)
+        print("(better-profanity not installed: pip install -e '.[bench]')", file=sys.stderr)
     return out
 
 
@@ -78,148 +77,187 @@ def scored_rows(rows) -> list[tuple[str, str]]:
     return [("personal attack" if label in PERSONAL_ATTACK else label, text) for label, text in rows]
 
 
-def dev_utterances(path: Path) -> list[tuple[str, str]]:
-    return scored_rows(labelled(path.read_text(encoding="utf-8").splitlines()))
+class Judges:
+    """callshield, the rules alone and the competitors, each judging a list of texts."""
+
+    def __init__(self, detector: Detector, rules: Detector, others: dict) -> None:
+        self.detectors = {"callshield": detector, "rules alone": rules}
+        self.others = others
+        self.names = [*self.detectors, *others]
+
+    def categories(self, texts: list[str]) -> dict[str, list[set[str] | bool]]:
+        """Per judge, per text: the categories found (callshield, rules) or whether flagged (competitors)."""
+        out: dict[str, list] = {}
+        for name, detector in self.detectors.items():
+            out[name] = [{("personal attack" if f.category in PERSONAL_ATTACK else f.category) for f in detector.screen(t)}
+                         for t in texts]
+        for name, fn in self.others.items():
+            out[name] = fn(texts)
+        return out
 
 
-def callshield_hits(detector: Detector, rows):
-    """For each (label, text): (caught with the right category, flagged at all, findings)."""
-    out = []
+def caught(result, label: str) -> bool:
+    """A line of ``label`` caught: its category found (callshield), flagged at all (competitors)."""
+    return label in result if isinstance(result, set) else bool(result)
+
+
+def header(names: list[str], first: int = 24) -> None:
+    print(f"{'':{first}}" + "".join(f"{n:>{WIDTH}}" for n in names))
+
+
+def category_table(title: str, rows: list[tuple[str, str]], judges: Judges, misses: bool) -> None:
+    """Recall per category (of those present) and benign ``none`` lines flagged."""
+    texts = [t for _, t in rows]
+    results = judges.categories(texts)
+    print(f"\n== {title} ({len(rows)} lines): recall per category, benign lines flagged")
+    header(judges.names)
+    for category in CATEGORIES:
+        idx = [i for i, (label, _) in enumerate(rows) if label == category]
+        if idx:
+            print(f"{category:24}" + "".join(f"{pct(sum(caught(results[n][i], category) for i in idx), len(idx)):>{WIDTH}}"
+                                             for n in judges.names))
+    benign = [i for i, (label, _) in enumerate(rows) if label == "none"]
+    print(f"{'benign flagged':24}" + "".join(f"{pct(sum(bool(results[n][i]) for i in benign), len(benign)):>{WIDTH}}"
+                                              for n in judges.names))
+    if misses:
+        show_misses(judges.detectors["callshield"], rows)
+
+
+def spoken_table(title: str, rows: list[tuple[str, str]], judges: Judges, misses: bool) -> None:
+    texts = [t for _, t in rows]
+    results = judges.categories(texts)
+    print(f"\n== {title} ({len(rows)} lines)")
+    header(judges.names)
+    for label, what in (("plain", "plain lines flagged"), ("trigger", "trigger-word lines flagged"), ("toxic", "toxic lines caught")):
+        idx = [i for i, (lab, _) in enumerate(rows) if lab == label]
+        print(f"{what:24}" + "".join(f"{pct(sum(bool(results[n][i]) for i in idx), len(idx)):>{WIDTH}}" for n in judges.names))
+    if misses:
+        show_misses(judges.detectors["callshield"], [("none" if lab != "toxic" else "toxic", t) for lab, t in rows])
+
+
+def show_misses(detector: Detector, rows: list[tuple[str, str]]) -> None:
     for label, text in rows:
         findings = detector.screen(text)
         cats = {("personal attack" if f.category in PERSONAL_ATTACK else f.category) for f in findings}
-        out.append((label in cats, bool(findings), findings))
-    return out
+        if label == "none" and findings:
+            print(f"   FALSE ALARM: {text}   {[(f.category, f.rule, f.evidence) for f in findings]}")
+        elif label == "toxic" and not findings or label not in ("none", "toxic") and label not in cats:
+            print(f"   MISS {label}: {text}   {[f.category for f in findings]}")
 
 
-def convabuse(path: Path):
-    """(text, kind) with kind 'abuse_agent', 'abuse_other' or 'clean' (ambiguous rows dropped)."""
-    return [(m.text, m.kind) for m in read_convabuse(path)]
-
-
-def pct(n: int, d: int) -> str:
-    return f"{100.0 * n / d:5.1f}% ({n}/{d})" if d else "   n/a"
-
-
-def recall_table(rows, caught, flagged, names, width) -> None:
-    """One column per name: recall per category (``caught[name][i]``: line i caught
-    with its category) and false alarms (``flagged[name][i]``: benign line i flagged)."""
-    print(f"{'':18}" + "".join(f"{n:>{width}}" for n in names))
-    for category in DEV_CATEGORIES:
-        idx = [i for i, (label, _) in enumerate(rows) if label == category]
-        print(f"{category:18}" + "".join(f"{pct(sum(caught[n][i] for i in idx), len(idx)):>{width}}" for n in names))
-    benign = [i for i, (label, _) in enumerate(rows) if label == "none"]
-    print(f"{'false alarms':18}" + "".join(f"{pct(sum(flagged[n][i] for i in benign), len(benign)):>{width}}" for n in names))
-
-
-def utterance_table(title, rows, detectors, others, names, width, misses) -> None:
-    """Recall per category and false alarms on benign lines, side by side;
-    ``misses`` lists those of the first detector (callshield)."""
-    texts = [t for _, t in rows]
-    flagged, alarms = {}, {}
-    hits = {}
-    for name, detector in detectors.items():
-        hits[name] = callshield_hits(detector, rows)
-        flagged[name] = [hit for hit, _, _ in hits[name]]
-        alarms[name] = [any_ for _, any_, _ in hits[name]]
-    for name, fn in others.items():
-        res = fn(texts)
-        flagged[name] = res
-        alarms[name] = res
-    print(f"\n== {title} ({len(rows)}): recall per category, false alarms on benign")
-    recall_table(rows, flagged, alarms, names, width)
+def convabuse_table(title: str, messages, judges: Judges, misses: bool) -> None:
+    texts = [m.text for m in messages]
+    results = judges.categories(texts)
+    print(f"\n== {title} ({len(messages)} messages, recognizer-style text)")
+    header(judges.names, 40)
+    for split in ("train", "validation"):
+        for kind, what in (("abuse_agent", "abuse aimed at the agent caught"), ("clean", "clean messages flagged")):
+            idx = [i for i, m in enumerate(messages) if m.split == split and m.kind == kind]
+            print(f"{split + ': ' + what:40}" + "".join(f"{pct(sum(bool(results[n][i]) for i in idx), len(idx)):>{WIDTH}}"
+                                                        for n in judges.names))
     if misses:
-        for (label, text), (hit, any_, findings) in zip(rows, hits[next(iter(detectors))]):
-            if label != "none" and not hit:
-                print(f"   MISS {label}: {text}   {[f.category for f in findings]}")
-            if label == "none" and any_:
-                print(f"   FALSE ALARM: {text}   {[(f.category, f.rule, f.evidence) for f in findings]}")
+        show_misses(judges.detectors["callshield"],
+                    [("toxic" if m.kind == "abuse_agent" else "none", m.text) for m in messages if m.kind != "abuse_other"])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", action="store_true", help="also score the ConvAbuse train split")
-    parser.add_argument("--misses", action="store_true", help="list callshield's misses and false alarms")
-    args = parser.parse_args()
-    shared = shared_dir()
-    settings = load_settings(None)
-    config = settings.detection_config()
-    detector = settings.detector(config)
-    detectors = {"callshield": detector, "rules alone": Detector(config)}
-    others = competitors()
-    names = [*detectors, *others]
-    width = 22
-    if detector.semantic is None:
-        print("note: [detection] semantic = false in the config: callshield is the rules alone here")
-    else:
-        print(f"callshield: rules + semantic stage (encoder {detector.semantic.encoder.name}, threshold "
-              f"{detector.semantic.threshold}); rules alone: the same config without the encoder.")
-        print("note: the development utterances and held-out rounds 1 to 16 are training data of the semantic stage "
-              "(so are ConvAbuse TRAIN's clean messages); held-out rounds 17 to 24 and ConvAbuse validation are unseen by it.")
-
-    # ---------------------------------------------------------- development + held-out utterances
-    utterance_table(
-        "development utterances (semantic stage: training data)", dev_utterances(shared / "detection" / "dev_utterances.tsv"),
-        detectors, others, names, width, args.misses,
-    )
-    heldout = heldout_set.rows()
-    unseen = [(label, text) for number, label, text in heldout if number in heldout_set.NEVER_TRAINED_ON]
-    trained = [(label, text) for number, label, text in heldout if number not in heldout_set.NEVER_TRAINED_ON]
-    utterance_table(
-        "held-out rounds 17 to 24 (tests/detection/heldout.tsv; never trained on)", scored_rows(unseen),
-        detectors, others, names, width, args.misses,
-    )
-    utterance_table(
-        "held-out rounds 1 to 16 (tests/detection/heldout.tsv; semantic stage: training data)", scored_rows(trained),
-        detectors, others, names, width, args.misses,
-    )
-
-    # ---------------------------------------------------------- development calls (repetition)
+def repetition_table(shared: Path, detector: Detector) -> None:
     calls = defaultdict(list)
     for line in (shared / "detection" / "dev_calls.jsonl").read_text(encoding="utf-8").splitlines():
         if line.strip():
             item = json.loads(line)
             calls[item["call"]].append(item)
-    caught = wrong = expected = quiet = 0
+    caught_ = wrong = expected = quiet = early = 0
     for lines in calls.values():
         call = CallScreen(detector)
-        fired = False
+        fired_at = None
+        requests = 0
         for item in lines:
             screening = call.hear(item.get("speaker", "customer"), item["text"], item.get("start", 0.0), item.get("end", 0.0))
-            fired |= any(f.category == "repetition" for f in screening.findings)
+            requests += item.get("speaker", "customer") == "customer"
+            if fired_at is None and any(f.category == "repetition" for f in screening.findings):
+                fired_at = next(f.count for f in screening.findings if f.category == "repetition")
         if lines[0].get("expect_repetition"):
             expected += 1
-            caught += fired
+            caught_ += fired_at is not None
         else:
             quiet += 1
-            wrong += fired
+            wrong += fired_at is not None
+        early += fired_at is not None and fired_at < 3
     print(f"\n== development calls ({len(calls)}): repetition (callshield only; the others have no notion of a call)")
-    print(f"{'caught':18}{pct(caught, expected):>{width}}\n{'wrongly raised':18}{pct(wrong, quiet):>{width}}")
+    print(f"{'caught':24}{pct(caught_, expected):>{WIDTH}}\n{'wrongly raised':24}{pct(wrong, quiet):>{WIDTH}}"
+          f"\n{'before the third request':24}{early:>{WIDTH}}")
 
-    # ---------------------------------------------------------- ConvAbuse
-    splits = [("validation", "ConvAbuseEMNLPvalid.csv")] + ([("train", "ConvAbuseEMNLPtrain.csv")] if args.train else [])
-    for split, filename in splits:
-        data = convabuse(shared / "datasets" / "convabuse" / filename)
-        texts = [t for t, _ in data]
-        results = {name: [bool(d.screen(t)) for t in texts] for name, d in detectors.items()}
-        for name, fn in others.items():
-            results[name] = fn(texts)
-        agent = [i for i, (_, k) in enumerate(data) if k == "abuse_agent"]
-        other = [i for i, (_, k) in enumerate(data) if k == "abuse_other"]
-        clean = [i for i, (_, k) in enumerate(data) if k == "clean"]
-        seen = "never trained on" if split == "validation" else "its clean messages: semantic stage training data"
-        print(f"\n== ConvAbuse {split} ({len(data)} messages, recognizer-style text; {seen})")
-        print(f"{'':26}" + "".join(f"{n:>{width}}" for n in names))
-        print(f"{'abuse aimed at the agent':26}" + "".join(f"{pct(sum(results[n][i] for i in agent), len(agent)):>{width}}" for n in names))
-        print(f"{'abuse aimed at others':26}" + "".join(f"{pct(sum(results[n][i] for i in other), len(other)):>{width}}" for n in names))
-        print(f"{'false alarms on clean':26}" + "".join(f"{pct(sum(results[n][i] for i in clean), len(clean)):>{width}}" for n in names))
-        if args.misses:
-            for i in agent:
-                if not results["callshield"][i]:
-                    print(f"   MISS: {texts[i]}")
-            for i in clean:
-                if results["callshield"][i]:
-                    print(f"   FALSE ALARM: {texts[i]}   {[(f.category, f.rule, f.evidence) for f in detector.screen(texts[i])]}")
+
+def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> None:
+    """callshield's recall and false alarms with 0, 5 and 10 % recognition errors."""
+    from recognizer_noise import Noise
+
+    vocabulary = frozenset(w for rows in sets.values() for _, t in rows for w in t.lower().replace("'", "").split())
+    rates = (0.0, 0.05, 0.10)
+    print("\n== recognition errors (callshield): words dropped or heard as a similar-sounding word")
+    header([f"{int(r * 100)} % of words" for r in rates], 40)
+    for name, rows in sets.items():
+        harassment = [(label, t) for label, t in rows if label not in ("none", "plain", "trigger")]
+        benign = [t for label, t in rows if label in ("none", "plain", "trigger")]
+        recall, alarms = [], []
+        for rate in rates:
+            noise = Noise(rate, vocabulary, seed=11)
+            hits = 0
+            for label, text in harassment:
+                found = {("personal attack" if f.category in PERSONAL_ATTACK else f.category) for f in detector.screen(noise.apply(text))}
+                hits += bool(found) if label == "toxic" else label in found
+            recall.append(pct(hits, len(harassment)))
+            alarms.append(pct(sum(bool(detector.screen(noise.apply(t))) for t in benign), len(benign)))
+        print(f"{name + ': caught':40}" + "".join(f"{r:>{WIDTH}}" for r in recall))
+        print(f"{name + ': benign flagged':40}" + "".join(f"{a:>{WIDTH}}" for a in alarms))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--noise", action="store_true", help="also measure with 5 %% and 10 %% recognition errors")
+    parser.add_argument("--misses", action="store_true", help="list callshield's misses and false alarms")
+    parser.add_argument("--sealed", action="store_true", help="score the sealed parts (once, at the end of issue 11)")
+    parser.add_argument("--training", action="store_true", help="also score the stage's training sets")
+    args = parser.parse_args()
+    shared = shared_dir()
+    settings = load_settings(None)
+    config = settings.detection_config()
+    detector = settings.detector(config)
+    judges = Judges(detector, Detector(dataclasses.replace(config, semantic=False)), competitors())
+    if detector.semantic is None:
+        print("note: [detection] semantic = false in the config: callshield is the rules alone here")
+    else:
+        print(f"callshield: rules + semantic stage (encoder {detector.semantic.encoder.name}, threshold "
+              f"{detector.semantic.threshold}); rules alone: the same config without the stage.")
+
+    calls = [(label, text) for _, label, text in without_provenance("calls", written_set("calls"))]
+    spoken = [(label, text) for _, label, text in without_provenance("spoken", written_set("spoken"))]
+    heldout = heldout_set.rows(unread=True)
+    unseen = [(label, text) for number, label, text in heldout if number in heldout_set.NEVER_TRAINED_ON]
+    category_table("call-like lines written for issue 11 (tests/detection/calls.tsv; development)",
+                   scored_rows(calls), judges, args.misses)
+    category_table("held-out rounds 17 to 24 (tests/detection/heldout.tsv; never trained on)",
+                   scored_rows(unseen), judges, args.misses)
+    spoken_table("spoken conversation (tests/detection/spoken.tsv; development)", spoken, judges, args.misses)
+    repetition_table(shared, detector)
+    convabuse_table("ConvAbuse open part (the semantic stage's training data: see bench/cross_validate.py)",
+                    [m for m in convabuse_all(shared) if m.kind != "abuse_other"], judges, False)
+    if args.training:
+        dev = scored_rows(labelled((shared / "detection" / "dev_utterances.tsv").read_text(encoding="utf-8").splitlines()))
+        category_table("development utterances (training data)", dev, judges, args.misses)
+        trained = [(label, text) for number, label, text in heldout if number not in heldout_set.NEVER_TRAINED_ON]
+        category_table("held-out rounds 1 to 16 (training data)", scored_rows(trained), judges, args.misses)
+    if args.noise:
+        noise_table(detector, {"call-like (calls.tsv)": scored_rows(calls), "held-out 17 to 24": scored_rows(unseen),
+                               "spoken (spoken.tsv)": spoken})
+    if args.sealed:
+        print("\n######## SEALED PARTS: first sight. Report these figures; do not tune on them.")
+        category_table("SEALED call-like lines (tests/detection/sealed/calls.tsv)",
+                       scored_rows([(lab, t) for _, lab, t in written_set("calls", "sealed")]), judges, False)
+        spoken_table("SEALED spoken conversation (tests/detection/sealed/spoken.tsv)",
+                     [(lab, t) for _, lab, t in written_set("spoken", "sealed")], judges, False)
+        convabuse_table("SEALED ConvAbuse (30 % of conversations; validation-split lines were read before the seal)",
+                        [m for m in convabuse_all(shared, part="sealed") if m.kind != "abuse_other"], judges, False)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Detection speed: utterances screened per second on one core.
 
-Screens the development utterances and ConvAbuse validation messages (when
-the shared data is there; a built-in sample otherwise) in one thread, pinned
+Screens the development utterances and ConvAbuse validation messages (the
+open part, when the shared data is there; a built-in sample otherwise) in
+one thread, pinned
 to one core, with ``OPENBLAS_NUM_THREADS=1`` (set by this script before numpy
 is imported, so the encoder's matrix products use one thread, as in the
 agent's "detect" executor). It measures:
@@ -32,7 +33,6 @@ import os
 os.environ["OPENBLAS_NUM_THREADS"] = "1"  # before numpy is imported: one core, one BLAS thread
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from shared_data import labelled, shared_path  # noqa: E402
+from shared_data import convabuse, labelled, shared_path  # noqa: E402
 from detection import CallScreen, Detector  # noqa: E402
 from detection.semantic import SemanticStage  # noqa: E402
 
@@ -70,9 +70,8 @@ def utterances() -> list[str]:
     if dev.is_file():
         texts += [text for _, text in labelled(dev.read_text(encoding="utf-8").splitlines())]
     valid = shared / "datasets" / "convabuse" / "ConvAbuseEMNLPvalid.csv"
-    if valid.is_file():
-        with valid.open(encoding="utf-8") as fh:
-            texts += [" ".join(row["user"].lower().split()) for row in csv.DictReader(fh) if row["user"].strip()]
+    if valid.is_file():  # the open part only: the sealed conversations are never read (docs/detection-quality.md)
+        texts += [m.text for m in convabuse(valid, "validation")]
     return texts or SAMPLE
 
 
@@ -90,8 +89,8 @@ class CountingStage(SemanticStage):
 
     fired = False
 
-    def judge(self, words, wanted):
-        verdicts = super().judge(words, wanted)
+    def judge(self, words, wanted, **kwargs):
+        verdicts = super().judge(words, wanted, **kwargs)
         self.fired = any(v.fired for v in verdicts)
         return verdicts
 

@@ -14,23 +14,28 @@ Two steps:
 Both are deterministic: the same data gives the same model.
 
 Training data:
-- ``detection/models/en/training.tsv``: labelled utterances written for
-  training (by the team, never the evaluation rounds), one ``label<TAB>text`` a line;
+- ConvAbuse's open part (both splits, never the sealed conversations, see
+  ``docs/detection-quality.md``): real users' messages to conversational
+  agents. Clean messages teach ``none``; abuse aimed at the agent (by the
+  annotators' target) teaches ``sexual`` where a majority marked sexual
+  harassment, else ``insult``; abuse aimed at someone else is left out;
+- ``detection/models/en/training*.tsv`` (``detection.semantic.TRAINING_FILES``):
+  labelled utterances written for training apart from every evaluation set,
+  one ``label<TAB>text`` a line: the team's first batches, ordinary spoken
+  conversation against abuse in spoken words, legitimate customer requests;
 - ``tests/detection/heldout.tsv``, rounds 1 to 16 (each round was added after
   it was scored blind; the figures at first sight are in its comments).
   Rounds 17 to 24 are never trained on (``heldout_set.NEVER_TRAINED_ON``):
   they keep measuring the shipped detector on words it never saw;
 - ``tests/detection/cases.py`` positives and benign lines;
 - ``$CALLSHIELD_SHARED/detection/dev_utterances.tsv``;
-- the clean messages of the ConvAbuse TRAIN split as ``none`` (the
-  validation split is never read);
 - ``--qa-marks FILE.jsonl`` (``callshield export --qa-marks``): a confirmed
   finding teaches its category, a false alarm ``none``.
 
 Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--tune-layers N] [--out PATH] [--check]``
 (``--check``: train, then judge every training line with the fresh and the
 committed model; exit 1 unless they agree on 99 in 100).
-Step 1 takes about a minute on one core for 9,000 lines, step 2 about five
+Step 1 takes a few minutes on one core for 12,000 lines, step 2 about ten
 (``.venv/bin/pip install torch==2.13.0`` first; the CPU build is enough).
 """
 
@@ -52,9 +57,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "detection"))
 
 import heldout_set  # noqa: E402
-from shared_data import convabuse, labelled, shared_dir  # noqa: E402
+from shared_data import convabuse_all, labelled, shared_dir  # noqa: E402
 from detection import Detector  # noqa: E402
-from detection.semantic import ADAPTER_FILE, MODEL_FILE, NONE, PROBE, TRAINING_FILE, Head, SemanticStage, model_dir  # noqa: E402
+from detection.semantic import ADAPTER_FILE, MODEL_FILE, NONE, PROBE, TRAINING_FILES, Head, SemanticStage, model_dir  # noqa: E402
 from models.encoder import write_safetensors  # noqa: E402
 
 CATEGORIES = ("threat", "insult", "integrity", "sexual", "demand", "defamation", "privacy")
@@ -77,9 +82,24 @@ def cases_rows() -> list[tuple[str, str, str]]:
     return rows + [(NONE, text, "cases") for text in cases.BENIGN]
 
 
-def convabuse_clean_rows(shared: Path) -> list[tuple[str, str, str]]:
-    return [(NONE, m.text, "convabuse") for m in convabuse(shared / "datasets" / "convabuse" / "ConvAbuseEMNLPtrain.csv")
-            if m.kind == "clean"]
+def convabuse_label(message) -> str | None:
+    """The class a ConvAbuse message teaches: a clean message ``none``; abuse
+    aimed at the agent ``sexual`` when a majority marked it sexual harassment,
+    else ``insult`` (an attack on the one spoken to); abuse aimed at someone
+    else teaches nothing here (None): it is not aimed at the partner, and too
+    rare (22 lines) to be a class of its own."""
+    if message.kind == "clean":
+        return NONE
+    if message.kind == "abuse_agent":
+        return "sexual" if message.sexual else "insult"
+    return None
+
+
+def convabuse_rows(shared: Path, exclude: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+    """The open part of ConvAbuse (both splits; the sealed conversations are
+    never read), without the conversations in ``exclude`` (a cross-validation fold)."""
+    return [(label, m.text, "convabuse") for m in convabuse_all(shared)
+            if m.conv_id not in exclude and (label := convabuse_label(m)) is not None]
 
 
 def qa_mark_rows(path: Path) -> list[tuple[str, str, str]]:
@@ -95,12 +115,14 @@ def qa_mark_rows(path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-def training_rows(shared: Path, marks: list[Path]) -> list[tuple[str, str, str]]:
-    rows = rows_from(model_dir("en") / TRAINING_FILE, "training")
+def training_rows(shared: Path, marks: list[Path], exclude: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+    """Every labelled line the stage learns from, ``(label, text, source)``;
+    ``exclude``: ConvAbuse conversations left out (a cross-validation fold)."""
+    rows = [row for name in TRAINING_FILES for row in rows_from(model_dir("en") / name, Path(name).stem)]
     rows += [(label, text, "heldout") for number, label, text in heldout_set.rows()
              if number not in heldout_set.NEVER_TRAINED_ON]
     rows += cases_rows()
-    rows += rows_from(shared / "detection" / "dev_utterances.tsv", "dev") + convabuse_clean_rows(shared)
+    rows += rows_from(shared / "detection" / "dev_utterances.tsv", "dev") + convabuse_rows(shared, exclude)
     for path in marks:
         rows += qa_mark_rows(path)
     return [r for r in rows if r[0] in CLASSES]
@@ -197,6 +219,27 @@ def judged(encoder, head: Head, words: list[str]) -> np.ndarray:
     return head.probabilities(embed(stage.encoder, words)).argmax(axis=1)
 
 
+def train(encoder, rows: list[tuple[str, str, str]], *, name: str, tune_layers: int | None = None) -> tuple[Head, list[str], np.ndarray]:
+    """Train the stage on ``rows`` over ``encoder`` (its name in the model:
+    ``name``): the head on the frozen encoder, then (unless ``tune_layers`` is
+    0) the top layers with it. Returns the head (adapter included), the
+    normalized words of the rows and their class indices."""
+    words = normalized([text for _, text, _ in rows])
+    print(f"training on {len(rows)} lines with {encoder.name} ({encoder.path})", file=sys.stderr)
+    x = embed(encoder, words)
+    y = np.array([CLASSES.index(label) for label, _, _ in rows])
+    w, b = fit(x, y, len(CLASSES))
+    adapter: dict[str, np.ndarray] = {}
+    if tune_layers != 0:
+        import semantic_tuning  # torch: training time only
+
+        layers = semantic_tuning.LAYERS if tune_layers is None else tune_layers
+        print(f"tuning the top {layers} encoder layers with the head", file=sys.stderr)
+        adapter, w, b = semantic_tuning.tune(encoder, words, y, class_weights(y, len(CLASSES)), w, b, penalty(y),
+                                             layers=layers)
+    return Head(encoder=name, classes=CLASSES, weights=w, bias=b, adapter=adapter or None), words, y
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--encoder", metavar="NAME|DIR", help="sentence encoder, installed name or folder (default: the installed [detection] encoder)")
@@ -216,20 +259,8 @@ def main() -> int:
     if args.tune_layers is not None and not 0 <= args.tune_layers <= encoder.depth:
         parser.error(f"--tune-layers must be 0 to {encoder.depth} (the encoder's layers)")
     rows = training_rows(shared_dir(), args.qa_marks)
-    words = normalized([text for _, text, _ in rows])
-    print(f"training on {len(rows)} lines with {encoder.name} ({encoder.path})", file=sys.stderr)
-    x = embed(encoder, words)
-    y = np.array([CLASSES.index(label) for label, _, _ in rows])
-    w, b = fit(x, y, len(CLASSES))
-    adapter: dict[str, np.ndarray] = {}
-    if args.tune_layers != 0:
-        import semantic_tuning  # torch: training time only
-
-        layers = semantic_tuning.LAYERS if args.tune_layers is None else args.tune_layers
-        print(f"tuning the top {layers} encoder layers with the head", file=sys.stderr)
-        adapter, w, b = semantic_tuning.tune(encoder, words, y, class_weights(y, len(CLASSES)), w, b, penalty(y),
-                                             layers=layers)
-    fresh = Head(encoder=name, classes=CLASSES, weights=w, bias=b, adapter=adapter or None)
+    fresh, words, y = train(encoder, rows, name=name, tune_layers=args.tune_layers)
+    w, b, adapter = fresh.weights, fresh.bias, dict(fresh.adapter or {})
     predicted = judged(encoder, fresh, words)
     print(f"training accuracy {float((predicted == y).mean()):.3f}", file=sys.stderr)
     if args.check:

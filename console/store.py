@@ -213,6 +213,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX qa_marks_call ON qa_marks(call_id);
     """,
+    # 3: whom a finding's words are aimed at, and why (issue 11).
+    """
+    ALTER TABLE findings ADD COLUMN why TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 
@@ -507,9 +511,10 @@ class Store:
         if isinstance(m, p.FindingRaised):
             first, last = _span(m.span, len(m.text))
             cur = c.execute(
-                "INSERT INTO findings (event_id, call_id, category, subtype, severity, score, rule, evidence, start, end, text, span_first, span_last)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (m.event_id, m.call_id, m.category, m.subtype, m.severity, m.score, m.rule, m.evidence, m.start, m.end, m.text, first, last),
+                "INSERT INTO findings (event_id, call_id, category, subtype, severity, score, rule, evidence, start, end, text, span_first, span_last, why)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (m.event_id, m.call_id, m.category, m.subtype, m.severity, m.score, m.rule, m.evidence, m.start, m.end, m.text, first, last,
+                 m.why),
             )
             checkin = None
             if m.severity in GRAVE_SEVERITIES:
@@ -580,7 +585,8 @@ class Store:
     @staticmethod
     def _finding(c: sqlite3.Connection, rowid: int) -> dict[str, Any]:
         row = dict(c.execute(
-            "SELECT id, call_id, category, subtype, severity, score, rule, evidence, start, end, text, span_first, span_last FROM findings WHERE id = ?",
+            "SELECT id, call_id, category, subtype, severity, score, rule, evidence, start, end, text, span_first, span_last, why"
+            " FROM findings WHERE id = ?",
             (rowid,),
         ).fetchone())
         first, last = row.pop("span_first"), row.pop("span_last")

@@ -105,15 +105,17 @@ class CallScreen:
     def points(self) -> int:
         return self._ladder.points
 
-    def hear(self, speaker: str, text: str, start: float, end: float) -> Screening:
+    def hear(self, speaker: str, text: str, start: float, end: float, *, dropped: list | None = None) -> Screening:
         """One final utterance of ``speaker`` (``customer`` or ``partner``).
-        Findings already raised early from its partials are not raised again."""
+        Findings already raised early from its partials are not raised again.
+        ``dropped``: receives the candidates the detector's checks ruled out
+        (:meth:`Detector.screen`)."""
         _check_speaker(speaker)
         if speaker == "partner":
             self._repetition.hear_partner(text)
             return Screening()
         early = self._in_progress.pop(speaker, None)
-        findings = list(self.detector.screen(text, start=start, end=end))
+        findings = list(self.detector.screen(text, start=start, end=end, dropped=dropped))
         if early is not None:
             findings = [f for f in findings if not early.already(f)]
         if "repetition" not in self.config.disabled:

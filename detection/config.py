@@ -14,6 +14,8 @@ Example (every key optional)::
     semantic = true               # second stage: judge what the rules miss by meaning (needs the encoder)
     encoder = "all-minilm-l6-v2"  # the semantic stage's sentence encoder: installed name or folder
     semantic_threshold = 0.95     # P(harassment) at which the semantic stage speaks
+    profanity_caution_strikes = 1 # utterances with abusive language that warn the partner
+    profanity_alert_strikes = 3   # ... that notify supervisors (three strikes)
 
     [detection.severity]          # override a category's default severity
     insult = "high"
@@ -75,6 +77,12 @@ class DetectionConfig:
         encoder: the sentence encoder: an installed encoder's name or a folder.
         semantic_threshold: probability (0..1) that an utterance is harassment
             at which the semantic stage reports it.
+        profanity_caution_strikes: utterances with abusive language
+            (``profanity`` findings, one strike per utterance) at which the
+            partner is warned, whatever the points.
+        profanity_alert_strikes: strikes at which supervisors are notified
+            (the common three-strikes practice). Profanity also adds the
+            points of its severity (``low``: 1) like any finding.
     """
 
     language: str = "en"
@@ -98,6 +106,8 @@ class DetectionConfig:
     semantic: bool = True
     encoder: str = "all-minilm-l6-v2"
     semantic_threshold: float = 0.95
+    profanity_caution_strikes: int = 1
+    profanity_alert_strikes: int = 3
 
     def severity_of(self, category: str) -> str:
         """The severity of ``category`` at this site."""
@@ -163,6 +173,8 @@ class DetectionConfig:
             raise _bad("min_score must be in [0, 1]")
         if not 0.5 <= self.semantic_threshold < 1.0:
             raise _bad("semantic_threshold must be in [0.5, 1)")
+        if not 0 < self.profanity_caution_strikes <= self.profanity_alert_strikes:
+            raise _bad("profanity strikes must satisfy 0 < profanity_caution_strikes <= profanity_alert_strikes")
         if not 0 < self.caution_points <= self.alert_points <= self.end_call_points:
             raise _bad("ladder thresholds must satisfy 0 < caution_points <= alert_points <= end_call_points")
         for name in ("shouting_over_db", "shouting_min_seconds", "shouting_baseline_seconds", "shouting_window_seconds"):

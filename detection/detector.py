@@ -3,7 +3,8 @@
 What makes a rule match a finding, in order:
 
 1. its pattern matches the normalized words;
-2. it is not negated: no negation word ("not", "never", "dont", ...) inside
+2. it is not negated (abusive language excepted: "i don't give a shit" is
+   still said): no negation word ("not", "never", "dont", ...) inside
    the match unless the pattern asks for that word, nor in the three words
    before it within the same clause ("i'm not threatening you"). A negation
    followed by a word that turns it around ("i can't stop thinking about
@@ -17,19 +18,27 @@ What makes a rule match a finding, in order:
    ("i'll shoot you an email") or a legitimate request ("can i talk to a
    supervisor"); an exception earlier in the match does not excuse what
    follows ("i'll come to your office and hurt someone");
-4. it is aimed at the partner: rules whose ``target`` is ``context`` look at
-   the words before the match; a third person or the customer themself
-   ("my husband is an idiot", "i feel like an idiot") and no "you" closer
-   means the words are not about the partner.
+4. for threats, personal attacks, sexual remarks and privacy: it is aimed
+   at the partner (:mod:`detection.aim`): not reported speech ("he goes
+   you're an idiot"), not the generic "you" ("it'll kill you"), not the
+   customer themself or a third person ("i feel like an idiot", "my
+   husband is an idiot"; rules whose ``target`` is ``context`` look at the
+   words before the match for that). Reported speech excuses every category
+   but abusive language;
+5. with the encoder loaded (final utterances): no word of it is read in a
+   harmless sense ("my feet are killing me", :mod:`detection.senses`).
 
 Every finding carries its evidence (the matched words, as the customer said
-them) and the rule id, so a supervisor sees why it fired.
+them), the rule id and, where check 4 applies, whom it is aimed at (``why``),
+so a supervisor sees why it fired; ``screen(dropped=[])`` lists what the
+checks ruled out, and why.
 
 With a sentence encoder (``encoder=``, and ``[detection] semantic`` on), the
 semantic stage (:mod:`detection.semantic`) then judges the utterance by
 meaning for the categories the rules found nothing for; its evidence words
-(found by leaving each word out) must pass checks 2 to 4 too. Its findings'
-rule is ``semantic.<category>``.
+(found by leaving each word out) must pass checks 2 to 5 too. Its findings'
+rule is ``semantic.<category>``. The encoder reads the utterance once for
+both: the sentence embedding and each word's vector in context.
 """
 
 from __future__ import annotations
@@ -37,8 +46,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from detection.aim import Aim, AimReader
 from detection.config import DetectionConfig
-from detection.findings import Finding
+from detection.findings import Dropped, Finding
 from detection.lexicon import (
     Exception_,
     Lists,
@@ -52,12 +62,15 @@ from detection.lexicon import (
 from detection.ladder import load_suggestions
 from detection.repetition import RepetitionWords
 from detection.semantic import Head, SemanticStage, Verdict
-from detection.text import Normalized, normalize, without_fillers
+from detection.senses import Senses, load_examples
+from detection.text import Normalized, has_restart, normalize, without_fillers
 
 _NEGATION_WINDOW = 3
-_TARGET_WINDOW = 6
 _PERSONAL_ATTACK = frozenset({"insult", "integrity"})
+_AIMED = frozenset({"threat", "insult", "integrity", "sexual", "privacy"})  # harassment only when aimed at the partner
+_WORDING = frozenset({"profanity"})  # judged on the words said, not on what they claim: no negation excuses them
 
+_Held = tuple[Finding, int, int]  # a finding and its evidence's [first, last) in the normalized text
 _Span = tuple[int, int, frozenset[str]]  # an exception's [first, last) in the normalized text, its categories (empty: all)
 
 
@@ -74,24 +87,24 @@ class Detector:
 
     ``encoder``: a loaded :class:`models.encoder.SentenceEncoder` for the
     semantic stage (used when ``config.semantic``); None: the rules alone.
+    ``head``: the stage's trained weights (default: the language's
+    committed model; a cross-validation fold passes its own).
     Commands build it with ``agent.settings.Settings.detector``, which looks
     the encoder up and loads it."""
 
-    def __init__(self, config: DetectionConfig | None = None, *, encoder=None) -> None:
+    def __init__(self, config: DetectionConfig | None = None, *, encoder=None, head: Head | None = None) -> None:
         self.config = config or DetectionConfig()
         folder = lexicon_dir(self.config.language)
         self.lists: Lists = load_lists(folder)
         compiler = PatternCompiler(self.lists)
         rules = load_rules(folder, compiler)
         self._rules = tuple(_Compiled(r, _pattern_words(r.pattern.source, self.lists)) for r in rules)
+        self.aim = AimReader(self.lists, compiler, self._negated_before)
         self._exceptions: tuple[Exception_, ...] = load_exceptions(folder, compiler)
         self._negation = self.lists.words("NEGATION")
         self._clause_break = self.lists.words("CLAUSE_BREAK")
         self._subjects = self.lists.words("SUBJECT")
         self._bridges = self.lists.words("NEGATION_BRIDGE")
-        self._you = self.lists.words("TARGET_YOU")
-        self._not_you = self.lists.words("TARGET_OTHER")
-        self._relative = self._words_if_listed("TARGET_RELATIVE")
         self._disabled = frozenset(self.config.disabled)
         self._negation_cancel = self._words_if_listed("NEGATION_CANCEL")
         self._suggestion = self._words_if_listed("NEGATION_SUGGESTION")
@@ -103,24 +116,29 @@ class Detector:
         self.repetition_words = RepetitionWords.load(folder)
         self.suggestions = load_suggestions(self.config.language)
         self.semantic: SemanticStage | None = None
+        self.senses: Senses | None = None
         if encoder is not None and self.config.semantic:
-            self.semantic = SemanticStage(encoder, Head.load(self.config.language), self.config.semantic_threshold)
+            self.semantic = SemanticStage(encoder, head or Head.load(self.config.language), self.config.semantic_threshold)
+            self.senses = Senses(load_examples(folder), self.semantic.encoder)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
         return tuple(c.rule for c in self._rules)
 
-    def screen(self, text: str, *, start: float = 0.0, end: float = 0.0, semantic: bool = True) -> list[Finding]:
+    def screen(self, text: str, *, start: float = 0.0, end: float = 0.0, semantic: bool = True,
+               dropped: list[Dropped] | None = None) -> list[Finding]:
         """Findings in one utterance (best per category and subtype), in text order.
 
         ``start``/``end``: the utterance's seconds of audio time, copied into
         each finding. ``semantic``: False skips the semantic stage (live
-        partials: the rules alone, in microseconds)."""
+        partials: the rules alone, in microseconds). ``dropped``: a list that
+        receives every candidate the checks ruled out, with the reason
+        (``callshield detect --explain``)."""
         norm = self.normalized(text)
         if not norm.tokens:
             return []
         present = frozenset(norm.tokens)
-        best: dict[tuple[str, str | None], tuple[Finding, int]] = {}
+        best: dict[tuple[str, str | None], _Held] = {}
         exceptions: list[_Span] | None = None
         for compiled in self._rules:
             rule = compiled.rule
@@ -133,14 +151,18 @@ class Detector:
                 first, last = match.start(), match.end() - 1
                 if last <= first:
                     continue
-                if self._negated(norm, first, last, compiled.own_words):
+                if rule.category not in _WORDING and self._negated(norm, first, last, compiled.own_words):
+                    _drop(dropped, rule.category, rule.id, norm.text[first:last], "negated")
                     continue
                 if exceptions is None:
                     exceptions = self._exception_spans(norm, present)
                 tail = norm.text.rfind(" ", first, last) + 1 or first  # start of the match's last word
                 if _excused(exceptions, (tail,), rule.category):
+                    _drop(dropped, rule.category, rule.id, norm.text[first:last], "an idiom or a legitimate request")
                     continue
-                if rule.target == "context" and not self._aimed_at_partner(norm, first):
+                judged = self._aim(norm, first, last, rule.category, nearest=rule.target == "context")
+                if not judged.counts:
+                    _drop(dropped, rule.category, rule.id, norm.text[first:last], judged.aim.explain())
                     continue
                 span = norm.original_span(first, last)
                 finding = Finding(
@@ -154,18 +176,36 @@ class Detector:
                     start=start,
                     end=end,
                     text=text,
+                    why=judged.aim.explain() if rule.category in _AIMED else "",
                 )
                 key = (rule.category, rule.subtype)
                 held = best.get(key)
                 if held is None or finding.score > held[0].score:
-                    best[key] = (finding, first)
+                    best[key] = (finding, first, last)
                 break  # one match per rule is enough
         if semantic and self.semantic is not None:
-            self._second_opinion(text, norm, present, best, start, end)
-        return [f for f, _ in sorted(best.values(), key=lambda item: item[1])]
+            reading = self.semantic.encoder.read(norm.tokens)
+            if self.senses is not None:
+                self._check_senses(norm, best, reading.words, dropped)
+            self._second_opinion(text, norm, present, best, start, end, dropped, reading)
+        return [held[0] for held in sorted(best.values(), key=lambda item: item[1])]
+
+    def _check_senses(self, norm: Normalized, best: dict[tuple[str, str | None], _Held], vectors,
+                      dropped: list[Dropped] | None) -> None:
+        """Drop the rules' findings whose evidence holds a word read in an
+        ordinary sense ("my feet are killing me"): :mod:`detection.senses`."""
+        for key, (finding, first, last) in list(best.items()):
+            if finding.category in _WORDING:
+                continue
+            indices = range(norm.token_index(first), norm.token_index(last - 1) + 1)
+            ordinary = self.senses.ordinary(norm.tokens, indices, vectors)
+            if ordinary is not None:
+                del best[key]
+                _drop(dropped, finding.category, finding.rule, norm.text[first:last], ordinary.explain())
 
     def _second_opinion(self, text: str, norm: Normalized, present: frozenset[str],
-                        best: dict[tuple[str, str | None], tuple[Finding, int]], start: float, end: float) -> None:
+                        best: dict[tuple[str, str | None], _Held], start: float, end: float,
+                        dropped: list[Dropped] | None, reading) -> None:
         """The semantic stage, for categories the rules found nothing for (insult
         and integrity count as one). Its evidence words must pass the rules' own
         checks: none negated (nor a negation itself), none inside an idiom or
@@ -174,18 +214,29 @@ class Detector:
         if found & _PERSONAL_ATTACK:
             found |= _PERSONAL_ATTACK
         wanted = [c for c in self.semantic.categories if c not in found and c not in self._disabled]
-        for verdict in self.semantic.judge(norm.tokens, wanted):
+        for verdict in self.semantic.judge(norm.tokens, wanted, embedding=reading.embedding):
             if verdict.fired:  # a fired verdict always has evidence words
-                self._semantic_finding(text, norm, present, verdict, best, start, end)
+                self._semantic_finding(text, norm, present, verdict, best, start, end, dropped, reading.words)
 
     def _semantic_finding(self, text: str, norm: Normalized, present: frozenset[str], verdict: Verdict,
-                          best: dict[tuple[str, str | None], tuple[Finding, int]], start: float, end: float) -> None:
+                          best: dict[tuple[str, str | None], _Held], start: float, end: float,
+                          dropped: list[Dropped] | None, vectors) -> None:
         indices = sorted({i for first, last in verdict.words for i in range(first, last + 1)})
+        rule = f"semantic.{verdict.category}"
+        evidence = " ".join(norm.tokens[i] for i in indices)
         if any(norm.tokens[i] in self._negation for i in indices) or self._negated_in_clause(norm, indices[0]):
+            _drop(dropped, verdict.category, rule, evidence, "negated")
             return  # sentence embeddings read negation poorly: a negation in the evidence or its clause silences it
         if _excused(self._exception_spans(norm, present), [norm.starts[i] for i in indices], verdict.category):
+            _drop(dropped, verdict.category, rule, evidence, "an idiom or a legitimate request")
             return
-        if verdict.category in _PERSONAL_ATTACK and not self._aimed_at_partner(norm, norm.starts[indices[0]], window=len(norm.tokens)):
+        aim = self.aim.read_utterance(norm, indices, personal=verdict.category in _PERSONAL_ATTACK)
+        if not (aim.partner or verdict.category not in _AIMED and aim.who != "quoted"):
+            _drop(dropped, verdict.category, rule, evidence, aim.explain())
+            return
+        ordinary = self.senses.ordinary(norm.tokens, indices, vectors) if self.senses is not None else None
+        if ordinary is not None:
+            _drop(dropped, verdict.category, rule, evidence, ordinary.explain())
             return
         first = norm.starts[indices[0]]
         last = norm.starts[indices[-1]] + len(norm.tokens[indices[-1]])
@@ -203,14 +254,16 @@ class Detector:
                 start=start,
                 end=end,
                 text=text,
+                why=aim.explain() if verdict.category in _AIMED else "",
             ),
             first,
+            last,
         )
 
     def normalized(self, text: str) -> Normalized:
-        """The words the rules (and the semantic stage) see: normalized, fillers dropped."""
+        """The words the rules (and the semantic stage) see: normalized, fillers and restarts dropped."""
         norm = normalize(text)
-        if norm.tokens and not self._filler_words.isdisjoint(norm.tokens):
+        if norm.tokens and (not self._filler_words.isdisjoint(norm.tokens) or has_restart(norm.tokens)):
             norm = without_fillers(norm, self._fillers, self._like_after, self._filler_tails, self._like_not_before)
         return norm
 
@@ -273,24 +326,16 @@ class Detector:
             subject_between = subject_between or token in self._subjects
         return False
 
-    def _aimed_at_partner(self, norm: Normalized, first: int, *, window: int = _TARGET_WINDOW) -> bool:
-        """Whether the words before the match point at the partner: the nearest
-        pointer in the clause (within ``window`` words) decides ("you ...
-        idiot" yes, "my husband is an idiot" no); none at all is a bare
-        insult, said to the listener. A "you" that is itself negated ("i
-        don't think you're an idiot") does not count."""
-        index = norm.token_index(first)
-        for j in range(index - 1, max(index - 1 - window, -1), -1):
-            token = norm.tokens[j]
-            if token in self._you:
-                return not self._negated_before(norm, j)
-            if token in self._not_you:
-                return False
-            if token in self._clause_break:
-                if token in self._relative and j > 0 and norm.tokens[j - 1] in self._not_you:
-                    return False  # "the driver who came yesterday was a creep"
-                break
-        return True
+    def _aim(self, norm: Normalized, first: int, last: int, category: str, *, nearest: bool) -> _Judged:
+        """Whom the match ``first`` to ``last`` (offsets into ``norm.text``) is
+        aimed at, and whether that lets it count: threats, personal attacks,
+        sexual remarks and privacy count only when aimed at the partner;
+        quoted words of any category but abusive language are not the
+        customer's own (:mod:`detection.aim`)."""
+        aim = self.aim.read(norm, norm.token_index(first), norm.token_index(last - 1), nearest=nearest,
+                            acted_on=category not in _PERSONAL_ATTACK)
+        counts = aim.partner or (category not in _AIMED and (aim.who != "quoted" or category in _WORDING))
+        return _Judged(aim, counts)
 
     def _exception_spans(self, norm: Normalized, present: frozenset[str]) -> list[_Span]:
         spans = []
@@ -302,6 +347,17 @@ class Detector:
                 if match.end() - 1 > match.start():
                     spans.append((match.start(), match.end() - 1, exc.categories))
         return spans
+
+
+@dataclass(frozen=True)
+class _Judged:
+    aim: Aim
+    counts: bool  # whether the words count as the category, aimed as they are
+
+
+def _drop(dropped: list[Dropped] | None, category: str, rule: str, evidence: str, reason: str) -> None:
+    if dropped is not None:
+        dropped.append(Dropped(category, rule, evidence.strip(), reason))
 
 
 def _excused(exceptions: list[_Span], offsets, category: str) -> bool:

@@ -25,6 +25,10 @@ class Finding:
         text: the utterance text ("" for shouting).
         count: repetition only: how many times the request was made so far.
         since: repetition only: start of the first occurrence, seconds of audio time.
+        why: for the categories that count only when aimed at the partner
+            (threat, insult, integrity, sexual, privacy): whom the words are
+            aimed at and the words that decided it (:mod:`detection.aim`),
+            e.g. ``aimed at the partner: 'youre a'``; "" otherwise.
     """
 
     category: str
@@ -39,6 +43,7 @@ class Finding:
     text: str = ""
     count: int | None = None
     since: float | None = None
+    why: str = ""
 
     def to_dict(self) -> dict:
         """The finding as ``callshield detect`` writes it (and the console stores it)."""
@@ -51,6 +56,8 @@ class Finding:
             "evidence": self.evidence,
             "rule": self.rule,
         }
+        if self.why:
+            out["why"] = self.why
         if self.count is not None:
             out["count"] = self.count
             out["since"] = self.since
@@ -90,3 +97,21 @@ class Screening:
 
     findings: tuple[Finding, ...] = ()
     level_change: LevelChange | None = None
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A candidate the detector's checks ruled out, and why (``callshield detect --explain``).
+
+    Attributes:
+        category: the category it would have been.
+        rule: the rule id, or ``semantic.<category>``.
+        evidence: the words, as normalized.
+        reason: why it does not count: ``negated``, ``an idiom or a legitimate
+            request``, or whom the words are aimed at (``reported speech: 'he goes'``).
+    """
+
+    category: str
+    rule: str
+    evidence: str
+    reason: str

@@ -8,7 +8,13 @@ climbs, never descends: ``caution`` (the partner is warned on screen, with a
 sentence they may say) at ``caution_points``; ``alert`` (supervisors are
 notified) at ``alert_points`` or at once for a finding of ``alert_severity``
 or graver; ``end_call_recommended`` at ``end_call_points`` (a supervisor may
-then authorize ending the call). Suggested sentences are data:
+then authorize ending the call).
+
+Abusive language (``profanity``) is counted in strikes as well, one per
+utterance however many words: the common three-strikes practice warns the
+partner at ``profanity_caution_strikes`` (the first, by default) and notifies
+supervisors at ``profanity_alert_strikes`` (the third), whatever the points.
+Suggested sentences are data:
 ``detection/suggestions/<language>.json``, per level and category.
 """
 
@@ -49,6 +55,7 @@ class EscalationLadder:
     suggestions: Mapping[str, Mapping[str, str]]
     level: str = "none"
     points: int = 0
+    strikes: int = 0
     _counts: dict = field(default_factory=dict)
 
     def add(self, findings: tuple[Finding, ...] | list[Finding]) -> LevelChange | None:
@@ -61,12 +68,14 @@ class EscalationLadder:
         for finding in findings:
             self._counts[finding.category] = self._counts.get(finding.category, 0) + 1
         self.points += sum(max(self.config.points_of(f.severity) for f in act) for act in _acts(findings))
+        self.strikes += len({(f.start, f.text) for f in findings if f.category == "profanity"})
         cfg = self.config
         if self.points >= cfg.end_call_points:
             target = _higher(target, "end_call_recommended")
-        if self.points >= cfg.alert_points or severity_rank(worst.severity) >= severity_rank(cfg.alert_severity):
+        if (self.points >= cfg.alert_points or severity_rank(worst.severity) >= severity_rank(cfg.alert_severity)
+                or self.strikes >= cfg.profanity_alert_strikes):
             target = _higher(target, "alert")
-        if self.points >= cfg.caution_points:
+        if self.points >= cfg.caution_points or self.strikes >= cfg.profanity_caution_strikes:
             target = _higher(target, "caution")
         if target == previous:
             return None
@@ -85,7 +94,8 @@ class EscalationLadder:
         what = worst.category if worst.subtype is None else f"{worst.category} ({worst.subtype})"
         said = f": \"{worst.evidence}\"" if worst.evidence else ""
         tally = ", ".join(f"{n} {c}" for c, n in sorted(self._counts.items()))
-        return f"{worst.severity} {what}{said}; this call so far: {tally} ({self.points} points)"
+        strikes = f", strike {self.strikes} of {self.config.profanity_alert_strikes}" if worst.category == "profanity" else ""
+        return f"{worst.severity} {what}{said}; this call so far: {tally} ({self.points} points{strikes})"
 
 
 def _acts(findings) -> list[list[Finding]]:

@@ -3,8 +3,9 @@
 A linear model (multinomial logistic regression, one row of weights per
 category plus one for "none") over the utterance's sentence embedding
 (:mod:`models.encoder`). It was trained by ``bench/train_semantic.py`` on
-labelled utterances (``detection/models/<language>/training.tsv``, the
-development and held-out lines, and the clean ConvAbuse messages as "none"),
+real people's lines (ConvAbuse's open part: users abusing conversational
+agents, and their clean messages) and written ones
+(``detection/models/<language>/training*.tsv``, the development and held-out rounds),
 together with an adaptation of the encoder's top layers (low-rank
 corrections, ``semantic_adapter.safetensors``, merged into the encoder when
 the stage is built: same speed, no torch at run time). Its weights are the
@@ -35,7 +36,11 @@ from detection.errors import DetectionError
 
 MODEL_FILE = "semantic.tsv"
 ADAPTER_FILE = "semantic_adapter.safetensors"
-TRAINING_FILE = "training.tsv"
+TRAINING_FILES = ("training.tsv", "training_spoken.tsv", "training_requests.tsv", "training_demands.tsv")
+"""Written training lines, beside the model (``label<TAB>text``): the team's
+first batches, ordinary spoken conversation against abuse in spoken words,
+legitimate customer requests, and unreasonable demands against fair
+requests alike; each written apart from every evaluation set."""
 NONE = "none"
 PROBE = "the customer thanked the partner for fixing the bill"
 PROBE_TOLERANCE = 1e-3
@@ -169,15 +174,19 @@ class SemanticStage:
         self.categories = tuple(c for c in head.classes if c != NONE)
         self._none = head.classes.index(NONE)
 
-    def judge(self, words: Sequence[str], wanted: Iterable[str]) -> list[Verdict]:
+    def judge(self, words: Sequence[str], wanted: Iterable[str], *, embedding: np.ndarray | None = None) -> list[Verdict]:
         """Verdicts on an utterance of ``words`` (normalized) for the categories in
         ``wanted``: its most likely category, and any other holding at least
         ``SECOND_SHARE`` of the harassment probability ("i'd watch my back if i
-        were you love" is a threat before it is a flirt). Evidence only when fired."""
+        were you love" is a threat before it is a flirt). Evidence only when fired.
+        ``embedding``: the utterance's, when the caller has it already
+        (``self.encoder.read(words).embedding``)."""
         wanted = frozenset(wanted)
         if not words or not wanted:
             return []
-        probabilities = self.head.probabilities(self.encoder.embed_many([" ".join(words)]))[0]
+        if embedding is None:
+            embedding = self.encoder.embed_many([" ".join(words)])[0]
+        probabilities = self.head.probabilities(embedding[None, :])[0]
         harassment = float(1.0 - probabilities[self._none])
         ranked = [int(i) for i in np.argsort(-probabilities) if i != self._none]
         chosen = [i for n, i in enumerate(ranked) if n == 0 or probabilities[i] >= SECOND_SHARE * harassment]

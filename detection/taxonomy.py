@@ -19,6 +19,7 @@ CATEGORIES: tuple[str, ...] = (
     "defamation",   # defamation on social media / the internet, or the threat of it
     "privacy",      # infringing the partner's privacy
     "shouting",     # sustained raised voice against the caller's own baseline
+    "profanity",    # abusive language: obscenity and slurs, whoever they are aimed at (counted as strikes)
 )
 
 DEMAND_SUBTYPES: tuple[str, ...] = ("undue", "beyond_contract", "apology", "face_to_face")
@@ -36,6 +37,7 @@ DEFAULT_SEVERITY = MappingProxyType({
     "defamation": "high",
     "privacy": "high",
     "shouting": "low",
+    "profanity": "low",
 })
 
 LEVELS: tuple[str, ...] = ("none", "caution", "alert", "end_call_recommended")

@@ -87,6 +87,25 @@ def _starts(tokens: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(starts)
 
 
+def has_restart(tokens: tuple[str, ...]) -> bool:
+    """Whether a word, or a pair of words, comes twice in a row ("i i", "you are you are")."""
+    return any(tokens[i] == tokens[i + 1] for i in range(len(tokens) - 1)) or any(
+        tokens[i:i + 2] == tokens[i + 2:i + 4] for i in range(len(tokens) - 3))
+
+
+def _drop_restarts(tokens: tuple[str, ...], keep: list[bool]) -> None:
+    """Mark the first saying of a repeated word or pair of words (among the kept ones) as dropped."""
+    kept = [i for i, k in enumerate(keep) if k]
+    n = 0
+    while n < len(kept):
+        if n + 1 < len(kept) and tokens[kept[n]] == tokens[kept[n + 1]]:
+            keep[kept[n]] = False
+        elif n + 3 < len(kept) and (tokens[kept[n]], tokens[kept[n + 1]]) == (tokens[kept[n + 2]], tokens[kept[n + 3]]):
+            keep[kept[n]] = keep[kept[n + 1]] = False
+            n += 1
+        n += 1
+
+
 def without_fillers(
     norm: Normalized,
     fillers: frozenset[str],
@@ -102,8 +121,9 @@ def without_fillers(
     verb or a comparison ("are you like mentally challenged"; "i like you"
     and "you sound like a child" keep theirs), unless the next word is in
     ``like_not_before`` ("is like to", "im like that"). ``tails``: word sequences dropped only
-    at the very end of the utterance ("... you know"). Offsets still point
-    into the original text."""
+    at the very end of the utterance ("... you know"). Restarts go too: a
+    word or a pair of words said twice in a row keeps its last saying ("i i
+    will", "you are you are a"). Offsets still point into the original text."""
     tokens = norm.tokens
     if not tokens:
         return norm
@@ -122,6 +142,7 @@ def without_fillers(
             keep[i] = False
             continue
         before.append(token)
+    _drop_restarts(tokens, keep)
     changed = True
     while changed:  # "... you know i mean"
         changed = False

@@ -124,6 +124,20 @@ class WordPiece:
         return [self.cls] + ids[: max_length - 2] + [self.sep]
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One text as the encoder reads it (:meth:`SentenceEncoder.read`).
+
+    Attributes:
+        embedding: the text's unit-length embedding (``dimensions`` long).
+        words: ``[words, dimensions]``: each word's unit-length vector in
+            context (zero for a word cut off past the encoder's length).
+    """
+
+    embedding: np.ndarray
+    words: np.ndarray
+
+
 # --------------------------------------------------------------------------- weights
 
 
@@ -312,6 +326,29 @@ class SentenceEncoder:
     def embed(self, text: str) -> np.ndarray:
         """The unit-length embedding of one text (float32, ``dimensions`` long)."""
         return self.embed_many([text])[0]
+
+    def read(self, words: Sequence[str]) -> Reading:
+        """One forward pass over ``words`` (already split: no punctuation, one
+        word each): the text's embedding, as :meth:`embed` gives it for
+        ``" ".join(words)``, and a unit-length vector per word (the mean of its
+        word pieces' last hidden states): what the word means in this text."""
+        pieces: list[int] = []
+        owner: list[int] = []
+        for index, word in enumerate(words):
+            for piece in self.tokenizer.pieces(word.lower()):
+                pieces.append(piece)
+                owner.append(index)
+        pieces, owner = pieces[: self.max_length - 2], owner[: self.max_length - 2]
+        tokens = np.array([[self.tokenizer.cls, *pieces, self.tokenizer.sep]], dtype=np.int64)
+        hidden = self._forward(tokens, np.ones(tokens.shape, np.float32))[0]
+        pooled = hidden.mean(axis=0)
+        vectors = np.zeros((len(words), self.dimensions), np.float32)
+        counts = np.zeros(len(words), np.float32)
+        np.add.at(vectors, np.array(owner, dtype=np.int64), hidden[1:1 + len(owner)])
+        np.add.at(counts, np.array(owner, dtype=np.int64), 1.0)
+        vectors /= np.maximum(counts, 1.0)[:, None]
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return Reading(pooled / max(float(np.linalg.norm(pooled)), 1e-12), vectors)
 
     def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of several texts in one batch (padded; padding is masked out)."""

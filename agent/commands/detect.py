@@ -6,7 +6,11 @@ either a JSON object with ``text`` and optionally ``call``, ``speaker``
 text line (one customer utterance). Output, in input order, one line each:
 the input's fields plus ``"findings": [...]``, each finding
 ``{"category", "subtype", "severity", "score", "span", "evidence", "rule"}``
-(repetition adds ``count`` and ``since``). Lines with the same ``call`` are
+(repetition adds ``count`` and ``since``; threats, personal attacks, sexual
+remarks and privacy add ``why``: whom the words are aimed at). With
+``--explain`` each line also gets ``"dropped"``: the candidates the checks
+ruled out, each ``{"category", "rule", "evidence", "reason"}`` ("negated",
+"reported speech: 'he goes'", ...). Lines with the same ``call`` are
 one call, in order: a repeated request is reported on the line where it
 becomes excessive. Partner lines are context, never screened. A line that is
 not valid input gets an ``error`` field and one finding of category
@@ -16,6 +20,7 @@ not valid input gets an ``error`` field and one finding of category
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -25,6 +30,8 @@ from typing import Any, Iterator
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="JSON Lines or text files; '-' or nothing: standard input")
     parser.add_argument("--language", metavar="LANG", help="lexicon language (default: [detection] language, else en)")
+    parser.add_argument("--explain", action="store_true",
+                        help="also list what the checks ruled out and why (negation, idioms, whom the words are aimed at)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if path != "-":
             with open(path, "rb"):
                 pass  # a missing file is a clear error before any output
-    screen = Calls(detector)
+    screen = Calls(detector, explain=args.explain)
     out = sys.stdout
     for path in paths:
         for line in _lines(path):
@@ -61,8 +68,9 @@ def _lines(path: str) -> Iterator[str]:
 class Calls:
     """Turns input lines into output objects, keeping one CallScreen per ``call``."""
 
-    def __init__(self, detector) -> None:
+    def __init__(self, detector, *, explain: bool = False) -> None:
         self.detector = detector
+        self.explain = explain
         self.calls: dict[str, Any] = {}
 
     def line(self, line: str) -> dict:
@@ -91,8 +99,12 @@ class Calls:
             call = self.calls.get(key)
             if call is None:
                 call = self.calls[key] = CallScreen(self.detector)
-        screening = call.hear(speaker, item["text"], start, end)
-        return {**item, "findings": [f.to_dict() for f in screening.findings]}
+        dropped: list | None = [] if self.explain else None
+        screening = call.hear(speaker, item["text"], start, end, dropped=dropped)
+        out = {**item, "findings": [f.to_dict() for f in screening.findings]}
+        if dropped is not None:
+            out["dropped"] = [dataclasses.asdict(d) for d in dropped]
+        return out
 
 
 def _check(item: dict) -> str | None:

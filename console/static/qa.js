@@ -198,6 +198,7 @@
         el('span', { class: 'tag mono' }, CS.seconds(f.start)),
         verdict),
       el('div', { class: 'quote' }, f.text ? CS.highlighted(f.text, f.span) : (f.evidence || '')),
+      f.why ? el('div', { class: 'why' }, f.why) : null,
       el('div', { class: 'mark-row' }, note,
         el('button', { type: 'button', class: 'confirm', onclick: send('confirmed') }, 'Confirm'),
         el('button', { type: 'button', class: 'false-alarm', onclick: send('false_alarm') }, 'False alarm'))));

@@ -116,7 +116,8 @@
         el('div', { class: 'top' },
           el('span', { class: 'cat' }, f.subtype ? `${f.category} · ${f.subtype}` : f.category),
           el('span', { class: 'sev' }, `${f.severity} · ${CS.seconds(f.start)}`)),
-        el('div', { class: 'quote' }, f.text ? CS.highlighted(f.text, f.span) : f.evidence)));
+        el('div', { class: 'quote' }, f.text ? CS.highlighted(f.text, f.span) : f.evidence),
+        f.why ? el('div', { class: 'why' }, f.why) : null));
     }
 
     const auth = state.authorizations.get(call.id);

@@ -185,3 +185,24 @@ def test_qa_calls_filters_and_counts_every_match_beyond_the_limit(tmp_path):
     assert [c["id"] for c in store.qa_calls(level="alert", since="2025-03-01T00", until="2025-03-02")["calls"]] == ["c1"]
     assert store.qa_calls(category="threat", partner="bob")["calls"] == []
     store.close()
+
+
+def test_a_finding_keeps_whom_it_is_aimed_at_and_old_stores_gain_the_column(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)  # a store as issue 6 left it: schema 2, one finding, no "why"
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (2)")
+    for script in MIGRATIONS[:2]:
+        conn.executescript(script)
+    conn.execute("INSERT INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES ('c0', 'agent-1', 'ann', '4', 'wav', 8000, '2025-03-01T09:00:00Z')")
+    conn.execute("INSERT INTO findings (event_id, call_id, category, severity, score, rule, evidence, start, end, text) VALUES ('old', 'c0', 'insult', 'medium', 0.9, 'r', 'idiot', 0, 1, 'you idiot')")
+    conn.commit()
+    conn.close()
+    store = Store.open(path, clock=FakeClock())
+    assert store.schema_version() == len(MIGRATIONS) >= 3
+    assert [f["why"] for f in store.call_detail("c0")["findings"]] == [""]
+    store.add_user("agent-1", "agent", "token-1")
+    store.record_event("agent-1", _start(1))
+    finding = p.FindingRaised(seq=2, event_id="w", call_id="c1", category="insult", severity="medium", score=0.9, rule="insult.you_are",
+                              evidence="you are a clown", start=0.0, end=1.0, text="you are a clown", why="aimed at the partner: 'you are'")
+    assert store.record_event("agent-1", finding).record["why"] == "aimed at the partner: 'you are'"

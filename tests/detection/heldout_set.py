@@ -15,17 +15,26 @@ import re
 from pathlib import Path
 
 HELDOUT = Path(__file__).with_name("heldout.tsv")
+PROVENANCE = Path(__file__).resolve().parents[2] / "detection" / "lexicons" / "en" / "provenance.tsv"
 RULES_WRITTEN_FOR = range(1, 9)  # rounds the rules were written for
 NEVER_TRAINED_ON = range(17, 25)  # rounds no model learns from
 
 
-def rows(path: Path = HELDOUT) -> list[tuple[int, str, str]]:
-    """``(round, label, text)`` of every line; a round starts at a ``# ---- round N`` comment."""
+def rows(path: Path = HELDOUT, *, unread: bool = False) -> list[tuple[int, str, str]]:
+    """``(round, label, text)`` of every line; a round starts at a ``# ---- round N`` comment.
+    ``unread``: without the lines a rule or the aim lists were written from
+    (``heldout:LINE`` in ``detection/lexicons/en/provenance.tsv``): for figures."""
+    read = written_from() if unread else frozenset()
     out, number = [], 1
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for index, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.startswith("# ----"):
             number = int(re.search(r"rounds? (\d+)", line).group(1))
-        elif line.strip() and not line.startswith("#"):
+        elif line.strip() and not line.startswith("#") and index not in read:
             label, text = line.split("\t", 1)
             out.append((number, label, text))
     return out
+
+
+def written_from(path: Path = PROVENANCE) -> frozenset[int]:
+    """Line numbers of ``heldout.tsv`` that something in the lexicon was written from."""
+    return frozenset(int(n) for n in re.findall(r"\bheldout:(\d+)\b", path.read_text(encoding="utf-8")))

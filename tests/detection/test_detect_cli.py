@@ -36,7 +36,8 @@ def check_outputs(stdout: str) -> None:
     assert out[0]["text"] == "i want my money back" and out[0]["call"] == "c1" and out[0]["findings"] == []
     assert [f["category"] for f in out[1]["findings"]] == ["insult"]
     insult = out[1]["findings"][0]
-    assert set(insult) == {"category", "subtype", "severity", "score", "span", "evidence", "rule"}
+    assert set(insult) == {"category", "subtype", "severity", "score", "span", "evidence", "rule", "why"}
+    assert insult["why"].startswith("aimed at the partner")
     assert out[1]["text"][insult["span"][0]:insult["span"][1]] == insult["evidence"]
     assert out[2]["findings"] == []
     assert out[3]["findings"][0]["category"] == "error" and out[3]["text"] == LINES[3] and "JSON" in out[3]["error"]
@@ -130,7 +131,9 @@ def test_semantic_stage_is_on_by_default(tmp_path, detector):
         "span": list(expected.span),
         "evidence": expected.evidence,
         "rule": "semantic.privacy",
+        "why": expected.why,
     }
+    assert expected.why.startswith("aimed at the partner")
     assert finding["score"] >= 0.95 and finding["evidence"] in ONLY_BY_MEANING[finding["span"][0]:finding["span"][1]]
     assert {k: out[0][k] for k in ("call", "start", "end", "text")} == {"call": "s", "start": 1.0, "end": 2.5, "text": ONLY_BY_MEANING}
     assert [f["rule"].split(".")[0] for f in out[1]["findings"]] == ["insult"]

@@ -82,3 +82,21 @@ def test_benign_lines_with_hesitations_stay_silent(detector, text):
 def test_the_evidence_is_the_callers_own_words_fillers_included(detector):
     (finding,) = detector.screen("you are uh a complete moron")
     assert finding.evidence == "you are uh a complete moron"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("i i will find you", "i will find you"),
+    ("you are you are a clown", "you are a clown"),
+    ("we we we went home", "we went home"),
+    ("no no it was fine", "no it was fine"),
+])
+def test_restarts_keep_their_last_saying(text, words):
+    from detection import Detector
+
+    assert " ".join(Detector().normalized(text).tokens) == words
+
+
+def test_a_restart_does_not_move_the_evidence_off_the_callers_words(detector):
+    text = "you you are a complete moron"
+    (finding,) = [f for f in detector.screen(text) if f.category == "insult"]
+    assert text[finding.span[0]:finding.span[1]] == finding.evidence and finding.evidence.endswith("moron")

@@ -29,14 +29,18 @@ CATEGORIES = ("threat", "personal attack", "sexual", "demand", "defamation", "pr
 #: Rounds 9 to 16 (training data of the semantic stage): the share caught when these
 #: tests were written (threat 145/160, personal attack 152/160, sexual 153/160, demand
 #: 142/160, defamation 154/160, privacy 156/160; benign 5/480 flagged), rounded down.
-FLOOR_LATER_ROUNDS = {"threat": 0.90, "personal attack": 0.95, "sexual": 0.95, "demand": 0.85,
-                      "defamation": 0.95, "privacy": 0.95}
+#: Since issue 11 the stage learns from real people's lines too (ConvAbuse), and these
+#: written rounds weigh less in its training: threat 145/160, personal attack 149/159,
+#: sexual 152/160, demand 143/160, defamation 152/160, privacy 154/160; benign 5/480.
+FLOOR_LATER_ROUNDS = {"threat": 0.90, "personal attack": 0.93, "sexual": 0.95, "demand": 0.85,
+                      "defamation": 0.94, "privacy": 0.95}
 BENIGN_CEILING = 0.02
 
 
 def _rows() -> list[tuple[int, str, str]]:
     """(round, label, text), insult and integrity as "personal attack"."""
-    return [(number, "personal attack" if label in PERSONAL_ATTACK else label, text) for number, label, text in rows()]
+    return [(number, "personal attack" if label in PERSONAL_ATTACK else label, text)
+            for number, label, text in rows(unread=True)]
 
 
 def _score(detector, rows) -> dict[str, list[tuple[str, bool]]]:
@@ -70,8 +74,8 @@ def test_the_rounds_are_big_enough_to_mean_something(scored, scored_later, score
     for category in CATEGORIES:
         assert len(scored[category]) >= 25, category
         assert len(scored_later[category]) >= 40, category
-        assert len(scored_unseen[category]) >= 160, category
-    assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 300 and len(scored_unseen["none"]) >= 480
+        assert len(scored_unseen[category]) >= 150, category  # 160 written, less the few read since (provenance.tsv)
+    assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 300 and len(scored_unseen["none"]) >= 470
 
 
 def _caught(rows: list[tuple[str, bool]]) -> tuple[float, list[str]]:

@@ -38,7 +38,8 @@ def test_every_finding_explains_itself(detector):
     assert "LIAR" in finding.evidence and "you're" in finding.evidence
     assert (finding.start, finding.end, finding.text) == (12.5, 14.0, text)
     assert finding.severity == "medium" and 0.5 <= finding.score <= 1.0
-    assert set(finding.to_dict()) == {"category", "subtype", "severity", "score", "span", "evidence", "rule"}
+    assert set(finding.to_dict()) == {"category", "subtype", "severity", "score", "span", "evidence", "rule", "why"}
+    assert finding.why == "aimed at the partner: 'youre a'"
 
 
 def test_demand_findings_carry_their_subtype(detector):
@@ -144,7 +145,7 @@ def test_config_table_is_read():
 
 
 def test_taxonomy_is_complete():
-    assert set(CATEGORIES) == {"threat", "insult", "integrity", "sexual", "demand", "repetition", "defamation", "privacy", "shouting"}
+    assert set(CATEGORIES) == {"threat", "insult", "integrity", "sexual", "demand", "repetition", "defamation", "privacy", "shouting", "profanity"}
     rules = Detector().rules
     for category in set(CATEGORIES) - {"repetition", "shouting"}:
         assert any(r.category == category for r in rules), category

@@ -30,7 +30,7 @@ NEGATED = {
     "demand": "i dont want you to fix my neighbours wifi too while youre at it",
     "privacy": "im not asking what street you live on",
 }
-IDIOM = ("threat", "ill knock it out before you finish your shift", "knock")  # idiom.knock_out
+IDIOM = ("threat", "ill find you a better deal before you hang up", "find")  # idiom.get_you
 LEGIT_REQUEST = ("privacy", "what is your employee number and where are you based", "what")  # legit.your_name
 THIRD_PERSON = ("insult", "my neighbour is a brainless robot")
 
