@@ -98,16 +98,20 @@ def main() -> int:
         print(f"fold {k + 1}/{args.folds}: {len(held)} conversations held out, training on {len(rows)} lines "
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
         head, _, _ = train_semantic.train(encoder, rows, name=config.encoder, tune_layers=args.tune_layers)
-        detectors = {t: Detector(dataclasses.replace(config, semantic_threshold=t), encoder=encoder, head=head)
-                     for t in THRESHOLDS}
-        stage = detectors[THRESHOLDS[0]].semantic
+        # screened once at the lowest threshold: at a higher one the stage's findings are those scoring that much
+        detector = Detector(dataclasses.replace(config, semantic=True, semantic_threshold=THRESHOLDS[0]),
+                            encoder=encoder, head=head)
+        stage = detector.semantic
         for m in messages:
             if m.conv_id in held:
-                words = detectors[THRESHOLDS[0]].normalized(m.text).tokens
+                findings = detector.screen(m.text)
+                words = detector.normalized(m.text).tokens
                 p = stage.head.probabilities(stage.encoder.embed_many([" ".join(words)]))[0] if words else None
-                harassment = 0.0 if p is None else float(1.0 - p[stage.head.classes.index("none")])
-                verdicts[m.example_id] = {"rules": bool(rules.screen(m.text)), "stage": harassment,
-                                          **{t: bool(d.screen(m.text)) for t, d in detectors.items()}}
+                verdicts[m.example_id] = {
+                    "rules": bool(rules.screen(m.text)),
+                    "stage": 0.0 if p is None else float(1.0 - p[stage.head.classes.index("none")]),
+                    **{t: any(not f.rule.startswith("semantic.") or f.score >= t for f in findings) for t in THRESHOLDS},
+                }
 
     scored = [m for m in messages if f"convabuse:{m.example_id}" not in written_from]
     print(f"\n== ConvAbuse open part, {args.folds}-fold cross-validation by conversation "

@@ -15,12 +15,13 @@ of every figure (:func:`without_provenance`).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+from detection.lexicon import lexicon_dir, provenance_references
+from shared_data import numbered
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests" / "detection"
-PROVENANCE = ROOT / "detection" / "lexicons" / "en" / "provenance.tsv"
 WRITTEN_SETS = ("calls", "spoken")
 PARTS = ("development", "sealed")
 
@@ -34,23 +35,13 @@ def written_set(name: str, part: str = "development") -> list[tuple[int, str, st
     if name not in WRITTEN_SETS or part not in PARTS:
         raise ValueError(f"no set {name!r} / {part!r}")
     path = TESTS / (f"{name}.tsv" if part == "development" else f"sealed/{name}.tsv")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip() and not line.startswith("#"):
-            label, text = line.split("\t", 1)
-            rows.append((number, label, text))
-    return rows
+    return numbered(path.read_text(encoding="utf-8").splitlines())
 
 
-def provenance_lines(path: Path = PROVENANCE) -> frozenset[str]:
+def provenance_lines() -> frozenset[str]:
     """Every line reference (``convabuse:ID``, ``spoken:N``, ``calls:N``,
-    ``heldout:R``) some rule or exception was written from."""
-    refs: set[str] = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            _, sources = line.split("\t", 1)
-            refs.update(r.strip() for r in sources.split(",") if re.fullmatch(r"[a-z]+:\S+", r.strip()))
-    return frozenset(refs)
+    ``heldout:N``) something in the lexicon was written from."""
+    return provenance_references(lexicon_dir("en"))
 
 
 def without_provenance(name: str, rows: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:

@@ -46,11 +46,16 @@ def recognizer_like(text: str) -> str:
 def labelled(lines: Iterable[str]) -> list[tuple[str, str]]:
     """``(label, text)`` of ``label<TAB>text`` lines (``dev_utterances.tsv``,
     ``heldout.tsv``); blank lines and ``#`` comments skipped."""
+    return [(label, text) for _, label, text in numbered(lines)]
+
+
+def numbered(lines: Iterable[str]) -> list[tuple[int, str, str]]:
+    """``(line number, label, text)`` of ``label<TAB>text`` lines, as :func:`labelled`."""
     rows = []
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         if line.strip() and not line.startswith("#"):
             label, text = line.split("\t", 1)
-            rows.append((label, text))
+            rows.append((number, label, text))
     return rows
 
 

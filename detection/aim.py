@@ -5,19 +5,24 @@ were said to the partner. Whether they are is decided here, from the words
 around them (the lists of ``lists.tsv``, section "who is meant"), in this
 order:
 
-1. **Reported speech.** Words after a verb of saying whose speaker is someone
-   else, or the customer speaking to someone else, are a quotation ("he goes
-   you're an idiot", "the last agent told me i was useless", "and i said to
-   him get lost"): ``quoted``. The customer's own words to the partner are
-   not ("i told you", "i'm telling you", "like i said").
+1. **Reported speech.** Words right after a verb of saying whose speaker is
+   someone else, or the customer speaking to someone else, are a quotation
+   ("he goes you're an idiot", "the last agent told me i was useless", "and i
+   said to him get lost"): ``quoted``. A quotation ends at the next clause
+   ("... and ..."), at the customer speaking again ("he said it was fixed i
+   will ..."), or after ``QUOTE_WORDS`` words, so a report cannot hide what
+   follows it. The customer's own words to the partner are no quotation ("i
+   told you", "i'm telling you", "like i said").
 2. **Discourse "you".** "you know", "you see", "mind you", "thank you" point
    at no one: such a "you" is skipped.
-3. **Generic "you".** A place or a time that makes "you" anyone ("over there
-   they'd shoot you for less", "these days", "in some parts of town"), or
-   another agent acting on "you": the nearest subject before the "you", in
-   its clause, is a thing or a third person ("it'll kill you", "the heat just
-   hits you", "they hound you for years") and the customer is not acting
-   through them ("i'll have them hurt you"): ``anyone``.
+3. **Generic "you"** (threats, sexual remarks, privacy; not personal attacks,
+   where "nobody likes you" is aimed at the partner all the same). Another
+   agent acting on "you": the nearest subject before it, in its clause, is a
+   thing or a third person ("it'll kill you", "the heat just hits you", "they
+   hound you for years") and the customer is not acting through them ("i'll
+   have them hurt you"): ``anyone`` or ``third party``. Or a place or a time
+   before the "you" makes it anyone ("back home you'd get shot for less"),
+   in an utterance where the customer does not figure.
 4. **Who else.** With ``nearest`` (rules whose target is ``context``, and the
    semantic stage's personal attacks): the nearest pointer before the words
    decides: the customer ("i'm such an idiot"), a third person or a thing
@@ -25,9 +30,13 @@ order:
    ``third party``.
 
 Otherwise the partner. Every answer carries the words that decided it, so a
-finding can say why it counts ("'you' is the partner: 'youre a'") and
-``callshield detect --explain`` why a candidate did not ("'you' is anyone:
-'it'll ... you'").
+finding can say why it counts ("aimed at the partner: 'youre a'") and
+``callshield detect --explain`` why a candidate did not ("'itll kill you':
+anyone, not the partner").
+
+The reader is built once per language and shared; what it learns of one
+utterance (its discourse "you", its quotations) is worked out once, in
+:meth:`AimReader.utterance`, and handed to every reading of it.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ THIRD_PARTY = "third party"
 ANYONE = "anyone"
 QUOTED = "quoted"
 
+QUOTE_WORDS = 8  # a quotation covers at most this many words after its verb of saying
 _NEAREST_WINDOW = 6  # words before a "context" match searched for a pointer
 
 
@@ -75,6 +85,26 @@ class Aim:
         return f"'{self.why}': {self.who}, not the partner"
 
 
+@dataclass(frozen=True)
+class Utterance:
+    """What the reader works out once per utterance (:meth:`AimReader.utterance`).
+
+    Attributes:
+        norm: the normalized words.
+        skip: indices of discourse words ("you know"): no pointer.
+        quotes: ``(first, last, frame)``: word ranges (inclusive) that are a
+            quotation, and the reporting words ("he goes").
+    """
+
+    norm: Normalized
+    skip: frozenset[int]
+    quotes: tuple[tuple[int, int, str], ...]
+
+    def quotation(self, index: int) -> str:
+        """The reporting words when word ``index`` is quoted, else ""."""
+        return next((frame for first, last, frame in self.quotes if first <= index <= last), "")
+
+
 class AimReader:
     """Reads whom words are aimed at; built once from a language's lists,
     immutable afterwards (shared by every call and thread).
@@ -86,31 +116,18 @@ class AimReader:
     def __init__(self, lists: Lists, compiler: PatternCompiler,
                  negated_before: Callable[[Normalized, int], bool]) -> None:
         self._negated_before = negated_before
-        self._you = lists.words("TARGET_YOU")
-        self._your = lists.words("TARGET_YOUR")
-        self._not_you = lists.words("TARGET_OTHER")
-        self._relative = lists.words("TARGET_RELATIVE")
-        self._clause_break = lists.words("CLAUSE_BREAK")
-        self._customer = lists.words("AGENT_CUSTOMER")
-        self._third = lists.words("AGENT_THIRD")
-        self._thing = lists.words("AGENT_THING")
-        self._stance = lists.words("AGENT_STANCE")
-        self._reporter = lists.words("REPORTER")
-        self._say_now = lists.words("SAY_PRESENT")
-        self._say_to = lists.words("SAY_OBJECT")
-        self._elided = lists.words("SAY_AFTER_CLAUSE")
-        self._possessive = lists.words("POSSESSIVE")
-        self._say_to_you = lists.words("SAY_TO_OBJECT")
-        self._say_motion = lists.words("SAY_MOTION")
-        self._not_quoting = lists.words("SAY_MOTION_NOT_BEFORE")
-        self._know_object = lists.words("DISCOURSE_KNOW_OBJECT")
-        self._not_acted_on = lists.words("YOU_NOT_ACTED_ON_AFTER")
-        self._object_follow = lists.words("YOU_OBJECT_BEFORE")
-        self._you_subject = lists.words("YOU_SUBJECT")
-        self._article = lists.words("ARTICLE")
-        self._copula = lists.words("COPULA")
-        self._relative_words = lists.words("RELATIVE_WORDS")
-        self._customer_words = lists.words("CUSTOMER_WORDS")
+        words = lists.words
+        self._you, self._your, self._not_you = words("TARGET_YOU"), words("TARGET_YOUR"), words("TARGET_OTHER")
+        self._relative, self._clause_break = words("TARGET_RELATIVE"), words("CLAUSE_BREAK")
+        self._customer, self._third, self._thing = words("AGENT_CUSTOMER"), words("AGENT_THIRD"), words("AGENT_THING")
+        self._stance, self._reporter = words("AGENT_STANCE"), words("REPORTER")
+        self._say_now, self._say_to, self._say_to_you = words("SAY_PRESENT"), words("SAY_OBJECT"), words("SAY_TO_OBJECT")
+        self._elided, self._possessive = words("SAY_AFTER_CLAUSE"), words("POSSESSIVE")
+        self._say_motion, self._not_quoting = words("SAY_MOTION"), words("SAY_MOTION_NOT_BEFORE")
+        self._know_object, self._not_acted_on = words("DISCOURSE_KNOW_OBJECT"), words("YOU_NOT_ACTED_ON_AFTER")
+        self._object_follow, self._you_subject = words("YOU_OBJECT_BEFORE"), words("YOU_SUBJECT")
+        self._article, self._copula, self._relative_words = words("ARTICLE"), words("COPULA"), words("RELATIVE_WORDS")
+        self._customer_words = words("CUSTOMER_WORDS")
         self._say = _phrases(compiler, "{SAY_VERB}", "aim.say_verb")
         self._own_words = _phrases(compiler, "{SAY_OWN}", "aim.say_own")
         self._generic = _phrases(compiler, "{GENERIC_PLACE}", "aim.generic_place")
@@ -118,21 +135,25 @@ class AimReader:
 
     # ------------------------------------------------------------------ public
 
-    def read(self, norm: Normalized, first: int, last: int, *, nearest: bool = False, acted_on: bool = True) -> Aim:
-        """Whom words ``first`` to ``last`` (word indices, inclusive) are aimed at.
+    def utterance(self, norm: Normalized) -> Utterance:
+        """Work out, once, an utterance's discourse "you" and its quotations."""
+        return Utterance(norm, frozenset(self._discourse_words(norm)), tuple(self._quotations(norm)))
+
+    def read(self, u: Utterance, first: int, last: int, *, nearest: bool = False, acted_on: bool = True) -> Aim:
+        """Whom words ``first`` to ``last`` (word indices, inclusive) of ``u`` are aimed at.
 
         ``nearest``: the words themselves need not name anyone; the nearest
         pointer before them decides (a rule whose target is ``context``).
-        ``acted_on``: another agent acting on the "you" makes it anyone (harm,
-        touch, questions: "it'll kill you"); False for personal attacks, where
-        "nobody likes you" is aimed at the partner all the same."""
-        quote = self._quotation(norm, first)
+        ``acted_on``: another agent acting on the "you", or a generic place,
+        makes it anyone (harm, touch, questions: "it'll kill you"); False for
+        personal attacks, where "nobody likes you" is aimed at the partner."""
+        quote = u.quotation(first)
         if quote:
             return Aim(QUOTED, quote)
-        skip = self._discourse_words(norm)
-        pointers = [i for i in range(first, last + 1) if norm.tokens[i] in self._you and i not in skip]
+        tokens = u.norm.tokens
+        pointers = [i for i in range(first, last + 1) if tokens[i] in self._you and i not in u.skip]
         if not pointers and nearest:
-            found = self._nearest(norm, first, skip)
+            found = self._nearest(u, first)
             if found is None:
                 return Aim(PARTNER, "")  # a bare insult, said to the listener
             if not found[1].partner:
@@ -140,9 +161,9 @@ class AimReader:
             pointers = [found[0]]
         if not pointers:
             return Aim(PARTNER, "")
-        return self._reading_of(norm, pointers[0], acted_on)
+        return self._reading_of(u.norm, pointers[0], acted_on)
 
-    def read_utterance(self, norm: Normalized, words: list[int], *, personal: bool = False) -> Aim:
+    def read_utterance(self, u: Utterance, words: list[int], *, personal: bool = False) -> Aim:
         """Whom a whole utterance is aimed at, for the semantic stage (its
         evidence is ``words``, word indices): the partner when some "you" in
         it reads as the partner; with no "you" at all, the nearest pointer
@@ -152,38 +173,41 @@ class AimReader:
         privacy: "your legs", "your address"), words with no "you" are aimed at
         whoever is named nearest, and others acting on "you" do not make it
         anyone ("nobody likes you")."""
-        quote = self._quotation(norm, words[0])
+        quote = u.quotation(words[0])
         if quote:
             return Aim(QUOTED, quote)
-        skip = self._discourse_words(norm)
         you = self._you if personal else self._you | self._your
-        pointers = [i for i, t in enumerate(norm.tokens) if t in you and i not in skip]
+        pointers = [i for i, t in enumerate(u.norm.tokens) if t in you and i not in u.skip]
         if not pointers:
             # no "you": a personal attack is on whoever is named nearest ("my
             # husband is an idiot"); anything else is said to the listener
-            return self.read(norm, words[0], words[-1], nearest=personal)
+            return self.read(u, words[0], words[-1], nearest=personal)
         readings = []
         for i in pointers:
-            quote = self._quotation(norm, i)
-            readings.append(Aim(QUOTED, quote) if quote else self._reading_of(norm, i, not personal))
+            quote = u.quotation(i)
+            readings.append(Aim(QUOTED, quote) if quote else self._reading_of(u.norm, i, not personal))
         return next((aim for aim in readings if aim.partner), readings[0])
 
     # ------------------------------------------------------------------ checks
 
     def _reading_of(self, norm: Normalized, pointer: int, acted_on: bool) -> Aim:
-        """The "you" at word ``pointer``: the partner, unless another agent
-        acts on it (``acted_on``), or a generic place or time frames an
-        utterance in which the customer does not figure (the customer acting
-        on it keeps it the partner)."""
-        kind, at = self._agent(norm, pointer) if acted_on else (None, pointer)
-        if kind == CUSTOMER:
-            return Aim(PARTNER, _words(norm, at, pointer))
-        if kind is not None:
-            return Aim(kind, _words(norm, at, pointer))
-        generic = self._generic.search(norm.text)
-        if generic and self._customer_words.isdisjoint(norm.tokens):
-            return Aim(ANYONE, generic.group(0).strip())
-        return Aim(PARTNER, " ".join(norm.tokens[pointer:pointer + 2]))
+        """The "you" at word ``pointer``: the partner, unless (``acted_on``)
+        another agent acts on it, or a generic place or time before it frames
+        an utterance in which the customer does not figure; the customer acting
+        on it keeps it the partner."""
+        if acted_on:
+            kind, at = self._agent(norm, pointer)
+            if kind == CUSTOMER:
+                return Aim(PARTNER, _words(norm, at, pointer))
+            if kind is not None:
+                return Aim(kind, _words(norm, at, pointer))
+            generic = self._generic.search(norm.text, 0, norm.starts[pointer])
+            if generic and self._customer_words.isdisjoint(norm.tokens):
+                return Aim(ANYONE, generic.group(0).strip())
+        following = norm.tokens[pointer + 1:pointer + 2]
+        if following and following[0] not in self._clause_break and following[0] not in self._customer:
+            return Aim(PARTNER, " ".join(norm.tokens[pointer:pointer + 2]))
+        return Aim(PARTNER, norm.tokens[pointer])
 
     def _agent(self, norm: Normalized, pointer: int) -> tuple[str | None, int]:
         """Who acts on the "you" at ``pointer``: ``customer`` (a customer
@@ -220,21 +244,31 @@ class AimReader:
                     return CUSTOMER, j  # "i know people who'd ... you": the customer's people
         return nearest
 
-    def _quotation(self, norm: Normalized, first: int) -> str:
-        """The reporting words ("he goes", "she told me") when word ``first``
-        lies in a quotation; "" when it does not."""
-        offset = norm.starts[first]
+    def _quotations(self, norm: Normalized) -> list[tuple[int, int, str]]:
+        """Every quotation of the utterance: the words after a verb of saying
+        whose speaker is someone else (or the customer, to someone else, in the
+        past), up to the next clause, the customer speaking again, or
+        ``QUOTE_WORDS`` words."""
         own = [(m.start(), m.end()) for m in self._own_words.finditer(norm.text)]
+        out = []
         for match in self._say.finditer(norm.text):
-            if match.end() - 1 > offset:
-                break
             if any(a <= match.start() < b for a, b in own):
                 continue
-            say = norm.token_index(match.start())
-            speaker = self._speaker(norm, say, norm.token_index(match.end() - 1))
-            if speaker is not None:
-                return " ".join(norm.tokens[speaker:norm.token_index(match.end() - 1) + 1])
-        return ""
+            say, verb_end = norm.token_index(match.start()), norm.token_index(match.end() - 1)
+            speaker = self._speaker(norm, say, verb_end)
+            first = verb_end + 1
+            while first < len(norm.tokens) and norm.tokens[first] in self._say_to:
+                first += 1  # "he told me ...", "i said to him ...": the quotation starts after whom it was told to
+            if speaker is None or first >= len(norm.tokens):
+                continue
+            last = min(first + QUOTE_WORDS - 1, len(norm.tokens) - 1)
+            for j in range(first + 1, last + 1):
+                token = norm.tokens[j]
+                if token in self._clause_break or token in self._customer and token not in self._possessive:
+                    last = j - 1  # "... and ...", "he said it was fixed i will ...": the customer speaks again
+                    break
+            out.append((first, last, " ".join(norm.tokens[speaker:verb_end + 1])))
+        return out
 
     def _speaker(self, norm: Normalized, say: int, verb_end: int) -> int | None:
         """Where the speaker of the verb of saying at words ``say`` to
@@ -250,8 +284,7 @@ class AimReader:
             return None  # "i went to the shop", "the price went up": a move, not words
         if say > 0 and norm.tokens[say - 1] in self._elided:
             # "my buddy looks at me and says ...": the subject of the clause before
-            start = self._clause_start(norm, say - 1)
-            candidates = range(start, say - 1)
+            candidates = range(self._clause_start(norm, say - 1), say - 1)
         else:
             candidates = range(say - 1, max(say - 6, -1), -1)  # "the man at the shop said"
         for j in candidates:
@@ -282,15 +315,16 @@ class AimReader:
                 return j + 1
         return 0
 
-    def _nearest(self, norm: Normalized, first: int, skip: set[int]) -> tuple[int, Aim] | None:
+    def _nearest(self, u: Utterance, first: int) -> tuple[int, Aim] | None:
         """The nearest pointer before word ``first`` in its clause, and its
         reading: "you ... idiot" the partner, "my husband is an idiot" a third
         person, "i'm such an idiot" the customer; None when there is none (a
         bare insult, said to the listener). A negated "you" ("i don't think
         you're an idiot") is the customer's opinion, not an attack."""
+        norm = u.norm
         for j in range(first - 1, max(first - 1 - _NEAREST_WINDOW, -1), -1):
             token = norm.tokens[j]
-            if j in skip:
+            if j in u.skip:
                 continue
             if token in self._you:
                 if self._negated_before(norm, j):

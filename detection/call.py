@@ -34,7 +34,9 @@ the transcriber throttles partials (at most one per speaker every 300 ms).
 
 What stays weak: stability is one content word of lookahead, so an idiom
 recognized only further on is raised early and cannot be taken back when the
-final excuses it.
+final excuses it. Partials are screened by the rules alone, so a word read
+in a harmless sense on the final (``detection.senses``: "i beat you fair and
+square") may have been raised early from the partial all the same.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ Example (every key optional)::
     semantic_threshold = 0.95     # P(harassment) at which the semantic stage speaks
     profanity_caution_strikes = 1 # utterances with abusive language that warn the partner
     profanity_alert_strikes = 3   # ... that notify supervisors (three strikes)
+    profanity_points = 1          # ladder points each strike adds besides
 
     [detection.severity]          # override a category's default severity
     insult = "high"
@@ -81,8 +82,11 @@ class DetectionConfig:
             (``profanity`` findings, one strike per utterance) at which the
             partner is warned, whatever the points.
         profanity_alert_strikes: strikes at which supervisors are notified
-            (the common three-strikes practice). Profanity also adds the
-            points of its severity (``low``: 1) like any finding.
+            (the common three-strikes practice).
+        profanity_points: ladder points each strike adds besides (its own,
+            lower than any severity's but ``low``); with ``caution_points = 1``
+            the first strike warns on points alone, so a site that warns at a
+            later strike sets this to 0 and ``profanity_caution_strikes``.
     """
 
     language: str = "en"
@@ -108,6 +112,7 @@ class DetectionConfig:
     semantic_threshold: float = 0.95
     profanity_caution_strikes: int = 1
     profanity_alert_strikes: int = 3
+    profanity_points: int = 1
 
     def severity_of(self, category: str) -> str:
         """The severity of ``category`` at this site."""
@@ -115,6 +120,10 @@ class DetectionConfig:
 
     def points_of(self, severity: str) -> int:
         return int(self.points.get(severity, DEFAULT_POINTS[severity]))
+
+    def points_for(self, category: str, severity: str) -> int:
+        """The ladder points a finding adds: abusive language its own, the rest by severity."""
+        return self.profanity_points if category == "profanity" else self.points_of(severity)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any] | None) -> "DetectionConfig":
@@ -173,6 +182,8 @@ class DetectionConfig:
             raise _bad("min_score must be in [0, 1]")
         if not 0.5 <= self.semantic_threshold < 1.0:
             raise _bad("semantic_threshold must be in [0.5, 1)")
+        if self.profanity_points < 0:
+            raise _bad("profanity_points must not be negative")
         if not 0 < self.profanity_caution_strikes <= self.profanity_alert_strikes:
             raise _bad("profanity strikes must satisfy 0 < profanity_caution_strikes <= profanity_alert_strikes")
         if not 0 < self.caution_points <= self.alert_points <= self.end_call_points:

@@ -45,8 +45,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from detection.aim import Aim, AimReader
+from detection.aim import QUOTED, Aim, AimReader, Utterance as AimUtterance
 from detection.config import DetectionConfig
 from detection.findings import Dropped, Finding
 from detection.lexicon import (
@@ -62,8 +64,11 @@ from detection.lexicon import (
 from detection.ladder import load_suggestions
 from detection.repetition import RepetitionWords
 from detection.semantic import Head, SemanticStage, Verdict
-from detection.senses import Senses, load_examples
-from detection.text import Normalized, has_restart, normalize, without_fillers
+from detection.senses import SenseReading, Senses, load_examples
+from detection.text import Normalized, normalize, runs, without_hesitations
+
+if TYPE_CHECKING:  # the encoder is handed in; detection does not import models at run time
+    from models.encoder import Reading
 
 _NEGATION_WINDOW = 3
 _PERSONAL_ATTACK = frozenset({"insult", "integrity"})
@@ -112,7 +117,6 @@ class Detector:
         self._like_after = self._words_if_listed("FILLER_LIKE_AFTER")
         self._like_not_before = self._words_if_listed("FILLER_LIKE_NOT_BEFORE")
         self._filler_tails = tuple(tuple(e.split()) for e in (self.lists.get("FILLER_TAIL") if "FILLER_TAIL" in self.lists else ()))
-        self._filler_words = self._fillers | {"like"} | {t[-1] for t in self._filler_tails}
         self.repetition_words = RepetitionWords.load(folder)
         self.suggestions = load_suggestions(self.config.language)
         self.semantic: SemanticStage | None = None
@@ -130,141 +134,92 @@ class Detector:
         """Findings in one utterance (best per category and subtype), in text order.
 
         ``start``/``end``: the utterance's seconds of audio time, copied into
-        each finding. ``semantic``: False skips the semantic stage (live
-        partials: the rules alone, in microseconds). ``dropped``: a list that
-        receives every candidate the checks ruled out, with the reason
-        (``callshield detect --explain``)."""
+        each finding. ``semantic``: False skips the semantic stage and word
+        senses (live partials: the rules alone, in microseconds). ``dropped``:
+        a list that receives every candidate the checks ruled out, with the
+        reason (``callshield detect --explain``)."""
         norm = self.normalized(text)
         if not norm.tokens:
             return []
-        present = frozenset(norm.tokens)
+        u = _Utterance(self, text, norm, start, end, dropped, semantic and self.semantic is not None)
         best: dict[tuple[str, str | None], _Held] = {}
-        exceptions: list[_Span] | None = None
         for compiled in self._rules:
             rule = compiled.rule
             if rule.category in self._disabled or rule.score < self.config.min_score:
                 continue
             anchors = rule.pattern.anchors
-            if anchors is not None and anchors.isdisjoint(present):
+            if anchors is not None and anchors.isdisjoint(u.present):
                 continue
             for match in rule.pattern.regex.finditer(norm.text):
                 first, last = match.start(), match.end() - 1
                 if last <= first:
                     continue
+                words = range(norm.token_index(first), norm.token_index(last - 1) + 1)
                 if rule.category not in _WORDING and self._negated(norm, first, last, compiled.own_words):
-                    _drop(dropped, rule.category, rule.id, norm.text[first:last], "negated")
+                    u.drop(rule.category, rule.id, words, "negated")
                     continue
-                if exceptions is None:
-                    exceptions = self._exception_spans(norm, present)
                 tail = norm.text.rfind(" ", first, last) + 1 or first  # start of the match's last word
-                if _excused(exceptions, (tail,), rule.category):
-                    _drop(dropped, rule.category, rule.id, norm.text[first:last], "an idiom or a legitimate request")
+                if _excused(u.exceptions, (tail,), rule.category):
+                    u.drop(rule.category, rule.id, words, "an idiom or a legitimate request")
                     continue
-                judged = self._aim(norm, first, last, rule.category, nearest=rule.target == "context")
-                if not judged.counts:
-                    _drop(dropped, rule.category, rule.id, norm.text[first:last], judged.aim.explain())
+                aim = self.aim.read(u.aim, words[0], words[-1], nearest=rule.target == "context",
+                                    acted_on=rule.category not in _PERSONAL_ATTACK)
+                if not _counts(rule.category, aim):
+                    u.drop(rule.category, rule.id, words, aim.explain())
                     continue
-                span = norm.original_span(first, last)
-                finding = Finding(
-                    category=rule.category,
-                    subtype=rule.subtype,
-                    severity=self.config.severity_of(rule.category),
-                    score=rule.score,
-                    span=span,
-                    evidence=text[span[0]:span[1]],
-                    rule=rule.id,
-                    start=start,
-                    end=end,
-                    text=text,
-                    why=judged.aim.explain() if rule.category in _AIMED else "",
-                )
+                ordinary = u.ordinary(words) if rule.category not in _WORDING else None
+                if ordinary is not None:
+                    u.drop(rule.category, rule.id, words, ordinary.explain())
+                    continue
+                finding = u.finding(rule.category, rule.subtype, rule.score, words, rule.id, aim)
                 key = (rule.category, rule.subtype)
                 held = best.get(key)
                 if held is None or finding.score > held[0].score:
                     best[key] = (finding, first, last)
                 break  # one match per rule is enough
-        if semantic and self.semantic is not None:
-            reading = self.semantic.encoder.read(norm.tokens)
-            if self.senses is not None:
-                self._check_senses(norm, best, reading.words, dropped)
-            self._second_opinion(text, norm, present, best, start, end, dropped, reading)
+        if u.encoder_on:
+            self._second_opinion(u, best)
         return [held[0] for held in sorted(best.values(), key=lambda item: item[1])]
 
-    def _check_senses(self, norm: Normalized, best: dict[tuple[str, str | None], _Held], vectors,
-                      dropped: list[Dropped] | None) -> None:
-        """Drop the rules' findings whose evidence holds a word read in an
-        ordinary sense ("my feet are killing me"): :mod:`detection.senses`."""
-        for key, (finding, first, last) in list(best.items()):
-            if finding.category in _WORDING:
-                continue
-            indices = range(norm.token_index(first), norm.token_index(last - 1) + 1)
-            ordinary = self.senses.ordinary(norm.tokens, indices, vectors)
-            if ordinary is not None:
-                del best[key]
-                _drop(dropped, finding.category, finding.rule, norm.text[first:last], ordinary.explain())
-
-    def _second_opinion(self, text: str, norm: Normalized, present: frozenset[str],
-                        best: dict[tuple[str, str | None], _Held], start: float, end: float,
-                        dropped: list[Dropped] | None, reading) -> None:
+    def _second_opinion(self, u: "_Utterance", best: dict[tuple[str, str | None], _Held]) -> None:
         """The semantic stage, for categories the rules found nothing for (insult
         and integrity count as one). Its evidence words must pass the rules' own
         checks: none negated (nor a negation itself), none inside an idiom or
-        legitimate request, and, for a personal attack, aimed at the partner."""
+        legitimate request, aimed as its category needs, none in a harmless sense."""
         found = {category for category, _ in best}
         if found & _PERSONAL_ATTACK:
             found |= _PERSONAL_ATTACK
         wanted = [c for c in self.semantic.categories if c not in found and c not in self._disabled]
-        for verdict in self.semantic.judge(norm.tokens, wanted, embedding=reading.embedding):
+        for verdict in self.semantic.judge(u.norm.tokens, wanted, embedding=u.reading.embedding):
             if verdict.fired:  # a fired verdict always has evidence words
-                self._semantic_finding(text, norm, present, verdict, best, start, end, dropped, reading.words)
+                self._semantic_finding(u, verdict, best)
 
-    def _semantic_finding(self, text: str, norm: Normalized, present: frozenset[str], verdict: Verdict,
-                          best: dict[tuple[str, str | None], _Held], start: float, end: float,
-                          dropped: list[Dropped] | None, vectors) -> None:
-        indices = sorted({i for first, last in verdict.words for i in range(first, last + 1)})
+    def _semantic_finding(self, u: "_Utterance", verdict: Verdict, best: dict[tuple[str, str | None], _Held]) -> None:
+        norm = u.norm
+        words = sorted({i for first, last in verdict.words for i in range(first, last + 1)})
         rule = f"semantic.{verdict.category}"
-        evidence = " ".join(norm.tokens[i] for i in indices)
-        if any(norm.tokens[i] in self._negation for i in indices) or self._negated_in_clause(norm, indices[0]):
-            _drop(dropped, verdict.category, rule, evidence, "negated")
+        if any(norm.tokens[i] in self._negation for i in words) or self._negated_in_clause(norm, words[0]):
+            u.drop(verdict.category, rule, words, "negated")
             return  # sentence embeddings read negation poorly: a negation in the evidence or its clause silences it
-        if _excused(self._exception_spans(norm, present), [norm.starts[i] for i in indices], verdict.category):
-            _drop(dropped, verdict.category, rule, evidence, "an idiom or a legitimate request")
+        if _excused(u.exceptions, [norm.starts[i] for i in words], verdict.category):
+            u.drop(verdict.category, rule, words, "an idiom or a legitimate request")
             return
-        aim = self.aim.read_utterance(norm, indices, personal=verdict.category in _PERSONAL_ATTACK)
-        if not (aim.partner or verdict.category not in _AIMED and aim.who != "quoted"):
-            _drop(dropped, verdict.category, rule, evidence, aim.explain())
+        aim = self.aim.read_utterance(u.aim, words, personal=verdict.category in _PERSONAL_ATTACK)
+        if not _counts(verdict.category, aim):
+            u.drop(verdict.category, rule, words, aim.explain())
             return
-        ordinary = self.senses.ordinary(norm.tokens, indices, vectors) if self.senses is not None else None
+        ordinary = u.ordinary(words)
         if ordinary is not None:
-            _drop(dropped, verdict.category, rule, evidence, ordinary.explain())
+            u.drop(verdict.category, rule, words, ordinary.explain())
             return
-        first = norm.starts[indices[0]]
-        last = norm.starts[indices[-1]] + len(norm.tokens[indices[-1]])
-        span = norm.original_span(first, last)
-        pieces = [norm.original_span(norm.starts[i], norm.starts[i] + len(norm.tokens[i])) for i in indices]
-        best[(verdict.category, None)] = (
-            Finding(
-                category=verdict.category,
-                subtype=None,
-                severity=self.config.severity_of(verdict.category),
-                score=round(verdict.probability, 3),
-                span=span,
-                evidence=" ".join(text[a:b] for a, b in pieces),
-                rule=f"semantic.{verdict.category}",
-                start=start,
-                end=end,
-                text=text,
-                why=aim.explain() if verdict.category in _AIMED else "",
-            ),
-            first,
-            last,
-        )
+        finding = u.finding(verdict.category, None, round(verdict.probability, 3), words, rule, aim)
+        best[(verdict.category, None)] = (finding, norm.starts[words[0]], norm.starts[words[-1]] + len(norm.tokens[words[-1]]))
 
     def normalized(self, text: str) -> Normalized:
         """The words the rules (and the semantic stage) see: normalized, fillers and restarts dropped."""
         norm = normalize(text)
-        if norm.tokens and (not self._filler_words.isdisjoint(norm.tokens) or has_restart(norm.tokens)):
-            norm = without_fillers(norm, self._fillers, self._like_after, self._filler_tails, self._like_not_before)
+        if len(norm.tokens) > 1:
+            norm = without_hesitations(norm, self._fillers, self._like_after, self._filler_tails, self._like_not_before)
         return norm
 
     def _words_if_listed(self, name: str) -> frozenset[str]:
@@ -326,17 +281,6 @@ class Detector:
             subject_between = subject_between or token in self._subjects
         return False
 
-    def _aim(self, norm: Normalized, first: int, last: int, category: str, *, nearest: bool) -> _Judged:
-        """Whom the match ``first`` to ``last`` (offsets into ``norm.text``) is
-        aimed at, and whether that lets it count: threats, personal attacks,
-        sexual remarks and privacy count only when aimed at the partner;
-        quoted words of any category but abusive language are not the
-        customer's own (:mod:`detection.aim`)."""
-        aim = self.aim.read(norm, norm.token_index(first), norm.token_index(last - 1), nearest=nearest,
-                            acted_on=category not in _PERSONAL_ATTACK)
-        counts = aim.partner or (category not in _AIMED and (aim.who != "quoted" or category in _WORDING))
-        return _Judged(aim, counts)
-
     def _exception_spans(self, norm: Normalized, present: frozenset[str]) -> list[_Span]:
         spans = []
         for exc in self._exceptions:
@@ -349,15 +293,74 @@ class Detector:
         return spans
 
 
-@dataclass(frozen=True)
-class _Judged:
-    aim: Aim
-    counts: bool  # whether the words count as the category, aimed as they are
+def _counts(category: str, aim: Aim) -> bool:
+    """Whether words of ``category``, aimed as ``aim`` says, count: threats,
+    personal attacks, sexual remarks and privacy only when aimed at the
+    partner; quoted words of any category but abusive language are not the
+    customer's own (:mod:`detection.aim`)."""
+    if category in _AIMED:
+        return aim.partner
+    return aim.who != QUOTED or category in _WORDING
 
 
-def _drop(dropped: list[Dropped] | None, category: str, rule: str, evidence: str, reason: str) -> None:
-    if dropped is not None:
-        dropped.append(Dropped(category, rule, evidence.strip(), reason))
+class _Utterance:
+    """One utterance as :meth:`Detector.screen` checks it; each part is worked
+    out once, when first needed: the exceptions it holds, whom its words are
+    aimed at, and the encoder's reading (finals only)."""
+
+    def __init__(self, detector: "Detector", text: str, norm: Normalized, start: float, end: float,
+                 dropped: list[Dropped] | None, encoder_on: bool) -> None:
+        self.detector, self.text, self.norm = detector, text, norm
+        self.start, self.end, self.dropped, self.encoder_on = start, end, dropped, encoder_on
+        self.present = frozenset(norm.tokens)
+
+    @cached_property
+    def exceptions(self) -> list[_Span]:
+        return self.detector._exception_spans(self.norm, self.present)
+
+    @cached_property
+    def aim(self) -> AimUtterance:
+        return self.detector.aim.utterance(self.norm)
+
+    @cached_property
+    def reading(self) -> Reading:
+        return self.detector.semantic.encoder.read(self.norm.tokens)
+
+    def ordinary(self, words) -> SenseReading | None:
+        """A harmless sense the words are read in, on finals (:mod:`detection.senses`)."""
+        senses = self.detector.senses
+        if not self.encoder_on or senses is None or not senses.covers(self.norm.tokens[i] for i in words):
+            return None
+        return senses.ordinary(self.norm.tokens, words, self.reading.words)
+
+    def drop(self, category: str, rule: str, words, reason: str) -> None:
+        """Note a candidate the checks ruled out (once: a rule of several patterns may match the same words)."""
+        if self.dropped is not None:
+            dropped = Dropped(category, rule, " ".join(self.norm.tokens[i] for i in words), reason)
+            if dropped not in self.dropped:
+                self.dropped.append(dropped)
+
+    def finding(self, category: str, subtype: str | None, score: float, words, rule: str, aim: Aim) -> Finding:
+        """A finding on words ``words`` (indices, in order), evidence as the customer said them."""
+        norm, text = self.norm, self.text
+
+        def span(a: int, b: int) -> tuple[int, int]:  # words a to b, as offsets into the caller's text
+            return norm.original_span(norm.starts[a], norm.starts[b] + len(norm.tokens[b]))
+
+        evidence = " ".join(text[slice(*span(a, b))] for a, b in runs(words))
+        return Finding(
+            category=category,
+            subtype=subtype,
+            severity=self.detector.config.severity_of(category),
+            score=score,
+            span=span(words[0], words[-1]),
+            evidence=evidence,
+            rule=rule,
+            start=self.start,
+            end=self.end,
+            text=text,
+            why=aim.explain() if category in _AIMED else "",
+        )
 
 
 def _excused(exceptions: list[_Span], offsets, category: str) -> bool:

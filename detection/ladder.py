@@ -13,7 +13,8 @@ then authorize ending the call).
 Abusive language (``profanity``) is counted in strikes as well, one per
 utterance however many words: the common three-strikes practice warns the
 partner at ``profanity_caution_strikes`` (the first, by default) and notifies
-supervisors at ``profanity_alert_strikes`` (the third), whatever the points.
+supervisors at ``profanity_alert_strikes`` (the third), whatever the points;
+each strike also adds ``profanity_points`` (1) to the call's points.
 Suggested sentences are data:
 ``detection/suggestions/<language>.json``, per level and category.
 """
@@ -55,8 +56,12 @@ class EscalationLadder:
     suggestions: Mapping[str, Mapping[str, str]]
     level: str = "none"
     points: int = 0
-    strikes: int = 0
     _counts: dict = field(default_factory=dict)
+
+    @property
+    def strikes(self) -> int:
+        """Utterances with abusive language so far (the detector gives at most one ``profanity`` finding each)."""
+        return self._counts.get("profanity", 0)
 
     def add(self, findings: tuple[Finding, ...] | list[Finding]) -> LevelChange | None:
         """Count ``findings``; the change of level they cause, if any."""
@@ -67,8 +72,7 @@ class EscalationLadder:
         worst = max(findings, key=lambda f: (severity_rank(f.severity), f.score))
         for finding in findings:
             self._counts[finding.category] = self._counts.get(finding.category, 0) + 1
-        self.points += sum(max(self.config.points_of(f.severity) for f in act) for act in _acts(findings))
-        self.strikes += len({(f.start, f.text) for f in findings if f.category == "profanity"})
+        self.points += sum(max(self.config.points_for(f.category, f.severity) for f in act) for act in _acts(findings))
         cfg = self.config
         if self.points >= cfg.end_call_points:
             target = _higher(target, "end_call_recommended")
@@ -94,7 +98,10 @@ class EscalationLadder:
         what = worst.category if worst.subtype is None else f"{worst.category} ({worst.subtype})"
         said = f": \"{worst.evidence}\"" if worst.evidence else ""
         tally = ", ".join(f"{n} {c}" for c, n in sorted(self._counts.items()))
-        strikes = f", strike {self.strikes} of {self.config.profanity_alert_strikes}" if worst.category == "profanity" else ""
+        strikes = ""
+        if worst.category == "profanity":
+            alert_at = self.config.profanity_alert_strikes
+            strikes = f", strike {self.strikes} of {alert_at}" if self.strikes <= alert_at else f", {self.strikes} strikes"
         return f"{worst.severity} {what}{said}; this call so far: {tally} ({self.points} points{strikes})"
 
 

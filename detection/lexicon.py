@@ -16,6 +16,10 @@ A language's lexicon is a folder ``detection/lexicons/<language>/``:
   legitimate requests; a rule match overlapping one is dropped
   ("this bill is killing me", "can i talk to a supervisor").
 - ``repetition.tsv``: words for the repetition counter (see ``repetition.py``).
+- ``senses.tsv``: example sentences per sense of ambiguous words (``senses.py``).
+- ``provenance.tsv``: ``id<TAB>written from``: what each rule, exception and
+  list was written from (:func:`read_provenance`); the quality benchmarks
+  leave those lines out of their figures (``docs/detection-quality.md``).
 
 Pattern language (over lowercase words without apostrophes)::
 
@@ -341,3 +345,25 @@ def load_exceptions(folder: Path, compiler: PatternCompiler) -> tuple[Exception_
             raise DetectionError(f"{where}: unknown category {', '.join(sorted(unknown))}", code="bad_lexicon")
         out.append(Exception_(exc_id, cats, compiler.compile(pattern, where)))
     return tuple(out)
+
+
+PROVENANCE_FILE = "provenance.tsv"
+_REFERENCE = re.compile(r"\b([a-z]+):(\S+?)(?=,|\s|$)")
+
+
+def read_provenance(folder: Path) -> dict[str, str]:
+    """``{id: written from}`` of ``provenance.tsv`` (an id given twice is a
+    :class:`DetectionError`)."""
+    out: dict[str, str] = {}
+    for number, (key, sources) in read_tsv(folder / PROVENANCE_FILE, 2):
+        if key in out:
+            raise DetectionError(f"{PROVENANCE_FILE}:{number}: {key} has a row already", code="bad_lexicon")
+        out[key] = sources
+    return out
+
+
+def provenance_references(folder: Path) -> frozenset[str]:
+    """Every line named in ``provenance.tsv``: ``kind:where`` (``convabuse:ID``,
+    ``spoken:N``, ``calls:N``, ``heldout:N``)."""
+    return frozenset(f"{kind}:{where}" for sources in read_provenance(folder).values()
+                     for kind, where in _REFERENCE.findall(sources))

@@ -33,6 +33,7 @@ import numpy as np
 from models.encoder import SentenceEncoder, read_safetensors
 from models.errors import ModelLoadFailed
 from detection.errors import DetectionError
+from detection.text import runs
 
 MODEL_FILE = "semantic.tsv"
 ADAPTER_FILE = "semantic_adapter.safetensors"
@@ -209,10 +210,4 @@ class SemanticStage:
         drops = probability - self.head.probabilities(self.encoder.embed_many(without))[:, index]
         top = float(drops.max())
         chosen = [i for i, drop in enumerate(drops) if top > 0 and drop >= _EVIDENCE_SHARE * top] or [int(drops.argmax())]
-        ranges: list[tuple[int, int]] = []
-        for i in chosen:
-            if ranges and ranges[-1][1] == i - 1:
-                ranges[-1] = (ranges[-1][0], i)
-            else:
-                ranges.append((i, i))
-        return tuple(ranges)
+        return runs(chosen)

@@ -10,9 +10,14 @@ an ordinary sense is nearer than the harmful one by at least ``MARGIN``
 (cosine): a tie keeps the finding, so a menacing "i'll beat you black and
 blue" stays a threat while "i beat you fair and square" is a game.
 
+Each line of the file names the forms of one word ("kill, kills, killed,
+killing"), and a word is compared with its own examples only, harmful and
+ordinary (the file must give both). When the evidence holds several such
+words, all of them must read in an ordinary sense for the finding to go.
+
 Needs the encoder, so it judges final utterances only (live partials are
-screened by the rules alone). The example vectors are computed once, when the
-detector is built (a fraction of a second).
+screened by the rules alone, and an early finding is not taken back). The
+example vectors are computed once, in one batch, when the detector is built.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from detection.errors import DetectionError
 
-MARGIN = 0.03  # an ordinary sense must be this much nearer (cosine) than the harmful one
+MARGIN = 0.05  # an ordinary sense must be this much nearer (cosine) than the harmful one
 SENSES_FILE = "senses.tsv"
 _MARKED = re.compile(r"\[([a-z']+)\]")
 
@@ -77,12 +82,20 @@ def load_examples(folder: Path) -> tuple[SenseExample, ...]:
             raise DetectionError(f"{where}: no word forms above this example", code="bad_lexicon")
         if parts[2] not in ("harm", "other"):
             raise DetectionError(f"{where}: the third column is harm or other, not {parts[2]!r}", code="bad_lexicon")
-        marked = _MARKED.search(parts[3])
-        if marked is None:
-            raise DetectionError(f"{where}: mark the word in the example with [brackets]", code="bad_lexicon")
-        before = parts[3][:marked.start()].replace("'", "").split()
+        marked = _MARKED.findall(parts[3])
+        if len(marked) != 1:
+            raise DetectionError(f"{where}: mark the word in the example with [brackets], once", code="bad_lexicon")
+        if marked[0].replace("'", "") not in forms:
+            raise DetectionError(f"{where}: the marked word {marked[0]!r} is not one of the forms {', '.join(sorted(forms))}",
+                                 code="bad_lexicon")
+        before = parts[3][:parts[3].index("[")].replace("'", "").split()
         words = tuple(w.replace("'", "") for w in _MARKED.sub(lambda m: m.group(1), parts[3]).split())
         out.append(SenseExample(forms, parts[1].strip(), parts[2] == "harm", words, len(before)))
+    for forms in {e.forms for e in out}:
+        kinds = {e.harmful for e in out if e.forms == forms}
+        if kinds != {True, False}:
+            raise DetectionError(f"{SENSES_FILE}: {', '.join(sorted(forms))} needs examples of a harmful and of an "
+                                 f"ordinary sense", code="bad_lexicon")
     return tuple(out)
 
 
@@ -91,29 +104,33 @@ class Senses:
 
     def __init__(self, examples: Sequence[SenseExample], encoder) -> None:
         self._examples = tuple(examples)
-        self._vectors = np.stack([encoder.read(e.words).words[e.index] for e in self._examples]) if examples else \
+        readings = encoder.read_many([e.words for e in self._examples])
+        self._vectors = np.stack([r.words[e.index] for r, e in zip(readings, self._examples)]) if examples else \
             np.zeros((0, 1), np.float32)
         self._by_form: dict[str, list[int]] = {}
         for i, example in enumerate(self._examples):
             for form in example.forms:
                 self._by_form.setdefault(form, []).append(i)
 
-    @property
-    def words(self) -> frozenset[str]:
-        return frozenset(self._by_form)
+    def covers(self, words: Iterable[str]) -> bool:
+        """Whether any of ``words`` has senses to tell apart."""
+        return any(word in self._by_form for word in words)
 
     def ordinary(self, tokens: Sequence[str], indices: Sequence[int], vectors: np.ndarray) -> SenseReading | None:
-        """The first word among ``indices`` (word indices into ``tokens``,
-        whose contextual ``vectors`` are given) that reads in an ordinary
-        sense, or None when none does (or none is ambiguous)."""
+        """How the words at ``indices`` (word indices into ``tokens``, whose
+        contextual ``vectors`` are given) read when every one of them that has
+        senses reads in an ordinary sense (the first, for the explanation);
+        None when one reads harmfully, or none has senses."""
+        first: SenseReading | None = None
         for index in indices:
             rows = self._by_form.get(tokens[index])
             if not rows:
                 continue
             similarity = self._vectors[rows] @ vectors[index]
-            harm = max((float(s) for s, i in zip(similarity, rows) if self._examples[i].harmful), default=-1.0)
-            best = max(range(len(rows)), key=lambda k: float(similarity[k]) if not self._examples[rows[k]].harmful else -2.0)
+            harm = max(float(s) for s, i in zip(similarity, rows) if self._examples[i].harmful)
+            best = max((k for k, i in enumerate(rows) if not self._examples[i].harmful), key=lambda k: float(similarity[k]))
+            if float(similarity[best]) < harm + MARGIN:
+                return None  # read harmfully, or too close to call: the finding stands
             other = self._examples[rows[best]]
-            if not other.harmful and float(similarity[best]) >= harm + MARGIN:
-                return SenseReading(tokens[index], other.sense, " ".join(other.words))
-        return None
+            first = first or SenseReading(tokens[index], other.sense, " ".join(other.words))
+        return first

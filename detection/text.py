@@ -87,14 +87,9 @@ def _starts(tokens: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(starts)
 
 
-def has_restart(tokens: tuple[str, ...]) -> bool:
-    """Whether a word, or a pair of words, comes twice in a row ("i i", "you are you are")."""
-    return any(tokens[i] == tokens[i + 1] for i in range(len(tokens) - 1)) or any(
-        tokens[i:i + 2] == tokens[i + 2:i + 4] for i in range(len(tokens) - 3))
-
-
 def _drop_restarts(tokens: tuple[str, ...], keep: list[bool]) -> None:
-    """Mark the first saying of a repeated word or pair of words (among the kept ones) as dropped."""
+    """Mark the first saying of a word, or a pair of words, said twice in a row
+    (among the kept ones: "i uh i will") as dropped."""
     kept = [i for i, k in enumerate(keep) if k]
     n = 0
     while n < len(kept):
@@ -106,7 +101,7 @@ def _drop_restarts(tokens: tuple[str, ...], keep: list[bool]) -> None:
         n += 1
 
 
-def without_fillers(
+def without_hesitations(
     norm: Normalized,
     fillers: frozenset[str],
     like_after: frozenset[str],
@@ -172,3 +167,14 @@ def without_fillers(
     joined = "".join(text)
     new_tokens = tuple(t for t, k in zip(tokens, keep) if k)
     return Normalized(joined, tuple(origin), new_tokens, _starts(new_tokens))
+
+
+def runs(indices) -> tuple[tuple[int, int], ...]:
+    """Increasing word indices as ``(first, last)`` runs of consecutive words: [1, 2, 5] -> ((1, 2), (5, 5))."""
+    out: list[tuple[int, int]] = []
+    for i in indices:
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return tuple(out)

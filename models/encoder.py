@@ -120,8 +120,20 @@ class WordPiece:
 
     def encode(self, text: str, max_length: int) -> list[int]:
         """``[CLS]`` + the text's word pieces (cut to fit) + ``[SEP]``."""
-        ids = [piece for word in self.words(text) for piece in self.pieces(word)]
-        return [self.cls] + ids[: max_length - 2] + [self.sep]
+        return self.encode_words([text], max_length)[0]
+
+    def encode_words(self, words: Sequence[str], max_length: int) -> tuple[list[int], list[int]]:
+        """``[CLS]`` + the word pieces of ``words`` (each through the basic
+        tokenizer, cut to fit) + ``[SEP]``, and for each piece after ``[CLS]``
+        the index of the word it came from."""
+        ids: list[int] = []
+        owner: list[int] = []
+        for index, word in enumerate(words):
+            for basic in self.words(word):
+                pieces = self.pieces(basic)
+                ids += pieces
+                owner += [index] * len(pieces)
+        return [self.cls] + ids[: max_length - 2] + [self.sep], owner[: max_length - 2]
 
 
 @dataclass(frozen=True)
@@ -131,7 +143,8 @@ class Reading:
     Attributes:
         embedding: the text's unit-length embedding (``dimensions`` long).
         words: ``[words, dimensions]``: each word's unit-length vector in
-            context (zero for a word cut off past the encoder's length).
+            context (past the encoder's length: the mean of the pieces that
+            fit, zero when none does).
     """
 
     embedding: np.ndarray
@@ -328,27 +341,39 @@ class SentenceEncoder:
         return self.embed_many([text])[0]
 
     def read(self, words: Sequence[str]) -> Reading:
-        """One forward pass over ``words`` (already split: no punctuation, one
-        word each): the text's embedding, as :meth:`embed` gives it for
-        ``" ".join(words)``, and a unit-length vector per word (the mean of its
-        word pieces' last hidden states): what the word means in this text."""
-        pieces: list[int] = []
-        owner: list[int] = []
-        for index, word in enumerate(words):
-            for piece in self.tokenizer.pieces(word.lower()):
-                pieces.append(piece)
-                owner.append(index)
-        pieces, owner = pieces[: self.max_length - 2], owner[: self.max_length - 2]
-        tokens = np.array([[self.tokenizer.cls, *pieces, self.tokenizer.sep]], dtype=np.int64)
-        hidden = self._forward(tokens, np.ones(tokens.shape, np.float32))[0]
-        pooled = hidden.mean(axis=0)
-        vectors = np.zeros((len(words), self.dimensions), np.float32)
-        counts = np.zeros(len(words), np.float32)
-        np.add.at(vectors, np.array(owner, dtype=np.int64), hidden[1:1 + len(owner)])
-        np.add.at(counts, np.array(owner, dtype=np.int64), 1.0)
-        vectors /= np.maximum(counts, 1.0)[:, None]
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return Reading(pooled / max(float(np.linalg.norm(pooled)), 1e-12), vectors)
+        """One forward pass over ``words`` (an utterance already split into
+        words): the text's embedding, as :meth:`embed` gives it for
+        ``" ".join(words)``, and a unit-length vector per word (the mean of
+        its word pieces' last hidden states): what the word means in this text."""
+        return self.read_many([words])[0]
+
+    def read_many(self, texts: Sequence[Sequence[str]]) -> list[Reading]:
+        """:meth:`read` for several texts in one batch (padding masked out).
+        A word past the encoder's length gets what is left of it: the mean of
+        its pieces that fit, or zeros when none does."""
+        if not texts:
+            return []
+        rows = [self.tokenizer.encode_words(words, self.max_length) for words in texts]
+        width = max(len(ids) for ids, _ in rows)
+        tokens = np.full((len(rows), width), self.tokenizer.pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.float32)
+        for row, (ids, _) in enumerate(rows):
+            tokens[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1.0
+        hidden = self._forward(tokens, mask)
+        out = []
+        for row, (words, (ids, owner)) in enumerate(zip(texts, rows)):
+            states = hidden[row, : len(ids)]
+            pooled = states.mean(axis=0)
+            vectors = np.zeros((len(words), self.dimensions), np.float32)
+            counts = np.zeros(len(words), np.float32)
+            owners = np.array(owner, dtype=np.int64)
+            np.add.at(vectors, owners, states[1:1 + len(owners)])
+            np.add.at(counts, owners, 1.0)
+            vectors /= np.maximum(counts, 1.0)[:, None]
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            out.append(Reading(pooled / max(float(np.linalg.norm(pooled)), 1e-12), vectors))
+        return out
 
     def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of several texts in one batch (padded; padding is masked out)."""

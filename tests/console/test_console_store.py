@@ -206,3 +206,4 @@ def test_a_finding_keeps_whom_it_is_aimed_at_and_old_stores_gain_the_column(tmp_
     finding = p.FindingRaised(seq=2, event_id="w", call_id="c1", category="insult", severity="medium", score=0.9, rule="insult.you_are",
                               evidence="you are a clown", start=0.0, end=1.0, text="you are a clown", why="aimed at the partner: 'you are'")
     assert store.record_event("agent-1", finding).record["why"] == "aimed at the partner: 'you are'"
+    store.close()

@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 
 HELDOUT = Path(__file__).with_name("heldout.tsv")
-PROVENANCE = Path(__file__).resolve().parents[2] / "detection" / "lexicons" / "en" / "provenance.tsv"
 RULES_WRITTEN_FOR = range(1, 9)  # rounds the rules were written for
 NEVER_TRAINED_ON = range(17, 25)  # rounds no model learns from
 
@@ -35,6 +34,8 @@ def rows(path: Path = HELDOUT, *, unread: bool = False) -> list[tuple[int, str, 
     return out
 
 
-def written_from(path: Path = PROVENANCE) -> frozenset[int]:
+def written_from() -> frozenset[int]:
     """Line numbers of ``heldout.tsv`` that something in the lexicon was written from."""
-    return frozenset(int(n) for n in re.findall(r"\bheldout:(\d+)\b", path.read_text(encoding="utf-8")))
+    from detection.lexicon import lexicon_dir, provenance_references
+
+    return frozenset(int(ref.split(":")[1]) for ref in provenance_references(lexicon_dir("en")) if ref.startswith("heldout:"))

@@ -14,10 +14,10 @@ def rules() -> Detector:
     return Detector()
 
 
-def aim_of(detector: Detector, text: str, word: str, *, nearest: bool = False):
+def aim_of(detector: Detector, text: str, word: str, *, nearest: bool = False, acted_on: bool = True):
     norm = detector.normalized(text)
     index = len(norm.tokens) - 1 - norm.tokens[::-1].index(word)  # the last one
-    return detector.aim.read(norm, index, index, nearest=nearest)
+    return detector.aim.read(detector.aim.utterance(norm), index, index, nearest=nearest, acted_on=acted_on)
 
 
 @pytest.mark.parametrize("text, word, who", [
@@ -69,9 +69,27 @@ def test_the_nearest_pointer_decides_a_context_rule(rules, text, word, who):
 
 def test_discourse_you_points_at_no_one(rules):
     norm = rules.normalized("you know the neighbour is a clown")
-    assert rules.aim.read_utterance(norm, [norm.tokens.index("clown")], personal=True).who == "third party"
-    norm = rules.normalized("you know where i live")
-    assert rules.aim.read(norm, 0, 0).partner  # "you know where": a verb, not a filler
+    u = rules.aim.utterance(norm)
+    assert u.skip == {0, 1}
+    assert rules.aim.read_utterance(u, [norm.tokens.index("clown")], personal=True).who == "third party"
+    assert rules.aim.utterance(rules.normalized("you know where i live")).skip == set()  # a verb, not a filler
+    assert rules.aim.utterance(rules.normalized("thank you so much")).skip == {0, 1}
+
+
+@pytest.mark.parametrize("text", [
+    "he said it was fixed i will kill you",                       # the customer speaks again
+    "she told me you would fix it so if you dont i will kill you",  # a new clause
+    "the man at the desk said wait here and you are a clown",
+])
+def test_a_quotation_does_not_hide_what_follows_it(rules, text):
+    assert {f.category for f in rules.screen(text)} & {"threat", "insult"}
+
+
+def test_a_generic_place_makes_you_anyone_only_for_acts_on_you(rules):
+    assert aim_of(rules, "back home they would lock you up for that", "you").who == "third party"
+    assert aim_of(rules, "these days you get robbed for a phone", "you").who == "anyone"
+    assert aim_of(rules, "you are a clown these days", "you", acted_on=False).partner   # a personal attack
+    assert aim_of(rules, "ill find you these days", "you").partner                        # the customer acts
 
 
 def test_findings_say_whom_they_are_aimed_at_and_drops_say_why(rules):

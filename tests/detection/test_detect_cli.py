@@ -157,3 +157,16 @@ def test_semantic_false_screens_with_the_rules_alone(tmp_path):
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert out[0] == {"text": ONLY_BY_MEANING, "findings": []}
     assert [f["category"] for f in out[1]["findings"]] == ["insult"]
+
+
+def test_explain_lists_what_the_checks_ruled_out_and_why():
+    result = run(["detect", "--explain"], stdin="he goes you are a clown\nyou are a clown\ni am not going to hurt you\n")
+    assert result.returncode == 0, result.stderr
+    quoted, said, negated = (json.loads(line) for line in result.stdout.splitlines())
+    assert quoted["findings"] == [] and {(d["category"], d["reason"]) for d in quoted["dropped"]} >= {("insult", "reported speech: 'he goes'")}
+    assert len(quoted["dropped"]) == len({json.dumps(d, sort_keys=True) for d in quoted["dropped"]}), "each drop once"
+    assert set(quoted["dropped"][0]) == {"category", "rule", "evidence", "reason"}
+    assert [f["category"] for f in said["findings"]] == ["insult"] and said["dropped"] == []
+    assert negated["findings"] == [] and all(d["reason"] == "negated" for d in negated["dropped"])
+    plain = run(["detect"], stdin="he goes you are a clown\n")
+    assert "dropped" not in json.loads(plain.stdout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from detection import Detector
-from detection.text import normalize, without_fillers
+from detection.text import normalize, without_hesitations
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def detector() -> Detector:
 
 
 def _strip(text: str) -> str:
-    return without_fillers(
+    return without_hesitations(
         normalize(text),
         frozenset({"uh", "um"}),
         frozenset({"are you", "youre"}),
@@ -27,7 +27,7 @@ def _strip(text: str) -> str:
 
 
 def test_fillers_are_dropped_and_offsets_still_point_into_the_original():
-    norm = without_fillers(normalize("Uh, you're UM an idiot"), frozenset({"uh", "um"}), frozenset())
+    norm = without_hesitations(normalize("Uh, you're UM an idiot"), frozenset({"uh", "um"}), frozenset())
     assert norm.text == "youre an idiot "
     assert norm.tokens == ("youre", "an", "idiot")
     first, last = 0, len(norm.text) - 1

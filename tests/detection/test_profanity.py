@@ -54,11 +54,16 @@ def test_one_strike_per_utterance_however_many_words(rules):
     assert call.level == "caution"
 
 
-def test_strikes_are_configurable():
-    config = DetectionConfig.from_table({"profanity_caution_strikes": 2, "profanity_alert_strikes": 2})
+def test_strikes_and_points_are_configurable():
+    config = DetectionConfig.from_table({"profanity_caution_strikes": 2, "profanity_alert_strikes": 4, "profanity_points": 0})
     call = CallScreen(Detector(config))
-    first, second = play(call, ["what a shit service", "this is bullshit"])
-    assert call.level == "alert" and second.level_change.level == "alert"
-    assert first.level_change is not None and first.level_change.level == "caution"  # a strike adds its points too (low: 1)
+    screenings = play(call, ["holy shit", "this is bullshit", "fucking hell", "oh for fucks sake"])
+    assert [s.level_change.level if s.level_change else None for s in screenings] == [None, "caution", None, "alert"]
+    assert call.points == 0 and "strike 4 of 4" in screenings[3].level_change.reason
+    # with its point (the default), the first strike warns on points alone
+    call = CallScreen(Detector(DetectionConfig.from_table({"profanity_caution_strikes": 2})))
+    assert play(call, ["holy shit"])[0].level_change.level == "caution" and call.points == 1
     with pytest.raises(DetectionError, match="profanity_caution_strikes <= profanity_alert_strikes"):
         DetectionConfig.from_table({"profanity_caution_strikes": 4, "profanity_alert_strikes": 3})
+    with pytest.raises(DetectionError, match="profanity_points must not be negative"):
+        DetectionConfig.from_table({"profanity_points": -1})
