@@ -128,6 +128,19 @@ def training_rows(shared: Path, marks: list[Path], exclude: frozenset[str] = fro
     return [r for r in rows if r[0] in CLASSES]
 
 
+def with_recognition_errors(rows: list[tuple[str, str, str]], rate: float) -> list[tuple[str, str, str]]:
+    """``rows`` and, after them, a copy of each with ``rate`` of its words made
+    recognition errors (:mod:`recognizer_noise`: dropped, or a word that sounds
+    alike from the training lines' own words), where that changed anything."""
+    from recognizer_noise import Noise
+
+    vocabulary = frozenset(w for _, text, _ in rows for w in text.lower().replace("'", "").split())
+    noise = Noise(rate, vocabulary, seed=7)
+    copies = [(label, noisy, f"{source}+errors") for label, text, source in rows if (noisy := noise.apply(text)) != text]
+    print(f"with recognition errors in {rate:.0%} of the words: {len(copies)} more lines", file=sys.stderr)
+    return rows + copies
+
+
 def normalized(texts: list[str]) -> list[str]:
     """Each text as the detector hands it to the semantic stage: its normalized words."""
     detector = Detector()
@@ -249,6 +262,8 @@ def main() -> int:
                         help="encoder layers tuned with the head (default 3; 0: the head alone, no torch needed)")
     parser.add_argument("--out", type=Path, default=model_dir("en") / MODEL_FILE)
     parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
+    parser.add_argument("--noise", type=float, default=0.0, metavar="RATE",
+                        help="also train on a copy of each line with this share of recognition errors (e.g. 0.1)")
     args = parser.parse_args()
 
     from agent.settings import load_settings
@@ -259,6 +274,8 @@ def main() -> int:
     if args.tune_layers is not None and not 0 <= args.tune_layers <= encoder.depth:
         parser.error(f"--tune-layers must be 0 to {encoder.depth} (the encoder's layers)")
     rows = training_rows(shared_dir(), args.qa_marks)
+    if args.noise:
+        rows = with_recognition_errors(rows, args.noise)
     fresh, words, y = train(encoder, rows, name=name, tune_layers=args.tune_layers)
     w, b, adapter = fresh.weights, fresh.bias, dict(fresh.adapter or {})
     predicted = judged(encoder, fresh, words)
