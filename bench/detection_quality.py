@@ -19,6 +19,8 @@ is the same config without the stage. Tables:
   2026-12-06, so their figures are first sight no more; the
   sealed 30 % of ConvAbuse, ``tests/detection/sealed/*.tsv``). Do not run it
   to tune anything: a figure read twice is a training figure.
+- ``--sealed-round2``: the second sealed call-like round, written by another
+  writer and sealed before the stage was trained on more voices; scored once.
 - ``--training``: also the development utterances and held-out rounds 1 to
   16 (training data of the stage).
 
@@ -217,7 +219,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noise", action="store_true", help="also measure with 5 %% and 10 %% recognition errors")
     parser.add_argument("--misses", action="store_true", help="list callshield's misses and false alarms")
-    parser.add_argument("--sealed", action="store_true", help="score the sealed parts (once, at the end of issue 11)")
+    parser.add_argument("--sealed", action="store_true", help="score the sealed parts opened at the end of issue 11's first round (spent)")
+    parser.add_argument("--sealed-round2", action="store_true",
+                        help="score the second sealed call-like round (once, at the end of issue 11's second round)")
     parser.add_argument("--training", action="store_true", help="also score the stage's training sets")
     args = parser.parse_args()
     shared = shared_dir()
@@ -251,8 +255,12 @@ def main() -> int:
     if args.noise:
         noise_table(detector, {"call-like (calls.tsv)": scored_rows(calls), "held-out 17 to 24": scored_rows(unseen),
                                "spoken (spoken.tsv)": spoken})
+    if args.sealed_round2:
+        print("\n######## SEALED, ROUND 2: first sight. Report these figures; do not tune on them.")
+        category_table("SEALED call-like lines, round 2 (tests/detection/sealed/calls_round2.tsv)",
+                       scored_rows([(lab, t) for _, lab, t in written_set("calls_round2", "sealed")]), judges, False)
     if args.sealed:
-        print("\n######## SEALED PARTS: first sight. Report these figures; do not tune on them.")
+        print("\n######## SEALED PARTS, opened on 2026-12-06 (spent: no longer first sight).")
         category_table("SEALED call-like lines (tests/detection/sealed/calls.tsv)",
                        scored_rows([(lab, t) for _, lab, t in written_set("calls", "sealed")]), judges, False)
         spoken_table("SEALED spoken conversation (tests/detection/sealed/spoken.tsv)",
