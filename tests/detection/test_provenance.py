@@ -41,7 +41,7 @@ def test_every_line_named_exists(shared_dir):
     refs = quality_sets.provenance_lines()
     open_ids = {m.example_id for m in shared_data.convabuse_all(shared_dir)}
     heldout = (ROOT / "tests" / "detection" / "heldout.tsv").read_text(encoding="utf-8").splitlines()
-    sets = {name: {n for n, _, _ in quality_sets.written_set(name)} for name in quality_sets.WRITTEN_SETS}
+    sets = {name: {n for n, _, _ in quality_sets.written_set(name)} for name in quality_sets.DEVELOPMENT_SETS}
     for ref in refs:
         kind, _, value = ref.partition(":")
         if kind == "convabuse":
