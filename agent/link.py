@@ -4,8 +4,8 @@ What it promises (``docs/protocol.md``, "Delivery"):
 
 - Durable messages (call started/ended, utterances, findings, level changes,
   notices) go into an *outbox* and stay there until the console acknowledges
-  them (:class:`~agent.protocol.Ack` is cumulative). After a reconnect the
-  console's :class:`~agent.protocol.Welcome` says the highest ``seq`` it has
+  them (:class:`~kernel.protocol.Ack` is cumulative). After a reconnect the
+  console's :class:`~kernel.protocol.Welcome` says the highest ``seq`` it has
   stored; everything after it is resent, in order. The console deduplicates on
   ``event_id``, so a message stored just before a crash is never shown twice.
   The outbox is never trimmed: an alert is never dropped to save memory.
@@ -34,9 +34,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent import protocol
-from agent.protocol import Ack, AgentHello, EndCallAuthorized, PartialTranscript, Refused, Welcome
-from audio.errors import CallshieldError
+from kernel import protocol
+from kernel.protocol import Ack, AgentHello, EndCallAuthorized, PartialTranscript, Refused, Welcome
+from kernel.errors import CallshieldError
 
 log = logging.getLogger("callshield.agent.link")
 

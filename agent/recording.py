@@ -3,7 +3,7 @@
 :class:`RecordingTap` is a call tap (``agent.session.CallTap``): it feeds every
 chunk of both speakers to an ``audio.recorder.CallRecorder`` and, when the call
 ends, finalizes the file, hashes it and writes the hash beside it
-(``NAME.wav.json``, see ``audio.recorder.write_sidecar``). Retention at call
+(``NAME.wav.json``, see ``kernel.recordings.write_sidecar``). Retention at call
 end: a call with no finding has its audio deleted at once unless
 ``[retention] keep_unflagged_audio`` is set.
 
@@ -27,11 +27,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from audio.retention import RetentionPolicy
-from agent.protocol import iso, utc_now
+from kernel.retention import RetentionPolicy
+from kernel.clock import iso, utc_now
 from audio.frames import AudioChunk
-from audio.recorder import (CallRecorder, RecordingInfo, RecoveryReport, info_of, read_sidecar, recording_name, recover_dir,
-                            sidecar_path, write_sidecar)
+from audio.recorder import CallRecorder, RecoveryReport, info_of, recover_dir
+from kernel.recordings import RecordingInfo, read_sidecar, recording_name, sidecar_path, write_sidecar
 
 log = logging.getLogger("callshield.agent.recording")
 
@@ -40,7 +40,7 @@ class RecordingTap:
     """Records one call; see the module docstring.
 
     Args:
-        call_id: the call (names the file, see ``audio.recorder.recording_name``).
+        call_id: the call (names the file, see ``kernel.recordings.recording_name``).
         recordings_dir: where the WAV and its sidecar go.
         policy: the retention policy (unflagged audio at call end).
         clock: wall clock (aware ``datetime``) for ``finalized_at``.

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.link import ConsoleLink
-from agent.protocol import AgentNotice, EndCallAuthorized
+from kernel.protocol import AgentNotice, EndCallAuthorized
 from agent.session import CallControl, CallInfo, CallSession, CallTap
 from agent.settings import AgentSettings
 from audio.frames import SPEAKERS, AudioChunk
-from agent.protocol import Clock, iso, utc_now
+from kernel.clock import Clock, iso, utc_now
 from models.transcript import Partial, Utterance
 
 log = logging.getLogger("callshield.agent")

@@ -21,7 +21,7 @@ screen_partials = false`` keeps to finals (the screen then finds nothing in
 partials).
 
 Isolation: a call's faults stay in the call. A transcriber or detector error
-becomes an :class:`~agent.protocol.AgentNotice` and the call goes on being
+becomes an :class:`~kernel.protocol.AgentNotice` and the call goes on being
 monitored (loudness, the other speaker, the recording) where possible; only a
 source that fails ends the call (reason ``error``). The queue between source
 and transcriber is bounded: a slow transcriber makes the call drop its oldest
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from agent.protocol import (
+from kernel.protocol import (
     AgentNotice,
     CallEnded,
     CallStarted,
@@ -53,7 +53,7 @@ from agent.protocol import (
     PartialTranscript,
     UtteranceFinal,
 )
-from audio.errors import CallshieldError
+from kernel.errors import CallshieldError
 from audio.frames import AudioChunk
 from models.transcript import Partial, Utterance
 

@@ -1,10 +1,8 @@
-"""The agent's settings: the ``[agent]`` section, and the whole config assembled.
+"""The agent's settings: the ``[agent]`` section.
 
 ``[agent]`` says where the console is, who this agent is, and the defaults a
-call gets when its ingress does not say (partner, seat). Every other section
-(``[models]``, ``[detection]``, ``[console]``, ...) is kept as its raw table
-here and parsed by the package that owns it, when a command needs it, so one
-package's settings never break another's command.
+call gets when its ingress does not say (partner, seat). The whole config is
+assembled by the command line (``cli/settings.py``).
 
 Example::
 
@@ -26,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from agent.config import ConfigError, ConfigFile, default_data_dir, load_config
+from kernel.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -142,86 +140,3 @@ def _coerce(where: str, name: str, value: Any, hint: Any) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{where}: {name} must be a string")
     return value
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The whole config as the agent commands see it.
-
-    ``agent`` is parsed here; the other sections stay raw tables, parsed by
-    their owners on demand (:meth:`detection_config`).
-    ``data_dir`` is where models, the console store and recordings live.
-    """
-
-    agent: AgentSettings
-    file: ConfigFile
-    data_dir: Path
-
-    def section(self, name: str) -> Mapping[str, Any]:
-        return self.file.section(name)
-
-    def resolve_model(self, option: str | None = None):
-        """The speech model to use (``models.lookup`` order: ``option``, then
-        ``$CALLSHIELD_MODEL``, ``[models] model``, the models directory); raises
-        ``ModelNotFound`` naming the install command."""
-        from models.lookup import resolve_model
-
-        return resolve_model(option, self._models_config(), data_dir=self.data_dir)
-
-    def encoder(self, name: str):
-        """The sentence encoder ``name`` (an installed name or a folder), loaded:
-        a ``models.encoder.SentenceEncoder``; a missing one is a one-line
-        ``ModelNotFound`` saying how to install it."""
-        from models.encoder import SentenceEncoder
-        from models.lookup import resolve_encoder
-
-        return SentenceEncoder(resolve_encoder(name, self._models_config(), data_dir=self.data_dir).path)
-
-    def _models_config(self):
-        """``[models]``, paths relative to the config file's folder."""
-        from models.lookup import ModelsConfig
-
-        return ModelsConfig.from_section(self.section("models"), base=self.file.path.parent if self.file.path else None)
-
-    def console_target(self, url: str | None, token: str | None) -> tuple[str, str]:
-        """The console URL and this agent's token: the command line's, else the
-        config's (``[agent] console_url``, ``token``/``token_file``,
-        ``$CALLSHIELD_AGENT_TOKEN``); a missing one is a one-line error."""
-        url = url or self.agent.console_url
-        if not url:
-            raise ConfigError("no console given: pass --console ws://HOST:PORT or set [agent] console_url", code="no_console")
-        token = token or self.agent.resolved_token()
-        if not token:
-            raise ConfigError("no agent token: pass --token, set [agent] token_file, or $CALLSHIELD_AGENT_TOKEN", code="no_token")
-        return url, token
-
-    def audio_config(self):
-        """The ``[audio]`` section as ``audio.config.AudioConfig`` (channel map, VAD, loudness window)."""
-        from audio.config import AudioConfig
-
-        return AudioConfig.from_section(self.section("audio"))
-
-    def detection_config(self):
-        """The ``[detection]`` section as ``detection.DetectionConfig``."""
-        from detection.config import DetectionConfig
-
-        return DetectionConfig.from_table(self.section("detection"))
-
-    def detector(self, config=None):
-        """A ``detection.Detector`` for ``config`` (default: :meth:`detection_config`),
-        with its semantic stage's sentence encoder looked up and loaded
-        (``[detection] encoder``, in the models directory or a pip package).
-        A missing encoder is a one-line ``ModelNotFound`` saying how to install it."""
-        from detection.detector import Detector
-
-        config = config if config is not None else self.detection_config()
-        return Detector(config, encoder=self.encoder(config.encoder) if config.semantic else None)
-
-
-def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read the config file (see :mod:`agent.config`) and parse ``[agent]``."""
-    env = os.environ if env is None else env
-    file = load_config(path, env)
-    where = f"{file.path}: [agent]" if file.path else "[agent]"
-    agent = AgentSettings.from_table(file.section("agent"), where=where)
-    return Settings(agent=agent, file=file, data_dir=default_data_dir(env))

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio.errors import CallshieldError
+from kernel.errors import CallshieldError
 from models.transcript import Partial, Utterance, Word
 
 SPEAKERS = ("customer", "partner")

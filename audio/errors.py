@@ -1,30 +1,11 @@
-"""The root of callshield's exceptions.
+"""The errors of sound: reading, decoding, segmenting, and the ``[audio]`` settings.
 
-Every stage raises a subclass of :class:`CallshieldError` with a stable
-``code`` (a short snake_case string that tools and the console can match on).
-Boundaries (the CLI, a call session, the console's websocket handler) turn
-these into one-line errors or error events and keep the call going.
-
-The root lives here because ``audio`` is the lowest room of the house: every
-other package may import it, it imports nobody.
+Each is a :class:`~kernel.errors.CallshieldError` with a stable ``code``.
 """
 
 from __future__ import annotations
 
-
-class CallshieldError(Exception):
-    """Root of every error callshield raises on purpose."""
-
-    code: str = "callshield_error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.code
+from kernel.errors import CallshieldError
 
 
 class AudioError(CallshieldError):
@@ -49,11 +30,5 @@ class WavError(AudioError):
 
 class AudioConfigError(AudioError):
     """The ``[audio]`` config section, or a setting passed in code, is wrong."""
-
-    code = "bad_config"
-
-
-class ConfigError(CallshieldError):
-    """A config file or section that cannot be used as it is."""
 
     code = "bad_config"

@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.link import Backoff, ConsoleLink  # noqa: E402
-from agent.settings import load_settings  # noqa: E402
+from cli.settings import load_settings  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
 from agent.transcript_source import TimedTranscript, TranscriptSource  # noqa: E402
 from detection.config import DetectionConfig  # noqa: E402

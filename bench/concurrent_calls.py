@@ -43,7 +43,7 @@ from fake_asterisk import leg_uuid, play_leg  # noqa: E402
 from ingress_kit import RecordingLink  # noqa: E402
 from speech import KOREAN_CALL, call_samples  # noqa: E402
 
-from agent import protocol as p  # noqa: E402
+from kernel import protocol as p  # noqa: E402
 
 RATE = 8000
 

@@ -79,7 +79,7 @@ def main() -> int:
     if args.folds < 2:
         parser.error("--folds must be at least 2")
 
-    from agent.settings import load_settings
+    from cli.settings import load_settings
     from detection import DetectionConfig, Detector
 
     shared = shared_dir()

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "tests" / "detection"))
 import heldout_set  # noqa: E402
 from quality_sets import pct, without_provenance, written_set  # noqa: E402
 from shared_data import convabuse_all, labelled, shared_dir  # noqa: E402
-from agent.settings import load_settings  # noqa: E402
+from cli.settings import load_settings  # noqa: E402
 from detection import CallScreen, Detector  # noqa: E402
 
 PERSONAL_ATTACK = {"insult", "integrity"}

@@ -157,7 +157,7 @@ def rules_alone(texts: list[str], seconds: float) -> None:
 
 
 def full_detector(texts: list[str], seconds: float) -> None:
-    from agent.settings import load_settings
+    from cli.settings import load_settings
 
     started = time.perf_counter()
     detector = load_settings(None).detector()

@@ -266,7 +266,7 @@ def main() -> int:
                         help="also train on a copy of each line with this share of recognition errors (e.g. 0.1)")
     args = parser.parse_args()
 
-    from agent.settings import load_settings
+    from cli.settings import load_settings
     from detection import DetectionConfig
 
     encoder = load_settings(None).encoder(args.encoder or DetectionConfig().encoder)

@@ -1,9 +1,9 @@
-"""The browser <-> console messages, typed like ``agent/protocol.py``.
+"""The browser <-> console messages, typed like ``kernel/protocol.py``.
 
 Same envelope as the agent protocol: one JSON object per websocket message,
 with ``"v"`` (:data:`VERSION`) and ``"type"``. Messages from a browser are
 frozen dataclasses validated field by field in :func:`decode` (a wrong message
-is a :class:`~agent.protocol.ProtocolError`, answered with an error and never
+is a :class:`~kernel.protocol.ProtocolError`, answered with an error and never
 acted on). Every browser request may carry ``ref`` (a string the page picks),
 echoed in the ``ok`` or ``error`` that answers it.
 
@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agent.protocol import ProtocolError, build, message_class, parse_object
+from kernel.protocol import ProtocolError, build, message_class, parse_object
 
 VERSION = 1
 MAX_TEXT = 2000

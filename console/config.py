@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from audio.errors import ConfigError
+from kernel.errors import ConfigError
 
 _KEYS = {"host", "port", "data_dir", "tls_cert", "tls_key", "browser_queue", "session_hours", "login_failures", "lockout_seconds"}
 

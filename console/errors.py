@@ -6,7 +6,7 @@ message, so a page or a test can match on it.
 
 from __future__ import annotations
 
-from audio.errors import CallshieldError
+from kernel.errors import CallshieldError
 
 
 class ConsoleError(CallshieldError):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from audio.errors import CallshieldError
+from kernel.errors import CallshieldError
 
 FORMAT = "callshield-evidence"
 VERSION = 1

@@ -7,7 +7,7 @@ only dispatches. Role checks are the server's (``console.roles``).
 
 Recordings arrive through the shared recordings directory: the agent writes
 ``NAME.wav`` and, once finalized, ``NAME.wav.json`` with the hash as first
-stored (``audio.recorder.write_sidecar``). :func:`adopt_recording` copies those
+stored (``kernel.recordings.write_sidecar``). :func:`adopt_recording` copies those
 facts into the store when the console learns the call ended (and again,
 lazily, when QA opens the call or the daily clean-up runs), so a recording
 is never served before it is finished.
@@ -24,9 +24,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from audio.retention import CallRecord, CleanupReport, RetentionPolicy, next_cleanup, plan_cleanup, run_cleanup
-from audio.recorder import read_sidecar, recording_name, sha256_file, sidecar_path
-from console.clock import parse_iso
+from kernel.retention import CallRecord, CleanupReport, RetentionPolicy, next_cleanup, plan_cleanup, run_cleanup
+from kernel.recordings import read_sidecar, recording_name, sha256_file, sidecar_path
+from kernel.clock import parse_iso
 from console.store import Store
 
 log = logging.getLogger("callshield.console.qa")
@@ -289,7 +289,7 @@ class QaDesk:
 
     async def _export(self, call_id: str, user: str) -> tuple[Path, str]:
         """Build the evidence zip for a download; audited with its digest."""
-        from console.clock import iso
+        from kernel.clock import iso
         from console.evidence import EvidenceError, build_evidence_zip, evidence_from_store
 
         c = self.console

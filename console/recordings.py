@@ -35,9 +35,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
+import wave
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -46,9 +48,11 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
+import numpy as np
 from websockets.http11 import Request, Response
 
 from console.web import response
+from kernel.pcm import dbfs
 
 QA_ROLES = frozenset({"qa", "supervisor", "admin"})
 """Roles that may hear recordings and export evidence."""
@@ -304,13 +308,6 @@ def loudness_envelope(path: str | os.PathLike, *, points: int = 1200) -> dict | 
     dBFS (-90..0) per step of ``step`` seconds, at most ``points`` steps and
     at least 0.1 s each. None when the file is not a readable PCM16 WAV.
     Blocking (reads the whole file in pieces): run it in an executor."""
-    import math
-    import wave
-
-    import numpy as np
-
-    from audio.loudness import dbfs
-
     try:
         with wave.open(str(path), "rb") as w:
             rate, channels, width, total = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()

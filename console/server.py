@@ -1,6 +1,6 @@
 """The console: one websockets server for agents, browsers and the web pages.
 
-- ``/ws/agent``: agents speak ``agent/protocol.py``. After a good
+- ``/ws/agent``: agents speak ``kernel/protocol.py``. After a good
   ``AgentHello`` the console answers ``Welcome(last_seq)`` and any end-call
   authorizations the agent missed while away; every durable event is stored
   (idempotently, by ``event_id``), fanned out to browsers if it is new, then
@@ -42,10 +42,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from agent import protocol as p
+from kernel import protocol as p
 from console import browser_protocol as b
 from console.auth import LoginThrottle, hash_password, new_password, verify_password
-from console.clock import Clock, iso, utc_now
+from kernel.clock import Clock, iso, utc_now
 from console.config import ConsoleConfig
 from console.errors import BadRequest, ConsoleError, Forbidden, NotAuthenticated
 from console.roles import WATCHES_ALL_CALLS, may
@@ -118,7 +118,7 @@ class Console:
     """The hub. ``await start()``, then ``port``/``url`` are real; ``await stop()``."""
 
     def __init__(self, config: ConsoleConfig, *, clock: Clock = utc_now, retention: Any = None) -> None:
-        from audio.retention import RetentionPolicy
+        from kernel.retention import RetentionPolicy
         from console.qa import QaDesk
 
         self.config = config

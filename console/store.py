@@ -32,16 +32,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent import protocol as p
 from console.auth import ROLES, hash_password, new_password, new_token, same_token, token_hash, verify_password
-from console.clock import Clock, iso, parse_iso, utc_now
 from console.errors import BadRequest, Forbidden, StoreError
+from kernel import protocol as p
+from kernel.clock import Clock, iso, parse_iso, utc_now
+from kernel.levels import asks_check_in, level_rank, raises_alert
 
-LEVELS = ("none", "caution", "alert", "end_call_recommended")
-"""The escalation ladder, lowest first."""
-ALERT_LEVELS = frozenset({"alert", "end_call_recommended"})
-GRAVE_SEVERITIES = frozenset({"critical"})
-"""Finding severities that queue the partner for a check-in on their own."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
@@ -244,10 +240,6 @@ class Session:
     user: str
     role: str
     expires_at: datetime
-
-
-def _level_rank(level: str) -> int:
-    return LEVELS.index(level) if level in LEVELS else 0
 
 
 class Store:
@@ -517,7 +509,7 @@ class Store:
                  m.why),
             )
             checkin = None
-            if m.severity in GRAVE_SEVERITIES:
+            if asks_check_in(m.severity):
                 checkin = self._queue_checkin(c, m.call_id, f"{m.severity} {m.category} finding", now)
             return Recorded(new=True, call=self._call(c, m.call_id), record=self._finding(c, cur.lastrowid), checkin=checkin)
         if isinstance(m, p.LevelChanged):
@@ -527,10 +519,10 @@ class Store:
             )
             change_id = cur.lastrowid
             peak = c.execute("SELECT peak_level FROM calls WHERE id = ?", (m.call_id,)).fetchone()[0]
-            new_peak = m.level if _level_rank(m.level) > _level_rank(peak) else peak
+            new_peak = m.level if level_rank(m.level) > level_rank(peak) else peak
             c.execute("UPDATE calls SET level = ?, peak_level = ? WHERE id = ?", (m.level, new_peak, m.call_id))
             alert = checkin = None
-            if m.level in ALERT_LEVELS and _level_rank(m.level) > _level_rank(m.previous):
+            if raises_alert(m.level, m.previous):
                 cur = c.execute(
                     "INSERT INTO alerts (call_id, level_change, level, reason, at, raised_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (m.call_id, change_id, m.level, m.reason, m.at, now),

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from kernel import levels
+
 STATIC_DIR = Path(__file__).with_name("static")
 PAGES = {"/": "login.html", "/partner": "partner.html", "/supervisor": "supervisor.html", "/qa": "qa.html"}
 """Page paths -> files of the static folder (a missing file is a 404)."""
@@ -38,11 +40,13 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,255}$")
 
 
 def load_static(directory: Path = STATIC_DIR) -> dict[str, tuple[bytes, str]]:
-    """``/static/NAME`` -> (bytes, content type) for every file of the static folder."""
+    """``/static/NAME`` -> (bytes, content type) for every file of the static folder, and
+    ``/static/levels.js``, the ladder's levels generated from ``kernel/levels.py``."""
     files: dict[str, tuple[bytes, str]] = {}
     for path in sorted(directory.rglob("*")):
         if path.is_file() and path.suffix in TYPES:
             files["/static/" + path.relative_to(directory).as_posix()] = (path.read_bytes(), TYPES[path.suffix])
+    files["/static/levels.js"] = (levels.browser_script().encode("utf-8"), TYPES[".js"])
     return files
 
 

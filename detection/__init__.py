@@ -6,7 +6,7 @@ built; screening does no I/O and reads no clock (time is audio time, seconds).
 The semantic stage costs milliseconds per final utterance (numpy; it releases
 the GIL), so the agent runs final utterances in a "detect" executor.
 
-    detector = settings.detector()          # agent.settings: the config's [detection], encoder loaded
+    detector = settings.detector()          # cli.settings: the config's [detection], encoder loaded
     detector = Detector(DetectionConfig())  # or: the rules alone
     call = CallScreen(detector)
     screening = call.hear("customer", "you stupid idiot", start=3.2, end=4.0)

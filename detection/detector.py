@@ -94,7 +94,7 @@ class Detector:
     semantic stage (used when ``config.semantic``); None: the rules alone.
     ``head``: the stage's trained weights (default: the language's
     committed model; a cross-validation fold passes its own).
-    Commands build it with ``agent.settings.Settings.detector``, which looks
+    Commands build it with ``cli.settings.Settings.detector``, which looks
     the encoder up and loads it."""
 
     def __init__(self, config: DetectionConfig | None = None, *, encoder=None, head: Head | None = None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audio.errors import CallshieldError
+from kernel.errors import CallshieldError
 
 
 class DetectionError(CallshieldError):

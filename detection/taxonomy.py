@@ -1,13 +1,18 @@
 """The harassment categories of the policy, their subtypes and default severities.
 
 The categories come from ``policy.md`` ("Acts covered"); ``DESIGN.md`` gives
-their boundaries. A site may raise or lower a category's severity in the
+their boundaries. The severities and the ladder's levels are the kernel's
+(``kernel/levels.py``), shared with the console. A site may raise or lower a category's severity in the
 ``[detection.severity]`` config table.
 """
 
 from __future__ import annotations
 
 from types import MappingProxyType
+
+from kernel.levels import LEVELS, SEVERITIES, level_rank, severity_rank
+
+__all__ = ["CATEGORIES", "DEFAULT_SEVERITY", "DEMAND_SUBTYPES", "LEVELS", "SEVERITIES", "level_rank", "severity_rank"]
 
 CATEGORIES: tuple[str, ...] = (
     "threat",       # violence, threats, intimidation
@@ -24,9 +29,6 @@ CATEGORIES: tuple[str, ...] = (
 
 DEMAND_SUBTYPES: tuple[str, ...] = ("undue", "beyond_contract", "apology", "face_to_face")
 
-SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
-"""Severity levels, mildest first."""
-
 DEFAULT_SEVERITY = MappingProxyType({
     "threat": "critical",
     "insult": "medium",
@@ -39,16 +41,3 @@ DEFAULT_SEVERITY = MappingProxyType({
     "shouting": "low",
     "profanity": "low",
 })
-
-LEVELS: tuple[str, ...] = ("none", "caution", "alert", "end_call_recommended")
-"""The escalation ladder of one call, lowest first (policy: response section)."""
-
-
-def severity_rank(severity: str) -> int:
-    """0 for ``low`` up to 3 for ``critical``."""
-    return SEVERITIES.index(severity)
-
-
-def level_rank(level: str) -> int:
-    """0 for ``none`` up to 3 for ``end_call_recommended``."""
-    return LEVELS.index(level)

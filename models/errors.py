@@ -1,12 +1,12 @@
 """Errors of the model stage (speech models and sentence encoders): finding, installing, loading, decoding.
 
-Every one is a :class:`~audio.errors.CallshieldError` with a stable ``code``
+Every one is a :class:`~kernel.errors.CallshieldError` with a stable ``code``
 so the CLI prints one line and a call session can turn it into an error event.
 """
 
 from __future__ import annotations
 
-from audio.errors import CallshieldError
+from kernel.errors import CallshieldError
 
 #: The model a first-time user is told to install (small, English, 40 MB).
 SUGGESTED_MODEL = "vosk-model-small-en-us-0.15"

@@ -17,7 +17,7 @@ the name of an installed encoder (models directory, then pip packages).
 
 The models directory, first found wins: ``--models-dir``,
 ``$CALLSHIELD_MODELS_DIR``, ``[models] dir``, then ``DATA_DIR/models`` where
-``DATA_DIR`` is the caller's data directory (``agent.config.default_data_dir()``
+``DATA_DIR`` is the caller's data directory (``kernel.config.default_data_dir()``
 for the command line; ``models`` does not import ``agent``).
 """
 

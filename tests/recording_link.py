@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from agent import protocol as p
+from kernel import protocol as p
 
 
 class RecordingLink:

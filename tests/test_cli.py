@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli
+from cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, **kwargs)
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, **kwargs)
 
 
 def test_help_lists_every_built_command():
     out = run("--help")
     assert out.returncode == 0
-    built = [name for name, (module, _) in cli.COMMANDS.items() if (ROOT / "agent" / "commands" / f"{module}.py").exists()]
+    built = [name for name, (module, _) in cli.COMMANDS.items() if (ROOT / "cli" / "commands" / f"{module}.py").exists()]
     assert built, "no command modules found"
     for name in built:
         assert name in out.stdout
@@ -42,7 +42,7 @@ def test_no_command_prints_usage_and_fails():
     ids=["missing", "bad-toml", "misspelt-section"],
 )
 def test_a_bad_config_file_is_a_one_line_config_error(tmp_path, name, text, expected):
-    from agent.config import ConfigError, load_config
+    from kernel.config import ConfigError, load_config
 
     path = tmp_path / name
     if text is not None:

@@ -66,7 +66,7 @@ def test_replayed_threat_reaches_the_supervisor_who_authorizes_ending_the_call(t
                         await page.wait_for_url(console.http_url + home)
 
                     replay = await asyncio.create_subprocess_exec(
-                        sys.executable, "-m", "agent.cli", "replay", str(call_file), "--console", console.url,
+                        sys.executable, "-m", "cli", "replay", str(call_file), "--console", console.url,
                         "--token", token, "--agent-id", "floor-1", "--partner", "ann", "--seat", "4", "--realtime",
                         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                     )

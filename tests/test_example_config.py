@@ -16,13 +16,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from agent.config import SECTIONS, load_config
-from agent.settings import AgentSettings, load_settings
+from kernel.config import SECTIONS, load_config
+from agent.settings import AgentSettings
+from cli.settings import load_settings
 from audio.audiosocket import AudioSocketConfig
 from audio.config import AudioConfig
 from audio.device import DeviceConfig
-from audio.errors import CallshieldError
-from audio.retention import RetentionPolicy
+from kernel.errors import CallshieldError
+from kernel.retention import RetentionPolicy
 from audio.vad import VadConfig
 from console.config import ConsoleConfig
 from detection.config import DetectionConfig
@@ -268,7 +269,7 @@ def test_every_setting_line_has_a_comment_saying_what_it_does():
 
 
 def run_cli(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.cli", "--config", str(EXAMPLE), *args],
+    return subprocess.run([sys.executable, "-m", "cli", "--config", str(EXAMPLE), *args],
                           cwd=tmp_path, env=clean_env(tmp_path), input=stdin, capture_output=True, text=True, timeout=120)
 
 

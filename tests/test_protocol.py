@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agent import protocol as p
+from kernel import protocol as p
 
 SAMPLES = [
     p.AgentHello(agent_id="site-a", token="t0k", site="floor 3"),

@@ -6,7 +6,9 @@
 const CS = (() => {
   const TOKEN_KEY = 'callshield.token';
   const HOME = { partner: '/partner', supervisor: '/supervisor', qa: '/supervisor', admin: '/supervisor' };
-  const LEVEL_NAMES = { none: 'Normal', caution: 'Caution', alert: 'Alert', end_call_recommended: 'End call recommended' };
+  /* The ladder's levels come from the server (/static/levels.js, generated from kernel/levels.py). */
+  const LEVEL_NAMES = Object.freeze(Object.fromEntries(CS_LEVELS.map((l) => [l.name, l.label])));
+  const LEVEL_RANK = Object.freeze(Object.fromEntries(CS_LEVELS.map((l, i) => [l.name, i])));
 
   /** Build an element; children that are not nodes become text nodes. */
   function el(tag, props, ...children) {
@@ -147,5 +149,5 @@ const CS = (() => {
     };
   }
 
-  return { TOKEN_KEY, HOME, LEVEL_NAMES, el, clear, levelBadge, clock, seconds, since, highlighted, marked, Link, statusPill, socketUrl };
+  return { TOKEN_KEY, HOME, LEVEL_NAMES, LEVEL_RANK, el, clear, levelBadge, clock, seconds, since, highlighted, marked, Link, statusPill, socketUrl };
 })();

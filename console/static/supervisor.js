@@ -9,7 +9,6 @@
   const { el, clear, levelBadge } = CS;
   const $ = (id) => document.getElementById(id);
   const MAX_LINES = 500;
-  const LEVEL_RANK = { none: 0, caution: 1, alert: 2, end_call_recommended: 3 };
   // How the call reached callshield (the call's `source`), in words.
   const SOURCE_NAMES = {
     audiosocket: 'live from the PBX',
@@ -51,7 +50,7 @@
   function renderCalls() {
     const body = clear($('calls'));
     const calls = [...state.calls.values()].sort((a, b) =>
-      (a.ended_at ? 1 : 0) - (b.ended_at ? 1 : 0) || (LEVEL_RANK[b.level] || 0) - (LEVEL_RANK[a.level] || 0) || String(a.started_at).localeCompare(String(b.started_at)));
+      (a.ended_at ? 1 : 0) - (b.ended_at ? 1 : 0) || (CS.LEVEL_RANK[b.level] || 0) - (CS.LEVEL_RANK[a.level] || 0) || String(a.started_at).localeCompare(String(b.started_at)));
     const live = calls.filter((c) => !c.ended_at).length;
     $('calls-count').textContent = state.role === 'supervisor' ? `${live} live` : `${calls.length}`;
     $('calls-empty').classList.toggle('hidden', calls.length > 0);

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.server import serve
 
-from agent import protocol as p
+from kernel import protocol as p
 
 
 @dataclass

@@ -29,7 +29,7 @@ def env_for(tmp_path: Path) -> dict:
 
 async def callshield(tmp_path: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", *args, cwd=ROOT, env=env_for(tmp_path),
+        sys.executable, "-m", "cli", *args, cwd=ROOT, env=env_for(tmp_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -122,7 +122,7 @@ def test_serve_demo_shows_the_demo_call_alert_to_a_supervisor(tmp_path):
 
     async def main():
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli", "--config", str(config), "serve", "--demo", "--port", "0",
+            sys.executable, "-m", "cli", "--config", str(config), "serve", "--demo", "--port", "0",
             "--data-dir", str(tmp_path / "data"), cwd=ROOT, env=env_for(tmp_path),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )

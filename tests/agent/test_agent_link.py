@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from agent import protocol as p
+from kernel import protocol as p
 from agent.link import Backoff, ConsoleLink, LinkError, LinkRefused
 from agent_kit import Stored, TinyConsole, notice, until
 

@@ -9,7 +9,7 @@ import random
 
 import numpy as np
 
-from agent import protocol as p
+from kernel import protocol as p
 from agent.link import Backoff, ConsoleLink
 from agent.runtime import Agent
 from agent.session import CallInfo, CallSession

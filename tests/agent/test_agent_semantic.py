@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from agent import protocol as p
+from kernel import protocol as p
 from agent.runtime import Agent
 from agent.transcript_source import TimedTranscript, TranscriptSource
 from agent_kit import FakeClock, jsonl

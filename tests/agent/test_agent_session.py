@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from agent import protocol as p
+from kernel import protocol as p
 from agent.link import Backoff, ConsoleLink
 from agent.runtime import Agent
 from agent.settings import AgentSettings

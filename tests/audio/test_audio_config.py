@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import load_config
+from kernel.config import load_config
 from audio.config import AudioConfig
 from audio.errors import AudioError
 from audio.vad import VadConfig

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from audio_kit import extensible_body, fmt_body, pcm16_wav, riff, rms, sox, tone, two_tone_stereo, write_encoded
 
-from agent.cli import _one_line
-from audio.errors import AudioError, CallshieldError
+from cli.main import _one_line
+from audio.errors import AudioError
+from kernel.errors import CallshieldError
 from audio.g711 import decode_alaw, decode_ulaw
 from audio.wav import WavSource, read_info, read_wav
 from speech import write_pcm16

@@ -13,7 +13,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from agent import protocol as p
+from kernel import protocol as p
 from console.config import ConsoleConfig
 from console.server import Console
 
@@ -120,7 +120,7 @@ class Browser(Peer):
 
 
 class Agent(Peer):
-    """An agent socket speaking agent/protocol.py messages with rising seq."""
+    """An agent socket speaking kernel/protocol.py messages with rising seq."""
 
     def __init__(self, ws, agent_id: str) -> None:
         super().__init__(ws)

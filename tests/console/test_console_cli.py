@@ -11,7 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from agent.cli import main
+from cli.main import main
 from console.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def test_console_command_serves_and_stops_cleanly(tmp_path):
     env = dict(os.environ, CALLSHIELD_CONFIG=str(tmp_path / "none.toml"))
     (tmp_path / "none.toml").write_text("[console]\nbrowser_queue = 64\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "console", "--port", "0", "--data-dir", str(tmp_path / "data")],
+        [sys.executable, "-m", "cli", "console", "--port", "0", "--data-dir", str(tmp_path / "data")],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -67,7 +67,7 @@ def test_console_command_serves_and_stops_cleanly(tmp_path):
 def test_console_command_reports_a_bad_config_in_one_line(tmp_path):
     (tmp_path / "bad.toml").write_text('[console]\nport = "eight"\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--config", str(tmp_path / "bad.toml"), "console", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "cli", "--config", str(tmp_path / "bad.toml"), "console", "--data-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=30,
     )
     assert proc.returncode == 2

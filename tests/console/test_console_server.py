@@ -11,7 +11,7 @@ import urllib.request
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from agent import protocol as p
+from kernel import protocol as p
 from console_kit import FakeClock, open_agent, open_browser, running_console
 
 

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from agent import protocol as p
+from kernel import protocol as p
 from console.errors import BadRequest, Forbidden, StoreError
 from console.store import MIGRATIONS, Store
 from console_kit import FakeClock

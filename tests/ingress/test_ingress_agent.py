@@ -11,7 +11,7 @@ import uuid as uuidlib
 import numpy as np
 import pytest
 
-from agent import protocol as p
+from kernel import protocol as p
 from agent.ingress import capture_devices, serve_audiosocket, start_audiosocket
 from audio.audiosocket import AudioSocketConfig
 from audio.device import DeviceConfig

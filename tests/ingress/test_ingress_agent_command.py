@@ -58,7 +58,7 @@ def test_agent_command_serves_audiosocket_calls_into_the_console(tmp_path, ko_mo
         await console.start()
         token = await console.db(console.store.add_user, "floor-1", "agent")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli", "agent", "--console", console.url, "--token", token, "--agent-id", "floor-1",
+            sys.executable, "-m", "cli", "agent", "--console", console.url, "--token", token, "--agent-id", "floor-1",
             "--model", str(ko_model_dir), "--audiosocket", f"127.0.0.1:{port}", "--partner", "kim", "--seat", "12",
             "--recordings", str(tmp_path / "data" / "recordings"),
             cwd=ROOT, env=env_for(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -105,7 +105,7 @@ def test_agent_command_refuses_a_bad_audiosocket_address(tmp_path):
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "agent", "--console", "ws://127.0.0.1:9", "--token", "t", "--audiosocket", "127.0.0.1:http"],
+        [sys.executable, "-m", "cli", "agent", "--console", "ws://127.0.0.1:9", "--token", "t", "--audiosocket", "127.0.0.1:http"],
         cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 2
@@ -122,7 +122,7 @@ def test_serve_takes_audiosocket_calls_into_its_embedded_console(tmp_path, ko_mo
 
     async def main():
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli", "serve", "--port", str(web_port), "--data-dir", str(data),
+            sys.executable, "-m", "cli", "serve", "--port", str(web_port), "--data-dir", str(data),
             "--model", str(ko_model_dir), "--audiosocket", f"127.0.0.1:{port}",
             cwd=ROOT, env=env_for(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )

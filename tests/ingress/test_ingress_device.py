@@ -171,7 +171,7 @@ def test_a_stereo_line_in_is_split_into_customer_and_partner_through_portaudio(p
 
 
 def test_devices_command_lists_the_pulse_device(pulse_sink, capsys):
-    from agent.cli import main
+    from cli.main import main
 
     assert main(["devices"]) == 0
     out = capsys.readouterr().out

@@ -41,5 +41,5 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
     """``callshield ARGS`` in a subprocess (the real entry point, as a user runs it)."""
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -14,9 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "console"))
 
 from console_kit import PASSWORD, T0, Browser, FakeClock, open_agent, open_browser, running_console  # noqa: E402
 
-from agent import protocol as p  # noqa: E402
+from kernel import protocol as p  # noqa: E402
 from audio.frames import AudioChunk  # noqa: E402
-from audio.recorder import CallRecorder, RecordingInfo, recording_name, write_sidecar  # noqa: E402
+from audio.recorder import CallRecorder  # noqa: E402
+from kernel.recordings import RecordingInfo, recording_name, write_sidecar  # noqa: E402
 
 __all__ = ["PASSWORD", "T0", "Browser", "FakeClock", "open_agent", "open_browser", "running_console", "get", "record_call",
            "tone_call", "end_call", "p"]

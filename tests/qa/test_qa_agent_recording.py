@@ -13,10 +13,10 @@ from qa_kit import get, running_console, tone_call
 
 from agent.link import Backoff, ConsoleLink
 from agent.recording import AgentRecording
-from audio.retention import RetentionPolicy
+from kernel.retention import RetentionPolicy
 from agent.runtime import Agent
 from audio.frames import AudioChunk
-from audio.recorder import sha256_file
+from kernel.recordings import sha256_file
 from models.transcript import Utterance
 
 

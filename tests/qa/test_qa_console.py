@@ -12,9 +12,9 @@ import zipfile
 
 from qa_kit import FakeClock, end_call, get, open_agent, open_browser, p, record_call, running_console
 
-from agent.cli import main
-from audio.retention import RetentionPolicy
-from audio.recorder import recording_name, sha256_file
+from cli.main import main
+from kernel.retention import RetentionPolicy
+from kernel.recordings import recording_name, sha256_file
 from console.evidence import rewrite_member, verify_evidence_zip
 
 

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from agent.cli import main
+from cli.main import main
 from audio.frames import AudioChunk
 from audio.recorder import CallRecorder
 from console.evidence import (CallEvidence, EvidenceError, build_evidence_zip, manifest_digest, rewrite_member,

@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from agent.recording import RecordingTap, recording_taps, recover_recordings
-from audio.retention import RetentionPolicy
+from kernel.retention import RetentionPolicy
 from audio.frames import AudioChunk
-from audio.recorder import read_sidecar, recording_name, sha256_file, sidecar_path, wav_header
+from audio.recorder import wav_header
+from kernel.recordings import read_sidecar, recording_name, sha256_file, sidecar_path
 
 NOW = datetime(2026, 3, 1, 9, 5, tzinfo=timezone.utc)
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agent.config import ConfigError
-from audio.retention import CallRecord, Removal, RetentionPolicy, next_cleanup, plan_cleanup, run_cleanup
+from kernel.config import ConfigError
+from kernel.retention import CallRecord, Removal, RetentionPolicy, next_cleanup, plan_cleanup, run_cleanup
 
 NOW = datetime(2026, 3, 1, 3, 0, tzinfo=timezone.utc)
 

@@ -1,6 +1,6 @@
 """The ``callshield`` command line.
 
-Each subcommand lives in its own module under ``agent/commands/`` and offers
+Each subcommand lives in its own module under ``cli/commands/`` and offers
 two functions::
 
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...
@@ -10,7 +10,7 @@ Modules keep heavy imports (vosk, sounddevice, the console) inside ``run`` so
 that ``callshield --help`` stays instant and one command's missing optional
 dependency never breaks another.
 
-Errors: a :class:`~audio.errors.CallshieldError` (or an ``OSError`` such as a
+Errors: a :class:`~kernel.errors.CallshieldError` (or an ``OSError`` such as a
 missing file) ends the command with one line on standard error and exit
 status 2, never a traceback. ``CALLSHIELD_DEBUG=1`` shows the traceback.
 """
@@ -31,9 +31,9 @@ from collections.abc import Sequence
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-from audio.errors import CallshieldError  # noqa: E402
+from kernel.errors import CallshieldError  # noqa: E402
 
-# name -> (module under agent.commands, one-line help). Order is the help order.
+# name -> (module under cli.commands, one-line help). Order is the help order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run console and agent together on this machine"),
     "console": ("console", "run the console (hub, store, web pages) alone"),
@@ -51,9 +51,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _load(module: str):
     try:
-        return importlib.import_module(f"agent.commands.{module}")
+        return importlib.import_module(f"cli.commands.{module}")
     except ModuleNotFoundError as exc:
-        if exc.name == f"agent.commands.{module}":
+        if exc.name == f"cli.commands.{module}":
             return None  # command not built yet in this checkout
         raise
 

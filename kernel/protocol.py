@@ -29,30 +29,11 @@ import json
 import types
 import typing
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from audio.errors import CallshieldError
+from kernel.errors import CallshieldError
 
 VERSION = 1
-
-Clock = typing.Callable[[], datetime]
-"""A wall clock: returns an aware UTC ``datetime``. Passed in, never read by core code."""
-
-
-def utc_now() -> datetime:
-    """The real wall clock, in UTC (the default clock of the agent and the console)."""
-    return datetime.now(timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    """The protocol's wall-clock format: ISO 8601 UTC with milliseconds and a ``Z``."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
 
 class ProtocolError(CallshieldError):
     """A message that is not valid JSON, not this protocol, or has wrong fields."""

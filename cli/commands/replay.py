@@ -16,7 +16,7 @@ import errno
 import sys
 from pathlib import Path
 
-from audio.errors import CallshieldError
+from kernel.errors import CallshieldError
 
 
 class ReplayError(CallshieldError):
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.settings import load_settings
+    from cli.settings import load_settings
     from agent.transcript_source import TimedTranscript
 
     settings = load_settings(args.config)

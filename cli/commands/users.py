@@ -38,7 +38,7 @@ def _secret_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.commands.console import console_config
+    from cli.commands.console import console_config
     from console.store import Store
 
     config = console_config(args)

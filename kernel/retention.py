@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from audio.errors import ConfigError
+from kernel.errors import ConfigError
 
 STALE_OPEN_CALL = timedelta(days=1)
 """A call with no end older than this is taken as ended at its start (its agent crashed)."""

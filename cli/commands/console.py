@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def console_config(args: argparse.Namespace):
     """The console's config: the file's ``[console]`` section, then the command line."""
-    from agent.config import default_data_dir, load_config
+    from kernel.config import default_data_dir, load_config
     from console.config import ConsoleConfig
 
     config = ConsoleConfig.from_table(load_config(args.config).section("console"), data_dir=default_data_dir())
@@ -39,8 +39,8 @@ def console_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from agent.config import load_config
-    from audio.retention import RetentionPolicy
+    from kernel.config import load_config
+    from kernel.retention import RetentionPolicy
 
     retention = RetentionPolicy.from_section(load_config(args.config).section("retention"))
     return asyncio.run(_serve(console_config(args), retention))

@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from agent.config import ConfigError, default_data_dir, load_config
-    from agent.protocol import iso, utc_now
+    from kernel.config import ConfigError, default_data_dir, load_config
+    from kernel.clock import iso, utc_now
     from console.config import ConsoleConfig
     from console.evidence import EvidenceError, build_evidence_zip, evidence_from_store
     from console.store import Store

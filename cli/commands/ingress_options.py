@@ -4,7 +4,7 @@ and ``callshield serve``.
 ``--wav FILE`` (a recorded call, as if live with ``--realtime``),
 ``--audiosocket [HOST:]PORT`` (Asterisk AudioSocket, see docs/asterisk.md) and
 ``--devices`` (the sound devices chosen in ``[devices]``). Not a command
-itself: the dispatcher only loads the modules named in ``agent/cli.py``.
+itself: the dispatcher only loads the modules named in ``cli/main.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from audio.errors import CallshieldError
+from kernel.errors import CallshieldError
 
 log = logging.getLogger("callshield.agent")
 

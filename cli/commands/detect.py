@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.settings import load_settings
+    from cli.settings import load_settings
     from detection import DetectionConfig
 
     settings = load_settings(getattr(args, "config", None))

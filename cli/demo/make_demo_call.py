@@ -1,6 +1,6 @@
 """Regenerate the demo call: ``call.wav`` (what was said) and ``call.jsonl`` (when).
 
-    python agent/demo/make_demo_call.py            # needs espeak-ng and sox
+    python cli/demo/make_demo_call.py            # needs espeak-ng and sox
 
 The call is fiction, written to show the ladder: a customer angry at a bill
 (anger at the company: no alert), then an insult aimed at the partner

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from audio.errors import ConfigError
+from kernel.errors import ConfigError
 
 __all__ = ["ConfigError", "ConfigFile", "SECTIONS", "default_config_path", "default_data_dir", "load_config"]
 

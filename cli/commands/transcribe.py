@@ -48,7 +48,7 @@ def _channel_map(text: str) -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.config import default_data_dir, load_config
+    from kernel.config import default_data_dir, load_config
     from audio.wav import read_info
     from models.lookup import ModelsConfig, resolve_model
     from audio.config import AudioConfig

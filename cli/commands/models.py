@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.config import default_data_dir, load_config
+    from kernel.config import default_data_dir, load_config
     from models.lookup import ModelsConfig, models_dir, resolve_model
     from models.store import ENCODER, ModelStore
 

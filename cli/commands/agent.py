@@ -4,7 +4,7 @@
 connects to the console (reconnecting with backoff for as long as it runs)
 and monitors the calls its ingress brings: ``--audiosocket [HOST:]PORT``
 (Asterisk), ``--devices`` (a headset tap) and ``--wav FILE`` (recorded calls,
-as if live with ``--realtime``); see ``agent/commands/ingress_options.py``. It
+as if live with ``--realtime``); see ``cli/commands/ingress_options.py``. It
 runs until SIGTERM or SIGINT, then shuts down in order: stop sources, flush
 recognizers, finish recordings, wait briefly for the console's
 acknowledgements, close the link. With only ``--wav`` calls, it exits once
@@ -20,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
-from agent.commands.ingress_options import Ingress, add_ingress_arguments, ingress_from_args, raise_if_failed, start_ingress
+from cli.commands.ingress_options import Ingress, add_ingress_arguments, ingress_from_args, raise_if_failed, start_ingress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.settings import load_settings
+    from cli.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = load_settings(args.config)
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     model = settings.resolve_model(args.model) if ingress.needs_model else None
     detector = settings.detector()
     from agent.recording import AgentRecording
-    from audio.retention import RetentionPolicy
+    from kernel.retention import RetentionPolicy
 
     recordings = Path(args.recordings).expanduser() if args.recordings else settings.data_dir / "recordings"
     recording = AgentRecording(recordings, RetentionPolicy.from_section(settings.section("retention")))

@@ -25,8 +25,8 @@ import re
 import sys
 from pathlib import Path
 
-from agent.commands.ingress_options import Ingress, add_ingress_arguments, ingress_from_args, raise_if_failed, start_ingress
-from audio.errors import CallshieldError
+from cli.commands.ingress_options import Ingress, add_ingress_arguments, ingress_from_args, raise_if_failed, start_ingress
+from kernel.errors import CallshieldError
 
 log = logging.getLogger("callshield.serve")
 
@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.commands.console import console_config as console_config_from
-    from agent.settings import load_settings
+    from cli.commands.console import console_config as console_config_from
+    from cli.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = load_settings(args.config)
@@ -97,7 +97,7 @@ def _english_model(settings, option: str | None) -> Path | None:
 
 async def _serve(settings, console_config, detector, *, demo: bool, model: Path | None, ingress: Ingress = Ingress()) -> int:
     from agent.recording import AgentRecording
-    from audio.retention import RetentionPolicy
+    from kernel.retention import RetentionPolicy
     from agent.runtime import Agent, make_link
     from console.auth import new_token
     from console.server import Console
@@ -166,7 +166,7 @@ async def _first_start(console, *, demo: bool) -> None:
 
 async def _demo_loop(agent, model: Path | None) -> None:
     """Replay the demo call again and again, with a pause between runs."""
-    from agent.demo import CALL_TRANSCRIPT, CALL_WAV
+    from cli.demo import CALL_TRANSCRIPT, CALL_WAV
     from agent.transcript_source import TranscriptSource
 
     if model is not None:

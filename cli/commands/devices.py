@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.config import load_config
+    from kernel.config import load_config
     from audio.device import DeviceConfig, list_devices
 
     config = DeviceConfig.from_section(load_config(args.config).section("devices"))

@@ -1,1 +1,0 @@
-"""One module per callshield subcommand (see agent/cli.py)."""

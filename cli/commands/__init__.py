@@ -1,0 +1,1 @@
+"""One module per callshield subcommand (see cli/main.py)."""
