@@ -268,7 +268,14 @@ def from_dict(raw: Any, *, allowed: tuple[type, ...] | None = None) -> Message:
 
 
 def parse_object(text: str | bytes) -> dict:
-    """One JSON object from a websocket frame, at most :data:`MAX_MESSAGE_BYTES`."""
+    """One JSON object from a websocket frame, at most :data:`MAX_MESSAGE_BYTES`.
+
+    Everything JSON allows but the protocol cannot carry is a
+    :class:`ProtocolError`, never another exception: nesting deeper than
+    :data:`MAX_DEPTH`, ``NaN`` and ``Infinity`` (and numbers that overflow to
+    them), integers outside 64 bits, and lone UTF-16 surrogates (``"\\ud800"``),
+    which no UTF-8 socket or database could pass on.
+    """
     if len(text) > MAX_MESSAGE_BYTES:
         raise ProtocolError("message too large")
     if isinstance(text, bytes):
@@ -276,13 +283,81 @@ def parse_object(text: str | bytes) -> dict:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProtocolError("message is not UTF-8") from exc
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(text):
+        raise ProtocolError(f"message nests deeper than {MAX_DEPTH} levels")
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"message is not JSON: {exc.msg}") from exc
+    except RecursionError as exc:  # pragma: no cover  (_too_deep stops it first)
+        raise ProtocolError("message nests too deep") from exc
     if not isinstance(raw, dict):
         raise ProtocolError("message must be a JSON object")
+    _check_text(raw)
     return raw
+
+
+MAX_DEPTH = 16
+"""Deepest nesting of arrays and objects a message may have (the deepest real one has 3)."""
+MAX_INT = (1 << 63) - 1
+"""Largest integer a message may carry (what a 64-bit store column holds)."""
+
+
+def _too_deep(text: str) -> bool:
+    """Whether brackets outside strings nest deeper than :data:`MAX_DEPTH` (a linear scan)."""
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def _no_constant(name: str) -> float:
+    raise ProtocolError(f"message holds {name}, which is not a number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ProtocolError(f"number {text[:20]}... is too large" if len(text) > 20 else f"number {text} is too large")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 19 or abs(value := int(text)) > MAX_INT:
+        raise ProtocolError("integer out of range (64 bits)")
+    return value
+
+
+def _check_text(raw: Any) -> None:
+    """Every string (keys too) of a parsed message is valid Unicode: no lone surrogates."""
+    pending = [raw]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ProtocolError("message holds a lone UTF-16 surrogate, which is not text") from exc
 
 
 def message_class(raw: dict, by_type: typing.Mapping[str, type], version: int) -> type:

@@ -6,6 +6,8 @@ import dataclasses
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernel import protocol as p
 
@@ -61,6 +63,16 @@ def test_durable_messages_carry_seq_and_event_id():
         ('{"v": 1, "type": "ack", "seq": true}', "bad_message"),
         ('{"v": 1, "type": "ack", "seq": 1, "admin": true}', "bad_message"),
         ('{"v": 1, "type": "partial", "call_id": "c", "speaker": "customer", "start": NaN, "text": ""}', "bad_message"),
+        # what a fuzzing campaign found (issue 13, #8 and #9): each refused with a code, never another exception
+        ('{"v": 1, "type": "ack", "seq": 1, "x": ' + "[" * 5000 + "]" * 5000 + "}", "bad_message"),
+        ("[" * 200_000, "bad_message"),
+        ('{"v": 1, "type": "ack", "seq": ' + "9" * 5000 + "}", "bad_message"),
+        ('{"v": 1, "type": "ack", "seq": 9223372036854775808}', "bad_message"),
+        ('{"v": 1, "type": "ack", "seq": 1e400}', "bad_message"),
+        ('{"v": 1, "type": "partial", "call_id": "c", "speaker": "customer", "start": 0, "text": "\\ud800"}', "bad_message"),
+        ('{"v": 1, "type": "agent_hello", "agent_id": "a", "token": "t", "\\udfff": 1}', "bad_message"),
+        ('{"v": 1, "type": "utterance", "seq": 1, "event_id": "e", "call_id": "c", "speaker": "customer", "start": 0, "end": 1, '
+         '"text": "hi", "words": [{"word": "hi", "start": 0, "end": Infinity, "conf": 1}]}', "bad_message"),
         ('{"v": 1, "type": "finding", "seq": 1, "event_id": "e", "call_id": "c", "category": "threat", "severity": "high", '
          '"score": 1, "rule": "r", "evidence": "x", "start": 0, "end": 1, "span": "0-3"}', "bad_message"),
     ],
@@ -69,6 +81,54 @@ def test_malformed_messages_are_refused_with_a_code(raw, code):
     with pytest.raises(p.ProtocolError) as info:
         p.decode(raw)
     assert info.value.code == code
+
+
+def test_what_json_allows_but_a_socket_cannot_carry_is_refused_before_it_is_stored():
+    """A lone surrogate or a NaN accepted here would be stored and then break
+    every browser send and page of that call (issue 13, #4 and #9)."""
+    good = p.decode('{"v": 1, "type": "ack", "seq": 9223372036854775807}')
+    assert good == p.Ack(seq=(1 << 63) - 1)
+    nested = '{"v": 1, "type": "ack", "seq": 1, "x": ' + "[" * p.MAX_DEPTH + "]" * p.MAX_DEPTH + "}"
+    with pytest.raises(p.ProtocolError, match="deeper"):
+        p.decode(nested)
+    brackets_in_text = '{"v": 1, "type": "partial", "call_id": "c", "speaker": "customer", "start": 0, "text": "' + "[{" * 40 + '"}'
+    assert p.decode(brackets_in_text).text == "[{" * 40
+
+
+@given(st.text(max_size=300) | st.binary(max_size=300))
+@settings(max_examples=400, deadline=None)
+def test_any_text_decodes_or_is_refused_with_a_protocol_error(text):
+    try:
+        message = p.decode(text)
+    except p.ProtocolError as exc:
+        assert exc.code in ("bad_message", "bad_version", "unexpected_message")
+    else:
+        assert p.decode(p.encode(message)) == message
+
+
+_ANY_TEXT = st.text(st.characters(blacklist_categories=()), max_size=20)
+"""Strings with lone surrogates too (Hypothesis leaves them out unless asked)."""
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_ANY_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.sampled_from([cls.TYPE for cls in p.AGENT_MESSAGES + p.CONSOLE_MESSAGES]),
+       st.dictionaries(st.sampled_from(["seq", "event_id", "call_id", "speaker", "start", "end", "text", "words", "span", "level",
+                                        "previous", "reason", "at", "agent_id", "token", "code", "message", "dropped", "x"]),
+                       _JSON, max_size=8))
+@settings(max_examples=400, deadline=None)
+def test_any_json_object_of_a_known_type_is_a_valid_message_or_refused(kind, fields):
+    raw = json.dumps({"v": 1, "type": kind, **fields}, ensure_ascii=False, allow_nan=True)
+    try:
+        message = p.decode(raw)
+    except p.ProtocolError:
+        return
+    text = p.encode(message)
+    text.encode("utf-8")  # it can go out on a socket
+    assert p.decode(text) == message
 
 
 def test_allowed_limits_the_direction():
