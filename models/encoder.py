@@ -11,7 +11,7 @@ from the model's ``model.safetensors`` (memory-mapped, so every process on the
 machine shares one copy of the pages) and the WordPiece vocabulary from its
 ``vocab.txt``.
 
-An encoder folder (its layout: ``models.store.encoder_problems``) is installed like a speech model
+An encoder folder (its layout: ``models.layout.encoder_problems``) is installed like a speech model
 (``callshield models install all-minilm-l6-v2``, see :mod:`models.store`;
 found by :func:`models.lookup.resolve_encoder`) and holds ``config.json``,
 ``vocab.txt`` and ``model.safetensors``.
@@ -35,7 +35,7 @@ import numpy as np
 
 from kernel.tensors import TensorFileError, read_safetensors
 from models.errors import NotAModel, encoder_failed
-from models.store import encoder_problems, folder_name
+from models.layout import encoder_problems, folder_name
 from models.wordpiece import WordPiece
 
 @dataclass(frozen=True)

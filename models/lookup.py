@@ -31,7 +31,8 @@ from typing import Any, Mapping
 from kernel.sections import read_section, setting
 from models.catalogue import load_catalogue
 from models.errors import ModelError, ModelNotFound, no_model_installed
-from models.store import ENCODER, SPEECH, ModelStore, check_model_dir, encoder_problems, folder_name, pip_models
+from models.layout import ENCODER, SPEECH, check_model_dir, encoder_problems, folder_name, pip_models
+from models.store import ModelStore
 
 ENV_MODEL = "CALLSHIELD_MODEL"
 ENV_MODELS_DIR = "CALLSHIELD_MODELS_DIR"

@@ -39,7 +39,7 @@ from typing import Protocol
 
 from audio.frames import AudioChunk, Endpoint, Speaker, Voiced
 from models.errors import ModelError, ModelLoadFailed
-from models.store import check_model_dir
+from models.layout import check_model_dir
 from models.transcript import Partial, Utterance, Word
 
 Result = Partial | Utterance

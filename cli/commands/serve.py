@@ -73,7 +73,8 @@ def _english_model(settings, option: str | None) -> Path | None:
     """An installed English speech model for the demo, or None (then the transcript is replayed)."""
     from models.catalogue import load_catalogue
     from models.lookup import ModelsConfig, models_dir
-    from models.store import ModelStore, check_model_dir
+    from models.layout import check_model_dir
+    from models.store import ModelStore
 
     if option:
         path = Path(option).expanduser()

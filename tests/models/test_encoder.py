@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.encoder import SentenceEncoder
-from models.store import ENCODER_FILES, encoder_problems
+from models.layout import ENCODER_FILES, encoder_problems
 from models.errors import ModelLoadFailed, NotAModel
 
 # sentence-transformers itself (torch, normalize_embeddings=True), first 8 of 384 dimensions.
