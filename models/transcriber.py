@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import vosk
+
 from audio.frames import AudioChunk, Endpoint, Speaker, Voiced
 from models.errors import ModelError, ModelLoadFailed
 from models.layout import check_model_dir
@@ -90,8 +92,6 @@ class SharedModel:
     @classmethod
     def load_blocking(cls, path: Path, name: str | None = None) -> "SharedModel":
         """Load the model in this thread (seconds). :class:`ModelError` if it is missing or Vosk refuses it."""
-        import vosk
-
         path = check_model_dir(Path(path))
         vosk.SetLogLevel(-1)  # Kaldi's log lines would drown the command's own output
         try:
@@ -107,8 +107,6 @@ class SharedModel:
 
     def recognizer(self, sample_rate: int, *, words: bool = True) -> object:
         """A new ``vosk.KaldiRecognizer`` for one stream at ``sample_rate`` Hz."""
-        import vosk
-
         rec = vosk.KaldiRecognizer(self.model, float(sample_rate))
         if words:
             rec.SetWords(True)

@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; models.lookup and models.store (urllib, zipfile) about 95 ms (python -X importtime)
     from kernel.config import default_data_dir, load_config
     from models.lookup import ModelsConfig, models_dir, resolve_model
     from models.layout import ENCODER

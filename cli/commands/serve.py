@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; cli.settings, the agent and console.server about 450 ms (python -X importtime)
     from cli.commands.console import console_config as console_config_from
     from cli.settings import load_settings
 

@@ -71,6 +71,7 @@ def transcribe_file(path: Path, model, config=None, *, vad=None, channel_map: tu
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; audio.wav, models.transcriber (vosk, numpy) about 360 ms (python -X importtime)
     from kernel.config import default_data_dir, load_config
     from audio.wav import read_info
     from models.lookup import ModelsConfig, resolve_model
