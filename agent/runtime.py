@@ -228,10 +228,13 @@ class Agent:
         info = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=sample_rate)
         factory = self.transcriber_factory
         if factory is None:
-            from models.transcriber import CallTranscriber, TranscriberConfig
+            from functools import partial
 
-            config = TranscriberConfig(vad=self.audio_config.vad)
-            factory = lambda model, rate, executor: CallTranscriber(model, rate, executor, config=config)  # noqa: E731
+            from audio.vad import Segmenter
+            from models.transcriber import CallTranscriber
+
+            gate = partial(Segmenter, config=self.audio_config.vad)
+            factory = lambda model, rate, executor: CallTranscriber(model, rate, executor, gate=gate)  # noqa: E731
         transcriber = factory(self.model, sample_rate, self._recognizer_executor)
         loudness = {}
         if self.loudness:

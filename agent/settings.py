@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from kernel.errors import ConfigError
+from kernel.sections import read_section
 
 
 @dataclass(frozen=True)
@@ -85,26 +86,22 @@ class AgentSettings:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, where: str = "[agent]") -> "AgentSettings":
-        """Parse the ``[agent]`` table; unknown keys and wrong types are a ConfigError."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(table) - set(known))
-        if unknown:
-            raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
-        values: dict[str, Any] = {}
-        for name, value in table.items():
-            values[name] = _coerce(where, name, value, known[name].type)
-        settings = cls(**values)
-        if settings.audio_queue_s <= 0 or settings.partial_queue < 1:
-            raise ConfigError(f"{where}: audio_queue_s and partial_queue must be positive")
-        if not 0 < settings.reconnect_initial_s <= settings.reconnect_max_s:
-            raise ConfigError(f"{where}: need 0 < reconnect_initial_s <= reconnect_max_s")
-        if settings.demo_speed <= 0 or settings.demo_pause_s < 0 or settings.shutdown_grace_s < 0:
-            raise ConfigError(f"{where}: demo_speed must be positive, demo_pause_s and shutdown_grace_s not negative")
-        if not 0 <= settings.reconnect_jitter <= 1:
-            raise ConfigError(f"{where}: reconnect_jitter must be between 0 and 1")
-        if settings.console_url and not settings.console_url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"{where}: console_url must start with ws:// or wss://")
-        return settings
+        """Parse the ``[agent]`` table (``where`` names it in errors); unknown keys,
+        wrong types and values that do not fit together are a ConfigError."""
+        return read_section(cls, table, section=where)
+
+    def check(self) -> None:
+        """What the values mean together (called by :func:`~kernel.sections.read_section`)."""
+        if self.audio_queue_s <= 0 or self.partial_queue < 1:
+            raise ConfigError("audio_queue_s and partial_queue must be positive")
+        if not 0 < self.reconnect_initial_s <= self.reconnect_max_s:
+            raise ConfigError("need 0 < reconnect_initial_s <= reconnect_max_s")
+        if self.demo_speed <= 0 or self.demo_pause_s < 0 or self.shutdown_grace_s < 0:
+            raise ConfigError("demo_speed must be positive, demo_pause_s and shutdown_grace_s not negative")
+        if not 0 <= self.reconnect_jitter <= 1:
+            raise ConfigError("reconnect_jitter must be between 0 and 1")
+        if self.console_url and not self.console_url.startswith(("ws://", "wss://")):
+            raise ConfigError("console_url must start with ws:// or wss://")
 
     def resolved_token(self, env: Mapping[str, str] | None = None) -> str:
         """The token: ``token``, else ``token_file``'s first line, else ``$CALLSHIELD_AGENT_TOKEN``."""
@@ -118,25 +115,3 @@ class AgentSettings:
                 raise ConfigError(f"[agent] token_file {self.token_file}: cannot read a token") from exc
         return env.get("CALLSHIELD_AGENT_TOKEN", "").strip()
 
-
-def _coerce(where: str, name: str, value: Any, hint: Any) -> Any:
-    hint = str(hint)
-    if hint == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: {name} must be true or false")
-        return value
-    if hint == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {name} must be an integer")
-        return value
-    if hint == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: {name} must be a number")
-        return float(value)
-    if hint == "Path | None":
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{where}: {name} must be a file path")
-        return Path(value).expanduser()
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: {name} must be a string")
-    return value

@@ -21,9 +21,10 @@ Unknown keys are an error (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from kernel.sections import read_section, setting
 from audio.errors import AudioConfigError
 from audio.frames import SPEAKERS, Speaker
 from audio.vad import VadConfig
@@ -31,6 +32,13 @@ from audio.vad import VadConfig
 __all__ = ["AudioConfig"]
 
 _IGNORE = ("none", "", "-")
+
+
+def _channel_map(channels: Any) -> tuple[Speaker | None, ...]:
+    """``channels = ["customer", "partner"]``: the speaker of each channel; "none" ignores one."""
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise ValueError('channels must be a list of strings like ["customer", "partner"]')
+    return tuple(None if c.strip().lower() in _IGNORE else c.strip().lower() for c in channels)
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class AudioConfig:
         vad: voice activity settings (see :class:`~audio.vad.VadConfig`).
     """
 
-    channel_map: tuple[Speaker | None, ...] = ("customer", "partner")
+    channel_map: tuple[Speaker | None, ...] = setting(default=("customer", "partner"), key="channels", read=_channel_map)
     chunk_ms: int = 20
     loudness_window_ms: int = 100
     vad: VadConfig = field(default_factory=VadConfig)
@@ -69,33 +77,5 @@ class AudioConfig:
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], *, where: str = "[audio]") -> AudioConfig:
-        """Build from the ``[audio]`` table of a parsed config file; ``where`` names it in errors."""
-        known = {"channels", "chunk_ms", "loudness_window_ms", "vad"}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise AudioConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        kwargs: dict[str, Any] = {}
-        if "channels" in section:
-            channels = section["channels"]
-            if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-                raise AudioConfigError(f"{where}: channels must be a list of strings like [\"customer\", \"partner\"]")
-            kwargs["channel_map"] = tuple(None if c.strip().lower() in _IGNORE else c.strip().lower() for c in channels)
-        for key in ("chunk_ms", "loudness_window_ms"):
-            if key in section:
-                kwargs[key] = section[key]
-        if "vad" in section:
-            vad = section["vad"]
-            if not isinstance(vad, Mapping):
-                raise AudioConfigError(f"{where}: vad must be a table ([audio.vad])")
-            vad_keys = {f.name for f in fields(VadConfig)}
-            unknown = sorted(set(vad) - vad_keys)
-            if unknown:
-                raise AudioConfigError(f"{where}.vad: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(vad_keys))})")
-            try:
-                kwargs["vad"] = VadConfig(**vad)
-            except AudioConfigError as exc:
-                raise AudioConfigError(f"{where}.vad: {exc}") from None
-        try:
-            return cls(**kwargs)
-        except AudioConfigError as exc:
-            raise AudioConfigError(f"{where}: {exc}") from None
+        """Build from the ``[audio]`` table of a parsed config file (``[audio.vad]`` within it); ``where`` names it in errors."""
+        return read_section(cls, section, section=where, error=AudioConfigError)

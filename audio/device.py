@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from kernel.sections import read_section, setting
 from audio.errors import AudioError
 from audio.frames import AudioChunk, Speaker
 
@@ -132,11 +133,11 @@ class DeviceConfig:
             is dropped (and counted) beyond it.
     """
 
-    stereo: DeviceRef = None
+    stereo: DeviceRef = setting(default=None, read=lambda value: _device("stereo", value))
     customer_channel: int = 0
     partner_channel: int = 1
-    customer: DeviceRef = None
-    partner: DeviceRef = None
+    customer: DeviceRef = setting(default=None, read=lambda value: _device("customer", value))
+    partner: DeviceRef = setting(default=None, read=lambda value: _device("partner", value))
     sample_rate: int = 16000
     block_ms: int = 20
     queue_blocks: int = 250
@@ -159,21 +160,15 @@ class DeviceConfig:
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> "DeviceConfig":
-        known = set(cls.__dataclass_fields__)
-        extra = set(section) - known
-        if extra:
-            raise DeviceError(f"[devices]: unknown setting(s) {', '.join(sorted(extra))}", code="bad_config")
-        values: dict[str, Any] = {}
-        for name, value in section.items():
-            if name in ("stereo", "customer", "partner"):
-                if isinstance(value, bool) or not isinstance(value, (int, str)):
-                    raise DeviceError(f"[devices] {name} must be a device index or name", code="bad_config")
-                values[name] = value if value != "" else None
-            else:
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise DeviceError(f"[devices] {name} must be an integer", code="bad_config")
-                values[name] = value
-        return cls(**values)
+        """Build from the ``[devices]`` table; a wrong key or value is a :class:`DeviceError` (``bad_config``)."""
+        return read_section(cls, section, section="[devices]", error=lambda message: DeviceError(message, code="bad_config"))
+
+
+def _device(name: str, value: Any) -> DeviceRef:
+    """A device setting: its index or (part of) its name; an empty name is none."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{name} must be a device index or name")
+    return value if value != "" else None
 
 
 # --------------------------------------------------------------------------- capture

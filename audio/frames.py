@@ -69,3 +69,26 @@ class AudioChunk(SampleSpan):
     def pcm16(self) -> bytes:
         """The samples as little-endian 16-bit PCM bytes (what Vosk and webrtcvad take)."""
         return self.samples.astype("<i2", copy=False).tobytes()
+
+
+@dataclass(frozen=True)
+class Voiced:
+    """Audio inside a speech segment (pre-roll, pauses and post-roll included): feed it to the recognizer.
+    The voice activity segmenter (:mod:`audio.vad`) emits it; the transcriber takes it."""
+
+    chunk: AudioChunk
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A speech segment ended: the recognizer should finalize now.
+
+    Attributes:
+        speaker: whose segment.
+        start_sample: first sample of the segment (pre-roll included), stream samples.
+        end_sample: one past its last sample (post-roll included), stream samples.
+    """
+
+    speaker: Speaker
+    start_sample: int
+    end_sample: int

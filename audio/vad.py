@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audio.errors import AudioConfigError, AudioError
-from audio.frames import AudioChunk, SampleSpan, Speaker
+from audio.frames import AudioChunk, Endpoint, SampleSpan, Speaker, Voiced
 from audio.resample import VAD_RATES
 
 __all__ = ["VadConfig", "Voiced", "Endpoint", "Segment", "Segmenter", "segments"]
@@ -90,28 +90,6 @@ class VadConfig:
         whole("pre_roll_ms")
         if whole("post_roll_ms") > self.hangover_ms:
             raise AudioConfigError(f"vad post_roll_ms ({self.post_roll_ms}) cannot exceed hangover_ms ({self.hangover_ms})")
-
-
-@dataclass(frozen=True)
-class Voiced:
-    """Audio inside a speech segment (pre-roll, pauses and post-roll included): feed it to the recognizer."""
-
-    chunk: AudioChunk
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A speech segment ended: the recognizer should finalize now.
-
-    Attributes:
-        speaker: whose segment.
-        start_sample: first sample of the segment (pre-roll included), stream samples.
-        end_sample: one past its last sample (post-roll included), stream samples.
-    """
-
-    speaker: Speaker
-    start_sample: int
-    end_sample: int
 
 
 @dataclass(frozen=True)

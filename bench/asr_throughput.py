@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from audio.frames import AudioChunk  # noqa: E402
+from audio.vad import Segmenter  # noqa: E402
 from models.transcriber import SharedModel, SpeakerTranscriber, TranscriberConfig  # noqa: E402
 from speech import speak  # noqa: E402
 
@@ -66,9 +67,10 @@ def chunks_of(samples: np.ndarray, rate: int, chunk_ms: int = 20) -> list[AudioC
     return [AudioChunk("customer", samples[i:i + n], rate, i) for i in range(0, len(samples), n)]
 
 
-def decode(model: SharedModel, chunks: list[AudioChunk], rate: int, config: TranscriberConfig, streams: int = 1):
-    """Decode ``streams`` copies of the stream interleaved chunk by chunk; return (CPU s, transcribers)."""
-    transcribers = [SpeakerTranscriber(model, "customer", rate, None, config) for _ in range(streams)]
+def decode(model: SharedModel, chunks: list[AudioChunk], rate: int, gate, streams: int = 1):
+    """Decode ``streams`` copies of the stream interleaved chunk by chunk (``gate``: the voice
+    activity gate's factory, or None for none); return (CPU s, transcribers)."""
+    transcribers = [SpeakerTranscriber(model, "customer", rate, None, TranscriberConfig(), gate=gate) for _ in range(streams)]
     start = time.thread_time()
     for chunk in chunks:
         for t in transcribers:
@@ -100,15 +102,15 @@ def main() -> None:
         chunks = chunks_of(samples, rate)
         audio_s = len(samples) / rate
         print(f"{rate} Hz, {audio_s:.0f} s stream, {silence:.0%} pauses between phrases (plus the pauses inside them):")
-        for label, config in (("no VAD gate", TranscriberConfig(gate=False)), ("VAD gate   ", TranscriberConfig())):
-            cpu, [t] = decode(model, chunks, rate, config)
+        for label, gate in (("no VAD gate", None), ("VAD gate   ", Segmenter)):
+            cpu, [t] = decode(model, chunks, rate, gate)
             rtf = cpu / audio_s
             fed = t.stats.fed_samples / t.stats.pushed_samples
             line = (f"  {label}: RTF {rtf:.3f} -> {1 / rtf:.1f} streams per core "
                     f"({1 / rtf / 2:.1f} calls); decoded {fed:.0%} of the audio, {t.stats.utterances} utterances")
             if not args.no_check and rtf < 1:
                 n = max(1, math.floor(1 / rtf))
-                cpu_n, _ = decode(model, chunks, rate, config, streams=n)
+                cpu_n, _ = decode(model, chunks, rate, gate, streams=n)
                 line += f"; check: {n} streams interleaved -> RTF {cpu_n / audio_s:.2f}"
             print(line, flush=True)
 

@@ -60,7 +60,7 @@ import heldout_set  # noqa: E402
 from shared_data import convabuse_all, labelled, shared_dir  # noqa: E402
 from detection import Detector  # noqa: E402
 from detection.semantic import ADAPTER_FILE, MODEL_FILE, NONE, PROBE, TRAINING_FILES, Head, SemanticStage, model_dir  # noqa: E402
-from models.encoder import write_safetensors  # noqa: E402
+from kernel.tensors import write_safetensors  # noqa: E402
 
 CATEGORIES = ("threat", "insult", "integrity", "sexual", "demand", "defamation", "privacy")
 CLASSES = CATEGORIES + (NONE,)

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from agent.settings import AgentSettings
+from audio.config import AudioConfig
+from detection.config import DetectionConfig
+from detection.detector import Detector
 from kernel.config import ConfigError, ConfigFile, default_data_dir, load_config
+from models.encoder import SentenceEncoder
+from models.lookup import ModelsConfig, resolve_encoder, resolve_model
 
 
 @dataclass(frozen=True)
@@ -37,23 +42,16 @@ class Settings:
         """The speech model to use (``models.lookup`` order: ``option``, then
         ``$CALLSHIELD_MODEL``, ``[models] model``, the models directory); raises
         ``ModelNotFound`` naming the install command."""
-        from models.lookup import resolve_model
-
         return resolve_model(option, self._models_config(), data_dir=self.data_dir)
 
     def encoder(self, name: str):
         """The sentence encoder ``name`` (an installed name or a folder), loaded:
         a ``models.encoder.SentenceEncoder``; a missing one is a one-line
         ``ModelNotFound`` saying how to install it."""
-        from models.encoder import SentenceEncoder
-        from models.lookup import resolve_encoder
-
         return SentenceEncoder(resolve_encoder(name, self._models_config(), data_dir=self.data_dir).path)
 
     def _models_config(self):
         """``[models]``, paths relative to the config file's folder."""
-        from models.lookup import ModelsConfig
-
         return ModelsConfig.from_section(self.section("models"), base=self.file.path.parent if self.file.path else None)
 
     def console_target(self, url: str | None, token: str | None) -> tuple[str, str]:
@@ -70,14 +68,10 @@ class Settings:
 
     def audio_config(self):
         """The ``[audio]`` section as ``audio.config.AudioConfig`` (channel map, VAD, loudness window)."""
-        from audio.config import AudioConfig
-
         return AudioConfig.from_section(self.section("audio"))
 
     def detection_config(self):
         """The ``[detection]`` section as ``detection.DetectionConfig``."""
-        from detection.config import DetectionConfig
-
         return DetectionConfig.from_table(self.section("detection"))
 
     def detector(self, config=None):
@@ -85,8 +79,6 @@ class Settings:
         with its semantic stage's sentence encoder looked up and loaded
         (``[detection] encoder``, in the models directory or a pip package).
         A missing encoder is a one-line ``ModelNotFound`` saying how to install it."""
-        from detection.detector import Detector
-
         config = config if config is not None else self.detection_config()
         return Detector(config, encoder=self.encoder(config.encoder) if config.semantic else None)
 

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from kernel.errors import ConfigError
+from kernel.sections import read_section
 
-_KEYS = {"host", "port", "data_dir", "tls_cert", "tls_key", "browser_queue", "session_hours", "login_failures", "lockout_seconds"}
+_PATHS = ("data_dir", "tls_cert", "tls_key")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,31 +80,8 @@ class ConsoleConfig:
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, data_dir: Path) -> "ConsoleConfig":
         """Build from the parsed ``[console]`` table; ``data_dir`` is the default
-        data directory, used when the table has no ``data_dir``."""
-        unknown = set(table) - _KEYS
-        if unknown:
-            raise ConfigError(f"[console] unknown setting(s): {', '.join(sorted(unknown))}")
-
-        def typed(key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-            if key not in table:
-                return default
-            value = table[key]
-            if isinstance(value, bool) or not isinstance(value, kind):
-                raise ConfigError(f"[console] {key} has the wrong type ({type(value).__name__})")
-            return value
-
-        def path(key: str) -> Path | None:
-            value = typed(key, str, None)
-            return Path(value).expanduser() if value else None
-
-        return cls(
-            data_dir=path("data_dir") or Path(data_dir),
-            host=typed("host", str, "127.0.0.1"),
-            port=typed("port", int, 8750),
-            tls_cert=path("tls_cert"),
-            tls_key=path("tls_key"),
-            browser_queue=typed("browser_queue", int, 256),
-            session_hours=float(typed("session_hours", (int, float), 12.0)),
-            login_failures=typed("login_failures", int, 5),
-            lockout_seconds=float(typed("lockout_seconds", (int, float), 300.0)),
-        )
+        data directory, used when the table has no ``data_dir`` (or an empty one:
+        an empty path is no path, for the TLS files too)."""
+        given = {key: value for key, value in table.items() if not (key in _PATHS and value == "")}
+        return read_section(cls, given, section="[console]", defaults={"data_dir": Path(data_dir)},
+                            wrong_type="{section} {key} has the wrong type ({kind})")

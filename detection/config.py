@@ -27,11 +27,11 @@ Example (every key optional)::
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from kernel.sections import read_section, setting
 from detection.errors import DetectionError
 from detection.taxonomy import CATEGORIES, DEFAULT_SEVERITY, SEVERITIES
 
@@ -90,12 +90,13 @@ class DetectionConfig:
     """
 
     language: str = "en"
-    severity: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    severity: Mapping[str, str] = setting(default_factory=lambda: MappingProxyType({}), read=lambda v: MappingProxyType(_severity_table(v)))
     disabled: tuple[str, ...] = ()
     min_score: float = 0.5
     repetition_min: int = 3
     repetition_similarity: float = 0.6
-    points: Mapping[str, int] = field(default_factory=lambda: DEFAULT_POINTS)
+    points: Mapping[str, int] = setting(default_factory=lambda: DEFAULT_POINTS,
+                                        read=lambda v: MappingProxyType({**DEFAULT_POINTS, **_points_table(v)}))
     caution_points: int = 1
     alert_points: int = 4
     end_call_points: int = 10
@@ -129,51 +130,18 @@ class DetectionConfig:
     def from_table(cls, table: Mapping[str, Any] | None) -> "DetectionConfig":
         """Build from the ``[detection]`` table; a wrong key or value is a
         :class:`DetectionError` with ``code="bad_config"`` naming it."""
-        table = dict(table or {})
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(table) - set(known))
-        if unknown:
-            raise _bad(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        values: dict[str, Any] = {}
-        for name, value in table.items():
-            default = getattr(cls, name, None)
-            if name == "language":
-                if not isinstance(value, str) or not value.isidentifier():
-                    raise _bad("language must be a language code such as \"en\"")
-                values[name] = value
-            elif name == "severity":
-                values[name] = MappingProxyType(_severity_table(value))
-            elif name == "points":
-                values[name] = MappingProxyType({**DEFAULT_POINTS, **_points_table(value)})
-            elif name == "disabled":
-                if not isinstance(value, (list, tuple)) or any(v not in CATEGORIES for v in value):
-                    raise _bad(f"disabled must be a list of categories from: {', '.join(CATEGORIES)}")
-                values[name] = tuple(value)
-            elif name == "alert_severity":
-                if value not in SEVERITIES:
-                    raise _bad(f"alert_severity must be one of {', '.join(SEVERITIES)}, not {value!r}")
-                values[name] = value
-            elif name == "encoder":
-                if not isinstance(value, str) or not value.strip():
-                    raise _bad("encoder must be an installed encoder's name or a folder")
-                values[name] = value
-            elif name in ("screen_partials", "semantic"):
-                if not isinstance(value, bool):
-                    raise _bad(f"{name} must be true or false, not {value!r}")
-                values[name] = value
-            elif isinstance(default, bool) or not isinstance(default, (int, float)):
-                raise _bad(f"{name} cannot be set")  # pragma: no cover - every field is handled above
-            else:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise _bad(f"{name} must be a number, not {value!r}")
-                if isinstance(default, int) and not isinstance(value, int):
-                    raise _bad(f"{name} must be a whole number, not {value!r}")
-                values[name] = value
-        config = cls(**values)
-        config._check()
-        return config
+        return read_section(cls, table, section="[detection]", error=lambda message: DetectionError(message, code="bad_config"))
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """What the values mean (called by :func:`~kernel.sections.read_section`)."""
+        if not self.language.isidentifier():
+            raise _bad("language must be a language code such as \"en\"")
+        if any(v not in CATEGORIES for v in self.disabled):
+            raise _bad(f"disabled must be a list of categories from: {', '.join(CATEGORIES)}")
+        if self.alert_severity not in SEVERITIES:
+            raise _bad(f"alert_severity must be one of {', '.join(SEVERITIES)}, not {self.alert_severity!r}")
+        if not self.encoder.strip():
+            raise _bad("encoder must be an installed encoder's name or a folder")
         if self.repetition_min < 2:
             raise _bad("repetition_min must be at least 2")
         if not 0.0 < self.repetition_similarity <= 1.0:
@@ -201,25 +169,25 @@ def _bad(message: str) -> DetectionError:
 
 def _severity_table(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise _bad("severity must be a table of category = severity")
+        raise ValueError("severity must be a table of category = severity")
     out = {}
     for category, severity in value.items():
         if category not in CATEGORIES:
-            raise _bad(f"severity: unknown category {category!r}; known: {', '.join(CATEGORIES)}")
+            raise ValueError(f"severity: unknown category {category!r}; known: {', '.join(CATEGORIES)}")
         if severity not in SEVERITIES:
-            raise _bad(f"severity.{category} must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+            raise ValueError(f"severity.{category} must be one of {', '.join(SEVERITIES)}, not {severity!r}")
         out[category] = severity
     return out
 
 
 def _points_table(value: Any) -> dict[str, int]:
     if not isinstance(value, Mapping):
-        raise _bad("points must be a table of severity = points")
+        raise ValueError("points must be a table of severity = points")
     out = {}
     for severity, points in value.items():
         if severity not in SEVERITIES:
-            raise _bad(f"points: unknown severity {severity!r}; known: {', '.join(SEVERITIES)}")
+            raise ValueError(f"points: unknown severity {severity!r}; known: {', '.join(SEVERITIES)}")
         if isinstance(points, bool) or not isinstance(points, int) or points < 0:
-            raise _bad(f"points.{severity} must be a whole number >= 0, not {points!r}")
+            raise ValueError(f"points.{severity} must be a whole number >= 0, not {points!r}")
         out[severity] = points
     return out

@@ -46,10 +46,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from detection.aim import QUOTED, Aim, AimReader, Utterance as AimUtterance
 from detection.config import DetectionConfig
+from detection.encoder import Encoder, Reading
 from detection.findings import Dropped, Finding
 from detection.lexicon import (
     Exception_,
@@ -66,9 +66,6 @@ from detection.repetition import RepetitionWords
 from detection.semantic import Head, SemanticStage, Verdict
 from detection.senses import SenseReading, Senses, load_examples
 from detection.text import Normalized, normalize, runs, without_hesitations
-
-if TYPE_CHECKING:  # the encoder is handed in; detection does not import models at run time
-    from models.encoder import Reading
 
 _NEGATION_WINDOW = 3
 _PERSONAL_ATTACK = frozenset({"insult", "integrity"})
@@ -90,14 +87,15 @@ class Detector:
     repetition words, suggested sentences, used by :class:`CallScreen`);
     immutable afterwards, so one instance is shared by every call and thread.
 
-    ``encoder``: a loaded :class:`models.encoder.SentenceEncoder` for the
+    ``encoder``: a loaded sentence encoder (:class:`detection.encoder.Encoder`;
+    the commands hand in :class:`models.encoder.SentenceEncoder`) for the
     semantic stage (used when ``config.semantic``); None: the rules alone.
     ``head``: the stage's trained weights (default: the language's
     committed model; a cross-validation fold passes its own).
     Commands build it with ``cli.settings.Settings.detector``, which looks
     the encoder up and loads it."""
 
-    def __init__(self, config: DetectionConfig | None = None, *, encoder=None, head: Head | None = None) -> None:
+    def __init__(self, config: DetectionConfig | None = None, *, encoder: Encoder | None = None, head: Head | None = None) -> None:
         self.config = config or DetectionConfig()
         folder = lexicon_dir(self.config.language)
         self.lists: Lists = load_lists(folder)

@@ -2,7 +2,7 @@
 
 A linear model (multinomial logistic regression, one row of weights per
 category plus one for "none") over the utterance's sentence embedding
-(:mod:`models.encoder`). It was trained by ``bench/train_semantic.py`` on
+(:class:`detection.encoder.Encoder`, handed in: :class:`models.encoder.SentenceEncoder`). It was trained by ``bench/train_semantic.py`` on
 real people's lines (ConvAbuse's open part: users abusing conversational
 agents, and their clean messages) and written ones
 (``detection/models/<language>/training*.tsv``, the development and held-out rounds),
@@ -30,8 +30,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from models.encoder import SentenceEncoder, read_safetensors
-from models.errors import ModelLoadFailed
+from kernel.errors import CallshieldError
+from kernel.tensors import TensorFileError, read_safetensors
+from detection.encoder import Encoder
 from detection.errors import DetectionError
 from detection.text import runs
 
@@ -136,7 +137,7 @@ class Head:
 
 
 def _read_adapter(path: Path, sha256: str) -> dict[str, np.ndarray]:
-    """The encoder adaptation trained with the head (see ``SentenceEncoder.adapted``),
+    """The encoder adaptation trained with the head (see :meth:`detection.encoder.Encoder.adapted`),
     checked against the digest the head names: the two are one model."""
     try:
         raw = path.read_bytes()
@@ -147,18 +148,18 @@ def _read_adapter(path: Path, sha256: str) -> dict[str, np.ndarray]:
                              f"(sha256 differs); retrain with bench/train_semantic.py", code="bad_model")
     try:
         return {name: np.array(value) for name, value in read_safetensors(path).items()}
-    except ModelLoadFailed as exc:
-        raise DetectionError(str(exc), code="bad_model") from exc
+    except TensorFileError as exc:
+        raise DetectionError(f"semantic model's adapter {path}: {exc}", code="bad_model") from exc
 
 
 class SemanticStage:
     """The encoder (its adapter merged) and the head together; immutable and thread-safe."""
 
-    def __init__(self, encoder: SentenceEncoder, head: Head, threshold: float) -> None:
+    def __init__(self, encoder: Encoder, head: Head, threshold: float) -> None:
         if head.adapter and encoder.adapter is not head.adapter:  # not merged yet (a stage's own encoder is)
             try:
                 encoder = encoder.adapted(head.adapter)
-            except ModelLoadFailed as exc:
+            except CallshieldError as exc:  # the encoder's own error (a model error): the adapter does not fit it
                 raise DetectionError(f"semantic model was trained on {head.encoder!r}: {exc}", code="bad_model") from exc
         if head.weights.shape[1] != encoder.dimensions:
             raise DetectionError(f"semantic model was trained on {head.encoder!r} ({head.weights.shape[1]} dimensions), "

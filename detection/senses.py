@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from detection.encoder import Encoder
 from detection.errors import DetectionError
 
 MARGIN = 0.05  # an ordinary sense must be this much nearer (cosine) than the harmful one
@@ -102,7 +103,7 @@ def load_examples(folder: Path) -> tuple[SenseExample, ...]:
 class Senses:
     """The examples of every ambiguous word, read by one encoder; immutable."""
 
-    def __init__(self, examples: Sequence[SenseExample], encoder) -> None:
+    def __init__(self, examples: Sequence[SenseExample], encoder: Encoder) -> None:
         self._examples = tuple(examples)
         readings = encoder.read_many([e.words for e in self._examples])
         self._vectors = np.stack([r.words[e.index] for r, e in zip(readings, self._examples)]) if examples else \

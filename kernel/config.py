@@ -8,7 +8,8 @@ for by name, or a file that is not valid TOML, is a :class:`ConfigError`.
 A section the program does not know (a typo such as ``[detecton]``) is a
 :class:`ConfigError`, never silently ignored. Each section is turned into a
 frozen dataclass by the package that owns it
-(``[models]`` by ``models``, ``[detection]`` by ``detection``, ...), so a
+(``[models]`` by ``models``, ``[detection]`` by ``detection``, ...), each
+read by :func:`kernel.sections.read_section`, so a
 reviewer can see every setting and its unit next to the code that uses it.
 """
 

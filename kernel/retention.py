@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from kernel.errors import ConfigError
+from kernel.sections import read_section
 
 STALE_OPEN_CALL = timedelta(days=1)
 """A call with no end older than this is taken as ended at its start (its agent crashed)."""
@@ -67,18 +68,7 @@ class RetentionPolicy:
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> RetentionPolicy:
         """Build from the ``[retention]`` table; unknown keys and wrong types are a :class:`ConfigError`."""
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in section.items():
-            if key not in known:
-                raise ConfigError(f"[retention] unknown setting {key!r} (known: {', '.join(known)})")
-            want = bool if known[key].type in (bool, "bool") else int
-            if want is int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"[retention] {key} must be a whole number (got {value!r})")
-            if want is bool and not isinstance(value, bool):
-                raise ConfigError(f"[retention] {key} must be true or false (got {value!r})")
-            values[key] = value
-        return cls(**values)
+        return read_section(cls, section, section="[retention]")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from the model's ``model.safetensors`` (memory-mapped, so every process on the
 machine shares one copy of the pages) and the WordPiece vocabulary from its
 ``vocab.txt``.
 
-An encoder folder (its layout: ``models.store.encoder_problems``) is installed like a speech model
+An encoder folder (its layout: ``models.layout.encoder_problems``) is installed like a speech model
 (``callshield models install all-minilm-l6-v2``, see :mod:`models.store`;
 found by :func:`models.lookup.resolve_encoder`) and holds ``config.json``,
 ``vocab.txt`` and ``model.safetensors``.
@@ -27,114 +27,16 @@ import copy
 import dataclasses
 import json
 import math
-import struct
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from models.errors import ModelLoadFailed, NotAModel
-from models.store import encoder_problems, folder_name
-
-_MAX_WORD_CHARS = 100  # longer "words" are one [UNK], as in BERT's tokenizer
-_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2"}
-_SAFETENSORS_NAMES = {np.dtype("<f4"): "F32", np.dtype("<f2"): "F16"}
-
-
-def _bad(path: Path, message: str) -> ModelLoadFailed:
-    return ModelLoadFailed(f"sentence encoder {path}: {message}")
-
-
-# --------------------------------------------------------------------------- tokenizer
-
-
-class WordPiece:
-    """BERT's uncased tokenizer: lowercase, strip accents, split off punctuation,
-    then greedy longest-match word pieces (``##`` marks a continuation)."""
-
-    def __init__(self, vocab: Sequence[str]) -> None:
-        self.ids = {piece: i for i, piece in enumerate(vocab)}
-        for special in ("[CLS]", "[SEP]", "[UNK]", "[PAD]"):
-            if special not in self.ids:
-                raise ValueError(f"vocabulary lacks {special}")
-        self.cls, self.sep, self.unk, self.pad = (self.ids[s] for s in ("[CLS]", "[SEP]", "[UNK]", "[PAD]"))
-
-    @classmethod
-    def load(cls, path: Path) -> "WordPiece":
-        try:
-            vocab = path.read_text(encoding="utf-8").split("\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _bad(path.parent, f"cannot read vocab.txt: {exc}") from exc
-        if vocab and vocab[-1] == "":
-            vocab.pop()
-        try:
-            return cls(vocab)
-        except ValueError as exc:
-            raise _bad(path.parent, str(exc)) from exc
-
-    def words(self, text: str) -> list[str]:
-        """The basic tokenizer: lowercase words without accents, each punctuation mark its own word."""
-        text = unicodedata.normalize("NFD", text.lower())
-        out: list[str] = []
-        current: list[str] = []
-        for ch in text:
-            category = unicodedata.category(ch)
-            if category == "Mn":
-                continue  # a combining accent
-            if ch.isspace() or category.startswith("C"):
-                if current:
-                    out.append("".join(current))
-                    current = []
-            elif category.startswith("P") or (ch.isascii() and not ch.isalnum()):
-                if current:
-                    out.append("".join(current))
-                    current = []
-                out.append(ch)
-            else:
-                current.append(ch)
-        if current:
-            out.append("".join(current))
-        return out
-
-    def pieces(self, word: str) -> list[int]:
-        if len(word) > _MAX_WORD_CHARS:
-            return [self.unk]
-        out: list[int] = []
-        start = 0
-        while start < len(word):
-            end = len(word)
-            found = None
-            while start < end:
-                piece = word[start:end] if start == 0 else "##" + word[start:end]
-                found = self.ids.get(piece)
-                if found is not None:
-                    break
-                end -= 1
-            if found is None:
-                return [self.unk]
-            out.append(found)
-            start = end
-        return out
-
-    def encode(self, text: str, max_length: int) -> list[int]:
-        """``[CLS]`` + the text's word pieces (cut to fit) + ``[SEP]``."""
-        return self.encode_words([text], max_length)[0]
-
-    def encode_words(self, words: Sequence[str], max_length: int) -> tuple[list[int], list[int]]:
-        """``[CLS]`` + the word pieces of ``words`` (each through the basic
-        tokenizer, cut to fit) + ``[SEP]``, and for each piece after ``[CLS]``
-        the index of the word it came from."""
-        ids: list[int] = []
-        owner: list[int] = []
-        for index, word in enumerate(words):
-            for basic in self.words(word):
-                pieces = self.pieces(basic)
-                ids += pieces
-                owner += [index] * len(pieces)
-        return [self.cls] + ids[: max_length - 2] + [self.sep], owner[: max_length - 2]
-
+from kernel.tensors import TensorFileError, read_safetensors
+from models.errors import NotAModel, encoder_failed
+from models.layout import encoder_problems, folder_name
+from models.wordpiece import WordPiece
 
 @dataclass(frozen=True)
 class Reading:
@@ -152,54 +54,6 @@ class Reading:
 
 
 # --------------------------------------------------------------------------- weights
-
-
-def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """The float tensors of a ``.safetensors`` file, memory-mapped (read-only)."""
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read(8)
-            if len(raw) != 8:
-                raise _bad(path.parent, "model.safetensors is truncated")
-            (header_len,) = struct.unpack("<Q", raw)
-            if header_len > 100 * 1024 * 1024:
-                raise _bad(path.parent, "model.safetensors has an implausible header")
-            header = json.loads(fh.read(header_len))
-        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len)
-    except (OSError, ValueError) as exc:
-        raise _bad(path.parent, f"cannot read model.safetensors: {exc}") from exc
-    tensors: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        if name == "__metadata__" or info.get("dtype") not in _SAFETENSORS_DTYPES:
-            continue
-        begin, end = info["data_offsets"]
-        if end > data.size:
-            raise _bad(path.parent, f"model.safetensors is truncated (tensor {name})")
-        array = np.frombuffer(data[begin:end], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
-        tensors[name] = array.reshape(info["shape"])
-    return tensors
-
-
-def write_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> None:
-    """Write float32/float16 ``tensors`` as a ``.safetensors`` file (names sorted, data 8-byte aligned)."""
-    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name])
-        little = array.dtype.newbyteorder("<")
-        if little not in _SAFETENSORS_NAMES:
-            raise ValueError(f"{name}: only float32 and float16 tensors are written, not {array.dtype}")
-        blob = array.astype(little, copy=False).tobytes()
-        header[name] = {"dtype": _SAFETENSORS_NAMES[little], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
-    with path.open("wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)) + raw)
-        for blob in blobs:
-            fh.write(blob)
 
 
 @dataclass(frozen=True)
@@ -238,22 +92,25 @@ class SentenceEncoder:
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise _bad(path, f"cannot read config.json: {exc}") from exc
+            raise encoder_failed(path, f"cannot read config.json: {exc}") from exc
         if config.get("model_type") != "bert" or config.get("hidden_act", "gelu") != "gelu":
-            raise _bad(path, f"not a BERT encoder with GELU (model_type {config.get('model_type')!r})")
+            raise encoder_failed(path, f"not a BERT encoder with GELU (model_type {config.get('model_type')!r})")
         self.dimensions = int(config["hidden_size"])
         self.heads = int(config["num_attention_heads"])
         self.max_length = min(int(config.get("max_position_embeddings", 512)), 256)
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         self.tokenizer = WordPiece.load(path / "vocab.txt")
-        weights = read_safetensors(path / "model.safetensors")
+        try:
+            weights = read_safetensors(path / "model.safetensors")
+        except TensorFileError as exc:
+            raise encoder_failed(path, exc.message) from exc
         prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
 
         def tensor(name: str, transpose: bool = False) -> np.ndarray:
             try:
                 value = weights[prefix + name]
             except KeyError:
-                raise _bad(path, f"model.safetensors lacks {prefix + name}") from None
+                raise encoder_failed(path, f"model.safetensors lacks {prefix + name}") from None
             return np.ascontiguousarray(value.T, dtype=np.float32) if transpose else np.asarray(value, dtype=np.float32)
 
         self._words = tensor("embeddings.word_embeddings.weight")
@@ -277,7 +134,7 @@ class SentenceEncoder:
             ))
         self._layers = tuple(layers)
         if self.dimensions % self.heads or self._words.shape[1] != self.dimensions:
-            raise _bad(path, "hidden size and weights disagree")
+            raise encoder_failed(path, "hidden size and weights disagree")
 
     @property
     def depth(self) -> int:
@@ -298,14 +155,14 @@ class SentenceEncoder:
         layer is a private copy (about 7 MB for all-MiniLM-L6-v2).
         """
         if self.adapter is not None:
-            raise _bad(self.path, "this encoder has an adapter merged already; adapt the encoder as loaded")
+            raise encoder_failed(self.path, "this encoder has an adapter merged already; adapt the encoder as loaded")
         left = dict(adapter)
         layers = []
 
         def take(name: str, shape: tuple[int, ...]) -> np.ndarray | None:
             value = left.pop(name, None)
             if value is not None and value.shape != shape:
-                raise _bad(self.path, f"adapter tensor {name} has shape {value.shape}, the encoder's is {shape}")
+                raise encoder_failed(self.path, f"adapter tensor {name} has shape {value.shape}, the encoder's is {shape}")
             return None if value is None else np.asarray(value, dtype=np.float32)
 
         for i, layer in enumerate(self._layers):
@@ -319,10 +176,10 @@ class SentenceEncoder:
                 elif value.ndim == 2:
                     a, b = left.pop(f"{name}.a", None), left.pop(f"{name}.b", None)
                     if (a is None) != (b is None):
-                        raise _bad(self.path, f"adapter has only one factor of {name}")
+                        raise encoder_failed(self.path, f"adapter has only one factor of {name}")
                     if a is not None:
                         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != value.shape[0] or b.shape != (a.shape[1], value.shape[1]):
-                            raise _bad(self.path, f"adapter factors of {name} do not fit its shape {value.shape}")
+                            raise encoder_failed(self.path, f"adapter factors of {name} do not fit its shape {value.shape}")
                         changes[field.name] = value + np.asarray(a, np.float32) @ np.asarray(b, np.float32)
                 else:
                     vector = take(name, value.shape)
@@ -330,7 +187,7 @@ class SentenceEncoder:
                         changes[field.name] = vector
             layers.append(dataclasses.replace(layer, **changes) if changes else layer)
         if left:
-            raise _bad(self.path, f"adapter tensors this encoder has no place for: {', '.join(sorted(left)[:3])}")
+            raise encoder_failed(self.path, f"adapter tensors this encoder has no place for: {', '.join(sorted(left)[:3])}")
         twin = copy.copy(self)
         twin._layers = tuple(layers)
         twin.adapter = adapter

@@ -60,6 +60,11 @@ class ModelLoadFailed(ModelError):
     code = "model_load_failed"
 
 
+def encoder_failed(folder: object, message: str) -> ModelLoadFailed:
+    """A sentence encoder in ``folder`` that cannot be loaded: ``message`` says why, in one line."""
+    return ModelLoadFailed(f"sentence encoder {folder}: {message}")
+
+
 class CatalogueError(ModelError):
     """The model catalogue data file is malformed."""
 

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from kernel.sections import read_section, setting
 from models.catalogue import load_catalogue
 from models.errors import ModelError, ModelNotFound, no_model_installed
-from models.store import ENCODER, SPEECH, ModelStore, check_model_dir, encoder_problems, folder_name, pip_models
+from models.layout import ENCODER, SPEECH, check_model_dir, encoder_problems, folder_name, pip_models
+from models.store import ModelStore
 
 ENV_MODEL = "CALLSHIELD_MODEL"
 ENV_MODELS_DIR = "CALLSHIELD_MODELS_DIR"
@@ -45,25 +47,25 @@ class ModelsConfig:
         dir: the models directory; None: ``$CALLSHIELD_MODELS_DIR`` or the default.
     """
 
-    model: str | None = None
-    dir: Path | None = None
+    model: str | None = setting(default=None, read=lambda value: _non_empty("model", value))
+    dir: Path | None = setting(default=None, read=lambda value: Path(_non_empty("dir", value)).expanduser())
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], *, base: Path | None = None) -> "ModelsConfig":
         """Build from a parsed ``[models]`` table; relative paths are relative to ``base`` (the config's folder)."""
-        unknown = set(section) - {"model", "dir"}
-        if unknown:
-            raise ModelError(f"[models]: unknown keys {sorted(unknown)} (known: model, dir)", code="bad_config")
-        for key in ("model", "dir"):
-            if key in section and (not isinstance(section[key], str) or not section[key].strip()):
-                raise ModelError(f"[models] {key} must be a non-empty string", code="bad_config")
-        model = section.get("model")
+        config = read_section(cls, section, section="[models]", error=lambda message: ModelError(message, code="bad_config"))
+        model, directory = config.model, config.dir
         if model and base is not None and _looks_like_path(model) and not Path(model).expanduser().is_absolute():
             model = str(base / model)
-        directory = Path(section["dir"]).expanduser() if section.get("dir") else None
         if directory is not None and base is not None and not directory.is_absolute():
             directory = base / directory
         return cls(model=model, dir=directory)
+
+
+def _non_empty(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key} must be a non-empty string")
+    return value
 
 
 @dataclass(frozen=True)

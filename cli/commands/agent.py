@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; cli.settings (models, detection, numpy) about 150 ms, agent.runtime and
+    # agent.recording about 200 ms more (python -X importtime)
     from cli.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

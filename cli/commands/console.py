@@ -17,6 +17,10 @@ import signal
 import sys
 from pathlib import Path
 
+from console.config import ConsoleConfig
+from kernel.config import default_data_dir, load_config
+from kernel.retention import RetentionPolicy
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="bind address (default: [console] host, else 127.0.0.1)")
@@ -26,9 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def console_config(args: argparse.Namespace):
     """The console's config: the file's ``[console]`` section, then the command line."""
-    from kernel.config import default_data_dir, load_config
-    from console.config import ConsoleConfig
-
     config = ConsoleConfig.from_table(load_config(args.config).section("console"), data_dir=default_data_dir())
     overrides = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
     if getattr(args, "data_dir", None):
@@ -39,14 +40,13 @@ def console_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from kernel.config import load_config
-    from kernel.retention import RetentionPolicy
 
     retention = RetentionPolicy.from_section(load_config(args.config).section("retention"))
     return asyncio.run(_serve(console_config(args), retention))
 
 
 async def _serve(config, retention=None) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; console.server about 220 ms (python -X importtime)
     from console.server import Console
 
     console = Console(config, retention=retention)

@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; cli.settings and detection (numpy) about 260 ms (python -X importtime)
     from cli.settings import load_settings
     from detection import DetectionConfig
 

@@ -19,13 +19,15 @@ import argparse
 import dataclasses
 import json
 
+from kernel.config import load_config
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per device on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
-    from kernel.config import load_config
+    # imported here, not at the top: every command module loads for `callshield --help`; audio.device (sounddevice, numpy) about 220 ms (python -X importtime)
     from audio.device import DeviceConfig, list_devices
 
     config = DeviceConfig.from_section(load_config(args.config).section("devices"))

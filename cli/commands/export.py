@@ -17,6 +17,12 @@ data_dir`` of the config file, else callshield's data directory).
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+from pathlib import Path
+
+from kernel.clock import iso, utc_now
+from kernel.config import ConfigError, default_data_dir, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,12 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import getpass
-    import json
-    from pathlib import Path
-
-    from kernel.config import ConfigError, default_data_dir, load_config
-    from kernel.clock import iso, utc_now
+    # imported here, not at the top: every command module loads for `callshield --help`; console.store and console.evidence about 120 ms (python -X importtime)
     from console.config import ConsoleConfig
     from console.evidence import EvidenceError, build_evidence_zip, evidence_from_store
     from console.store import Store

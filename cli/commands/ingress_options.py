@@ -74,6 +74,7 @@ def ingress_from_args(settings, args: argparse.Namespace) -> Ingress:
 
 def _audiosocket_config(settings, address: str):
     """``[audiosocket]`` of the config, with ``--audiosocket [HOST:]PORT`` on top."""
+    # imported here, not at the top: every command module loads for `callshield --help`; audio.audiosocket about 240 ms (python -X importtime)
     from audio.audiosocket import AudioSocketConfig
 
     config = AudioSocketConfig.from_section(settings.section("audiosocket"))

@@ -43,9 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; models.lookup and models.store (urllib, zipfile) about 95 ms (python -X importtime)
     from kernel.config import default_data_dir, load_config
     from models.lookup import ModelsConfig, models_dir, resolve_model
-    from models.store import ENCODER, ModelStore
+    from models.layout import ENCODER
+    from models.store import ModelStore
 
     config_file = load_config(args.config)
     base = config_file.path.parent if config_file.path else None
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(store, *, as_json: bool) -> int:
-    from models.store import pip_models
+    from models.layout import pip_models
 
     installed = store.installed()
     pips = pip_models()
@@ -120,7 +122,8 @@ def _list(store, *, as_json: bool) -> int:
 
 def _install(store, args: argparse.Namespace) -> int:
     from detection.config import DetectionConfig
-    from models.store import ENCODER, ProgressPrinter, model_kind
+    from models.layout import ENCODER, model_kind
+    from models.progress import ProgressPrinter
 
     result = store.install(args.source, name=args.name, sha256=args.sha256, force=args.force,
                            progress=ProgressPrinter(sys.stderr))

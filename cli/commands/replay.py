@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import sys
 from pathlib import Path
@@ -42,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; cli.settings and the agent about 250 ms (python -X importtime)
     from cli.settings import load_settings
     from agent.transcript_source import TimedTranscript
 
@@ -68,8 +70,6 @@ def run(args: argparse.Namespace) -> int:
     detector = settings.detector()
     agent_settings = settings.agent
     if args.agent_id:
-        import dataclasses
-
         agent_settings = dataclasses.replace(agent_settings, agent_id=args.agent_id)
     return asyncio.run(_replay(args, agent_settings, settings, detector, url, token, transcript, source, model))
 

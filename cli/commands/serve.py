@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; cli.settings, the agent and console.server about 450 ms (python -X importtime)
     from cli.commands.console import console_config as console_config_from
     from cli.settings import load_settings
 
@@ -73,7 +74,8 @@ def _english_model(settings, option: str | None) -> Path | None:
     """An installed English speech model for the demo, or None (then the transcript is replayed)."""
     from models.catalogue import load_catalogue
     from models.lookup import ModelsConfig, models_dir
-    from models.store import ModelStore, check_model_dir
+    from models.layout import check_model_dir
+    from models.store import ModelStore
 
     if option:
         path = Path(option).expanduser()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,12 +48,35 @@ def _channel_map(text: str) -> tuple:
     return mapped
 
 
+def transcribe_file(path: Path, model, config=None, *, vad=None, channel_map: tuple = ("customer", "partner")) -> list:
+    """Every final utterance of a recorded call (a ``models.transcriber.SharedModel``
+    loaded), sorted by start: the WAV read in 100 ms chunks, each speaker's
+    audio gated by voice activity (``vad``: an ``audio.vad.VadConfig``, default
+    settings when None) and decoded in parallel (blocking).
+
+    Raises ``audio.errors.WavError`` for a missing or unreadable file.
+    """
+    from functools import partial
+
+    from audio.vad import Segmenter, VadConfig
+    from audio.wav import WavSource
+    from models.transcriber import TranscriberConfig, transcribe_chunks
+
+    # 100 ms chunks: the segmenter works in its own frames whatever the chunk size, and an hour-long
+    # recording stays a few tens of thousands of chunk objects.
+    source = WavSource(path, channel_map=channel_map, chunk_ms=100, realtime=False)
+    gate = partial(Segmenter, config=vad or VadConfig())
+    return transcribe_chunks(list(source.chunks()), model, source.sample_rate, source.speakers, config or TranscriberConfig(),
+                             gate=gate)
+
+
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every command module loads for `callshield --help`; audio.wav, models.transcriber (vosk, numpy) about 360 ms (python -X importtime)
     from kernel.config import default_data_dir, load_config
     from audio.wav import read_info
     from models.lookup import ModelsConfig, resolve_model
     from audio.config import AudioConfig
-    from models.transcriber import SharedModel, TranscriberConfig, transcribe_file
+    from models.transcriber import SharedModel, TranscriberConfig
 
     config_file = load_config(args.config)
     audio = AudioConfig.from_section(config_file.section("audio"))
@@ -67,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
           f"{info.channels} channel(s){note}", file=sys.stderr)
     print(f"loading model {resolved.name} ({resolved.source}: {resolved.path})", file=sys.stderr)
     model = SharedModel.load_blocking(resolved.path, resolved.name)
-    utterances = transcribe_file(info.path, model, TranscriberConfig(vad=audio.vad), channel_map=channel_map)
+    utterances = transcribe_file(info.path, model, TranscriberConfig(), vad=audio.vad, channel_map=channel_map)
     for utterance in utterances:
         if args.json:
             print(json.dumps(utterance.to_dict(), ensure_ascii=False))

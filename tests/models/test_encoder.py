@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.encoder import SentenceEncoder
-from models.store import ENCODER_FILES, encoder_problems
+from models.layout import ENCODER_FILES, encoder_problems
 from models.errors import ModelLoadFailed, NotAModel
 
 # sentence-transformers itself (torch, normalize_embeddings=True), first 8 of 384 dimensions.
@@ -191,7 +191,7 @@ def test_an_adapter_for_another_encoder_is_refused_naming_the_tensor(encoder, ch
 
 
 def test_safetensors_written_are_read_back(tmp_path):
-    from models.encoder import read_safetensors, write_safetensors
+    from kernel.tensors import read_safetensors, write_safetensors
 
     tensors = {"b.matrix": np.arange(12, dtype=np.float32).reshape(3, 4), "a.half": np.array([0.5, -2.0], np.float16),
                "c.odd": np.ones(3, np.float32)}

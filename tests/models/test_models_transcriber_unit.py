@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from audio.frames import AudioChunk
-from audio.vad import VadConfig, segments
+from audio.vad import Segmenter, VadConfig, segments
 from models.errors import ModelError
 from models.transcriber import (
     CallTranscriber,
@@ -81,7 +81,7 @@ def chunk(start_s: float, length_s: float, speaker="customer", rate=RATE, value=
 
 def test_word_times_are_mapped_back_to_call_time_across_gaps():
     model = ScriptedModel()
-    t = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig(gate=False))
+    t = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig(), gate=None)
     for piece in (chunk(1.0, 1.0), chunk(5.0, 1.0)):  # 3 s of the call never reach the recognizer
         t.push_blocking(piece)
     [utterance] = [r for r in t.flush_blocking() if isinstance(r, Utterance)]
@@ -101,7 +101,7 @@ def test_silence_never_reaches_the_recognizer():
     assert len(expected) >= 1
 
     model = ScriptedModel()
-    t = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig())
+    t = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig(), gate=Segmenter)
     results = [r for p in pieces for r in t.push_blocking(p)] + t.flush_blocking()
     [rec] = model.made
     voiced = sum(s.end_sample - s.start_sample for s in expected)
@@ -118,7 +118,7 @@ def test_silence_never_reaches_the_recognizer():
 def test_partials_are_throttled_by_audio_time_and_only_sent_when_changed():
     def run(interval_ms: int, texts=None) -> tuple[int, int]:
         model = ScriptedModel(partial_texts=texts)
-        t = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig(gate=False, partial_interval_ms=interval_ms))
+        t = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig(partial_interval_ms=interval_ms), gate=None)
         partials = [r for i in range(150) for r in t.push_blocking(chunk(i * 0.02, 0.02)) if isinstance(r, Partial)]
         assert all(p.start == 0.0 and p.speaker == "customer" for p in partials)
         return model.made[0].partial_calls, len(partials)
@@ -131,7 +131,7 @@ def test_partials_are_throttled_by_audio_time_and_only_sent_when_changed():
 
 def test_long_speech_is_finalized_at_max_utterance():
     model = ScriptedModel()
-    t = SpeakerTranscriber(model, "partner", RATE, None, TranscriberConfig(gate=False, max_utterance_s=2.0, partial_interval_ms=10_000))
+    t = SpeakerTranscriber(model, "partner", RATE, None, TranscriberConfig(max_utterance_s=2.0, partial_interval_ms=10_000), gate=None)
     results = [r for i in range(250) for r in t.push_blocking(chunk(i * 0.02, 0.02, speaker="partner"))]
     finals = [r for r in results if isinstance(r, Utterance)]
     assert [(u.start, u.end) for u in finals] == [(0.0, 2.0), (2.0, 4.0)]
@@ -140,7 +140,7 @@ def test_long_speech_is_finalized_at_max_utterance():
 
 def test_wrong_stream_and_concurrent_use_are_errors():
     model = ScriptedModel()
-    t = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig(gate=False))
+    t = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig(), gate=None)
     with pytest.raises(ModelError) as err:
         t.push_blocking(chunk(0, 0.02, speaker="partner"))
     assert err.value.code == "wrong_stream"
@@ -149,7 +149,7 @@ def test_wrong_stream_and_concurrent_use_are_errors():
 
     async def two_tasks_at_once():
         with recognizer_executor(2) as pool:
-            shared = SpeakerTranscriber(model, "customer", RATE, pool, TranscriberConfig(gate=False))
+            shared = SpeakerTranscriber(model, "customer", RATE, pool, TranscriberConfig(), gate=None)
             return await asyncio.gather(shared.push(chunk(0, 0.02)), shared.push(chunk(0.02, 0.02)), return_exceptions=True)
 
     first, second = asyncio.run(two_tasks_at_once())
@@ -161,7 +161,7 @@ def test_call_transcriber_routes_speakers_to_their_own_recognizers():
 
     async def main():
         with recognizer_executor(2) as pool:
-            call = CallTranscriber(model, RATE, pool, config=TranscriberConfig(gate=False))
+            call = CallTranscriber(model, RATE, pool, config=TranscriberConfig(), gate=None)
             for i in range(10):
                 await call.push(chunk(i * 0.02, 0.02, speaker="customer"))
             await call.push(chunk(0, 0.1, speaker="partner"))
