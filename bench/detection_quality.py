@@ -256,7 +256,7 @@ def main() -> int:
         noise_table(detector, {"call-like (calls.tsv)": scored_rows(calls), "held-out 17 to 24": scored_rows(unseen),
                                "spoken (spoken.tsv)": spoken})
     if args.sealed_round2:
-        print("\n######## SEALED, ROUND 2: first sight. Report these figures; do not tune on them.")
+        print("\n######## SEALED, ROUND 2, opened on 2026-12-06 (spent: no longer first sight).")
         category_table("SEALED call-like lines, round 2 (tests/detection/sealed/calls_round2.tsv)",
                        scored_rows([(lab, t) for _, lab, t in written_set("calls_round2", "sealed")]), judges, False)
     if args.sealed:
