@@ -25,9 +25,10 @@ from typing import Any, ClassVar
 
 from console.replay import QaReplay
 from console.store.records import (
-    Account, Alert, Authorization, Call, CallHistory, CheckIn, Finding, FlagCounts, FlaggedCall, HelpRequest, LevelChange, Notice, QaMark,
-    Utterance, json_ready,
+    Account, Alert, Authorization, Call, CallHistory, CheckIn, Finding, FlagCounts, FlaggedCall, HelpRequest, LevelChange, Notice, Utterance,
+    json_ready,
 )
+from console.store.records import QaMark as StoredQaMark  # the name QaMark is the qa_mark request below
 from kernel.protocol import ProtocolError, build, message_class, parse_object
 
 VERSION = 1
@@ -402,7 +403,7 @@ class QaMarked:
     """A QA mark was stored: ``mark`` (``finding_id``, ``call_id``, ``verdict``, ``note``, ``by``, ``at``)."""
 
     TYPE: ClassVar[str] = "qa_marked"
-    mark: QaMark
+    mark: StoredQaMark
     ref: str = ""
 
 
