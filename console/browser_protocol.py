@@ -8,8 +8,10 @@ acted on). Every browser request may carry ``ref`` (a string the page picks),
 echoed in the ``ok`` or ``error`` that answers it.
 
 Messages to browsers are frozen dataclasses too; the records they carry
-(a call, an alert, a finding...) are the store's rows as JSON objects, listed
-field by field in ``docs/console.md``. Times: ``start``/``end``/``at`` are
+(a call, an alert, a finding...) are the store's typed records
+(``console/store/records.py``, ``console/replay.py``), turned into JSON
+objects here, in :func:`encode`, and nowhere else; their fields are listed
+in ``docs/console.md``. Times: ``start``/``end``/``at`` are
 seconds of audio time from the start of the call; ``*_at`` fields ending in
 ``_at`` that hold text are ISO 8601 UTC wall time.
 """
@@ -21,6 +23,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from console.replay import QaReplay
+from console.store.records import (
+    Account, Alert, Authorization, Call, CallHistory, CheckIn, Finding, FlagCounts, FlaggedCall, HelpRequest, LevelChange, Notice, Utterance,
+    json_ready,
+)
+from console.store.records import QaMark as StoredQaMark  # the name QaMark is the qa_mark request below
 from kernel.protocol import ProtocolError, build, message_class, parse_object
 
 VERSION = 1
@@ -190,6 +198,9 @@ class QaExport:
 REQUESTS = (Login, Resume, Logout, CallDetailRequest, ListCalls, AckAlert, AuthorizeEnd, NeedHelp, AckHelp, CheckinDone, ListUsers, AddUser,
             QaCalls, QaCall, QaMark, QaExport)
 _BY_TYPE: dict[str, type] = {cls.TYPE: cls for cls in REQUESTS}
+BrowserRequest = (Login | Resume | Logout | CallDetailRequest | ListCalls | AckAlert | AuthorizeEnd | NeedHelp | AckHelp | CheckinDone | ListUsers
+                  | AddUser | QaCalls | QaCall | QaMark | QaExport)
+"""Any one of :data:`REQUESTS`."""
 
 # --------------------------------------------------------------------------- console -> browser
 
@@ -237,12 +248,12 @@ class Snapshot:
     TYPE: ClassVar[str] = "snapshot"
     user: str
     role: str
-    calls: tuple = ()
-    alerts: tuple = ()
-    checkins: tuple = ()
-    help: tuple = ()
-    levels: tuple = ()
-    authorizations: tuple = ()
+    calls: tuple[Call, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    checkins: tuple[CheckIn, ...] = ()
+    help: tuple[HelpRequest, ...] = ()
+    levels: tuple[LevelChange, ...] = ()
+    authorizations: tuple[Authorization, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,7 +261,7 @@ class CallShown:
     """A call started, changed level, or ended: its whole record."""
 
     TYPE: ClassVar[str] = "call"
-    call: dict
+    call: Call
 
 
 @dataclass(frozen=True)
@@ -267,13 +278,13 @@ class PartialShown:
 @dataclass(frozen=True)
 class UtteranceShown:
     TYPE: ClassVar[str] = "utterance"
-    utterance: dict
+    utterance: Utterance
 
 
 @dataclass(frozen=True)
 class FindingShown:
     TYPE: ClassVar[str] = "finding"
-    finding: dict
+    finding: Finding
 
 
 @dataclass(frozen=True)
@@ -281,7 +292,7 @@ class LevelShown:
     """The call's level moved; ``level`` holds ``suggestion``, the sentence to say."""
 
     TYPE: ClassVar[str] = "level"
-    level: dict
+    level: LevelChange
 
 
 @dataclass(frozen=True)
@@ -289,7 +300,7 @@ class AlertShown:
     """A new alert, or an alert acknowledged (same ``id``, ``acknowledged_by`` set)."""
 
     TYPE: ClassVar[str] = "alert"
-    alert: dict
+    alert: Alert
 
 
 @dataclass(frozen=True)
@@ -297,7 +308,7 @@ class AuthorizationShown:
     """A supervisor authorized ending a call."""
 
     TYPE: ClassVar[str] = "authorization"
-    authorization: dict
+    authorization: Authorization
 
 
 @dataclass(frozen=True)
@@ -305,7 +316,7 @@ class HelpShown:
     """A partner asked for help, or a supervisor took the request."""
 
     TYPE: ClassVar[str] = "help"
-    help: dict
+    help: HelpRequest
 
 
 @dataclass(frozen=True)
@@ -313,7 +324,7 @@ class CheckinShown:
     """A partner was queued for a check-in, or the check-in was done."""
 
     TYPE: ClassVar[str] = "checkin"
-    checkin: dict
+    checkin: CheckIn
 
 
 @dataclass(frozen=True)
@@ -321,7 +332,7 @@ class NoticeShown:
     """Something an agent reported that is not a finding (dropped audio, a call error)."""
 
     TYPE: ClassVar[str] = "notice"
-    notice: dict
+    notice: Notice
 
 
 @dataclass(frozen=True)
@@ -330,21 +341,21 @@ class CallDetail:
     alerts, authorizations, help, checkins."""
 
     TYPE: ClassVar[str] = "call_detail"
-    detail: dict
+    detail: CallHistory
     ref: str = ""
 
 
 @dataclass(frozen=True)
 class CallList:
     TYPE: ClassVar[str] = "calls"
-    calls: tuple
+    calls: tuple[Call, ...]
     ref: str = ""
 
 
 @dataclass(frozen=True)
 class UserList:
     TYPE: ClassVar[str] = "users"
-    users: tuple
+    users: tuple[Account, ...]
     ref: str = ""
 
 
@@ -367,10 +378,10 @@ class QaCallList:
     ``partners`` and ``categories``."""
 
     TYPE: ClassVar[str] = "qa_calls"
-    calls: tuple
-    counts: dict
-    partners: tuple
-    categories: tuple
+    calls: tuple[FlaggedCall, ...]
+    counts: FlagCounts
+    partners: tuple[str, ...]
+    categories: tuple[str, ...]
     ref: str = ""
 
 
@@ -383,7 +394,7 @@ class QaCallShown:
     ``customer``/``partner`` dBFS lists; null without a recording)."""
 
     TYPE: ClassVar[str] = "qa_call"
-    detail: dict
+    detail: QaReplay
     ref: str = ""
 
 
@@ -392,7 +403,7 @@ class QaMarked:
     """A QA mark was stored: ``mark`` (``finding_id``, ``call_id``, ``verdict``, ``note``, ``by``, ``at``)."""
 
     TYPE: ClassVar[str] = "qa_marked"
-    mark: dict
+    mark: StoredQaMark
     ref: str = ""
 
 
@@ -407,14 +418,14 @@ class QaLink:
 
 
 def encode(message: Any) -> str:
-    """The JSON text of a console -> browser message."""
+    """The JSON text of a console -> browser message (records become JSON objects here)."""
     body = {"v": VERSION, "type": message.TYPE}
     for f in dataclasses.fields(message):
-        body[f.name] = getattr(message, f.name)
+        body[f.name] = json_ready(getattr(message, f.name))
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
-def decode(text: str | bytes) -> Any:
+def decode(text: str | bytes) -> BrowserRequest:
     """Parse and validate one browser request.
 
     Raises :class:`ProtocolError` (``bad_message``, ``bad_version``) for

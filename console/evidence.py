@@ -10,7 +10,7 @@ finalized it, kept in the console's store). ``callshield verify FILE.zip``
 
 :func:`build_evidence_zip` works on a plain :class:`CallEvidence`, so it does
 not care where the call came from (the console's store fills one in
-:func:`evidence_from_store`).
+``console.qa.evidence_from_store``).
 """
 
 from __future__ import annotations
@@ -371,33 +371,6 @@ def rewrite_member(src: str | os.PathLike, dst: str | os.PathLike, name: str, ch
 
 __all__ = [
     "CallEvidence", "EvidenceError", "VerifyReport", "build_evidence_zip", "verify_evidence_zip",
-    "manifest_digest", "canonical_json", "sums_text", "rewrite_member", "evidence_from_store", "FORMAT", "VERSION",
+    "manifest_digest", "canonical_json", "sums_text", "rewrite_member", "FORMAT", "VERSION",
 ]
 
-
-def evidence_from_store(store: Any, recordings_dir: Path, call_id: str) -> CallEvidence:
-    """Gather a call's evidence from the console's store (blocking: the store
-    thread or the CLI). Raises :class:`EvidenceError` for an unknown call."""
-    from console.qa import adopt_recording
-    from console.recordings import inside
-
-    detail = store.call_detail(call_id)
-    if detail is None:
-        raise EvidenceError(f"no call {call_id!r} in the store", code="no_call")
-    recording = adopt_recording(store, Path(recordings_dir), call_id)
-    path = None
-    if recording is not None and not recording.get("removed_at"):
-        path = inside(Path(recordings_dir), recording["path"])
-        if path is None:
-            raise EvidenceError(f"the recording of call {call_id} is missing from {recordings_dir}", code="recording_missing")
-    return CallEvidence(
-        call=detail["call"],
-        recording_path=path,
-        recording_sha256=recording["sha256"] if path is not None else None,
-        recording_finalized_at=recording["finalized_at"] if path is not None else None,
-        utterances=[{k: u[k] for k in ("id", "speaker", "start", "end", "text", "words")} for u in detail["utterances"]],
-        findings=detail["findings"],
-        authorizations=detail["authorizations"],
-        audit=store.audit_entries(call_id=call_id, limit=100_000),
-        qa_marks=store.qa_marks(call_id),
-    )

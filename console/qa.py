@@ -16,6 +16,7 @@ is never served before it is finished.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -24,17 +25,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from kernel.retention import CallRecord, CleanupReport, RetentionPolicy, next_cleanup, plan_cleanup, run_cleanup
+from console import browser_protocol as b
+from console.errors import BadRequest
+from console.evidence import CallEvidence, EvidenceError, build_evidence_zip
+from console.fanout import BrowserLink
+from console.hub import Hub
+from console.recordings import LinkSigner, QaFiles, StoredRecording, inside, loudness_envelope
+from console.replay import Loudness, QaReplay, ReviewedFinding, SignedRecording
+from console.store import Recording, Store, json_ready
+from kernel.clock import iso
 from kernel.recordings import read_sidecar, recording_name, sha256_file, sidecar_path
-from kernel.clock import parse_iso
-from console.store import Store
+from kernel.retention import CleanupReport, RetentionPolicy, next_cleanup, plan_cleanup, run_cleanup
 
 log = logging.getLogger("callshield.console.qa")
 
-VERDICTS = ("confirmed", "false_alarm")
 
-
-def adopt_recording(store: Store, recordings_dir: Path, call_id: str) -> dict[str, Any] | None:
+def adopt_recording(store: Store, recordings_dir: Path, call_id: str) -> Recording | None:
     """Store the recording of ``call_id`` from its sidecar, once; returns its
     row (None when there is no finished recording). The first-stored hash is
     the agent's, taken when it finalized the file; if the file no longer
@@ -50,19 +56,7 @@ def adopt_recording(store: Store, recordings_dir: Path, call_id: str) -> dict[st
 def cleanup(store: Store, recordings_dir: Path, policy: RetentionPolicy, now: datetime, *, only: str | None = None) -> CleanupReport:
     """The retention clean-up (daily, and per call at its end) of recordings
     already adopted (:meth:`QaDesk.adopt`): plan, remove, audit."""
-    rows = store.retention_calls(only)
-    calls = [
-        CallRecord(
-            call_id=r["id"],
-            started_at=parse_iso(r["started_at"]),
-            ended_at=parse_iso(r["ended_at"]) if r["ended_at"] else None,
-            flagged=bool(r["flagged"]),
-            recording=r["recording"],
-            has_transcript=bool(r["has_transcript"]),
-        )
-        for r in rows
-    ]
-    plan = plan_cleanup(calls, now, policy)
+    plan = plan_cleanup(store.retention_calls(only), now, policy)
     report = run_cleanup(
         plan,
         recordings_dir=recordings_dir,
@@ -82,22 +76,54 @@ def _forget(store: Store, recordings_dir: Path, call_id: str) -> None:
     sidecar_path(recordings_dir / recording_name(call_id)).unlink(missing_ok=True)
 
 
-def call_for_qa(store: Store, call_id: str) -> dict[str, Any] | None:
+def call_for_qa(store: Store, call_id: str) -> QaReplay | None:
     """One call for the QA player: the call, transcript, findings (each with
-    its QA mark), levels, authorizations and the recording's row (None when
-    there is none or retention removed it; no URL: the server signs one).
-    None for an unknown call."""
+    its QA mark), levels, authorizations and the recording (None when there
+    is none or retention removed it; its ``url`` is empty: the server signs
+    one) and no loudness yet (read from the file off the store thread). None
+    for an unknown call."""
     detail = store.call_detail(call_id)
     if detail is None:
         return None
-    marks = {m["finding_id"]: m for m in store.qa_marks(call_id)}
-    for finding in detail["findings"]:
-        finding["mark"] = marks.get(finding["id"])
+    marks = {m.finding_id: m for m in store.qa_marks(call_id)}
     recording = store.recording(call_id)
-    if recording is not None and recording.get("removed_at"):
-        recording = None
-    detail["recording"] = recording
-    return {k: detail[k] for k in ("call", "utterances", "findings", "levels", "authorizations", "recording")}
+    kept = None if recording is None or recording.removed_at else SignedRecording(**vars(recording))
+    return QaReplay(
+        call=detail.call,
+        utterances=detail.utterances,
+        findings=tuple(ReviewedFinding(**vars(f), mark=marks.get(f.id)) for f in detail.findings),
+        levels=detail.levels,
+        authorizations=detail.authorizations,
+        recording=kept,
+        loudness=None,
+    )
+
+
+def evidence_from_store(store: Store, recordings_dir: Path, call_id: str) -> CallEvidence:
+    """Gather a call's evidence from the console's store (blocking: the store
+    thread or the CLI), as the JSON the zip holds. Raises
+    :class:`EvidenceError` for an unknown call or a kept recording missing
+    from the recordings directory."""
+    detail = store.call_detail(call_id)
+    if detail is None:
+        raise EvidenceError(f"no call {call_id!r} in the store", code="no_call")
+    recording = adopt_recording(store, Path(recordings_dir), call_id)
+    path = None
+    if recording is not None and not recording.removed_at:
+        path = inside(Path(recordings_dir), recording.path)
+        if path is None:
+            raise EvidenceError(f"the recording of call {call_id} is missing from {recordings_dir}", code="recording_missing")
+    return CallEvidence(
+        call=json_ready(detail.call),
+        recording_path=path,
+        recording_sha256=recording.sha256 if path is not None else None,
+        recording_finalized_at=recording.finalized_at if path is not None else None,
+        utterances=[{k: v for k, v in json_ready(u).items() if k != "call_id"} for u in detail.utterances],
+        findings=json_ready(detail.findings),
+        authorizations=json_ready(detail.authorizations),
+        audit=json_ready(store.audit_entries(call_id=call_id, limit=100_000)),
+        qa_marks=json_ready(store.qa_marks(call_id)),
+    )
 
 
 def normalize_filters(since: str, until: str) -> tuple[str | None, str | None]:
@@ -121,7 +147,7 @@ def _sidecar_checked(recordings_dir: Path, call_id: str) -> tuple[dict[str, Any]
     return facts, sha256_file(wav)
 
 
-def _store_recording(store: Store, call_id: str, facts: dict[str, Any], now_hash: str) -> dict[str, Any] | None:
+def _store_recording(store: Store, call_id: str, facts: dict[str, Any], now_hash: str) -> Recording | None:
     """Store a checked recording's row (store thread); None for an unknown call."""
     if store.call(call_id) is None:
         return None
@@ -146,9 +172,7 @@ class QaDesk:
 
     LOUDNESS_CACHE = 32
 
-    def __init__(self, console: Any, policy: RetentionPolicy) -> None:
-        from console.recordings import LinkSigner, QaFiles
-
+    def __init__(self, console: Hub, policy: RetentionPolicy) -> None:
         self.console = console
         self.policy = policy
         self.recordings_dir = Path(console.config.recordings_dir)
@@ -160,13 +184,13 @@ class QaDesk:
             on_refusal=self._refused,
         )
         self.last_cleanup: CleanupReport | None = None
-        self._loudness: dict[str, Any] = {}
+        self._loudness: dict[str, Loudness | None] = {}
         console.add_route(self.files.handles, self.files.answer)
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self.console._spawn(self._daily())
+        self.console.spawn(self._daily())
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -186,14 +210,14 @@ class QaDesk:
     async def run_cleanup(self) -> CleanupReport:
         """Adopt finished recordings, then remove what retention says must go."""
         c = self.console
-        for row in await c.db(c.store.retention_calls):
-            if row["recording"] is None and row["ended_at"] is not None:
-                await self.adopt(row["id"])
+        for call in await c.db(c.store.retention_calls):
+            if call.recording is None and call.ended_at is not None:
+                await self.adopt(call.call_id)
         report = await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock())
         self.last_cleanup = report
         return report
 
-    async def adopt(self, call_id: str) -> dict[str, Any] | None:
+    async def adopt(self, call_id: str) -> Recording | None:
         """The call's recording row, adopting a finished recording first if needed."""
         c = self.console
         row = await c.db(c.store.recording, call_id)
@@ -215,11 +239,8 @@ class QaDesk:
 
     # ------------------------------------------------------------------ browser requests
 
-    async def handle(self, link: Any, r: Any) -> Any:
+    async def handle(self, link: BrowserLink, r: b.QaCalls | b.QaCall | b.QaMark | b.QaExport) -> b.QaCallList | b.QaCallShown | b.QaMarked | b.QaLink:
         """Answer one ``qa_*`` request (the role was checked by the server)."""
-        from console import browser_protocol as b
-        from console.errors import BadRequest
-
         c = self.console
         if isinstance(r, b.QaCalls):
             try:
@@ -228,20 +249,20 @@ class QaDesk:
                 raise BadRequest("dates must be YYYY-MM-DD", code="bad_date") from exc
             found = await c.db(c.store.qa_calls, since=since, until=until, category=r.category, level=r.level,
                                partner=r.partner, limit=max(1, min(r.limit, 1000)))
-            return b.QaCallList(calls=tuple(found["calls"]), counts=found["counts"], partners=tuple(found["partners"]),
-                                categories=tuple(found["categories"]), ref=r.ref)
+            return b.QaCallList(calls=found.calls, counts=found.counts, partners=found.partners, categories=found.categories, ref=r.ref)
         if isinstance(r, b.QaCall):
             await self.adopt(r.call_id)
-            detail = await c.db(call_for_qa, c.store, r.call_id)
-            if detail is None:
+            replay = await c.db(call_for_qa, c.store, r.call_id)
+            if replay is None:
                 raise BadRequest(f"no call {r.call_id!r}", code="unknown_call")
-            rec = detail["recording"]
-            detail["loudness"] = None
+            rec = replay.recording
             if rec is not None:
-                rec["url"] = self.files.recording_link(r.call_id, link.user)
-                detail["loudness"] = await self._envelope(r.call_id, rec)
+                replay = dataclasses.replace(
+                    replay, recording=dataclasses.replace(rec, url=self.files.recording_link(r.call_id, link.user)),
+                    loudness=await self._envelope(r.call_id, rec),
+                )
             await c.db(c.store.audit, link.user, "qa_opened", r.call_id, "")
-            return b.QaCallShown(detail=detail, ref=r.ref)
+            return b.QaCallShown(detail=replay, ref=r.ref)
         if isinstance(r, b.QaMark):
             mark = await c.db(c.store.qa_mark, r.finding_id, r.verdict, r.note, link.user)
             return b.QaMarked(mark=mark, ref=r.ref)
@@ -251,12 +272,10 @@ class QaDesk:
             return b.QaLink(call_id=r.call_id, url=self.files.evidence_link(r.call_id, link.user), ref=r.ref)
         raise BadRequest(f"{r.TYPE} is not a QA request", code="unexpected_message")
 
-    async def _envelope(self, call_id: str, rec: dict[str, Any]) -> Any:
-        from console.recordings import inside, loudness_envelope
-
-        key = f"{call_id}:{rec['sha256']}"
+    async def _envelope(self, call_id: str, rec: Recording) -> Loudness | None:
+        key = f"{call_id}:{rec.sha256}"
         if key not in self._loudness:
-            path = inside(self.recordings_dir, rec["path"])
+            path = inside(self.recordings_dir, rec.path)
             self._loudness[key] = await self._files(loudness_envelope, path) if path is not None else None
             while len(self._loudness) > self.LOUDNESS_CACHE:
                 self._loudness.pop(next(iter(self._loudness)))
@@ -274,13 +293,11 @@ class QaDesk:
         found = await c.db(c.store.credentials, user)
         return found[0] if found else None
 
-    async def _recording_of(self, call_id: str) -> Any:
-        from console.recordings import StoredRecording
-
+    async def _recording_of(self, call_id: str) -> StoredRecording | None:
         row = await self.adopt(call_id)
-        if row is None or row.get("removed_at"):
+        if row is None or row.removed_at:
             return None
-        return StoredRecording(row["path"], row["bytes"])
+        return StoredRecording(row.path, row.bytes)
 
     async def _refused(self, who: str, what: str) -> None:
         c = self.console
@@ -289,9 +306,6 @@ class QaDesk:
 
     async def _export(self, call_id: str, user: str) -> tuple[Path, str]:
         """Build the evidence zip for a download; audited with its digest."""
-        from kernel.clock import iso
-        from console.evidence import EvidenceError, build_evidence_zip, evidence_from_store
-
         c = self.console
         await self.adopt(call_id)
         try:

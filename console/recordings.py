@@ -51,6 +51,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import numpy as np
 from websockets.http11 import Request, Response
 
+from console.replay import Loudness
 from console.web import response
 from kernel.pcm import dbfs
 
@@ -303,7 +304,7 @@ class QaFiles:
         return response(status, f"{status.phrase.lower()}\n".encode(), _TEXT, host, tls=self._tls)
 
 
-def loudness_envelope(path: str | os.PathLike, *, points: int = 1200) -> dict | None:
+def loudness_envelope(path: str | os.PathLike, *, points: int = 1200) -> Loudness | None:
     """Loudness of each speaker over the call, for the QA timeline: RMS in
     dBFS (-90..0) per step of ``step`` seconds, at most ``points`` steps and
     at least 0.1 s each. None when the file is not a readable PCM16 WAV.
@@ -327,6 +328,4 @@ def loudness_envelope(path: str | os.PathLike, *, points: int = 1200) -> dict | 
                     speakers[ch].append(round(max(ENVELOPE_FLOOR_DBFS, dbfs(data[:, ch])), 1))
     except (wave.Error, EOFError, OSError):
         return None
-    envelope = {"step": step / rate, "customer": speakers[0]}
-    envelope["partner"] = speakers[1] if len(speakers) > 1 else []
-    return envelope
+    return Loudness(step=step / rate, customer=tuple(speakers[0]), partner=tuple(speakers[1]) if len(speakers) > 1 else ())

@@ -35,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top: every command module loads for `callshield --help`; console.store and console.evidence about 120 ms (python -X importtime)
     from console.config import ConsoleConfig
-    from console.evidence import EvidenceError, build_evidence_zip, evidence_from_store
-    from console.store import Store
+    from console.evidence import EvidenceError, build_evidence_zip
+    from console.qa import evidence_from_store
+    from console.store import Store, json_ready
 
     if bool(args.call_id) == bool(args.qa_marks):
         raise ConfigError("give either CALL_ID --out FILE.zip, or --qa-marks FILE.jsonl", code="bad_arguments")
@@ -59,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
             tmp = out.with_name(out.name + ".part")
             with open(tmp, "w", encoding="utf-8") as fh:
                 for mark in marks:
-                    fh.write(json.dumps(mark, ensure_ascii=False, sort_keys=True) + "\n")
+                    fh.write(json.dumps(json_ready(mark), ensure_ascii=False, sort_keys=True) + "\n")
             tmp.replace(out)
-            verdicts = {v: sum(1 for m in marks if m["verdict"] == v) for v in ("confirmed", "false_alarm")}
+            verdicts = {v: sum(1 for m in marks if m.verdict == v) for v in ("confirmed", "false_alarm")}
             print(f"wrote {out}: {len(marks)} marked findings ({verdicts['confirmed']} confirmed, {verdicts['false_alarm']} false alarms)")
             return 0
         evidence = evidence_from_store(store, config.recordings_dir, args.call_id)

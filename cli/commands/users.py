@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             if not rows:
                 print("no users yet: callshield users add NAME --role supervisor", file=sys.stderr)
             for row in rows:
-                print(f"{row['name']}\t{row['role']}\t{row['created_at']}")
+                print(f"{row.name}\t{row.role}\t{row.created_at}")
         elif args.action == "remove":
             store.remove_user(args.name)
             store.audit("cli", "user_removed", None, args.name)
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             store.audit("cli", "user_added", None, f"{args.name} as {args.role}")
             _show(args.name, args.role, result, shown=secret is None)
         else:
-            is_agent = any(r["name"] == args.name and r["role"] == "agent" for r in store.list_users())
+            is_agent = any(r.name == args.name and r.role == "agent" for r in store.list_users())
             secret = _chosen_secret(args, agent=is_agent)
             result = store.set_password(args.name, secret)
             store.audit("cli", "password_set", None, args.name)

@@ -8,7 +8,7 @@ import pytest
 
 from kernel import protocol as p
 from console.errors import BadRequest, Forbidden, StoreError
-from console.store import MIGRATIONS, Store
+from console.store import MIGRATIONS, FlagCounts, Store
 from console_kit import FakeClock
 
 
@@ -60,7 +60,7 @@ def test_event_writes_are_idempotent_and_survive_reopen(tmp_path):
     said = p.UtteranceFinal(seq=2, event_id="u-1", call_id="c1", speaker="customer", start=1.0, end=2.0, text="hello", words=({"word": "hello", "start": 1.0, "end": 2.0, "conf": 0.9},))
     assert store.record_event("agent-1", _start(1)).new
     first = store.record_event("agent-1", said)
-    assert first.new and first.record["text"] == "hello" and first.record["words"][0]["word"] == "hello"
+    assert first.new and first.record.text == "hello" and first.record.words[0]["word"] == "hello"
     assert not store.record_event("agent-1", said).new
     assert store.last_seq("agent-1") == 2
     store.close()
@@ -70,7 +70,7 @@ def test_event_writes_are_idempotent_and_survive_reopen(tmp_path):
     assert store.counts()["utterances"] == 1
     assert store.check_agent("agent-1", "token-1") == 2
     detail = store.call_detail("c1")
-    assert [u["text"] for u in detail["utterances"]] == ["hello"]
+    assert [u.text for u in detail.utterances] == ["hello"]
     store.close()
 
 
@@ -78,20 +78,20 @@ def test_alerts_and_checkins_follow_the_ladder(tmp_path):
     store = _store(tmp_path)
     store.record_event("agent-1", _start(1))
     caution = store.record_event("agent-1", _level(2, "caution", "none"))
-    assert caution.alert is None and caution.checkin is None and caution.call["level"] == "caution"
+    assert caution.alert is None and caution.checkin is None and caution.call.level == "caution"
     alert = store.record_event("agent-1", _level(3, "alert", "caution"))
-    assert alert.alert["level"] == "alert" and alert.checkin["partner"] == "ann"
+    assert alert.alert.level == "alert" and alert.checkin.partner == "ann"
     higher = store.record_event("agent-1", _level(4, "end_call_recommended", "alert"))
-    assert higher.alert["level"] == "end_call_recommended" and higher.checkin is None  # one check-in per call
+    assert higher.alert.level == "end_call_recommended" and higher.checkin is None  # one check-in per call
     calmer = store.record_event("agent-1", _level(5, "caution", "end_call_recommended"))
-    assert calmer.alert is None and calmer.call["level"] == "caution" and calmer.call["peak_level"] == "end_call_recommended"
+    assert calmer.alert is None and calmer.call.level == "caution" and calmer.call.peak_level == "end_call_recommended"
     assert len(store.open_alerts()) == 2 and len(store.open_checkins()) == 1
 
-    acked, changed = store.acknowledge_alert(alert.alert["id"], "sup")
-    assert changed and acked["acknowledged_by"] == "sup"
-    assert store.acknowledge_alert(alert.alert["id"], "other")[1] is False
-    done = store.checkin_done(alert.checkin["id"], "sup", "talked, fine")
-    assert done["done_by"] == "sup" and store.open_checkins() == []
+    acked, changed = store.acknowledge_alert(alert.alert.id, "sup")
+    assert changed and acked.acknowledged_by == "sup"
+    assert store.acknowledge_alert(alert.alert.id, "other")[1] is False
+    done = store.checkin_done(alert.checkin.id, "sup", "talked, fine")
+    assert done.done_by == "sup" and store.open_checkins() == []
 
 
 def test_a_critical_finding_queues_a_checkin(tmp_path):
@@ -99,10 +99,10 @@ def test_a_critical_finding_queues_a_checkin(tmp_path):
     store.record_event("agent-1", _start(1))
     finding = p.FindingRaised(seq=2, event_id="f", call_id="c1", category="threat", severity="critical", score=1.0, rule="r", evidence="kill", start=0.0, end=1.0, text="i will kill you", span=(7, 11))
     rec = store.record_event("agent-1", finding)
-    assert rec.checkin["reason"] == "critical threat finding"
-    assert rec.record["span"] == [7, 11]
+    assert rec.checkin.reason == "critical threat finding"
+    assert rec.record.span == (7, 11)
     bad_span = p.FindingRaised(seq=3, event_id="g", call_id="c1", category="insult", severity="low", score=0.5, rule="r", evidence="x", start=0.0, end=1.0, text="short", span=(2, 99))
-    assert store.record_event("agent-1", bad_span).record["span"] is None
+    assert store.record_event("agent-1", bad_span).record.span is None
 
 
 def test_calls_belong_to_the_agent_that_started_them(tmp_path):
@@ -131,7 +131,7 @@ def test_authorization_needs_a_reason_a_live_call_and_is_audited(tmp_path):
         store.authorize_end("c1", "sup", "   ")
     assert err.value.code == "reason_required"
     auth, agent = store.authorize_end("c1", "sup", "threats")
-    assert agent == "agent-1" and auth["by"] == "sup" and auth["authorized_at"] == "2025-03-01T09:00:00.000Z"
+    assert agent == "agent-1" and auth.by == "sup" and auth.authorized_at == "2025-03-01T09:00:00.000Z"
     with pytest.raises(BadRequest, match="already"):
         store.authorize_end("c1", "sup2", "again")
     assert store.pending_authorizations("agent-1") == [auth]
@@ -140,7 +140,7 @@ def test_authorization_needs_a_reason_a_live_call_and_is_audited(tmp_path):
     with pytest.raises(BadRequest, match="ended"):
         store.authorize_end("c1", "sup", "late")
     [entry] = store.audit_entries(action="authorize_end")
-    assert (entry["who"], entry["call_id"], entry["at"]) == ("sup", "c1", "2025-03-01T09:00:00.000Z")
+    assert (entry.who, entry.call_id, entry.at) == ("sup", "c1", "2025-03-01T09:00:00.000Z")
 
 
 def test_users_agents_and_ensure_user(tmp_path):
@@ -162,7 +162,7 @@ def test_users_agents_and_ensure_user(tmp_path):
     store.ensure_user("local", "agent", "agent-token")
     assert store.check_agent("local", "agent-token") == 0 and store.check_agent("local", "wrong") is None
     store.remove_user("demo")
-    assert {u["name"]: u["role"] for u in store.list_users()} == {"agent-1": "agent", "agent-2": "agent", "local": "agent", "sup": "supervisor"}
+    assert {u.name: u.role for u in store.list_users()} == {"agent-1": "agent", "agent-2": "agent", "local": "agent", "sup": "supervisor"}
 
 
 def _finding(seq: int, call_id: str, category: str) -> p.FindingRaised:
@@ -177,13 +177,13 @@ def test_qa_calls_filters_and_counts_every_match_beyond_the_limit(tmp_path):
                   _start(7, "c3", "bob")):  # c3 has no finding: never listed
         store.record_event("agent-1", event)
     found = store.qa_calls(limit=1)
-    assert [c["id"] for c in found["calls"]] == ["c2"]  # same start: the later call first
-    assert found["calls"][0]["findings"] == 2 and found["calls"][0]["categories"] == ["insult"]
-    assert found["counts"] == {"calls": 2, "findings": 3, "by_category": {"threat": 1, "insult": 2}, "by_level": {"alert": 1, "none": 1}}
-    assert found["partners"] == ["ann", "bob"] and found["categories"] == ["insult", "threat"]
-    assert [c["id"] for c in store.qa_calls(partner="bob", category="insult")["calls"]] == ["c2"]
-    assert [c["id"] for c in store.qa_calls(level="alert", since="2025-03-01T00", until="2025-03-02")["calls"]] == ["c1"]
-    assert store.qa_calls(category="threat", partner="bob")["calls"] == []
+    assert [c.id for c in found.calls] == ["c2"]  # same start: the later call first
+    assert found.calls[0].findings == 2 and found.calls[0].categories == ("insult",)
+    assert found.counts == FlagCounts(calls=2, findings=3, by_category={"threat": 1, "insult": 2}, by_level={"alert": 1, "none": 1})
+    assert found.partners == ("ann", "bob") and found.categories == ("insult", "threat")
+    assert [c.id for c in store.qa_calls(partner="bob", category="insult").calls] == ["c2"]
+    assert [c.id for c in store.qa_calls(level="alert", since="2025-03-01T00", until="2025-03-02").calls] == ["c1"]
+    assert store.qa_calls(category="threat", partner="bob").calls == ()
     store.close()
 
 
@@ -200,10 +200,10 @@ def test_a_finding_keeps_whom_it_is_aimed_at_and_old_stores_gain_the_column(tmp_
     conn.close()
     store = Store.open(path, clock=FakeClock())
     assert store.schema_version() == len(MIGRATIONS) >= 3
-    assert [f["why"] for f in store.call_detail("c0")["findings"]] == [""]
+    assert [f.why for f in store.call_detail("c0").findings] == [""]
     store.add_user("agent-1", "agent", "token-1")
     store.record_event("agent-1", _start(1))
     finding = p.FindingRaised(seq=2, event_id="w", call_id="c1", category="insult", severity="medium", score=0.9, rule="insult.you_are",
                               evidence="you are a clown", start=0.0, end=1.0, text="you are a clown", why="aimed at the partner: 'you are'")
-    assert store.record_event("agent-1", finding).record["why"] == "aimed at the partner: 'you are'"
+    assert store.record_event("agent-1", finding).record.why == "aimed at the partner: 'you are'"
     store.close()

@@ -261,8 +261,8 @@ def test_retention_at_call_end_and_daily(tmp_path):
             await end_call(agent, "quiet")
 
             async def quiet_gone():
-                calls = {r["id"]: r for r in await console.db(console.store.retention_calls)}
-                return calls["quiet"]["recording"] is None and not calls["quiet"]["has_transcript"]
+                calls = {r.call_id: r for r in await console.db(console.store.retention_calls)}
+                return calls["quiet"].recording is None and not calls["quiet"].has_transcript
 
             await until(quiet_gone)
             assert not (rec_dir / "quiet.wav").exists() and (rec_dir / "flagged.wav").exists()

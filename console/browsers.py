@@ -1,0 +1,230 @@
+"""The browsers' side of the console: ``/ws/browser``.
+
+Pages speak ``console/browser_protocol.py``; every message is checked against
+the sender's role (``console/roles.py``). Refusals are answered with an
+error, written to the audit log, and change nothing. Sign-in checks run on
+the ``auth`` executor (scrypt takes tens of milliseconds), throttled per
+user name and, more leniently, per client address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from console import browser_protocol as b
+from console.auth import LoginThrottle, hash_password, new_password, verify_password
+from console.errors import BadRequest, Forbidden, NotAuthenticated
+from console.fanout import BrowserLink
+from console.hub import Hub
+from console.qa import QaDesk
+from console.roles import WATCHES_ALL_CALLS, may
+from console.store import Store
+from kernel import protocol as p
+from kernel.clock import iso
+
+MAX_UNAUTHENTICATED_ERRORS = 3
+"""Bad messages an unauthenticated browser socket may send before it is closed."""
+PEER_FAILURE_FACTOR = 10
+"""A client address may fail this many times more often than one user name."""
+
+
+class BrowserDesk:
+    """Browser connections: sign-in, snapshots, and every request a page sends."""
+
+    def __init__(self, hub: Hub, qa: QaDesk) -> None:
+        self.hub = hub
+        self.qa = qa
+        config = hub.config
+        self._auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
+        window = timedelta(seconds=config.lockout_seconds)
+        self._throttle_user = LoginThrottle(limit=config.login_failures, window=window)
+        # a whole floor may sign in through one proxy address: be more lenient per address
+        self._throttle_peer = LoginThrottle(limit=config.login_failures * PEER_FAILURE_FACTOR, window=window)
+
+    def close(self) -> None:
+        self._auth_pool.shutdown(wait=True)
+
+    async def serve(self, ws: ServerConnection) -> None:
+        """One browser connection, until it closes or is dropped."""
+        screens = self.hub.screens
+        link = BrowserLink(ws, self.hub.config.browser_queue)
+        link.sender = self.hub.spawn(link.pump())
+        screens.links.add(link)
+        try:
+            async for raw in ws:
+                if link.dropped:
+                    break
+                await self._message(link, raw)
+                if link.bad >= MAX_UNAUTHENTICATED_ERRORS and link.role is None:
+                    await asyncio.sleep(0)  # let the error go out first
+                    await link.drain()
+                    await ws.close(1008, "not authenticated")
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            screens.links.discard(link)
+            if link.sender is not None and not link.dropped:
+                link.sender.cancel()
+
+    async def _message(self, link: BrowserLink, raw: str | bytes) -> None:
+        reply = self.hub.screens.reply
+        try:
+            request = b.decode(raw)
+        except p.ProtocolError as exc:
+            if link.role is None:
+                link.bad += 1
+                await self._audit_refusal(link, "-", f"unauthenticated bad message: {exc.code}")
+            reply(link, b.BrowserError(code=exc.code, message=exc.message, ref=b.ref_of(raw)))
+            return
+        try:
+            if isinstance(request, b.Login):
+                await self._login(link, request)
+            elif isinstance(request, b.Resume):
+                await self._resume(link, request)
+            elif link.role is None:
+                raise NotAuthenticated("log in first")
+            elif not may(link.role, request.TYPE):
+                raise Forbidden(f"a {link.role} may not {request.TYPE.replace('_', ' ')}")
+            else:
+                await self._act(link, request)
+        except NotAuthenticated as exc:
+            link.bad += 1
+            await self._audit_refusal(link, link.user or "-", f"{request.TYPE}: {exc.code}")
+            reply(link, b.BrowserError(code=exc.code, message=exc.message, ref=request.ref))
+        except Forbidden as exc:
+            await self._audit_refusal(link, link.user or "-", f"{request.TYPE} as {link.role}: {exc.message}", getattr(request, "call_id", None))
+            reply(link, b.BrowserError(code=exc.code, message=exc.message, ref=request.ref))
+        except BadRequest as exc:
+            reply(link, b.BrowserError(code=exc.code, message=exc.message, ref=request.ref))
+
+    async def _audit_refusal(self, link: BrowserLink, who: str, detail: str, call_id: str | None = None) -> None:
+        hub = self.hub
+        hub.stats.browser_refusals += 1
+        await hub.db(hub.store.audit, who, "refused", call_id, f"{detail} (from {link.peer})")
+
+    async def _login(self, link: BrowserLink, request: b.Login) -> None:
+        hub = self.hub
+        now = hub.clock()
+        throttles = ((self._throttle_user, request.user), (self._throttle_peer, link.peer))
+        if any(t.blocked(k, now) for t, k in throttles):
+            await hub.db(hub.store.audit, request.user[:64] or "-", "login_throttled", None, f"from {link.peer}")
+            raise BadRequest("too many failed logins; try again later", code="too_many_attempts")
+        found = await hub.db(hub.store.credentials, request.user)
+        stored = found[1] if found else _dummy_hash()
+        ok = await asyncio.get_running_loop().run_in_executor(self._auth_pool, verify_password, request.password, stored)
+        if not (found and ok):
+            for t, k in throttles:
+                t.failed(k, now)
+            link.bad += 1
+            await hub.db(hub.store.audit, request.user[:64] or "-", "login_failed", None, f"from {link.peer}")
+            raise BadRequest("wrong user name or password", code="bad_login")
+        self._throttle_user.succeeded(request.user)
+        token, session = await hub.db(hub.store.create_session, request.user, hub.config.session_hours)
+        await hub.db(hub.store.audit, session.user, "login", None, f"as {session.role} from {link.peer}")
+        hub.screens.reply(link, b.SessionOpened(user=session.user, role=session.role, token=token, expires_at=iso(session.expires_at), ref=request.ref))
+        await self._authenticated(link, session.user, session.role, token)
+
+    async def _resume(self, link: BrowserLink, request: b.Resume) -> None:
+        hub = self.hub
+        session = await hub.db(hub.store.session, request.token)
+        if session is None:
+            raise NotAuthenticated("session expired or unknown: log in again")
+        hub.screens.reply(link, b.SessionOpened(user=session.user, role=session.role, token=request.token, expires_at=iso(session.expires_at), ref=request.ref))
+        await self._authenticated(link, session.user, session.role, request.token)
+
+    async def _authenticated(self, link: BrowserLink, user: str, role: str, token: str) -> None:
+        link.user, link.role, link.token, link.bad = user, role, token, 0
+        self.hub.screens.reply(link, await self.hub.db(_snapshot, self.hub.store, user, role))
+
+    async def _act(self, link: BrowserLink, r: b.BrowserRequest) -> None:
+        hub = self.hub
+        store, db = hub.store, hub.db
+        publish, reply = hub.screens.publish, hub.screens.reply
+        user = link.user
+        if isinstance(r, b.Logout):
+            await db(store.end_session, link.token)
+            await db(store.audit, user, "logout", None, f"from {link.peer}")
+            reply(link, b.Done(of=r.TYPE, ref=r.ref))
+            link.user = link.role = link.token = None
+        elif isinstance(r, b.CallDetailRequest):
+            if link.role == "partner":
+                current = await db(store.current_call_of, user)
+                if current is None or current.id != r.call_id:
+                    raise Forbidden("a partner may only see their own current call")
+            detail = await db(store.call_detail, r.call_id)
+            if detail is None:
+                raise BadRequest(f"no call {r.call_id!r}", code="unknown_call")
+            reply(link, b.CallDetail(detail=detail, ref=r.ref))
+        elif isinstance(r, b.ListCalls):
+            calls = await db(store.recent_calls, max(1, min(r.limit, 500)))
+            reply(link, b.CallList(calls=tuple(calls), ref=r.ref))
+        elif isinstance(r, b.AckAlert):
+            alert, changed = await db(store.acknowledge_alert, r.alert_id, user)
+            if changed:
+                publish(b.AlertShown(alert=alert), call=None)
+                publish(b.CallShown(call=await db(store.call, alert.call_id)), call=None)
+            reply(link, b.Done(of=r.TYPE, ref=r.ref))
+        elif isinstance(r, b.AuthorizeEnd):
+            auth, agent = await db(store.authorize_end, r.call_id, user, r.reason)
+            call = await db(store.call, r.call_id)
+            publish(b.AuthorizationShown(authorization=auth), call=call)
+            publish(b.CallShown(call=call), call=call)
+            reply(link, b.Done(of=r.TYPE, ref=r.ref))
+            await hub.agents.send_end_call(agent, auth)
+        elif isinstance(r, b.NeedHelp):
+            current = await db(store.current_call_of, user)
+            help_ = await db(store.request_help, user, current.id if current else None, r.note)
+            publish(b.HelpShown(help=help_), call=None, partner=user)
+            reply(link, b.Done(of=r.TYPE, ref=r.ref))
+        elif isinstance(r, b.AckHelp):
+            help_ = await db(store.acknowledge_help, r.help_id, user)
+            publish(b.HelpShown(help=help_), call=None, partner=help_.partner)
+            reply(link, b.Done(of=r.TYPE, ref=r.ref))
+        elif isinstance(r, b.CheckinDone):
+            checkin = await db(store.checkin_done, r.checkin_id, user, r.note)
+            publish(b.CheckinShown(checkin=checkin), call=None)
+            reply(link, b.Done(of=r.TYPE, ref=r.ref))
+        elif isinstance(r, b.ListUsers):
+            reply(link, b.UserList(users=tuple(await db(store.list_users)), ref=r.ref))
+        elif isinstance(r, b.AddUser):
+            secret = await db(store.add_user, r.name, r.role)
+            await db(store.audit, user, "user_added", None, f"{r.name} as {r.role}")
+            reply(link, b.UserAdded(name=r.name, role=r.role, secret=secret, ref=r.ref))
+        elif isinstance(r, (b.QaCalls, b.QaCall, b.QaMark, b.QaExport)):
+            reply(link, await self.qa.handle(link, r))
+        else:  # pragma: no cover - every request type is handled above
+            raise BadRequest(f"{r.TYPE} is not handled", code="unexpected_message")
+
+
+def _snapshot(store: Store, user: str, role: str) -> b.Snapshot:
+    """What a page starts from, per role (runs on the store thread)."""
+    if role in WATCHES_ALL_CALLS:
+        return b.Snapshot(
+            user=user, role=role, calls=tuple(store.live_calls()), alerts=tuple(store.open_alerts(100)),
+            checkins=tuple(store.open_checkins()), help=tuple(store.open_help()),
+        )
+    if role == "partner":
+        call = store.current_call_of(user)
+        if call is None:
+            return b.Snapshot(user=user, role=role)
+        return b.Snapshot(
+            user=user, role=role, calls=(call,), levels=tuple(store.level_changes(call.id)),
+            authorizations=tuple(store.authorizations(call.id)),
+        )
+    if role == "qa":
+        return b.Snapshot(user=user, role=role, calls=tuple(store.recent_calls(50)))
+    return b.Snapshot(user=user, role=role)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password, verified against for unknown user names so
+    a failed login takes the same time whether or not the name exists."""
+    return hash_password(new_password())

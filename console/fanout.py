@@ -1,0 +1,110 @@
+"""Fan-out to browsers: one bounded outbox and one sender task per browser.
+
+A message is encoded once and queued for every browser that should see it
+(every supervisor, and the call's partner). A browser whose outbox is full
+is disconnected (it reconnects and gets a fresh snapshot), never waited
+for, so one stuck screen cannot delay an alert for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from console import browser_protocol as b
+from console.roles import WATCHES_ALL_CALLS
+from console.store import Call
+
+log = logging.getLogger("callshield.console")
+
+
+class BrowserLink:
+    """One browser connection: who is logged in, its bounded outbox, its sender."""
+
+    def __init__(self, ws: ServerConnection, limit: int) -> None:
+        self.ws = ws
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=limit)
+        self.user: str | None = None
+        self.role: str | None = None
+        self.token: str | None = None
+        self.bad = 0
+        self.dropped = False
+        self.sender: asyncio.Task | None = None
+
+    @property
+    def peer(self) -> str:
+        return peer(self.ws)
+
+    def offer(self, text: str) -> bool:
+        """Queue a message; False when the outbox is full (the browser is too slow)."""
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def pump(self) -> None:
+        """Send queued messages in order until the socket closes."""
+        try:
+            while True:
+                text = await self.outbox.get()
+                await self.ws.send(text)
+        except ConnectionClosed:
+            pass
+
+    async def drain(self, rounds: int = 20) -> None:
+        """Give the sender a moment to flush the outbox before a deliberate close."""
+        for _ in range(rounds):
+            if self.outbox.empty():
+                return
+            await asyncio.sleep(0.01)
+
+
+class Screens:
+    """The connected browsers and what they are sent.
+
+    ``on_drop`` is called once per browser dropped for being too slow (the
+    console counts it); ``spawn`` runs the close of a dropped socket as a
+    kept task."""
+
+    def __init__(self, *, on_drop: Callable[[], None], spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task]) -> None:
+        self.links: set[BrowserLink] = set()
+        self._on_drop = on_drop
+        self._spawn = spawn
+
+    def publish(self, message: Any, *, call: Call | None, supervisors: bool = True, partner: str | None = None) -> None:
+        """Send to every supervisor (if ``supervisors``) and to the partner of
+        ``call`` (or the named ``partner``). Encoded once, queued per browser."""
+        text = b.encode(message)
+        partner = partner or (call.partner if call else None)
+        for link in list(self.links):
+            if link.role is None or link.dropped:
+                continue
+            wanted = (supervisors and link.role in WATCHES_ALL_CALLS) or (partner is not None and link.role == "partner" and link.user == partner)
+            if wanted and not link.offer(text):
+                self.drop(link)
+
+    def reply(self, link: BrowserLink, message: Any) -> None:
+        """Queue an answer for one browser."""
+        if not link.offer(b.encode(message)):
+            self.drop(link)
+
+    def drop(self, link: BrowserLink) -> None:
+        link.dropped = True
+        self._on_drop()
+        log.warning("dropping slow browser %s (%s): %d messages behind", link.user, link.peer, link.outbox.qsize())
+        self.links.discard(link)
+        if link.sender is not None:
+            link.sender.cancel()
+        self._spawn(link.ws.close(1013, "too slow: reconnect"))
+
+
+def peer(ws: ServerConnection) -> str:
+    """The client's address, for the audit log."""
+    address = ws.remote_address
+    return str(address[0]) if address else "?"

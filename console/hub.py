@@ -1,0 +1,58 @@
+"""What the console's sides share: the counters, and the hub they are handed.
+
+The agents' side (``console/agents.py``), the browsers' side
+(``console/browsers.py``) and QA (``console/qa.py``) each take the hub
+(:class:`console.server.Console`) as a :class:`Hub`: its config and clock,
+the store and the one way to call it (:meth:`Hub.db`, on the store thread),
+the browsers' outboxes, and task spawning. They never import the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from websockets.http11 import Request, Response
+
+from console.config import ConsoleConfig
+from console.fanout import Screens
+from console.store import Authorization, Store
+from kernel.clock import Clock
+
+
+@dataclass
+class ConsoleStats:
+    """Counters for health checks and benchmarks (since start)."""
+
+    agents_connected: int = 0
+    agent_refusals: int = 0
+    browser_refusals: int = 0
+    browsers_dropped: int = 0
+    events_stored: int = 0
+    events_duplicate: int = 0
+    partials_forwarded: int = 0
+
+
+class EndCalls(Protocol):
+    """Sends an end-call authorization to the agent that owns the call."""
+
+    async def send_end_call(self, agent: str, auth: Authorization) -> None: ...
+
+
+class Hub(Protocol):
+    """The console as its sides see it."""
+
+    config: ConsoleConfig
+    clock: Clock
+    stats: ConsoleStats
+    store: Store | None
+    screens: Screens
+    agents: EndCalls
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
+
+    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
+
+    def add_route(self, handles: Callable[[str], bool], answer: Callable[[Request], Awaitable[Response]]) -> None: ...

@@ -1,0 +1,198 @@
+"""Calls and their events: what agents send, stored once, and read back.
+
+Agent events are written idempotently: the ``events`` table keys every
+durable message by its ``event_id``, so a resend after a reconnect is stored
+once and reported as a duplicate (not shown to browsers again). Each agent's
+highest stored ``seq`` moves forward with every event, new or not.
+
+A level change that the ladder says raises an alert (``kernel.levels``)
+raises one, and grave calls queue the partner for a check-in; both are the
+supervision room's rows, written in the same transaction as the event.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from console.errors import BadRequest, Forbidden
+from console.store import rows
+from console.store.records import Alert, Call, CallHistory, CheckIn, Finding, LevelChange, Notice, Utterance
+from console.store.schema import Room
+from console.store.supervision import queue_checkin, raise_alert
+from kernel import protocol as p
+from kernel.levels import asks_check_in, level_rank, raises_alert
+
+DurableEvent = p.CallStarted | p.UtteranceFinal | p.FindingRaised | p.LevelChanged | p.CallEnded | p.AgentNotice
+"""The agent messages the store keeps (``kernel.protocol.DURABLE``)."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What storing one agent event changed, for the console to fan out.
+
+    ``new``: False when the event was already stored (a resend). ``call``: the
+    call's summary after the event (None for notices without a call).
+    ``record``: the stored event itself (utterance, finding, level change,
+    notice). ``alert``/``checkin``: rows created by the event.
+    """
+
+    new: bool
+    call: Call | None = None
+    record: Utterance | Finding | LevelChange | Notice | None = None
+    alert: Alert | None = None
+    checkin: CheckIn | None = None
+
+
+class CallLog(Room):
+    """Storing agent events and reading calls."""
+
+    def record_event(self, agent: str, message: DurableEvent) -> Recorded:
+        """Store one durable agent message idempotently (keyed by ``event_id``).
+
+        Raises :class:`Forbidden` (code ``not_your_call``) when the message is
+        about a call another agent owns, :class:`BadRequest` (``unknown_call``)
+        for a call never started; nothing is stored then.
+        """
+        if not p.is_durable(message):
+            raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
+        now = self._now()
+        call_id = getattr(message, "call_id", None)
+        with self._tx() as c:
+            seen = c.execute("SELECT agent FROM events WHERE event_id = ?", (message.event_id,)).fetchone()
+            if seen is not None:
+                if seen["agent"] != agent:
+                    raise Forbidden(f"event {message.event_id!r} belongs to another agent", code="not_your_event")
+                _bump_seq(c, agent, message.seq)
+                return Recorded(new=False)
+            if call_id is not None:
+                owner = c.execute("SELECT agent FROM calls WHERE id = ?", (call_id,)).fetchone()
+                if owner is not None and owner["agent"] != agent:
+                    raise Forbidden(f"call {call_id!r} belongs to another agent", code="not_your_call")
+                if owner is None and not isinstance(message, p.CallStarted):
+                    raise BadRequest(f"call {call_id!r} was never started", code="unknown_call")
+            result = _apply(c, agent, message, now)
+            c.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                (message.event_id, agent, message.seq, message.TYPE, call_id, now),
+            )
+            _bump_seq(c, agent, message.seq)
+            return result
+
+    # ------------------------------------------------------------------ reading calls
+
+    def call(self, call_id: str) -> Call | None:
+        return rows.call(self._conn, call_id)
+
+    def call_owner(self, call_id: str) -> str | None:
+        """The agent that started the call, or None."""
+        row = self._conn.execute("SELECT agent FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return row[0] if row else None
+
+    def live_calls(self) -> list[Call]:
+        return rows.many(self._conn, rows.call, "SELECT id FROM calls WHERE ended_at IS NULL ORDER BY rowid")
+
+    def recent_calls(self, limit: int = 100) -> list[Call]:
+        return rows.many(self._conn, rows.call, "SELECT id FROM calls ORDER BY rowid DESC LIMIT ?", (limit,))
+
+    def current_call_of(self, partner: str) -> Call | None:
+        """The partner's latest call: the live one, else the one that ended last."""
+        row = self._conn.execute(
+            "SELECT id FROM calls WHERE partner = ? ORDER BY (ended_at IS NULL) DESC, rowid DESC LIMIT 1", (partner,)
+        ).fetchone()
+        return rows.call(self._conn, row[0]) if row else None
+
+    def level_changes(self, call_id: str) -> list[LevelChange]:
+        return rows.many(self._conn, rows.level_change, "SELECT id FROM level_changes WHERE call_id = ? ORDER BY id", (call_id,))
+
+    def call_detail(self, call_id: str) -> CallHistory | None:
+        """Everything stored about one call: utterances, findings, level changes,
+        alerts, authorizations, help requests, its check-in."""
+        c = self._conn
+        call = rows.call(c, call_id)
+        if call is None:
+            return None
+        of_call = (call_id,)
+        return CallHistory(
+            call=call,
+            utterances=tuple(rows.many(c, rows.utterance, "SELECT id FROM utterances WHERE call_id = ? ORDER BY start, id", of_call)),
+            findings=tuple(rows.many(c, rows.finding, "SELECT id FROM findings WHERE call_id = ? ORDER BY start, id", of_call)),
+            levels=tuple(self.level_changes(call_id)),
+            alerts=tuple(rows.many(c, rows.alert, "SELECT id FROM alerts WHERE call_id = ? ORDER BY id", of_call)),
+            authorizations=tuple(rows.many(c, rows.authorization, rows.AUTHORIZATIONS_OF_CALL, of_call)),
+            help=tuple(rows.many(c, rows.help_request, "SELECT id FROM help_requests WHERE call_id = ? ORDER BY id", of_call)),
+            checkins=tuple(rows.many(c, rows.checkin, "SELECT id FROM checkins WHERE call_id = ?", of_call)),
+        )
+
+
+def _bump_seq(c: sqlite3.Connection, agent: str, seq: int) -> None:
+    c.execute("UPDATE agents SET last_seq = max(last_seq, ?) WHERE name = ?", (seq, agent))
+
+
+def _apply(c: sqlite3.Connection, agent: str, m: DurableEvent, now: str) -> Recorded:
+    if isinstance(m, p.CallStarted):
+        c.execute(
+            "INSERT OR IGNORE INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (m.call_id, agent, m.partner, m.seat, m.source, m.sample_rate, m.started_at),
+        )
+        return Recorded(new=True, call=rows.call(c, m.call_id))
+    if isinstance(m, p.UtteranceFinal):
+        cur = c.execute(
+            "INSERT INTO utterances (event_id, call_id, speaker, start, end, text, words) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (m.event_id, m.call_id, m.speaker, m.start, m.end, m.text, json.dumps(list(m.words), ensure_ascii=False)),
+        )
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.utterance(c, cur.lastrowid))
+    if isinstance(m, p.FindingRaised):
+        first, last = _span(m.span, len(m.text))
+        cur = c.execute(
+            "INSERT INTO findings (event_id, call_id, category, subtype, severity, score, rule, evidence, start, end, text, span_first, span_last, why)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (m.event_id, m.call_id, m.category, m.subtype, m.severity, m.score, m.rule, m.evidence, m.start, m.end, m.text, first, last,
+             m.why),
+        )
+        checkin = None
+        if asks_check_in(m.severity):
+            checkin = queue_checkin(c, m.call_id, f"{m.severity} {m.category} finding", now)
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.finding(c, cur.lastrowid), checkin=checkin)
+    if isinstance(m, p.LevelChanged):
+        cur = c.execute(
+            "INSERT INTO level_changes (event_id, call_id, level, previous, reason, suggestion, category, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (m.event_id, m.call_id, m.level, m.previous, m.reason, m.suggestion, m.category, m.at),
+        )
+        change_id = cur.lastrowid
+        peak = c.execute("SELECT peak_level FROM calls WHERE id = ?", (m.call_id,)).fetchone()[0]
+        new_peak = m.level if level_rank(m.level) > level_rank(peak) else peak
+        c.execute("UPDATE calls SET level = ?, peak_level = ? WHERE id = ?", (m.level, new_peak, m.call_id))
+        alert = checkin = None
+        if raises_alert(m.level, m.previous):
+            alert = raise_alert(c, m.call_id, change_id, m.level, m.reason, m.at, now)
+            checkin = queue_checkin(c, m.call_id, f"call reached {m.level}", now)
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.level_change(c, change_id), alert=alert, checkin=checkin)
+    if isinstance(m, p.CallEnded):
+        c.execute(
+            "UPDATE calls SET ended_at = coalesce(ended_at, ?), length = ?, end_reason = ? WHERE id = ?",
+            (now, m.at, m.reason, m.call_id),
+        )
+        return Recorded(new=True, call=rows.call(c, m.call_id))
+    if isinstance(m, p.AgentNotice):
+        if m.call_id is not None and not c.execute("SELECT 1 FROM calls WHERE id = ?", (m.call_id,)).fetchone():
+            raise BadRequest(f"call {m.call_id!r} was never started", code="unknown_call")
+        cur = c.execute(
+            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (m.event_id, agent, m.call_id, m.code, m.message, m.dropped, now),
+        )
+        return Recorded(new=True, call=rows.call(c, m.call_id) if m.call_id else None, record=rows.notice(c, cur.lastrowid))
+    raise BadRequest(f"{m.TYPE} is not stored", code="unexpected_message")  # pragma: no cover
+
+
+def _span(span: tuple | None, length: int) -> tuple[int | None, int | None]:
+    """A valid ``[first, last)`` inside the text, or ``(None, None)``."""
+    if span is None or len(span) != 2:
+        return None, None
+    first, last = span
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (first, last)):
+        return None, None
+    if 0 <= first < last <= length:
+        return first, last
+    return None, None

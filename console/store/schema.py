@@ -1,0 +1,281 @@
+"""The store's schema: the migrations, opening a file, and the base every room stands on.
+
+Schema: ``schema_version`` holds the version; :data:`MIGRATIONS` are applied
+in order from whatever version the file has, each in its own transaction.
+Later issues add migrations at the end of the list and never edit old ones
+(an existing store file opens unchanged).
+
+Durability: WAL journal with ``synchronous=FULL``. An agent drops an event
+from its resend buffer as soon as the console acknowledges it, so an
+acknowledged event must survive a power cut, not only a crash of the console
+process; FULL syncs the WAL at every commit, NORMAL would not. The cost is one
+fsync per committed batch, which the event rates of a call center easily
+afford (see ``bench/alert_latency.py``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from console.errors import StoreError
+from kernel.clock import Clock, iso
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema (issue 4).
+    """
+    CREATE TABLE users (
+        name        TEXT PRIMARY KEY,
+        role        TEXT NOT NULL CHECK (role IN ('partner','supervisor','qa','admin')),
+        password    TEXT NOT NULL,            -- scrypt$n$r$p$salt$hash
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash  TEXT PRIMARY KEY,         -- sha256 of the token
+        user        TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_at  TEXT NOT NULL,
+        expires_at  TEXT NOT NULL
+    );
+    CREATE TABLE agents (
+        name        TEXT PRIMARY KEY,
+        token_hash  TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        last_seq    INTEGER NOT NULL DEFAULT 0,  -- highest durable seq stored
+        site        TEXT NOT NULL DEFAULT '',
+        last_seen   TEXT
+    );
+    CREATE TABLE events (
+        event_id    TEXT PRIMARY KEY,
+        agent       TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        type        TEXT NOT NULL,
+        call_id     TEXT,
+        received_at TEXT NOT NULL
+    );
+    CREATE TABLE calls (
+        id          TEXT PRIMARY KEY,
+        agent       TEXT NOT NULL,
+        partner     TEXT NOT NULL,
+        seat        TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        sample_rate INTEGER NOT NULL,         -- Hz, 0 for a transcript
+        started_at  TEXT NOT NULL,            -- ISO 8601 UTC, from the agent
+        ended_at    TEXT,                     -- ISO 8601 UTC, console clock
+        length      REAL,                     -- seconds of audio
+        level       TEXT NOT NULL DEFAULT 'none',
+        peak_level  TEXT NOT NULL DEFAULT 'none',
+        end_reason  TEXT
+    );
+    CREATE INDEX calls_partner ON calls(partner);
+    CREATE TABLE utterances (
+        id          INTEGER PRIMARY KEY,
+        event_id    TEXT NOT NULL UNIQUE,
+        call_id     TEXT NOT NULL REFERENCES calls(id),
+        speaker     TEXT NOT NULL,
+        start       REAL NOT NULL,            -- seconds of audio
+        end         REAL NOT NULL,
+        text        TEXT NOT NULL,
+        words       TEXT NOT NULL             -- JSON list of {word,start,end,conf}
+    );
+    CREATE INDEX utterances_call ON utterances(call_id);
+    CREATE TABLE findings (
+        id          INTEGER PRIMARY KEY,
+        event_id    TEXT NOT NULL UNIQUE,
+        call_id     TEXT NOT NULL REFERENCES calls(id),
+        category    TEXT NOT NULL,
+        subtype     TEXT,
+        severity    TEXT NOT NULL,
+        score       REAL NOT NULL,
+        rule        TEXT NOT NULL,
+        evidence    TEXT NOT NULL,
+        start       REAL NOT NULL,
+        end         REAL NOT NULL,
+        text        TEXT NOT NULL,
+        span_first  INTEGER,                  -- [first, last) characters of text
+        span_last   INTEGER
+    );
+    CREATE INDEX findings_call ON findings(call_id);
+    CREATE TABLE level_changes (
+        id          INTEGER PRIMARY KEY,
+        event_id    TEXT NOT NULL UNIQUE,
+        call_id     TEXT NOT NULL REFERENCES calls(id),
+        level       TEXT NOT NULL,
+        previous    TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        suggestion  TEXT NOT NULL,
+        category    TEXT,
+        at          REAL NOT NULL             -- seconds of audio
+    );
+    CREATE INDEX level_changes_call ON level_changes(call_id);
+    CREATE TABLE alerts (
+        id              INTEGER PRIMARY KEY,
+        call_id         TEXT NOT NULL REFERENCES calls(id),
+        level_change    INTEGER NOT NULL REFERENCES level_changes(id),
+        level           TEXT NOT NULL,
+        reason          TEXT NOT NULL,
+        at              REAL NOT NULL,        -- seconds of audio
+        raised_at       TEXT NOT NULL,        -- ISO 8601 UTC, console clock
+        acknowledged_by TEXT,
+        acknowledged_at TEXT
+    );
+    CREATE TABLE notices (
+        id          INTEGER PRIMARY KEY,
+        event_id    TEXT NOT NULL UNIQUE,
+        agent       TEXT NOT NULL,
+        call_id     TEXT,
+        code        TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        dropped     INTEGER NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    CREATE TABLE authorizations (
+        id            TEXT PRIMARY KEY,
+        call_id       TEXT NOT NULL REFERENCES calls(id),
+        by_user       TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        authorized_at TEXT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        TEXT NOT NULL,              -- ISO 8601 UTC, console clock
+        who       TEXT NOT NULL,              -- user, 'agent:NAME', or '-' (anonymous)
+        action    TEXT NOT NULL,
+        call_id   TEXT,
+        detail    TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_call ON audit_log(call_id);
+    CREATE TABLE checkins (
+        id          INTEGER PRIMARY KEY,
+        call_id     TEXT NOT NULL UNIQUE REFERENCES calls(id),
+        partner     TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        done_by     TEXT,
+        done_at     TEXT,
+        note        TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE help_requests (
+        id              INTEGER PRIMARY KEY,
+        call_id         TEXT REFERENCES calls(id),
+        partner         TEXT NOT NULL,
+        note            TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        acknowledged_by TEXT,
+        acknowledged_at TEXT
+    );
+    """,
+    # 2: recordings and QA marks (issue 6).
+    """
+    CREATE TABLE recordings (
+        call_id      TEXT PRIMARY KEY REFERENCES calls(id),
+        path         TEXT NOT NULL,           -- relative to the recordings directory
+        sha256       TEXT NOT NULL,           -- hex SHA-256 of the file as first stored (finalized)
+        bytes        INTEGER NOT NULL,        -- file size, header included
+        duration     REAL NOT NULL,           -- seconds of audio
+        sample_rate  INTEGER NOT NULL,        -- Hz
+        finalized_at TEXT NOT NULL,           -- ISO 8601 UTC, agent clock
+        recovered    INTEGER NOT NULL DEFAULT 0,  -- 1: repaired after a crash, hashed then
+        stored_at    TEXT NOT NULL,           -- ISO 8601 UTC, console clock
+        removed_at   TEXT                     -- ISO 8601 UTC: retention removed the file
+    );
+    CREATE TABLE qa_marks (
+        id          INTEGER PRIMARY KEY,
+        finding_id  INTEGER NOT NULL UNIQUE REFERENCES findings(id),
+        call_id     TEXT NOT NULL REFERENCES calls(id),
+        verdict     TEXT NOT NULL CHECK (verdict IN ('confirmed','false_alarm')),
+        note        TEXT NOT NULL DEFAULT '',
+        by_user     TEXT NOT NULL,
+        at          TEXT NOT NULL             -- ISO 8601 UTC, console clock
+    );
+    CREATE INDEX qa_marks_call ON qa_marks(call_id);
+    """,
+    # 3: whom a finding's words are aimed at, and why (issue 11).
+    """
+    ALTER TABLE findings ADD COLUMN why TEXT NOT NULL DEFAULT '';
+    """,
+)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the store file at ``path``.
+
+    Raises :class:`StoreError` for a file that is not a usable store, or one
+    written by a newer callshield."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn.row_factory = sqlite3.Row
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"{path}: cannot switch the store to WAL (journal mode {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        _migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a usable store: {exc}") from exc
+    return conn
+
+
+def _migrate(c: sqlite3.Connection, path: Path) -> None:
+    c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = c.execute("SELECT version FROM schema_version").fetchone()
+    version = row[0] if row else 0
+    if row is None:
+        c.execute("INSERT INTO schema_version VALUES (0)")
+    if version > len(MIGRATIONS):
+        raise StoreError(f"{path}: store schema {version} is newer than this callshield ({len(MIGRATIONS)}); upgrade callshield")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # executescript commits first; wrap the script so each migration is atomic
+        c.executescript(f"BEGIN IMMEDIATE;\n{script}\nUPDATE schema_version SET version = {number};\nCOMMIT;")
+
+
+class Room:
+    """What every room of the store shares: the one connection, the file's
+    path, the clock for wall times, and transactions. Blocking."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock) -> None:
+        self._conn = conn
+        self.path = path
+        self._clock = clock
+
+    def _now(self) -> str:
+        return iso(self._clock())
+
+    def _tx(self) -> "Transaction":
+        return Transaction(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def schema_version(self) -> int:
+        return self._conn.execute("SELECT version FROM schema_version").fetchone()[0]
+
+    def pragma(self, name: str) -> Any:
+        """The value of one SQLite pragma (``journal_mode``, ``synchronous``), for checks."""
+        if not name.isidentifier():
+            raise ValueError(name)
+        return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of the main tables (tests check that refusals change nothing)."""
+        tables = ("calls", "utterances", "findings", "level_changes", "alerts", "authorizations", "checkins", "help_requests", "notices", "events", "users", "agents")
+        return {t: self._conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+class Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on any error)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.execute("ROLLBACK")
