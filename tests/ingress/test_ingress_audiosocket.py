@@ -121,6 +121,40 @@ def test_a_stream_cut_inside_a_frame_is_truncated():
     assert err.value.code == "truncated_frame"
 
 
+def test_the_decoder_checks_a_header_before_waiting_for_its_payload_and_stays_broken():
+    decoder = FrameDecoder(max_payload=640)
+    assert decoder.feed(encode_audio(tone(0.02), 8000)) != [] and decoder.frames == 1
+    with pytest.raises(AudioSocketError) as err:
+        decoder.feed(b"\x10\x02\x82")  # announces 642 bytes: refused at the header, nothing waited for
+    assert err.value.code == "bad_frame" and "limit" in err.value.message and decoder.malformed == 1
+    with pytest.raises(AudioSocketError):
+        decoder.feed(encode_hangup())  # framing is lost: the stream stays refused
+    assert decoder.frames == 1 and decoder.malformed == 1
+
+
+def test_frames_before_a_malformed_one_are_handed_out_first():
+    decoder = FrameDecoder()
+    decoder.receive(encode_uuid(uuidlib.uuid4()) + encode_audio(tone(0.02), 8000) + frame(0x42, b"x"))
+    frames = iter(decoder)
+    assert next(frames).kind == Kind.UUID and next(frames).kind == Kind.AUDIO
+    with pytest.raises(AudioSocketError) as err:
+        next(frames)
+    assert err.value.code == "bad_frame" and decoder.buffered == 4
+
+
+def test_the_server_counts_malformed_frames():
+    async def main():
+        handler = Collector()
+        async with AudioSocketServer(handler, config(pairing="customer_only")) as server:
+            result = await play_leg(server.port, uuidlib.uuid4(), tone(0.1), speed=0, tail=frame(0x10, bytes(5)))
+            call = await asyncio.wait_for(handler.done.get(), 10)
+            return server.malformed_frames, call, handler, result
+
+    malformed, call, handler, result = asyncio.run(main())
+    assert malformed == 1 and call.legs["customer"].stats.error_code == "bad_frame"
+    assert handler.samples(call.call_id, "customer") == result.sent_samples == 800
+
+
 def test_pairing_convention():
     pairing = LegPairing()
     call = uuidlib.uuid4()
