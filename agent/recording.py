@@ -30,7 +30,8 @@ from typing import Any
 from kernel.retention import RetentionPolicy
 from kernel.clock import iso, utc_now
 from audio.frames import AudioChunk
-from audio.recorder import CallRecorder, RecoveryReport, info_of, recover_dir
+from audio.recorder import CallRecorder
+from audio.recovery import RecoveryReport, info_of, recover_dir
 from kernel.recordings import RecordingInfo, read_sidecar, recording_name, sidecar_path, write_sidecar
 
 log = logging.getLogger("callshield.agent.recording")
