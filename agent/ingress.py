@@ -83,7 +83,7 @@ class AudioSocketIngress:
     def _on_notice(self, notice: IngressNotice) -> None:
         handle = self.agent.calls.get(notice.call_id) if notice.call_id else None
         if handle is not None:
-            handle.session.notice(notice.code, notice.message, dropped=notice.dropped)
+            handle.session.notice(notice.code, notice.message)
         elif notice.call_id and notice.call_id not in self.calls and notice.code != "empty_call" and len(self._early) < 1000:
             self._early.setdefault(notice.call_id, []).append(notice)  # sent once the call has started
         else:  # no call to attach it to (never started, or already over)
@@ -111,7 +111,7 @@ class AudioSocketIngress:
         self.handles[handle.call_id] = handle
         self.calls[handle.call_id] = call
         for notice in self._early.pop(call.call_id, []):
-            handle.session.notice(notice.code, notice.message, dropped=notice.dropped)
+            handle.session.notice(notice.code, notice.message)
         await handle.wait()
         # The agent stopped reading (shutdown): release Asterisk's legs too.
         for leg in call.legs.values():

@@ -32,15 +32,13 @@ from kernel.queues import DropOldestQueue
 @dataclass(frozen=True)
 class IngressNotice:
     """Something about a call's ingress worth showing: a leg that broke, a leg
-    that never got its partner, dropped audio. ``code``: stable snake_case;
-    ``call_id``: None for a connection that never named a call; ``dropped``:
-    frames dropped from a full queue (for ``audio_dropped``)."""
+    that never got its partner. ``code``: stable snake_case; ``call_id``: None
+    for a connection that never named a call."""
 
     code: str
     message: str
     call_id: str | None = None
     speaker: str | None = None
-    dropped: int = 0
 
 
 NoticeSink = Callable[[IngressNotice], None]
@@ -49,14 +47,12 @@ NoticeSink = Callable[[IngressNotice], None]
 @dataclass
 class LegStats:
     """Counters of one leg. ``samples_received``: audio samples parsed from the
-    socket; ``samples_delivered``: samples handed to the consumer;
-    ``frames_dropped``: frames dropped from the full call queue; ``dtmf``:
+    socket; ``samples_delivered``: samples handed to the consumer; ``dtmf``:
     (digit, sample index) pairs; ``end_reason``: ``hangup``, ``closed``,
     ``error``, ``authorized_end`` or None while live."""
 
     samples_received: int = 0
     samples_delivered: int = 0
-    frames_dropped: int = 0
     dtmf: list = field(default_factory=list)
     end_reason: str | None = None
     error_code: str | None = None
@@ -105,7 +101,11 @@ class IncomingCall:
 
     Iterate :meth:`audio` for the call's :class:`AudioChunk` s (both speakers,
     in arrival order, start samples on one call-wide time line). It ends
-    normally when no leg is left. Implements the agent's ``CallControl``:
+    normally when no leg is left. The hand-off to the consumer is bounded
+    (``queue_frames``) and loses nothing: a consumer that falls that far behind
+    makes the legs wait (the socket holds the rest). The agent's consumer never
+    waits: its call session's queue is where a slow transcriber drops the
+    oldest audio, counted and reported (``audio_dropped``). Implements the agent's ``CallControl``:
     :meth:`end_call` plays a closing message and hangs up.
     """
 
@@ -139,10 +139,6 @@ class IncomingCall:
     def stats(self) -> dict[str, LegStats]:
         return {speaker: leg.stats for speaker, leg in self.legs.items()}
 
-    @property
-    def dropped_frames(self) -> int:
-        return sum(leg.stats.frames_dropped for leg in self.legs.values())
-
     # ---- feeding (server side)
 
     def _attach(self, leg: Leg) -> None:
@@ -152,7 +148,7 @@ class IncomingCall:
         if len(self.legs) == 2:
             self._paired.set()
 
-    def _accept_audio(self, leg: Leg, frame: Frame) -> None:
+    async def _accept_audio(self, leg: Leg, frame: Frame) -> None:
         rate = frame.sample_rate
         assert rate is not None
         if rate not in ACCEPTED_RATES:
@@ -170,11 +166,7 @@ class IncomingCall:
             return
         chunk = AudioChunk(leg.speaker, samples, rate, leg.offset + leg.stats.samples_received)
         leg.stats.samples_received += len(samples)
-        dropped = self._queue.put(chunk)
-        if dropped is not None:
-            self.legs[dropped.speaker].stats.frames_dropped += 1
-            if self.dropped_frames in (1, 10, 100) or self.dropped_frames % 1000 == 0:
-                self._notify(IngressNotice("audio_dropped", f"call {self.call_id}: consumer too slow, {self.dropped_frames} audio frame(s) dropped", self.call_id, dropped.speaker, self.dropped_frames))
+        await self._queue.put_wait(chunk)
 
     def _leg_ended(self, leg: Leg, reason: str, error: AudioSocketError | None = None) -> None:
         if leg.stats.end_reason is None:

@@ -76,8 +76,11 @@ class AudioSocketConfig:
             for detection).
         uuid_timeout_s: seconds a new connection has to send its UUID frame.
         idle_timeout_s: seconds without any frame after which a leg is ended.
-        queue_frames: bound of a call's audio queue, in received frames
-            (typically 20 ms each); when full the oldest is dropped and counted.
+        queue_frames: bound of a call's audio hand-off to its consumer, in
+            received frames (typically 20 ms each); when full the legs wait for
+            the consumer. The agent's consumer never falls behind: a slow
+            transcriber drops the oldest audio in the call session's queue
+            (``[agent] audio_queue_s``), counted and reported.
 
     Whether an authorized end of call hangs up, and the closing message, are
     the agent's settings (``[agent] hangup_on_authorization``,

@@ -213,7 +213,8 @@ class AudioSocketServer:
                 call._leg_ended(leg, "closed")
                 return
             if frame.sample_rate is not None:
-                call._accept_audio(leg, frame)
+                deadline.reschedule(None)  # waiting for the consumer is not silence on the wire
+                await call._accept_audio(leg, frame)
             elif frame.kind == Kind.HANGUP:
                 call._leg_ended(leg, "hangup")
                 return

@@ -205,7 +205,8 @@ def test_two_legs_of_a_call_become_one_call_with_every_sample():
         assert all(a.end_sample == b.start_sample for a, b in zip(mine, mine[1:]))  # one gapless time line per leg
         got = np.concatenate([c.samples for c in mine])
         assert np.array_equal(got, tone(1.0, freq=300) if speaker == "customer" else tone(0.7, freq=600))
-    assert call.end_reason == "hangup" and call.dropped_frames == 0
+    assert call.end_reason == "hangup"
+    assert all(leg.stats.samples_delivered == leg.stats.samples_received for leg in call.legs.values())
     assert not notices, notices
 
 
@@ -411,7 +412,6 @@ def test_twenty_concurrent_calls_lose_no_audio():
     for call in calls:
         for speaker, leg in call.legs.items():
             assert leg.stats.samples_received == leg.stats.samples_delivered == handler.samples(call.call_id, speaker)
-            assert leg.stats.frames_dropped == 0
 
 
 def test_a_leg_silent_on_the_wire_is_ended_after_the_idle_timeout_keeping_its_audio():
@@ -427,3 +427,26 @@ def test_a_leg_silent_on_the_wire_is_ended_after_the_idle_timeout_keeping_its_au
 
     call, handler = asyncio.run(main())
     assert call.legs["customer"].stats.error_code == "idle" and handler.samples(call.call_id, "customer") == 1600
+
+
+def test_a_slow_consumer_makes_the_leg_wait_and_loses_nothing():
+    """The call's hand-off is bounded and lossless; dropping (counted) is the agent session's job."""
+
+    async def main():
+        got = []
+        done = asyncio.Event()
+
+        async def slow(call):
+            async for chunk in call.audio():
+                got.append(chunk)
+                await asyncio.sleep(0.002)
+            done.set()
+
+        async with AudioSocketServer(slow, config(pairing="customer_only", queue_frames=5, idle_timeout_s=0.3)) as server:
+            result = await play_leg(server.port, uuidlib.uuid4(), tone(2.0), speed=0)
+            await asyncio.wait_for(done.wait(), 10)
+            return got, result, list(server.notices)
+
+    got, result, notices = asyncio.run(main())
+    assert sum(len(c.samples) for c in got) == result.sent_samples == 16000 and not notices, notices
+    assert all(a.end_sample == b.start_sample for a, b in zip(got, got[1:]))
