@@ -73,8 +73,9 @@ class DropOldestQueue(Generic[T]):
         return dropped
 
     async def put_wait(self, item: T) -> None:
-        """Append ``item``, waiting for room instead of dropping."""
-        while len(self._items) >= self.maxsize:
+        """Append ``item``, waiting for room instead of dropping. Once the queue
+        is closed nobody may come for more, so it no longer waits: :meth:`put`."""
+        while len(self._items) >= self.maxsize and not self._closed:
             self._room.clear()
             await self._room.wait()
         self.put(item)
@@ -100,6 +101,7 @@ class DropOldestQueue(Generic[T]):
         """No more items are coming: :meth:`get` returns None once the queue is empty."""
         self._closed = True
         self._ready.set()
+        self._room.set()  # a producer waiting for room must not wait for a consumer that may be gone
 
     async def get(self) -> T | None:
         """The oldest item, waiting for one; None once the queue is closed and empty."""

@@ -168,6 +168,11 @@ class IncomingCall:
         leg.stats.samples_received += len(samples)
         await self._queue.put_wait(chunk)
 
+    def _consumer_gone(self) -> None:
+        """The call's handler returned: nothing reads :meth:`audio` any more, so
+        legs still on the wire never wait for room (what they send is dropped)."""
+        self._queue.close()
+
     def _leg_ended(self, leg: Leg, reason: str, error: AudioSocketError | None = None) -> None:
         if leg.stats.end_reason is None:
             leg.stats.end_reason = reason

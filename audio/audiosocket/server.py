@@ -251,4 +251,5 @@ class AudioSocketServer:
             for leg in call.legs.values():
                 leg.close()
         finally:
+            call._consumer_gone()
             self._calls.discard(call)

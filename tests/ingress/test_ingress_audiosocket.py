@@ -450,3 +450,22 @@ def test_a_slow_consumer_makes_the_leg_wait_and_loses_nothing():
     got, result, notices = asyncio.run(main())
     assert sum(len(c.samples) for c in got) == result.sent_samples == 16000 and not notices, notices
     assert all(a.end_sample == b.start_sample for a, b in zip(got, got[1:]))
+
+
+def test_a_handler_that_stops_reading_never_leaves_a_leg_waiting():
+    async def main():
+        calls = []
+
+        async def leaves_at_once(call):
+            calls.append(call)
+
+        async with AudioSocketServer(leaves_at_once, config(pairing="customer_only", queue_frames=5)) as server:
+            result = await play_leg(server.port, uuidlib.uuid4(), tone(2.0), speed=0)
+            for _ in range(100):  # the leg reads on to the hang-up instead of waiting for room
+                if calls and calls[0].finished:
+                    break
+                await asyncio.sleep(0.02)
+            return result, calls[0]
+
+    result, call = asyncio.run(main())
+    assert result.sent_samples == 16000 and call.finished and call.legs["customer"].stats.end_reason == "hangup"

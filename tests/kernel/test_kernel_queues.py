@@ -86,3 +86,17 @@ def test_iterating_shows_what_is_held_without_taking_it():
     for i in range(3):
         queue.put(i)
     assert list(queue) == [1, 2] and len(queue) == 2 and queue.dropped == 1
+
+
+def test_closing_releases_a_producer_waiting_for_room():
+    async def main():
+        queue: DropOldestQueue[int] = DropOldestQueue(1)
+        queue.put(1)
+        waiting = asyncio.create_task(queue.put_wait(2))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        queue.close()
+        await asyncio.wait_for(waiting, 1)
+        return list(queue), queue.dropped
+
+    assert asyncio.run(main()) == ([2], 1)
