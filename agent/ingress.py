@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from audio.audiosocket import AudioSocketConfig, AudioSocketServer, IncomingCall, IngressNotice
+from agent.runtime import Agent, CallHandle
+from audio.audiosocket.call import IncomingCall, IngressNotice
+from audio.audiosocket.config import AudioSocketConfig
+from audio.audiosocket.server import AudioSocketServer
+from audio.device import DeviceCapture, DeviceConfig
 from audio.errors import AudioError
 from audio.frames import AudioChunk
-
-if TYPE_CHECKING:  # pragma: no cover
-    from agent.runtime import Agent, CallHandle
-    from audio.device import DeviceConfig
 
 log = logging.getLogger("callshield.agent.ingress")
 
@@ -48,12 +49,12 @@ class AudioSocketIngress:
     """An AudioSocket server feeding an agent. Prefer :func:`serve_audiosocket`;
     this class is for callers that need the bound :attr:`port` (tests, benches)."""
 
-    def __init__(self, agent: "Agent", config: AudioSocketConfig, *, route: Route | None = None) -> None:
+    def __init__(self, agent: Agent, config: AudioSocketConfig, *, route: Route | None = None) -> None:
         self.agent = agent
         self.config = config
         self.route = route
         self.server = AudioSocketServer(self._on_call, config, on_notice=self._on_notice)
-        self.handles: dict[str, "CallHandle"] = {}
+        self.handles: dict[str, CallHandle] = {}
         """Agent calls started by this ingress, by call id (kept after they end)."""
         self.calls: dict[str, IncomingCall] = {}
         self._early: dict[str, list[IngressNotice]] = {}
@@ -82,7 +83,7 @@ class AudioSocketIngress:
     def _on_notice(self, notice: IngressNotice) -> None:
         handle = self.agent.calls.get(notice.call_id) if notice.call_id else None
         if handle is not None:
-            handle.session.notice(notice.code, notice.message, dropped=notice.dropped)
+            handle.session.notice(notice.code, notice.message)
         elif notice.call_id and notice.call_id not in self.calls and notice.code != "empty_call" and len(self._early) < 1000:
             self._early.setdefault(notice.call_id, []).append(notice)  # sent once the call has started
         else:  # no call to attach it to (never started, or already over)
@@ -110,7 +111,7 @@ class AudioSocketIngress:
         self.handles[handle.call_id] = handle
         self.calls[handle.call_id] = call
         for notice in self._early.pop(call.call_id, []):
-            handle.session.notice(notice.code, notice.message, dropped=notice.dropped)
+            handle.session.notice(notice.code, notice.message)
         await handle.wait()
         # The agent stopped reading (shutdown): release Asterisk's legs too.
         for leg in call.legs.values():
@@ -125,12 +126,10 @@ async def _call_audio(call: IncomingCall) -> AsyncIterator[AudioChunk]:
         raise IngressError(f"the call's AudioSocket leg(s) broke ({', '.join(codes)}); what arrived before was kept", code=codes[0])
 
 
-async def start_audiosocket(agent: "Agent", host: str | None = None, port: int | None = None, *,
+async def start_audiosocket(agent: Agent, host: str | None = None, port: int | None = None, *,
                             config: AudioSocketConfig | None = None, route: Route | None = None) -> AudioSocketIngress:
     """Start an AudioSocket server for ``agent`` and return it (``.port``, ``.close()``).
     ``host``/``port`` override ``config`` (default: ``AudioSocketConfig()``)."""
-    import dataclasses
-
     config = config or AudioSocketConfig()
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if overrides:
@@ -138,7 +137,7 @@ async def start_audiosocket(agent: "Agent", host: str | None = None, port: int |
     return await AudioSocketIngress(agent, config, route=route).start()
 
 
-async def serve_audiosocket(agent: "Agent", host: str | None = None, port: int | None = None, *,
+async def serve_audiosocket(agent: Agent, host: str | None = None, port: int | None = None, *,
                             config: AudioSocketConfig | None = None, route: Route | None = None,
                             started: Callable[[AudioSocketIngress], Any] | None = None) -> None:
     """Serve AudioSocket calls into ``agent`` until cancelled or the agent's
@@ -154,18 +153,16 @@ async def serve_audiosocket(agent: "Agent", host: str | None = None, port: int |
         await ingress.close()
 
 
-async def capture_devices(agent: "Agent", config: "DeviceConfig | None" = None, *, partner: str | None = None,
+async def capture_devices(agent: Agent, config: DeviceConfig | None = None, *, partner: str | None = None,
                           seat: str | None = None, call_id: str | None = None, stop: asyncio.Event | None = None,
-                          duration_s: float | None = None, sd: Any = None) -> "CallHandle":
+                          duration_s: float | None = None, sd: Any = None) -> CallHandle:
     """Monitor one call from sound devices until ``stop`` is set, ``duration_s``
     seconds of audio were captured, or the agent shuts down; returns the
     finished call's handle. Raises :class:`~audio.device.DeviceError` (before
     any call starts) if the devices cannot be opened."""
-    from audio.device import DeviceCapture, DeviceConfig
-
     capture = DeviceCapture(config or DeviceConfig(), sd=sd)
     await capture.start()
-    handle_box: list["CallHandle"] = []
+    handle_box: list[CallHandle] = []
 
     async def audio() -> AsyncIterator[AudioChunk]:
         reported = 0

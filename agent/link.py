@@ -34,9 +34,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from agent.backoff import Backoff
 from kernel import protocol
-from kernel.protocol import Ack, AgentHello, EndCallAuthorized, PartialTranscript, Refused, Welcome
 from kernel.errors import CallshieldError
+from kernel.protocol import Ack, AgentHello, EndCallAuthorized, PartialTranscript, Refused, Welcome
+from kernel.queues import DropOldestQueue
 
 log = logging.getLogger("callshield.agent.link")
 
@@ -53,22 +58,6 @@ class LinkRefused(LinkError):
     """The console refused this agent (bad or revoked token, unknown agent)."""
 
     code = "agent_refused"
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Reconnect delays: ``initial * factor**n`` seconds, capped at ``maximum``
-    seconds, each shortened by a random fraction up to ``jitter`` (0..1)."""
-
-    initial: float = 0.25
-    maximum: float = 10.0
-    factor: float = 2.0
-    jitter: float = 0.5
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before reconnect attempt ``attempt`` (0 = the first retry)."""
-        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
-        return base * (1.0 - self.jitter * rng.random())
 
 
 @dataclass
@@ -139,7 +128,7 @@ class ConsoleLink:
 
         self._outbox: deque[_Entry] = deque()
         self._unsent = 0  # index in _outbox of the first entry not sent on this connection
-        self._partials: deque[_Entry] = deque()
+        self._partials: DropOldestQueue[_Entry] = DropOldestQueue(partial_limit)
         self._order = 0
         self._next_seq = 1
         self._welcomed_once = False
@@ -188,10 +177,8 @@ class ConsoleLink:
             if not self.connected:
                 self.stats.partials_dropped += 1
                 return message
-            if len(self._partials) >= self.partial_limit:
-                self._partials.popleft()
+            if self._partials.put(_Entry(self._order, message)) is not None:
                 self.stats.partials_dropped += 1
-            self._partials.append(_Entry(self._order, message))
         elif protocol.is_durable(message):
             message = dataclasses.replace(message, seq=self._next_seq)
             self._next_seq += 1
@@ -252,9 +239,6 @@ class ConsoleLink:
     # ------------------------------------------------------------------ connection
 
     async def _run(self) -> None:
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidStatus, InvalidHandshake, InvalidURI
-
         failures = 0
         try:
             while not self._closing:
@@ -310,8 +294,6 @@ class ConsoleLink:
     async def _session(self, ws) -> bool:
         """One connection: hello, welcome, then send and receive until it drops.
         Returns False when the console closed before welcoming us."""
-        from websockets.exceptions import ConnectionClosed
-
         try:
             await ws.send(protocol.encode(AgentHello(self.agent_id, self._token, self.site)))
             raw = await asyncio.wait_for(ws.recv(), self._open_timeout)
@@ -382,11 +364,11 @@ class ConsoleLink:
             self._wake.clear()
             while True:
                 durable = self._outbox[self._unsent] if self._unsent < len(self._outbox) else None
-                partial = self._partials[0] if self._partials else None
+                partial = self._partials.peek()
                 if durable is None and partial is None:
                     break
                 if partial is not None and (durable is None or partial.order < durable.order):
-                    self._partials.popleft()
+                    self._partials.get_nowait()
                     await ws.send(protocol.encode(partial.message))
                     self.stats.partials_sent += 1
                     continue

@@ -1,6 +1,6 @@
 """Recording calls on the agent: one WAV per call into the recordings directory.
 
-:class:`RecordingTap` is a call tap (``agent.session.CallTap``): it feeds every
+:class:`RecordingTap` is a call tap (``agent.call.CallTap``): it feeds every
 chunk of both speakers to an ``audio.recorder.CallRecorder`` and, when the call
 ends, finalizes the file, hashes it and writes the hash beside it
 (``NAME.wav.json``, see ``kernel.recordings.write_sidecar``). Retention at call
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from typing import Any
 from kernel.retention import RetentionPolicy
 from kernel.clock import iso, utc_now
 from audio.frames import AudioChunk
-from audio.recorder import CallRecorder, RecoveryReport, info_of, recover_dir
+from audio.recorder import CallRecorder
+from audio.recovery import RecoveryReport, info_of, recover_dir
 from kernel.recordings import RecordingInfo, read_sidecar, recording_name, sidecar_path, write_sidecar
 
 log = logging.getLogger("callshield.agent.recording")
@@ -124,8 +125,6 @@ class AgentRecording:
 
     def __init__(self, recordings_dir: Path, policy: RetentionPolicy, *, clock: Callable[[], datetime] | None = None,
                  workers: int = 2) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.recordings_dir = Path(recordings_dir)
         self.policy = policy
         self.clock = clock or utc_now

@@ -24,15 +24,27 @@ import uuid
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import ssl
+
+from agent.backoff import Backoff
+from agent.call import CallControl, CallInfo, CallTap
 from agent.link import ConsoleLink
-from kernel.protocol import AgentNotice, EndCallAuthorized
-from agent.session import CallControl, CallInfo, CallSession, CallTap
+from agent.session import CallSession
 from agent.settings import AgentSettings
+from audio.config import AudioConfig
 from audio.frames import SPEAKERS, AudioChunk
+from audio.loudness import LoudnessMeter
+from audio.vad import Segmenter
+from detection.call import CallScreen
+from detection.config import DetectionConfig
+from detection.detector import Detector
 from kernel.clock import Clock, iso, utc_now
+from kernel.protocol import AgentNotice, EndCallAuthorized
+from models.transcriber import CallTranscriber, SharedModel, recognizer_executor
 from models.transcript import Partial, Utterance
 
 log = logging.getLogger("callshield.agent")
@@ -42,10 +54,6 @@ TapFactory = Callable[[CallInfo], CallTap]
 
 def make_link(settings: AgentSettings, *, url: str, token: str, max_attempts: int | None = None) -> ConsoleLink:
     """The console link as ``[agent]`` configures it (backoff, partial queue, TLS trust)."""
-    import ssl
-
-    from agent.link import Backoff
-
     context = None
     if url.startswith("wss://") and settings.ca_file is not None:
         context = ssl.create_default_context(cafile=str(settings.ca_file))
@@ -96,7 +104,7 @@ class Agent:
     ``model``: a ``models.transcriber.SharedModel`` for audio calls, or None
     (load one with :meth:`load_model`). ``clock``: the wall clock for
     call-start stamps. ``tap_factories``: called for each audio call; each
-    returns a :class:`~agent.session.CallTap` (e.g. the call recorder).
+    returns a :class:`~agent.call.CallTap` (e.g. the call recorder).
     ``audio_config``: an ``audio.config.AudioConfig`` (voice activity and
     loudness settings of every audio call; default: defaults).
     ``transcriber_factory(model, sample_rate, executor)``: makes each audio
@@ -130,10 +138,6 @@ class Agent:
         self.detection_config = detection_config
         self.detect_executor: ThreadPoolExecutor | None = None
         if screen_factory is None:
-            from detection.call import CallScreen
-            from detection.config import DetectionConfig
-            from detection.detector import Detector
-
             self.detection_config = detection_config if detection_config is not None else DetectionConfig()
             self.detector = detector if detector is not None else Detector(self.detection_config)
             screen_factory = lambda: CallScreen(self.detector, self.detection_config)  # noqa: E731
@@ -147,11 +151,7 @@ class Agent:
         self.tap_factories = list(tap_factories)
         self.loudness = loudness
         self.transcriber_factory = transcriber_factory
-        if audio_config is None:
-            from audio.config import AudioConfig
-
-            audio_config = AudioConfig()
-        self.audio_config = audio_config
+        self.audio_config = audio_config if audio_config is not None else AudioConfig()
         self.calls: dict[str, CallHandle] = {}
         self._tasks: set[asyncio.Task] = set()
         self._shutdown_requested = asyncio.Event()
@@ -167,8 +167,6 @@ class Agent:
 
     async def load_model(self, path: str | Path) -> None:
         """Load the speech model once for every audio call (in the recognizer executor)."""
-        from models.transcriber import SharedModel, recognizer_executor
-
         if self._recognizer_executor is None:
             self._recognizer_executor = recognizer_executor()
             self._owns_executor = True
@@ -228,18 +226,11 @@ class Agent:
         info = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=sample_rate)
         factory = self.transcriber_factory
         if factory is None:
-            from functools import partial
-
-            from audio.vad import Segmenter
-            from models.transcriber import CallTranscriber
-
             gate = partial(Segmenter, config=self.audio_config.vad)
             factory = lambda model, rate, executor: CallTranscriber(model, rate, executor, gate=gate)  # noqa: E731
         transcriber = factory(self.model, sample_rate, self._recognizer_executor)
         loudness = {}
         if self.loudness:
-            from audio.loudness import LoudnessMeter
-
             window = self.audio_config.loudness_window_ms
             loudness = {speaker: LoudnessMeter(speaker, sample_rate, window_ms=window) for speaker in SPEAKERS}
         session = CallSession(

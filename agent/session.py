@@ -36,12 +36,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from kernel.protocol import (
     AgentNotice,
@@ -53,8 +51,10 @@ from kernel.protocol import (
     PartialTranscript,
     UtteranceFinal,
 )
-from kernel.errors import CallshieldError
+from agent.call import CallControl, CallInfo, CallTap
 from audio.frames import AudioChunk
+from kernel.errors import CallshieldError
+from kernel.queues import DropOldestQueue
 from models.transcript import Partial, Utterance
 
 log = logging.getLogger("callshield.agent.session")
@@ -68,101 +68,6 @@ class SessionError(CallshieldError):
     """A call could not be run (its source failed)."""
 
     code = "call_error"
-
-
-@runtime_checkable
-class CallControl(Protocol):
-    """What the agent may do to a live call through its PBX or device."""
-
-    async def end_call(self, closing_message: Path | None) -> None:
-        """Play ``closing_message`` (a WAV, or nothing) to the customer, then hang up."""
-
-
-@runtime_checkable
-class CallTap(Protocol):
-    """A per-chunk observer (the call recorder, a level meter, ...).
-
-    ``push`` is called on the event loop for every chunk, in source order,
-    and must not block; ``close`` is awaited once when the call ends, after
-    the last chunk was screened and before ``call_ended`` is published (so a
-    recording is finalized before the console hears the call ended). A tap
-    with an ``attach(session)`` method is given its :class:`CallSession`
-    first (e.g. to learn at the end whether the call had findings).
-    """
-
-    def push(self, chunk: AudioChunk) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class CallInfo:
-    """Who and what a call is.
-
-    Attributes:
-        call_id: unique forever (a UUID unless the ingress gives one).
-        partner: the partner's user name at the console.
-        seat: desk or extension.
-        source_kind: ``audiosocket``, ``device``, ``wav`` or ``transcript``.
-        sample_rate: Hz of the call's audio (0 for a transcript).
-        started_at: ISO 8601 UTC wall time the call started.
-    """
-
-    call_id: str
-    partner: str
-    seat: str
-    source_kind: str
-    sample_rate: int
-    started_at: str
-
-
-class DropOldestQueue:
-    """A bounded FIFO between one producer and one consumer: when full, the
-    oldest item is dropped and counted (``dropped``), the producer never waits.
-    (:meth:`put_wait` is for sources that can wait, such as a file read as fast
-    as possible: nothing is dropped, the reader slows down instead.)"""
-
-    def __init__(self, maxsize: int) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self.maxsize = maxsize
-        self.dropped = 0
-        self._items: deque = deque()
-        self._ready = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._closed = False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, item: Any) -> None:
-        if len(self._items) >= self.maxsize:
-            self._items.popleft()
-            self.dropped += 1
-        self._items.append(item)
-        self._ready.set()
-
-    async def put_wait(self, item: Any) -> None:
-        """Append ``item``, waiting for room instead of dropping."""
-        while len(self._items) >= self.maxsize:
-            self._room.clear()
-            await self._room.wait()
-        self.put(item)
-
-    def close(self) -> None:
-        """No more items; :meth:`get` returns None once the queue is empty."""
-        self._closed = True
-        self._ready.set()
-
-    async def get(self) -> Any | None:
-        while not self._items:
-            if self._closed:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        self._room.set()
-        return self._items.popleft()
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -209,7 +114,7 @@ class CallSession:
         self.hangup_on_authorization = hangup_on_authorization
         self.authorizations: list[EndCallAuthorized] = []  # every end-call authorization received, in order
         self.closing_message = closing_message
-        self.queue = DropOldestQueue(audio_queue_chunks)
+        self.queue: DropOldestQueue[AudioChunk] = DropOldestQueue(audio_queue_chunks)
         self.lossless = lossless
         self.end_reason: str | None = None
         self.level = "none"

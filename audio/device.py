@@ -18,7 +18,6 @@ nothing from ``agent`` or ``console``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -30,6 +29,7 @@ import numpy as np
 from kernel.sections import read_section, setting
 from audio.errors import AudioError
 from audio.frames import AudioChunk, Speaker
+from kernel.queues import DropOldestQueue
 
 DeviceRef = int | str | None
 """A PortAudio device: its index, a (part of its) name, or None for the default input."""
@@ -48,6 +48,9 @@ class DeviceError(AudioError):
 
 
 def _sounddevice() -> Any:
+    # Imported here, not at the top: `python -X importtime -c "import sounddevice"`
+    # measures 64 ms (it loads PortAudio, which also probes the sound system), and
+    # it fails with OSError where libportaudio is absent; only device commands pay.
     try:
         import sounddevice
     except OSError as exc:  # sounddevice raises OSError when libportaudio is absent
@@ -197,20 +200,22 @@ class DeviceCapture:
         self._sd = sd
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="device-io")
-        self._queue: collections.deque[tuple[AudioChunk, ...]] = collections.deque()
-        self._wake = asyncio.Event()
+        self._queue: DropOldestQueue[tuple[AudioChunk, ...]] = DropOldestQueue(config.queue_blocks)
         self._streams: list[Any] = []
         self._frames: list[int] = []  # frames seen per stream, counted on PortAudio's thread
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         self.inputs: list[_Input] = []
-        self.dropped_blocks = 0
-        """Blocks dropped because the queue was full."""
         self.overflows = 0
         """Blocks PortAudio flagged as input overflow (audio lost before we saw it)."""
         self.blocks = 0
         self.samples_captured: dict[str, int] = {}
         """Samples per speaker put into the queue (before any drop)."""
+
+    @property
+    def dropped_blocks(self) -> int:
+        """Blocks dropped because the queue was full."""
+        return self._queue.dropped
 
     @property
     def speakers(self) -> tuple[str, ...]:
@@ -302,24 +307,14 @@ class DeviceCapture:
         chunks = tuple(AudioChunk(speaker, np.ascontiguousarray(block[:, channel]), rate, start) for channel, speaker in spec.speakers)
         for chunk in chunks:
             self.samples_captured[chunk.speaker] += len(chunk.samples)
-        if len(self._queue) >= self.config.queue_blocks:
-            self._queue.popleft()
-            self.dropped_blocks += 1
-        self._queue.append(chunks)
+        self._queue.put(chunks)
         self.blocks += 1
-        self._wake.set()
 
     async def chunks(self) -> AsyncIterator[AudioChunk]:
         """The call's chunks (both speakers) until :meth:`stop`, then what is still queued."""
-        while True:
-            if self._queue:
-                for chunk in self._queue.popleft():
-                    yield chunk
-                continue
-            if self._stopped:
-                return
-            self._wake.clear()
-            await self._wake.wait()
+        while (block := await self._queue.get()) is not None:
+            for chunk in block:
+                yield chunk
 
     def __aiter__(self) -> AsyncIterator[AudioChunk]:
         return self.chunks()
@@ -327,7 +322,7 @@ class DeviceCapture:
     def stop(self) -> None:
         """Stop accepting blocks; the iterator ends once the queue is empty."""
         self._stopped = True
-        self._wake.set()
+        self._queue.close()
 
     async def close(self) -> None:
         """Stop and close the streams and release the executor."""

@@ -32,3 +32,21 @@ class AudioConfigError(AudioError):
     """The ``[audio]`` config section, or a setting passed in code, is wrong."""
 
     code = "bad_config"
+
+
+class AudioSocketError(AudioError):
+    """A leg broke the AudioSocket protocol or could not be served.
+
+    Codes: ``bad_frame`` (unknown type, a length that type cannot have, or
+    a frame over the decoder's length limit), ``truncated_frame``
+    (connection dropped mid-frame), ``no_uuid`` (first frame was not a
+    UUID), ``bad_uuid`` (UUID does not follow the pairing convention),
+    ``unsupported_rate`` (slin above 48 kHz), ``rate_mismatch`` (a leg
+    changed rate, or its rate differs from the other leg's),
+    ``asterisk_error`` (Asterisk sent an error frame), ``idle`` (no frame for
+    ``idle_timeout_s``), ``duplicate_leg`` (a second customer or partner leg),
+    ``bad_closing_message`` (the closing WAV cannot be played), ``bad_config``
+    (the ``[audiosocket]`` section).
+    """
+
+    code = "audiosocket_error"

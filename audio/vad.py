@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import webrtcvad
 
 from audio.errors import AudioConfigError, AudioError
 from audio.frames import AudioChunk, Endpoint, SampleSpan, Speaker, Voiced
@@ -122,8 +123,6 @@ class Segmenter:
     """
 
     def __init__(self, speaker: Speaker, sample_rate: int, config: VadConfig = VadConfig()) -> None:
-        import webrtcvad
-
         if sample_rate not in VAD_RATES:
             raise AudioError(f"voice activity detection takes {', '.join(map(str, VAD_RATES))} Hz, not {sample_rate} Hz", code="unsupported_rate")
         self.speaker = speaker

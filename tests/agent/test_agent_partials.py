@@ -12,7 +12,8 @@ import numpy as np
 from kernel import protocol as p
 from agent.link import Backoff, ConsoleLink
 from agent.runtime import Agent
-from agent.session import CallInfo, CallSession
+from agent.call import CallInfo
+from agent.session import CallSession
 from agent.transcript_source import TimedTranscript, TranscriptSource
 from agent_kit import FakeClock, TinyConsole, jsonl
 from audio.frames import AudioChunk

@@ -175,7 +175,8 @@ def test_one_failing_call_does_not_stall_the_others():
 
 
 def test_a_slow_transcriber_drops_oldest_audio_and_says_so():
-    from agent.session import CallInfo, CallSession
+    from agent.call import CallInfo
+    from agent.session import CallSession
 
     class SlowTranscriber:
         def __init__(self):

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from audio.frames import AudioChunk
-from audio.recorder import CallRecorder, RecordingError, recover, recover_dir, wav_header
+from audio.recorder import CallRecorder, RecordingError, wav_header
+from audio.recovery import recover, recover_dir
 from kernel.recordings import sha256_file
 from crash_recorder import RATE, signal
 

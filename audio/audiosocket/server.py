@@ -1,0 +1,255 @@
+"""The AudioSocket TCP server: reads each leg with the frame decoder, pairs the legs of a call, hands out calls.
+
+Each TCP connection carries one direction of one call (a *leg*); the first
+frame names the leg with a 16-byte UUID. The server pairs the customer leg
+and the partner leg of the same call into one
+:class:`~audio.audiosocket.call.IncomingCall` (the UUID convention is in
+``docs/asterisk.md`` and :class:`~audio.audiosocket.config.LegPairing`).
+
+Bytes are parsed by the one sans-I/O :class:`~audio.audiosocket.frames.FrameDecoder`
+(bounded: at most one partial frame of at most 65535 payload bytes, plus one
+read). A broken leg (unknown frame type, wrong length, a connection dropped
+mid-frame, an Asterisk error frame) ends that leg only, with a notice; what it
+delivered so far stays delivered, the call's audio iterator ends normally when
+no leg is left, and the server goes on serving other calls. Malformed frames
+are counted (:attr:`AudioSocketServer.malformed_frames`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+from audio.audiosocket.call import IncomingCall, IngressNotice, Leg, NoticeSink
+from audio.audiosocket.config import AudioSocketConfig, LegPairing
+from audio.audiosocket.frames import ASTERISK_ERRORS, HEADER, MAX_PAYLOAD, Frame, FrameDecoder, Kind
+from audio.errors import AudioSocketError
+from kernel.queues import DropOldestQueue
+
+READ_BYTES = MAX_PAYLOAD + HEADER.size
+"""Bytes asked of the socket per read: one largest frame."""
+
+CallHandler = Callable[[IncomingCall], Awaitable[None]]
+
+
+class AudioSocketServer:
+    """TCP server for Asterisk AudioSocket legs; hands each paired call to ``on_call``.
+
+    A call is handed out once both legs are connected (or ``pair_timeout_s``
+    after the first, with a ``leg_unpaired`` notice) and its first audio frame
+    has arrived (the sample rate is then known). A leg that arrives after its
+    call was handed out joins the live call (``late_leg`` notice). ``on_call``
+    runs as its own task per call; an exception in it is reported as a
+    notice and never reaches other calls.
+
+    Use as ``async with AudioSocketServer(...) as server:``; ``server.port`` is
+    the bound port (useful with port 0).
+    """
+
+    def __init__(
+        self,
+        on_call: CallHandler,
+        config: AudioSocketConfig = AudioSocketConfig(),
+        *,
+        on_notice: NoticeSink | None = None,
+        io_executor: Executor | None = None,
+    ) -> None:
+        self.config = config
+        self.pairing = LegPairing(config.pairing)
+        self._on_call = on_call
+        self._on_notice = on_notice
+        self._owns_io = io_executor is None
+        self._io = io_executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiosocket-io")
+        self._server: asyncio.base_events.Server | None = None
+        self._port: int | None = None
+        self._pending: dict[bytes, IncomingCall] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._calls: set[IncomingCall] = set()
+        self.notices: DropOldestQueue[IngressNotice] = DropOldestQueue(1000)
+        """The latest notices (bounded: the oldest go, counted), also passed to ``on_notice``."""
+        self.calls_started = 0
+        self.malformed_frames = 0
+        """Malformed frames met on every connection (each ended its leg with ``bad_frame``)."""
+
+    # ---- lifecycle
+
+    async def start(self) -> "AudioSocketServer":
+        self._server = await asyncio.start_server(self._connection, self.config.host, self.config.port, limit=MAX_PAYLOAD + HEADER.size)
+        self._port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (the real one when the config asked for port 0)."""
+        assert self._port is not None, "server not started"
+        return self._port
+
+    async def close(self) -> None:
+        """Stop accepting, end every leg, wait for call handlers, release the executor."""
+        if self._server is not None:
+            self._server.close()
+        for call in list(self._calls) + list(self._pending.values()):
+            for leg in call.legs.values():
+                leg.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        if self._owns_io:
+            self._io.shutdown(wait=False)
+
+    async def __aenter__(self) -> "AudioSocketServer":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    # ---- internals
+
+    def _notify(self, notice: IngressNotice) -> None:
+        self.notices.put(notice)
+        if self._on_notice is not None:
+            try:
+                self._on_notice(notice)
+            except Exception:  # a notice sink must never break ingress
+                pass
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        decoder = FrameDecoder()
+        try:
+            first = await asyncio.wait_for(self._next_frame(reader, decoder), self.config.uuid_timeout_s or None)
+            if first is None:
+                raise AudioSocketError(f"connection from {peer} closed before sending a UUID", code="no_uuid")
+            if first.kind != Kind.UUID:
+                raise AudioSocketError(f"connection from {peer} began with frame type 0x{first.kind:02x}, not a UUID", code="no_uuid")
+            key, speaker = self.pairing.leg_of(first.payload)
+        except (AudioSocketError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
+            if isinstance(exc, asyncio.TimeoutError):
+                exc = AudioSocketError(f"connection from {peer} sent no UUID within {self.config.uuid_timeout_s} s", code="no_uuid")
+            elif not isinstance(exc, AudioSocketError):
+                exc = AudioSocketError(f"connection from {peer} failed: {exc}", code="truncated_frame")
+            self._notify(IngressNotice(exc.code, exc.message))
+            with contextlib.suppress(Exception):
+                writer.close()
+            return
+        leg = Leg(uuidlib.UUID(bytes=first.payload), speaker, reader, writer, decoder)
+        call = self._pending.get(key)
+        if call is None:
+            call = IncomingCall(key=key, call_id=self.pairing.call_id(key), queue_frames=self.config.queue_frames, notify=self._notify, io_executor=self._io)
+            self._pending[key] = call
+            self._spawn(self._hand_out(call), f"audiosocket-pair-{call.call_id}")
+        try:
+            call._attach(leg)
+        except AudioSocketError as exc:
+            self._notify(IngressNotice(exc.code, exc.message, call.call_id, speaker))
+            leg.close()
+            return
+        if call._handed_out:
+            self._notify(IngressNotice("late_leg", f"call {call.call_id}: {speaker} leg joined after the call started", call.call_id, speaker))
+        # The reader runs in this connection's own task (the one asyncio gave us).
+        await self._read_leg(call, leg)
+
+    async def _next_frame(self, reader: asyncio.StreamReader, decoder: FrameDecoder) -> Frame | None:
+        """The next validated frame off ``reader``, or None at a clean end of
+        stream (between frames). Raises ``bad_frame`` (counted) or ``truncated_frame``."""
+        try:
+            while (frame := decoder.next_frame()) is None:
+                data = await reader.read(READ_BYTES)
+                if not data:
+                    decoder.close()
+                    return None
+                decoder.receive(data)
+        except AudioSocketError as exc:
+            if exc.code == "bad_frame":
+                self.malformed_frames += 1
+            raise
+        return frame
+
+    async def _read_leg(self, call: IncomingCall, leg: Leg) -> None:
+        try:
+            async with asyncio.timeout(None) as deadline:  # one timer, moved on at every frame
+                await self._read_frames(call, leg, deadline)
+        except asyncio.TimeoutError:
+            call._leg_ended(leg, "error", AudioSocketError(f"no frame for {self.config.idle_timeout_s} s", code="idle"))
+        except AudioSocketError as exc:
+            call._leg_ended(leg, "error", exc)
+        except (ConnectionError, OSError) as exc:
+            call._leg_ended(leg, "error", AudioSocketError(f"connection lost: {exc}", code="truncated_frame"))
+        except asyncio.CancelledError:
+            call._leg_ended(leg, "closed")
+            raise
+        finally:
+            if not leg.done.is_set():
+                call._leg_ended(leg, "closed")
+            if call.finished and self._pending.get(call.key) is call:
+                del self._pending[call.key]
+
+    async def _read_frames(self, call: IncomingCall, leg: Leg, deadline: asyncio.Timeout) -> None:
+        idle = self.config.idle_timeout_s or None
+        loop = asyncio.get_running_loop()
+        while True:
+            if idle is not None:
+                deadline.reschedule(loop.time() + idle)
+            frame = await self._next_frame(leg.reader, leg.decoder)
+            if frame is None:
+                call._leg_ended(leg, "closed")
+                return
+            if frame.sample_rate is not None:
+                deadline.reschedule(None)  # waiting for the consumer is not silence on the wire
+                await call._accept_audio(leg, frame)
+            elif frame.kind == Kind.HANGUP:
+                call._leg_ended(leg, "hangup")
+                return
+            elif frame.kind == Kind.DTMF:
+                leg.stats.dtmf.append((frame.payload.decode("ascii", "replace"), (leg.offset or 0) + leg.stats.samples_received))
+            elif frame.kind == Kind.ERROR:
+                code = frame.payload[0] if frame.payload else 0
+                what = ASTERISK_ERRORS.get(code, "no code" if not frame.payload else f"code 0x{code:02x}")
+                raise AudioSocketError(f"Asterisk reported an error ({what})", code="asterisk_error")
+            elif frame.kind == Kind.UUID and frame.payload != leg.uuid.bytes:
+                raise AudioSocketError("a second, different UUID frame in the middle of a leg", code="bad_frame")
+
+    async def _hand_out(self, call: IncomingCall) -> None:
+        if self.config.pairing != "customer_only":
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(call._paired.wait(), self.config.pair_timeout_s)
+            if len(call.legs) == 1:
+                only = next(iter(call.legs))
+                other = "partner" if only == "customer" else "customer"
+                self._notify(IngressNotice("leg_unpaired", f"call {call.call_id}: no {other} leg within {self.config.pair_timeout_s} s; monitoring the {only} alone", call.call_id, only))
+        await call._rate_known.wait()
+        if call.sample_rate is None:  # every leg ended before any audio
+            self._notify(IngressNotice("empty_call", f"call {call.call_id} ended before any audio arrived", call.call_id))
+            if self._pending.get(call.key) is call:
+                del self._pending[call.key]
+            return
+        call._handed_out = True
+        self.calls_started += 1
+        self._calls.add(call)
+        try:
+            await self._on_call(call)
+        except Exception as exc:  # one call's failure never reaches another
+            self._notify(IngressNotice("call_failed", f"call {call.call_id}: {type(exc).__name__}: {exc}", call.call_id))
+            for leg in call.legs.values():
+                leg.close()
+        finally:
+            call._consumer_gone()
+            self._calls.discard(call)
