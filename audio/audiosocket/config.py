@@ -13,6 +13,8 @@ from typing import Any
 
 from audio.errors import AudioSocketError
 from audio.frames import Speaker
+from kernel.sections import read_section
+
 
 @dataclass(frozen=True)
 class LegPairing:
@@ -97,24 +99,14 @@ class AudioSocketConfig:
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> "AudioSocketConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        extra = set(section) - known
-        if extra:
-            raise AudioSocketError(f"[audiosocket]: unknown setting(s) {', '.join(sorted(extra))}", code="bad_config")
-        values: dict[str, Any] = {}
-        for name, value in section.items():
-            default = getattr(cls, name)
-            if isinstance(default, (int, float)) and not isinstance(default, bool):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    raise AudioSocketError(f"[audiosocket] {name} must be a non-negative number", code="bad_config")
-                values[name] = type(default)(value)
-            else:
-                if not isinstance(value, str):
-                    raise AudioSocketError(f"[audiosocket] {name} must be a string", code="bad_config")
-                values[name] = value
-        config = cls(**values)
-        LegPairing(config.pairing)
-        if config.port > 65535 or config.queue_frames < 1:
-            raise AudioSocketError("[audiosocket] port must be 0..65535 and queue_frames at least 1", code="bad_config")
-        return config
+        """Read the ``[audiosocket]`` table (:func:`kernel.sections.read_section`)."""
+        return read_section(cls, section, section="[audiosocket]", error=lambda message: AudioSocketError(message, code="bad_config"))
 
+    def check(self) -> None:
+        """What the settings mean together (called by :meth:`from_section`)."""
+        LegPairing(self.pairing)
+        numbers = (self.port, self.pair_timeout_s, self.uuid_timeout_s, self.idle_timeout_s, self.queue_frames)
+        if any(value < 0 for value in numbers):
+            raise AudioSocketError("[audiosocket] port, the timeouts and queue_frames must be non-negative numbers", code="bad_config")
+        if self.port > 65535 or self.queue_frames < 1:
+            raise AudioSocketError("[audiosocket] port must be 0..65535 and queue_frames at least 1", code="bad_config")
