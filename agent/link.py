@@ -18,6 +18,15 @@ What it promises (``docs/protocol.md``, "Delivery"):
   next number this link would give (another process used this agent id
   meanwhile), it renumbers the same way; otherwise it drops what the console
   has stored and resends the rest.
+- Refusals: an ``error`` naming a ``seq`` means the console refused that
+  durable event (e.g. a call another agent owns). It is logged as an error,
+  counted (``LinkStats.undelivered``) and kept in :attr:`ConsoleLink.undelivered`
+  once a later ack passes it: never counted as acknowledged. Unless an ack
+  passes it, it stays in the outbox and is resent after a reconnect.
+- Heartbeats: while linked, every ``heartbeat_s`` seconds (and right after
+  each ``Welcome``) the link sends :class:`~kernel.protocol.Heartbeat` with the
+  ids ``live_calls()`` returns, so the console can tell a live call from one
+  whose agent died (it closes those as lost, and reopens them if we return).
 - Reconnects back off exponentially with jitter (``Backoff``); a refused
   token ends the link with :class:`LinkRefused` (retrying would not help).
 """
@@ -30,7 +39,7 @@ import logging
 import random
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +49,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agent.backoff import Backoff
 from kernel import protocol
 from kernel.errors import CallshieldError
-from kernel.protocol import Ack, AgentHello, EndCallAuthorized, PartialTranscript, Refused, Welcome
+from kernel.protocol import HEARTBEAT_S, Ack, AgentHello, EndCallAuthorized, Heartbeat, PartialTranscript, Refused, Welcome
 from kernel.queues import DropOldestQueue
 
 log = logging.getLogger("callshield.agent.link")
@@ -72,7 +81,9 @@ class LinkStats:
     partials_sent: int = 0
     partials_dropped: int = 0
     refused: int = 0
+    undelivered: int = 0
     renumbered: int = 0
+    heartbeats: int = 0
 
 
 @dataclass
@@ -80,6 +91,7 @@ class _Entry:
     order: int  # publish order, across durable and ephemeral messages
     message: Any
     sent: bool = False  # sent at least once (a second send counts as a resend)
+    refused: str = ""  # the console's refusal ("code: message"), if it refused this event
 
 
 OnAuthorization = Callable[[EndCallAuthorized], Awaitable[None] | None]
@@ -92,7 +104,9 @@ class ConsoleLink:
     appended unless the URL already has a path. ``max_attempts``: connection
     attempts in a row before giving up with :class:`LinkError` (None: retry
     forever, what a long-running agent wants). ``on_authorization`` is called
-    for every :class:`EndCallAuthorized` the console sends.
+    for every :class:`EndCallAuthorized` the console sends. ``live_calls``
+    returns the ids of the calls being monitored, for heartbeats (every
+    ``heartbeat_s`` seconds).
     """
 
     def __init__(
@@ -109,6 +123,8 @@ class ConsoleLink:
         rng: random.Random | None = None,
         open_timeout: float = 5.0,
         ssl: ssl_module.SSLContext | None = None,
+        live_calls: Callable[[], Iterable[str]] | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise LinkError(f"console URL must start with ws:// or wss://: {url!r}", code="bad_console_url")
@@ -125,6 +141,10 @@ class ConsoleLink:
         self._open_timeout = open_timeout
         self._ssl = ssl
         self.stats = LinkStats()
+        self.live_calls = live_calls
+        self.heartbeat_s = heartbeat_s
+        self.undelivered: deque[tuple[Any, str]] = deque(maxlen=1000)
+        """Durable messages the console refused, with its reason (the latest 1000)."""
 
         self._outbox: deque[_Entry] = deque()
         self._unsent = 0  # index in _outbox of the first entry not sent on this connection
@@ -315,12 +335,14 @@ class ConsoleLink:
         log.info("connected to console %s (last_seq %d)", self.url, first.last_seq)
         sender = asyncio.create_task(self._send_loop(ws), name=f"link-send:{self.agent_id}")
         receiver = asyncio.create_task(self._receive_loop(ws), name=f"link-recv:{self.agent_id}")
+        beater = asyncio.create_task(self._heartbeat_loop(ws), name=f"link-beat:{self.agent_id}")
         try:
-            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({sender, receiver, beater}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             sender.cancel()
             receiver.cancel()
-            results = await asyncio.gather(sender, receiver, return_exceptions=True)
+            beater.cancel()
+            results = await asyncio.gather(sender, receiver, beater, return_exceptions=True)
         for result in results:
             if isinstance(result, CallshieldError):
                 raise result
@@ -351,9 +373,12 @@ class ConsoleLink:
     def _acked(self, seq: int) -> None:
         popped = 0
         while self._outbox and self._outbox[0].message.seq <= seq:
-            self._outbox.popleft()
+            entry = self._outbox.popleft()
             popped += 1
-        self.stats.acked += popped
+            if entry.refused:
+                self.undelivered.append((entry.message, entry.refused))
+            else:
+                self.stats.acked += 1
         self._unsent = max(0, self._unsent - popped)
         if not self._outbox:
             self._idle.set()
@@ -392,7 +417,27 @@ class ConsoleLink:
                 self._authorized(message)
             elif isinstance(message, Refused):
                 self.stats.refused += 1
-                log.warning("console refused a message: %s (%s)", message.message, message.code)
+                if message.seq is not None:
+                    self._refused(message)
+                else:
+                    log.warning("console refused a message: %s (%s)", message.message, message.code)
+
+    def _refused(self, refusal: Refused) -> None:
+        """The console refused one durable event: never count it as delivered."""
+        entry = next((e for e in self._outbox if e.message.seq == refusal.seq), None)
+        self.stats.undelivered += 1
+        what = f"{entry.message.TYPE} for call {getattr(entry.message, 'call_id', None)}" if entry else "an event"
+        log.error("console refused %s (seq %d), NOT delivered: %s (%s)", what, refusal.seq, refusal.message, refusal.code)
+        if entry is not None:
+            entry.refused = f"{refusal.code}: {refusal.message}"
+
+    async def _heartbeat_loop(self, ws) -> None:
+        """Tell the console which calls we are monitoring, now and every ``heartbeat_s`` seconds."""
+        while True:
+            calls = tuple(self.live_calls()) if self.live_calls is not None else ()
+            await ws.send(protocol.encode(Heartbeat(calls=calls)))
+            self.stats.heartbeats += 1
+            await asyncio.sleep(self.heartbeat_s)
 
     def _authorized(self, message: EndCallAuthorized) -> None:
         if self.on_authorization is None:

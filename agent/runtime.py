@@ -158,6 +158,7 @@ class Agent:
         self._shut_down = False
         self._authorizations_seen: set[str] = set()
         link.on_authorization = self._on_authorization
+        link.live_calls = lambda: list(self.calls)  # heartbeats name the calls still monitored
 
     # ------------------------------------------------------------------ setup
 

@@ -4,8 +4,18 @@ Agents speak ``kernel/protocol.py``. After a good ``AgentHello`` the console
 answers ``Welcome(last_seq)`` and any end-call authorizations the agent
 missed while away; every durable event is stored (idempotently, by
 ``event_id``), fanned out to browsers if it is new, then acknowledged with
-``Ack(seq)``. Partials are forwarded, never stored. Refusals are answered,
-audited, and change nothing.
+``Ack(seq)``. Partials are forwarded, never stored.
+
+Refusals are answered, audited, and store nothing. A refused durable event is
+never acknowledged: the ``error`` names its ``seq`` so the agent keeps it as
+undelivered, and supervisors get a notice (one per agent and call).
+
+End of life: each live call's last sign of life is the latest of an event for
+it, a heartbeat naming it, or its agent's link closing. :meth:`AgentLinks.sweep`
+(every few seconds, and from tests with a moved clock) closes as lost the calls
+silent for ``[console] agent_lost_seconds`` of console time. An agent that has
+sent no heartbeat on its link (older than heartbeats) keeps its calls alive for
+as long as it is linked.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from datetime import datetime, timedelta
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -31,6 +42,8 @@ log = logging.getLogger("callshield.console")
 HELLO_TIMEOUT = 10.0
 """Seconds an agent has to send ``AgentHello`` after connecting."""
 AGENT_INBOUND = tuple(t for t in p.AGENT_MESSAGES if t is not p.AgentHello)
+HEARTBEAT_CALLS = 1000
+"""Call ids of one heartbeat looked at (an agent monitors far fewer)."""
 
 
 class AgentLinks:
@@ -41,6 +54,57 @@ class AgentLinks:
         self.qa = qa
         self.connected: dict[str, ServerConnection] = {}
         self._owners: dict[str, str] = {}  # live call id -> agent, for partials
+        self._since: datetime = hub.clock()  # console time the watch began (reset at start)
+        self._call_heard: dict[str, datetime] = {}  # call id -> last event or heartbeat naming it
+        self._link_closed: dict[str, datetime] = {}  # agent -> when its last link closed
+        self._beating: set[str] = set()  # agents whose current link sends heartbeats
+        self._watch: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Begin watching for calls whose agent is gone (checked every few seconds)."""
+        self._since = self.hub.clock()
+        if self._watch is None:
+            self._watch = self.hub.spawn(self._watch_calls())
+
+    async def _watch_calls(self) -> None:
+        period = min(5.0, self.hub.config.agent_lost_seconds / 4)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.sweep()
+            except (sqlite3.Error, ConsoleError) as exc:
+                log.error("checking for lost calls failed: %s", exc)
+
+    async def sweep(self) -> list[str]:
+        """Close as lost every live call silent for ``agent_lost_seconds``; returns their ids."""
+        hub = self.hub
+        now = hub.clock()
+        limit = timedelta(seconds=hub.config.agent_lost_seconds)
+        lost = []
+        calls = await hub.db(hub.store.open_calls)
+        open_ids = {call.id for call in calls}
+        for call_id, heard in list(self._call_heard.items()):  # forget calls that ended long enough ago
+            if call_id not in open_ids and now - heard > limit:
+                del self._call_heard[call_id]
+        for call in calls:
+            agent = call.agent
+            if agent in self.connected and agent not in self._beating:
+                continue  # an agent without heartbeats: alive while linked
+            last = max(self._call_heard.get(call.id, self._since), self._link_closed.get(agent, self._since), self._since)
+            if now - last < limit:
+                continue
+            why = "its agent's link closed" if agent not in self.connected else "its agent's heartbeats stopped naming it"
+            done = await hub.db(hub.store.lose_call, call.id, f"{why}, no sign of it for {(now - last).total_seconds():.0f} s")
+            if done is None:
+                continue
+            call, notice = done
+            lost.append(call.id)
+            self._owners.pop(call.id, None)
+            self._call_heard.pop(call.id, None)
+            log.warning("call %s of agent %s lost: %s", call.id, agent, why)
+            hub.screens.publish(b.CallShown(call=call), call=call)
+            hub.screens.publish(b.NoticeShown(notice=notice), call=None)
+        return lost
 
     async def serve(self, ws: ServerConnection) -> None:
         """One agent connection, from its hello until it closes."""
@@ -60,6 +124,7 @@ class AgentLinks:
         agent = hello.agent_id
         previous = self.connected.get(agent)
         self.connected[agent] = ws
+        self._beating.discard(agent)
         hub.stats.agents_connected += 1
         if previous is not None and previous is not ws:
             hub.spawn(previous.close(1000, "replaced by a new connection of the same agent"))
@@ -77,6 +142,8 @@ class AgentLinks:
         finally:
             if self.connected.get(agent) is ws:
                 del self.connected[agent]
+                self._beating.discard(agent)
+                self._link_closed[agent] = hub.clock()
 
     async def send_end_call(self, agent: str, auth: Authorization) -> None:
         """Tell the owning agent, if connected (else it gets it when it reconnects)."""
@@ -106,6 +173,9 @@ class AgentLinks:
             hub.stats.agent_refusals += 1
             await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message)))
             return
+        if isinstance(message, p.Heartbeat):
+            await self._heartbeat(ws, agent, message)
+            return
         if isinstance(message, p.PartialTranscript):
             owner = self._owners.get(message.call_id)
             if owner is None:
@@ -120,9 +190,17 @@ class AgentLinks:
         try:
             recorded: Recorded = await hub.db(hub.store.record_event, agent, message)
         except (Forbidden, BadRequest) as exc:
+            # Not acknowledged: the agent keeps it as undelivered (a later ack
+            # may pass over it; the error's seq tells the agent it was refused).
             await self._refused_event(ws, agent, message, exc)
-            await ws.send(p.encode(p.Ack(seq=message.seq)))  # a resend would be refused again
+            notice = await hub.db(hub.store.refusal_notice, agent, message, exc)
+            if notice is not None:
+                hub.screens.publish(b.NoticeShown(notice=notice), call=None)
             return
+        if getattr(message, "call_id", None) is not None:
+            self._call_heard[message.call_id] = hub.clock()
+        if recorded.reopened is not None:
+            await self._reopened(agent, recorded.reopened)
         if recorded.new:
             hub.stats.events_stored += 1
             self._fan_out(message, recorded)
@@ -134,8 +212,33 @@ class AgentLinks:
         hub = self.hub
         hub.stats.agent_refusals += 1
         call_id = getattr(message, "call_id", None)
-        await hub.db(hub.store.audit, f"agent:{agent}", "refused", None, f"{message.TYPE} for call {call_id!r}: {exc.code}")
-        await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message)))
+        seq = getattr(message, "seq", None)
+        what = f"{message.TYPE} seq {seq}" if seq is not None else message.TYPE
+        await hub.db(hub.store.audit, f"agent:{agent}", "refused", None, f"{what} for call {call_id!r}: {exc.code}")
+        await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message, seq=seq)))
+
+    async def _heartbeat(self, ws: ServerConnection, agent: str, beat: p.Heartbeat) -> None:
+        """The agent is alive with ``beat.calls``: they stay live (lost ones reopen)."""
+        hub = self.hub
+        self._beating.add(agent)
+        ids = [c for c in beat.calls[:HEARTBEAT_CALLS] if isinstance(c, str)]
+        owned, reopened = await hub.db(hub.store.calls_heard, agent, ids)
+        now = hub.clock()
+        for call_id in owned:
+            self._call_heard[call_id] = now
+        for call in reopened:
+            await self._reopened(agent, call)
+
+    async def _reopened(self, agent: str, call) -> None:
+        """A lost call's agent is back with it: show it live again, resend its pending authorizations."""
+        hub = self.hub
+        self._owners[call.id] = agent
+        self._call_heard[call.id] = hub.clock()
+        log.info("call %s of agent %s reopened: the agent is back with it", call.id, agent)
+        hub.screens.publish(b.CallShown(call=call), call=call)
+        for auth in await hub.db(hub.store.pending_authorizations, agent):
+            if auth.call_id == call.id:
+                await self.send_end_call(agent, auth)
 
     def _fan_out(self, message: object, rec: Recorded) -> None:
         publish = self.hub.screens.publish
@@ -154,6 +257,7 @@ class AgentLinks:
                 publish(b.AlertShown(alert=rec.alert), call=None)
         elif isinstance(message, p.CallEnded):
             self._owners.pop(message.call_id, None)
+            self._call_heard.pop(message.call_id, None)
             publish(b.CallShown(call=call), call=call)
             self.hub.spawn(self.qa.call_ended(message.call_id))
         elif isinstance(message, p.AgentNotice):

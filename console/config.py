@@ -12,6 +12,7 @@ Example::
     session_hours = 12      # how long a login lasts
     login_failures = 5      # failed logins per user name before a lockout (ten times as many per client address)
     lockout_seconds = 300   # how long sign-in stays refused after that
+    agent_lost_seconds = 60 # an agent silent this long (no link, no heartbeat naming a call): its calls close as lost
 
 Every setting with its default: ``docs/callshield.example.toml``.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from kernel.errors import ConfigError
+from kernel.protocol import HEARTBEAT_S
 from kernel.sections import read_section
 
 _PATHS = ("data_dir", "tls_cert", "tls_key")
@@ -41,6 +43,9 @@ class ConsoleConfig:
     ``login_failures``: failed logins per user name (ten times as many per
     client address) allowed within ``lockout_seconds`` seconds before further
     attempts are refused until that window has passed.
+    ``agent_lost_seconds``: seconds of console time after which a call whose
+    agent is gone (link closed, or heartbeats no longer naming the call) is
+    closed as lost; at least twice the agents' heartbeat interval.
     """
 
     data_dir: Path
@@ -52,6 +57,7 @@ class ConsoleConfig:
     session_hours: float = 12.0
     login_failures: int = 5
     lockout_seconds: float = 300.0
+    agent_lost_seconds: float = 60.0
 
     @property
     def store_path(self) -> Path:
@@ -76,6 +82,8 @@ class ConsoleConfig:
             raise ConfigError("[console] session_hours must be positive")
         if self.login_failures < 1 or self.lockout_seconds < 0:
             raise ConfigError("[console] login_failures must be >= 1 and lockout_seconds >= 0")
+        if not self.agent_lost_seconds >= 2 * HEARTBEAT_S:
+            raise ConfigError(f"[console] agent_lost_seconds must be at least {2 * HEARTBEAT_S:g} (twice the agents' heartbeat interval)")
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, data_dir: Path) -> "ConsoleConfig":

@@ -115,6 +115,7 @@ class Console:
         self.http_url = f"{'https' if self.config.tls else 'http'}://{host}:{self.port}"
         log.info("console listening on %s", self.http_url)
         self.qa.start()
+        self.agents.start()
 
     async def serve_forever(self) -> None:
         """Serve until :meth:`stop` is called (starting first if needed)."""

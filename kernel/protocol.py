@@ -89,6 +89,20 @@ class PartialTranscript:
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    """The agent is alive and monitoring ``calls`` (list of call ids, maybe
+    empty). Ephemeral, sent every :data:`HEARTBEAT_S` seconds while linked;
+    the console closes as lost the calls it stops hearing about."""
+
+    TYPE: ClassVar[str] = "heartbeat"
+    calls: tuple = ()
+
+
+HEARTBEAT_S = 10.0
+"""Seconds between two heartbeats of a linked agent (wall time)."""
+
+
+@dataclass(frozen=True)
 class UtteranceFinal:
     """A final utterance. ``start``/``end``: seconds of audio time; ``words``:
     list of ``{"word": str, "start": s, "end": s, "conf": 0..1}``."""
@@ -218,19 +232,21 @@ class EndCallAuthorized:
 @dataclass(frozen=True)
 class Refused:
     """The console refused a message (bad form, bad token, not allowed).
-    ``code``: stable snake_case; ``message``: for humans."""
+    ``code``: stable snake_case; ``message``: for humans; ``seq``: the durable
+    event refused (it is not stored and not acknowledged), null otherwise."""
 
     TYPE: ClassVar[str] = "error"
     code: str
     message: str
+    seq: int | None = None
 
 
-AGENT_MESSAGES = (AgentHello, CallStarted, PartialTranscript, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice)
+AGENT_MESSAGES = (AgentHello, CallStarted, PartialTranscript, Heartbeat, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice)
 CONSOLE_MESSAGES = (Welcome, Ack, EndCallAuthorized, Refused)
 DURABLE = (CallStarted, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice)
 """Messages that carry ``seq`` and ``event_id`` and are resent until acknowledged."""
 
-Message = typing.Union[AgentHello, CallStarted, PartialTranscript, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice, Welcome, Ack, EndCallAuthorized, Refused]
+Message = typing.Union[AgentHello, CallStarted, PartialTranscript, Heartbeat, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice, Welcome, Ack, EndCallAuthorized, Refused]
 
 _BY_TYPE: dict[str, type] = {cls.TYPE: cls for cls in AGENT_MESSAGES + CONSOLE_MESSAGES}
 MAX_MESSAGE_BYTES = 1 << 20

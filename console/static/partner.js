@@ -19,9 +19,10 @@
       $('call-state').textContent = 'No active call';
       $('call-meta').textContent = 'Warnings for your calls appear here.';
     } else {
-      $('call-state').textContent = call.ended_at ? 'Call ended' : 'On a call';
+      const lost = call.end_reason === 'lost';
+      $('call-state').textContent = lost ? 'Monitoring lost' : call.ended_at ? 'Call ended' : 'On a call';
       const seat = call.seat ? `Seat ${call.seat}` : '';
-      $('call-meta').textContent = [seat, `started ${CS.clock(call.started_at)}`, call.ended_at ? `length ${CS.seconds(call.length)}` : ''].filter(Boolean).join(' · ');
+      $('call-meta').textContent = [seat, `started ${CS.clock(call.started_at)}`, lost ? 'callshield stopped hearing this call: no warnings will appear for it' : call.ended_at ? `length ${CS.seconds(call.length)}` : ''].filter(Boolean).join(' · ');
     }
 
     const banner = $('auth-banner');
@@ -56,6 +57,8 @@
   }
 
   function setCall(call) {
+    // An older call that ended (or whose monitoring was lost) never replaces the one shown.
+    if (state.call && state.call.id !== call.id && call.ended_at && (call.end_reason === 'lost' || call.started_at < state.call.started_at)) return;
     if (!state.call || state.call.id !== call.id) {
       state.levels = [];
       state.authorization = null;

@@ -17,6 +17,17 @@
     transcript: 'replayed from a timed transcript',
   };
 
+  // Notice codes in words (others are shown as sent).
+  const NOTICE_TITLES = {
+    monitoring_lost: 'Monitoring lost',
+    events_refused: 'Agent events refused',
+  };
+  const isLost = (call) => call.end_reason === 'lost';
+  function endTag(call) {
+    if (isLost(call)) return el('span', { class: 'tag lost' }, ' Monitoring lost');
+    return call.ended_at ? el('span', { class: 'tag' }, ' ended') : null;
+  }
+
   const state = {
     role: null,
     calls: new Map(),        // id -> call record
@@ -63,8 +74,8 @@
       el('td', {}, call.partner),
       el('td', {}, call.seat),
       el('td', { class: 'mono' }, CS.clock(call.started_at)),
-      el('td', { class: 'mono' }, call.ended_at ? CS.seconds(call.length) : CS.since(call.started_at)),
-      el('td', {}, levelBadge(call.level), call.ended_at ? el('span', { class: 'tag' }, ' ended') : null),
+      el('td', { class: 'mono' }, isLost(call) ? '?' : call.ended_at ? CS.seconds(call.length) : CS.since(call.started_at)),
+      el('td', {}, levelBadge(call.level), endTag(call)),
       el('td', { class: 'mono' }, call.open_alerts ? String(call.open_alerts) : ''));
       body.appendChild(row);
     }
@@ -83,7 +94,7 @@
       return;
     }
     head.appendChild(el('h3', {}, call.partner));
-    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, `agent ${call.agent}`, SOURCE_NAMES[call.source] || call.source, call.ended_at ? `ended (${call.end_reason || ''})` : 'live'].join(' · ')));
+    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, `agent ${call.agent}`, SOURCE_NAMES[call.source] || call.source, isLost(call) ? `monitoring lost at ${CS.clock(call.ended_at)}: the agent stopped answering, the call may still be going on` : call.ended_at ? `ended (${call.end_reason || ''})` : 'live'].join(' · ')));
     head.appendChild(levelBadge(call.level));
 
     const transcript = $('transcript');
@@ -145,7 +156,7 @@
     }
     for (const n of state.notices.slice(-5).reverse()) {
       box.appendChild(el('article', { class: 'card acked' },
-        el('div', { class: 'top' }, el('strong', {}, n.code), el('span', { class: 'when' }, CS.clock(n.received_at))),
+        el('div', { class: 'top' }, el('strong', {}, NOTICE_TITLES[n.code] || n.code), el('span', { class: 'when' }, CS.clock(n.received_at))),
         el('div', { class: 'what' }, n.message)));
     }
 

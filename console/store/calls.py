@@ -8,24 +8,41 @@ highest stored ``seq`` moves forward with every event, new or not.
 A level change that the ladder says raises an alert (``kernel.levels``)
 raises one, and grave calls queue the partner for a check-in; both are the
 supervision room's rows, written in the same transaction as the event.
+
+End of life: a call whose agent stopped answering is closed as *lost*
+(``end_reason = 'lost'``, ``ended_at`` set, a ``monitoring_lost`` notice for
+supervisors); any later sign of it from its own agent (an event, new or
+resent, or a heartbeat naming it) reopens it. A refused event leaves one
+notice per agent and call, so supervisors see that an agent's events for a
+call are not being stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
-from console.errors import BadRequest, Forbidden
+from console.errors import BadRequest, ConsoleError, Forbidden
 from console.store import rows
+from console.store.audit import write_audit
 from console.store.records import Alert, Call, CallHistory, CheckIn, Finding, LevelChange, Notice, Utterance
 from console.store.schema import Room
 from console.store.supervision import queue_checkin, raise_alert
 from kernel import protocol as p
+from kernel.clock import iso
 from kernel.levels import asks_check_in, level_rank, raises_alert
 
 DurableEvent = p.CallStarted | p.UtteranceFinal | p.FindingRaised | p.LevelChanged | p.CallEnded | p.AgentNotice
 """The agent messages the store keeps (``kernel.protocol.DURABLE``)."""
+
+LOST = "lost"
+"""``end_reason`` of a call closed because its agent stopped answering."""
+LOST_SHOWN_HOURS = 1.0
+"""Hours a lost call stays on the supervisors' live list (marked lost) after monitoring was lost."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,7 @@ class Recorded:
     record: Utterance | Finding | LevelChange | Notice | None = None
     alert: Alert | None = None
     checkin: CheckIn | None = None
+    reopened: Call | None = None
 
 
 class CallLog(Room):
@@ -65,20 +83,80 @@ class CallLog(Room):
                 if seen["agent"] != agent:
                     raise Forbidden(f"event {message.event_id!r} belongs to another agent", code="not_your_event")
                 _bump_seq(c, agent, message.seq)
-                return Recorded(new=False)
+                reopened = _reopen(c, call_id, agent, now) if call_id is not None else None
+                return Recorded(new=False, reopened=reopened)
+            reopened = None
             if call_id is not None:
                 owner = c.execute("SELECT agent FROM calls WHERE id = ?", (call_id,)).fetchone()
                 if owner is not None and owner["agent"] != agent:
                     raise Forbidden(f"call {call_id!r} belongs to another agent", code="not_your_call")
                 if owner is None and not isinstance(message, p.CallStarted):
                     raise BadRequest(f"call {call_id!r} was never started", code="unknown_call")
+                if owner is not None:
+                    reopened = _reopen(c, call_id, agent, now)
             result = _apply(c, agent, message, now)
+            if reopened is not None:
+                result = dataclasses.replace(result, reopened=reopened)
             c.execute(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
                 (message.event_id, agent, message.seq, message.TYPE, call_id, now),
             )
             _bump_seq(c, agent, message.seq)
             return result
+
+    # ------------------------------------------------------------------ end of life
+
+    def lose_call(self, call_id: str, why: str) -> tuple[Call, Notice] | None:
+        """Close a live call as lost (its agent stopped answering); ``why`` is
+        for people. Returns the call and the supervisors' notice, or None if
+        the call is not live (any more)."""
+        now = self._now()
+        with self._tx() as c:
+            changed = c.execute(
+                "UPDATE calls SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL", (now, LOST, call_id)
+            ).rowcount
+            if not changed:
+                return None
+            call = rows.call(c, call_id)
+            message = f"Monitoring lost on {call.partner}'s call (seat {call.seat or '-'}): {why}. Warnings for this call stop until the agent is back."
+            write_audit(c, f"agent:{call.agent}", "call_lost", call_id, why, now)
+            cur = c.execute(
+                "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (f"lost:{call_id}:{now}", call.agent, call_id, "monitoring_lost", message, now),
+            )
+            return call, rows.notice(c, cur.lastrowid)
+
+    def calls_heard(self, agent: str, call_ids: Iterable[str]) -> tuple[list[str], list[Call]]:
+        """An agent's heartbeat names ``call_ids``: which of them are its calls
+        (live or lost), and those of them reopened (they had been lost)."""
+        now = self._now()
+        owned: list[str] = []
+        reopened: list[Call] = []
+        with self._tx() as c:
+            for call_id in call_ids:
+                row = c.execute("SELECT agent FROM calls WHERE id = ? AND (ended_at IS NULL OR end_reason = ?)", (call_id, LOST)).fetchone()
+                if row is None or row["agent"] != agent:
+                    continue
+                owned.append(call_id)
+                call = _reopen(c, call_id, agent, now)
+                if call is not None:
+                    reopened.append(call)
+        return owned, reopened
+
+    def refusal_notice(self, agent: str, message: DurableEvent, error: ConsoleError) -> Notice | None:
+        """The supervisors' notice that ``agent``'s events for a call are refused:
+        one per agent and call (None when it was already written)."""
+        call_id = getattr(message, "call_id", None)
+        owner = self.call_owner(call_id) if call_id else None
+        whose = f", which agent {owner} owns" if owner and owner != agent else ""
+        text = (f"Agent {agent} sent {message.TYPE} for call {call_id}{whose}; the console refused it ({error.code}) and keeps"
+                f" refusing that call's events from this agent: they are not stored or shown. Check both agents.")
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (f"refused:{agent}:{call_id}", agent, call_id, "events_refused", text, self._now()),
+            )
+            return rows.notice(c, cur.lastrowid) if cur.rowcount else None
 
     # ------------------------------------------------------------------ reading calls
 
@@ -91,6 +169,13 @@ class CallLog(Room):
         return row[0] if row else None
 
     def live_calls(self) -> list[Call]:
+        """Calls in progress, and calls lost within :data:`LOST_SHOWN_HOURS` (marked by their ``end_reason``)."""
+        shown_since = iso(self._clock() - timedelta(hours=LOST_SHOWN_HOURS))
+        return rows.many(self._conn, rows.call, "SELECT id FROM calls WHERE ended_at IS NULL OR (end_reason = ? AND ended_at >= ?) ORDER BY rowid",
+                         (LOST, shown_since))
+
+    def open_calls(self) -> list[Call]:
+        """Calls in progress only (not ended, not lost)."""
         return rows.many(self._conn, rows.call, "SELECT id FROM calls WHERE ended_at IS NULL ORDER BY rowid")
 
     def recent_calls(self, limit: int = 100) -> list[Call]:
@@ -124,6 +209,17 @@ class CallLog(Room):
             help=tuple(rows.many(c, rows.help_request, "SELECT id FROM help_requests WHERE call_id = ? ORDER BY id", of_call)),
             checkins=tuple(rows.many(c, rows.checkin, "SELECT id FROM checkins WHERE call_id = ?", of_call)),
         )
+
+
+def _reopen(c: sqlite3.Connection, call_id: str, agent: str, now: str) -> Call | None:
+    """Reopen ``agent``'s lost call (its agent is back with it); the call, or None if it was not lost."""
+    changed = c.execute(
+        "UPDATE calls SET ended_at = NULL, end_reason = NULL WHERE id = ? AND agent = ? AND end_reason = ?", (call_id, agent, LOST)
+    ).rowcount
+    if not changed:
+        return None
+    write_audit(c, f"agent:{agent}", "call_reopened", call_id, "the agent is back with this call", now)
+    return rows.call(c, call_id)
 
 
 def _bump_seq(c: sqlite3.Connection, agent: str, seq: int) -> None:

@@ -40,6 +40,7 @@ class TinyConsole:
         self.port = 0
         self.connections = []
         self.partials: list = []
+        self.heartbeats: list = []
 
     async def start(self, port: int = 0) -> "TinyConsole":
         self.server = await serve(self._handle, "127.0.0.1", port)
@@ -74,6 +75,9 @@ class TinyConsole:
         try:
             async for raw in ws:
                 message = p.decode(raw, allowed=p.AGENT_MESSAGES)
+                if isinstance(message, p.Heartbeat):
+                    self.heartbeats.append(message)
+                    continue
                 if isinstance(message, p.PartialTranscript):
                     self.partials.append(message)
                     self.stored.received.append(message)

@@ -19,7 +19,8 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from browser import CHROMIUM, CHROMIUM_ARGS
-from console_kit import PASSWORD, open_agent, running_console
+from console_kit import PASSWORD, FakeClock, open_agent, running_console
+from kernel import protocol as p
 
 pytestmark = pytest.mark.browser
 
@@ -148,6 +149,40 @@ def test_login_page_refuses_a_wrong_password_and_guards_pages(tmp_path):
                 await expect(qa.locator("#alerts-panel")).to_be_hidden()
                 await expect(qa.locator("#authorize-form")).to_be_hidden()
                 await agent.close()
+            finally:
+                await browser.close()
+
+    asyncio.run(main())
+
+
+def test_supervisor_and_partner_see_that_monitoring_was_lost(tmp_path):
+    async def main():
+        clock = FakeClock()
+        async with running_console(tmp_path, clock=clock) as console, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                base = console.http_url
+                supervisor = await (await browser.new_context()).new_page()
+                partner = await (await browser.new_context()).new_page()
+                await _sign_in(supervisor, base, "sup", "/supervisor")
+                await _sign_in(partner, base, "ann", "/partner")
+                agent = await open_agent(console)
+                await agent.send(agent.event(p.CallStarted, call_id="call-9", partner="ann", seat="12", source="transcript",
+                                             started_at="2025-03-01T09:00:00.000Z"))
+                row = supervisor.locator('#calls tr[data-call="call-9"]')
+                await expect(row).to_contain_text("ann")
+                await expect(partner.locator("#call-state")).to_have_text("On a call")
+
+                await agent.close()  # the agent dies; its call goes silent
+                async with asyncio.timeout(5):
+                    while "agent-1" in console.agents.connected:
+                        await asyncio.sleep(0.01)
+                clock.advance(seconds=console.config.agent_lost_seconds + 1)
+                assert await console.agents.sweep() == ["call-9"]
+
+                await expect(row.locator(".tag.lost")).to_have_text("Monitoring lost")
+                await expect(supervisor.locator("#alerts article").first).to_contain_text("Monitoring lost")
+                await expect(partner.locator("#call-state")).to_have_text("Monitoring lost")
             finally:
                 await browser.close()
 

@@ -208,10 +208,13 @@ def test_forged_agent_messages_are_refused(tmp_path):
             two = await open_agent(console, "agent-2")
             forged = two.event(p.LevelChanged, call_id="c1", level="none", previous="alert", reason="calm", at=9.0)
             await two.send(forged, ack=False)
-            assert (await two.expect("error"))["code"] == "not_your_call"
-            await two.expect("ack", seq=forged.seq)
+            refusal = await two.expect("error")
+            assert refusal["code"] == "not_your_call" and refusal["seq"] == forged.seq  # refused, never acknowledged
+            notice = await sup.expect("notice")
+            assert notice["notice"]["code"] == "events_refused" and "agent-2" in notice["notice"]["message"]
             await two.send(p.PartialTranscript(call_id="c1", speaker="customer", start=1.0, text="forged words"))
             assert (await two.expect("error"))["code"] == "not_your_call"
+            assert "ack" not in [m["type"] for m in two.seen]
 
             # a browser socket speaking the agent protocol
             await sup.send_raw(p.encode(one.event(p.CallEnded, call_id="c1", at=1.0, reason="hangup")))
@@ -223,8 +226,8 @@ def test_forged_agent_messages_are_refused(tmp_path):
             assert (await raw.expect("error"))["code"] == "not_authenticated"
 
             await sup.nothing("partial", wait=0.2)
-            assert [m["type"] for m in sup.seen[mark:]] == ["error"]
-            assert await console.db(console.store.counts) == before
+            assert [m["type"] for m in sup.seen[mark:]] == ["notice", "error"]
+            assert await console.db(console.store.counts) == {**before, "notices": before["notices"] + 1}  # the supervisors' notice only
             call = await console.db(console.store.call, "c1")
             assert call["level"] == "alert" and call["ended_at"] is None
             audit = await console.db(console.store.audit_entries)

@@ -26,6 +26,8 @@ SAMPLES = [
     p.Ack(seq=6),
     p.EndCallAuthorized(call_id="c1", authorization_id="a1", by="lee", reason="repeated threats", authorized_at="2026-11-30T02:01:00Z"),
     p.Refused(code="forbidden", message="not allowed"),
+    p.Refused(code="not_your_call", message="call c1 belongs to another agent", seq=7),
+    p.Heartbeat(calls=("c1", "c2")),
 ]
 
 
