@@ -4,13 +4,23 @@ Pages speak ``console/browser_protocol.py``; every message is checked against
 the sender's role (``console/roles.py``). Refusals are answered with an
 error, written to the audit log, and change nothing. Sign-in checks run on
 the ``auth`` executor (scrypt takes tens of milliseconds), throttled per
-user name and, more leniently, per client address.
+(user name, client address) and, more leniently, per client address
+(``console/auth.py``: :class:`LoginThrottle`); refused sign-ins are audited
+as one row per address per minute (:class:`RefusalTally`).
+
+Rights are not cached on a socket: every request of a signed-in page is
+checked against the store first, and a sweep every ``sweep_seconds`` closes
+the sockets whose session is gone (logged out elsewhere, expired, password
+changed, user removed, also by ``callshield users`` in another process) with
+close code :data:`SIGNED_OUT`, which the pages show as "signed out".
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -18,20 +28,26 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from console import browser_protocol as b
-from console.auth import LoginThrottle, hash_password, new_password, verify_password
-from console.errors import BadRequest, Forbidden, NotAuthenticated
+from console.auth import LoginThrottle, RefusalTally, hash_password, new_password, verify_password
+from console.errors import BadRequest, ConsoleError, Forbidden, NotAuthenticated
 from console.fanout import BrowserLink
 from console.hub import Hub
 from console.qa import QaDesk
 from console.roles import WATCHES_ALL_CALLS, may
-from console.store import Store
+from console.store import Session, Store
 from kernel import protocol as p
 from kernel.clock import iso
+
+log = logging.getLogger("callshield.console")
 
 MAX_UNAUTHENTICATED_ERRORS = 3
 """Bad messages an unauthenticated browser socket may send before it is closed."""
 PEER_FAILURE_FACTOR = 10
-"""A client address may fail this many times more often than one user name."""
+"""A client address may fail this many times more often than one (user name, address)."""
+SIGNED_OUT = 4401
+"""Close code of a socket whose session ended (the pages show "signed out")."""
+SWEEP_SECONDS = 5.0
+"""How often open sockets are checked against the store's sessions, seconds."""
 
 
 class BrowserDesk:
@@ -42,17 +58,63 @@ class BrowserDesk:
         self.qa = qa
         config = hub.config
         self._auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
-        window = timedelta(seconds=config.lockout_seconds)
-        self._throttle_user = LoginThrottle(limit=config.login_failures, window=window)
         # a whole floor may sign in through one proxy address: be more lenient per address
-        self._throttle_peer = LoginThrottle(limit=config.login_failures * PEER_FAILURE_FACTOR, window=window)
+        self.throttle = LoginThrottle(
+            limit=config.login_failures, lockout=timedelta(seconds=config.lockout_seconds),
+            peer_limit=config.login_failures * PEER_FAILURE_FACTOR, trust=timedelta(hours=config.session_hours),
+        )
+        self.tally = RefusalTally()
+        self.sweep_seconds = SWEEP_SECONDS
+        self._sweeper: asyncio.Task | None = None
 
     def close(self) -> None:
         self._auth_pool.shutdown(wait=True)
 
+    async def _sweep(self) -> None:
+        """Every ``sweep_seconds``: close sockets whose session is gone, write
+        the throttled sign-ins' summaries that are due (all of them at stop)."""
+        try:
+            while True:
+                await asyncio.sleep(self.sweep_seconds)
+                try:
+                    await self._check_sessions()
+                    await self._write_tally()
+                except (ConsoleError, sqlite3.Error) as exc:  # the store is closing or busy: try again next round
+                    log.warning("session sweep failed: %s", exc)
+        except asyncio.CancelledError:
+            await self._write_tally(everything=True)
+            raise
+
+    async def _check_sessions(self) -> None:
+        links = [link for link in self.hub.screens.links if link.token is not None and not link.dropped]
+        if not links:
+            return
+        live = await self.hub.db(self.hub.store.live_sessions, {link.token for link in links})
+        for link in links:
+            if link.token is not None and not _holds(live.get(link.token), link):
+                await self._sign_out(link, "session ended")
+
+    async def _sign_out(self, link: BrowserLink, why: str) -> None:
+        """Take a socket's rights at once, then close it with :data:`SIGNED_OUT`."""
+        hub = self.hub
+        user = link.user or "-"
+        link.user = link.role = link.token = None
+        hub.stats.browsers_signed_out += 1
+        await hub.db(hub.store.audit, user, "signed_out", None, f"{why}: socket closed (from {link.peer})")
+        hub.spawn(_close_after_drain(link, SIGNED_OUT, "signed out"))
+
+    async def _write_tally(self, *, everything: bool = False) -> None:
+        hub = self.hub
+        for s in self.tally.due(hub.clock(), everything=everything):
+            names = ", ".join(s.names) + (" and others" if s.more_names else "")
+            detail = f"{s.count} sign-ins refused (too many failures) from {s.peer} since {iso(s.first)}; names: {names}"
+            await hub.db(hub.store.audit, s.names[0] if len(s.names) == 1 and not s.more_names else "-", "login_throttled", None, detail)
+
     async def serve(self, ws: ServerConnection) -> None:
         """One browser connection, until it closes or is dropped."""
         screens = self.hub.screens
+        if self._sweeper is None:
+            self._sweeper = self.hub.spawn(self._sweep())
         link = BrowserLink(ws, self.hub.config.browser_queue)
         link.sender = self.hub.spawn(link.pump())
         screens.links.add(link)
@@ -63,8 +125,7 @@ class BrowserDesk:
                 await self._message(link, raw)
                 if link.bad >= MAX_UNAUTHENTICATED_ERRORS and link.role is None:
                     await asyncio.sleep(0)  # let the error go out first
-                    await link.drain()
-                    await ws.close(1008, "not authenticated")
+                    await _close_after_drain(link, 1008, "not authenticated")
                     break
         except ConnectionClosed:
             pass
@@ -90,6 +151,10 @@ class BrowserDesk:
                 await self._resume(link, request)
             elif link.role is None:
                 raise NotAuthenticated("log in first")
+            elif not _holds(await self.hub.db(self.hub.store.session, link.token), link):
+                await self._audit_refusal(link, link.user or "-", f"{request.TYPE}: session ended", getattr(request, "call_id", None))
+                reply(link, b.BrowserError(code="not_authenticated", message="signed out: the session has ended", ref=request.ref))
+                await self._sign_out(link, f"session ended, {request.TYPE} refused")
             elif not may(link.role, request.TYPE):
                 raise Forbidden(f"a {link.role} may not {request.TYPE.replace('_', ' ')}")
             else:
@@ -112,20 +177,22 @@ class BrowserDesk:
     async def _login(self, link: BrowserLink, request: b.Login) -> None:
         hub = self.hub
         now = hub.clock()
-        throttles = ((self._throttle_user, request.user), (self._throttle_peer, link.peer))
-        if any(t.blocked(k, now) for t, k in throttles):
-            await hub.db(hub.store.audit, request.user[:64] or "-", "login_throttled", None, f"from {link.peer}")
+        # reserved here, on the event loop before any await: concurrent guesses cannot all pass
+        allowed = self.throttle.reserve(request.user, link.peer, now)
+        hub.stats.login_throttle_evicted = self.throttle.evicted
+        if not allowed:
+            link.bad += 1
+            hub.stats.logins_throttled += 1
+            self.tally.count(link.peer, request.user, now)
             raise BadRequest("too many failed logins; try again later", code="too_many_attempts")
         found = await hub.db(hub.store.credentials, request.user)
         stored = found[1] if found else _dummy_hash()
         ok = await asyncio.get_running_loop().run_in_executor(self._auth_pool, verify_password, request.password, stored)
         if not (found and ok):
-            for t, k in throttles:
-                t.failed(k, now)
             link.bad += 1
             await hub.db(hub.store.audit, request.user[:64] or "-", "login_failed", None, f"from {link.peer}")
             raise BadRequest("wrong user name or password", code="bad_login")
-        self._throttle_user.succeeded(request.user)
+        self.throttle.succeeded(request.user, link.peer, now)
         token, session = await hub.db(hub.store.create_session, request.user, hub.config.session_hours)
         await hub.db(hub.store.audit, session.user, "login", None, f"as {session.role} from {link.peer}")
         hub.screens.reply(link, b.SessionOpened(user=session.user, role=session.role, token=token, expires_at=iso(session.expires_at), ref=request.ref))
@@ -149,10 +216,13 @@ class BrowserDesk:
         publish, reply = hub.screens.publish, hub.screens.reply
         user = link.user
         if isinstance(r, b.Logout):
-            await db(store.end_session, link.token)
+            token = link.token
+            await db(store.end_session, token)
             await db(store.audit, user, "logout", None, f"from {link.peer}")
             reply(link, b.Done(of=r.TYPE, ref=r.ref))
             link.user = link.role = link.token = None
+            for other in [o for o in hub.screens.links if o.token == token]:  # the session's other tabs
+                await self._sign_out(other, "logged out in another tab")
         elif isinstance(r, b.CallDetailRequest):
             if link.role == "partner":
                 current = await db(store.current_call_of, user)
@@ -201,6 +271,16 @@ class BrowserDesk:
             reply(link, await self.qa.handle(link, r))
         else:  # pragma: no cover - every request type is handled above
             raise BadRequest(f"{r.TYPE} is not handled", code="unexpected_message")
+
+
+def _holds(session: Session | None, link: BrowserLink) -> bool:
+    """Whether ``session`` (the store's, now) still gives ``link`` the rights it has."""
+    return session is not None and session.user == link.user and session.role == link.role
+
+
+async def _close_after_drain(link: BrowserLink, code: int, reason: str) -> None:
+    await link.drain()
+    await link.ws.close(code, reason)
 
 
 def _snapshot(store: Store, user: str, role: str) -> b.Snapshot:

@@ -10,8 +10,8 @@ Example::
     tls_key = "/etc/callshield/console.key"
     browser_queue = 256     # messages buffered per browser before it is dropped
     session_hours = 12      # how long a login lasts
-    login_failures = 5      # failed logins per user name before a lockout (ten times as many per client address)
-    lockout_seconds = 300   # how long sign-in stays refused after that
+    login_failures = 5      # failed logins per (user name, client address) before that pair is locked (ten times as many per address)
+    lockout_seconds = 300   # the window, and the first lock (doubled at each further lock, at most 24 h)
     agent_lost_seconds = 60 # an agent silent this long (no link, no heartbeat naming a call): its calls close as lost
 
 Every setting with its default: ``docs/callshield.example.toml``.
@@ -40,9 +40,12 @@ class ConsoleConfig:
     both set the console serves https/wss only. ``browser_queue``: messages
     buffered per browser connection; a browser that falls that far behind is
     disconnected. ``session_hours``: hours a login token stays valid.
-    ``login_failures``: failed logins per user name (ten times as many per
-    client address) allowed within ``lockout_seconds`` seconds before further
-    attempts are refused until that window has passed.
+    ``login_failures``: failed logins per (user name, client address)
+    allowed within ``lockout_seconds`` seconds before that pair is locked for
+    ``lockout_seconds`` (twice as long at each further lock, at most 24 h;
+    ten times as many failures per address across names); an address the
+    user signed in from within ``session_hours`` is only paced, never locked
+    (``console/auth.py``).
     ``agent_lost_seconds``: seconds of console time after which a call whose
     agent is gone (link closed, or heartbeats no longer naming the call) is
     closed as lost; at least twice the agents' heartbeat interval.

@@ -30,6 +30,12 @@ class ConsoleStats:
     agent_refusals: int = 0
     browser_refusals: int = 0
     browsers_dropped: int = 0
+    browsers_signed_out: int = 0
+    """Signed-in sockets closed because their session ended (logout, expiry, user removed...)."""
+    logins_throttled: int = 0
+    """Sign-in attempts refused unchecked by the throttle."""
+    login_throttle_evicted: int = 0
+    """(user, address) pairs and addresses the throttle forgot to stay bounded."""
     events_stored: int = 0
     events_duplicate: int = 0
     partials_forwarded: int = 0

@@ -5,6 +5,10 @@
 
 const CS = (() => {
   const TOKEN_KEY = 'callshield.token';
+  const NOTICE_KEY = 'callshield.notice';
+  /* Close code of a socket whose session ended (logout elsewhere, expiry,
+   * password changed, user removed); console/browsers.py SIGNED_OUT. */
+  const SIGNED_OUT = 4401;
   const HOME = { partner: '/partner', supervisor: '/supervisor', qa: '/supervisor', admin: '/supervisor' };
   /* The ladder's levels come from the server (/static/levels.js, generated from kernel/levels.py). */
   const LEVEL_NAMES = Object.freeze(Object.fromEntries(CS_LEVELS.map((l) => [l.name, l.label])));
@@ -112,14 +116,14 @@ const CS = (() => {
           if (!welcome) { location.replace(home); return; }
           this.onStatus('online');
         } else if (msg.type === 'error' && msg.code === 'not_authenticated') {
-          sessionStorage.removeItem(TOKEN_KEY);
-          location.replace('/');
+          this.signedOut(msg.message);
           return;
         }
         this.onMessage(msg);
       };
-      ws.onclose = () => {
+      ws.onclose = (event) => {
         if (this.ws !== ws) return;
+        if (event.code === SIGNED_OUT) { this.signedOut('You were signed out: your session has ended.'); return; }
         this.onStatus('offline');
         setTimeout(() => this.connect(), this.backoff);
         this.backoff = Math.min(this.backoff * 2, 10000);
@@ -133,6 +137,14 @@ const CS = (() => {
         this.ws.send(JSON.stringify(Object.assign({ v: 1, type, ref }, fields || {})));
       }
       return ref;
+    }
+
+    /** Back to the sign-in page, which shows why. */
+    signedOut(why) {
+      this.ws = null;
+      sessionStorage.removeItem(TOKEN_KEY);
+      sessionStorage.setItem(NOTICE_KEY, why || 'You were signed out.');
+      location.replace('/');
     }
 
     logout() {
@@ -149,5 +161,5 @@ const CS = (() => {
     };
   }
 
-  return { TOKEN_KEY, HOME, LEVEL_NAMES, LEVEL_RANK, el, clear, levelBadge, clock, seconds, since, highlighted, marked, Link, statusPill, socketUrl };
+  return { TOKEN_KEY, NOTICE_KEY, HOME, LEVEL_NAMES, LEVEL_RANK, el, clear, levelBadge, clock, seconds, since, highlighted, marked, Link, statusPill, socketUrl };
 })();

@@ -6,6 +6,8 @@
   const form = document.getElementById('login-form');
   const error = document.getElementById('login-error');
   const button = document.getElementById('sign-in');
+  const notice = sessionStorage.getItem(CS.NOTICE_KEY);  // why the last page was signed out
+  if (notice) { error.textContent = notice; sessionStorage.removeItem(CS.NOTICE_KEY); }
 
   form.addEventListener('submit', (event) => {
     event.preventDefault();

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from console.auth import MIN_PASSWORD, ROLES, hash_password, new_password, new_token, same_token, token_hash, verify_password
@@ -19,6 +20,8 @@ from console.store.records import Account
 from console.store.schema import Room
 from kernel.clock import iso, parse_iso
 
+_SQL_VARIABLES = 500
+"""Tokens looked up per query (SQLite allows at least 999 parameters)."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
@@ -102,6 +105,7 @@ class Accounts(Room):
 
     def remove_user(self, name: str) -> None:
         with self._tx() as c:
+            c.execute("DELETE FROM sessions WHERE user = ?", (name,))
             gone = c.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
             gone += c.execute("DELETE FROM agents WHERE name = ?", (name,)).rowcount
             if not gone:
@@ -144,17 +148,26 @@ class Accounts(Room):
         return token, Session(user, row["role"], expires)
 
     def session(self, token: str) -> Session | None:
-        """The live session of ``token``, or None if unknown or expired."""
-        row = self._conn.execute(
-            "SELECT s.user, u.role, s.expires_at FROM sessions s JOIN users u ON u.name = s.user WHERE s.token_hash = ?",
-            (token_hash(token),),
-        ).fetchone()
-        if row is None:
-            return None
-        expires = parse_iso(row["expires_at"])
-        if expires <= self._clock():
-            return None
-        return Session(row["user"], row["role"], expires)
+        """The live session of ``token``, or None if unknown, expired or its user removed."""
+        return self.live_sessions((token,)).get(token)
+
+    def live_sessions(self, tokens: Iterable[str]) -> dict[str, Session]:
+        """The live sessions among ``tokens``, by token (unknown, expired or
+        removed users' tokens are left out): how the console checks its open
+        sockets against what ``callshield users`` changed in the file."""
+        by_hash = {token_hash(t): t for t in tokens}
+        hashes, now, live = list(by_hash), self._clock(), {}
+        for at in range(0, len(hashes), _SQL_VARIABLES):
+            chunk = hashes[at:at + _SQL_VARIABLES]
+            rows = self._conn.execute(
+                "SELECT s.token_hash, s.user, u.role, s.expires_at FROM sessions s JOIN users u ON u.name = s.user"
+                f" WHERE s.token_hash IN ({', '.join('?' * len(chunk))})", chunk,
+            )
+            for row in rows:
+                expires = parse_iso(row["expires_at"])
+                if expires > now:
+                    live[by_hash[row["token_hash"]]] = Session(row["user"], row["role"], expires)
+        return live
 
     def end_session(self, token: str) -> None:
         with self._tx() as c:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from console.auth import LoginThrottle, hash_password, new_token, verify_password
+from console.auth import LoginThrottle, RefusalTally, hash_password, new_token, verify_password
 from console.store import Store
 from console_kit import FakeClock
 
@@ -41,16 +41,71 @@ def test_session_token_works_until_it_expires(tmp_path):
     assert "correct horse battery" not in (tmp_path / "console.db").read_bytes().decode("latin-1")
 
 
-def test_throttle_blocks_after_repeated_failures_then_forgives():
+def test_throttle_locks_one_pair_and_backs_off():
     clock = FakeClock()
-    throttle = LoginThrottle(limit=3, window=timedelta(minutes=5))
+    throttle = LoginThrottle(limit=3, lockout=timedelta(minutes=5), peer_limit=100)
     for _ in range(3):
-        assert not throttle.blocked("user:ann", clock())
-        throttle.failed("user:ann", clock())
-    assert throttle.blocked("user:ann", clock())
-    assert not throttle.blocked("user:bob", clock())
+        assert throttle.reserve("ann", "10.0.0.9", clock())  # counted before the check
+    assert not throttle.reserve("ann", "10.0.0.9", clock())
+    assert throttle.reserve("ann", "10.0.0.7", clock())  # another address: not locked out
+    assert throttle.reserve("bob", "10.0.0.9", clock())  # another user: not locked either
     clock.advance(minutes=5)
-    assert not throttle.blocked("user:ann", clock())
-    throttle.failed("user:ann", clock())
-    throttle.succeeded("user:ann")
-    assert not throttle.blocked("user:ann", clock())
+    for _ in range(3):
+        assert throttle.reserve("ann", "10.0.0.9", clock())
+    clock.advance(minutes=9, seconds=59)  # the second lock lasts twice as long
+    assert not throttle.reserve("ann", "10.0.0.9", clock())
+    clock.advance(seconds=1)
+    at = clock()
+    assert throttle.reserve("ann", "10.0.0.9", at)
+    throttle.succeeded("ann", "10.0.0.9", at)  # forgiven: the backoff starts again
+    assert not throttle.locked("ann", "10.0.0.9", clock())
+
+
+def test_throttle_never_locks_an_address_that_signed_in_only_paces_it():
+    clock = FakeClock()
+    throttle = LoginThrottle(limit=3, lockout=timedelta(minutes=3), peer_limit=6, trust=timedelta(hours=12))
+    at = clock()
+    assert throttle.reserve("ann", "10.0.0.9", at)
+    throttle.succeeded("ann", "10.0.0.9", at)
+    for _ in range(3):
+        assert throttle.reserve("ann", "10.0.0.9", clock())
+    assert not throttle.reserve("ann", "10.0.0.9", clock())  # paced: one per lockout / limit
+    assert not throttle.locked("ann", "10.0.0.9", clock())
+    clock.advance(minutes=1)
+    assert throttle.reserve("ann", "10.0.0.9", clock())
+    for name in ("x1", "x2"):  # a spray of names fills the address's budget (6, ann's 4 failures with them)
+        assert throttle.reserve(name, "10.0.0.9", clock())
+    assert not throttle.reserve("bob", "10.0.0.9", clock())
+    clock.advance(minutes=1)
+    assert throttle.reserve("ann", "10.0.0.9", clock())  # ann signed in from there: not refused
+    clock.advance(hours=12)
+    for _ in range(3):  # trust has run out: an ordinary pair again
+        assert throttle.reserve("ann", "10.0.0.9", clock())
+    assert throttle.locked("ann", "10.0.0.9", clock())
+
+
+def test_throttle_is_bounded_and_counts_what_it_forgets():
+    clock = FakeClock()
+    throttle = LoginThrottle(limit=1, lockout=timedelta(minutes=5), capacity=3)
+    for i in range(5):
+        assert throttle.reserve(f"user{i}", f"10.0.0.{i}", clock())
+    assert throttle.evicted == 4  # two pairs and two addresses
+    assert throttle.locked("user4", "10.0.0.4", clock()) and not throttle.locked("user0", "10.0.0.0", clock())
+
+
+def test_refused_sign_ins_are_tallied_per_address_per_window():
+    clock = FakeClock()
+    tally = RefusalTally(window=timedelta(minutes=1), capacity=2)
+    for i in range(40):
+        tally.count("10.0.0.9", f"name{i % 8}", clock())
+    tally.count("10.0.0.8", "ann", clock())
+    assert tally.due(clock()) == []
+    clock.advance(minutes=1)
+    first, second = tally.due(clock())
+    assert (first.peer, first.count, first.names, first.more_names) == ("10.0.0.9", 40, ("name0", "name1", "name2", "name3", "name4"), True)
+    assert (second.peer, second.count, second.names, second.more_names) == ("10.0.0.8", 1, ("ann",), False)
+    for peer in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"):  # more addresses than room: the oldest close early
+        tally.count(peer, "ann", clock())
+    assert [s.peer for s in tally.due(clock())] == ["10.0.0.1", "10.0.0.2"]
+    assert [s.peer for s in tally.due(clock(), everything=True)] == ["10.0.0.3", "10.0.0.4"]
+    assert tally.overflow == 0
