@@ -12,6 +12,7 @@ Example::
     session_hours = 12      # how long a login lasts
     login_failures = 5      # failed logins per user name before a lockout (ten times as many per client address)
     lockout_seconds = 300   # how long sign-in stays refused after that
+    allowed_hosts = ["callshield.site.example"]   # Host names browsers and agents use; default: see below
 
 Every setting with its default: ``docs/callshield.example.toml``.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from console.web import host_name, is_address
 from kernel.errors import ConfigError
 from kernel.sections import read_section
 
@@ -40,7 +42,14 @@ class ConsoleConfig:
     disconnected. ``session_hours``: hours a login token stays valid.
     ``login_failures``: failed logins per user name (ten times as many per
     client address) allowed within ``lockout_seconds`` seconds before further
-    attempts are refused until that window has passed.
+    attempts are refused until that window has passed. ``allowed_hosts``:
+    the host names and IP addresses requests may name in ``Host`` (and pages
+    in ``Origin``), against DNS rebinding; empty (the default) means what the
+    console listens on: for a loopback bind, it and ``localhost``,
+    ``127.0.0.1``, ``::1``; for one address, it and this machine's host name;
+    for ``0.0.0.0``/``::``, the loopback names, the host name and any IP
+    address (``console.web.default_allowed_hosts``). A site DNS name must be
+    listed. The console's own address (its ``url``) is always allowed.
     """
 
     data_dir: Path
@@ -52,6 +61,7 @@ class ConsoleConfig:
     session_hours: float = 12.0
     login_failures: int = 5
     lockout_seconds: float = 300.0
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def store_path(self) -> Path:
@@ -76,6 +86,9 @@ class ConsoleConfig:
             raise ConfigError("[console] session_hours must be positive")
         if self.login_failures < 1 or self.lockout_seconds < 0:
             raise ConfigError("[console] login_failures must be >= 1 and lockout_seconds >= 0")
+        for name in self.allowed_hosts:
+            if not (is_address(name.strip("[]")) or (":" not in name and host_name(name) is not None)):
+                raise ConfigError(f"[console] allowed_hosts: {name!r} is not a host name or IP address (no scheme, port or path)")
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, data_dir: Path) -> "ConsoleConfig":
