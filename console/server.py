@@ -205,8 +205,8 @@ class Console:
             return self._site.answer(request)
         except Refusal as refusal:
             address = connection.remote_address
-            log.warning("refused %s from %s: %s (%d)", request.path[:80].encode("unicode_escape").decode("ascii"),
-                        address[0] if address else "?", refusal.reason, refusal.status.value)
+            log.warning("refused %s from %s: %s (%d)%s", request.path[:80].encode("unicode_escape").decode("ascii"),
+                        address[0] if address else "?", refusal.reason, refusal.status.value, f" {refusal.detail}" if refusal.detail else "")
             return response(refusal.status, f"{refusal.reason}\n".encode(), "text/plain; charset=utf-8", None, tls=self.config.tls)
 
     async def _connection(self, ws: ServerConnection) -> None:

@@ -110,12 +110,14 @@ def split_target(target: str) -> tuple[str, str]:
 
 class Refusal(Exception):
     """A request refused at the console's edge: answered with ``status`` and
-    ``reason`` (one line, the body) and logged once, without a traceback."""
+    ``reason`` (one line, the body) and logged once, with ``detail`` (what the
+    request said, for the operator; not sent back), without a traceback."""
 
-    def __init__(self, status: HTTPStatus, reason: str) -> None:
+    def __init__(self, status: HTTPStatus, reason: str, detail: str = "") -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.detail = detail
 
 
 def host_name(value: str) -> str | None:
@@ -211,10 +213,11 @@ class HostGate:
         if host is None:
             raise Refusal(HTTPStatus.BAD_REQUEST, "no Host header")
         if not self.allows(host_name(host)):
-            raise Refusal(HTTPStatus.MISDIRECTED_REQUEST, "this console does not answer to that Host name (see [console] allowed_hosts)")
+            raise Refusal(HTTPStatus.MISDIRECTED_REQUEST, "this console does not answer to that Host name (see [console] allowed_hosts)",
+                          f"Host {host[:100]!r}")
         origin = request.headers.get("Origin")
         if origin is not None and not self.same_origin(origin, host):
-            raise Refusal(HTTPStatus.FORBIDDEN, "cross-origin request refused")
+            raise Refusal(HTTPStatus.FORBIDDEN, "cross-origin request refused", f"Origin {origin[:100]!r}")
 
     def same_origin(self, origin: str, host: str) -> bool:
         """A page of this console: an http(s) origin whose host and port are the

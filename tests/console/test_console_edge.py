@@ -155,6 +155,7 @@ def test_foreign_host_names_are_refused_on_every_request_and_upgrade(tmp_path, c
 
     asyncio.run(main())
     assert not tracebacks(caplog)
+    assert any(line.endswith("(421) Host 'evil.example'") for line in refusals(caplog))  # the operator sees which name to allow
 
 
 def test_configured_allowed_hosts_replace_the_defaults(tmp_path):
