@@ -422,7 +422,7 @@ def encode(message: Any) -> str:
     body = {"v": VERSION, "type": message.TYPE}
     for f in dataclasses.fields(message):
         body[f.name] = json_ready(getattr(message, f.name))
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def decode(text: str | bytes) -> BrowserRequest:
@@ -438,10 +438,12 @@ def decode(text: str | bytes) -> BrowserRequest:
 
 
 def ref_of(text: str | bytes) -> str:
-    """The ``ref`` of a message that failed validation, if one can be read (for the error)."""
+    """The ``ref`` of a message that failed validation, if one can be read (for
+    the error): never from a message the edge refuses to parse (too deep, a
+    lone surrogate...), which could not be answered with it."""
     try:
-        raw = json.loads(text)
-        ref = raw.get("ref", "") if isinstance(raw, dict) else ""
-        return ref[:100] if isinstance(ref, str) else ""
-    except (ValueError, TypeError):
+        raw = parse_object(text)
+    except ProtocolError:
         return ""
+    ref = raw.get("ref", "")
+    return ref[:100] if isinstance(ref, str) else ""

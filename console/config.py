@@ -13,6 +13,7 @@ Example::
     login_failures = 5      # failed logins per (user name, client address) before that pair is locked (ten times as many per address)
     lockout_seconds = 300   # the window, and the first lock (doubled at each further lock, at most 24 h)
     agent_lost_seconds = 60 # an agent silent this long (no link, no heartbeat naming a call): its calls close as lost
+    allowed_hosts = ["callshield.site.example"]   # Host names browsers and agents use; default: see below
 
 Every setting with its default: ``docs/callshield.example.toml``.
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from console.web import host_name, is_address
 from kernel.errors import ConfigError
 from kernel.protocol import HEARTBEAT_S
 from kernel.sections import read_section
@@ -49,6 +51,13 @@ class ConsoleConfig:
     ``agent_lost_seconds``: seconds of console time after which a call whose
     agent is gone (link closed, or heartbeats no longer naming the call) is
     closed as lost; at least twice the agents' heartbeat interval.
+    ``allowed_hosts``: the host names and IP addresses requests may name in ``Host`` (and pages
+    in ``Origin``), against DNS rebinding; empty (the default) means what the
+    console listens on: for a loopback bind, it and ``localhost``,
+    ``127.0.0.1``, ``::1``; for one address, it and this machine's host name;
+    for ``0.0.0.0``/``::``, the loopback names, the host name and any IP
+    address (``console.web.default_allowed_hosts``). A site DNS name must be
+    listed. The console's own address (its ``url``) is always allowed.
     """
 
     data_dir: Path
@@ -61,6 +70,7 @@ class ConsoleConfig:
     login_failures: int = 5
     lockout_seconds: float = 300.0
     agent_lost_seconds: float = 60.0
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def store_path(self) -> Path:
@@ -87,6 +97,9 @@ class ConsoleConfig:
             raise ConfigError("[console] login_failures must be >= 1 and lockout_seconds >= 0")
         if not self.agent_lost_seconds >= 2 * HEARTBEAT_S:
             raise ConfigError(f"[console] agent_lost_seconds must be at least {2 * HEARTBEAT_S:g} (twice the agents' heartbeat interval)")
+        for name in self.allowed_hosts:
+            if not (is_address(name.strip("[]")) or (":" not in name and host_name(name) is not None)):
+                raise ConfigError(f"[console] allowed_hosts: {name!r} is not a host name or IP address (no scheme, port or path)")
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], *, data_dir: Path) -> "ConsoleConfig":

@@ -4,6 +4,11 @@ A message is encoded once and queued for every browser that should see it
 (every supervisor, and the call's partner). A browser whose outbox is full
 is disconnected (it reconnects and gets a fresh snapshot), never waited
 for, so one stuck screen cannot delay an alert for the others.
+
+A message is encoded to its UTF-8 frame before it is queued. One that cannot
+be (a lone UTF-16 surrogate in a text, NaN or Infinity in a number: issue 13,
+#4 and #9) is sent to no one, counted (``on_unsendable``) and logged; no
+browser's socket is closed or its sender stopped because of it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ class BrowserLink:
 
     def __init__(self, ws: ServerConnection, limit: int) -> None:
         self.ws = ws
-        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=limit)
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=limit)
         self.user: str | None = None
         self.role: str | None = None
         self.token: str | None = None
@@ -40,10 +45,10 @@ class BrowserLink:
     def peer(self) -> str:
         return peer(self.ws)
 
-    def offer(self, text: str) -> bool:
-        """Queue a message; False when the outbox is full (the browser is too slow)."""
+    def offer(self, frame: bytes) -> bool:
+        """Queue a message (its UTF-8 text); False when the outbox is full (the browser is too slow)."""
         try:
-            self.outbox.put_nowait(text)
+            self.outbox.put_nowait(frame)
         except asyncio.QueueFull:
             return False
         return True
@@ -52,8 +57,8 @@ class BrowserLink:
         """Send queued messages in order until the socket closes."""
         try:
             while True:
-                text = await self.outbox.get()
-                await self.ws.send(text)
+                frame = await self.outbox.get()
+                await self.ws.send(frame, text=True)
         except ConnectionClosed:
             pass
 
@@ -69,30 +74,48 @@ class Screens:
     """The connected browsers and what they are sent.
 
     ``on_drop`` is called once per browser dropped for being too slow (the
-    console counts it); ``spawn`` runs the close of a dropped socket as a
-    kept task."""
+    console counts it); ``on_unsendable`` once per message that could not be
+    encoded and was sent to no one; ``spawn`` runs the close of a dropped
+    socket as a kept task."""
 
-    def __init__(self, *, on_drop: Callable[[], None], spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task]) -> None:
+    def __init__(self, *, on_drop: Callable[[], None], spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task],
+                 on_unsendable: Callable[[], None] = lambda: None) -> None:
         self.links: set[BrowserLink] = set()
         self._on_drop = on_drop
+        self._on_unsendable = on_unsendable
         self._spawn = spawn
 
     def publish(self, message: Any, *, call: Call | None, supervisors: bool = True, partner: str | None = None) -> None:
         """Send to every supervisor (if ``supervisors``) and to the partner of
         ``call`` (or the named ``partner``). Encoded once, queued per browser."""
-        text = b.encode(message)
+        frame = self.frame(message)
+        if frame is None:
+            return
         partner = partner or (call.partner if call else None)
         for link in list(self.links):
             if link.role is None or link.dropped:
                 continue
             wanted = (supervisors and link.role in WATCHES_ALL_CALLS) or (partner is not None and link.role == "partner" and link.user == partner)
-            if wanted and not link.offer(text):
+            if wanted and not link.offer(frame):
                 self.drop(link)
 
     def reply(self, link: BrowserLink, message: Any) -> None:
         """Queue an answer for one browser."""
-        if not link.offer(b.encode(message)):
+        frame = self.frame(message)
+        if frame is not None and not link.offer(frame):
             self.drop(link)
+
+    def frame(self, message: Any) -> bytes | None:
+        """The UTF-8 text of ``message`` for browsers, or None (counted and
+        logged) when it is no valid JSON in UTF-8: NaN or Infinity in a number,
+        a lone surrogate in a text."""
+        try:
+            return b.encode(message).encode("utf-8")
+        except ValueError as exc:  # UnicodeEncodeError is one
+            self._on_unsendable()
+            log.error("a %s message for browsers cannot be encoded and was sent to no one: %s",
+                      getattr(message, "TYPE", type(message).__name__), str(exc)[:200].encode("unicode_escape").decode("ascii"))
+            return None
 
     def drop(self, link: BrowserLink) -> None:
         link.dropped = True

@@ -46,13 +46,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote
 
 import numpy as np
 from websockets.http11 import Request, Response
 
 from console.replay import Loudness
-from console.web import response
+from console.web import Refusal, response, split_target
 from kernel.pcm import dbfs
 
 QA_ROLES = frozenset({"qa", "supervisor", "admin"})
@@ -63,7 +63,8 @@ LINK_SECONDS = 900
 """How long a signed link stays valid, in seconds."""
 
 _ROUTE = re.compile(r"^/(recordings|evidence)/([A-Za-z0-9][A-Za-z0-9._:@-]{0,127})\.(wav|zip)$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
+"""One range of at most 19 digits a side (more than any file has bytes; a longer one is a 416)."""
 _TEXT = "text/plain; charset=utf-8"
 
 
@@ -140,7 +141,10 @@ class LinkSigner:
 
     def check(self, path: str, query: str) -> str | None:
         """The user a valid, unexpired link for ``path`` was made for, else None."""
-        q = parse_qs(query, keep_blank_values=True, max_num_fields=8)
+        try:
+            q = parse_qs(query, keep_blank_values=True, max_num_fields=8)
+        except ValueError:  # more fields than a link has: no link, a malformed request
+            raise Refusal(HTTPStatus.BAD_REQUEST, "malformed link: too many query fields") from None
         try:
             (user,), (exp_text,), (sig,) = q["user"], q["exp"], q["sig"]
             exp = int(exp_text)
@@ -214,12 +218,12 @@ class QaFiles:
 
     async def answer(self, request: Request) -> Response:
         host = request.headers.get("Host")
-        parts = urlsplit(request.path)
-        m = _ROUTE.match(parts.path)
+        path, query = split_target(request.path)
+        m = _ROUTE.match(path)
         if m is None or (m.group(1) == "recordings") != (m.group(3) == "wav"):
             return self._plain(HTTPStatus.NOT_FOUND, host)
         kind, call_id = m.group(1), m.group(2)
-        user = await self._who(request, parts.path, parts.query)
+        user = await self._who(request, path, query)
         if user is None:
             if self._on_refusal is not None:
                 await self._on_refusal("-", f"{kind} of call {call_id} without a valid qa/supervisor credential")

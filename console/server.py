@@ -7,6 +7,12 @@
 - Anything else is a page, a static file, ``/healthz``, or 404 (``web.py``),
   after the extra routes (QA's ``/recordings/`` and ``/evidence/``).
 
+Every request, page or websocket upgrade, first passes the host gate
+(``web.HostGate``): an allowed ``Host`` (``[console] allowed_hosts``), an
+``Origin`` that is this console's own, no doubled ``Host``, ``Origin``,
+``Authorization`` or ``Range``. A refusal (``web.Refusal``, from the gate or
+a route) is answered with its status and a one-line body and logged once.
+
 Fan-out (``console/fanout.py``): each browser connection has its own bounded
 outbox and sender task; a browser whose outbox overflows is disconnected
 (counted in ``Console.stats``), never waited for, so one stuck screen cannot
@@ -43,7 +49,7 @@ from console.fanout import Screens
 from console.hub import ConsoleStats
 from console.qa import QaDesk
 from console.store import Store
-from console.web import Site
+from console.web import HostGate, Refusal, Site, response, split_target
 from kernel import protocol as p
 from kernel.clock import Clock, utc_now
 from kernel.retention import RetentionPolicy
@@ -69,8 +75,9 @@ class Console:
         self._tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
         self._site: Site | None = None
+        self._gate: HostGate | None = None
         self._routes: list[tuple[Callable[[str], bool], Callable[[Request], Awaitable[Response]]]] = []
-        self.screens = Screens(on_drop=self._dropped, spawn=self.spawn)
+        self.screens = Screens(on_drop=self._dropped, spawn=self.spawn, on_unsendable=self._unsendable)
         # QA (issue 6): recordings and evidence over HTTP, qa_* requests, retention
         self.qa = QaDesk(self, retention if retention is not None else RetentionPolicy())
         self.agents = AgentLinks(self, self.qa)
@@ -113,6 +120,7 @@ class Console:
         scheme = "wss" if self.config.tls else "ws"
         self.url = f"{scheme}://{host}:{self.port}"
         self.http_url = f"{'https' if self.config.tls else 'http'}://{host}:{self.port}"
+        self._gate = HostGate.for_console(self.config.allowed_hosts, self.config.host, own=host)
         log.info("console listening on %s", self.http_url)
         self.qa.start()
         self.agents.start()
@@ -167,12 +175,16 @@ class Console:
     def _dropped(self) -> None:
         self.stats.browsers_dropped += 1
 
+    def _unsendable(self) -> None:
+        self.stats.messages_unsendable += 1
+
     def _health(self) -> dict[str, object]:
         return {
             "status": "ok",
             "agents": sorted(self.agents.connected),
             "browsers": len(self.screens.links),
             "browsers_dropped": self.stats.browsers_dropped,
+            "messages_unsendable": self.stats.messages_unsendable,
             "events_stored": self.stats.events_stored,
         }
 
@@ -184,12 +196,19 @@ class Console:
         self._routes.append((handles, answer))
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        for handles, answer in self._routes:
-            if handles(path):
-                return await answer(request)
-        assert self._site is not None
-        return self._site.answer(request)
+        assert self._site is not None and self._gate is not None
+        path, _ = split_target(request.path)
+        try:
+            self._gate.check(request)
+            for handles, answer in self._routes:
+                if handles(path):
+                    return await answer(request)
+            return self._site.answer(request)
+        except Refusal as refusal:
+            address = connection.remote_address
+            log.warning("refused %s from %s: %s (%d)%s", request.path[:80].encode("unicode_escape").decode("ascii"),
+                        address[0] if address else "?", refusal.reason, refusal.status.value, f" {refusal.detail}" if refusal.detail else "")
+            return response(refusal.status, f"{refusal.reason}\n".encode(), "text/plain; charset=utf-8", None, tls=self.config.tls)
 
     async def _connection(self, ws: ServerConnection) -> None:
         path = ws.request.path.split("?", 1)[0]

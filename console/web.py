@@ -6,13 +6,24 @@ so serving a page never touches the disk on the event loop. Every response
 carries a strict Content-Security-Policy (scripts and styles only from this
 origin, no inline script), so an injected transcript could not run even if a
 page forgot to escape it.
+
+Before any of that, :class:`HostGate` looks at every request, pages and
+websocket upgrades alike (issue 13, #10 and #11): a ``Host`` that is not one
+of the console's allowed hosts is refused (421, against DNS rebinding), an
+``Origin`` that is not this console's own is refused (403), and a request
+with two ``Host``, ``Origin``, ``Authorization`` or ``Range`` headers is
+refused (400). A refusal is a :class:`Refusal`, which the server answers
+with its status and a one-line body and logs once, never a traceback.
 """
 
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import json
 import re
+import socket
+from collections.abc import Iterable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +48,12 @@ TYPES = {
     ".json": "application/json",
 }
 _HOST = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,255}$")
+_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
+_PORT = re.compile(r"[0-9]{1,5}")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+"""The names a browser on the console's own machine reaches a loopback bind by."""
+SINGLE_HEADERS = ("Host", "Origin", "Authorization", "Range")
+"""Headers the console reads as one value: a request carrying two of one is refused."""
 
 
 def load_static(directory: Path = STATIC_DIR) -> dict[str, tuple[bytes, str]]:
@@ -84,6 +101,138 @@ def response(status: HTTPStatus, body: bytes, content_type: str, host: str | Non
     return Response(status.value, status.phrase, headers, body)
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """``(path, query)`` of a request target. Not ``urlsplit``: a target such as
+    ``//[x/`` is a path here, not a malformed network location."""
+    path, _, query = target.partition("?")
+    return path, query
+
+
+class Refusal(Exception):
+    """A request refused at the console's edge: answered with ``status`` and
+    ``reason`` (one line, the body) and logged once, with ``detail`` (what the
+    request said, for the operator; not sent back), without a traceback."""
+
+    def __init__(self, status: HTTPStatus, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+def host_name(value: str) -> str | None:
+    """The host name of a ``Host`` header or an origin's ``host[:port]``, lower
+    case, without a final dot or IPv6 brackets (``"Console.Site.:8750"`` ->
+    ``"console.site"``, ``"[::1]:80"`` -> ``"::1"``); None when it is not a
+    host name or IP address with an optional port."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        inner, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and _PORT.fullmatch(rest[1:]))):
+            return None
+        try:
+            return str(ipaddress.IPv6Address(inner))
+        except ValueError:
+            return None
+    name, _, port = value.partition(":") if value.count(":") == 1 else (value, "", "")
+    if port and not _PORT.fullmatch(port):
+        return None
+    name = name.removesuffix(".")
+    if is_address(name):
+        return str(ipaddress.ip_address(name))
+    return name if _NAME.match(name) else None
+
+
+def is_address(name: str) -> bool:
+    """Whether ``name`` is an IPv4 or IPv6 address (not a DNS name)."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def default_allowed_hosts(bind: str) -> tuple[tuple[str, ...], bool]:
+    """The host names a console bound to ``bind`` answers to when ``[console]
+    allowed_hosts`` is not set, and whether any IP address is allowed too.
+
+    - a loopback bind (``127.0.0.1``, ``::1``, ``localhost``): the bind address
+      and ``localhost``, ``127.0.0.1``, ``::1``;
+    - one address or name: that, and this machine's host name;
+    - every address (``0.0.0.0``, ``::``, empty): the loopback names, this
+      machine's host name, and any IP address (an address in ``Host`` is one
+      the request was routed to: no DNS name is involved, so none can be
+      rebound). A site DNS name must be listed in ``allowed_hosts``.
+    """
+    bind = bind.strip()
+    if bind in ("", "0.0.0.0", "::"):
+        return (*LOOPBACK_NAMES, socket.gethostname().lower()), True
+    name = host_name(bind) or bind.lower()
+    loopback = name == "localhost" or (is_address(name) and ipaddress.ip_address(name).is_loopback)
+    if loopback:
+        return tuple(dict.fromkeys((name, *LOOPBACK_NAMES))), False
+    return (name, socket.gethostname().lower()), False
+
+
+class HostGate:
+    """Which ``Host`` and ``Origin`` a request may carry (issue 13, #10, #11).
+
+    ``allowed``: host names and IP addresses the console answers to (the
+    ``[console] allowed_hosts`` setting, or :func:`default_allowed_hosts`);
+    ``any_address``: any IP address is allowed too (a wildcard bind's
+    default); ``own``: the address the console advertises itself at (its
+    ``url``), always allowed so its own agent (``callshield serve``) gets in.
+    """
+
+    def __init__(self, allowed: Iterable[str], *, any_address: bool = False, own: str | None = None) -> None:
+        names = {host_name(name) or name.lower() for name in allowed}
+        if own:
+            names.add(host_name(own) or own.lower())
+        self.allowed = frozenset(names)
+        self.any_address = any_address
+
+    @classmethod
+    def for_console(cls, configured: tuple[str, ...], bind: str, own: str) -> "HostGate":
+        """The gate of a console bound to ``bind`` with ``[console] allowed_hosts = configured``."""
+        if configured:
+            return cls(configured, own=own)
+        names, any_address = default_allowed_hosts(bind)
+        return cls(names, any_address=any_address, own=own)
+
+    def allows(self, name: str | None) -> bool:
+        return name is not None and (name in self.allowed or (self.any_address and is_address(name)))
+
+    def check(self, request: Request) -> None:
+        """Raise :class:`Refusal` unless ``request`` may be answered: one of each
+        :data:`SINGLE_HEADERS` at most, an allowed ``Host``, and an ``Origin``
+        (when a browser sends one) that is this very host and port."""
+        for header in SINGLE_HEADERS:
+            if len(request.headers.get_all(header)) > 1:
+                raise Refusal(HTTPStatus.BAD_REQUEST, f"more than one {header} header")
+        host = request.headers.get("Host")
+        if host is None:
+            raise Refusal(HTTPStatus.BAD_REQUEST, "no Host header")
+        if not self.allows(host_name(host)):
+            raise Refusal(HTTPStatus.MISDIRECTED_REQUEST, "this console does not answer to that Host name (see [console] allowed_hosts)",
+                          f"Host {host[:100]!r}")
+        origin = request.headers.get("Origin")
+        if origin is not None and not self.same_origin(origin, host):
+            raise Refusal(HTTPStatus.FORBIDDEN, "cross-origin request refused", f"Origin {origin[:100]!r}")
+
+    def same_origin(self, origin: str, host: str) -> bool:
+        """A page of this console: an http(s) origin whose host and port are the
+        request's ``Host`` (itself allowed). Blocks other sites' pages, and
+        other ports of the same machine, from talking to the console through a
+        user's browser. Clients that send no Origin (agents, tools) still have
+        to authenticate."""
+        try:
+            parts = urlsplit(origin.strip())
+        except ValueError:  # "http://[::1" and the like
+            return False
+        return (parts.scheme in ("http", "https") and not parts.path and not parts.query
+                and parts.netloc.lower() == host.strip().lower() and self.allows(host_name(parts.netloc)))
+
+
 class Site:
     """Answers plain HTTP requests; returns None for the websocket paths."""
 
@@ -93,11 +242,9 @@ class Site:
         self._tls = tls
 
     def answer(self, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
+        path, _ = split_target(request.path)
         host = request.headers.get("Host")
-        if path in SOCKET_PATHS:
-            if path == "/ws/browser" and not same_origin(request):
-                return response(HTTPStatus.FORBIDDEN, b"cross-origin websocket refused\n", "text/plain; charset=utf-8", host, tls=self._tls)
+        if path in SOCKET_PATHS:  # Host and Origin checked by the HostGate already
             return None
         if path == "/healthz":
             body = json.dumps(self._health()).encode()
@@ -110,13 +257,3 @@ class Site:
         body, content_type = found
         return response(HTTPStatus.OK, body, content_type, host, tls=self._tls)
 
-
-def same_origin(request: Request) -> bool:
-    """A browser socket must come from a page of this console (blocks other
-    sites' pages from talking to the console through a user's browser).
-    Clients that send no Origin (tools, tests) are let through: they still
-    have to log in."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    return urlsplit(origin).netloc.lower() == (request.headers.get("Host") or "").lower()

@@ -1,5 +1,6 @@
 """Helpers for the console tests: a movable clock, a real console on port 0,
-and small websocket clients that speak the agent and browser protocols."""
+small websocket clients that speak the agent and browser protocols,
+and raw HTTP over TCP (for requests no client library would send)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,28 @@ async def open_agent(console: Console, agent_id: str = "agent-1", *, hello: bool
         welcome = await agent.hello(console.tokens[agent_id])
         assert welcome["type"] == "welcome", welcome
     return agent
+
+
+def raw_http(port: int, head: str) -> tuple[int, dict[str, str], bytes]:
+    """Send ``head`` (request line and headers, CRLF-separated, no final blank
+    line) over a fresh TCP connection; the status, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall((head + "\r\n").encode("latin-1"))
+        data = b""
+        while b"\r\n\r\n" not in data or (b" 101 " not in data[:13] and len(data) < _length(data)):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head_bytes, _, body = data.partition(b"\r\n\r\n")
+    lines = head_bytes.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split(" ")[1]), headers, body
+
+
+def _length(data: bytes) -> int:
+    head, _, _ = data.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(head) + 4 + int(line.split(b":")[1])
+    return 1 << 30

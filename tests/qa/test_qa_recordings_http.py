@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -193,3 +194,47 @@ def test_no_path_ever_leaves_the_recordings_dir(tmp_path):
     for attempt, (status, _, body) in zip(attempts, answers):
         assert status == 404, attempt
         assert b"do not serve" not in body, attempt
+
+
+def test_hostile_range_authorization_and_links_on_a_real_console(tmp_path, caplog):
+    """Issue 13, #11: a 5,000-digit Range is a 416, doubled Range or
+    Authorization headers and a link with 5,000 ``&`` a 400, each without a
+    traceback; the recording is still served to a proper request."""
+    from qa_kit import end_call, open_agent, open_browser, record_call, running_console
+    from console_kit import raw_http
+
+    async def scenario():
+        async with running_console(tmp_path) as console:
+            agent = await open_agent(console)
+            info = record_call(console.config.recordings_dir, "call-5")
+            await agent.threat_call("call-5")
+            await end_call(agent, "call-5", at=2.0)
+            async with asyncio.timeout(10):
+                while await console.db(console.store.recording, "call-5") is None:
+                    await asyncio.sleep(0.02)
+            sup = await open_browser(console)
+            token = (await sup.login("sup"))["token"]
+            port, size = console.port, info.bytes
+            head = f"GET /recordings/call-5.wav HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            cases = {
+                "range 5,000 digits": head + "Range: bytes=" + "9" * 5000 + "-\r\n",
+                "suffix 5,000 digits": head + "Range: bytes=-" + "1" * 5000 + "\r\n",
+                "end 5,000 digits": head + "Range: bytes=0-" + "7" * 5000 + "\r\n",
+                "range 20 digits": head + "Range: bytes=99999999999999999999-\r\n",
+                "doubled range": head + "Range: bytes=0-10\r\nRange: bytes=5-\r\n",
+                "doubled authorization": head + "Authorization: Bearer x\r\n",
+                "5,000 &": f"GET /recordings/call-5.wav?{'&' * 5000} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n",
+                "fine": head + "Range: bytes=0-99\r\n",
+            }
+            return {name: await asyncio.to_thread(raw_http, port, request) for name, request in cases.items()}, size
+
+    answers, size = asyncio.run(scenario())
+    for name in ("range 5,000 digits", "suffix 5,000 digits", "end 5,000 digits", "range 20 digits"):
+        status, headers, _ = answers[name]
+        assert status == 416 and headers["content-range"] == f"bytes */{size}", (name, status)
+    assert answers["doubled range"][:3:2] == (400, b"more than one Range header\n")
+    assert answers["doubled authorization"][:3:2] == (400, b"more than one Authorization header\n")
+    assert answers["5,000 &"][0] == 400 and b"too many query fields" in answers["5,000 &"][2]
+    status, headers, body = answers["fine"]
+    assert status == 206 and len(body) == 100 and headers["content-range"] == f"bytes 0-99/{size}"
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
