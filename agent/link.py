@@ -20,7 +20,8 @@ What it promises (``docs/protocol.md``, "Delivery"):
   has stored and resends the rest.
 - Refusals: an ``error`` naming a ``seq`` means the console refused that
   durable event (e.g. a call another agent owns). It is logged as an error,
-  counted (``LinkStats.undelivered``) and kept in :attr:`ConsoleLink.undelivered`
+  counted once (``LinkStats.undelivered``, however often it is resent and
+  refused again) and kept in :attr:`ConsoleLink.undelivered`
   once a later ack passes it: never counted as acknowledged. Unless an ack
   passes it, it stays in the outbox and is resent after a reconnect.
 - Heartbeats: while linked, every ``heartbeat_s`` seconds (and right after
@@ -425,7 +426,8 @@ class ConsoleLink:
     def _refused(self, refusal: Refused) -> None:
         """The console refused one durable event: never count it as delivered."""
         entry = next((e for e in self._outbox if e.message.seq == refusal.seq), None)
-        self.stats.undelivered += 1
+        if entry is None or not entry.refused:  # an event, not each refusal of its resends, is counted
+            self.stats.undelivered += 1
         what = f"{entry.message.TYPE} for call {getattr(entry.message, 'call_id', None)}" if entry else "an event"
         log.error("console refused %s (seq %d), NOT delivered: %s (%s)", what, refusal.seq, refusal.message, refusal.code)
         if entry is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -120,11 +121,7 @@ class CallLog(Room):
             call = rows.call(c, call_id)
             message = f"Monitoring lost on {call.partner}'s call (seat {call.seat or '-'}): {why}. Warnings for this call stop until the agent is back."
             write_audit(c, f"agent:{call.agent}", "call_lost", call_id, why, now)
-            cur = c.execute(
-                "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                (f"lost:{call_id}:{now}", call.agent, call_id, "monitoring_lost", message, now),
-            )
-            return call, rows.notice(c, cur.lastrowid)
+            return call, _console_notice(c, call.agent, call_id, "monitoring_lost", message, now)
 
     def calls_heard(self, agent: str, call_ids: Iterable[str]) -> tuple[list[str], list[Call]]:
         """An agent's heartbeat names ``call_ids``: which of them are its calls
@@ -152,11 +149,10 @@ class CallLog(Room):
         text = (f"Agent {agent} sent {message.TYPE} for call {call_id}{whose}; the console refused it ({error.code}) and keeps"
                 f" refusing that call's events from this agent: they are not stored or shown. Check both agents.")
         with self._tx() as c:
-            cur = c.execute(
-                "INSERT OR IGNORE INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                (f"refused:{agent}:{call_id}", agent, call_id, "events_refused", text, self._now()),
-            )
-            return rows.notice(c, cur.lastrowid) if cur.rowcount else None
+            # Found by what it says, not by an event id: an agent chooses its
+            # events' ids, and another agent must not be able to take this one first.
+            told = c.execute("SELECT 1 FROM notices WHERE code = 'events_refused' AND agent = ? AND call_id IS ?", (agent, call_id)).fetchone()
+            return None if told else _console_notice(c, agent, call_id, "events_refused", text, self._now())
 
     # ------------------------------------------------------------------ reading calls
 
@@ -220,6 +216,16 @@ def _reopen(c: sqlite3.Connection, call_id: str, agent: str, now: str) -> Call |
         return None
     write_audit(c, f"agent:{agent}", "call_reopened", call_id, "the agent is back with this call", now)
     return rows.call(c, call_id)
+
+
+def _console_notice(c: sqlite3.Connection, agent: str, call_id: str | None, code: str, message: str, now: str) -> Notice:
+    """A notice the console writes itself (about ``agent``), under a random
+    event id no agent can have used or take first (agents choose theirs)."""
+    cur = c.execute(
+        "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+        (f"console:{code}:{uuid.uuid4().hex}", agent, call_id, code, message, now),
+    )
+    return rows.notice(c, cur.lastrowid)
 
 
 def _bump_seq(c: sqlite3.Connection, agent: str, seq: int) -> None:
