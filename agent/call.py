@@ -2,7 +2,8 @@
 
 - :class:`CallInfo`: who and what a call is (frozen; published with ``call_started``);
 - :class:`CallControl`: what the agent may do to a live call through its PBX or device;
-- :class:`CallTap`: a per-chunk observer of a call's audio (the call recorder, ...).
+- :class:`CallTap`: a per-chunk observer of a call's audio (the call recorder, ...);
+- :class:`CallIds`: the ids an agent has given its calls, so that none is given twice.
 
 :class:`~agent.session.CallSession` runs a call with these; the ingresses and
 the recorder implement them.
@@ -10,6 +11,8 @@ the recorder implement them.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -61,3 +64,52 @@ class CallInfo:
     source_kind: str
     sample_rate: int
     started_at: str
+
+
+REMEMBERED_CALL_IDS = 50_000
+"""Ended calls' ids an agent remembers (about 150 bytes each; the oldest are forgotten first)."""
+
+
+class CallIds:
+    """The ids an agent has given its calls: a new call never gets one of them.
+
+    A PBX that sends a finished call's id again (a dialplan reusing a UUID, a
+    channel re-entering AudioSocket) must not add to that call's record:
+    evidence never changes after the fact. :meth:`take` then gives the new
+    call a distinct id, ``<id>.2`` (``.3``...), next to the original in every
+    list, and says which id was asked for so the agent can report it.
+
+    The ids of running calls are the agent's own (``running``); the ids of
+    ended calls are kept here, the latest ``remember`` of them
+    (``forgotten``: how many older ones were let go, counted).
+    """
+
+    def __init__(self, remember: int = REMEMBERED_CALL_IDS) -> None:
+        if remember < 1:
+            raise ValueError("remember must be at least 1")
+        self.remember = remember
+        self.forgotten = 0
+        self._ended: dict[str, None] = {}  # insertion order: the oldest first
+
+    def __contains__(self, call_id: object) -> bool:
+        return call_id in self._ended
+
+    def take(self, wanted: str | None, running: Container[str]) -> tuple[str, str | None]:
+        """(the new call's id, ``wanted`` if it was already used or None): ``wanted``
+        itself when unused, a fresh UUID when None, else ``wanted.N``."""
+        if wanted is None:
+            return uuid.uuid4().hex, None
+        taken = lambda call_id: call_id in running or call_id in self._ended  # noqa: E731
+        if not taken(wanted):
+            return wanted, None
+        n = 2
+        while taken(f"{wanted}.{n}"):
+            n += 1
+        return f"{wanted}.{n}", wanted
+
+    def ended(self, call_id: str) -> None:
+        """Remember an ended call's id (forgetting the oldest beyond ``remember``)."""
+        self._ended[call_id] = None
+        while len(self._ended) > self.remember:
+            del self._ended[next(iter(self._ended))]
+            self.forgotten += 1

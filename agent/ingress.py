@@ -32,6 +32,7 @@ from audio.audiosocket.server import AudioSocketServer
 from audio.device import DeviceCapture, DeviceConfig
 from audio.errors import AudioError
 from audio.frames import AudioChunk
+from kernel.queues import DropOldestQueue
 
 log = logging.getLogger("callshield.agent.ingress")
 
@@ -45,9 +46,21 @@ class IngressError(AudioError):
     code = "ingress_error"
 
 
+EARLY_NOTICES = 20
+"""Notices kept per call that has not started yet (the oldest go, counted, and are reported when it starts)."""
+
+
 class AudioSocketIngress:
     """An AudioSocket server feeding an agent. Prefer :func:`serve_audiosocket`;
-    this class is for callers that need the bound :attr:`port` (tests, benches)."""
+    this class is for callers that need the bound :attr:`port` (tests, benches).
+
+    It holds running calls only: when a call has ended (its agent call
+    finished), its handle, its :class:`~audio.audiosocket.IncomingCall` and
+    whatever it buffered are let go, so a busy agent's memory does not grow
+    with the calls it has served. A leg whose UUID names a call this agent
+    already monitored starts a new call under a distinct id (the agent's rule,
+    see :meth:`agent.runtime.Agent.start_call`); the earlier call's record is
+    never touched."""
 
     def __init__(self, agent: Agent, config: AudioSocketConfig, *, route: Route | None = None) -> None:
         self.agent = agent
@@ -55,9 +68,10 @@ class AudioSocketIngress:
         self.route = route
         self.server = AudioSocketServer(self._on_call, config, on_notice=self._on_notice)
         self.handles: dict[str, CallHandle] = {}
-        """Agent calls started by this ingress, by call id (kept after they end)."""
+        """Running agent calls started by this ingress, by agent call id (removed when the call ends)."""
         self.calls: dict[str, IncomingCall] = {}
-        self._early: dict[str, list[IngressNotice]] = {}
+        """The AudioSocket call of each running agent call, by agent call id (removed when the call ends)."""
+        self._early: dict[str, DropOldestQueue[IngressNotice]] = {}
 
     @property
     def port(self) -> int:
@@ -80,28 +94,44 @@ class AudioSocketIngress:
 
     # ---- notices
 
+    def _running(self, wire_id: str) -> CallHandle | None:
+        """The newest running agent call of the AudioSocket call ``wire_id``."""
+        for call_id, call in reversed(self.calls.items()):
+            if call.call_id == wire_id:
+                return self.handles[call_id]
+        return None
+
     def _on_notice(self, notice: IngressNotice) -> None:
-        handle = self.agent.calls.get(notice.call_id) if notice.call_id else None
+        wire_id = notice.call_id
+        if wire_id and self.server.waiting(wire_id) and (wire_id in self._early or len(self._early) < 1000):
+            self._early.setdefault(wire_id, DropOldestQueue(EARLY_NOTICES)).put(notice)  # sent once the call has started
+            return
+        handle = self._running(wire_id) if wire_id else None
         if handle is not None:
             handle.session.notice(notice.code, notice.message)
-        elif notice.call_id and notice.call_id not in self.calls and notice.code != "empty_call" and len(self._early) < 1000:
-            self._early.setdefault(notice.call_id, []).append(notice)  # sent once the call has started
-        else:  # no call to attach it to (never started, or already over)
-            for early in self._early.pop(notice.call_id or "", []):
-                self.agent.notice(early.code, early.message)
-            self.agent.notice(notice.code, notice.message)
+            return
+        for early in self._early_notices(wire_id):  # the call never started (or is over)
+            self.agent.notice(early.code, early.message)
+        self.agent.notice(notice.code, notice.message)
+
+    def _early_notices(self, wire_id: str | None) -> list[IngressNotice]:
+        early = self._early.pop(wire_id or "", None)
+        if early is None:
+            return []
+        notices = list(early)
+        if early.dropped:
+            notices.append(IngressNotice("notices_dropped", f"call {wire_id}: {early.dropped} more ingress notice(s) before the call started, not kept", wire_id))
+        return notices
 
     # ---- calls
 
     async def _on_call(self, call: IncomingCall) -> None:
         partner, seat = self.route(call) if self.route else (None, None)
         assert call.sample_rate is not None
-        # The same call key while its previous call is still finishing: the agent picks a fresh id.
-        call_id = None if call.call_id in self.agent.calls else call.call_id
         try:
             handle = self.agent.start_call(
                 _call_audio(call), sample_rate=call.sample_rate, partner=partner, seat=seat,
-                source_kind="audiosocket", control=call, call_id=call_id,
+                source_kind="audiosocket", control=call, call_id=call.call_id,
             )
         except RuntimeError as exc:  # shutting down, or no model
             self.agent.notice("call_refused", f"AudioSocket call {call.call_id} not monitored: {exc}")
@@ -110,12 +140,15 @@ class AudioSocketIngress:
             return
         self.handles[handle.call_id] = handle
         self.calls[handle.call_id] = call
-        for notice in self._early.pop(call.call_id, []):
-            handle.session.notice(notice.code, notice.message)
-        await handle.wait()
-        # The agent stopped reading (shutdown): release Asterisk's legs too.
-        for leg in call.legs.values():
-            leg.close()
+        try:
+            for notice in self._early_notices(call.call_id):
+                handle.session.notice(notice.code, notice.message)
+            await handle.wait()
+        finally:  # the call is over: hold nothing of it
+            del self.handles[handle.call_id], self.calls[handle.call_id]
+            # The agent stopped reading (shutdown): release Asterisk's legs too.
+            for leg in call.legs.values():
+                leg.close()
 
 
 async def _call_audio(call: IncomingCall) -> AsyncIterator[AudioChunk]:

@@ -63,7 +63,7 @@ class RecordingTap:
         self.kept: bool | None = None
 
     def attach(self, session: Any) -> None:
-        """The call's session, to learn at the end whether findings were raised."""
+        """The call's session, to learn at the end whether findings were raised (held until :meth:`close`)."""
         self._session = session
 
     def push(self, chunk: AudioChunk) -> None:
@@ -72,10 +72,14 @@ class RecordingTap:
         self._recorder.push(chunk)
 
     async def close(self) -> None:
+        # The session holds this tap: letting go of it breaks the cycle, so an
+        # ended call (its recognizers, its sockets) is freed at once, not at the
+        # next full garbage collection.
+        session, self._session = self._session, None
         if self._recorder is None:
             return  # no audio, no recording
         self.info = await self._recorder.aclose()
-        flagged = self._session is None or getattr(self._session, "findings", 1) > 0
+        flagged = session is None or getattr(session, "findings", 1) > 0
         loop = asyncio.get_running_loop()
         if not flagged and not self.policy.keep_unflagged_audio:
             await loop.run_in_executor(self._executor, self._discard)

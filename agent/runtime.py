@@ -31,7 +31,7 @@ from typing import Any
 import ssl
 
 from agent.backoff import Backoff
-from agent.call import CallControl, CallInfo, CallTap
+from agent.call import CallControl, CallIds, CallInfo, CallTap
 from agent.link import ConsoleLink
 from agent.session import CallSession
 from agent.settings import AgentSettings
@@ -153,6 +153,8 @@ class Agent:
         self.transcriber_factory = transcriber_factory
         self.audio_config = audio_config if audio_config is not None else AudioConfig()
         self.calls: dict[str, CallHandle] = {}
+        self.call_ids = CallIds()
+        """Ids of the calls this agent ran: a call asking for one of them gets a distinct id."""
         self._tasks: set[asyncio.Task] = set()
         self._shutdown_requested = asyncio.Event()
         self._shut_down = False
@@ -190,11 +192,11 @@ class Agent:
 
     # ------------------------------------------------------------------ calls
 
-    def _info(self, *, call_id: str | None, partner: str | None, seat: str | None, source_kind: str, sample_rate: int) -> CallInfo:
-        call_id = call_id or uuid.uuid4().hex
-        if call_id in self.calls:
-            raise ValueError(f"call {call_id} is already running")
-        return CallInfo(
+    def _info(self, *, call_id: str | None, partner: str | None, seat: str | None, source_kind: str,
+              sample_rate: int) -> tuple[CallInfo, str | None]:
+        """The new call's info, and the id it asked for if that one was already used (see :class:`CallIds`)."""
+        call_id, reused = self.call_ids.take(call_id, self.calls)
+        info = CallInfo(
             call_id=call_id,
             partner=partner or self.settings.partner,
             seat=self.settings.seat if seat is None else seat,
@@ -202,6 +204,7 @@ class Agent:
             sample_rate=sample_rate,
             started_at=iso(self.clock()),
         )
+        return info, reused
 
     def start_call(
         self,
@@ -217,6 +220,13 @@ class Agent:
     ) -> CallHandle:
         """Start monitoring a call from its audio; returns at once (the call runs as its own task).
 
+        ``call_id``: the id the ingress knows the call by (None: a fresh UUID).
+        An id this agent has already given a call (running, or ended and still
+        remembered, see :class:`~agent.call.CallIds`) is never given again: the
+        call runs as ``<id>.2`` (``.3``...) with a ``call_id_reused`` notice,
+        and the earlier call's record and recording stay as they were.
+        The handle's ``call_id`` is the id the call runs under.
+
         ``lossless``: the source can wait (a file read faster than real time):
         it is slowed down instead of having its oldest audio dropped. Live
         sources leave it False."""
@@ -224,7 +234,7 @@ class Agent:
             raise RuntimeError("no speech model loaded: call Agent.load_model first")
         if self._shut_down:
             raise RuntimeError("the agent is shutting down")
-        info = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=sample_rate)
+        info, reused = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=sample_rate)
         factory = self.transcriber_factory
         if factory is None:
             gate = partial(Segmenter, config=self.audio_config.vad)
@@ -248,7 +258,7 @@ class Agent:
             lossless=lossless,
             detect_executor=self.detect_executor,
         )
-        return self._run(session, session.run_audio(source))
+        return self._run(session, session.run_audio(source), reused)
 
     def start_transcript_call(
         self,
@@ -263,14 +273,16 @@ class Agent:
         """Start a call from a timed transcript (``agent.transcript_source``); returns at once."""
         if self._shut_down:
             raise RuntimeError("the agent is shutting down")
-        info = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=0)
+        info, reused = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=0)
         session = CallSession(info, publish=self.link.publish, screen=self.screen_factory(), detect_executor=self.detect_executor)
         if duration is None:
             duration = getattr(source, "duration", None)
-        return self._run(session, session.run_transcript(source, duration=duration))
+        return self._run(session, session.run_transcript(source, duration=duration), reused)
 
-    def _run(self, session: CallSession, work) -> CallHandle:
+    def _run(self, session: CallSession, work, reused: str | None) -> CallHandle:
         session.announce()
+        if reused is not None:
+            self._report_reused(session, reused)
         task = asyncio.get_running_loop().create_task(self._guard(session, work), name=f"call:{session.info.call_id}")
         handle = CallHandle(session, task)
         self.calls[session.info.call_id] = handle
@@ -285,9 +297,19 @@ class Agent:
             log.exception("call %s failed", session.info.call_id)
             session.notice("call_failed", f"the agent lost this call: {exc!r}")
 
+    def _report_reused(self, session: CallSession, wanted: str) -> None:
+        """A call asked for the id of a call this agent already ran: it runs under its own id, and supervisors are told."""
+        state = "is still running" if wanted in self.calls else "has ended"
+        log.error("call id %s reused: that call %s; the new call is monitored as %s (check that the PBX gives every call a fresh id)",
+                  wanted, state, session.info.call_id)
+        session.notice("call_id_reused", f"Call id {wanted} came again while that call {state}: this call is monitored "
+                       f"as {session.info.call_id}, and call {wanted}'s record and recording are unchanged. "
+                       "Check that the PBX gives every call a fresh id.")
+
     def _call_done(self, call_id: str, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         self.calls.pop(call_id, None)
+        self.call_ids.ended(call_id)
 
     def notice(self, code: str, message: str, *, call_id: str | None = None) -> None:
         """Publish an agent-level notice (not tied to a running call unless ``call_id``)."""

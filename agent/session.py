@@ -188,6 +188,10 @@ class CallSession:
 
     def _end(self, default_reason: str) -> None:
         self.emit(CallEnded, at=round(self.audio_end, 3), reason=self.end_reason or default_reason)
+        # The finished reader goes: a failed source's exception (whose traceback
+        # holds this session) would otherwise keep the ended call in memory
+        # until the next full garbage collection.
+        self._reader = None
 
     async def run_transcript(self, source: AsyncIterable[Partial | Utterance], *, duration: float | None = None) -> None:
         """Run a call whose words are already known (a timed transcript).

@@ -107,7 +107,8 @@ class Fuzz:
             return one(start() + frame(SLIN8) * r.choice([100, 5000]) + frame(HANGUP))
         if kind == "uuid-reuse":
             if len(self.finished) < 50:
-                self.finished = [uuid.UUID(i) for i, c in self.watcher.calls.items() if c.get("ended_at")][-50:]
+                # (a reused UUID's call runs as "<UUID>.2": only the plain UUIDs came from the PBX)
+                self.finished = [uuid.UUID(i) for i, c in self.watcher.calls.items() if c.get("ended_at") and "." not in i][-50:]
             if self.finished:
                 return one(frame(UUID, r.choice(self.finished).bytes) + self.audio(r.randint(10, 50)) + frame(HANGUP))
         if kind == "duplicate-leg":

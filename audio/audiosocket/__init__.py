@@ -11,7 +11,7 @@ Nothing here imports ``agent`` or ``console``.
 
 from __future__ import annotations
 
-from audio.audiosocket.call import IncomingCall, IngressNotice, Leg, LegStats, NoticeSink, load_closing_message
+from audio.audiosocket.call import DTMF_KEPT, IncomingCall, IngressNotice, Leg, LegStats, NoticeSink, load_closing_message
 from audio.audiosocket.config import AudioSocketConfig, LegPairing
 from audio.audiosocket.frames import (
     ACCEPTED_RATES,
@@ -33,7 +33,7 @@ from audio.audiosocket.server import AudioSocketServer, CallHandler
 from audio.errors import AudioSocketError
 
 __all__ = [
-    "ACCEPTED_RATES", "ASTERISK_ERRORS", "AUDIO_RATES", "FRAME_MS", "HEADER", "KIND_FOR_RATE", "MAX_PAYLOAD",
+    "ACCEPTED_RATES", "ASTERISK_ERRORS", "AUDIO_RATES", "DTMF_KEPT", "FRAME_MS", "HEADER", "KIND_FOR_RATE", "MAX_PAYLOAD",
     "AudioSocketConfig", "AudioSocketError", "AudioSocketServer", "CallHandler", "Frame", "FrameDecoder",
     "IncomingCall", "IngressNotice", "Kind", "Leg", "LegPairing", "LegStats", "NoticeSink",
     "encode_audio", "encode_frame", "encode_hangup", "encode_uuid", "load_closing_message",

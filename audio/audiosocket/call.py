@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid as uuidlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -44,18 +45,31 @@ class IngressNotice:
 NoticeSink = Callable[[IngressNotice], None]
 
 
+DTMF_KEPT = 64
+"""DTMF digits a leg keeps: the latest ones (a keypad flood cannot grow a leg without limit)."""
+
+
 @dataclass
 class LegStats:
     """Counters of one leg. ``samples_received``: audio samples parsed from the
     socket; ``samples_delivered``: samples handed to the consumer; ``dtmf``:
-    (digit, sample index) pairs; ``end_reason``: ``hangup``, ``closed``,
-    ``error``, ``authorized_end`` or None while live."""
+    the latest :data:`DTMF_KEPT` (digit, call sample index) pairs, oldest
+    first; ``dtmf_dropped``: older digits let go to make room (counted, not
+    kept); ``end_reason``: ``hangup``, ``closed``, ``error``,
+    ``authorized_end`` or None while live."""
 
     samples_received: int = 0
     samples_delivered: int = 0
-    dtmf: list = field(default_factory=list)
+    dtmf: deque[tuple[str, int]] = field(default_factory=lambda: deque(maxlen=DTMF_KEPT))
+    dtmf_dropped: int = 0
     end_reason: str | None = None
     error_code: str | None = None
+
+    def heard_dtmf(self, digit: str, sample: int) -> None:
+        """Keep a DTMF digit heard at call sample ``sample``; the oldest kept one goes (counted) when full."""
+        if len(self.dtmf) == self.dtmf.maxlen:
+            self.dtmf_dropped += 1
+        self.dtmf.append((digit, sample))
 
 
 class Leg:

@@ -159,7 +159,7 @@ class FrameDecoder:
         self.malformed = 0
         self._buffer = bytearray()
         self._pos = 0  # start of the first frame not handed out yet
-        self._error: AudioSocketError | None = None
+        self._error: tuple[str, str] | None = None  # (message, code) of the malformed frame that broke the framing
 
     @property
     def buffered(self) -> int:
@@ -173,10 +173,17 @@ class FrameDecoder:
             self._pos = 0
         self._buffer += data
 
+    def _broken(self) -> None:
+        """Raise the error that broke the framing again, as a new exception: a
+        stored one would keep, through its traceback, every frame it passed
+        through (and the call they held) alive for the garbage collector."""
+        if self._error is not None:
+            message, code = self._error
+            raise AudioSocketError(message, code=code)
+
     def next_frame(self) -> Frame | None:
         """The next whole frame, or None until more bytes are received."""
-        if self._error is not None:
-            raise self._error
+        self._broken()
         if self.buffered < HEADER.size:
             return None
         kind, length = HEADER.unpack_from(self._buffer, self._pos)
@@ -201,8 +208,7 @@ class FrameDecoder:
 
     def close(self) -> None:
         """The stream ended: ``truncated_frame`` if it ended inside a frame."""
-        if self._error is not None:
-            raise self._error
+        self._broken()
         left = self.buffered
         if not left:
             return
@@ -219,5 +225,5 @@ class FrameDecoder:
                 raise AudioSocketError(f"AudioSocket frame of {length} bytes is over the limit of {self.max_payload}", code="bad_frame")
         except AudioSocketError as exc:
             self.malformed += 1
-            self._error = exc
+            self._error = (exc.message, exc.code)
             raise

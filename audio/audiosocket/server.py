@@ -69,6 +69,7 @@ class AudioSocketServer:
         self._pending: dict[bytes, IncomingCall] = {}
         self._tasks: set[asyncio.Task] = set()
         self._calls: set[IncomingCall] = set()
+        self._waiting: set[IncomingCall] = set()  # calls being paired, not handed out yet
         self.notices: DropOldestQueue[IngressNotice] = DropOldestQueue(1000)
         """The latest notices (bounded: the oldest go, counted), also passed to ``on_notice``."""
         self.calls_started = 0
@@ -115,6 +116,16 @@ class AudioSocketServer:
         assert self._server is not None
         await self._server.serve_forever()
 
+    async def wait_idle(self) -> None:
+        """Wait until no call is being paired and every handed-out call's ``on_call`` has returned."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def waiting(self, call_id: str) -> bool:
+        """Whether a call with this id has legs connected but is not handed out yet
+        (its notices are about a call that is still to start)."""
+        return any(call.call_id == call_id for call in self._waiting)
+
     # ---- internals
 
     def _notify(self, notice: IngressNotice) -> None:
@@ -155,6 +166,7 @@ class AudioSocketServer:
         if call is None:
             call = IncomingCall(key=key, call_id=self.pairing.call_id(key), queue_frames=self.config.queue_frames, notify=self._notify, io_executor=self._io)
             self._pending[key] = call
+            self._waiting.add(call)
             self._spawn(self._hand_out(call), f"audiosocket-pair-{call.call_id}")
         try:
             call._attach(leg)
@@ -219,7 +231,7 @@ class AudioSocketServer:
                 call._leg_ended(leg, "hangup")
                 return
             elif frame.kind == Kind.DTMF:
-                leg.stats.dtmf.append((frame.payload.decode("ascii", "replace"), (leg.offset or 0) + leg.stats.samples_received))
+                leg.stats.heard_dtmf(frame.payload.decode("ascii", "replace"), (leg.offset or 0) + leg.stats.samples_received)
             elif frame.kind == Kind.ERROR:
                 code = frame.payload[0] if frame.payload else 0
                 what = ASTERISK_ERRORS.get(code, "no code" if not frame.payload else f"code 0x{code:02x}")
@@ -228,18 +240,14 @@ class AudioSocketServer:
                 raise AudioSocketError("a second, different UUID frame in the middle of a leg", code="bad_frame")
 
     async def _hand_out(self, call: IncomingCall) -> None:
-        if self.config.pairing != "customer_only":
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(call._paired.wait(), self.config.pair_timeout_s)
-            if len(call.legs) == 1:
-                only = next(iter(call.legs))
-                other = "partner" if only == "customer" else "customer"
-                self._notify(IngressNotice("leg_unpaired", f"call {call.call_id}: no {other} leg within {self.config.pair_timeout_s} s; monitoring the {only} alone", call.call_id, only))
-        await call._rate_known.wait()
+        try:
+            await self._pair(call)
+        finally:
+            self._waiting.discard(call)
         if call.sample_rate is None:  # every leg ended before any audio
-            self._notify(IngressNotice("empty_call", f"call {call.call_id} ended before any audio arrived", call.call_id))
             if self._pending.get(call.key) is call:
                 del self._pending[call.key]
+            self._notify(IngressNotice("empty_call", f"call {call.call_id} ended before any audio arrived", call.call_id))
             return
         call._handed_out = True
         self.calls_started += 1
@@ -253,3 +261,14 @@ class AudioSocketServer:
         finally:
             call._consumer_gone()
             self._calls.discard(call)
+
+    async def _pair(self, call: IncomingCall) -> None:
+        """Wait for the other leg (up to ``pair_timeout_s``) and for the call's first audio."""
+        if self.config.pairing != "customer_only":
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(call._paired.wait(), self.config.pair_timeout_s)
+            if len(call.legs) == 1:
+                only = next(iter(call.legs))
+                other = "partner" if only == "customer" else "customer"
+                self._notify(IngressNotice("leg_unpaired", f"call {call.call_id}: no {other} leg within {self.config.pair_timeout_s} s; monitoring the {only} alone", call.call_id, only))
+        await call._rate_known.wait()

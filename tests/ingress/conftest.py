@@ -1,5 +1,6 @@
-"""Fixtures of the ingress tests: a private PulseAudio server with a null sink,
-so the sound-device path runs against a real PortAudio device.
+"""Fixtures of the ingress tests: the recognizer executor of a test module's
+agents, and a private PulseAudio server with a null sink, so the sound-device
+path runs against a real PortAudio device.
 
 The server runs as whoever runs the tests (root in CI: PulseAudio warns but
 works in user mode), with its runtime, state and cookie in a temporary
@@ -19,6 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="module")
+def executor():
+    """The recognizer executor the agents of one test module share (two threads)."""
+    from models.transcriber import recognizer_executor
+
+    pool = recognizer_executor(2)
+    yield pool
+    pool.shutdown()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Helpers for the ingress tests: a link that records what the agent publishes,
-and an agent on the real Korean Vosk model."""
+an agent on the real Korean Vosk model, a route that keeps the calls it saw."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ def make_agent(ko_model, ko_model_dir, executor, **settings):
 def split_call(stereo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(customer, partner) mono channels of a stereo call (left = customer)."""
     return np.ascontiguousarray(stereo[:, 0]), np.ascontiguousarray(stereo[:, 1])
+
+
+class Routed:
+    """An ingress route that keeps every AudioSocket call it was asked about, by
+    its AudioSocket call id (the ingress itself lets go of a call once it has ended)."""
+
+    def __init__(self) -> None:
+        self.calls: dict = {}
+
+    def __call__(self, call) -> tuple[None, None]:
+        self.calls[call.call_id] = call
+        return None, None

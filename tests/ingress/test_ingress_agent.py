@@ -16,18 +16,10 @@ from agent.ingress import capture_devices, serve_audiosocket, start_audiosocket
 from audio.audiosocket import AudioSocketConfig
 from audio.device import DeviceConfig
 from fake_asterisk import frame, leg_uuid, play_leg
-from ingress_kit import make_agent, split_call
-from models.transcriber import recognizer_executor
+from ingress_kit import Routed, make_agent, split_call
 from speech import KOREAN_CALL, call_samples, speak, write_call, write_pcm16
 
 RATE = 8000
-
-
-@pytest.fixture(scope="module")
-def executor():
-    pool = recognizer_executor(2)
-    yield pool
-    pool.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +53,8 @@ def test_both_legs_of_a_call_are_transcribed_by_the_agent(ko_model, ko_model_dir
 
     async def main():
         agent, link = make_agent(ko_model, ko_model_dir, executor, audio_queue_s=60.0)
-        async with await start_audiosocket(agent, config=config()) as ingress:
+        routed = Routed()
+        async with await start_audiosocket(agent, config=config(), route=routed) as ingress:
             call = uuidlib.uuid4()
             sent = await asyncio.gather(
                 play_leg(ingress.port, leg_uuid(call, "customer"), customer, speed=1.5),
@@ -69,9 +62,9 @@ def test_both_legs_of_a_call_are_transcribed_by_the_agent(ko_model, ko_model_dir
             )
             await agent.wait_calls()
             call_id = str(leg_uuid(call, "customer"))
-            return link, call_id, sent, ingress.handles[call_id], ingress.calls[call_id]
+            return link, call_id, sent, routed.calls[call_id]
 
-    link, call_id, sent, handle, call = asyncio.run(main())
+    link, call_id, sent, call = asyncio.run(main())
     started = link.of(p.CallStarted, call_id)
     assert len(started) == 1 and started[0].source == "audiosocket" and started[0].sample_rate == RATE
     assert link.text(call_id, "customer").strip() and link.text(call_id, "partner").strip(), link.messages
@@ -79,7 +72,7 @@ def test_both_legs_of_a_call_are_transcribed_by_the_agent(ko_model, ko_model_dir
     assert min(u.start for u in utterances if u.speaker == "partner") < min(u.start for u in utterances if u.speaker == "customer")
     assert link.of(p.CallEnded, call_id)[-1].reason == "hangup"
     assert call.legs["customer"].stats.samples_received == sent[0].sent_samples and call.legs["partner"].stats.samples_received == sent[1].sent_samples
-    assert handle.session.queue.dropped == 0
+    assert not [n for n in link.of(p.AgentNotice, call_id) if n.code == "audio_dropped"]
     assert all(leg.stats.samples_delivered == leg.stats.samples_received for leg in call.legs.values())
 
 
@@ -148,7 +141,8 @@ def test_twenty_concurrent_calls_on_one_model_lose_no_audio(ko_model, ko_model_d
     async def main():
         agent, link = make_agent(ko_model, ko_model_dir, executor, audio_queue_s=120.0)
         agent.tap_factories.append(CountingTap)
-        async with await start_audiosocket(agent, config=config(pair_timeout_s=3.0)) as ingress:
+        routed = Routed()
+        async with await start_audiosocket(agent, config=config(pair_timeout_s=3.0), route=routed) as ingress:
             silence = np.zeros(int(RATE * 0.3), dtype=np.int16)
             customer = np.concatenate([silence, phrase, silence])
             partner = np.zeros(len(customer) + RATE // 2, dtype=np.int16)  # the partner listens
@@ -164,14 +158,13 @@ def test_twenty_concurrent_calls_on_one_model_lose_no_audio(ko_model, ko_model_d
             ids = [str(leg_uuid(call, "customer")) for call in calls]
             results = [leg for pair in await asyncio.gather(*(call_in(n, c) for n, c in enumerate(calls))) for leg in pair]
             await agent.wait_calls()
-            return link, ids, results, ingress
+            return link, ids, results, routed
 
-    link, ids, results, ingress = asyncio.run(main())
-    assert len(ingress.calls) == 20 and not [n for n in link.of(p.AgentNotice) if n.code == "audio_dropped"]
+    link, ids, results, routed = asyncio.run(main())
+    assert len(routed.calls) == 20 and not [n for n in link.of(p.AgentNotice) if n.code == "audio_dropped"]
     for i, call_id in enumerate(ids):
         sent_customer, sent_partner = results[2 * i].sent_samples, results[2 * i + 1].sent_samples
         assert CountingTap.seen[call_id] == {"customer": sent_customer, "partner": sent_partner}  # every sample reached the agent
-        assert ingress.handles[call_id].session.queue.dropped == 0
         assert link.text(call_id, "customer").strip()
         assert link.of(p.CallEnded, call_id)[-1].reason == "hangup"
     # (The texts are not compared across calls: Vosk decodes the same audio slightly
@@ -214,7 +207,9 @@ def test_serve_audiosocket_serves_until_the_agent_shuts_down(ko_model, ko_model_
     async def main():
         agent, link = make_agent(ko_model, ko_model_dir, executor, audio_queue_s=60.0)
         ready: asyncio.Queue = asyncio.Queue()
-        server = asyncio.create_task(serve_audiosocket(agent, "127.0.0.1", 0, config=AudioSocketConfig(pairing="customer_only"), started=ready.put_nowait))
+        routed = Routed()
+        server = asyncio.create_task(serve_audiosocket(agent, "127.0.0.1", 0, config=AudioSocketConfig(pairing="customer_only"),
+                                                       route=routed, started=ready.put_nowait))
         ingress = await asyncio.wait_for(ready.get(), 5)
         leg = await play_leg(ingress.port, uuidlib.uuid4(), customer[: RATE // 2], speed=0)
         await agent.wait_calls()
@@ -223,9 +218,9 @@ def test_serve_audiosocket_serves_until_the_agent_shuts_down(ko_model, ko_model_
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", ingress.port)
         await agent.shutdown()
-        return link, leg, ingress
+        return link, leg, routed
 
-    link, leg, ingress = asyncio.run(main())
-    (call_id,) = ingress.calls
-    assert ingress.calls[call_id].legs["customer"].stats.samples_received == leg.sent_samples
+    link, leg, routed = asyncio.run(main())
+    (call_id,) = routed.calls
+    assert routed.calls[call_id].legs["customer"].stats.samples_received == leg.sent_samples
     assert link.of(p.CallEnded, call_id)[-1].reason == "hangup"

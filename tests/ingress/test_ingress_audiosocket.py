@@ -10,6 +10,7 @@ import pytest
 
 from audio.audiosocket import (
     AUDIO_RATES,
+    DTMF_KEPT,
     AudioSocketConfig,
     AudioSocketError,
     AudioSocketServer,
@@ -238,7 +239,25 @@ def test_dtmf_is_recorded_with_its_audio_time():
             return call
 
     call = asyncio.run(main())
-    assert call.legs["customer"].stats.dtmf == [("5", 800)]
+    assert list(call.legs["customer"].stats.dtmf) == [("5", 800)] and call.legs["customer"].stats.dtmf_dropped == 0
+
+
+def test_a_dtmf_flood_keeps_the_latest_digits_and_counts_the_rest():
+    pressed = [(str(i % 10), (i + 1) * 160) for i in range(1000)]  # a digit after each 20 ms frame
+
+    async def main():
+        handler = Collector()
+        async with AudioSocketServer(handler, config(pairing="customer_only")) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(frame(0x01, uuidlib.uuid4().bytes) + b"".join(encode_audio(tone(0.02), 8000) + frame(0x03, digit.encode()) for digit, _ in pressed) + encode_hangup())
+            await writer.drain()
+            call = await asyncio.wait_for(handler.done.get(), 10)
+            writer.close()
+            return call
+
+    stats = asyncio.run(main()).legs["customer"].stats
+    assert list(stats.dtmf) == pressed[-DTMF_KEPT:] and stats.dtmf_dropped == len(pressed) - DTMF_KEPT
+    assert stats.end_reason == "hangup" and stats.samples_received == 160 * len(pressed)
 
 
 BAD_ENDINGS = {
