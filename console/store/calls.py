@@ -72,7 +72,9 @@ class CallLog(Room):
 
         Raises :class:`Forbidden` (code ``not_your_call``) when the message is
         about a call another agent owns, :class:`BadRequest` (``unknown_call``)
-        for a call never started; nothing is stored then.
+        for a call never started, :class:`BadRequest` (``call_ended``) for a new
+        event other than a notice about a call that has ended (a lost call
+        reopens first); nothing is stored then.
         """
         if not p.is_durable(message):
             raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
@@ -95,6 +97,7 @@ class CallLog(Room):
                     raise BadRequest(f"call {call_id!r} was never started", code="unknown_call")
                 if owner is not None:
                     reopened = _reopen(c, call_id, agent, now)
+                    _refuse_after_the_end(c, call_id, message)
             result = _apply(c, agent, message, now)
             if reopened is not None:
                 result = dataclasses.replace(result, reopened=reopened)
@@ -216,6 +219,17 @@ def _reopen(c: sqlite3.Connection, call_id: str, agent: str, now: str) -> Call |
         return None
     write_audit(c, f"agent:{agent}", "call_reopened", call_id, "the agent is back with this call", now)
     return rows.call(c, call_id)
+
+
+def _refuse_after_the_end(c: sqlite3.Connection, call_id: str, message: DurableEvent) -> None:
+    """A call that ended (not lost) is evidence: no new words, findings, levels
+    or start/end may change it after the fact (an agent restarted with the id
+    of a finished call, a PBX reusing one). Notices about it are still taken."""
+    if isinstance(message, p.AgentNotice):
+        return
+    ended = c.execute("SELECT ended_at FROM calls WHERE id = ? AND ended_at IS NOT NULL", (call_id,)).fetchone()
+    if ended is not None:
+        raise BadRequest(f"call {call_id!r} ended at {ended['ended_at']}: its record is closed", code="call_ended")
 
 
 def _console_notice(c: sqlite3.Connection, agent: str, call_id: str | None, code: str, message: str, now: str) -> Notice:

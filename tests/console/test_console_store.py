@@ -123,6 +123,28 @@ def test_calls_belong_to_the_agent_that_started_them(tmp_path):
     assert store.counts() == before and store.last_seq("agent-2") == 0
 
 
+def test_an_ended_call_takes_no_new_evidence_but_resends_and_notices(tmp_path):
+    store = _store(tmp_path)
+    store.record_event("agent-1", _start(1))
+    store.record_event("agent-1", _level(2, "alert", "none"))
+    store.record_event("agent-1", p.CallEnded(seq=3, event_id="e3-c1", call_id="c1", at=12.5, reason="hangup"))
+    before = (store.counts(), store.call("c1"))
+    late = [
+        _level(4, "end_call_recommended", "alert"),
+        p.UtteranceFinal(seq=5, event_id="e5-c1", call_id="c1", speaker="customer", start=13.0, end=14.0, text="more words", words=()),
+        _start(6),  # the id of a finished call started again (an agent restarted, a PBX reusing ids)
+        p.CallEnded(seq=7, event_id="e7-c1", call_id="c1", at=30.0, reason="hangup"),
+    ]
+    for message in late:
+        with pytest.raises(BadRequest) as err:
+            store.record_event("agent-1", message)
+        assert err.value.code == "call_ended"
+    assert (store.counts(), store.call("c1")) == before
+    assert store.record_event("agent-1", _level(2, "alert", "none")).new is False  # a resend of what was stored
+    notice = p.AgentNotice(seq=8, event_id="n8", call_id="c1", code="recording_saved", message="saved", dropped=0)
+    assert store.record_event("agent-1", notice).new is True
+
+
 def test_authorization_needs_a_reason_a_live_call_and_is_audited(tmp_path):
     clock = FakeClock()
     store = _store(tmp_path, clock)
