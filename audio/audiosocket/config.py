@@ -83,6 +83,11 @@ class AudioSocketConfig:
             the consumer. The agent's consumer never falls behind: a slow
             transcriber drops the oldest audio in the call session's queue
             (``[agent] audio_queue_s``), counted and reported.
+        max_calls: calls this agent runs at once (each holds a recognizer per
+            leg, tens of MB). A leg of a new call beyond it is refused at once
+            (``over_capacity`` notice, counted); legs of running calls are
+            always taken. Connections not yet named by a UUID are bounded too,
+            at ``2 * max_calls + 16``: more are closed at once, counted.
 
     Whether an authorized end of call hangs up, and the closing message, are
     the agent's settings (``[agent] hangup_on_authorization``,
@@ -96,6 +101,7 @@ class AudioSocketConfig:
     uuid_timeout_s: float = 5.0
     idle_timeout_s: float = 10.0
     queue_frames: int = 1000
+    max_calls: int = 64
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> "AudioSocketConfig":
@@ -105,8 +111,8 @@ class AudioSocketConfig:
     def check(self) -> None:
         """What the settings mean together (called by :meth:`from_section`)."""
         LegPairing(self.pairing)
-        numbers = (self.port, self.pair_timeout_s, self.uuid_timeout_s, self.idle_timeout_s, self.queue_frames)
+        numbers = (self.port, self.pair_timeout_s, self.uuid_timeout_s, self.idle_timeout_s, self.queue_frames, self.max_calls)
         if any(value < 0 for value in numbers):
-            raise AudioSocketError("[audiosocket] port, the timeouts and queue_frames must be non-negative numbers", code="bad_config")
-        if self.port > 65535 or self.queue_frames < 1:
-            raise AudioSocketError("[audiosocket] port must be 0..65535 and queue_frames at least 1", code="bad_config")
+            raise AudioSocketError("[audiosocket] port, the timeouts, queue_frames and max_calls must be non-negative numbers", code="bad_config")
+        if self.port > 65535 or self.queue_frames < 1 or self.max_calls < 1:
+            raise AudioSocketError("[audiosocket] port must be 0..65535, queue_frames and max_calls at least 1", code="bad_config")

@@ -73,6 +73,11 @@ class AudioSocketServer:
         self.notices: DropOldestQueue[IngressNotice] = DropOldestQueue(1000)
         """The latest notices (bounded: the oldest go, counted), also passed to ``on_notice``."""
         self.calls_started = 0
+        self.calls_refused = 0
+        """New calls refused because ``max_calls`` were running (``over_capacity``)."""
+        self.connections_refused = 0
+        """Connections closed at once because too many had not named their call yet."""
+        self._unnamed = 0  # connections that have not sent their UUID yet
         self.malformed_frames = 0
         """Malformed frames met on every connection (each ended its leg with ``bad_frame``)."""
 
@@ -144,7 +149,15 @@ class AudioSocketServer:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        if self._unnamed >= 2 * self.config.max_calls + 16:
+            self.connections_refused += 1
+            if self.connections_refused == 1 or self.connections_refused % 100 == 0:  # one notice per hundred, not per connection
+                self._notify(IngressNotice("over_capacity", f"{self.connections_refused} connection(s) refused: {self._unnamed} open without a UUID"))
+            with contextlib.suppress(Exception):
+                writer.close()
+            return
         decoder = FrameDecoder()
+        self._unnamed += 1
         try:
             first = await asyncio.wait_for(self._next_frame(reader, decoder), self.config.uuid_timeout_s or None)
             if first is None:
@@ -161,8 +174,16 @@ class AudioSocketServer:
             with contextlib.suppress(Exception):
                 writer.close()
             return
+        finally:
+            self._unnamed -= 1
         leg = Leg(uuidlib.UUID(bytes=first.payload), speaker, reader, writer, decoder)
         call = self._pending.get(key)
+        if call is None and len(self._pending) >= self.config.max_calls:
+            self.calls_refused += 1
+            call_id = self.pairing.call_id(key)
+            self._notify(IngressNotice("over_capacity", f"call {call_id} refused: {len(self._pending)} calls running ([audiosocket] max_calls)", call_id, speaker))
+            leg.close()
+            return
         if call is None:
             call = IncomingCall(key=key, call_id=self.pairing.call_id(key), queue_frames=self.config.queue_frames, notify=self._notify, io_executor=self._io)
             self._pending[key] = call

@@ -156,6 +156,43 @@ def test_the_server_counts_malformed_frames():
     assert handler.samples(call.call_id, "customer") == result.sent_samples == 800
 
 
+def test_calls_beyond_max_calls_are_refused_at_once_and_counted():
+    async def main():
+        handler = Collector()
+        async with AudioSocketServer(handler, config(pairing="customer_only", max_calls=2)) as server:
+            running = [asyncio.create_task(play_leg(server.port, uuidlib.uuid4(), tone(1.0), speed=1.0)) for _ in range(2)]
+            while server.calls_started < 2:
+                await asyncio.sleep(0.01)
+            refused = await asyncio.wait_for(play_leg(server.port, uuidlib.uuid4(), tone(1.0), speed=1.0), 5)
+            await asyncio.gather(*running)
+            calls = [await asyncio.wait_for(handler.done.get(), 10) for _ in range(2)]
+            await asyncio.wait_for(play_leg(server.port, uuidlib.uuid4(), tone(0.1)), 5)  # room again once they ended
+            calls.append(await asyncio.wait_for(handler.done.get(), 10))
+            return server, refused, calls
+
+    server, refused, calls = asyncio.run(main())
+    assert server.calls_refused == 1 and server.calls_started == 3 and len(calls) == 3
+    notices = [n for n in server.notices if n.code == "over_capacity"]
+    assert len(notices) == 1 and "max_calls" in notices[0].message and notices[0].call_id not in {c.call_id for c in calls}
+    assert refused.sent_samples < 8000  # cut off, not monitored
+
+
+def test_connections_that_never_name_a_call_are_bounded():
+    async def main():
+        async with AudioSocketServer(Collector(), config(pairing="customer_only", max_calls=1, uuid_timeout_s=5.0)) as server:
+            silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2 * 1 + 16)]
+            await asyncio.sleep(0.1)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            closed = await asyncio.wait_for(reader.read(), 2) == b""
+            for _, w in silent + [(reader, writer)]:
+                w.close()
+            return server, closed
+
+    server, closed = asyncio.run(main())
+    assert closed and server.connections_refused == 1
+    assert [n.code for n in server.notices if n.code == "over_capacity"] == ["over_capacity"]
+
+
 def test_pairing_convention():
     pairing = LegPairing()
     call = uuidlib.uuid4()
