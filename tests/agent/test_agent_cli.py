@@ -53,7 +53,11 @@ def test_replay_jsonl_streams_the_call_and_exits_when_acknowledged(tmp_path):
         screen = await Watcher(console.url, "sup", PASSWORD).open()
         status, out, err = await callshield(tmp_path, "replay", str(call), "--console", console.url, "--token", token,
                                             "--agent-id", "replayer", "--partner", "kim", "--seat", "7")
-        await until(lambda: screen.of("alert"))
+        try:
+            await until(lambda: screen.of("alert"))
+        except TimeoutError:  # say what the replay and the screen saw
+            raise AssertionError(f"no alert shown; replay exited {status}; screen got {[m['type'] for m in screen.messages]};"
+                                 f" stdout: {out[-1500:]!r}; stderr: {err[-3000:]!r}") from None
         calls = await console.db(console.store.recent_calls, 10)
         detail = await console.db(console.store.call_detail, calls[0]["id"])
         await screen.close()
