@@ -83,8 +83,10 @@ class AudioSocketConfig:
             the consumer. The agent's consumer never falls behind: a slow
             transcriber drops the oldest audio in the call session's queue
             (``[agent] audio_queue_s``), counted and reported.
-        max_calls: calls this agent runs at once (each holds a recognizer per
-            leg, tens of MB). A leg of a new call beyond it is refused at once
+        max_calls: calls this agent runs at once, from the first leg until the
+            call's audio is transcribed and screened (each holds a recognizer
+            per leg, tens of MB, and its queued audio). A leg of a new call
+            beyond it is refused at once
             (``over_capacity`` notice, counted); legs of running calls are
             always taken. Connections not yet named by a UUID are bounded too,
             at ``2 * max_calls + 16``: more are closed at once, counted.

@@ -126,6 +126,13 @@ class AudioSocketServer:
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 
+    @property
+    def running_calls(self) -> int:
+        """Calls being paired or monitored: until ``on_call`` returns, which for
+        the agent is when the call's audio is transcribed and screened, after
+        its legs hung up (what ``max_calls`` bounds)."""
+        return len(self._waiting) + len(self._calls)
+
     def waiting(self, call_id: str) -> bool:
         """Whether a call with this id has legs connected but is not handed out yet
         (its notices are about a call that is still to start)."""
@@ -178,10 +185,10 @@ class AudioSocketServer:
             self._unnamed -= 1
         leg = Leg(uuidlib.UUID(bytes=first.payload), speaker, reader, writer, decoder)
         call = self._pending.get(key)
-        if call is None and len(self._pending) >= self.config.max_calls:
+        if call is None and self.running_calls >= self.config.max_calls:
             self.calls_refused += 1
             call_id = self.pairing.call_id(key)
-            self._notify(IngressNotice("over_capacity", f"call {call_id} refused: {len(self._pending)} calls running ([audiosocket] max_calls)", call_id, speaker))
+            self._notify(IngressNotice("over_capacity", f"call {call_id} refused: {self.running_calls} calls running ([audiosocket] max_calls)", call_id, speaker))
             leg.close()
             return
         if call is None:

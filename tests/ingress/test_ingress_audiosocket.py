@@ -177,6 +177,37 @@ def test_calls_beyond_max_calls_are_refused_at_once_and_counted():
     assert refused.sent_samples < 8000  # cut off, not monitored
 
 
+def test_a_call_still_being_screened_after_its_hang_up_counts_towards_max_calls():
+    async def main():
+        release = asyncio.Event()
+        finished = []
+
+        async def slow_screening(call: IncomingCall) -> None:  # the agent still transcribes after the legs hung up
+            async for _ in call.audio():
+                pass
+            await release.wait()
+            finished.append(call.call_id)
+
+        async with AudioSocketServer(slow_screening, config(pairing="customer_only", max_calls=1)) as server:
+            await play_leg(server.port, uuidlib.uuid4(), tone(0.1))
+            while server.running_calls < 1 or server.calls_started < 1:
+                await asyncio.sleep(0.01)
+            await play_leg(server.port, uuidlib.uuid4(), tone(0.1))  # the first call's legs are gone, its screening is not
+            while server.calls_refused + server.calls_started < 2:  # the server has taken the second call one way or the other
+                await asyncio.sleep(0.01)
+            refused = server.calls_refused
+            release.set()
+            while server.running_calls:
+                await asyncio.sleep(0.01)
+            await play_leg(server.port, uuidlib.uuid4(), tone(0.1))
+            while len(finished) < 2:
+                await asyncio.sleep(0.01)
+            return refused, server.calls_started
+
+    refused, started = asyncio.run(asyncio.wait_for(main(), 20))
+    assert (refused, started) == (1, 2)
+
+
 def test_connections_that_never_name_a_call_are_bounded():
     async def main():
         async with AudioSocketServer(Collector(), config(pairing="customer_only", max_calls=1, uuid_timeout_s=5.0)) as server:
