@@ -285,18 +285,15 @@ async def run(args, house: h.House, console: h.Proc, agent: h.Proc) -> int:
 
 
 def main() -> int:
-    ap = h.arguments(__doc__)
+    ap = h.arguments(__doc__, rss_cap="stop early")
     ap.add_argument("--cases", type=int, default=10_000, help="frame sequences to send (default 10000)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     ap.add_argument("--concurrency", type=int, default=16, help="cases in flight at once (default 16)")
     ap.add_argument("--wait", type=float, default=0.5, help="seconds to wait for the agent to close a connection (default 0.5)")
-    ap.add_argument("--max-agent-rss-mb", type=float, default=4000, help="stop early when the agent passes this RSS (default 4000)")
     ap.add_argument("--good-call-timeout", type=float, default=300, help="seconds the good call after the fuzz may take to show (default 300)")
     args = ap.parse_args()
     with h.House(keep=args.keep) as house:
-        house.add_user("sup", "supervisor")
-        house.add_user("ann", "partner")
-        token = house.add_user("site-a", "agent")
+        token = house.add_floor()
         console = house.start_console()
         agent = house.start_agent(console, "site-a", token, args.model)
         h.say(f"console pid {console.pid}, agent pid {agent.pid} (AudioSocket 127.0.0.1:{agent.port}); {args.cases} cases, seed {args.seed}")

