@@ -44,6 +44,8 @@ LOST = "lost"
 """``end_reason`` of a call closed because its agent stopped answering."""
 LOST_SHOWN_HOURS = 1.0
 """Hours a lost call stays on the supervisors' live list (marked lost) after monitoring was lost."""
+REFUSAL_TOLD = "SELECT 1 FROM notices WHERE code = 'events_refused' AND agent = ? AND call_id IS ?"
+"""Whether supervisors were told that an agent's events for a call are refused (index ``notices_told``)."""
 
 
 @dataclass(frozen=True)
@@ -151,10 +153,13 @@ class CallLog(Room):
         whose = f", which agent {owner} owns" if owner and owner != agent else ""
         text = (f"Agent {agent} sent {message.TYPE} for call {call_id}{whose}; the console refused it ({error.code}) and keeps"
                 f" refusing that call's events from this agent: they are not stored or shown. Check both agents.")
+        # Found by what it says, not by an event id: an agent chooses its events'
+        # ids, and another agent must not be able to take this one first. Most
+        # refused events find it told already: one indexed read, no write.
+        if self._conn.execute(REFUSAL_TOLD, (agent, call_id)).fetchone():
+            return None
         with self._tx() as c:
-            # Found by what it says, not by an event id: an agent chooses its
-            # events' ids, and another agent must not be able to take this one first.
-            told = c.execute("SELECT 1 FROM notices WHERE code = 'events_refused' AND agent = ? AND call_id IS ?", (agent, call_id)).fetchone()
+            told = c.execute(REFUSAL_TOLD, (agent, call_id)).fetchone()
             return None if told else _console_notice(c, agent, call_id, "events_refused", text, self._now())
 
     # ------------------------------------------------------------------ reading calls

@@ -194,6 +194,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE findings ADD COLUMN why TEXT NOT NULL DEFAULT '';
     """,
+    # 4: notices found without a scan (issue 13): a refused event looks up whether
+    # its refusal was already told, and a call's page lists its notices.
+    """
+    CREATE INDEX notices_told ON notices(code, agent, call_id);
+    CREATE INDEX notices_call ON notices(call_id);
+    """,
 )
 
 

@@ -123,6 +123,22 @@ def test_calls_belong_to_the_agent_that_started_them(tmp_path):
     assert store.counts() == before and store.last_seq("agent-2") == 0
 
 
+def test_a_refused_agent_is_told_once_per_call_by_an_indexed_read(tmp_path):
+    store = _store(tmp_path)
+    store.record_event("agent-1", _start(1))
+    event = _level(5, "none", "alert")
+    error = Forbidden("call 'c1' is not this agent's", code="not_your_call")
+    first = store.refusal_notice("agent-2", event, error)
+    assert first is not None and first.code == "events_refused" and "agent-1" in first.message
+    writes = store._conn.total_changes
+    assert [store.refusal_notice("agent-2", event, error) for _ in range(50)] == [None] * 50
+    assert store._conn.total_changes == writes  # told already: nothing written again
+    assert store.refusal_notice("agent-2", _level(6, "none", "alert", call_id="c2"), error) is not None  # another call: told
+    from console.store.calls import REFUSAL_TOLD
+    plan = " ".join(row[3] for row in store._conn.execute(f"EXPLAIN QUERY PLAN {REFUSAL_TOLD}", ("agent-2", "c1")))
+    assert "USING" in plan and "INDEX notices_told" in plan, plan  # a refusal flood is not a table scan per event
+
+
 def test_an_ended_call_takes_no_new_evidence_but_resends_and_notices(tmp_path):
     store = _store(tmp_path)
     store.record_event("agent-1", _start(1))
