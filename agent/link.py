@@ -437,7 +437,7 @@ class ConsoleLink:
         """Tell the console which calls we are monitoring, now and every ``heartbeat_s`` seconds."""
         while True:
             calls = tuple(self.live_calls()) if self.live_calls is not None else ()
-            await ws.send(protocol.encode(Heartbeat(calls=calls)))
+            await ws.send(protocol.encode(Heartbeat(calls=calls, partials_dropped=self.stats.partials_dropped)))
             self.stats.heartbeats += 1
             await asyncio.sleep(self.heartbeat_s)
 

@@ -221,6 +221,7 @@ class AgentLinks:
         """The agent is alive with ``beat.calls``: they stay live (lost ones reopen)."""
         hub = self.hub
         self._beating.add(agent)
+        hub.load.heard(agent, beat.partials_dropped)
         ids = [c for c in beat.calls[:HEARTBEAT_CALLS] if isinstance(c, str)]
         owned, reopened = await hub.db(hub.store.calls_heard, agent, ids)
         now = hub.clock()

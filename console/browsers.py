@@ -209,6 +209,8 @@ class BrowserDesk:
     async def _authenticated(self, link: BrowserLink, user: str, role: str, token: str) -> None:
         link.user, link.role, link.token, link.bad = user, role, token, 0
         self.hub.screens.reply(link, await self.hub.db(_snapshot, self.hub.store, user, role))
+        if role in WATCHES_ALL_CALLS:
+            self.hub.load.greet(link)
 
     async def _act(self, link: BrowserLink, r: b.BrowserRequest) -> None:
         hub = self.hub

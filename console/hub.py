@@ -18,6 +18,7 @@ from websockets.http11 import Request, Response
 
 from console.config import ConsoleConfig
 from console.fanout import Screens
+from console.load import LoadWatch
 from console.store import Authorization, Store
 from kernel.clock import Clock
 
@@ -58,6 +59,7 @@ class Hub(Protocol):
     store: Store | None
     screens: Screens
     agents: EndCalls
+    load: LoadWatch
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
 

@@ -47,6 +47,7 @@ from console.config import ConsoleConfig
 from console.errors import ConsoleError
 from console.fanout import Screens
 from console.hub import ConsoleStats
+from console.load import LoadWatch
 from console.qa import QaDesk
 from console.store import Store
 from console.web import HostGate, Refusal, Site, response, split_target
@@ -78,6 +79,7 @@ class Console:
         self._gate: HostGate | None = None
         self._routes: list[tuple[Callable[[str], bool], Callable[[Request], Awaitable[Response]]]] = []
         self.screens = Screens(on_drop=self._dropped, spawn=self.spawn, on_unsendable=self._unsendable)
+        self.load = LoadWatch(self.screens, lambda: self.stats.browsers_dropped)
         # QA (issue 6): recordings and evidence over HTTP, qa_* requests, retention
         self.qa = QaDesk(self, retention if retention is not None else RetentionPolicy())
         self.agents = AgentLinks(self, self.qa)
@@ -124,6 +126,7 @@ class Console:
         log.info("console listening on %s", self.http_url)
         self.qa.start()
         self.agents.start()
+        self.spawn(self.load.run())
 
     async def serve_forever(self) -> None:
         """Serve until :meth:`stop` is called (starting first if needed)."""
@@ -184,6 +187,7 @@ class Console:
             "agents": sorted(self.agents.connected),
             "browsers": len(self.screens.links),
             "browsers_dropped": self.stats.browsers_dropped,
+            "partials_shed": self.screens.partials_shed,
             "messages_unsendable": self.stats.messages_unsendable,
             "events_stored": self.stats.events_stored,
         }

@@ -91,11 +91,15 @@ class PartialTranscript:
 @dataclass(frozen=True)
 class Heartbeat:
     """The agent is alive and monitoring ``calls`` (list of call ids, maybe
-    empty). Ephemeral, sent every :data:`HEARTBEAT_S` seconds while linked;
-    the console closes as lost the calls it stops hearing about."""
+    empty), having dropped ``partials_dropped`` partials so far. Ephemeral, sent
+    every :data:`HEARTBEAT_S` seconds while linked; the console closes as lost
+    the calls it stops hearing about."""
 
     TYPE: ClassVar[str] = "heartbeat"
     calls: tuple = ()
+    partials_dropped: int = 0
+    """Partial transcripts the agent dropped since it started (link down or its
+    queue full): shown to supervisors, so a screen missing live text says why."""
 
 
 HEARTBEAT_S = 10.0

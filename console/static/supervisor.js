@@ -259,6 +259,9 @@
       case 'checkin':
         state.checkins.set(msg.checkin.id, msg.checkin);
         break;
+      case 'load':
+        showLoad(msg);
+        return;
       case 'notice':
         state.notices.push(msg.notice);
         if (state.notices.length > 50) state.notices.shift();
@@ -286,6 +289,18 @@
         return;
     }
     schedule();
+  }
+
+  // What the floor did not see live because of load (console/load.py): counts, in plain words.
+  function showLoad(msg) {
+    const parts = [];
+    if (msg.partials_shed) parts.push(`${msg.partials_shed.toLocaleString()} live text updates skipped for slow screens`);
+    const agentDrops = msg.agents.filter((a) => a.partials_dropped);
+    for (const a of agentDrops) parts.push(`${a.partials_dropped.toLocaleString()} not sent by ${a.agent}`);
+    if (msg.browsers_dropped) parts.push(`${msg.browsers_dropped.toLocaleString()} slow screen${msg.browsers_dropped === 1 ? '' : 's'} reconnected`);
+    const box = $('load');
+    box.textContent = parts.length ? `Under load: ${parts.join('; ')}. Final lines and alerts are all kept.` : '';
+    box.classList.toggle('hidden', !parts.length);
   }
 
   const link = new CS.Link({ page: '/supervisor', onMessage, onStatus: CS.statusPill($('status')) });

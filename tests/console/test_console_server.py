@@ -262,7 +262,7 @@ def test_malformed_json_is_answered_and_socket_keeps_working(tmp_path):
     asyncio.run(main())
 
 
-def test_slow_browser_is_dropped_without_stalling_others(tmp_path):
+def test_slow_browser_is_shed_partials_then_dropped_without_stalling_others(tmp_path):
     async def main():
         async with running_console(tmp_path, browser_queue=8) as console:
             fast = await open_browser(console)
@@ -273,16 +273,23 @@ def test_slow_browser_is_dropped_without_stalling_others(tmp_path):
             agent = await open_agent(console)
             await agent.send(agent.event(p.CallStarted, call_id="busy", partner="ann", seat="1", source="wav", started_at="2025-03-01T09:00:00Z"))
             reader = asyncio.create_task(fast.expect("partial", text="last", timeout=20))  # a browser that keeps up
-            for i in range(400):  # until the stuck browser's socket buffers and outbox are full
+            for i in range(400):  # until the stuck browser's socket buffers are full and its outbox passes the shedding mark
                 text = os.urandom(20000).hex()  # incompressible
                 await agent.send(p.PartialTranscript(call_id="busy", speaker="customer", start=float(i), text=text))
                 await asyncio.sleep(0.002)
-                if console.stats.browsers_dropped:
+                if console.screens.partials_shed:
                     break
             await agent.send(p.PartialTranscript(call_id="busy", speaker="customer", start=999.0, text="last"))
-            assert console.stats.browsers_dropped == 1
             await reader
-            assert console._health()["browsers"] == 1
+            # live partials are shed for the stuck browser (counted), it is not dropped for them
+            assert console.screens.partials_shed >= 1 and console.stats.browsers_dropped == 0
+            for i in range(20):  # final lines are never shed: they fill its outbox, and it is dropped
+                await agent.send(agent.event(p.UtteranceFinal, call_id="busy", speaker="customer", start=float(i), end=float(i) + 1, text=f"line {i}"))
+                if console.stats.browsers_dropped:
+                    break
+            assert console.stats.browsers_dropped == 1
+            await fast.expect("utterance", utterance__text=f"line {i}")
+            assert console._health()["browsers"] == 1 and console._health()["partials_shed"] == console.screens.partials_shed
             slow.ws.transport.abort()
 
     asyncio.run(main())
