@@ -40,7 +40,7 @@ import logging
 import random
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,9 @@ from kernel.queues import DropOldestQueue
 log = logging.getLogger("callshield.agent.link")
 
 AGENT_PATH = "/ws/agent"
+
+FLAPPING_S = 2.0
+"""A link that closes sooner than this after its console welcomed it waits a backoff delay before the next console."""
 
 
 class LinkError(CallshieldError):
@@ -85,6 +88,8 @@ class LinkStats:
     undelivered: int = 0
     renumbered: int = 0
     heartbeats: int = 0
+    failovers: int = 0
+    """Moves to the next console of several because the one tried was unreachable."""
 
 
 @dataclass
@@ -98,11 +103,34 @@ class _Entry:
 OnAuthorization = Callable[[EndCallAuthorized], Awaitable[None] | None]
 
 
+def console_urls(url: str | Sequence[str]) -> tuple[str, ...]:
+    """The agent websocket URLs of one console or several (a comma-separated
+    string or a list), each ``ws://`` or ``wss://``, ``/ws/agent`` appended
+    where no path is given; a bad one is a :class:`LinkError`."""
+    given = url.split(",") if isinstance(url, str) else list(url)
+    urls = []
+    for one in (u.strip() for u in given):
+        if not one:
+            continue
+        if not one.startswith(("ws://", "wss://")):
+            raise LinkError(f"console URL must start with ws:// or wss://: {one!r}", code="bad_console_url")
+        rest = one.split("://", 1)[1]
+        urls.append(one if "/" in rest.rstrip("/") else one.rstrip("/") + AGENT_PATH)
+    if not urls:
+        raise LinkError("no console URL given", code="bad_console_url")
+    return tuple(dict.fromkeys(urls))
+
+
 class ConsoleLink:
     """The agent's end of the agent <-> console websocket.
 
     ``url``: the console's base URL (``ws://host:port``); ``/ws/agent`` is
-    appended unless the URL already has a path. ``max_attempts``: connection
+    appended unless the URL already has a path. Several consoles (replicas
+    sharing one store), comma-separated or as a list: the link stays with the
+    one it reached, and when that one is gone it tries the next, in order,
+    going round (a backoff delay after each full round that reached none). What
+    the console it left had not acknowledged is resent to the next one, which
+    deduplicates by ``event_id``. ``max_attempts``: connection
     attempts in a row before giving up with :class:`LinkError` (None: retry
     forever, what a long-running agent wants). ``on_authorization`` is called
     for every :class:`EndCallAuthorized` the console sends. ``live_calls``
@@ -112,7 +140,7 @@ class ConsoleLink:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         agent_id: str,
         token: str,
@@ -127,10 +155,9 @@ class ConsoleLink:
         live_calls: Callable[[], Iterable[str]] | None = None,
         heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
-        if not url.startswith(("ws://", "wss://")):
-            raise LinkError(f"console URL must start with ws:// or wss://: {url!r}", code="bad_console_url")
-        rest = url.split("://", 1)[1]
-        self.url = url if "/" in rest.rstrip("/") else url.rstrip("/") + AGENT_PATH
+        self.urls = console_urls(url)
+        """The consoles to link to, in order of preference (replicas sharing one store)."""
+        self._at = 0  # index in urls of the console tried now
         self.agent_id = agent_id
         self._token = token
         self.site = site
@@ -167,6 +194,11 @@ class ConsoleLink:
         self._closing = False
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def url(self) -> str:
+        """The console the link is with now, or tries next."""
+        return self.urls[self._at]
 
     @property
     def connected(self) -> bool:
@@ -284,6 +316,7 @@ class ConsoleLink:
                     failures = await self._failed(failures, _reason(exc))
                     continue
                 self._ws = ws
+                began = asyncio.get_running_loop().time()
                 try:
                     if await self._session(ws):
                         failures = 0
@@ -294,7 +327,14 @@ class ConsoleLink:
                     self._ws = None
                     self._connected.clear()
                     await ws.close()
-                if not self._closing:
+                if self._closing:
+                    break
+                lasted = asyncio.get_running_loop().time() - began
+                if len(self.urls) > 1:  # the console we were with went away: the next one now
+                    self._at = (self._at + 1) % len(self.urls)
+                    self.stats.failovers += 1
+                    log.warning("console link closed after %.1f s; moving to %s", lasted, self.url)
+                if len(self.urls) == 1 or lasted < FLAPPING_S:  # never a tight loop of welcomes and drops
                     await asyncio.sleep(self.backoff.delay(0, self._rng))
         except CallshieldError as exc:
             self.failure = exc  # raised to whoever waits on the link (drain, wait_connected)
@@ -303,12 +343,21 @@ class ConsoleLink:
             self._stopped.set()
 
     async def _failed(self, failures: int, reason: str) -> int:
+        """One more attempt failed: move on to the next console; after a whole
+        round of them failed, wait (backing off) before the next round."""
         failures += 1
         self.stats.failed_connects += 1
+        failed = self.url
         if self.max_attempts is not None and failures >= self.max_attempts:
-            raise LinkError(f"console at {self.url} unreachable after {failures} attempt(s): {reason}")
-        delay = self.backoff.delay(failures - 1, self._rng)
-        log.info("console at %s unreachable (%s); retrying in %.2f s", self.url, reason, delay)
+            where = failed if len(self.urls) == 1 else f"{failed} (and {len(self.urls) - 1} other console(s))"
+            raise LinkError(f"console at {where} unreachable after {failures} attempt(s): {reason}")
+        self._at = (self._at + 1) % len(self.urls)
+        if len(self.urls) > 1 and failures % len(self.urls):
+            self.stats.failovers += 1
+            log.warning("console at %s unreachable (%s); trying %s", failed, reason, self.url)
+            return failures
+        delay = self.backoff.delay(failures // len(self.urls) - 1, self._rng)
+        log.info("console at %s unreachable (%s); retrying %s in %.2f s", failed, reason, self.url, delay)
         await asyncio.sleep(delay)
         return failures
 

@@ -55,7 +55,7 @@ TapFactory = Callable[[CallInfo], CallTap]
 def make_link(settings: AgentSettings, *, url: str, token: str, max_attempts: int | None = None) -> ConsoleLink:
     """The console link as ``[agent]`` configures it (backoff, partial queue, TLS trust)."""
     context = None
-    if url.startswith("wss://") and settings.ca_file is not None:
+    if "wss://" in url and settings.ca_file is not None:
         context = ssl.create_default_context(cafile=str(settings.ca_file))
     return ConsoleLink(
         url,

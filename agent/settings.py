@@ -34,7 +34,9 @@ class AgentSettings:
 
     Attributes:
         console_url: the console's base websocket URL, ``ws://host:port`` or
-            ``wss://host:port`` (the link appends ``/ws/agent``). Empty: none.
+            ``wss://host:port`` (the link appends ``/ws/agent``); several
+            console replicas comma-separated, tried in order when one is
+            gone (``agent.link.ConsoleLink``). Empty: none.
         token: the agent's secret (from ``callshield users add NAME --role
             agent``). Prefer ``token_file`` or ``$CALLSHIELD_AGENT_TOKEN``.
         token_file: a file holding the token (first line), or None.
@@ -100,8 +102,8 @@ class AgentSettings:
             raise ConfigError("demo_speed must be positive, demo_pause_s and shutdown_grace_s not negative")
         if not 0 <= self.reconnect_jitter <= 1:
             raise ConfigError("reconnect_jitter must be between 0 and 1")
-        if self.console_url and not self.console_url.startswith(("ws://", "wss://")):
-            raise ConfigError("console_url must start with ws:// or wss://")
+        if any(not u.strip().startswith(("ws://", "wss://")) for u in self.console_url.split(",") if self.console_url):
+            raise ConfigError("console_url must start with ws:// or wss:// (several consoles: comma-separated)")
 
     def resolved_token(self, env: Mapping[str, str] | None = None) -> str:
         """The token: ``token``, else ``token_file``'s first line, else ``$CALLSHIELD_AGENT_TOKEN``."""

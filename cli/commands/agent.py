@@ -24,7 +24,7 @@ from cli.commands.ingress_options import Ingress, add_ingress_arguments, ingress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--console", metavar="URL", help="the console, ws://HOST:PORT or wss://HOST:PORT (default: [agent] console_url)")
+    parser.add_argument("--console", metavar="URL", help="the console, ws://HOST:PORT or wss://HOST:PORT; several replicas comma-separated, tried in order when one is gone (default: [agent] console_url)")
     parser.add_argument("--token", help="this agent's token (default: [agent] token/token_file or $CALLSHIELD_AGENT_TOKEN)")
     parser.add_argument("--agent-id", metavar="NAME", help="the agent name the token was issued for (default: [agent] agent_id)")
     parser.add_argument("--model", metavar="MODEL", help="speech model (directory or installed name; default: models lookup order)")
