@@ -298,10 +298,13 @@ class JitterBuffer:
 
     def _release(self, run: _Run, limit: int, *, partial: bool) -> None:
         """Play frames of ``run`` up to extended timestamp ``limit`` (whole frames only unless ``partial``)."""
-        if run.play is None:
+        if run.play is None:  # the run's first frame: its start is fixed only when it plays
             if not run.held:
                 return
-            run.play = run.held[0].ts
+            first = run.held[0].ts
+            if first + self.frame > limit and not (partial and first < limit):
+                return
+            run.play = first
             if self._last_end is not None:
                 run.offset = max(run.offset, self._last_end - run.play)
         while True:
