@@ -285,7 +285,11 @@ class RtpStream:
         if self._silent:
             self._silent = False
             self._notice("rtp_resumed", f"RTP on port {self.port} resumed")
-        self.jitter.push(packet, round((now - self.origin) * CLOCK_RATE))
+        try:
+            self.jitter.push(packet, round((now - self.origin) * CLOCK_RATE))
+        except Exception as exc:  # a bug must not take the port down: count it with the malformed, log it
+            counts["malformed"] += 1
+            log.exception("RTP port %d: packet seq %d from %s could not be played: %s", self.port, packet.sequence, addr, exc)
         self._deliver()
 
     def _unprotect(self, data: bytes) -> bytes:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audio.g711 import decode_ulaw
 from audio.rtp.codecs import PayloadDecoder
@@ -233,3 +235,61 @@ def test_depth_zero_plays_every_whole_frame_at_once():
 def test_bad_settings_are_refused(kw):
     with pytest.raises(ValueError):
         buffer(**kw)
+
+
+def test_timestamps_that_stood_still_through_a_hold_are_placed_by_arrival():
+    """A sender that stops for 5 s and goes on with the very next timestamp would put its
+    later audio 5 s early, out of step with the other speaker: it starts a new run at its arrival."""
+    before = in_time(range(10))
+    after = [(packet(k), ARRIVAL + k * FRAME + 5 * 8000) for k in range(10, 20)]
+    jb = buffer()
+    frames = run(jb, before + after)
+    resync = next(i for i, f in enumerate(frames) if f.resync)
+    assert frames[resync].start_sample == ARRIVAL + 10 * FRAME + 5 * 8000
+    assert np.array_equal(np.concatenate([f.samples for f in frames]), expected(range(20)))
+    assert jb.counts.resyncs == 1 and jb.counts.lost == 0
+
+
+def test_a_short_pause_with_standing_timestamps_is_played_on_without_a_resync():
+    before = in_time(range(10))
+    after = [(packet(k), ARRIVAL + k * FRAME + 8000) for k in range(10, 20)]  # one second late: within max_gap
+    jb = buffer()
+    _, audio = joined(run(jb, before + after))
+    assert np.array_equal(audio, expected(range(20))) and jb.counts.resyncs == 0
+
+arrivals = st.lists(
+    st.tuples(
+        st.integers(-5, 40),  # packet index around a 30-packet stream: dups, reorders, gaps, strays
+        st.sampled_from([7, 7, 7, 7, 99]),  # mostly one sender, sometimes another
+        st.sampled_from([0, 0, 0, 0, 0, 20000, 40000]),  # sometimes a huge sequence jump
+        st.sampled_from([0, 0, 0, 0, 0, 2**31, 10**6]),  # sometimes a timestamp jump
+        st.integers(0, 3000),  # arrival jitter (samples)
+        st.sampled_from([0, 80, 160, 240]),  # payload length
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrivals, st.integers(0, 960), st.booleans())
+def test_any_arrivals_play_in_order_without_overlap_and_stay_bounded(pushes, depth, flush_midway):
+    jb = buffer(depth=depth, max_packets=20)
+    frames: list[PlayoutFrame] = []
+    for i, (k, ssrc, seq_jump, ts_jump, jitter, size) in enumerate(pushes):
+        p = RtpPacket(0, (1000 + k + seq_jump) & 0xFFFF, (50_000 + k * 160 + ts_jump) & 0xFFFFFFFF, ssrc, False, b"\x20" * size)
+        jb.push(p, ARRIVAL + i * 160 + jitter)
+        assert jb.held <= 20
+        frames.extend(jb.drain())
+        if flush_midway and i == len(pushes) // 2:
+            jb.flush()
+            frames.extend(jb.drain())
+    jb.flush()
+    frames.extend(jb.drain())
+    for a, b in zip(frames, frames[1:]):
+        assert b.start_sample >= a.start_sample + len(a.samples)  # in order, never on top of what was played
+    for f in frames:
+        assert 0 < len(f.samples) <= 160 and 0 <= f.concealed <= len(f.samples)
+    c = jb.counts
+    assert c.played_samples == sum(len(f.samples) for f in frames)
+    assert c.concealed_samples == sum(f.concealed for f in frames)
+    assert min(c.duplicate, c.late, c.lost, c.reordered, c.stray, c.resyncs) >= 0
