@@ -193,6 +193,12 @@ class JitterBuffer:
         """Call sample one past the last sample played (None before any)."""
         return self._last_end
 
+    def follow(self, sample: int) -> None:
+        """Continue a time line already played up to call sample ``sample`` (another
+        stream of the same speaker, which this one replaces): no frame will
+        start before it. Call it before the first frame plays."""
+        self._last_end = sample if self._last_end is None else max(self._last_end, sample)
+
     # ---- in
 
     def push(self, packet: RtpPacket, arrival: int) -> None:

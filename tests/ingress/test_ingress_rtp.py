@@ -286,3 +286,67 @@ def test_bad_settings_are_refused_before_binding():
         taken.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("codec, payload_type, rtpmap", [("PCMA", 98, "pcma/8000"), ("PCMU", 0, "PCMU/8000"), ("G722", 9, "G722/8000")])
+def test_codecs_by_payload_type_from_the_sdp(speech, codec, payload_type, rtpmap):
+    from audio.rtp.codecs import SUPPORTED
+
+    if codec == "G722" and "G722/8000" not in SUPPORTED:
+        pytest.skip("G722 package not installed")
+    packets = packetize(speech[:16000], codec=codec, payload_type=payload_type)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        stream = await RtpStream.open("127.0.0.1", speaker="customer", codecs={payload_type: rtpmap}, origin=loop.time())
+        chunks: list[AudioChunk] = []
+        reader = asyncio.create_task(collect(stream, chunks))
+        sender = await RtpSender.open("127.0.0.1", stream.port)
+        await sender.send(packets + [RtpPacket(8 if payload_type != 8 else 0, 5000, 0, 1, False, b"\xd5" * 160)], pace_ms=2)
+        await asyncio.sleep(0.2)
+        stream.close()
+        await reader
+        sender.close()
+        return stream, chunks
+
+    stream, chunks = asyncio.run(main())
+    _, audio = contiguous(chunks)
+    x = speech[:16000].astype(np.float64)
+    lag = max(range(40), key=lambda k: float(np.dot(x[:15000], audio[k:15000 + k])))
+    assert np.corrcoef(x[:15000], audio[lag:15000 + lag])[0, 1] > 0.9  # the speech came through the codec
+    assert stream.stats.unknown_payload == 1 and stream.stats.received == len(packets)
+
+
+def test_a_reinvite_moving_a_speaker_to_a_new_port_keeps_one_time_line(speech):
+    first = packetize(speech[:4000], codec="PCMU", ssrc=1)
+    second = packetize(speech[4000:8000], codec="PCMU", ssrc=1, first_sequence=len(first), first_timestamp=4000)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        origin = loop.time()
+        notices: list[IngressNotice] = []
+        old = await RtpStream.open("127.0.0.1", speaker="customer", codecs=PCMU, origin=origin)
+        call = MediaCall("call-2", [old], notify=notices.append)
+        chunks: list[AudioChunk] = []
+        reader = asyncio.create_task(collect(call, chunks))
+        async with await RtpSender.open("127.0.0.1", old.port) as sender:
+            await sender.send(first, pace_ms=20)
+        new = await RtpStream.open("127.0.0.1", speaker="customer", codecs=PCMU, origin=origin)
+        call.add_stream(new)
+        async with await RtpSender.open("127.0.0.1", new.port) as sender:
+            await sender.send(second, pace_ms=20)
+        await asyncio.sleep(0.1)
+        call.end("bye")
+        call.end("timeout")  # the first reason stays
+        await asyncio.wait_for(reader, 5)
+        late = await RtpStream.open("127.0.0.1", speaker="partner", codecs=PCMU, origin=origin)
+        call.add_stream(late)  # after the end: closed at once
+        return call, old, new, late, chunks, notices
+
+    call, old, new, late, chunks, notices = asyncio.run(main())
+    assert old.closed and new.closed and late.closed and call.finished and call.end_reason == "bye"
+    assert [n.code for n in notices] == ["stream_replaced"] and notices[0].call_id == "call-2"
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.start_sample >= a.end_sample  # one time line, in order
+    assert call.stats()["customer"].received == len(first) + len(second)
+    assert sum(len(c.samples) for c in chunks) == (len(first) + len(second)) * 160
