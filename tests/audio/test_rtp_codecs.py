@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from audio_kit import sox
 
 from audio.errors import RtpError
@@ -101,3 +103,13 @@ def test_payload_kinds():
     decoder = PayloadDecoder({0: "PCMU/8000", 101: "telephone-event/8000", 13: "CN/8000", 98: "pcma/8000"})
     assert [decoder.kind(pt) for pt in (0, 98, 101, 13, 8, 96)] == ["audio", "audio", "event", "comfort_noise", None, None]
     assert decoder.samples(0, b"\xff" * 240) == 240
+
+
+@given(st.text(max_size=40))
+def test_any_rtpmap_value_is_named_or_bad_codec(value):
+    try:
+        name = codec_name(value)
+    except RtpError as exc:
+        assert exc.code == "bad_codec"
+    else:
+        assert "/" in name

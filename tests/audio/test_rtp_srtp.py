@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audio.errors import RtpError
 from audio.rtp.packet import RtpPacket, parse_rtp
@@ -74,3 +76,14 @@ def test_libsrtp_sessions_from_a_key_protect_and_unprotect(suite):
     assert parse_rtp(receiver.unprotect(wire)) == packet
     with pytest.raises(Exception):
         SrtpKey.generate(suite).inbound().unprotect(sender.protect(RtpPacket(0, 2, 320, 0xABCDEF).encode()))  # the wrong key
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=120) | st.builds(lambda a, b: f"{a} AES_CM_128_HMAC_SHA1_80 inline:{b}", st.text(max_size=5), st.text(max_size=60)))
+def test_any_crypto_value_parses_or_is_bad_crypto(value):
+    try:
+        key = SrtpKey.from_sdes(value)
+    except RtpError as exc:
+        assert exc.code == "bad_crypto"
+    else:
+        assert len(key.master) == 30
