@@ -59,6 +59,9 @@ RATE = 8000
 CHANNEL_SPEAKERS: Mapping[str, Speaker] = {"external": "customer", "internal": "partner"}
 """AudioHook channel -> speaker: ``external`` is the customer's side, ``internal`` the Genesys agent's."""
 
+POSITION_TOLERANCE = RATE // 1000
+"""Samples a message's ``position`` may differ from the audio received (positions written to the millisecond)."""
+
 MAX_MEDIA_OFFERS = 16
 MAX_NAME_CHARS = 128
 
@@ -250,6 +253,8 @@ class AudioHookSession:
 
     def _check_position(self, message: ClientMessage, step: Step) -> None:
         position = round(message.position * RATE)
+        if abs(position - self.received) <= POSITION_TOLERANCE:
+            return
         if position > self.received:
             step.problems.append(("bad_position", f"{message.type}: position {message.position:.3f} s but {self.received / RATE:.3f} s of audio arrived"))
             step.lost_samples += position - self.received
