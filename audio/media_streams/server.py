@@ -184,24 +184,24 @@ class MediaStreamsServer:
             return
         self.streams += 1
         self._load += 1
-        handed_out = False
+        calls: list[StreamCall] = []  # the call this connection opened, once it has (its task then holds the load)
         try:
             if kind == "audiohook":
                 headers = ws.request.headers
                 session: Any = AudioHookSession(headers.get("Audiohook-Session-Id", ""), headers.get("Audiohook-Organization-Id"))
             else:
                 session = TwilioStream(self.config.twilio_customer_track)
-            handed_out = await self._stream(ws, kind, session)
+            await self._stream(ws, kind, session, calls)
         finally:
-            if not handed_out:
+            if not calls:
                 self._load -= 1
 
     def _refuse_late(self, kind: str | None) -> None:
         self.refused["over_capacity"] += 1
         self._notify(IngressNotice("over_capacity", f"{kind} stream closed (1013): {self._load} streams running ([media_streams] max_calls)"))
 
-    async def _stream(self, ws: ServerConnection, kind: str, session: Any) -> bool:
-        """Run one connection; returns whether a call was handed out (it then holds the load until screened)."""
+    async def _stream(self, ws: ServerConnection, kind: str, session: Any, calls: list[StreamCall]) -> None:
+        """Run one connection; a call it opens is appended to ``calls`` as it is handed out."""
         call: StreamCall | None = None
         reason = "stream_lost"
         deadline = asyncio.get_running_loop().time() + self.config.open_timeout_s
@@ -212,7 +212,7 @@ class MediaStreamsServer:
                     if remaining <= 0:
                         self._problem(kind, "open_timeout", f"nothing opened a call within {self.config.open_timeout_s:g} s: closed")
                         await ws.close(1008, "no open")
-                        return False
+                        return
                     try:
                         message = await asyncio.wait_for(ws.recv(), remaining)
                     except TimeoutError:
@@ -231,6 +231,7 @@ class MediaStreamsServer:
                     await ws.send(json.dumps(reply))
                 if step.opened is not None and call is None:
                     call = self._call(kind, step.opened, session)
+                    calls.append(call)
                     self._hand_out(call)
                 if call is not None:
                     call.apply(step)
@@ -239,11 +240,10 @@ class MediaStreamsServer:
                         self._problem(kind, code, text)
                 if step.closed:
                     reason = "hangup"
-                    return call is not None
+                    return
         except ConnectionClosed:
             if self._closing:
                 reason = "shutdown"
-            return call is not None
         finally:
             if call is not None:
                 call.end(reason)

@@ -200,3 +200,18 @@ def test_agent_command_serves_media_streams_into_a_real_console(tmp_path, ko_mod
         assert {u["speaker"] for u in utterances} == {"customer", "partner"}, utterances
         assert min(u["start"] for u in utterances if u["speaker"] == "partner") < min(u["start"] for u in utterances if u["speaker"] == "customer")
     assert SECRET not in log
+
+
+def test_agent_command_refuses_a_bad_media_streams_address_or_section(tmp_path):
+    import subprocess
+
+    def agent(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=60)
+
+    out = agent("agent", "--console", "ws://127.0.0.1:9", "--token", "t", "--media-streams", "127.0.0.1:wss")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["callshield: error: --media-streams wants [HOST:]PORT, not '127.0.0.1:wss'"]
+    conf = tmp_path / "bad.toml"
+    conf.write_text('[media_streams]\ntwilio_customer_track = "caller"\n')
+    out = agent("--config", str(conf), "agent", "--console", "ws://127.0.0.1:9", "--token", "t", "--media-streams", "9094")
+    assert out.returncode == 2 and "[media_streams] twilio_customer_track must be one of inbound, outbound" in out.stderr
