@@ -342,3 +342,22 @@ def test_bad_twilio_input_is_counted_and_the_call_goes_on():
     assert call.stats.lost_samples == 160 and call.end_reason == "hangup"
     got = collected.audio(client.call_sid, "customer")
     assert np.array_equal(got[:1600], g711(inbound[:1600])) and not got[1600:1760].any() and np.array_equal(got[1760:], g711(inbound[1760:]))
+
+
+def test_a_message_beyond_four_times_the_limit_closes_the_connection_1009_keeping_the_call():
+    conversation = str(uuid.uuid4())
+
+    async def session(server, collected):
+        client = await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
+        await client.open(conversation)
+        await client.audio(tone(440, 0.2), tone(550, 0.2))
+        await client.ws.send(b"\xff" * 2000)  # over max_message_bytes, under 4x: dropped
+        await client.ws.send(b"\xff" * 5000)  # over 4x: the library closes the connection
+        await asyncio.wait_for(client.ws.wait_closed(), 5)
+        await asyncio.wait_for(collected.done.wait(), 5)
+        return client.ws.close_code
+
+    collected, server, _, code = run(session, max_message_bytes=1024)
+    [call] = collected.calls
+    assert code == 1009 and call.end_reason == "stream_lost" and call.stats.problems["oversized"] == 1
+    assert len(collected.audio(conversation, "customer")) == 1600 and server.running == 0
