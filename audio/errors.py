@@ -69,3 +69,24 @@ class RtpError(AudioError):
     """
 
     code = "rtp_error"
+
+
+class MediaStreamError(AudioError):
+    """A websocket media stream (Genesys AudioHook, Twilio Media Streams) broke
+    its protocol, or could not be served.
+
+    Codes: ``bad_config`` (the ``[media_streams]`` section or a key file),
+    ``unauthorized`` (missing or unknown API key, bad or expired request
+    signature: refused before the upgrade), ``bad_json`` (a text message that
+    is not a JSON object), ``bad_message`` (a known message with missing or
+    wrong fields), ``unknown_message`` (a type or event the protocol does not
+    define), ``bad_seq`` (a sequence number that does not follow the last
+    one), ``bad_position`` (a position that disagrees with the audio
+    received), ``bad_frame`` (binary audio that is not whole samples of the
+    negotiated media, or audio before the media were agreed),
+    ``bad_payload`` (base64 that does not decode), ``oversized``
+    (a message over ``max_message_bytes``), ``stream_lost`` (the connection
+    dropped without the protocol's close: what arrived before is kept).
+    """
+
+    code = "media_stream_error"

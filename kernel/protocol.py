@@ -62,7 +62,7 @@ class AgentHello:
 @dataclass(frozen=True)
 class CallStarted:
     """A call began. ``partner``: the partner's user name; ``seat``: the desk or
-    extension; ``source``: ``audiosocket``, ``device``, ``wav`` or ``transcript``;
+    extension; ``source``: ``audiosocket``, ``audiohook``, ``twilio``, ``device``, ``wav`` or ``transcript``;
     ``started_at``: ISO 8601 UTC wall time; ``sample_rate``: Hz (0 for a transcript)."""
 
     TYPE: ClassVar[str] = "call_started"

@@ -20,6 +20,7 @@ from kernel.config import SECTIONS, load_config
 from agent.settings import AgentSettings
 from cli.settings import load_settings
 from audio.audiosocket import AudioSocketConfig
+from audio.media_streams import MediaStreamsConfig
 from audio.config import AudioConfig
 from audio.device import DeviceConfig
 from kernel.errors import CallshieldError
@@ -44,6 +45,7 @@ def parsers(tmp_path: Path) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
         "detection": DetectionConfig.from_table,
         "agent": AgentSettings.from_table,
         "audiosocket": AudioSocketConfig.from_section,
+        "media_streams": MediaStreamsConfig.from_section,
         "devices": DeviceConfig.from_section,
         "console": lambda t: ConsoleConfig.from_table(t, data_dir=tmp_path),
         "retention": RetentionPolicy.from_section,
@@ -65,6 +67,7 @@ def config_keys() -> dict[str, set[str]]:
         "detection.points": set(SEVERITIES),
         "agent": names(AgentSettings),
         "audiosocket": names(AudioSocketConfig),
+        "media_streams": names(MediaStreamsConfig),
         "devices": names(DeviceConfig),
         "console": names(ConsoleConfig),
         "retention": names(RetentionPolicy),
@@ -146,6 +149,7 @@ def test_example_is_valid_toml_and_every_section_goes_through_its_parser(tmp_pat
     assert isinstance(settings.detection_config(), DetectionConfig)
     assert isinstance(ModelsConfig.from_section(settings.section("models"), base=EXAMPLE.parent), ModelsConfig)
     assert isinstance(AudioSocketConfig.from_section(settings.section("audiosocket")), AudioSocketConfig)
+    assert isinstance(MediaStreamsConfig.from_section(settings.section("media_streams")), MediaStreamsConfig)
     assert isinstance(DeviceConfig.from_section(settings.section("devices")), DeviceConfig)
     assert isinstance(ConsoleConfig.from_table(settings.section("console"), data_dir=tmp_path), ConsoleConfig)
     assert isinstance(RetentionPolicy.from_section(settings.section("retention")), RetentionPolicy)
@@ -219,6 +223,7 @@ def test_the_example_sets_every_setting_that_has_a_literal_default():
         "models": {"model", "dir"},
         "detection.severity": set(CATEGORIES),
         "agent": {"token", "token_file", "ca_file", "agent_id", "closing_message"},
+        "media_streams": {"audiohook_keys", "audiohook_keys_file", "twilio_auth_token", "twilio_auth_token_file"},
         "devices": {"stereo", "customer", "partner"},
         "console": {"data_dir", "tls_cert", "tls_key"},
     }

@@ -2,8 +2,10 @@
 and ``callshield serve``.
 
 ``--wav FILE`` (a recorded call, as if live with ``--realtime``),
-``--audiosocket [HOST:]PORT`` (Asterisk AudioSocket, see docs/asterisk.md) and
-``--devices`` (the sound devices chosen in ``[devices]``). Not a command
+``--audiosocket [HOST:]PORT`` (Asterisk AudioSocket, see docs/asterisk.md),
+``--media-streams [HOST:]PORT`` (Genesys AudioHook and Twilio Media Streams,
+see docs/media-streams.md) and ``--devices`` (the sound devices chosen in
+``[devices]``). Not a command
 itself: the dispatcher only loads the modules named in ``cli/main.py``.
 """
 
@@ -27,17 +29,18 @@ class IngressOptionError(CallshieldError):
 @dataclasses.dataclass(frozen=True)
 class Ingress:
     """The call sources asked for. ``wavs``: recorded calls; ``realtime``: pace
-    them by audio time; ``audiosocket``/``devices``: their configs, or None."""
+    them by audio time; ``audiosocket``/``media_streams``/``devices``: their configs, or None."""
 
     wavs: tuple[Path, ...] = ()
     realtime: bool = False
     audiosocket: object | None = None  # audio.audiosocket.AudioSocketConfig
     devices: object | None = None  # audio.device.DeviceConfig
+    media_streams: object | None = None  # audio.media_streams.MediaStreamsConfig
 
     @property
     def live(self) -> bool:
         """Whether a source keeps bringing calls (the process then runs until a signal)."""
-        return self.audiosocket is not None or self.devices is not None
+        return self.audiosocket is not None or self.devices is not None or self.media_streams is not None
 
     @property
     def needs_model(self) -> bool:
@@ -51,6 +54,8 @@ def add_ingress_arguments(parser: argparse.ArgumentParser, *, wav: bool = True) 
         group.add_argument("--realtime", action="store_true", help="pace --wav calls by their audio time, as if live")
     group.add_argument("--audiosocket", metavar="[HOST:]PORT", nargs="?", const="",
                        help="serve Asterisk AudioSocket calls (default address: [audiosocket] host/port, else 127.0.0.1:9092; see docs/asterisk.md)")
+    group.add_argument("--media-streams", metavar="[HOST:]PORT", nargs="?", const="",
+                       help="serve Genesys AudioHook and Twilio Media Streams websockets (default address: [media_streams] host/port, else 127.0.0.1:9094; see docs/media-streams.md)")
     group.add_argument("--devices", action="store_true",
                        help="monitor one call from the sound devices chosen in [devices] (see 'callshield devices'), until stopped")
 
@@ -62,14 +67,17 @@ def ingress_from_args(settings, args: argparse.Namespace) -> Ingress:
     for wav in wavs:
         if not wav.is_file():
             raise FileNotFoundError(2, "no such call file", str(wav))
-    audiosocket = devices = None
+    audiosocket = devices = media_streams = None
     if args.audiosocket is not None:
         audiosocket = _audiosocket_config(settings, args.audiosocket)
+    if getattr(args, "media_streams", None) is not None:
+        media_streams = _media_streams_config(settings, args.media_streams)
     if args.devices:
         from audio.device import DeviceConfig
 
         devices = DeviceConfig.from_section(settings.section("devices"))
-    return Ingress(wavs=wavs, realtime=bool(getattr(args, "realtime", False)), audiosocket=audiosocket, devices=devices)
+    return Ingress(wavs=wavs, realtime=bool(getattr(args, "realtime", False)), audiosocket=audiosocket, devices=devices,
+                   media_streams=media_streams)
 
 
 def _audiosocket_config(settings, address: str):
@@ -77,16 +85,27 @@ def _audiosocket_config(settings, address: str):
     # imported here, not at the top: every command module loads for `callshield --help`; audio.audiosocket about 240 ms (python -X importtime)
     from audio.audiosocket import AudioSocketConfig
 
-    config = AudioSocketConfig.from_section(settings.section("audiosocket"))
+    return _with_address(AudioSocketConfig.from_section(settings.section("audiosocket")), "--audiosocket", address)
+
+
+def _media_streams_config(settings, address: str):
+    """``[media_streams]`` of the config, with ``--media-streams [HOST:]PORT`` on top."""
+    from audio.media_streams.config import MediaStreamsConfig
+
+    return _with_address(MediaStreamsConfig.from_section(settings.section("media_streams")), "--media-streams", address)
+
+
+def _with_address(config, option: str, address: str):
+    """``config`` with the host and port of ``address`` (``[HOST:]PORT``; empty: as it is)."""
     if not address:
         return config
     host, _, port = address.rpartition(":")
     try:
         port_number = int(port)
     except ValueError:
-        raise IngressOptionError(f"--audiosocket wants [HOST:]PORT, not {address!r}") from None
+        raise IngressOptionError(f"{option} wants [HOST:]PORT, not {address!r}") from None
     if not 0 <= port_number <= 65535:
-        raise IngressOptionError(f"--audiosocket port {port_number} is out of range")
+        raise IngressOptionError(f"{option} port {port_number} is out of range")
     return dataclasses.replace(config, port=port_number, **({"host": host.strip("[]")} if host else {}))
 
 
@@ -110,6 +129,15 @@ async def start_ingress(agent, ingress: Ingress) -> list[asyncio.Task]:
             log.info("AudioSocket calls accepted on %s:%s", config.host, server.port)
 
         tasks.append(asyncio.create_task(serve_audiosocket(agent, config=config, started=announce), name="audiosocket"))
+    if ingress.media_streams is not None:
+        from agent.media_streams import serve_media_streams
+
+        streams = ingress.media_streams
+
+        def announce_streams(server) -> None:
+            log.info("media streams accepted on %s:%s", streams.host, server.port)
+
+        tasks.append(asyncio.create_task(serve_media_streams(agent, config=streams, started=announce_streams), name="media_streams"))
     if ingress.devices is not None:
         from agent.ingress import capture_devices
 

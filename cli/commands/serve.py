@@ -1,7 +1,7 @@
 """Run the console and an agent together on this machine (the embedded default).
 
 ``callshield serve [--demo] [--host H] [--port P] [--data-dir D]
-[--audiosocket [HOST:]PORT] [--devices] [--wav FILE]``: one process, one
+[--audiosocket [HOST:]PORT] [--media-streams [HOST:]PORT] [--devices] [--wav FILE]``: one process, one
 event loop. The console keeps its SQLite store under the data
 directory and binds 127.0.0.1 unless told otherwise; the agent connects to it
 over the same websocket protocol a remote agent would use.
@@ -11,8 +11,8 @@ once. ``--demo`` also creates ``demo-partner`` and ``demo-supervisor`` (their
 passwords printed once) and replays the bundled demo call over and over:
 through the speech model when an English model is installed, otherwise from
 the call's timed transcript (a notice on the console says which). The live
-ingress options are those of ``callshield agent`` (calls from Asterisk, a
-sound device or recordings, transcribed with the model of the lookup order).
+ingress options are those of ``callshield agent`` (calls from Asterisk,
+Genesys AudioHook or Twilio streams, a sound device or recordings, transcribed with the model of the lookup order).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     detector = settings.detector(detection_config)  # a missing sentence encoder fails here, before anything starts
     ingress = ingress_from_args(settings, args)
     if args.demo and ingress.needs_model:
-        raise ServeError("--demo replays a sample call on its own; run live calls (--audiosocket, --devices, --wav) without it", code="bad_option")
+        raise ServeError("--demo replays a sample call on its own; run live calls (--audiosocket, --media-streams, --devices, --wav) without it", code="bad_option")
     if args.demo:
         model = _english_model(settings, args.model)
     elif ingress.needs_model:

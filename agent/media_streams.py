@@ -1,0 +1,118 @@
+"""Websocket media streams (Genesys AudioHook, Twilio Media Streams) into the agent.
+
+:class:`MediaStreamsIngress` runs a :class:`~audio.media_streams.MediaStreamsServer`;
+every opened stream becomes an agent call with ``source_kind="audiohook"`` or
+``"twilio"``, under the platform's call id (AudioHook ``conversationId``,
+Twilio ``callSid``), partner and seat as the stream named them (AudioHook
+``customConfig``, Twilio ``customParameters``; else the agent's defaults, or
+what ``route`` says). These streams cannot hang up a call: the control is
+None, so an authorized end is shown to the partner and logged, and the PBX
+side acts on it.
+
+The call's ingress notices (bad input, counted) reach the console as call
+notices; at the end a ``stream_summary`` notice says what the stream counted
+when anything was lost, dropped or malformed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from agent.runtime import Agent, CallHandle
+from audio.audiosocket.call import IngressNotice
+from audio.media_streams import MediaStreamsConfig, MediaStreamsServer, StreamCall
+
+log = logging.getLogger("callshield.agent.media_streams")
+
+#: Maps an opened stream's call to (partner, seat); None keeps what the stream said (or the agent's default).
+Route = Callable[[StreamCall], tuple[str | None, str | None]]
+
+
+class MediaStreamsIngress:
+    """A media streams server feeding an agent. Prefer :func:`serve_media_streams`;
+    this class is for callers that need the bound :attr:`port` (tests, benches).
+    It holds running calls only (:attr:`handles`, :attr:`calls`, removed when each ends)."""
+
+    def __init__(self, agent: Agent, config: MediaStreamsConfig, *, route: Route | None = None, clock: Callable[[], float] | None = None) -> None:
+        self.agent = agent
+        self.config = config
+        self.route = route
+        extra = {"clock": clock} if clock is not None else {}
+        self.server = MediaStreamsServer(self._on_call, config, on_notice=self._on_notice, **extra)
+        self.handles: dict[str, CallHandle] = {}
+        self.calls: dict[str, StreamCall] = {}
+
+    @property
+    def port(self) -> int:
+        assert self.server.port is not None
+        return self.server.port
+
+    async def start(self) -> "MediaStreamsIngress":
+        await self.server.start()
+        log.info("media streams listening on %s:%d (AudioHook %s, Twilio %s)", self.config.host, self.port,
+                 self.config.audiohook_path or "off", self.config.twilio_path or "off")
+        return self
+
+    async def close(self) -> None:
+        """Stop accepting and close every stream; running calls end with what they have."""
+        await self.server.close()
+
+    async def __aenter__(self) -> "MediaStreamsIngress":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _on_notice(self, notice: IngressNotice) -> None:
+        self.agent.notice(notice.code, notice.message)
+
+    async def _on_call(self, call: StreamCall) -> None:
+        partner, seat = self.route(call) if self.route else (None, None)
+        try:
+            handle = self.agent.start_call(
+                call.audio(), sample_rate=call.sample_rate, partner=partner or call.partner, seat=seat or call.seat,
+                source_kind=call.source_kind, control=None, call_id=call.call_id,
+            )
+        except RuntimeError as exc:  # shutting down, or no model
+            self.agent.notice("call_refused", f"{call.source_kind} call {call.call_id} not monitored: {exc}")
+            call.end("refused")
+            return
+        self.handles[handle.call_id] = handle
+        self.calls[handle.call_id] = call
+        call.attach_notices(lambda notice: handle.session.notice(notice.code, notice.message))
+        try:
+            await handle.wait()
+        finally:
+            s = call.stats
+            if s.lost_samples or s.problems or call.dropped_chunks:
+                handle.session.notice("stream_summary", f"{call.source_kind} stream: {call.summary()}", dropped=call.dropped_chunks)
+            del self.handles[handle.call_id], self.calls[handle.call_id]
+
+
+async def start_media_streams(agent: Agent, host: str | None = None, port: int | None = None, *,
+                              config: MediaStreamsConfig | None = None, route: Route | None = None,
+                              clock: Callable[[], float] | None = None) -> MediaStreamsIngress:
+    """Start a media streams server for ``agent`` and return it (``.port``, ``.close()``).
+    ``host``/``port`` override ``config`` (default: ``MediaStreamsConfig()``)."""
+    config = config or MediaStreamsConfig()
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    return await MediaStreamsIngress(agent, config, route=route, clock=clock).start()
+
+
+async def serve_media_streams(agent: Agent, host: str | None = None, port: int | None = None, *,
+                              config: MediaStreamsConfig | None = None, route: Route | None = None,
+                              started: Callable[[MediaStreamsIngress], Any] | None = None) -> None:
+    """Serve media streams into ``agent`` until cancelled or the agent's shutdown
+    is requested; then stop accepting and close every stream."""
+    ingress = await start_media_streams(agent, host, port, config=config, route=route)
+    try:
+        if started is not None:
+            started(ingress)
+        await agent.wait_shutdown_requested()
+    finally:
+        await ingress.close()
