@@ -12,7 +12,7 @@ the recorder implement them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -56,6 +56,12 @@ class CallInfo:
         source_kind: ``audiosocket``, ``device``, ``wav`` or ``transcript``.
         sample_rate: Hz of the call's audio (0 for a transcript).
         started_at: ISO 8601 UTC wall time the call started.
+        ingress_ids: the ids the ingress and the phone system know the call
+            by, as ``(name, value)`` pairs sorted by name, e.g.
+            ``(("audiosocket_uuid", "..."),)``; a SIPREC session id, a Twilio
+            ``callSid``... The agent's ``call_id`` may differ from them (a
+            reused id runs as ``<id>.2``); the end-call webhook sends them so
+            the phone system can find its call (:func:`ingress_ids`).
     """
 
     call_id: str
@@ -64,6 +70,14 @@ class CallInfo:
     source_kind: str
     sample_rate: int
     started_at: str
+    ingress_ids: tuple[tuple[str, str], ...] = ()
+
+
+def ingress_ids(ids: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """``ids`` as :attr:`CallInfo.ingress_ids`: ``(name, value)`` pairs sorted by
+    name, empty values left out. Names are snake_case words saying whose id it
+    is (``audiosocket_uuid``, ``siprec_session_id``, ``twilio_call_sid``)."""
+    return tuple(sorted((str(k), str(v)) for k, v in (ids or {}).items() if v))
 
 
 REMEMBERED_CALL_IDS = 50_000

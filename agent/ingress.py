@@ -132,6 +132,7 @@ class AudioSocketIngress:
             handle = self.agent.start_call(
                 _call_audio(call), sample_rate=call.sample_rate, partner=partner, seat=seat,
                 source_kind="audiosocket", control=call, call_id=call.call_id,
+                ingress_ids={"audiosocket_uuid": call.call_id},
             )
         except RuntimeError as exc:  # shutting down, or no model
             self.agent.notice("call_refused", f"AudioSocket call {call.call_id} not monitored: {exc}")

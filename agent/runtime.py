@@ -7,10 +7,18 @@ link, and a task per call. Ingress (the AudioSocket server, sound devices,
 :meth:`Agent.start_transcript_call` (timed transcript) and gets a
 :class:`CallHandle` back at once.
 
+End-call authorizations: a call with a control of its own (AudioSocket) is
+hung up through it when ``[agent] hangup_on_authorization`` says so; a call
+without one (SIPREC, media streams, replays) is ended through the site's
+signed webhook (``[end_call_webhook]``, :mod:`agent.end_call_webhook`), and
+when none is configured the console is told so (outcome ``not_configured``:
+the partner ends the call).
+
 Shutdown, in order (SIGTERM/SIGINT or :meth:`Agent.shutdown`): stop every
 call's source; let each call transcribe and screen what it already read and
-flush its recognizers; finish its taps (recordings); wait a grace period for
-the console to acknowledge what is outstanding; close the link; shut the
+flush its recognizers; finish its taps (recordings); give pending end-call
+webhooks the grace period, then report the rest failed; wait a grace period
+for the console to acknowledge what is outstanding; close the link; shut the
 executors down.
 """
 
@@ -21,7 +29,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -31,7 +39,8 @@ from typing import Any
 import ssl
 
 from agent.backoff import Backoff
-from agent.call import CallControl, CallIds, CallInfo, CallTap
+from agent.call import CallControl, CallIds, CallInfo, CallTap, ingress_ids as ingress_pairs
+from agent.end_call_webhook import EndCallWebhook, EndCallWebhookSettings
 from agent.link import ConsoleLink
 from agent.session import CallSession
 from agent.settings import AgentSettings
@@ -43,7 +52,7 @@ from detection.call import CallScreen
 from detection.config import DetectionConfig
 from detection.detector import Detector
 from kernel.clock import Clock, iso, utc_now
-from kernel.protocol import AgentNotice, EndCallAuthorized
+from kernel.protocol import AgentNotice, EndCallAuthorized, EndCallWebhookOutcome
 from models.transcriber import CallTranscriber, SharedModel, recognizer_executor
 from models.transcript import Partial, Utterance
 
@@ -115,6 +124,9 @@ class Agent:
     else one with the rules alone, built from ``detection_config``).
     A detector with a semantic stage screens customers' final utterances in
     a "detect" executor of one thread per core.
+    ``end_call_webhook``: the ``[end_call_webhook]`` section (its secret
+    resolved, see ``EndCallWebhookSettings.from_section``), or None (no
+    webhook); the dispatcher is :attr:`end_call_webhook`.
     """
 
     def __init__(
@@ -132,6 +144,7 @@ class Agent:
         transcriber_factory: Callable[..., Any] | None = None,
         screen_factory: Callable[[], Any] | None = None,
         detector: Any = None,
+        end_call_webhook: EndCallWebhookSettings | None = None,
     ) -> None:
         self.settings = settings or AgentSettings()
         self.link = link
@@ -159,6 +172,11 @@ class Agent:
         self._shutdown_requested = asyncio.Event()
         self._shut_down = False
         self._authorizations_seen: set[str] = set()
+        self.end_call_webhook: EndCallWebhook | None = None
+        """Sends the end-call webhooks of calls without a control of their own (None: none configured)."""
+        if end_call_webhook is not None and end_call_webhook.url:
+            self.end_call_webhook = EndCallWebhook(end_call_webhook, publish=link.publish, agent_id=link.agent_id,
+                                                   site=self.settings.site, clock=clock)
         link.on_authorization = self._on_authorization
         link.live_calls = lambda: list(self.calls)  # heartbeats name the calls still monitored
 
@@ -193,7 +211,7 @@ class Agent:
     # ------------------------------------------------------------------ calls
 
     def _info(self, *, call_id: str | None, partner: str | None, seat: str | None, source_kind: str,
-              sample_rate: int) -> tuple[CallInfo, str | None]:
+              sample_rate: int, ingress_ids: Mapping[str, str] | None = None) -> tuple[CallInfo, str | None]:
         """The new call's info, and the id it asked for if that one was already used (see :class:`CallIds`)."""
         call_id, reused = self.call_ids.take(call_id, self.calls)
         info = CallInfo(
@@ -203,6 +221,7 @@ class Agent:
             source_kind=source_kind,
             sample_rate=sample_rate,
             started_at=iso(self.clock()),
+            ingress_ids=ingress_pairs(ingress_ids),
         )
         return info, reused
 
@@ -217,6 +236,7 @@ class Agent:
         control: CallControl | None = None,
         call_id: str | None = None,
         lossless: bool = False,
+        ingress_ids: Mapping[str, str] | None = None,
     ) -> CallHandle:
         """Start monitoring a call from its audio; returns at once (the call runs as its own task).
 
@@ -226,6 +246,8 @@ class Agent:
         call runs as ``<id>.2`` (``.3``...) with a ``call_id_reused`` notice,
         and the earlier call's record and recording stay as they were.
         The handle's ``call_id`` is the id the call runs under.
+        ``ingress_ids``: the ids the phone system knows the call by (see
+        :attr:`~agent.call.CallInfo.ingress_ids`; the end-call webhook sends them).
 
         ``lossless``: the source can wait (a file read faster than real time):
         it is slowed down instead of having its oldest audio dropped. Live
@@ -234,7 +256,8 @@ class Agent:
             raise RuntimeError("no speech model loaded: call Agent.load_model first")
         if self._shut_down:
             raise RuntimeError("the agent is shutting down")
-        info, reused = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=sample_rate)
+        info, reused = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=sample_rate,
+                                  ingress_ids=ingress_ids)
         factory = self.transcriber_factory
         if factory is None:
             gate = partial(Segmenter, config=self.audio_config.vad)
@@ -269,11 +292,13 @@ class Agent:
         call_id: str | None = None,
         duration: float | None = None,
         source_kind: str = "transcript",
+        ingress_ids: Mapping[str, str] | None = None,
     ) -> CallHandle:
         """Start a call from a timed transcript (``agent.transcript_source``); returns at once."""
         if self._shut_down:
             raise RuntimeError("the agent is shutting down")
-        info, reused = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=0)
+        info, reused = self._info(call_id=call_id, partner=partner, seat=seat, source_kind=source_kind, sample_rate=0,
+                                  ingress_ids=ingress_ids)
         session = CallSession(info, publish=self.link.publish, screen=self.screen_factory(), detect_executor=self.detect_executor)
         if duration is None:
             duration = getattr(source, "duration", None)
@@ -324,6 +349,23 @@ class Agent:
             log.info("end-call authorization for call %s, which is not running here", message.call_id)
             return
         await handle.session.authorize_end(message)
+        self._end_by_webhook(handle.session, message)
+
+    def _end_by_webhook(self, session: CallSession, message: EndCallAuthorized) -> None:
+        """Send the call's end-call webhook if it takes one; tell the console when a
+        call the agent cannot hang up has no webhook to end it either."""
+        has_control = session.control is not None
+        webhook = self.end_call_webhook
+        if webhook is not None and webhook.settings.applies_to(session.info.source_kind, has_control=has_control):
+            webhook.request(session.info, message, call_time_s=session.audio_end)
+        elif not has_control:
+            why = ("no [end_call_webhook] url is configured" if webhook is None
+                   else f"[end_call_webhook] sources leaves out {session.info.source_kind} calls")
+            log.info("call %s: end authorized, and this agent cannot end it: %s", session.info.call_id, why)
+            self.link.publish(EndCallWebhookOutcome(
+                seq=0, event_id=f"webhook:{uuid.uuid4().hex}:1", call_id=session.info.call_id,
+                authorization_id=message.authorization_id, outcome="not_configured", attempt=0, max_attempts=0,
+                error=f"{why}: the partner ends the call"))
 
     async def wait_calls(self) -> None:
         """Wait until every running call has ended."""
@@ -340,6 +382,8 @@ class Agent:
         for handle in list(self.calls.values()):
             handle.stop("shutdown")
         await self.wait_calls()
+        if self.end_call_webhook is not None:
+            await self.end_call_webhook.close(self.settings.shutdown_grace_s if grace is None else grace)
         await self.link.close(self.settings.shutdown_grace_s if grace is None else grace)
         if self._owns_executor and self._recognizer_executor is not None:
             self._recognizer_executor.shutdown(wait=True, cancel_futures=True)

@@ -157,9 +157,14 @@ class CallSession:
             self._reader.cancel()
 
     async def authorize_end(self, message: EndCallAuthorized) -> None:
-        """A supervisor authorized ending this call: hang up if configured to."""
+        """A supervisor authorized ending this call: hang up through its control if
+        configured to (a call without one is the agent's to end by webhook, see
+        :class:`~agent.runtime.Agent`)."""
         self.authorizations.append(message)
-        if not (self.hangup_on_authorization and self.control is not None):
+        if self.control is None:
+            log.info("call %s: end authorized by %s; the agent cannot hang this call up itself", self.info.call_id, message.by)
+            return
+        if not self.hangup_on_authorization:
             log.info("call %s: end authorized by %s; the partner decides (hangup_on_authorization off)", self.info.call_id, message.by)
             return
         try:

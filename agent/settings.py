@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from kernel.config import secret_from_file
 from kernel.errors import ConfigError
 from kernel.sections import read_section
 
@@ -111,9 +112,6 @@ class AgentSettings:
         if self.token:
             return self.token
         if self.token_file is not None:
-            try:
-                return self.token_file.read_text(encoding="utf-8").strip().splitlines()[0].strip()
-            except (OSError, IndexError) as exc:
-                raise ConfigError(f"[agent] token_file {self.token_file}: cannot read a token") from exc
+            return secret_from_file(self.token_file, "[agent] token_file")
         return env.get("CALLSHIELD_AGENT_TOKEN", "").strip()
 

@@ -261,7 +261,7 @@ class AgentLinks:
             self._call_heard.pop(message.call_id, None)
             publish(b.CallShown(call=call), call=call)
             self.hub.spawn(self.qa.call_ended(message.call_id))
-        elif isinstance(message, p.AgentNotice):
+        elif isinstance(message, (p.AgentNotice, p.EndCallWebhookOutcome)):
             publish(b.NoticeShown(notice=rec.record), call=None)
         if rec.checkin:
             publish(b.CheckinShown(checkin=rec.checkin), call=None)

@@ -353,7 +353,7 @@ class NoticeShown:
 @dataclass(frozen=True)
 class CallDetail:
     """Answer to ``call_detail``: ``detail`` has call, utterances, findings, levels,
-    alerts, authorizations, help, checkins."""
+    alerts, authorizations, help, checkins, notices (the latest 200)."""
 
     TYPE: ClassVar[str] = "call_detail"
     detail: CallHistory

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from kernel.config import SECTIONS, load_config
+from agent.end_call_webhook import EndCallWebhookSettings
 from agent.settings import AgentSettings
 from cli.settings import load_settings
 from audio.audiosocket import AudioSocketConfig
@@ -49,6 +50,7 @@ def parsers(tmp_path: Path) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
         "devices": DeviceConfig.from_section,
         "console": lambda t: ConsoleConfig.from_table(t, data_dir=tmp_path),
         "retention": RetentionPolicy.from_section,
+        "end_call_webhook": lambda t: EndCallWebhookSettings.from_section(t, env={}),
     }
 
 
@@ -71,6 +73,7 @@ def config_keys() -> dict[str, set[str]]:
         "devices": names(DeviceConfig),
         "console": names(ConsoleConfig),
         "retention": names(RetentionPolicy),
+        "end_call_webhook": names(EndCallWebhookSettings),
     }
 
 
@@ -153,6 +156,7 @@ def test_example_is_valid_toml_and_every_section_goes_through_its_parser(tmp_pat
     assert isinstance(DeviceConfig.from_section(settings.section("devices")), DeviceConfig)
     assert isinstance(ConsoleConfig.from_table(settings.section("console"), data_dir=tmp_path), ConsoleConfig)
     assert isinstance(RetentionPolicy.from_section(settings.section("retention")), RetentionPolicy)
+    assert isinstance(settings.end_call_webhook(env={}), EndCallWebhookSettings)
 
 
 # Commented-out settings that only make sense with another one (the parsers say so).
@@ -226,6 +230,7 @@ def test_the_example_sets_every_setting_that_has_a_literal_default():
         "media_streams": {"audiohook_keys", "audiohook_keys_file", "twilio_auth_token", "twilio_auth_token_file"},
         "devices": {"stereo", "customer", "partner"},
         "console": {"data_dir", "tls_cert", "tls_key"},
+        "end_call_webhook": {"secret", "secret_file", "ca_file"},
     }
     # the severities shown are the taxonomy's defaults
     assert commented_settings()["detection.severity"] == dict(DEFAULT_SEVERITY)
@@ -234,6 +239,8 @@ def test_the_example_sets_every_setting_that_has_a_literal_default():
         assert all(getattr(cls(), k) is None for k in keys), cls
     agent = AgentSettings()
     assert all(getattr(agent, k) in (None, "") for k in ("token", "token_file", "ca_file", "closing_message"))
+    webhook = EndCallWebhookSettings()
+    assert all(getattr(webhook, k) in (None, "") for k in ("secret", "secret_file", "ca_file"))
 
 
 # --------------------------------------------------------------------------- 3. it is complete

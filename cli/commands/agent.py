@@ -50,24 +50,25 @@ def run(args: argparse.Namespace) -> int:
     ingress = ingress_from_args(settings, args)  # bad files and addresses fail before connecting
     model = settings.resolve_model(args.model) if ingress.needs_model else None
     detector = settings.detector()
+    webhook = settings.end_call_webhook()  # a url without a usable secret fails here, before connecting
     from agent.recording import AgentRecording
     from kernel.retention import RetentionPolicy
 
     recordings = Path(args.recordings).expanduser() if args.recordings else settings.data_dir / "recordings"
     recording = AgentRecording(recordings, RetentionPolicy.from_section(settings.section("retention")))
     try:
-        return asyncio.run(_run_agent(agent_settings, settings, detector, url, token, model, recording, ingress))
+        return asyncio.run(_run_agent(agent_settings, settings, detector, url, token, model, recording, ingress, webhook))
     finally:
         recording.close()
 
 
-async def _run_agent(agent_settings, settings, detector, url: str, token: str, model, recording, ingress: Ingress) -> int:
+async def _run_agent(agent_settings, settings, detector, url: str, token: str, model, recording, ingress: Ingress, webhook=None) -> int:
     from agent.runtime import Agent, make_link
 
     await recording.recover()
     link = make_link(agent_settings, url=url, token=token)
     agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
-                  audio_config=settings.audio_config(), tap_factories=[recording.tap])
+                  audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook)
     agent.install_signal_handlers()
     await agent.start()
     ingress_tasks: list[asyncio.Task] = []

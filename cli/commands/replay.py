@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import sys
@@ -68,19 +69,20 @@ def run(args: argparse.Namespace) -> int:
 
     url, token = settings.console_target(args.console, args.token)
     detector = settings.detector()
+    webhook = settings.end_call_webhook()
     agent_settings = settings.agent
     if args.agent_id:
         agent_settings = dataclasses.replace(agent_settings, agent_id=args.agent_id)
-    return asyncio.run(_replay(args, agent_settings, settings, detector, url, token, transcript, source, model))
+    return asyncio.run(_replay(args, agent_settings, settings, detector, url, token, transcript, source, model, webhook))
 
 
-async def _replay(args, agent_settings, settings, detector, url, token, transcript, source, model) -> int:
+async def _replay(args, agent_settings, settings, detector, url, token, transcript, source, model, webhook=None) -> int:
     from agent.runtime import Agent, make_link
     from agent.transcript_source import TranscriptSource
 
     link = make_link(agent_settings, url=url, token=token, max_attempts=args.retries)
     agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
-                  audio_config=settings.audio_config())
+                  audio_config=settings.audio_config(), end_call_webhook=webhook)
     agent.install_signal_handlers()
     await agent.start()
     try:
@@ -103,6 +105,9 @@ async def _replay(args, agent_settings, settings, detector, url, token, transcri
         if not handle.done:  # SIGINT/SIGTERM: end the call cleanly, keep what was sent
             handle.stop("shutdown")
             await handle.wait()
+        if agent.end_call_webhook is not None:  # an end-call webhook still retrying: its outcome goes to the console too
+            with contextlib.suppress(TimeoutError):
+                await agent.end_call_webhook.idle(args.timeout)
         try:
             await link.drain(timeout=args.timeout)
         except TimeoutError:

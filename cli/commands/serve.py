@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     console_config = console_config_from(args)
     detection_config = settings.detection_config()
     detector = settings.detector(detection_config)  # a missing sentence encoder fails here, before anything starts
+    webhook = settings.end_call_webhook()  # so does a webhook url without a usable secret
     ingress = ingress_from_args(settings, args)
     if args.demo and ingress.needs_model:
         raise ServeError("--demo replays a sample call on its own; run live calls (--audiosocket, --media-streams, --devices, --wav) without it", code="bad_option")
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         model = settings.resolve_model(args.model).path
     else:
         model = None
-    return asyncio.run(_serve(settings, console_config, detector, demo=args.demo, model=model, ingress=ingress))
+    return asyncio.run(_serve(settings, console_config, detector, demo=args.demo, model=model, ingress=ingress, webhook=webhook))
 
 
 def _english_model(settings, option: str | None) -> Path | None:
@@ -97,7 +98,7 @@ def _english_model(settings, option: str | None) -> Path | None:
     return None
 
 
-async def _serve(settings, console_config, detector, *, demo: bool, model: Path | None, ingress: Ingress = Ingress()) -> int:
+async def _serve(settings, console_config, detector, *, demo: bool, model: Path | None, ingress: Ingress = Ingress(), webhook=None) -> int:
     from agent.recording import AgentRecording
     from kernel.retention import RetentionPolicy
     from agent.runtime import Agent, make_link
@@ -119,7 +120,7 @@ async def _serve(settings, console_config, detector, *, demo: bool, model: Path 
         agent_settings = dataclasses.replace(settings.agent, agent_id=EMBEDDED_AGENT, site=settings.agent.site or "embedded")
         link = make_link(agent_settings, url=console.url, token=token)
         agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
-                      audio_config=settings.audio_config(), tap_factories=[recording.tap])
+                      audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook)
         agent.install_signal_handlers()
         await agent.start()
         await link.wait_connected(timeout=30)

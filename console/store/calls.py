@@ -15,6 +15,12 @@ supervisors); any later sign of it from its own agent (an event, new or
 resent, or a heartbeat naming it) reopens it. A refused event leaves one
 notice per agent and call, so supervisors see that an agent's events for a
 call are not being stored.
+
+End-call webhooks: each outcome an agent reports (``end_call_webhook``:
+delivered, retrying, failed, not configured) is kept as a notice of the call
+(code ``end_call_webhook_<outcome>``, its text written here) and as an audit
+entry (action ``end_call_webhook``, the outcome's fields as JSON), in one
+transaction; like notices, outcomes are taken after the call has ended.
 """
 
 from __future__ import annotations
@@ -37,11 +43,13 @@ from kernel import protocol as p
 from kernel.clock import iso
 from kernel.levels import asks_check_in, level_rank, raises_alert
 
-DurableEvent = p.CallStarted | p.UtteranceFinal | p.FindingRaised | p.LevelChanged | p.CallEnded | p.AgentNotice
+DurableEvent = p.CallStarted | p.UtteranceFinal | p.FindingRaised | p.LevelChanged | p.CallEnded | p.AgentNotice | p.EndCallWebhookOutcome
 """The agent messages the store keeps (``kernel.protocol.DURABLE``)."""
 
 LOST = "lost"
 """``end_reason`` of a call closed because its agent stopped answering."""
+CALL_NOTICES = 200
+"""A call's latest notices in its ``call_detail`` (a call with thousands of dropped-audio notices sends only these)."""
 LOST_SHOWN_HOURS = 1.0
 """Hours a lost call stays on the supervisors' live list (marked lost) after monitoring was lost."""
 REFUSAL_TOLD = "SELECT 1 FROM notices WHERE code = 'events_refused' AND agent = ? AND call_id IS ?"
@@ -197,7 +205,7 @@ class CallLog(Room):
 
     def call_detail(self, call_id: str) -> CallHistory | None:
         """Everything stored about one call: utterances, findings, level changes,
-        alerts, authorizations, help requests, its check-in."""
+        alerts, authorizations, help requests, its check-in, its notices."""
         c = self._conn
         call = rows.call(c, call_id)
         if call is None:
@@ -212,6 +220,8 @@ class CallLog(Room):
             authorizations=tuple(rows.many(c, rows.authorization, rows.AUTHORIZATIONS_OF_CALL, of_call)),
             help=tuple(rows.many(c, rows.help_request, "SELECT id FROM help_requests WHERE call_id = ? ORDER BY id", of_call)),
             checkins=tuple(rows.many(c, rows.checkin, "SELECT id FROM checkins WHERE call_id = ?", of_call)),
+            notices=tuple(rows.many(c, rows.notice, "SELECT id FROM notices WHERE call_id = ? ORDER BY id DESC LIMIT ?",
+                                    (call_id, CALL_NOTICES)))[::-1],
         )
 
 
@@ -229,8 +239,9 @@ def _reopen(c: sqlite3.Connection, call_id: str, agent: str, now: str) -> Call |
 def _refuse_after_the_end(c: sqlite3.Connection, call_id: str, message: DurableEvent) -> None:
     """A call that ended (not lost) is evidence: no new words, findings, levels
     or start/end may change it after the fact (an agent restarted with the id
-    of a finished call, a PBX reusing one). Notices about it are still taken."""
-    if isinstance(message, p.AgentNotice):
+    of a finished call, a PBX reusing one). Notices about it, and what became
+    of its end-call webhook, are still taken."""
+    if isinstance(message, (p.AgentNotice, p.EndCallWebhookOutcome)):
         return
     ended = c.execute("SELECT ended_at FROM calls WHERE id = ? AND ended_at IS NOT NULL", (call_id,)).fetchone()
     if ended is not None:
@@ -304,7 +315,29 @@ def _apply(c: sqlite3.Connection, agent: str, m: DurableEvent, now: str) -> Reco
             (m.event_id, agent, m.call_id, m.code, m.message, m.dropped, now),
         )
         return Recorded(new=True, call=rows.call(c, m.call_id) if m.call_id else None, record=rows.notice(c, cur.lastrowid))
+    if isinstance(m, p.EndCallWebhookOutcome):
+        if m.outcome not in p.WEBHOOK_OUTCOMES:
+            raise BadRequest(f"end_call_webhook: unknown outcome {m.outcome[:40]!r}", code="bad_message")
+        cur = c.execute(
+            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+            (m.event_id, agent, m.call_id, f"end_call_webhook_{m.outcome}", webhook_text(m), now),
+        )
+        detail = {k: getattr(m, k) for k in ("authorization_id", "webhook_id", "outcome", "attempt", "max_attempts", "status", "error", "retry_in")}
+        write_audit(c, f"agent:{agent}", "end_call_webhook", m.call_id, json.dumps(detail, ensure_ascii=False), now)
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.notice(c, cur.lastrowid))
     raise BadRequest(f"{m.TYPE} is not stored", code="unexpected_message")  # pragma: no cover
+
+
+def webhook_text(m: p.EndCallWebhookOutcome) -> str:
+    """What an end-call webhook's outcome means for the supervisor, in words."""
+    tries = f"attempt {m.attempt} of {m.max_attempts}"
+    if m.outcome == "delivered":
+        return f"End-call request delivered to the phone system (HTTP {m.status}, {tries})."
+    if m.outcome == "retrying":
+        return f"End-call request not delivered yet ({tries}: {m.error}); trying again in {round(m.retry_in, 1):g} s."
+    if m.outcome == "failed":
+        return f"End-call request failed ({m.error}): the phone system was not asked to end the call; the partner ends it."
+    return f"callshield cannot end this call: {m.error}."
 
 
 def _span(span: tuple | None, length: int) -> tuple[int | None, int | None]:
