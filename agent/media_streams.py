@@ -75,6 +75,7 @@ class MediaStreamsIngress:
             handle = self.agent.start_call(
                 call.audio(), sample_rate=call.sample_rate, partner=partner or call.partner, seat=seat or call.seat,
                 source_kind=call.source_kind, control=None, call_id=call.call_id,
+                ingress_ids=_ids(call),
             )
         except RuntimeError as exc:  # shutting down, or no model
             self.agent.notice("call_refused", f"{call.source_kind} call {call.call_id} not monitored: {exc}")
@@ -90,6 +91,19 @@ class MediaStreamsIngress:
             if s.lost_samples or s.problems or call.dropped_chunks:
                 handle.session.notice("stream_summary", f"{call.source_kind} stream: {call.summary()}", dropped=call.dropped_chunks)
             del self.handles[handle.call_id], self.calls[handle.call_id]
+
+
+_IDS = {"audiohook": {"conversation": "audiohook_conversation_id", "session": "audiohook_session_id", "organization": "audiohook_organization_id"},
+         "twilio": {"stream": "twilio_stream_sid", "account": "twilio_account_sid"}}
+"""The stream's details the phone system knows the call by, as ``ingress_ids`` (the end-call webhook carries them)."""
+
+
+def _ids(call: StreamCall) -> dict[str, str]:
+    names = _IDS.get(call.source_kind, {})
+    ids = {names[k]: v for k, v in call.details.items() if k in names and v}
+    if call.source_kind == "twilio":
+        ids["twilio_call_sid"] = call.call_id
+    return ids
 
 
 async def start_media_streams(agent: Agent, host: str | None = None, port: int | None = None, *,

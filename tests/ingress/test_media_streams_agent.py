@@ -215,3 +215,17 @@ def test_agent_command_refuses_a_bad_media_streams_address_or_section(tmp_path):
     conf.write_text('[media_streams]\ntwilio_customer_track = "caller"\n')
     out = agent("--config", str(conf), "agent", "--console", "ws://127.0.0.1:9", "--token", "t", "--media-streams", "9094")
     assert out.returncode == 2 and "[media_streams] twilio_customer_track must be one of inbound, outbound" in out.stderr
+
+
+def test_a_streams_ids_go_to_the_end_call_webhook_by_the_names_the_docs_give():
+    from agent.media_streams import _ids
+    from audio.media_streams import StreamCall
+
+    twilio = StreamCall(call_id="CA123", source_kind="twilio", sample_rate=RATE, queue_chunks=8,
+                        details={"stream": "MZ9", "account": "AC1", "tracks": "inbound,outbound"})
+    hook = StreamCall(call_id="conv-1", source_kind="audiohook", sample_rate=RATE, queue_chunks=8,
+                      details={"conversation": "conv-1", "session": "s-2", "organization": ""})
+    assert _ids(twilio) == {"twilio_call_sid": "CA123", "twilio_stream_sid": "MZ9", "twilio_account_sid": "AC1"}
+    assert _ids(hook) == {"audiohook_conversation_id": "conv-1", "audiohook_session_id": "s-2"}
+    docs = (ROOT / "docs" / "end-call-webhook.md").read_text(encoding="utf-8")
+    assert all(f"`{name}`" in docs for name in [*_ids(twilio), *_ids(hook)])
