@@ -1,0 +1,1 @@
+"""SIP ingress: SIPREC recording server and plain SIP "listen" calls (see docs/siprec.md)."""
