@@ -1,0 +1,59 @@
+"""Helpers of the SIP tests: SIPREC offers and metadata as an SBC sends them."""
+
+from __future__ import annotations
+
+from audio.sip.message import SipMessage, multipart
+
+METADATA = """<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns='urn:ietf:params:xml:ns:recording:1'>
+  <datamode>complete</datamode>
+  <session session_id="s1"><sipSessionID>abc;remote=def</sipSessionID></session>
+  <participant participant_id="p1"><nameID aor="{caller}"><name>Caller</name></nameID></participant>
+  <participant participant_id="p2"><nameID aor="{callee}"><name>Callee</name></nameID></participant>
+  <stream stream_id="st1" session_id="s1"><label>1</label></stream>
+  <stream stream_id="st2" session_id="s1"><label>2</label></stream>
+  <participantstreamassoc participant_id="p1"><send>st1</send><recv>st2</recv></participantstreamassoc>
+  <participantstreamassoc participant_id="p2"><send>st2</send><recv>st1</recv></participantstreamassoc>
+</recording>
+"""
+
+
+def metadata(caller: str = "sip:+4930123456@carrier.example", callee: str = "sip:1001@pbx.example") -> bytes:
+    return METADATA.format(caller=caller, callee=callee).encode()
+
+
+def sdp(streams: list[tuple[int, str, str]] | None = None, *, address: str = "127.0.0.1", proto: str = "RTP/AVP",
+        formats: str = "0 8 101") -> bytes:
+    """An SDP offer of ``(port, label, direction)`` audio streams."""
+    streams = streams if streams is not None else [(6000, "1", "sendonly"), (6002, "2", "sendonly")]
+    lines = ["v=0", f"o=SBC 1 1 IN IP4 {address}", "s=SIPREC", f"c=IN IP4 {address}", "t=0 0"]
+    for port, label, direction in streams:
+        lines += [f"m=audio {port} {proto} {formats}", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+                  "a=rtpmap:101 telephone-event/8000", f"a=label:{label}", f"a={direction}"]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def invite(*, call_id: str = "call-1@sbc", branch: str = "z9hG4bK-1", from_tag: str = "sbc1", to_tag: str | None = None,
+           cseq: int = 1, body_sdp: bytes | None = None, meta: bytes | None = b"", siprec: bool = True,
+           to: str = "<sip:srs@127.0.0.1>", method: str = "INVITE") -> SipMessage:
+    """A SIPREC INVITE (multipart SDP + metadata), or a plain one (``siprec=False``, SDP only)."""
+    body_sdp = sdp() if body_sdp is None else body_sdp
+    headers = [("Via", f"SIP/2.0/UDP 127.0.0.1:5070;branch={branch}"), ("Max-Forwards", "70"),
+               ("From", f"<sip:src@sbc.example>;tag={from_tag}"), ("To", to + (f";tag={to_tag}" if to_tag else "")),
+               ("Call-ID", call_id), ("CSeq", f"{cseq} {method}"), ("Contact", "<sip:src@127.0.0.1:5070>" + (";+sip.src" if siprec else ""))]
+    if siprec:
+        headers.append(("Require", "siprec"))
+        content_type, body = multipart([("application/sdp", body_sdp), ("application/rs-metadata+xml", meta or metadata())])
+    else:
+        content_type, body = "application/sdp", body_sdp
+    headers.append(("Content-Type", content_type))
+    return SipMessage(method, "sip:srs@127.0.0.1", headers=tuple(headers), body=body)
+
+
+def request(method: str, *, call_id: str = "call-1@sbc", branch: str = "z9hG4bK-2", from_tag: str = "sbc1",
+            to_tag: str | None = None, cseq: int = 2) -> SipMessage:
+    """An in-dialog (``to_tag``) or out-of-dialog request without a body."""
+    return SipMessage(method, "sip:srs@127.0.0.1", headers=(
+        ("Via", f"SIP/2.0/UDP 127.0.0.1:5070;branch={branch}"), ("From", f"<sip:src@sbc.example>;tag={from_tag}"),
+        ("To", "<sip:srs@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")), ("Call-ID", call_id),
+        ("CSeq", f"{cseq} {'INVITE' if method == 'ACK' else method}"), ("Max-Forwards", "70")))

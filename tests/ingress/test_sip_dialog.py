@@ -1,0 +1,158 @@
+"""The recorder's SIP state machine, sans I/O: requests in, responses and call events out."""
+
+from __future__ import annotations
+
+import pytest
+
+from audio.sip.config import SipConfig
+from audio.sip.dialog import T1, Ended, Offered, Peer, Send, SipCore, Updated
+from audio.sip.message import header_params, parse_message
+from audio.sip.sdp import parse_sdp
+from sip_kit import invite, request, sdp
+
+PEER = Peer("udp", ("127.0.0.1", 5070))
+
+
+def sent(actions):
+    return [parse_message(a.data) for a in actions if isinstance(a, Send)]
+
+
+def events(actions):
+    return [a for a in actions if not isinstance(a, Send)]
+
+
+def offered(core, message=None, now=0.0):
+    actions = core.receive((message or invite()).encode(), PEER, now)
+    assert [r.status for r in sent(actions)] == [100]
+    (event,) = events(actions)
+    assert isinstance(event, Offered)
+    return event.dialog
+
+
+def answered(core, message=None):
+    dialog = offered(core, message)
+    (ok,) = sent(core.accept(dialog, {s.index: 40000 + 2 * s.index for s in dialog.streams}, 0.1))
+    return dialog, ok
+
+
+@pytest.fixture
+def core():
+    return SipCore(SipConfig(max_calls=2), contact=("127.0.0.1", 5060))
+
+
+def test_siprec_invite_answered_recvonly_per_stream(core):
+    dialog, ok = answered(core)
+    assert dialog.kind == "siprec" and [s.speaker for s in dialog.streams] == ["customer", "partner"]
+    assert dialog.partner == "sip:1001@pbx.example"
+    assert ok.status == 200 and header_params(ok.get("To"))["tag"] == dialog.local_tag
+    assert "+sip.srs" in ok.get("Contact")
+    answer = parse_sdp(ok.body)
+    assert [(m.port, m.label, m.direction) for m in answer.media] == [(40000, "1", "recvonly"), (40002, "2", "recvonly")]
+
+
+def test_200_retransmitted_until_ack_then_quiet(core):
+    dialog, ok = answered(core)
+    assert sent(core.tick(0.1 + T1 / 2)) == []
+    assert [r.status for r in sent(core.tick(0.1 + T1))] == [200]
+    assert [r.status for r in sent(core.tick(0.1 + 3 * T1))] == [200]
+    core.receive(request("ACK", to_tag=dialog.local_tag, cseq=1, branch="z9hG4bK-ack").encode(), PEER, 2.0)
+    assert dialog.state == "confirmed"
+    assert core.tick(10.0) == []
+
+
+def test_no_ack_ends_the_call(core):
+    dialog, _ = answered(core)
+    actions = core.tick(40.0)
+    assert [e.reason for e in events(actions)] == ["no_ack"] and core.counts["no_ack"] == 1
+
+
+def test_retransmitted_invite_answered_from_the_transaction(core):
+    dialog, ok = answered(core)
+    actions = core.receive(invite().encode(), PEER, 0.3)
+    assert events(actions) == [] and [r.status for r in sent(actions)] == [200]
+    assert sent(actions)[0].body == ok.body and core.counts["retransmissions"] == 1
+
+
+def test_reinvite_hold_and_metadata_update_answered_on_the_same_ports(core):
+    dialog, ok = answered(core)
+    held = sdp([(6000, "1", "inactive"), (6004, "2", "sendonly")])
+    actions = core.receive(invite(to_tag=dialog.local_tag, cseq=2, branch="z9hG4bK-re", body_sdp=held).encode(), PEER, 1.0)
+    (reply,) = sent(actions)
+    assert reply.status == 200 and isinstance(events(actions)[0], Updated)
+    answer = parse_sdp(reply.body)
+    assert [(m.port, m.direction) for m in answer.media] == [(40000, "inactive"), (40002, "recvonly")]
+    assert answer.origin.split()[2] == "2"  # the version went up
+    assert dialog.held == {"customer"}
+    resumed = core.receive(invite(to_tag=dialog.local_tag, cseq=3, branch="z9hG4bK-re2").encode(), PEER, 2.0)
+    assert sent(resumed)[0].status == 200 and dialog.held == frozenset()
+
+
+def test_bye_ends_and_its_retransmission_is_answered_not_reprocessed(core):
+    dialog, _ = answered(core)
+    bye = request("BYE", to_tag=dialog.local_tag, cseq=5).encode()
+    actions = core.receive(bye, PEER, 1.0)
+    assert [r.status for r in sent(actions)] == [200] and [type(e) for e in events(actions)] == [Ended]
+    again = core.receive(bye, PEER, 1.5)
+    assert [r.status for r in sent(again)] == [200] and events(again) == []
+    assert core.live_calls == 0
+
+
+def test_cancel_before_the_answer(core):
+    dialog = offered(core)
+    actions = core.receive(request("CANCEL", cseq=1, branch="z9hG4bK-1").encode(), PEER, 0.2)
+    assert sorted((r.status, r.cseq[1]) for r in sent(actions)) == [(200, "CANCEL"), (487, "INVITE")]
+    assert [e.reason for e in events(actions)] == ["cancelled"]
+    assert core.accept(dialog, {0: 40000, 1: 40002}, 0.3) == []  # the media opened too late: nothing is sent
+
+
+def test_requests_outside_a_dialog_get_481(core):
+    for message in (request("BYE", to_tag="nope"), invite(to_tag="nope"), request("CANCEL", branch="z9hG4bK-none", cseq=1)):
+        assert [r.status for r in sent(core.receive(message.encode(), PEER, 0.0))] == [481]
+    assert core.counts["no_dialog"] == 3
+
+
+def test_options_keepalive(core):
+    (reply,) = sent(core.receive(request("OPTIONS").encode(), PEER, 0.0))
+    assert reply.status == 200 and "INVITE" in reply.get("Allow")
+
+
+def test_unsupported_codec_gets_488(core):
+    actions = core.receive(invite(body_sdp=sdp(formats="18"), branch="z9hG4bK-g729").encode(), PEER, 0.0)
+    assert [r.status for r in sent(actions)] == [488] and events(actions) == []
+
+
+def test_over_max_calls_gets_503_with_retry_after(core):
+    answered(core, invite(call_id="a"))
+    answered(core, invite(call_id="b", branch="z9hG4bK-b"))
+    (reply,) = sent(core.receive(invite(call_id="c", branch="z9hG4bK-c").encode(), PEER, 0.0))
+    assert reply.status == 503 and reply.get("Retry-After") == "30" and core.counts["calls_refused"] == 1
+
+
+def test_malformed_but_answerable_gets_400_and_the_rest_is_dropped(core):
+    broken_body = invite(meta=b"<recording><not-closed", branch="z9hG4bK-x").encode()
+    assert [r.status for r in sent(core.receive(broken_body, PEER, 0.0))] == [400]
+    no_cseq = b"INVITE sip:a SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKq\r\nFrom: <sip:a>;tag=1\r\nTo: <sip:b>\r\nCall-ID: q\r\n\r\n"
+    assert [r.status for r in sent(core.receive(no_cseq, PEER, 0.0))] == [400]
+    assert core.receive(b"\x00\x01garbage", PEER, 0.0) == []
+    assert core.counts["malformed"] == 3 and core.counts["bad_request"] == 2 and core.live_calls == 0
+
+
+def test_plain_sip_call_is_one_mixed_stream_of_the_dialed_extension(core):
+    plain = invite(siprec=False, body_sdp=sdp([(6000, "x", "sendrecv")]), to="<sip:1001@127.0.0.1>", branch="z9hG4bK-plain")
+    dialog, ok = answered(core, plain)
+    assert dialog.kind == "sip" and dialog.partner == "1001"
+    assert [s.speaker for s in dialog.streams] == ["customer"]
+    assert dialog.notices[0][0] == "mixed_audio"
+    assert "+sip.srs" not in ok.get("Contact") and parse_sdp(ok.body).media[0].direction == "recvonly"
+
+
+def test_allow_from_drops_other_sources():
+    core = SipCore(SipConfig(allow_from=("10.0.0.0/8",)), contact=("127.0.0.1", 5060))
+    assert core.receive(invite().encode(), PEER, 0.0) == [] and core.counts["denied"] == 1
+
+
+def test_transactions_are_bounded():
+    core = SipCore(SipConfig(max_calls=1), contact=("127.0.0.1", 5060))
+    for i in range(1000):
+        core.receive(request("OPTIONS", branch=f"z9hG4bK-{i}").encode(), PEER, 0.0)
+    assert len(core._transactions) <= core._max_transactions
