@@ -25,7 +25,7 @@ from kernel.errors import ConfigError
 
 __all__ = ["ConfigError", "ConfigFile", "SECTIONS", "default_config_path", "default_data_dir", "load_config"]
 
-SECTIONS = ("models", "audio", "detection", "agent", "audiosocket", "devices", "console", "retention")
+SECTIONS = ("models", "audio", "detection", "agent", "audiosocket", "siprec", "devices", "console", "retention")
 """Every section of the config file (``docs/callshield.example.toml`` shows them all)."""
 
 

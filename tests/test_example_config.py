@@ -22,6 +22,7 @@ from cli.settings import load_settings
 from audio.audiosocket import AudioSocketConfig
 from audio.config import AudioConfig
 from audio.device import DeviceConfig
+from audio.sip.config import SipConfig
 from kernel.errors import CallshieldError
 from kernel.retention import RetentionPolicy
 from audio.vad import VadConfig
@@ -44,6 +45,7 @@ def parsers(tmp_path: Path) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
         "detection": DetectionConfig.from_table,
         "agent": AgentSettings.from_table,
         "audiosocket": AudioSocketConfig.from_section,
+        "siprec": SipConfig.from_section,
         "devices": DeviceConfig.from_section,
         "console": lambda t: ConsoleConfig.from_table(t, data_dir=tmp_path),
         "retention": RetentionPolicy.from_section,
@@ -65,6 +67,7 @@ def config_keys() -> dict[str, set[str]]:
         "detection.points": set(SEVERITIES),
         "agent": names(AgentSettings),
         "audiosocket": names(AudioSocketConfig),
+        "siprec": names(SipConfig),
         "devices": names(DeviceConfig),
         "console": names(ConsoleConfig),
         "retention": names(RetentionPolicy),
@@ -147,6 +150,7 @@ def test_example_is_valid_toml_and_every_section_goes_through_its_parser(tmp_pat
     assert isinstance(ModelsConfig.from_section(settings.section("models"), base=EXAMPLE.parent), ModelsConfig)
     assert isinstance(AudioSocketConfig.from_section(settings.section("audiosocket")), AudioSocketConfig)
     assert isinstance(DeviceConfig.from_section(settings.section("devices")), DeviceConfig)
+    assert isinstance(SipConfig.from_section(settings.section("siprec")), SipConfig)
     assert isinstance(ConsoleConfig.from_table(settings.section("console"), data_dir=tmp_path), ConsoleConfig)
     assert isinstance(RetentionPolicy.from_section(settings.section("retention")), RetentionPolicy)
 

@@ -247,7 +247,8 @@ class SipServer:
             if self.calls.get(dialog.id) is call:  # the consumer is gone: release the media too
                 del self.calls[dialog.id]
                 self._perform(self.core.end(dialog, "consumer_gone"))
-            call.end(call.end_reason or "consumer_gone")
+            call.end(call.end_reason or "closed")
+            call.consumer_gone()
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()

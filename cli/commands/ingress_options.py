@@ -2,8 +2,10 @@
 and ``callshield serve``.
 
 ``--wav FILE`` (a recorded call, as if live with ``--realtime``),
-``--audiosocket [HOST:]PORT`` (Asterisk AudioSocket, see docs/asterisk.md) and
-``--devices`` (the sound devices chosen in ``[devices]``). Not a command
+``--audiosocket [HOST:]PORT`` (Asterisk AudioSocket, see docs/asterisk.md),
+``--siprec [HOST:]PORT`` / ``--sip [HOST:]PORT`` (SIPREC from an SBC, plain
+SIP "listen" calls from a PBX: one SIP server answers both kinds, see
+docs/siprec.md) and ``--devices`` (the sound devices chosen in ``[devices]``). Not a command
 itself: the dispatcher only loads the modules named in ``cli/main.py``.
 """
 
@@ -33,11 +35,12 @@ class Ingress:
     realtime: bool = False
     audiosocket: object | None = None  # audio.audiosocket.AudioSocketConfig
     devices: object | None = None  # audio.device.DeviceConfig
+    sip: tuple[object, ...] = ()  # audio.sip.config.SipConfig, one per SIP server (address)
 
     @property
     def live(self) -> bool:
         """Whether a source keeps bringing calls (the process then runs until a signal)."""
-        return self.audiosocket is not None or self.devices is not None
+        return self.audiosocket is not None or self.devices is not None or bool(self.sip)
 
     @property
     def needs_model(self) -> bool:
@@ -51,6 +54,10 @@ def add_ingress_arguments(parser: argparse.ArgumentParser, *, wav: bool = True) 
         group.add_argument("--realtime", action="store_true", help="pace --wav calls by their audio time, as if live")
     group.add_argument("--audiosocket", metavar="[HOST:]PORT", nargs="?", const="",
                        help="serve Asterisk AudioSocket calls (default address: [audiosocket] host/port, else 127.0.0.1:9092; see docs/asterisk.md)")
+    group.add_argument("--siprec", metavar="[HOST:]PORT", nargs="?", const="",
+                       help="serve SIPREC recording sessions from an SBC, and plain SIP calls (default address: [siprec] host/port, else 127.0.0.1:5060; see docs/siprec.md)")
+    group.add_argument("--sip", metavar="[HOST:]PORT", nargs="?", const="",
+                       help="serve plain SIP 'listen' calls from a PBX (ChanSpy, eavesdrop, 3CX), and SIPREC: the same server as --siprec (one server when both name the same address)")
     group.add_argument("--devices", action="store_true",
                        help="monitor one call from the sound devices chosen in [devices] (see 'callshield devices'), until stopped")
 
@@ -65,11 +72,32 @@ def ingress_from_args(settings, args: argparse.Namespace) -> Ingress:
     audiosocket = devices = None
     if args.audiosocket is not None:
         audiosocket = _audiosocket_config(settings, args.audiosocket)
+    sip: list = []
+    for flag in ("siprec", "sip"):
+        address = getattr(args, flag, None)
+        if address is not None:
+            config = _sip_config(settings, address, flag)
+            if all((c.host, c.port) != (config.host, config.port) for c in sip):
+                sip.append(config)
     if args.devices:
         from audio.device import DeviceConfig
 
         devices = DeviceConfig.from_section(settings.section("devices"))
-    return Ingress(wavs=wavs, realtime=bool(getattr(args, "realtime", False)), audiosocket=audiosocket, devices=devices)
+    return Ingress(wavs=wavs, realtime=bool(getattr(args, "realtime", False)), audiosocket=audiosocket, devices=devices, sip=tuple(sip))
+
+
+def _address(config, address: str, flag: str):
+    """``config`` with ``--FLAG [HOST:]PORT`` on top (an empty address keeps it)."""
+    if not address:
+        return config
+    host, _, port = address.rpartition(":")
+    try:
+        port_number = int(port)
+    except ValueError:
+        raise IngressOptionError(f"--{flag} wants [HOST:]PORT, not {address!r}") from None
+    if not 0 <= port_number <= 65535:
+        raise IngressOptionError(f"--{flag} port {port_number} is out of range")
+    return dataclasses.replace(config, port=port_number, **({"host": host.strip("[]")} if host else {}))
 
 
 def _audiosocket_config(settings, address: str):
@@ -77,17 +105,16 @@ def _audiosocket_config(settings, address: str):
     # imported here, not at the top: every command module loads for `callshield --help`; audio.audiosocket about 240 ms (python -X importtime)
     from audio.audiosocket import AudioSocketConfig
 
-    config = AudioSocketConfig.from_section(settings.section("audiosocket"))
-    if not address:
-        return config
-    host, _, port = address.rpartition(":")
-    try:
-        port_number = int(port)
-    except ValueError:
-        raise IngressOptionError(f"--audiosocket wants [HOST:]PORT, not {address!r}") from None
-    if not 0 <= port_number <= 65535:
-        raise IngressOptionError(f"--audiosocket port {port_number} is out of range")
-    return dataclasses.replace(config, port=port_number, **({"host": host.strip("[]")} if host else {}))
+    return _address(AudioSocketConfig.from_section(settings.section("audiosocket")), address, "audiosocket")
+
+
+def _sip_config(settings, address: str, flag: str):
+    """``[siprec]`` of the config, with ``--siprec`` / ``--sip [HOST:]PORT`` on top."""
+    from audio.sip.config import SipConfig
+
+    config = _address(SipConfig.from_section(settings.section("siprec")), address, flag)
+    config.check()
+    return config
 
 
 async def start_ingress(agent, ingress: Ingress) -> list[asyncio.Task]:
@@ -110,6 +137,13 @@ async def start_ingress(agent, ingress: Ingress) -> list[asyncio.Task]:
             log.info("AudioSocket calls accepted on %s:%s", config.host, server.port)
 
         tasks.append(asyncio.create_task(serve_audiosocket(agent, config=config, started=announce), name="audiosocket"))
+    for sip in ingress.sip:
+        from agent.sip_ingress import serve_sip
+
+        def announce_sip(server, config=sip) -> None:
+            log.info("SIPREC and SIP calls accepted on %s:%s (%s)", config.host, server.port, "/".join(config.transports))
+
+        tasks.append(asyncio.create_task(serve_sip(agent, sip, started=announce_sip), name=f"sip-{sip.port}"))
     if ingress.devices is not None:
         from agent.ingress import capture_devices
 
