@@ -50,3 +50,22 @@ class AudioSocketError(AudioError):
     """
 
     code = "audiosocket_error"
+
+
+class RtpError(AudioError):
+    """An RTP datagram, a media setting or an SRTP key that cannot be used.
+
+    Codes: ``truncated`` (shorter than the fixed 12-byte header, or cut inside
+    its CSRC list or header extension), ``bad_version`` (version field not 2),
+    ``bad_padding`` (padding count 0 or longer than the packet's payload
+    area), ``srtp_failed`` (SRTP authentication or decryption failed, or the
+    packet is too short to carry an SRTP tag), ``srtp_replay`` (libsrtp's
+    replay check refused it: a duplicate, or older than its window),
+    ``bad_crypto`` (an SDES ``a=crypto`` value that cannot be used: unknown
+    suite, bad key, MKI or session parameters), ``srtp_unavailable``
+    (pylibsrtp is not installed), ``bad_codec`` (a codec name not in
+    :data:`audio.rtp.codecs.SUPPORTED`), ``no_port`` (no free even port in the
+    range), ``bad_config`` (a setting out of range).
+    """
+
+    code = "rtp_error"
