@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from agent.runtime import Agent, CallHandle
-from audio.audiosocket.call import IngressNotice
+from audio.notices import IngressNotice
 from audio.frames import AudioChunk
 from audio.sip.call import SipCall
 from audio.sip.config import SipConfig

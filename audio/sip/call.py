@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from audio.audiosocket.call import IngressNotice, NoticeSink
+from audio.notices import IngressNotice, NoticeSink
 from audio.frames import AudioChunk
 from audio.sip.config import SipConfig
 from audio.sip.dialog import Dialog

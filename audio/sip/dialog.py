@@ -190,6 +190,11 @@ class _Retransmit:
     give_up: float
 
 
+COUNTS = ("requests", "responses_ignored", "malformed", "bad_request", "retransmissions", "calls_offered", "calls_refused",
+          "not_acceptable", "no_dialog", "not_allowed", "cancelled", "no_ack", "bye", "options", "reinvites", "denied")
+"""What :attr:`SipCore.counts` counts (each starts at 0)."""
+
+
 def is_siprec(request: SipMessage) -> bool:
     """Whether an INVITE is from a session recording client (RFC 7866: ``Require: siprec`` or ``+sip.src``)."""
     if "siprec" in request.option_tags("Require"):
@@ -213,7 +218,7 @@ class SipCore:
         self.srtp = srtp
         self.dialogs: dict[tuple[str, str], Dialog] = {}
         """Live dialogs by (Call-ID, the SBC's From tag)."""
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter({name: 0 for name in COUNTS})
         """``requests``, ``responses_ignored``, ``malformed``, ``bad_request`` (400 sent), ``retransmissions``,
         ``calls_offered``, ``calls_refused`` (503), ``not_acceptable`` (488), ``no_dialog`` (481),
         ``not_allowed`` (405), ``cancelled``, ``no_ack``, ``bye``, ``options``, ``reinvites``, ``denied`` (allow_from)."""

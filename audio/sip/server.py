@@ -23,7 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from audio.audiosocket.call import IngressNotice, NoticeSink
+from audio.notices import IngressNotice, NoticeSink
 from audio.errors import AudioError
 from audio.sip.call import SipCall
 from audio.sip.config import SipConfig
@@ -36,6 +36,8 @@ CallHandler = Callable[[SipCall], Awaitable[None]]
 
 TICK_S = 0.1
 """How often retransmissions and timeouts are looked at, seconds."""
+LOG_EVERY_S = 10.0
+"""Malformed messages are logged at most once per this many seconds (all are counted)."""
 MAX_CONNECTIONS_EXTRA = 16
 """TCP connections beyond ``2 * max_calls`` are refused (closed at once, counted)."""
 
@@ -75,6 +77,7 @@ class SipServer:
         self._next_connection = 0
         self._tasks: set[asyncio.Task] = set()
         self._ticker: asyncio.Task | None = None
+        self._logged_at: float | None = None
         self.extra: dict[str, int] = {"internal_errors": 0, "connections_refused": 0, "unframeable_streams": 0, "media_failed": 0}
 
     @property
@@ -149,9 +152,17 @@ class SipServer:
             self._notify(IngressNotice("sip_internal_error", f"SIP message not handled: {type(exc).__name__}: {exc}"))
             return
         if self.core.counts["malformed"] != before:
-            preview = bytes(data[:60]) if isinstance(data, (bytes, bytearray)) else str(data)[:60]
-            log.warning("SIP: malformed message dropped or answered 400 (%d so far): %r", self.core.counts["malformed"], preview)
+            self._log_malformed(data)
         self._perform(actions)
+
+    def _log_malformed(self, data: Any) -> None:
+        """Log a malformed message, at most one line per :data:`LOG_EVERY_S` (the count says how many)."""
+        now = asyncio.get_running_loop().time()
+        if self._logged_at is not None and now - self._logged_at < LOG_EVERY_S:
+            return
+        self._logged_at = now
+        preview = bytes(data[:60]) if isinstance(data, (bytes, bytearray)) else str(data)[:60]
+        log.warning("SIP: malformed message dropped or answered 400 (%d so far), latest: %r", self.core.counts["malformed"], preview)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = writer.get_extra_info("peername")[:2]

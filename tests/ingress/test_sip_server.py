@@ -1,0 +1,177 @@
+"""The SIP server on real sockets (UDP and TCP on 127.0.0.1) with real RTP streams
+(audio/rtp): INVITE, RTP on both streams, re-INVITE on hold, BYE; TCP framing;
+malformed SIP and RTP floods leave the server and the other call serving."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import numpy as np
+import pytest
+
+from audio.rtp import RtpSender, packetize
+from audio.sip.config import SipConfig
+from audio.sip.message import SipMessage, StreamFramer, parse_message
+from audio.sip.sdp import parse_sdp
+from audio.sip.server import SipServer
+from sip_kit import invite, request, sdp
+
+RATE = 8000
+
+
+def tone(seconds: float, freq: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+class UdpPeer(asyncio.DatagramProtocol):
+    """An SBC's SIP socket: sends requests, keeps every response."""
+
+    def __init__(self) -> None:
+        self.responses: asyncio.Queue[SipMessage] = asyncio.Queue()
+        self.skipped: list[SipMessage] = []
+
+    def datagram_received(self, data, addr) -> None:
+        self.responses.put_nowait(parse_message(data))
+
+    @classmethod
+    async def open(cls, port: int):
+        loop = asyncio.get_running_loop()
+        transport, peer = await loop.create_datagram_endpoint(cls, remote_addr=("127.0.0.1", port))
+        return transport, peer
+
+    async def expect(self, status: int, method: str | None = None, timeout: float = 5.0) -> SipMessage:
+        """The next response to a ``method`` request (any, if None); provisional ones are skipped."""
+        while True:
+            message = await asyncio.wait_for(self.responses.get(), timeout)
+            if method is not None and message.get("CSeq", "").split()[-1:] != [method]:
+                self.skipped.append(message)
+                continue
+            if message.status == status:
+                return message
+            assert message.status < 200, f"got {message.status} {message.reason}, wanted {status}"
+
+
+class Calls:
+    """An ``on_call`` that drains every call's audio and keeps it per speaker."""
+
+    def __init__(self) -> None:
+        self.calls, self.audio, self.done = {}, {}, {}
+
+    async def __call__(self, call) -> None:
+        self.calls[call.id] = call
+        got = self.audio.setdefault(call.id, {"customer": 0, "partner": 0})
+        self.done[call.id] = asyncio.Event()
+        async for chunk in call.audio():
+            got[chunk.speaker] += len(chunk.samples)
+        self.done[call.id].set()
+
+
+def server_config(**kw) -> SipConfig:
+    return SipConfig(**{"host": "127.0.0.1", "port": 0, "jitter_ms": 40, **kw})
+
+
+async def _answered(transport, peer, message) -> tuple[SipMessage, list[int]]:
+    transport.sendto(message.encode())
+    ok = await peer.expect(200)
+    return ok, [m.port for m in parse_sdp(ok.body).media]
+
+
+def test_a_siprec_call_over_udp_with_rtp_hold_and_bye():
+    notices = []
+
+    async def main():
+        calls = Calls()
+        async with SipServer(calls, server_config(), on_notice=notices.append) as server:
+            transport, peer = await UdpPeer.open(server.port)
+            ok, ports = await _answered(transport, peer, invite())
+            tag = ok.get("To").split("tag=")[1]
+            transport.sendto(request("ACK", to_tag=tag, cseq=1, branch="z9hG4bK-ack").encode())
+            assert ports[0] != ports[1] and all(ports)
+            customer, partner = tone(1.0, 300), tone(1.0, 500)
+            async with await RtpSender.open("127.0.0.1", ports[0]) as a, await RtpSender.open("127.0.0.1", ports[1]) as b:
+                await asyncio.gather(a.send(packetize(customer, codec="PCMU")), b.send(packetize(partner, codec="PCMA", payload_type=8, ssrc=7)))
+            held = sdp([(6000, "1", "inactive"), (6002, "2", "sendonly")])
+            transport.sendto(invite(to_tag=tag, cseq=2, branch="z9hG4bK-hold", body_sdp=held).encode())
+            reinvite_ok = await peer.expect(200)
+            assert [m.port for m in parse_sdp(reinvite_ok.body).media] == ports  # same ports
+            transport.sendto(request("BYE", to_tag=tag, cseq=3, branch="z9hG4bK-bye").encode())
+            bye_ok = await peer.expect(200)
+            assert bye_ok.cseq == (3, "BYE")
+            (call_id,) = calls.calls
+            await asyncio.wait_for(calls.done[call_id].wait(), 5)
+            transport.close()
+            return calls.calls[call_id], calls.audio[call_id], server.counts
+
+    call, audio, counts = asyncio.run(main())
+    assert call.kind == "siprec" and call.end_reason == "bye"
+    # every sample sent arrived (20 ms packets: 1 s = 8000 samples per stream)
+    assert audio == {"customer": 8000, "partner": 8000}
+    assert [n.code for n in notices if n.code == "on_hold"] == ["on_hold"]
+    assert counts["malformed"] == 0 and counts["calls_offered"] == 1
+
+
+def test_sip_over_tcp_framed_by_content_length_however_split():
+    async def main():
+        calls = Calls()
+        async with SipServer(calls, server_config(transports=("tcp",))) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            wire = request("OPTIONS", branch="z9hG4bK-o").encode() + invite(call_id="tcp-call").encode()
+            for i in range(0, len(wire), 97):  # split mid-header and mid-body
+                writer.write(wire[i:i + 97])
+                await writer.drain()
+                await asyncio.sleep(0)
+            framer, got = StreamFramer(), []
+            while not any(m.status == 200 and m.cseq[1] == "INVITE" for m in got):
+                got += framer.feed(await asyncio.wait_for(reader.read(65535), 5))
+            writer.close()
+            return [(m.status, m.cseq[1]) for m in got]
+
+    assert asyncio.run(main()) == [(200, "OPTIONS"), (100, "INVITE"), (200, "INVITE")]
+
+
+def test_garbage_sip_and_an_rtp_flood_leave_the_server_and_the_call_serving():
+    async def main():
+        calls = Calls()
+        async with SipServer(calls, server_config()) as server:
+            transport, peer = await UdpPeer.open(server.port)
+            ok, ports = await _answered(transport, peer, invite(call_id="flooded"))
+            rng = np.random.default_rng(1)
+            for i in range(300):  # SIP garbage, half of it answerable
+                transport.sendto(rng.bytes(int(rng.integers(1, 1500))))
+                transport.sendto(b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK%d\r\nCSeq: x\r\n\r\n" % i)
+                await asyncio.sleep(0.001)  # paced: loopback UDP drops bursts beyond the socket buffers
+            async with await RtpSender.open("127.0.0.1", ports[0]) as flood, await RtpSender.open("127.0.0.1", ports[1]) as voice:
+                await asyncio.gather(flood.send([rng.bytes(int(rng.integers(0, 300))) for _ in range(2000)], pace_ms=None),
+                                     voice.send(packetize(tone(0.5, 400))))
+            transport.sendto(request("OPTIONS", branch="z9hG4bK-alive").encode())
+            alive = await peer.expect(200, "OPTIONS")
+            tag = ok.get("To").split("tag=")[1]
+            transport.sendto(request("BYE", call_id="flooded", to_tag=tag, cseq=2, branch="z9hG4bK-bye").encode())
+            await peer.expect(200, "BYE")
+            await asyncio.wait_for(calls.done["flooded"].wait(), 5)
+            transport.close()
+            bad = [m for m in peer.skipped if m.status == 400]
+            return alive, calls.audio["flooded"], server.counts, calls.calls["flooded"].media.stats(), bad
+
+    alive, audio, counts, stats, bad = asyncio.run(main())
+    assert len(bad) == 300  # each answerable one answered 400, the rest dropped
+    assert alive.cseq[1] == "OPTIONS"
+    assert audio["partner"] == 4000  # the voice on the other stream was not touched
+    assert counts["malformed"] == 600 and counts["bad_request"] == 300 and counts["internal_errors"] == 0
+    assert stats["customer"].malformed > 0
+
+
+def test_max_calls_refused_with_503():
+    async def main():
+        async with SipServer(Calls(), server_config(max_calls=1)) as server:
+            transport, peer = await UdpPeer.open(server.port)
+            await _answered(transport, peer, invite(call_id="one"))
+            transport.sendto(invite(call_id="two", branch="z9hG4bK-two").encode())
+            busy = await peer.expect(503)
+            transport.close()
+            return busy
+
+    busy = asyncio.run(main())
+    assert busy.get("Retry-After") == "30"
