@@ -1,6 +1,13 @@
-"""Helpers of the SIP tests: SIPREC offers and metadata as an SBC sends them."""
+"""Helpers of the SIP tests: SIPREC offers and metadata as an SBC sends them; SIPp runs."""
 
 from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
 
 from audio.sip.message import SipMessage, multipart
 
@@ -57,3 +64,37 @@ def request(method: str, *, call_id: str = "call-1@sbc", branch: str = "z9hG4bK-
         ("Via", f"SIP/2.0/UDP 127.0.0.1:5070;branch={branch}"), ("From", f"<sip:src@sbc.example>;tag={from_tag}"),
         ("To", "<sip:srs@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")), ("Call-ID", call_id),
         ("CSeq", f"{cseq} {'INVITE' if method == 'ACK' else method}"), ("Max-Forwards", "70")))
+
+
+# --------------------------------------------------------------------------- SIPp
+
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+"""The committed SIPp scenarios and rtp_pcap.py."""
+
+
+def write_call_pcaps(folder: Path, customer: np.ndarray, partner: np.ndarray) -> Path:
+    """customer.pcap and partner.pcap (PCMU RTP, 20 ms packets) of 8 kHz samples, in ``folder``."""
+    sys.path.insert(0, str(SIPP_DIR))
+    from rtp_pcap import write_pcap
+
+    from audio.rtp import packetize
+
+    for name, samples, ssrc in (("customer", customer, 0x1111), ("partner", partner, 0x2222)):
+        write_pcap(folder / f"{name}.pcap", [p.encode() for p in packetize(samples, codec="PCMU", ssrc=ssrc)])
+    return folder
+
+
+async def run_sipp(scenario: str, port: int, *, cwd: Path, transport: str = "u1", duration_ms: int = 1000, calls: int = 1,
+                   rate: float | None = None, callee: str = "sip:1001@pbx.example", timeout: float = 120) -> tuple[int, str]:
+    """Run SIPp (Debian ``sip-tester``) as the client of ``scenario`` against 127.0.0.1:``port``; (exit code, its errors)."""
+    assert shutil.which("sipp"), "SIPp is required (apt-get install sip-tester)"
+    errors = cwd / f"{scenario}.{transport}.errors.log"
+    args = ["sipp", "-sf", str(SIPP_DIR / scenario), "-m", str(calls), "-d", str(duration_ms), "-i", "127.0.0.1", "-mi", "127.0.0.1",
+            "-t", transport, "-key", "python", sys.executable, "-key", "tools", str(SIPP_DIR), "-key", "callee", callee,
+            "-trace_err", "-error_file", str(errors), "-nostdin", "-timeout", f"{int(timeout)}s", f"127.0.0.1:{port}"]
+    if rate is not None:
+        args[1:1] = ["-r", str(rate)]
+    proc = await asyncio.create_subprocess_exec(*args, cwd=cwd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout + 10)
+    log = errors.read_text(errors="replace") if errors.exists() else ""
+    return proc.returncode, err.decode(errors="replace") + log
