@@ -98,3 +98,36 @@ async def run_sipp(scenario: str, port: int, *, cwd: Path, transport: str = "u1"
     _, err = await asyncio.wait_for(proc.communicate(), timeout + 10)
     log = errors.read_text(errors="replace") if errors.exists() else ""
     return proc.returncode, err.decode(errors="replace") + log
+
+
+# --------------------------------------------------------------------------- baresip
+
+BARESIP_CONFIG = """poll_method epoll
+sip_listen 127.0.0.1:{port}
+sip_trans_def udp
+audio_player aufile,{folder}/heard.wav
+audio_source aufile,{wav}
+audio_alert aufile,{folder}/alert.wav
+audio_level no
+rtp_timeout 0
+module_path /usr/lib/baresip/modules
+module g711.so
+module aufile.so
+module_app account.so
+module_app menu.so
+"""
+
+
+async def baresip_dials(uri: str, wav: Path, *, folder: Path, sip_port: int, seconds: int) -> tuple[int, str]:
+    """A real SIP user agent (Debian ``baresip``) dials ``uri``, plays ``wav``
+    (8 kHz mono PCM16) as its microphone and hangs up at its end (or after
+    ``seconds``); (exit code, its output)."""
+    assert shutil.which("baresip"), "baresip is required (apt-get install baresip)"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config").write_text(BARESIP_CONFIG.format(port=sip_port, folder=folder, wav=wav), encoding="utf-8")
+    (folder / "accounts").write_text("<sip:pbx@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA\n", encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec("baresip", "-f", str(folder), "-e", f"/dial {uri}", "-t", str(seconds),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                                                stdin=asyncio.subprocess.DEVNULL)
+    out, _ = await asyncio.wait_for(proc.communicate(), seconds + 30)
+    return proc.returncode, out.decode(errors="replace")
