@@ -3,7 +3,8 @@
 ``callshield agent --console ws://HOST:PORT --token T [--agent-id NAME] [--model M]``
 connects to the console (reconnecting with backoff for as long as it runs)
 and monitors the calls its ingress brings: ``--audiosocket [HOST:]PORT``
-(Asterisk), ``--devices`` (a headset tap) and ``--wav FILE`` (recorded calls,
+(Asterisk), ``--siprec`` / ``--sip [HOST:]PORT`` (SIPREC from an SBC, plain
+SIP from a PBX, docs/siprec.md), ``--devices`` (a headset tap) and ``--wav FILE`` (recorded calls,
 as if live with ``--realtime``); see ``cli/commands/ingress_options.py``. It
 runs until SIGTERM or SIGINT, then shuts down in order: stop sources, flush
 recognizers, finish recordings, wait briefly for the console's

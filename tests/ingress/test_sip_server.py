@@ -175,3 +175,23 @@ def test_max_calls_refused_with_503():
 
     busy = asyncio.run(main())
     assert busy.get("Retry-After") == "30"
+
+
+def test_a_call_whose_rtp_stops_and_whose_bye_is_lost_ends_after_media_timeout():
+    notices = []
+
+    async def main():
+        calls = Calls()
+        async with SipServer(calls, server_config(media_timeout_s=0.6), on_notice=notices.append) as server:
+            transport, peer = await UdpPeer.open(server.port)
+            ok, ports = await _answered(transport, peer, invite(call_id="silent"))
+            async with await RtpSender.open("127.0.0.1", ports[0]) as a:
+                await a.send(packetize(tone(0.4, 300)))
+            await asyncio.wait_for(calls.done["silent"].wait(), 5)  # no BYE is ever sent
+            transport.close()
+            return calls.calls["silent"], calls.audio["silent"], server.core.live_calls
+
+    call, audio, live = asyncio.run(main())
+    assert call.end_reason == "media_timeout" and live == 0
+    assert audio["customer"] == 3200
+    assert [n.code for n in notices if n.code == "media_timeout"] == ["media_timeout"]
