@@ -75,7 +75,7 @@ class SipIngress:
         if handle is not None:
             handle.session.notice(notice.code, notice.message)
         else:
-            self.agent.notice(notice.code, notice.message, call_id=notice.call_id)
+            self.agent.notice(notice.code, notice.message)  # not (or no longer) a call the console knows
 
     async def _on_call(self, call: SipCall) -> None:
         extension = uri_user(call.partner) if ":" in call.partner else call.partner

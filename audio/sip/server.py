@@ -38,6 +38,8 @@ TICK_S = 0.1
 """How often retransmissions and timeouts are looked at, seconds."""
 LOG_EVERY_S = 10.0
 """Malformed messages are logged at most once per this many seconds (all are counted)."""
+MAX_UNSENT = 1 << 20
+"""Bytes of responses a TCP peer may leave unread before its connection is closed."""
 MAX_CONNECTIONS_EXTRA = 16
 """TCP connections beyond ``2 * max_calls`` are refused (closed at once, counted)."""
 
@@ -220,6 +222,10 @@ class SipServer:
             else:
                 writer = self._connections.get(peer.connection)
                 if writer is not None and not writer.is_closing():
+                    if writer.transport.get_write_buffer_size() > MAX_UNSENT:  # a peer that does not read its responses
+                        self.extra["connections_refused"] += 1
+                        writer.close()
+                        return
                     writer.write(send.data)
         except (OSError, RuntimeError) as exc:
             log.warning("SIP: could not send to %s: %s", peer.address, exc)

@@ -66,6 +66,32 @@ def request(method: str, *, call_id: str = "call-1@sbc", branch: str = "z9hG4bK-
         ("CSeq", f"{cseq} {'INVITE' if method == 'ACK' else method}"), ("Max-Forwards", "70")))
 
 
+# --------------------------------------------------------------------------- calls
+
+RATE = 8000
+
+
+def tone(seconds: float, freq: float) -> np.ndarray:
+    """``seconds`` of a sine at ``freq`` Hz, 8 kHz int16."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+class Calls:
+    """A SipServer ``on_call`` that drains every call's audio, counting samples per speaker."""
+
+    def __init__(self) -> None:
+        self.calls, self.audio, self.done = {}, {}, {}
+
+    async def __call__(self, call) -> None:
+        self.calls[call.id] = call
+        got = self.audio.setdefault(call.id, {"customer": 0, "partner": 0})
+        self.done[call.id] = asyncio.Event()
+        async for chunk in call.audio():
+            got[chunk.speaker] += len(chunk.samples)
+        self.done[call.id].set()
+
+
 # --------------------------------------------------------------------------- SIPp
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"

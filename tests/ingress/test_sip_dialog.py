@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audio.sip.config import SipConfig
 from audio.sip.dialog import T1, Ended, Offered, Peer, Send, SipCore, Updated
@@ -156,3 +158,26 @@ def test_transactions_are_bounded():
     for i in range(1000):
         core.receive(request("OPTIONS", branch=f"z9hG4bK-{i}").encode(), PEER, 0.0)
     assert len(core._transactions) <= core._max_transactions
+
+
+_PIECES = st.sampled_from([
+    b"INVITE sip:a SIP/2.0\r\n", b"BYE sip:a SIP/2.0\r\n", b"CANCEL sip:a SIP/2.0\r\n", b"ACK sip:a SIP/2.0\r\n",
+    b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n", b"From: <sip:a>;tag=1\r\n", b"To: <sip:b>;tag=x\r\n", b"To: <sip:b>\r\n",
+    b"Call-ID: c\r\n", b"CSeq: 1 INVITE\r\n", b"CSeq: 2 BYE\r\n", b"Require: siprec\r\n", b"l: 3\r\n",
+    b"c: multipart/mixed;boundary=b\r\n", b"c: application/sdp\r\n", b"\r\n", b"--b\r\n", b"v=0\r\n", b"m=audio 1 RTP/AVP 0\r\n",
+    b"<recording>", b"\xff",
+])
+
+
+@given(st.lists(st.one_of(st.lists(_PIECES, max_size=25).map(b"".join), st.binary(max_size=300)), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_any_sequence_of_datagrams_is_answered_or_dropped_never_raises(datagrams):
+    core = SipCore(SipConfig(max_calls=2), contact=("127.0.0.1", 5060))
+    for i, data in enumerate(datagrams):
+        for action in core.receive(data, PEER, float(i)):
+            if isinstance(action, Send):
+                assert parse_message(action.data).status in (100, 200, 400, 405, 481, 482, 487, 488, 503)
+            elif isinstance(action, Offered):
+                core.accept(action.dialog, {s.index: 40000 for s in action.dialog.streams}, float(i))
+        core.tick(float(i) + 0.5)
+    assert core.live_calls <= 2

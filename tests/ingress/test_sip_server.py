@@ -15,14 +15,7 @@ from audio.sip.config import SipConfig
 from audio.sip.message import SipMessage, StreamFramer, parse_message
 from audio.sip.sdp import parse_sdp
 from audio.sip.server import SipServer
-from sip_kit import invite, request, sdp
-
-RATE = 8000
-
-
-def tone(seconds: float, freq: float) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+from sip_kit import Calls, invite, request, sdp, tone
 
 
 class UdpPeer(asyncio.DatagramProtocol):
@@ -51,21 +44,6 @@ class UdpPeer(asyncio.DatagramProtocol):
             if message.status == status:
                 return message
             assert message.status < 200, f"got {message.status} {message.reason}, wanted {status}"
-
-
-class Calls:
-    """An ``on_call`` that drains every call's audio and keeps it per speaker."""
-
-    def __init__(self) -> None:
-        self.calls, self.audio, self.done = {}, {}, {}
-
-    async def __call__(self, call) -> None:
-        self.calls[call.id] = call
-        got = self.audio.setdefault(call.id, {"customer": 0, "partner": 0})
-        self.done[call.id] = asyncio.Event()
-        async for chunk in call.audio():
-            got[chunk.speaker] += len(chunk.samples)
-        self.done[call.id].set()
 
 
 def server_config(**kw) -> SipConfig:

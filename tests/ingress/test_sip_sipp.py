@@ -7,30 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 
 from audio.sip.config import SipConfig
 from audio.sip.server import SipServer
-from sip_kit import run_sipp, write_call_pcaps
-
-RATE = 8000
-
-
-def tone(seconds: float, freq: float) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-class Calls:
-    def __init__(self) -> None:
-        self.calls, self.audio = {}, {}
-
-    async def __call__(self, call) -> None:
-        self.calls[call.id] = call
-        got = self.audio.setdefault(call.id, {"customer": 0, "partner": 0})
-        async for chunk in call.audio():
-            got[chunk.speaker] += len(chunk.samples)
+from sip_kit import Calls, run_sipp, tone, write_call_pcaps
 
 
 @pytest.fixture(scope="module")
