@@ -173,3 +173,35 @@ def test_a_call_whose_rtp_stops_and_whose_bye_is_lost_ends_after_media_timeout()
     assert call.end_reason == "media_timeout" and live == 0
     assert audio["customer"] == 3200
     assert [n.code for n in notices if n.code == "media_timeout"] == ["media_timeout"]
+
+
+def test_srtp_streams_offered_with_sdes_are_decrypted():
+    from audio.rtp import SrtpKey
+
+    keys = [SrtpKey.generate("AES_CM_128_HMAC_SHA1_80", 1), SrtpKey.generate("AES_CM_128_HMAC_SHA1_32", 1)]
+    offer = sdp(proto="RTP/SAVP").decode().split("\r\n")
+    for key, label in zip(keys, ("a=label:1", "a=label:2")):
+        offer.insert(offer.index(label), f"a=crypto:{key.to_sdes()}")
+    offer = "\r\n".join(offer).encode()
+
+    async def main():
+        calls = Calls()
+        async with SipServer(calls, server_config()) as server:
+            transport, peer = await UdpPeer.open(server.port)
+            ok, ports = await _answered(transport, peer, invite(call_id="srtp", body_sdp=offer))
+            answer = parse_sdp(ok.body)
+            async with await RtpSender.open("127.0.0.1", ports[0], srtp=keys[0]) as a, \
+                    await RtpSender.open("127.0.0.1", ports[1], srtp=keys[1]) as b:
+                await asyncio.gather(a.send(packetize(tone(0.4, 300))), b.send(packetize(tone(0.4, 500), ssrc=9)))
+            tag = ok.get("To").split("tag=")[1]
+            transport.sendto(request("BYE", call_id="srtp", to_tag=tag, cseq=2, branch="z9hG4bK-bye").encode())
+            await peer.expect(200, "BYE")
+            await asyncio.wait_for(calls.done["srtp"].wait(), 5)
+            transport.close()
+            return answer, calls.audio["srtp"]
+
+    answer, audio = asyncio.run(main())
+    assert [(m.proto, m.crypto[0].suite, m.crypto[0].tag) for m in answer.media] == [
+        ("RTP/SAVP", "AES_CM_128_HMAC_SHA1_80", 1), ("RTP/SAVP", "AES_CM_128_HMAC_SHA1_32", 1)]
+    assert all(m.crypto[0].key_params != f"inline:{k.to_sdes().split('inline:')[1]}" for m, k in zip(answer.media, keys))  # our own keys
+    assert audio == {"customer": 3200, "partner": 3200}
