@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from dataclasses import dataclass
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from audio.sip.message import SipMessage, multipart
+from audio.sip.message import SipMessage, header_params, multipart, parse_message
+from audio.sip.sdp import parse_sdp
 
 METADATA = """<?xml version="1.0" encoding="UTF-8"?>
 <recording xmlns='urn:ietf:params:xml:ns:recording:1'>
@@ -90,6 +92,69 @@ class Calls:
         async for chunk in call.audio():
             got[chunk.speaker] += len(chunk.samples)
         self.done[call.id].set()
+
+
+class UdpPeer(asyncio.DatagramProtocol):
+    """An SBC's SIP socket: sends requests, keeps every response."""
+
+    def __init__(self) -> None:
+        self.responses: asyncio.Queue[SipMessage] = asyncio.Queue()
+        self.skipped: list[SipMessage] = []
+
+    def datagram_received(self, data, addr) -> None:
+        self.responses.put_nowait(parse_message(data))
+
+    @classmethod
+    async def open(cls, port: int):
+        loop = asyncio.get_running_loop()
+        transport, peer = await loop.create_datagram_endpoint(cls, remote_addr=("127.0.0.1", port))
+        return transport, peer
+
+    async def expect(self, status: int, method: str | None = None, timeout: float = 5.0) -> SipMessage:
+        """The next response to a ``method`` request (any, if None); provisional ones are skipped."""
+        while True:
+            message = await asyncio.wait_for(self.responses.get(), timeout)
+            if method is not None and message.get("CSeq", "").split()[-1:] != [method]:
+                self.skipped.append(message)
+                continue
+            if message.status == status:
+                return message
+            assert message.status < 200, f"got {message.status} {message.reason}, wanted {status}"
+
+
+async def answered(transport, peer, message) -> tuple[SipMessage, list[int]]:
+    """Send an INVITE; its 200 OK and the RTP ports of its answer."""
+    transport.sendto(message.encode())
+    ok = await peer.expect(200)
+    return ok, [m.port for m in parse_sdp(ok.body).media]
+
+
+@dataclass
+class PlacedCall:
+    """A SIPREC call placed by :func:`place_siprec_call`: ``samples`` sent per speaker."""
+
+    call_id: str
+    samples: dict[str, int]
+
+
+async def place_siprec_call(port: int, customer: np.ndarray, partner: np.ndarray, *, call_id: str, pace_ms: float = 20.0) -> PlacedCall:
+    """An SBC's SIPREC call, over UDP: INVITE, ACK, both streams as PCMU RTP at
+    real-time pace (``pace_ms`` per 20 ms packet), BYE."""
+    from audio.rtp import RtpSender, packetize
+
+    transport, peer = await UdpPeer.open(port)
+    try:
+        ok, ports = await answered(transport, peer, invite(call_id=call_id, branch=f"z9hG4bK-{call_id}"))
+        tag = header_params(ok.get("To") or "").get("tag")
+        transport.sendto(request("ACK", call_id=call_id, to_tag=tag, cseq=1, branch=f"z9hG4bK-ack-{call_id}").encode())
+        async with await RtpSender.open("127.0.0.1", ports[0]) as a, await RtpSender.open("127.0.0.1", ports[1]) as b:
+            await asyncio.gather(a.send(packetize(customer, ssrc=1), pace_ms=pace_ms), b.send(packetize(partner, ssrc=2), pace_ms=pace_ms))
+        transport.sendto(request("BYE", call_id=call_id, to_tag=tag, cseq=2, branch=f"z9hG4bK-bye-{call_id}").encode())
+        await peer.expect(200, "BYE", timeout=30)
+    finally:
+        transport.close()
+    step = 160
+    return PlacedCall(call_id, {"customer": -(-len(customer) // step) * step, "partner": -(-len(partner) // step) * step})
 
 
 # --------------------------------------------------------------------------- SIPp

@@ -6,7 +6,7 @@ import pytest
 
 from audio.sip.config import SipConfig
 from audio.sip.message import SipError
-from audio.sip.metadata import Metadata, parse_metadata
+from audio.sip.metadata import parse_metadata
 from audio.sip.sdp import StreamAnswer, accepted_formats, build_answer, parse_sdp
 from audio.sip.speakers import assign_speakers
 from sip_kit import metadata, sdp

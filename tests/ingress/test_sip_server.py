@@ -5,55 +5,19 @@ malformed SIP and RTP floods leave the server and the other call serving."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import numpy as np
-import pytest
 
 from audio.rtp import RtpSender, packetize
 from audio.sip.config import SipConfig
-from audio.sip.message import SipMessage, StreamFramer, parse_message
+from audio.sip.message import StreamFramer
 from audio.sip.sdp import parse_sdp
 from audio.sip.server import SipServer
-from sip_kit import Calls, invite, request, sdp, tone
-
-
-class UdpPeer(asyncio.DatagramProtocol):
-    """An SBC's SIP socket: sends requests, keeps every response."""
-
-    def __init__(self) -> None:
-        self.responses: asyncio.Queue[SipMessage] = asyncio.Queue()
-        self.skipped: list[SipMessage] = []
-
-    def datagram_received(self, data, addr) -> None:
-        self.responses.put_nowait(parse_message(data))
-
-    @classmethod
-    async def open(cls, port: int):
-        loop = asyncio.get_running_loop()
-        transport, peer = await loop.create_datagram_endpoint(cls, remote_addr=("127.0.0.1", port))
-        return transport, peer
-
-    async def expect(self, status: int, method: str | None = None, timeout: float = 5.0) -> SipMessage:
-        """The next response to a ``method`` request (any, if None); provisional ones are skipped."""
-        while True:
-            message = await asyncio.wait_for(self.responses.get(), timeout)
-            if method is not None and message.get("CSeq", "").split()[-1:] != [method]:
-                self.skipped.append(message)
-                continue
-            if message.status == status:
-                return message
-            assert message.status < 200, f"got {message.status} {message.reason}, wanted {status}"
+from sip_kit import Calls, UdpPeer, answered as _answered, invite, request, sdp, tone
 
 
 def server_config(**kw) -> SipConfig:
     return SipConfig(**{"host": "127.0.0.1", "port": 0, "jitter_ms": 40, **kw})
-
-
-async def _answered(transport, peer, message) -> tuple[SipMessage, list[int]]:
-    transport.sendto(message.encode())
-    ok = await peer.expect(200)
-    return ok, [m.port for m in parse_sdp(ok.body).media]
 
 
 def test_a_siprec_call_over_udp_with_rtp_hold_and_bye():
