@@ -93,17 +93,24 @@ class MediaCall:
     # ---- signalling side
 
     def add_stream(self, stream: RtpStream) -> None:
-        """Add a stream (a re-INVITE may bring one). A live stream of the same
+        """Add a stream (a re-INVITE may bring one); call it right after
+        :meth:`RtpStream.open`, before packets play. A live stream of the same
         speaker is closed first (its held audio played out), with a
-        ``stream_replaced`` notice. Must be called on the event loop; ignored
-        (the stream is closed) once the call has ended."""
+        ``stream_replaced`` notice, and the new one's audio starts no earlier
+        than where the old one's ended. Must be called on the event loop;
+        ignored (the stream is closed) once the call has ended."""
         if self._ended:
             stream.close()
             return
         stream.call_id = stream.call_id or self.call_id
         for old in self._streams:
-            if old.speaker == stream.speaker and not old.closed and old is not stream:
-                old.close()
+            if old.speaker == stream.speaker and old is not stream:
+                replaced = not old.closed
+                old.close()  # plays out what it held first
+                if old.jitter.played_until is not None:
+                    stream.jitter.follow(old.jitter.played_until)  # the new stream goes on after it, never on top
+                if not replaced:
+                    continue
                 self._notice(IngressNotice("stream_replaced", f"call {self.call_id}: {stream.speaker} media moved from port {old.port} to {stream.port}", self.call_id, stream.speaker))
         if stream in self._streams:
             return

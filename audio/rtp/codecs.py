@@ -79,7 +79,7 @@ def codec_name(rtpmap: str) -> str:
     against :data:`SUPPORTED`.
     """
     parts = rtpmap.strip().split("/")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1].isdigit() or (len(parts) == 3 and parts[2].strip() not in ("", "1")):
+    if len(parts) not in (2, 3) or not parts[0] or not (parts[1].isascii() and parts[1].isdigit()) or len(parts[1]) > 6 or (len(parts) == 3 and parts[2].strip() not in ("", "1")):
         raise RtpError(f"rtpmap codec {rtpmap!r} is not name/clock[/1]", code="bad_codec")
     name = _CANONICAL.get(parts[0].upper(), parts[0])
     return f"{name}/{int(parts[1])}"
@@ -100,6 +100,8 @@ class PayloadDecoder:
         for payload_type, name in codecs.items():
             if not isinstance(payload_type, int) or not 0 <= payload_type <= 127:
                 raise RtpError(f"payload type {payload_type!r} outside 0..127", code="bad_codec")
+            if not isinstance(name, str):
+                raise RtpError(f"codec of payload type {payload_type} must be a name like 'PCMU/8000', not {name!r}", code="bad_codec")
             canonical = codec_name(name)
             if canonical not in SUPPORTED:
                 raise RtpError(f"codec {name!r} (payload type {payload_type}) is not supported; supported: {', '.join(sorted(SUPPORTED))}", code="bad_codec")

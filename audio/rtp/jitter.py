@@ -30,7 +30,10 @@ is the RTP clock, :mod:`audio.rtp.codecs`):
   is adopted only when the next packet confirms it (its sequence number
   follows: RFC 3550 A.1 probation); until then such a packet is held aside
   and, if never confirmed, counted as ``stray``. A timestamp jump of more
-  than ``max_gap`` samples from an in-sequence packet resyncs at once. At a
+  than ``max_gap`` samples from an in-sequence packet resyncs at once, and so
+  does a packet arriving more than ``max_gap`` after the call sample its
+  timestamp places it at (a sender whose timestamps stood still through a
+  hold would otherwise fall behind the other speaker for good). At a
   resync what is held is played out first, then the new run starts at the
   call sample its first packet arrived at (never before the end of what was
   already played): ``resyncs`` counts them, ``ssrc_changes`` those that came
@@ -190,6 +193,12 @@ class JitterBuffer:
         """Call sample one past the last sample played (None before any)."""
         return self._last_end
 
+    def follow(self, sample: int) -> None:
+        """Continue a time line already played up to call sample ``sample`` (another
+        stream of the same speaker, which this one replaces): no frame will
+        start before it. Call it before the first frame plays."""
+        self._last_end = sample if self._last_end is None else max(self._last_end, sample)
+
     # ---- in
 
     def push(self, packet: RtpPacket, arrival: int) -> None:
@@ -218,7 +227,9 @@ class JitterBuffer:
         ts = run.ts_ref + delta
         n = self.source.samples(packet.payload_type, packet.payload)
         if seq > run.max_seq:
-            if abs(delta) > self.max_gap:  # the sender's clock jumped: a new run, placed by arrival
+            # The sender's clock jumped, or it fell far behind the call's (timestamps that
+            # did not advance through a hold): a new run, placed by arrival.
+            if abs(delta) > self.max_gap or arrival - (ts + run.offset) > self.max_gap:
                 self.counts.resyncs += 1
                 self._restart(packet, arrival)
                 return
@@ -229,7 +240,7 @@ class JitterBuffer:
                 self.counts.stray += 1
                 return
         run.saw(seq)
-        if (run.played_seq is not None and seq < run.played_seq) or (run.play is not None and ts + n <= run.play):
+        if (run.played_seq is not None and seq < run.played_seq) or (run.play is not None and ts + max(n, 1) <= run.play):
             self.counts.late += 1
             if run.first_played_seq is not None and run.played_seq is not None and run.first_played_seq < seq < run.played_seq:
                 self.counts.lost -= 1  # it was counted lost when the playout passed it
@@ -298,10 +309,13 @@ class JitterBuffer:
 
     def _release(self, run: _Run, limit: int, *, partial: bool) -> None:
         """Play frames of ``run`` up to extended timestamp ``limit`` (whole frames only unless ``partial``)."""
-        if run.play is None:
+        if run.play is None:  # the run's first frame: its start is fixed only when it plays
             if not run.held:
                 return
-            run.play = run.held[0].ts
+            first = run.held[0].ts
+            if first + self.frame > limit and not (partial and first < limit):
+                return
+            run.play = first
             if self._last_end is not None:
                 run.offset = max(run.offset, self._last_end - run.play)
         while True:

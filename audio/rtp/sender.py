@@ -108,7 +108,9 @@ class RtpSender:
     async def send(self, packets: Iterable[RtpPacket | bytes], *, pace_ms: float | None = 20.0) -> None:
         """Send packets (RtpPacket, or raw bytes as they are) in the order given,
         one every ``pace_ms`` on an absolute schedule of the loop's clock
-        (``None``: as fast as possible, yielding to the loop every 50)."""
+        (``None``: as fast as the loop goes, yielding to it after every datagram,
+        so that a receiver on the same loop, which reads one datagram per turn,
+        can keep up)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         for i, item in enumerate(packets):
@@ -116,7 +118,7 @@ class RtpSender:
                 delay = start + i * pace_ms / 1000 - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            elif i % 50 == 49:
+            elif i:
                 await asyncio.sleep(0)
             if isinstance(item, RtpPacket):
                 self.send_packet(item)

@@ -33,7 +33,7 @@ SRTP_SUITES: frozenset[str] = frozenset({"AES_CM_128_HMAC_SHA1_80", "AES_CM_128_
 MASTER_BYTES = 30
 """Bytes of an AES_CM_128 master key and salt together (16 + 14)."""
 
-_LIFETIME = re.compile(r"^(?:2\^\d{1,2}|\d{1,20})$")
+_LIFETIME = re.compile(r"^(?:2\^[0-9]{1,2}|[0-9]{1,20})$")
 _HARMLESS_PARAMS = frozenset({"UNENCRYPTED_SRTCP"})
 
 
@@ -88,7 +88,7 @@ class SrtpKey:
             if text.lower().startswith(prefix):
                 text = text[len(prefix):].strip()
         parts = text.split()
-        if len(parts) < 3 or not parts[0].isdigit() or len(parts[0]) > 9:
+        if len(parts) < 3 or not (parts[0].isascii() and parts[0].isdigit()) or len(parts[0]) > 9:
             raise RtpError(f"a=crypto value {value[:80]!r} is not 'tag suite inline:key'", code="bad_crypto")
         tag, suite, key_params, params = int(parts[0]), parts[1], parts[2], parts[3:]
         if suite not in SRTP_SUITES:

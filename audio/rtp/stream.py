@@ -35,6 +35,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,12 +49,16 @@ from audio.rtp.packet import is_rtcp, parse_rtp
 from audio.rtp.srtp import SrtpKey
 from kernel.queues import DropOldestQueue
 
-__all__ = ["LOG_EVERY_S", "RtpStats", "RtpStream"]
+__all__ = ["LOG_EVERY_S", "RECEIVE_BUFFER_BYTES", "RtpStats", "RtpStream"]
 
 log = logging.getLogger("callshield.audio.rtp")
 
 LOG_EVERY_S = 10.0
 """Malformed-datagram logs and dropped-audio notices: at most one per this many seconds per stream."""
+
+RECEIVE_BUFFER_BYTES = 1 << 20
+"""Socket receive buffer asked for each RTP port (the kernel caps it at ``net.core.rmem_max``):
+room for a burst of datagrams while the event loop is busy."""
 
 _WATCH_S = 0.1  # how often the idle watch looks (a bound on how late a flush or a silence notice comes)
 
@@ -205,6 +210,12 @@ class RtpStream:
             stream._transports.append(transport)
         else:
             stream._transports.extend(await _bind_pair(loop, host, port_range, stream._datagram, stream._rtcp_port_datagram))
+        sock = stream._transports[0].get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            except OSError:  # a smaller buffer still works
+                pass
         sockname = stream._transports[0].get_extra_info("sockname")
         stream.host, stream.port = sockname[0], sockname[1]
         stream._watch = loop.create_task(stream._watch_idle(), name=f"rtp-watch-{stream.port}")
@@ -285,7 +296,11 @@ class RtpStream:
         if self._silent:
             self._silent = False
             self._notice("rtp_resumed", f"RTP on port {self.port} resumed")
-        self.jitter.push(packet, round((now - self.origin) * CLOCK_RATE))
+        try:
+            self.jitter.push(packet, round((now - self.origin) * CLOCK_RATE))
+        except Exception as exc:  # a bug must not take the port down: count it with the malformed, log it
+            counts["malformed"] += 1
+            log.exception("RTP port %d: packet seq %d from %s could not be played: %s", self.port, packet.sequence, addr, exc)
         self._deliver()
 
     def _unprotect(self, data: bytes) -> bytes:
