@@ -107,7 +107,19 @@ class RtpMedia:
 
         self.config = config
         self.supported_codecs: frozenset[str] = frozenset(SUPPORTED)
-        self.srtp = srtp_available()
+        self.srtp = self._usable_key if srtp_available() else None
+
+    @staticmethod
+    def _usable_key(value: str) -> bool:
+        """Whether :class:`~audio.rtp.srtp.SrtpKey` takes an ``a=crypto`` value (suite, key, no MKI...)."""
+        from audio.errors import RtpError
+        from audio.rtp import SrtpKey
+
+        try:
+            SrtpKey.from_sdes(value)
+        except RtpError:
+            return False
+        return True
 
     async def open(self, dialog: Dialog, notify: NoticeSink) -> SipCall:
         """Bind a port per stream (all or none) and gather them; raises ``RtpError`` / ``OSError``."""

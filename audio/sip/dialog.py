@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from audio.frames import Speaker
@@ -76,8 +76,6 @@ NOT_AUDIO = frozenset({"TELEPHONE-EVENT/8000", "CN/8000"})
 """Codecs a stream may carry beside its audio, never instead of it."""
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
-SRTP_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
-"""SDES crypto suites an SRTP stream may use (when the media side supports SRTP)."""
 
 
 @dataclass(frozen=True)
@@ -205,13 +203,15 @@ def is_siprec(request: SipMessage) -> bool:
 class SipCore:
     """The recorder's SIP dialogs and transactions (see the module doc).
 
-    ``contact``: (host, port) for our Contact header; ``srtp``: whether the
-    media side decrypts SRTP (SDES); ``supported_codecs``: the codecs it takes,
+    ``contact``: (host, port) for our Contact header; ``srtp``: None when the
+    media side decrypts no SRTP, else whether it can use an ``a=crypto`` value
+    (SDES: suite, key, lifetime, MKI; the first usable line of a stream is taken); ``supported_codecs``: the codecs it takes,
     ``NAME/clock`` (``audio.rtp.codecs.SUPPORTED``); a stream is taken when at
     least one of them is audio (not ``telephone-event`` or ``CN``)."""
 
     def __init__(self, config: SipConfig, *, contact: tuple[str, int],
-                 supported_codecs: Iterable[str] = ("PCMU/8000", "PCMA/8000", "telephone-event/8000"), srtp: bool = False) -> None:
+                 supported_codecs: Iterable[str] = ("PCMU/8000", "PCMA/8000", "telephone-event/8000"),
+                 srtp: Callable[[str], bool] | None = None) -> None:
         self.config = config
         self.contact = contact
         self.supported_codecs = tuple(sorted(supported_codecs))
@@ -493,7 +493,8 @@ class SipCore:
                 continue
             crypto = None
             if "SAVP" in media.proto.upper():
-                crypto = next((c for c in media.crypto if c.suite in SRTP_SUITES), None) if self.srtp else None
+                usable = self.srtp
+                crypto = next((c for c in media.crypto if usable(f"{c.tag} {c.suite} {c.key_params}")), None) if usable else None
                 if crypto is None:
                     refused.append(f"stream {media.label or i}: SRTP ({media.proto}) {'with no suite we decrypt' if self.srtp else 'is not supported'}")
                     continue

@@ -48,7 +48,8 @@ class SipMedia(Protocol):
     """Opens the RTP side of an offered call (:class:`audio.sip.call.RtpMedia` is the real one)."""
 
     supported_codecs: frozenset[str]
-    srtp: bool
+    srtp: Callable[[str], bool] | None
+    """Whether an ``a=crypto`` value can be decrypted (None: no SRTP at all)."""
 
     async def open(self, dialog: Dialog, notify: NoticeSink) -> SipCall: ...
 

@@ -181,3 +181,16 @@ def test_any_sequence_of_datagrams_is_answered_or_dropped_never_raises(datagrams
                 core.accept(action.dialog, {s.index: 40000 for s in action.dialog.streams}, float(i))
         core.tick(float(i) + 0.5)
     assert core.live_calls <= 2
+
+
+def test_srtp_takes_the_first_usable_crypto_line_or_refuses_the_stream():
+    from audio.sip.call import RtpMedia
+
+    key = "inline:" + "A" * 40
+    lines = [f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 {key}|2^20|1:4", f"a=crypto:2 AES_CM_128_HMAC_SHA1_32 {key}"]
+    body = sdp([(6000, "1", "sendonly")], proto="RTP/SAVP").decode().replace("a=label:1", "\r\n".join(lines) + "\r\na=label:1").encode()
+    core = SipCore(SipConfig(), contact=("127.0.0.1", 5060), srtp=RtpMedia._usable_key)
+    dialog = offered(core, invite(body_sdp=body))
+    assert dialog.streams[0].crypto.tag == 2  # the MKI line cannot be used
+    plain = SipCore(SipConfig(), contact=("127.0.0.1", 5060))  # no SRTP at all
+    assert [r.status for r in sent(plain.receive(invite(body_sdp=body).encode(), PEER, 0.0))] == [488]
