@@ -53,8 +53,9 @@ class SipConfig:
         mixed_speaker: whose speech a single mixed stream is screened as
             (a plain SIP call from ChanSpy or eavesdrop carries both voices):
             ``customer`` (default: everything said is screened) or ``partner``.
-        max_calls: calls recorded at once; an INVITE beyond it is answered
-            503 with ``Retry-After`` (counted).
+        max_calls: calls recorded at once, each counted from its INVITE until
+            its audio is transcribed and screened (after the BYE too); an
+            INVITE beyond it is answered 503 with ``Retry-After`` (counted).
         jitter_ms: jitter buffer depth of each RTP stream, milliseconds.
         allow_from: addresses or networks SIP is accepted from (the SBC's);
             empty: any (bind ``host`` to the SBC's network then). Anything

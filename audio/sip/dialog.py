@@ -207,15 +207,19 @@ class SipCore:
     media side decrypts no SRTP, else whether it can use an ``a=crypto`` value
     (SDES: suite, key, lifetime, MKI; the first usable line of a stream is taken); ``supported_codecs``: the codecs it takes,
     ``NAME/clock`` (``audio.rtp.codecs.SUPPORTED``); a stream is taken when at
-    least one of them is audio (not ``telephone-event`` or ``CN``)."""
+    least one of them is audio (not ``telephone-event`` or ``CN``).
+    ``lingering``: calls whose dialog has ended but that still count against
+    ``max_calls`` (the agent is still transcribing and screening their audio:
+    a flood of short calls must not build an unbounded backlog)."""
 
     def __init__(self, config: SipConfig, *, contact: tuple[str, int],
                  supported_codecs: Iterable[str] = ("PCMU/8000", "PCMA/8000", "telephone-event/8000"),
-                 srtp: Callable[[str], bool] | None = None) -> None:
+                 srtp: Callable[[str], bool] | None = None, lingering: Callable[[], int] | None = None) -> None:
         self.config = config
         self.contact = contact
         self.supported_codecs = tuple(sorted(supported_codecs))
         self.srtp = srtp
+        self._lingering = lingering or (lambda: 0)
         self.dialogs: dict[tuple[str, str], Dialog] = {}
         """Live dialogs by (Call-ID, the SBC's From tag)."""
         self.counts: Counter[str] = Counter({name: 0 for name in COUNTS})
@@ -349,6 +353,10 @@ class SipCore:
     def live_calls(self) -> int:
         return len(self.dialogs)
 
+    def has_dialog(self, dialog_id: str) -> bool:
+        """Whether the call ``dialog_id`` is still a live dialog."""
+        return dialog_id in self._by_id
+
     # ---- requests
 
     def _invite(self, request: SipMessage, peer: Peer, now: float, key) -> list[Action]:
@@ -362,7 +370,7 @@ class SipCore:
         from_tag = header_params(request.get("From") or "").get("tag", "")
         if (request.call_id, from_tag) in self.dialogs:  # a new branch of a call we have: a loop or a fork
             return self._respond(request, peer, now, key, 482)
-        if len(self.dialogs) >= self.config.max_calls:
+        if len(self.dialogs) + self._lingering() >= self.config.max_calls:
             self.counts["calls_refused"] += 1
             return self._respond(request, peer, now, key, 503, headers=(("Retry-After", "30"),))
         siprec = is_siprec(request)

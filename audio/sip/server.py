@@ -73,6 +73,8 @@ class SipServer:
         self.core: SipCore | None = None
         self.calls: dict[str, SipCall] = {}
         """Calls answered and not ended yet, by dialog id."""
+        self.handed: dict[str, SipCall] = {}
+        """Calls handed to ``on_call`` that it has not returned from (ended ones count against max_calls until then)."""
         self.port = config.port
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
@@ -106,7 +108,7 @@ class SipServer:
             port = self._tcp.sockets[0].getsockname()[1]
         self.port = port
         self.core = SipCore(self.config, contact=(self.config.media_address or self.config.host, port),
-                            supported_codecs=self.media.supported_codecs, srtp=self.media.srtp)
+                            supported_codecs=self.media.supported_codecs, srtp=self.media.srtp, lingering=self._lingering)
         self._ticker = asyncio.create_task(self._tick(), name="sip-timers")
         return self
 
@@ -231,6 +233,10 @@ class SipServer:
         except (OSError, RuntimeError) as exc:
             log.warning("SIP: could not send to %s: %s", peer.address, exc)
 
+    def _lingering(self) -> int:
+        """Calls whose dialog ended while ``on_call`` still has them (the agent screening their tail)."""
+        return sum(1 for call_id in self.handed if not self.core.has_dialog(call_id))
+
     def _notify(self, notice: IngressNotice) -> None:
         if self._on_notice is not None:
             with contextlib.suppress(Exception):
@@ -257,11 +263,13 @@ class SipServer:
             return
         self.calls[dialog.id] = call
         self._perform(actions)
+        self.handed[dialog.id] = call
         try:
             await self._on_call(call)
         except Exception as exc:  # one call's failure never reaches another
             self._notify(IngressNotice("call_failed", f"call {dialog.id}: {type(exc).__name__}: {exc}", dialog.id))
         finally:
+            self.handed.pop(dialog.id, None)
             if self.calls.get(dialog.id) is call:  # the consumer is gone: release the media too
                 del self.calls[dialog.id]
                 self._perform(self.core.end(dialog, "consumer_gone"))

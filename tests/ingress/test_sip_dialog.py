@@ -130,6 +130,17 @@ def test_over_max_calls_gets_503_with_retry_after(core):
     assert reply.status == 503 and reply.get("Retry-After") == "30" and core.counts["calls_refused"] == 1
 
 
+def test_calls_still_being_screened_after_their_bye_count_against_max_calls():
+    screening = [0]
+    core = SipCore(SipConfig(max_calls=2), contact=("127.0.0.1", 5060), lingering=lambda: screening[0])
+    answered(core, invite(call_id="a"))
+    screening[0] = 1  # an ended call whose tail the agent is still screening
+    (reply,) = sent(core.receive(invite(call_id="b", branch="z9hG4bK-b").encode(), PEER, 0.0))
+    assert reply.status == 503
+    screening[0] = 0
+    offered(core, invite(call_id="c", branch="z9hG4bK-c"))
+
+
 def test_malformed_but_answerable_gets_400_and_the_rest_is_dropped(core):
     broken_body = invite(meta=b"<recording><not-closed", branch="z9hG4bK-x").encode()
     assert [r.status for r in sent(core.receive(broken_body, PEER, 0.0))] == [400]

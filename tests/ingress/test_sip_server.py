@@ -169,3 +169,31 @@ def test_srtp_streams_offered_with_sdes_are_decrypted():
         ("RTP/SAVP", "AES_CM_128_HMAC_SHA1_80", 1), ("RTP/SAVP", "AES_CM_128_HMAC_SHA1_32", 1)]
     assert all(m.crypto[0].key_params != f"inline:{k.to_sdes().split('inline:')[1]}" for m, k in zip(answer.media, keys))  # our own keys
     assert audio == {"customer": 3200, "partner": 3200}
+
+
+def test_a_call_still_being_screened_after_its_bye_holds_its_place_under_max_calls():
+    async def main():
+        done = asyncio.Event()
+
+        async def slow(call) -> None:  # reads the audio, then "screens" until released
+            async for _ in call.audio():
+                pass
+            await done.wait()
+
+        async with SipServer(slow, server_config(max_calls=1)) as server:
+            transport, peer = await UdpPeer.open(server.port)
+            ok, _ = await _answered(transport, peer, invite(call_id="first"))
+            tag = ok.get("To").split("tag=")[1]
+            transport.sendto(request("BYE", call_id="first", to_tag=tag, cseq=2, branch="z9hG4bK-bye").encode())
+            await peer.expect(200, "BYE")
+            transport.sendto(invite(call_id="second", branch="z9hG4bK-2").encode())
+            busy = await peer.expect(503, "INVITE")
+            done.set()
+            await asyncio.sleep(0.1)
+            transport.sendto(invite(call_id="third", branch="z9hG4bK-3").encode())
+            third = await peer.expect(200, "INVITE")
+            transport.close()
+            return busy, third
+
+    busy, third = asyncio.run(main())
+    assert busy.status == 503 and third.call_id == "third"
