@@ -148,7 +148,7 @@ class SipServer:
     def _run(self, step: Callable[[float], list[Action]], data: Any = None) -> None:
         if self.core is None:
             return
-        before = self.core.counts["malformed"]
+        before, refused = self.core.counts["malformed"], self.core.counts["calls_refused"]
         try:
             actions = step(asyncio.get_running_loop().time())
         except Exception as exc:  # a bug must not take the server down
@@ -158,6 +158,10 @@ class SipServer:
             return
         if self.core.counts["malformed"] != before:
             self._log_malformed(data)
+        now_refused = self.core.counts["calls_refused"]
+        if now_refused != refused and (refused == 0 or now_refused // 100 != refused // 100):  # the first, then one per hundred
+            self._notify(IngressNotice("over_capacity", f"{now_refused} SIP call(s) refused with 503: {self.config.max_calls} calls "
+                                                        f"running ([siprec] max_calls)"))
         self._perform(actions)
 
     def _log_malformed(self, data: Any) -> None:

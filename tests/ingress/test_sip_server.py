@@ -106,8 +106,10 @@ def test_garbage_sip_and_an_rtp_flood_leave_the_server_and_the_call_serving():
 
 
 def test_max_calls_refused_with_503():
+    notices = []
+
     async def main():
-        async with SipServer(Calls(), server_config(max_calls=1)) as server:
+        async with SipServer(Calls(), server_config(max_calls=1), on_notice=notices.append) as server:
             transport, peer = await UdpPeer.open(server.port)
             await _answered(transport, peer, invite(call_id="one"))
             transport.sendto(invite(call_id="two", branch="z9hG4bK-two").encode())
@@ -117,6 +119,7 @@ def test_max_calls_refused_with_503():
 
     busy = asyncio.run(main())
     assert busy.get("Retry-After") == "30"
+    assert [n.code for n in notices] == ["over_capacity"]
 
 
 def test_a_call_whose_rtp_stops_and_whose_bye_is_lost_ends_after_media_timeout():
