@@ -25,7 +25,8 @@ from kernel.errors import ConfigError
 
 __all__ = ["ConfigError", "ConfigFile", "SECTIONS", "default_config_path", "default_data_dir", "load_config", "secret_from_file"]
 
-SECTIONS = ("models", "audio", "detection", "agent", "audiosocket", "media_streams", "devices", "console", "retention", "end_call_webhook")
+SECTIONS = ("models", "audio", "detection", "agent", "audiosocket", "media_streams", "siprec", "devices", "console", "retention",
+            "end_call_webhook")
 """Every section of the config file (``docs/callshield.example.toml`` shows them all)."""
 
 

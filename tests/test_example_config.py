@@ -24,6 +24,7 @@ from audio.audiosocket import AudioSocketConfig
 from audio.media_streams import MediaStreamsConfig
 from audio.config import AudioConfig
 from audio.device import DeviceConfig
+from audio.sip.config import SipConfig
 from kernel.errors import CallshieldError
 from kernel.retention import RetentionPolicy
 from audio.vad import VadConfig
@@ -47,6 +48,7 @@ def parsers(tmp_path: Path) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
         "agent": AgentSettings.from_table,
         "audiosocket": AudioSocketConfig.from_section,
         "media_streams": MediaStreamsConfig.from_section,
+        "siprec": SipConfig.from_section,
         "devices": DeviceConfig.from_section,
         "console": lambda t: ConsoleConfig.from_table(t, data_dir=tmp_path),
         "retention": RetentionPolicy.from_section,
@@ -70,6 +72,7 @@ def config_keys() -> dict[str, set[str]]:
         "agent": names(AgentSettings),
         "audiosocket": names(AudioSocketConfig),
         "media_streams": names(MediaStreamsConfig),
+        "siprec": names(SipConfig),
         "devices": names(DeviceConfig),
         "console": names(ConsoleConfig),
         "retention": names(RetentionPolicy),
@@ -154,6 +157,7 @@ def test_example_is_valid_toml_and_every_section_goes_through_its_parser(tmp_pat
     assert isinstance(AudioSocketConfig.from_section(settings.section("audiosocket")), AudioSocketConfig)
     assert isinstance(MediaStreamsConfig.from_section(settings.section("media_streams")), MediaStreamsConfig)
     assert isinstance(DeviceConfig.from_section(settings.section("devices")), DeviceConfig)
+    assert isinstance(SipConfig.from_section(settings.section("siprec")), SipConfig)
     assert isinstance(ConsoleConfig.from_table(settings.section("console"), data_dir=tmp_path), ConsoleConfig)
     assert isinstance(RetentionPolicy.from_section(settings.section("retention")), RetentionPolicy)
     assert isinstance(settings.end_call_webhook(env={}), EndCallWebhookSettings)

@@ -4,7 +4,8 @@
 connects to the console (reconnecting with backoff for as long as it runs)
 and monitors the calls its ingress brings: ``--audiosocket [HOST:]PORT``
 (Asterisk), ``--media-streams [HOST:]PORT`` (Genesys AudioHook, Twilio Media
-Streams), ``--devices`` (a headset tap) and ``--wav FILE`` (recorded calls,
+Streams), ``--siprec`` / ``--sip [HOST:]PORT`` (SIPREC from an SBC, plain
+SIP from a PBX, docs/siprec.md), ``--devices`` (a headset tap) and ``--wav FILE`` (recorded calls,
 as if live with ``--realtime``); see ``cli/commands/ingress_options.py``. It
 runs until SIGTERM or SIGINT, then shuts down in order: stop sources, flush
 recognizers, finish recordings, wait briefly for the console's
