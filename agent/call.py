@@ -76,7 +76,7 @@ class CallInfo:
 def ingress_ids(ids: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     """``ids`` as :attr:`CallInfo.ingress_ids`: ``(name, value)`` pairs sorted by
     name, empty values left out. Names are snake_case words saying whose id it
-    is (``audiosocket_uuid``, ``siprec_session_id``, ``twilio_call_sid``)."""
+    is (``audiosocket_uuid``, ``sip_call_id``, ``twilio_call_sid``...)."""
     return tuple(sorted((str(k), str(v)) for k, v in (ids or {}).items() if v))
 
 

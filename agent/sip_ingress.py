@@ -84,6 +84,7 @@ class SipIngress:
             handle = self.agent.start_call(
                 _call_audio(call), sample_rate=call.sample_rate, partner=partner, seat=extension or None,
                 source_kind=call.kind, control=None, call_id=call.id,
+                ingress_ids={"sip_call_id": call.dialog.sip_call_id, "sip_caller": call.dialog.caller, "sip_callee": call.dialog.callee},
             )
         except RuntimeError as exc:  # shutting down, or no model
             self.agent.notice("call_refused", f"SIP call {call.id} not monitored: {exc}")
