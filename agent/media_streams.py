@@ -16,13 +16,13 @@ when anything was lost, dropped or malformed.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from agent.runtime import Agent, CallHandle
-from audio.audiosocket.call import IngressNotice
+from agent.ingress import CallServer, configured, serve_until_shutdown
+from agent.runtime import Agent
+from audio.notices import IngressNotice
 from audio.media_streams import MediaStreamsConfig, MediaStreamsServer, StreamCall
 
 log = logging.getLogger("callshield.agent.media_streams")
@@ -31,58 +31,33 @@ log = logging.getLogger("callshield.agent.media_streams")
 Route = Callable[[StreamCall], tuple[str | None, str | None]]
 
 
-class MediaStreamsIngress:
+class MediaStreamsIngress(CallServer):
     """A media streams server feeding an agent. Prefer :func:`serve_media_streams`;
     this class is for callers that need the bound :attr:`port` (tests, benches).
     It holds running calls only (:attr:`handles`, :attr:`calls`, removed when each ends)."""
 
     def __init__(self, agent: Agent, config: MediaStreamsConfig, *, route: Route | None = None, clock: Callable[[], float] | None = None) -> None:
-        self.agent = agent
-        self.config = config
+        super().__init__(agent, config)
         self.route = route
         extra = {"clock": clock} if clock is not None else {}
         self.server = MediaStreamsServer(self._on_call, config, on_notice=self._on_notice, **extra)
-        self.handles: dict[str, CallHandle] = {}
         self.calls: dict[str, StreamCall] = {}
 
     @property
-    def port(self) -> int:
-        assert self.server.port is not None
-        return self.server.port
-
-    async def start(self) -> "MediaStreamsIngress":
-        await self.server.start()
-        log.info("media streams listening on %s:%d (AudioHook %s, Twilio %s)", self.config.host, self.port,
-                 self.config.audiohook_path or "off", self.config.twilio_path or "off")
-        return self
-
-    async def close(self) -> None:
-        """Stop accepting and close every stream; running calls end with what they have."""
-        await self.server.close()
-
-    async def __aenter__(self) -> "MediaStreamsIngress":
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def listening(self) -> str:
+        return f"media streams (AudioHook {self.config.audiohook_path or 'off'}, Twilio {self.config.twilio_path or 'off'})"
 
     def _on_notice(self, notice: IngressNotice) -> None:
         self.agent.notice(notice.code, notice.message)
 
     async def _on_call(self, call: StreamCall) -> None:
         partner, seat = self.route(call) if self.route else (None, None)
-        try:
-            handle = self.agent.start_call(
-                call.audio(), sample_rate=call.sample_rate, partner=partner or call.partner, seat=seat or call.seat,
-                source_kind=call.source_kind, control=None, call_id=call.call_id,
-                ingress_ids=_ids(call),
-            )
-        except RuntimeError as exc:  # shutting down, or no model
-            self.agent.notice("call_refused", f"{call.source_kind} call {call.call_id} not monitored: {exc}")
+        handle = self._start_call(call, call.audio(), what=call.source_kind, sample_rate=call.sample_rate, partner=partner or call.partner,
+                                  seat=seat or call.seat, source_kind=call.source_kind, control=None, call_id=call.call_id,
+                                  ingress_ids=_ids(call))
+        if handle is None:
             call.end("refused")
             return
-        self.handles[handle.call_id] = handle
-        self.calls[handle.call_id] = call
         call.attach_notices(lambda notice: handle.session.notice(notice.code, notice.message))
         try:
             await handle.wait()
@@ -90,7 +65,7 @@ class MediaStreamsIngress:
             s = call.stats
             if s.lost_samples or s.problems or call.dropped_chunks:
                 handle.session.notice("stream_summary", f"{call.source_kind} stream: {call.summary()}", dropped=call.dropped_chunks)
-            del self.handles[handle.call_id], self.calls[handle.call_id]
+            self._forget(handle)
 
 
 _IDS = {"audiohook": {"conversation": "audiohook_conversation_id", "session": "audiohook_session_id", "organization": "audiohook_organization_id"},
@@ -111,11 +86,7 @@ async def start_media_streams(agent: Agent, host: str | None = None, port: int |
                               clock: Callable[[], float] | None = None) -> MediaStreamsIngress:
     """Start a media streams server for ``agent`` and return it (``.port``, ``.close()``).
     ``host``/``port`` override ``config`` (default: ``MediaStreamsConfig()``)."""
-    config = config or MediaStreamsConfig()
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, **overrides)
-    return await MediaStreamsIngress(agent, config, route=route, clock=clock).start()
+    return await MediaStreamsIngress(agent, configured(config or MediaStreamsConfig(), host, port), route=route, clock=clock).start()
 
 
 async def serve_media_streams(agent: Agent, host: str | None = None, port: int | None = None, *,
@@ -123,10 +94,4 @@ async def serve_media_streams(agent: Agent, host: str | None = None, port: int |
                               started: Callable[[MediaStreamsIngress], Any] | None = None) -> None:
     """Serve media streams into ``agent`` until cancelled or the agent's shutdown
     is requested; then stop accepting and close every stream."""
-    ingress = await start_media_streams(agent, host, port, config=config, route=route)
-    try:
-        if started is not None:
-            started(ingress)
-        await agent.wait_shutdown_requested()
-    finally:
-        await ingress.close()
+    await serve_until_shutdown(await start_media_streams(agent, host, port, config=config, route=route), started)

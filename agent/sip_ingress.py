@@ -18,12 +18,12 @@ resume, RTP going silent: each is a call notice on the console.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from agent.runtime import Agent, CallHandle
+from agent.ingress import CallServer, configured, serve_until_shutdown
+from agent.runtime import Agent
 from audio.notices import IngressNotice
 from audio.frames import AudioChunk
 from audio.sip.call import SipCall
@@ -34,44 +34,30 @@ from audio.sip.server import SipServer
 log = logging.getLogger("callshield.agent.sip")
 
 
-class SipIngress:
+class SipIngress(CallServer):
     """A SIP recording server feeding an agent. Prefer :func:`serve_sip`; this
     class is for callers that need the bound :attr:`port` or the server's
     :attr:`counts` (tests, benches). It holds running calls only."""
 
+    @property
+    def listening(self) -> str:
+        return f"SIP ingress ({'/'.join(self.config.transports)})"
+
     def __init__(self, agent: Agent, config: SipConfig, *, server: Callable[..., SipServer] = SipServer) -> None:
-        self.agent = agent
-        self.config = config
+        super().__init__(agent, config)
         self.server = server(self._on_call, config, on_notice=self._on_notice)
-        self.handles: dict[str, CallHandle] = {}
-        """Running agent calls, by SIP call id (removed when the call ends)."""
         self.calls: dict[str, SipCall] = {}
 
-    @property
-    def port(self) -> int:
-        return self.server.port
+    @staticmethod
+    def wire_id(call: SipCall) -> str:
+        return call.id
 
     @property
     def counts(self) -> dict[str, int]:
         return self.server.counts
 
-    async def start(self) -> "SipIngress":
-        await self.server.start()
-        log.info("SIP ingress listening on %s:%d (%s)", self.config.host, self.port, "/".join(self.config.transports))
-        return self
-
-    async def close(self) -> None:
-        """Stop listening; running calls end with what they have."""
-        await self.server.close()
-
-    async def __aenter__(self) -> "SipIngress":
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     def _on_notice(self, notice: IngressNotice) -> None:
-        handle = self.handles.get(notice.call_id or "")
+        handle = self._running(notice.call_id) if notice.call_id else None
         if handle is not None:
             handle.session.notice(notice.code, notice.message)
         else:
@@ -80,18 +66,13 @@ class SipIngress:
     async def _on_call(self, call: SipCall) -> None:
         extension = uri_user(call.partner) if ":" in call.partner else call.partner
         partner = self.config.partner_user(call.partner, extension)
-        try:
-            handle = self.agent.start_call(
-                _call_audio(call), sample_rate=call.sample_rate, partner=partner, seat=extension or None,
-                source_kind=call.kind, control=None, call_id=call.id,
-                ingress_ids={"sip_call_id": call.dialog.sip_call_id, "sip_caller": call.dialog.caller, "sip_callee": call.dialog.callee},
-            )
-        except RuntimeError as exc:  # shutting down, or no model
-            self.agent.notice("call_refused", f"SIP call {call.id} not monitored: {exc}")
+        handle = self._start_call(call, _call_audio(call), what="SIP", sample_rate=call.sample_rate, partner=partner, seat=extension or None,
+                                  source_kind=call.kind, control=None, call_id=call.id,
+                                  ingress_ids={"sip_call_id": call.dialog.sip_call_id, "sip_caller": call.dialog.caller,
+                                               "sip_callee": call.dialog.callee})
+        if handle is None:
             call.end("refused")
             return
-        key = call.id
-        self.handles[key], self.calls[key] = handle, call
         try:
             for code, message in call.dialog.notices:
                 handle.session.notice(code, message)
@@ -101,7 +82,7 @@ class SipIngress:
                                                           f"the call is shown for the default partner")
             await handle.wait()
         finally:
-            del self.handles[key], self.calls[key]
+            self._forget(handle)
             call.end("closed")
 
 
@@ -112,18 +93,9 @@ async def _call_audio(call: SipCall) -> AsyncIterator[AudioChunk]:
 
 async def start_sip(agent: Agent, config: SipConfig, *, host: str | None = None, port: int | None = None) -> SipIngress:
     """Start a SIP server for ``agent`` and return it (``.port``, ``.close()``)."""
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, **overrides)
-    return await SipIngress(agent, config).start()
+    return await SipIngress(agent, configured(config, host, port)).start()
 
 
 async def serve_sip(agent: Agent, config: SipConfig, *, started: Callable[[SipIngress], Any] | None = None) -> None:
     """Serve SIP calls into ``agent`` until cancelled or the agent's shutdown is requested."""
-    ingress = await start_sip(agent, config)
-    try:
-        if started is not None:
-            started(ingress)
-        await agent.wait_shutdown_requested()
-    finally:
-        await ingress.close()
+    await serve_until_shutdown(await start_sip(agent, config), started)
