@@ -99,6 +99,12 @@ class PostgresServer:
     def drop_database(self, url: str) -> None:
         self.admin.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
+    def cut_connections(self, url: str) -> int:
+        """Drop every connection to one database (as a server restart or failover would); how many."""
+        return len(self.admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (url.rsplit("/", 1)[1],)
+        ).fetchall())
+
     def stop(self) -> None:
         try:
             self.admin.close()

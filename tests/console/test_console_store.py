@@ -328,3 +328,22 @@ def test_two_consoles_writing_at_once_store_each_event_once_and_authorize_once(s
     assert len(first.authorizations("c1")) == 1 and len(first.audit_entries(action="authorize_end")) == 1
     first.close()
     second.close()
+
+
+def test_a_lost_postgresql_connection_is_one_clear_error_then_the_next_call_reconnects(postgresql_server):
+    url = postgresql_server.new_database()
+    store = _store(url)
+    store.record_event("agent-1", _start(1))
+    assert postgresql_server.cut_connections(url) == 1
+    with pytest.raises(StoreUnavailable, match="lost the connection to the store") as err:
+        store.call("c1")
+    assert "\n" not in str(err.value)
+    assert store.call("c1").partner == "ann"  # the next call connects again
+    said = p.UtteranceFinal(seq=2, event_id="u-2", call_id="c1", speaker="customer", start=1.0, end=2.0, text="hello", words=())
+    postgresql_server.cut_connections(url)
+    with pytest.raises(StoreUnavailable):  # lost while writing: not stored, not acknowledged
+        store.record_event("agent-1", said)
+    assert store.record_event("agent-1", said).new  # the agent's resend is stored once
+    assert not store.record_event("agent-1", said).new
+    assert store.counts()["utterances"] == 1 and store.setting("synchronous_commit") == "on"
+    store.close()
