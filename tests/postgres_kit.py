@@ -73,12 +73,17 @@ class PostgresServer:
             self._as = ["runuser", "-u", "postgres", "--"]
             shutil.chown(self.root, "postgres")
         self._names = itertools.count(1)
-        self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
-        with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.root}'\n"
-                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 50\n")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
-        self.admin = psycopg.connect(self.url("postgres"), autocommit=True)
+        self.admin = None
+        try:
+            self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
+            with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
+                conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.root}'\n"
+                           "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 50\n")
+            self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
+            self.admin = psycopg.connect(self.url("postgres"), autocommit=True)
+        except BaseException:
+            self.stop()
+            raise
 
     def _run(self, tool: str, *args: str) -> None:
         done = subprocess.run([*self._as, str(self.bin / tool), *args], capture_output=True, text=True, timeout=120)
@@ -107,7 +112,9 @@ class PostgresServer:
 
     def stop(self) -> None:
         try:
-            self.admin.close()
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+            if self.admin is not None:
+                self.admin.close()
+            if (self.data / "postmaster.pid").exists():
+                self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

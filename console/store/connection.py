@@ -219,12 +219,3 @@ class SqliteConnection(Connection):
 
     def close(self) -> None:
         self._conn.close()
-
-
-def open_connection(where: Path | str) -> Connection:
-    """A connection to the store at ``where``: a ``postgresql://`` URL, else a SQLite file's path."""
-    if is_postgresql(where):
-        from console.store.postgresql import PostgresConnection  # psycopg only where PostgreSQL is used
-
-        return PostgresConnection(str(where))
-    return SqliteConnection(Path(where))

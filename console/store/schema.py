@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ContextManager, TypeVar
 
 from console.errors import StoreError
-from console.store.connection import Connection, PerDialect, StoreConflict, migration_sql, open_connection, postgresql_ddl
+from console.store.connection import Connection, PerDialect, SqliteConnection, StoreConflict, is_postgresql, migration_sql, postgresql_ddl
 from kernel.clock import Clock, iso
 
 T = TypeVar("T")
@@ -221,6 +221,15 @@ MIGRATIONS: tuple[str | PerDialect, ...] = (
     CREATE INDEX notices_call ON notices(call_id);
     """,
 )
+
+
+def open_connection(where: Path | str) -> Connection:
+    """A connection to the store at ``where`` (not migrated): a ``postgresql://`` URL, else a SQLite file's path."""
+    if is_postgresql(where):
+        from console.store.postgresql import PostgresConnection  # psycopg only where PostgreSQL is used
+
+        return PostgresConnection(str(where))
+    return SqliteConnection(Path(where))
 
 
 def connect(where: Path | str) -> Connection:

@@ -10,8 +10,7 @@ import pytest
 from kernel import protocol as p
 from console.errors import BadRequest, Forbidden, StoreError
 from console.store import MIGRATIONS, FlagCounts, Store, StoreUnavailable
-from console.store.connection import open_connection
-from console.store.schema import migrate
+from console.store.schema import migrate, open_connection
 from console_kit import FakeClock
 from postgres_kit import _free_port
 
