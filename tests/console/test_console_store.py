@@ -346,3 +346,28 @@ def test_a_lost_postgresql_connection_is_one_clear_error_then_the_next_call_reco
     assert not store.record_event("agent-1", said).new
     assert store.counts()["utterances"] == 1 and store.setting("synchronous_commit") == "on"
     store.close()
+
+
+def test_a_postgresql_store_backed_up_with_pg_dump_restores_whole_and_goes_on(postgresql_server, tmp_path):
+    """docs/deployment.md's backup and restore: pg_dump -Fc, pg_restore into an empty database."""
+    import subprocess
+
+    url = postgresql_server.new_database()
+    store = _store(url)
+    for event in (_start(1), _level(2, "alert", "none"), _level(3, "caution", "alert")):
+        store.record_event("agent-1", event)
+    store.close()
+    dump = tmp_path / "callshield.dump"
+    subprocess.run([str(postgresql_server.bin / "pg_dump"), "-Fc", "-f", str(dump), url], check=True, timeout=60)
+    copy = postgresql_server.new_database()
+    subprocess.run([str(postgresql_server.bin / "pg_restore"), "--no-owner", "-d", copy, str(dump)], check=True, timeout=60)
+    restored = Store.open(copy, clock=FakeClock())
+    assert restored.schema_version() == len(MIGRATIONS)
+    assert [c.level for c in restored.live_calls()] == ["caution"] and len(restored.open_alerts()) == 1
+    assert not restored.record_event("agent-1", _level(3, "caution", "alert")).new  # its event ids came along
+    before = [a.id for a in restored.open_alerts()]
+    after = restored.record_event("agent-1", _level(4, "alert", "caution"))  # ids go on from the dump's, no collision
+    assert after.alert.id > max(before) and [a.id for a in restored.open_alerts()] == [after.alert.id, *before]
+    restored.record_event("agent-1", _start(5, "c2"))
+    assert [c.id for c in restored.recent_calls()] == ["c2", "c1"]  # the stored order (rowid) came along too
+    restored.close()
