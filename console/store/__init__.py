@@ -12,7 +12,7 @@ in one SQLite file (the default) or a PostgreSQL database (``[console] store``).
 - ``records`` and ``rows``: the typed records the store hands out, and the
   SELECTs that read them.
 
-:class:`Store` is the one entry: it opens the file and answers every room's
+:class:`Store` is the one entry: it opens the store and answers every room's
 methods. The rooms' SQL is written once, for both databases. Every method is
 blocking; the console calls them from its single ``store`` thread (never from
 the event loop), so one connection serves the whole console. Writes from

@@ -160,7 +160,7 @@ class Accounts(Room):
     def live_sessions(self, tokens: Iterable[str]) -> dict[str, Session]:
         """The live sessions among ``tokens``, by token (unknown, expired or
         removed users' tokens are left out): how the console checks its open
-        sockets against what ``callshield users`` changed in the file."""
+        sockets against what ``callshield users`` changed in the store."""
         by_hash = {token_hash(t): t for t in tokens}
         hashes, now, live = list(by_hash), self._clock(), {}
         for at in range(0, len(hashes), _SQL_VARIABLES):

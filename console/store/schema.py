@@ -253,13 +253,24 @@ def connect(where: Path | str) -> Connection:
 def migrate(conn: Connection, upto: int = len(MIGRATIONS)) -> None:
     """Bring the store's schema to version ``upto``, one migration per transaction.
 
-    Each transaction reads the version under the write lock (SQLite's
-    ``BEGIN IMMEDIATE``; on PostgreSQL a transaction-scoped advisory lock),
-    so two consoles starting at once on one database migrate it once."""
+    Each transaction reads the version under a lock, so two consoles
+    starting at once on one database migrate it once: SQLite's
+    ``BEGIN IMMEDIATE``; on PostgreSQL a session advisory lock taken before
+    the transactions begin (a serializable transaction's snapshot is taken at
+    its first statement, so a lock taken inside it would come too late)."""
+    postgresql = conn.dialect == "postgresql"
+    if postgresql:
+        conn.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+    try:
+        _migrate(conn, upto)
+    finally:
+        if postgresql:
+            conn.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
+
+
+def _migrate(conn: Connection, upto: int) -> None:
     while True:
         with conn.transaction() as c:
-            if c.dialect == "postgresql":
-                c.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
             c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = c.execute("SELECT version FROM schema_version").fetchone()
             version = row[0] if row else 0

@@ -455,8 +455,15 @@ def test_a_lost_postgresql_connection_loses_no_event_and_logs_no_traceback(tmp_p
             await sup.nothing("utterance")
             assert (await console.db(console.store.counts))["utterances"] == 1
 
+            assert postgresql_server.cut_connections(url) == 1  # a browser's request meets the next cut
+            await sup.request("call_detail", call_id="c", ref="d1")
+            answer = await sup.expect("error", ref="d1")
+            assert answer["code"] == "store_unavailable"
+            await sup.request("call_detail", call_id="c", ref="d2")  # the socket stays; the store is back
+            assert [u["text"] for u in (await sup.expect("call_detail", ref="d2"))["detail"]["utterances"]] == ["still there?"]
+
     with caplog.at_level(logging.INFO):
         asyncio.run(main())
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert 1 <= sum("lost the connection to the store" in r.getMessage() for r in failures) <= 2, [r.getMessage() for r in failures]
+    assert 2 <= sum("lost the connection to the store" in r.getMessage() for r in failures) <= 4, [r.getMessage() for r in failures]
     assert all(r.exc_info is None for r in failures)  # one line each, no traceback

@@ -302,6 +302,17 @@ def _together(*jobs):
     return results
 
 
+def test_two_consoles_starting_at_once_on_a_new_store_migrate_it_once(store_where):
+    if not isinstance(store_where, str):
+        store_where.parent.mkdir(parents=True)
+    opened = _together(*[lambda: Store.open(store_where, clock=FakeClock()) for _ in range(3)])
+    assert all(isinstance(store, Store) for store in opened), opened
+    assert {store.schema_version() for store in opened} == {len(MIGRATIONS)}
+    assert opened[0]._conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+    for store in opened:
+        store.close()
+
+
 def test_two_consoles_writing_at_once_store_each_event_once_and_authorize_once(store_where):
     """Two stores on one database (two console replicas): an agent's resend reaching
     both at once is stored once; two supervisors authorizing one end: one wins."""
