@@ -150,10 +150,10 @@ class Connection:
         self.transactions += 1
         try:
             yield self
+            self.execute("COMMIT")
         except BaseException:
-            self._rollback()
+            self._rollback()  # after a failed COMMIT too: SQLite keeps the transaction open then
             raise
-        self.execute("COMMIT")
 
     _begin = "BEGIN"
 

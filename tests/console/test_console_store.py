@@ -382,3 +382,19 @@ def test_a_postgresql_store_backed_up_with_pg_dump_restores_whole_and_goes_on(po
     restored.record_event("agent-1", _start(5, "c2"))
     assert [c.id for c in restored.recent_calls()] == ["c2", "c1"]  # the stored order (rowid) came along too
     restored.close()
+
+
+def test_the_console_config_names_the_store(tmp_path):
+    from console.config import ConsoleConfig
+    from kernel.errors import ConfigError
+
+    sqlite = ConsoleConfig.from_table({}, data_dir=tmp_path)
+    assert sqlite.store_location == tmp_path / "console.db"
+    url = "postgresql://callshield@db.site.example:5432/callshield?sslmode=verify-full"
+    assert ConsoleConfig.from_table({"store": url}, data_dir=tmp_path).store_location == url
+    with pytest.raises(ConfigError, match=r"\[console\] store must be a postgresql:// URL, not 'mysql'") as err:
+        ConsoleConfig.from_table({"store": "mysql://root:hunter2@db/x"}, data_dir=tmp_path)
+    assert "hunter2" not in str(err.value)
+    from console.store import shown
+    assert shown("postgresql://callshield:hunter2@db:5432/x?sslmode=require") == "postgresql://callshield:***@db:5432/x?sslmode=require"
+    assert shown(url) == url and shown(tmp_path / "console.db") == str(tmp_path / "console.db")
