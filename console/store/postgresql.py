@@ -97,15 +97,17 @@ class PostgresConnection(Connection):
         conn = self._conn
         if conn is not None and not (conn.broken or conn.closed):
             return conn
-        self._conn = None
-        options = {} if "connect_timeout" in conninfo_to_dict(self.url) else {"connect_timeout": CONNECT_TIMEOUT_S}
+        self._conn = conn = None
         try:
+            options = {} if "connect_timeout" in conninfo_to_dict(self.url) else {"connect_timeout": CONNECT_TIMEOUT_S}
             conn = psycopg.connect(self.url, autocommit=True, row_factory=_rows, **options)
             if conn.execute("SHOW synchronous_commit").fetchone()[0] == "off":
                 conn.execute("SET synchronous_commit = on")
             if conn.execute("SHOW fsync").fetchone()[0] != "on":
                 log.warning("%s: the PostgreSQL server runs with fsync off: acknowledged events may not survive a power cut", self.where)
         except psycopg.Error as exc:
+            if conn is not None:
+                conn.close()
             raise StoreUnavailable(f"cannot reach the store at {self.where}: {one_line(exc)}") from exc
         self._conn = conn
         return conn
