@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from datetime import datetime, timedelta
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from console import browser_protocol as b
-from console.errors import BadRequest, ConsoleError, Forbidden
+from console.errors import BadRequest, ConsoleError, Forbidden, StoreError
 from console.fanout import peer
 from console.hub import Hub
 from console.store import Authorization, Recorded
@@ -72,7 +71,7 @@ class AgentLinks:
             await asyncio.sleep(period)
             try:
                 await self.sweep()
-            except (sqlite3.Error, ConsoleError) as exc:
+            except ConsoleError as exc:  # the store closing or unreachable (StoreError) among them
                 log.error("checking for lost calls failed: %s", exc)
 
     async def sweep(self) -> list[str]:
@@ -136,7 +135,7 @@ class AgentLinks:
                 await self._message(ws, agent, raw)
         except ConnectionClosed:
             pass
-        except sqlite3.Error as exc:  # nothing unstored was acknowledged: the agent resends after reconnecting
+        except StoreError as exc:  # nothing unstored was acknowledged: the agent resends after reconnecting
             log.error("store error on agent %s's link: %s", agent, exc)
             await ws.close(1011, "console store error")
         finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from console import browser_protocol as b
-from console.errors import BadRequest
+from console.errors import BadRequest, StoreError
 from console.evidence import CallEvidence, EvidenceError, build_evidence_zip
 from console.fanout import BrowserLink
 from console.hub import Hub
@@ -202,6 +202,8 @@ class QaDesk:
         while True:
             try:
                 await self.run_cleanup()
+            except StoreError as exc:  # the store unreachable: one line, tried again tomorrow
+                log.error("retention clean-up failed: %s", exc)
             except Exception:  # a bad day must not stop tomorrow's clean-up
                 log.exception("retention clean-up failed")
             now = self.console.clock().astimezone()
@@ -234,6 +236,8 @@ class QaDesk:
         try:
             await self.adopt(call_id)
             await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock(), only=call_id)
+        except StoreError as exc:  # the store unreachable: one line; the daily clean-up adopts it later
+            log.error("call %s: recording/retention at call end failed: %s", call_id, exc)
         except Exception:
             log.exception("call %s: recording/retention at call end failed", call_id)
 

@@ -18,7 +18,8 @@ outbox and sender task; a browser whose outbox overflows is disconnected
 (counted in ``Console.stats``), never waited for, so one stuck screen cannot
 delay an alert for the others.
 
-Blocking work runs in named executors: ``store`` (one thread: SQLite),
+Blocking work runs in named executors: ``store`` (one thread: the store's
+one connection, SQLite or PostgreSQL),
 ``auth`` (scrypt password checks, which take tens of milliseconds each) and
 ``recordings`` (reading recordings, hashing, evidence zips; ``console/qa.py``).
 
@@ -91,7 +92,7 @@ class Console:
         """Open (and migrate) the store, read the pages, bind the port."""
         loop = asyncio.get_running_loop()
         self.config.recordings_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await loop.run_in_executor(self._store_pool, partial(Store.open, self.config.store_path, clock=self.clock))
+        self.store = await loop.run_in_executor(self._store_pool, partial(Store.open, self.config.store_location, clock=self.clock))
         self._site = await loop.run_in_executor(self._store_pool, partial(Site, health=self._health, tls=self.config.tls))
         context = None
         if self.config.tls:

@@ -1,9 +1,9 @@
 """Run the console and an agent together on this machine (the embedded default).
 
 ``callshield serve [--demo] [--host H] [--port P] [--data-dir D]
-[--audiosocket [HOST:]PORT] [--media-streams [HOST:]PORT] [--devices] [--wav FILE]``: one process, one
-event loop. The console keeps its SQLite store under the data
-directory and binds 127.0.0.1 unless told otherwise; the agent connects to it
+[--audiosocket [HOST:]PORT] [--media-streams [HOST:]PORT] [--siprec [HOST:]PORT] [--devices] [--wav FILE]``: one process, one
+event loop. The console keeps its store in SQLite under the data
+directory (or in PostgreSQL: ``[console] store``) and binds 127.0.0.1 unless told otherwise; the agent connects to it
 over the same websocket protocol a remote agent would use.
 
 First start: an ``admin`` user is created and its generated password printed

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,7 +36,8 @@ from console.errors import BadRequest, ConsoleError, Forbidden
 from console.store import rows
 from console.store.audit import write_audit
 from console.store.records import Alert, Call, CallHistory, CheckIn, Finding, LevelChange, Notice, Utterance
-from console.store.schema import Room
+from console.store.connection import Connection
+from console.store.schema import Room, retried
 from console.store.supervision import queue_checkin, raise_alert
 from kernel import protocol as p
 from kernel.clock import iso
@@ -52,7 +52,7 @@ CALL_NOTICES = 200
 """A call's latest notices in its ``call_detail`` (a call with thousands of dropped-audio notices sends only these)."""
 LOST_SHOWN_HOURS = 1.0
 """Hours a lost call stays on the supervisors' live list (marked lost) after monitoring was lost."""
-REFUSAL_TOLD = "SELECT 1 FROM notices WHERE code = 'events_refused' AND agent = ? AND call_id IS ?"
+REFUSAL_TOLD = "SELECT 1 FROM notices WHERE code = 'events_refused' AND agent = ? AND call_id IS NOT DISTINCT FROM ?"
 """Whether supervisors were told that an agent's events for a call are refused (index ``notices_told``)."""
 
 
@@ -77,6 +77,7 @@ class Recorded:
 class CallLog(Room):
     """Storing agent events and reading calls."""
 
+    @retried
     def record_event(self, agent: str, message: DurableEvent) -> Recorded:
         """Store one durable agent message idempotently (keyed by ``event_id``).
 
@@ -120,6 +121,7 @@ class CallLog(Room):
 
     # ------------------------------------------------------------------ end of life
 
+    @retried
     def lose_call(self, call_id: str, why: str) -> tuple[Call, Notice] | None:
         """Close a live call as lost (its agent stopped answering); ``why`` is
         for people. Returns the call and the supervisors' notice, or None if
@@ -136,6 +138,7 @@ class CallLog(Room):
             write_audit(c, f"agent:{call.agent}", "call_lost", call_id, why, now)
             return call, _console_notice(c, call.agent, call_id, "monitoring_lost", message, now)
 
+    @retried
     def calls_heard(self, agent: str, call_ids: Iterable[str]) -> tuple[list[str], list[Call]]:
         """An agent's heartbeat names ``call_ids``: which of them are its calls
         (live or lost), and those of them reopened (they had been lost)."""
@@ -153,6 +156,7 @@ class CallLog(Room):
                     reopened.append(call)
         return owned, reopened
 
+    @retried
     def refusal_notice(self, agent: str, message: DurableEvent, error: ConsoleError) -> Notice | None:
         """The supervisors' notice that ``agent``'s events for a call are refused:
         one per agent and call (None when it was already written)."""
@@ -225,7 +229,7 @@ class CallLog(Room):
         )
 
 
-def _reopen(c: sqlite3.Connection, call_id: str, agent: str, now: str) -> Call | None:
+def _reopen(c: Connection, call_id: str, agent: str, now: str) -> Call | None:
     """Reopen ``agent``'s lost call (its agent is back with it); the call, or None if it was not lost."""
     changed = c.execute(
         "UPDATE calls SET ended_at = NULL, end_reason = NULL WHERE id = ? AND agent = ? AND end_reason = ?", (call_id, agent, LOST)
@@ -236,7 +240,7 @@ def _reopen(c: sqlite3.Connection, call_id: str, agent: str, now: str) -> Call |
     return rows.call(c, call_id)
 
 
-def _refuse_after_the_end(c: sqlite3.Connection, call_id: str, message: DurableEvent) -> None:
+def _refuse_after_the_end(c: Connection, call_id: str, message: DurableEvent) -> None:
     """A call that ended (not lost) is evidence: no new words, findings, levels
     or start/end may change it after the fact (an agent restarted with the id
     of a finished call, a PBX reusing one). Notices about it, and what became
@@ -248,51 +252,50 @@ def _refuse_after_the_end(c: sqlite3.Connection, call_id: str, message: DurableE
         raise BadRequest(f"call {call_id!r} ended at {ended['ended_at']}: its record is closed", code="call_ended")
 
 
-def _console_notice(c: sqlite3.Connection, agent: str, call_id: str | None, code: str, message: str, now: str) -> Notice:
+def _console_notice(c: Connection, agent: str, call_id: str | None, code: str, message: str, now: str) -> Notice:
     """A notice the console writes itself (about ``agent``), under a random
     event id no agent can have used or take first (agents choose theirs)."""
-    cur = c.execute(
-        "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+    notice_id = c.execute(
+        "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING id",
         (f"console:{code}:{uuid.uuid4().hex}", agent, call_id, code, message, now),
-    )
-    return rows.notice(c, cur.lastrowid)
+    ).fetchone()[0]
+    return rows.notice(c, notice_id)
 
 
-def _bump_seq(c: sqlite3.Connection, agent: str, seq: int) -> None:
-    c.execute("UPDATE agents SET last_seq = max(last_seq, ?) WHERE name = ?", (seq, agent))
+def _bump_seq(c: Connection, agent: str, seq: int) -> None:
+    c.execute("UPDATE agents SET last_seq = ? WHERE name = ? AND last_seq < ?", (seq, agent, seq))
 
 
-def _apply(c: sqlite3.Connection, agent: str, m: DurableEvent, now: str) -> Recorded:
+def _apply(c: Connection, agent: str, m: DurableEvent, now: str) -> Recorded:
     if isinstance(m, p.CallStarted):
         c.execute(
-            "INSERT OR IGNORE INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (m.call_id, agent, m.partner, m.seat, m.source, m.sample_rate, m.started_at),
         )
         return Recorded(new=True, call=rows.call(c, m.call_id))
     if isinstance(m, p.UtteranceFinal):
-        cur = c.execute(
-            "INSERT INTO utterances (event_id, call_id, speaker, start, end, text, words) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        utterance_id = c.execute(
+            'INSERT INTO utterances (event_id, call_id, speaker, start, "end", text, words) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id',
             (m.event_id, m.call_id, m.speaker, m.start, m.end, m.text, json.dumps(list(m.words), ensure_ascii=False)),
-        )
-        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.utterance(c, cur.lastrowid))
+        ).fetchone()[0]
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.utterance(c, utterance_id))
     if isinstance(m, p.FindingRaised):
         first, last = _span(m.span, len(m.text))
-        cur = c.execute(
-            "INSERT INTO findings (event_id, call_id, category, subtype, severity, score, rule, evidence, start, end, text, span_first, span_last, why)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        finding_id = c.execute(
+            'INSERT INTO findings (event_id, call_id, category, subtype, severity, score, rule, evidence, start, "end", text, span_first, span_last, why)'
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (m.event_id, m.call_id, m.category, m.subtype, m.severity, m.score, m.rule, m.evidence, m.start, m.end, m.text, first, last,
              m.why),
-        )
+        ).fetchone()[0]
         checkin = None
         if asks_check_in(m.severity):
             checkin = queue_checkin(c, m.call_id, f"{m.severity} {m.category} finding", now)
-        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.finding(c, cur.lastrowid), checkin=checkin)
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.finding(c, finding_id), checkin=checkin)
     if isinstance(m, p.LevelChanged):
-        cur = c.execute(
-            "INSERT INTO level_changes (event_id, call_id, level, previous, reason, suggestion, category, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        change_id = c.execute(
+            "INSERT INTO level_changes (event_id, call_id, level, previous, reason, suggestion, category, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (m.event_id, m.call_id, m.level, m.previous, m.reason, m.suggestion, m.category, m.at),
-        )
-        change_id = cur.lastrowid
+        ).fetchone()[0]
         peak = c.execute("SELECT peak_level FROM calls WHERE id = ?", (m.call_id,)).fetchone()[0]
         new_peak = m.level if level_rank(m.level) > level_rank(peak) else peak
         c.execute("UPDATE calls SET level = ?, peak_level = ? WHERE id = ?", (m.level, new_peak, m.call_id))
@@ -310,21 +313,21 @@ def _apply(c: sqlite3.Connection, agent: str, m: DurableEvent, now: str) -> Reco
     if isinstance(m, p.AgentNotice):
         if m.call_id is not None and not c.execute("SELECT 1 FROM calls WHERE id = ?", (m.call_id,)).fetchone():
             raise BadRequest(f"call {m.call_id!r} was never started", code="unknown_call")
-        cur = c.execute(
-            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        notice_id = c.execute(
+            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (m.event_id, agent, m.call_id, m.code, m.message, m.dropped, now),
-        )
-        return Recorded(new=True, call=rows.call(c, m.call_id) if m.call_id else None, record=rows.notice(c, cur.lastrowid))
+        ).fetchone()[0]
+        return Recorded(new=True, call=rows.call(c, m.call_id) if m.call_id else None, record=rows.notice(c, notice_id))
     if isinstance(m, p.EndCallWebhookOutcome):
         if m.outcome not in p.WEBHOOK_OUTCOMES:
             raise BadRequest(f"end_call_webhook: unknown outcome {m.outcome[:40]!r}", code="bad_message")
-        cur = c.execute(
-            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+        notice_id = c.execute(
+            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING id",
             (m.event_id, agent, m.call_id, f"end_call_webhook_{m.outcome}", webhook_text(m), now),
-        )
+        ).fetchone()[0]
         detail = {k: getattr(m, k) for k in ("authorization_id", "webhook_id", "outcome", "attempt", "max_attempts", "status", "error", "retry_in")}
         write_audit(c, f"agent:{agent}", "end_call_webhook", m.call_id, json.dumps(detail, ensure_ascii=False), now)
-        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.notice(c, cur.lastrowid))
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.notice(c, notice_id))
     raise BadRequest(f"{m.TYPE} is not stored", code="unexpected_message")  # pragma: no cover
 
 

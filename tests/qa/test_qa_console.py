@@ -13,6 +13,7 @@ import zipfile
 from qa_kit import FakeClock, end_call, get, open_agent, open_browser, p, record_call, running_console
 
 from cli.main import main
+from console_kit import store_setting
 from kernel.retention import RetentionPolicy
 from kernel.recordings import recording_name, sha256_file
 from console.evidence import rewrite_member, verify_evidence_zip
@@ -177,9 +178,14 @@ def test_qa_requests_marks_and_role_checks(tmp_path):
     asyncio.run(scenario())
 
 
-def test_export_then_verify_over_http_and_cli(tmp_path, capsys):
+def test_export_then_verify_over_http_and_cli(tmp_path, store_where, capsys, monkeypatch):
+    """On both stores: the console's, and ``callshield export`` reading ``[console] store``."""
+    config = tmp_path / "callshield.toml"
+    config.write_text(f'[console]\nstore = "{store_where}"\n' if isinstance(store_where, str) else "")
+    monkeypatch.setenv("CALLSHIELD_CONFIG", str(config))
+
     async def scenario():
-        async with running_console(tmp_path) as console:
+        async with running_console(tmp_path, **store_setting(store_where)) as console:
             agent = await open_agent(console)
             info = record_call(console.config.recordings_dir, "call-9")
             await agent.threat_call("call-9", partner="ann")
@@ -240,8 +246,9 @@ def test_export_then_verify_over_http_and_cli(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "late.zip")]) == 1
     assert main(["export", "nope", "--out", str(tmp_path / "x.zip"), "--data-dir", str(tmp_path)]) == 2
     assert "no call 'nope'" in capsys.readouterr().err
-    assert main(["export", "call-9", "--out", str(tmp_path / "x.zip"), "--data-dir", str(tmp_path / "empty")]) == 2
-    assert "no console store" in capsys.readouterr().err
+    if not isinstance(store_where, str):  # SQLite: the store is a file in the data directory
+        assert main(["export", "call-9", "--out", str(tmp_path / "x.zip"), "--data-dir", str(tmp_path / "empty")]) == 2
+        assert "no console store" in capsys.readouterr().err
 
 
 def test_retention_at_call_end_and_daily(tmp_path):
