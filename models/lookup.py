@@ -23,13 +23,15 @@ for the command line; ``models`` does not import ``agent``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from kernel.sections import read_section, setting
 from models.catalogue import load_catalogue
+from models.decoding import DecodingPlan
 from models.errors import ModelError, ModelNotFound, no_model_installed
 from models.layout import ENCODER, SPEECH, check_model_dir, encoder_problems, folder_name, pip_models
 from models.store import ModelStore
@@ -45,10 +47,13 @@ class ModelsConfig:
     Attributes:
         model: model directory path or installed model name; None: look further.
         dir: the models directory; None: ``$CALLSHIELD_MODELS_DIR`` or the default.
+        decoding: ``[models.decoding]``, how each speaker is decoded and the
+            decoder's speed profile (:class:`~models.decoding.DecodingPlan`).
     """
 
     model: str | None = setting(default=None, read=lambda value: _non_empty("model", value))
     dir: Path | None = setting(default=None, read=lambda value: Path(_non_empty("dir", value)).expanduser())
+    decoding: DecodingPlan = field(default_factory=DecodingPlan)
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], *, base: Path | None = None) -> "ModelsConfig":
@@ -59,7 +64,7 @@ class ModelsConfig:
             model = str(base / model)
         if directory is not None and base is not None and not directory.is_absolute():
             directory = base / directory
-        return cls(model=model, dir=directory)
+        return dataclasses.replace(config, model=model, dir=directory)
 
 
 def _non_empty(key: str, value: Any) -> str:

@@ -18,11 +18,19 @@ clock.
 
 Results:
 
-- :class:`~models.transcript.Partial`: the hypothesis so far, at most once
-  per ``partial_interval_ms`` of fed audio, and only when its text changed;
+- :class:`~models.transcript.Partial`: the hypothesis so far, only when new
+  voiced audio was fed since the last one, at most once per
+  ``partial_interval_ms`` of fed audio (longer while it does not change, see
+  :class:`~models.decoding.PartialPacer`), and only when its text changed;
+  none for a stream whose config says ``partials=False``;
 - :class:`~models.transcript.Utterance`: final, with speaker, start and end
   in call time and every word with its time and confidence. An utterance
   with no words (a cough the VAD let through) is dropped.
+
+Each speaker of a call follows the site's :class:`~models.decoding.DecodingPlan`
+(:class:`CallTranscriber`): the customer live with partials; the partner by
+default with finals only, decoded behind the customer in a pool of
+idle-priority threads (:func:`idle_executor`, :class:`DeferredTranscriber`).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ import asyncio
 import bisect
 import json
 import os
+import threading
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +50,7 @@ from typing import Protocol
 import vosk
 
 from audio.frames import AudioChunk, Endpoint, Speaker, Voiced
+from models.decoding import MODEL_SETTINGS, DecodingPlan, PartialPacer, overlay_folder, overlay_model
 from models.errors import ModelError, ModelLoadFailed
 from models.layout import check_model_dir
 from models.transcript import Partial, Utterance, Word
@@ -75,6 +86,24 @@ def recognizer_executor(workers: int | None = None) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1, thread_name_prefix="vosk")
 
 
+IDLE_NICE = 19
+
+
+def _lower_priority() -> None:
+    """Make the calling thread the last the kernel runs (Linux: a thread's own nice value)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), IDLE_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: still a separate pool, just not idle
+        pass
+
+
+def idle_executor(workers: int | None = None) -> ThreadPoolExecutor:
+    """The pool of work that waits for idle cores (the partner's deferred decoding):
+    threads named ``vosk-idle`` at nice 19, so a core runs them only when the
+    customer's decoding (``vosk``, nice 0) leaves it idle, or nearly so."""
+    return ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1, thread_name_prefix="vosk-idle", initializer=_lower_priority)
+
+
 class SharedModel:
     """One ``vosk.Model`` loaded once, shared by all calls (Vosk models are safe to share across threads).
 
@@ -83,33 +112,53 @@ class SharedModel:
         name: the model's name (its folder name unless given).
     """
 
-    def __init__(self, model: object, path: Path, name: str | None = None) -> None:
+    def __init__(self, model: object, path: Path, name: str | None = None, speed: str = MODEL_SETTINGS) -> None:
         self.model = model
         self.path = Path(path)
+        self.speed = speed
+        """The decoder speed profile it was loaded with (``model``: the model's own settings)."""
         # A pip package keeps its model in PKG/model: name it after the package.
         self.name = name or (self.path.parent.name if self.path.name == "model" else self.path.name)
 
     @classmethod
-    def load_blocking(cls, path: Path, name: str | None = None) -> "SharedModel":
-        """Load the model in this thread (seconds). :class:`ModelError` if it is missing or Vosk refuses it."""
+    def load_blocking(cls, path: Path, name: str | None = None, speed: str = MODEL_SETTINGS) -> "SharedModel":
+        """Load the model in this thread (seconds). :class:`ModelError` if it is missing or Vosk refuses it.
+        ``speed``: a profile of :func:`models.decoding.speed_profiles` overlaid on the model's
+        decoder settings (a temporary overlay folder; the installed model is only read)."""
         path = check_model_dir(Path(path))
         vosk.SetLogLevel(-1)  # Kaldi's log lines would drown the command's own output
-        try:
-            model = vosk.Model(str(path))
-        except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
-            raise ModelLoadFailed(f"Vosk could not load the model in {path} ({exc}); reinstall it with 'callshield models install'") from exc
-        return cls(model, path, name)
+        with overlay_folder() as tmp:  # Vosk reads every file while it loads: the overlay can go afterwards
+            load_from = path if speed == MODEL_SETTINGS else overlay_model(path, speed, Path(tmp))
+            try:
+                model = vosk.Model(str(load_from))
+            except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
+                raise ModelLoadFailed(f"Vosk could not load the model in {path} ({exc}); reinstall it with 'callshield models install'") from exc
+        loaded = cls(model, path, name, speed)
+        if speed != MODEL_SETTINGS:
+            try:  # Kaldi checks decoder options only when a recognizer is made (max-active below min-active...)
+                loaded.recognizer(16000)
+            except Exception as exc:
+                raise ModelLoadFailed(f"speed profile {speed!r} does not suit the model in {path} ({exc}): "
+                                      "choose another [models.decoding] speed") from exc
+        return loaded
 
     @classmethod
-    async def load(cls, path: Path, executor: Executor, name: str | None = None) -> "SharedModel":
+    async def load(cls, path: Path, executor: Executor, name: str | None = None, speed: str = MODEL_SETTINGS) -> "SharedModel":
         """Load the model in ``executor``, keeping the event loop free."""
-        return await asyncio.get_running_loop().run_in_executor(executor, cls.load_blocking, path, name)
+        return await asyncio.get_running_loop().run_in_executor(executor, cls.load_blocking, path, name, speed)
 
-    def recognizer(self, sample_rate: int, *, words: bool = True) -> object:
-        """A new ``vosk.KaldiRecognizer`` for one stream at ``sample_rate`` Hz."""
+    def recognizer(self, sample_rate: int, *, words: bool = True, partial_words: bool = False, max_alternatives: int = 0) -> object:
+        """A new ``vosk.KaldiRecognizer`` for one stream at ``sample_rate`` Hz.
+        ``words``: word times and confidences in finals (findings' spans, QA);
+        ``partial_words``: in partials too (unused by callshield: off);
+        ``max_alternatives``: n-best finals (unused: 0)."""
         rec = vosk.KaldiRecognizer(self.model, float(sample_rate))
         if words:
             rec.SetWords(True)
+        if partial_words:
+            rec.SetPartialWords(True)
+        if max_alternatives:
+            rec.SetMaxAlternatives(max_alternatives)
         return rec
 
     def __repr__(self) -> str:
@@ -123,7 +172,15 @@ class TranscriberConfig:
     Attributes:
         partial_interval_ms: at most one partial per this many ms of fed
             audio (partials cost a decode pass; the screen needs ~3 a second).
-        words: ask Vosk for word times and confidences.
+        partial_max_interval_ms: the longest interval, reached by doubling
+            while the partial does not change (see :class:`~models.decoding.PartialPacer`;
+            at most ``partial_interval_ms``: a fixed interval).
+        partials: produce partials at all (the partner's finals-only plans: False).
+        words: ask Vosk for word times and confidences (used: findings' spans, QA).
+        partial_words: word times in partials too (Vosk's ``SetPartialWords``;
+            nothing uses them: off).
+        max_alternatives: n-best finals (``SetMaxAlternatives``; the first is
+            used; 0: off, the cheapest).
         max_utterance_s: seconds of fed speech after which an utterance is
             finalized even without a pause (a caller who never stops still
             gets screened).
@@ -134,12 +191,25 @@ class TranscriberConfig:
     partial_interval_ms: int = 300
     words: bool = True
     max_utterance_s: float = 15.0
+    partials: bool = True
+    partial_max_interval_ms: int = 1200
+    partial_words: bool = False
+    max_alternatives: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.partial_interval_ms, int) or self.partial_interval_ms < 0:
             raise ModelError(f"partial_interval_ms must be a whole number >= 0, not {self.partial_interval_ms!r}", code="bad_config")
+        if not isinstance(self.partial_max_interval_ms, int) or self.partial_max_interval_ms < 0:
+            raise ModelError(f"partial_max_interval_ms must be a whole number >= 0, not {self.partial_max_interval_ms!r}", code="bad_config")
         if not isinstance(self.max_utterance_s, (int, float)) or not 1 <= self.max_utterance_s <= 600:
             raise ModelError(f"max_utterance_s must be 1 to 600 seconds, not {self.max_utterance_s!r}", code="bad_config")
+
+    @classmethod
+    def for_speaker(cls, plan: DecodingPlan, speaker: Speaker) -> "TranscriberConfig":
+        """The config of ``speaker``'s stream under ``plan``: partials for the
+        customer and for a ``live`` partner, finals only for every other partner plan."""
+        return cls(partial_interval_ms=plan.partial_interval_ms, partial_max_interval_ms=plan.partial_max_interval_ms,
+                   partials=speaker != "partner" or plan.partner == "live")
 
 
 @dataclass
@@ -152,6 +222,8 @@ class DecodeStats:
         accept_calls: calls of ``AcceptWaveform``.
         partials: partial results produced.
         utterances: final utterances produced.
+        backlog_dropped_samples: voiced samples dropped from a deferred
+            stream's backlog before they were decoded (overload).
     """
 
     pushed_samples: int = 0
@@ -159,6 +231,7 @@ class DecodeStats:
     accept_calls: int = 0
     partials: int = 0
     utterances: int = 0
+    backlog_dropped_samples: int = 0
 
     def add(self, other: "DecodeStats") -> "DecodeStats":
         return DecodeStats(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
@@ -176,9 +249,8 @@ class _Decoder:
         self.call_next: int | None = None  # call sample right after the last fed one
         self.utt_call_start: int | None = None  # call sample of the open utterance's first fed sample
         self.utt_fed_start = 0
-        self.partial_fed = 0  # fed index of the last partial check
         self.partial_text = ""
-        self.partial_step = sample_rate * config.partial_interval_ms // 1000
+        self.pacer = PartialPacer(sample_rate, config.partial_interval_ms, config.partial_max_interval_ms)
         self.max_utt = int(sample_rate * config.max_utterance_s)
 
     def process(self, events: Iterable[Voiced | Endpoint], finish: bool = False) -> list[Result]:
@@ -190,18 +262,20 @@ class _Decoder:
                 self._final(out, force=True)
         if finish:
             self._final(out, force=True)
-        elif self.utt_call_start is not None and self.fed - self.partial_fed >= max(self.partial_step, 1):
+        elif self.config.partials and self.utt_call_start is not None and self.pacer.due(self.fed):
             self._partial(out)
         return out
 
     def _feed(self, chunk: AudioChunk, out: list[Result]) -> None:
         if self.rec is None:
-            self.rec = self.model.recognizer(self.rate, words=self.config.words)
+            self.rec = self.model.recognizer(self.rate, words=self.config.words, partial_words=self.config.partial_words,
+                                             max_alternatives=self.config.max_alternatives)
         if chunk.start_sample != self.call_next:
             self.anchors_fed.append(self.fed)
             self.anchors_call.append(chunk.start_sample)
         if self.utt_call_start is None:
-            self.utt_call_start, self.utt_fed_start, self.partial_fed = chunk.start_sample, self.fed, self.fed
+            self.utt_call_start, self.utt_fed_start = chunk.start_sample, self.fed
+            self.pacer.start(self.fed)
         endpoint = self.rec.AcceptWaveform(chunk.pcm16())
         self.stats.accept_calls += 1
         self.stats.fed_samples += len(chunk.samples)
@@ -213,9 +287,10 @@ class _Decoder:
             self._final(out, force=True)
 
     def _partial(self, out: list[Result]) -> None:
-        self.partial_fed = self.fed
         text = json.loads(self.rec.PartialResult()).get("partial", "").strip()
-        if text and text != self.partial_text:
+        changed = text != self.partial_text
+        self.pacer.heard(self.fed, changed)
+        if text and changed:
             self.partial_text = text
             self.stats.partials += 1
             out.append(Partial(speaker=self.speaker, start=self.utt_call_start / self.rate, text=text))
@@ -240,6 +315,8 @@ class _Decoder:
         return (self.anchors_call[i] + fed - self.anchors_fed[i]) / self.rate
 
     def _utterance(self, result: dict) -> Utterance | None:
+        if "alternatives" in result:  # SetMaxAlternatives: the best first
+            result = (result["alternatives"] or [{}])[0]
         text = " ".join(result.get("text", "").split())
         if not text:
             return None
@@ -309,23 +386,136 @@ class SpeakerTranscriber:
         return self._decoder.process(events, finish=True)
 
 
+class DeferredTranscriber(SpeakerTranscriber):
+    """A speaker decoded behind the live ones (the partner's ``idle`` and ``after`` plans).
+
+    ``push`` runs the gate on the loop and puts the voiced audio in a backlog
+    of at most ``backlog_s`` seconds; one task per stream decodes the backlog
+    in ``executor`` (the idle pool, :func:`idle_executor`), a second of
+    speech at a time, and ``push`` returns what it finished since the last
+    call. A full backlog drops its oldest audio, counted in
+    ``stats.backlog_dropped_samples`` (the call's transcript misses that
+    speech; the customer's is untouched). ``at_end``: decoding waits for
+    :meth:`flush` (the ``after`` plan). :meth:`flush` returns once the whole
+    backlog is decoded, so every utterance comes before the call ends.
+    """
+
+    BATCH_S = 1.0
+
+    def __init__(self, model: SharedModel, speaker: Speaker, sample_rate: int, executor: Executor | None,
+                 config: TranscriberConfig = TranscriberConfig(), *, gate: GateFactory | None, backlog_s: float,
+                 at_end: bool = False) -> None:
+        super().__init__(model, speaker, sample_rate, executor, config, gate=gate)
+        self.at_end = at_end
+        self.backlog_limit = max(1, int(backlog_s * sample_rate))
+        self._backlog: deque[Voiced | Endpoint] = deque()
+        self._backlog_samples = 0
+        self._ready: list[Result] = []
+        self._worker: asyncio.Task | None = None
+
+    @property
+    def backlog_s(self) -> float:
+        """Seconds of voiced audio waiting to be decoded."""
+        return self._backlog_samples / self.sample_rate
+
+    def _enqueue(self, events: Iterable[Voiced | Endpoint]) -> None:
+        for event in events:
+            self._backlog.append(event)
+            if isinstance(event, Voiced):
+                self._backlog_samples += len(event.chunk.samples)
+        while self._backlog_samples > self.backlog_limit:
+            event = self._backlog.popleft()
+            if isinstance(event, Voiced):
+                self._backlog_samples -= len(event.chunk.samples)
+                self.stats.backlog_dropped_samples += len(event.chunk.samples)
+
+    def _wake(self) -> None:
+        if self._backlog and (self._worker is None or self._worker.done()):
+            self._take_failure()
+            self._worker = asyncio.get_running_loop().create_task(self._decode_backlog(), name=f"deferred-{self.speaker}")
+
+    def _take_failure(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None and worker.done() and not worker.cancelled() and worker.exception() is not None:
+            raise worker.exception()
+
+    async def _decode_backlog(self) -> None:
+        loop = asyncio.get_running_loop()
+        batch_limit = int(self.BATCH_S * self.sample_rate)
+        while self._backlog:
+            batch, samples = [], 0
+            while self._backlog and samples < batch_limit:
+                event = self._backlog.popleft()
+                batch.append(event)
+                if isinstance(event, Voiced):
+                    samples += len(event.chunk.samples)
+            self._backlog_samples -= samples
+            self._ready.extend(await loop.run_in_executor(self.executor, self._decoder.process, batch, False))
+
+    def _results(self) -> list[Result]:
+        ready, self._ready = self._ready, []
+        return ready
+
+    async def push(self, chunk: AudioChunk) -> list[Result]:
+        """Queue the chunk's voiced audio; return the results decoded since the last call."""
+        if self._worker is not None and self._worker.done():
+            self._take_failure()
+        events = self._events(chunk)
+        if events:
+            self._enqueue(events)
+            if not self.at_end:
+                self._wake()
+        return self._results()
+
+    async def flush(self) -> list[Result]:
+        """End of stream: decode the whole backlog, then finalize."""
+        self._enqueue(self._segmenter.flush() if self._segmenter is not None else [])
+        self._wake()
+        if self._worker is not None:
+            await asyncio.wait({self._worker})
+            self._take_failure()
+        final = await asyncio.get_running_loop().run_in_executor(self.executor, self._decoder.process, [], True)
+        return self._results() + final
+
+
 class CallTranscriber:
     """Both speakers of one call: routes each chunk to its speaker's transcriber
-    (each gated by its own ``gate(speaker, sample_rate)``, see :data:`GateFactory`)."""
+    (each gated by its own ``gate(speaker, sample_rate)``, see :data:`GateFactory`).
+
+    ``plan``: the site's :class:`~models.decoding.DecodingPlan` (each speaker's
+    config from :meth:`TranscriberConfig.for_speaker`; a partner on ``idle`` or
+    ``after`` is a :class:`DeferredTranscriber` in ``idle`` (an
+    :func:`idle_executor`; None: ``executor``, without the lower priority);
+    on ``off`` their audio is not decoded at all). None: every speaker
+    with ``config``, live.
+    """
 
     def __init__(self, model: SharedModel, sample_rate: int, executor: Executor,
                  speakers: Iterable[Speaker] = ("customer", "partner"), config: TranscriberConfig = TranscriberConfig(),
-                 *, gate: GateFactory | None) -> None:
+                 *, gate: GateFactory | None, plan: DecodingPlan | None = None, idle: Executor | None = None) -> None:
         self.model, self.sample_rate, self.executor, self.config, self.gate = model, sample_rate, executor, config, gate
+        self.plan, self.idle = plan, idle
         self.speakers: dict[Speaker, SpeakerTranscriber] = {}
         for speaker in speakers:
             self._speaker(speaker)
 
-    def _speaker(self, speaker: Speaker) -> SpeakerTranscriber:
+    def _speaker(self, speaker: Speaker) -> SpeakerTranscriber | None:
         found = self.speakers.get(speaker)
-        if found is None:
-            found = self.speakers[speaker] = SpeakerTranscriber(self.model, speaker, self.sample_rate, self.executor, self.config,
-                                                                gate=self.gate)
+        if found is not None:
+            return found
+        plan = self.plan
+        if plan is None:
+            found = SpeakerTranscriber(self.model, speaker, self.sample_rate, self.executor, self.config, gate=self.gate)
+        elif speaker == "partner" and plan.partner == "off":
+            return None
+        elif speaker == "partner" and plan.partner_deferred:
+            found = DeferredTranscriber(self.model, speaker, self.sample_rate, self.idle or self.executor,
+                                        TranscriberConfig.for_speaker(plan, speaker), gate=self.gate,
+                                        backlog_s=plan.partner_backlog_s, at_end=plan.partner == "after")
+        else:
+            found = SpeakerTranscriber(self.model, speaker, self.sample_rate, self.executor,
+                                       TranscriberConfig.for_speaker(plan, speaker), gate=self.gate)
+        self.speakers[speaker] = found
         return found
 
     @property
@@ -336,8 +526,14 @@ class CallTranscriber:
             total = total.add(transcriber.stats)
         return total
 
+    @property
+    def backlog_dropped_s(self) -> float:
+        """Seconds of speech dropped undecoded from deferred speakers' backlogs (overload)."""
+        return sum(t.stats.backlog_dropped_samples for t in self.speakers.values()) / self.sample_rate
+
     async def push(self, chunk: AudioChunk) -> list[Result]:
-        return await self._speaker(chunk.speaker).push(chunk)
+        transcriber = self._speaker(chunk.speaker)
+        return [] if transcriber is None else await transcriber.push(chunk)
 
     async def flush(self) -> list[Result]:
         out: list[Result] = []

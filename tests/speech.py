@@ -95,3 +95,19 @@ KOREAN_CALL = [
     Turn("partner", "네 확인해 드리겠습니다 잠시만 기다려 주세요", 0.8),
     Turn("customer", "빨리 좀 해 주세요 오늘 안에 처리해 주세요", 0.8),
 ]
+
+
+def character_error_rate(reference: str, hypothesis: str) -> float:
+    """Characters edited (substituted, inserted, deleted) per character of
+    ``reference``, spaces ignored (Korean word spacing varies; the letters are what counts)."""
+    ref = "".join(reference.split())
+    hyp = "".join(hypothesis.split())
+    if not ref:
+        return float(bool(hyp))
+    previous = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        current = [i]
+        for j, h in enumerate(hyp, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
+        previous = current
+    return previous[-1] / len(ref)

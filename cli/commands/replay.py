@@ -82,7 +82,7 @@ async def _replay(args, agent_settings, settings, detector, url, token, transcri
 
     link = make_link(agent_settings, url=url, token=token, max_attempts=args.retries)
     agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
-                  audio_config=settings.audio_config(), end_call_webhook=webhook)
+                  audio_config=settings.audio_config(), end_call_webhook=webhook, decoding=settings.decoding_plan())
     agent.install_signal_handlers()
     await agent.start()
     try:

@@ -68,8 +68,9 @@ class ScriptedModel(SharedModel):
         self.made: list[ScriptedRecognizer] = []
         self.kwargs = kwargs
 
-    def recognizer(self, sample_rate: int, *, words: bool = True) -> ScriptedRecognizer:
+    def recognizer(self, sample_rate: int, **options) -> ScriptedRecognizer:
         rec = ScriptedRecognizer(sample_rate, **self.kwargs)
+        rec.options = options
         self.made.append(rec)
         return rec
 
@@ -126,7 +127,9 @@ def test_partials_are_throttled_by_audio_time_and_only_sent_when_changed():
     assert run(300) == (10, 10)  # 3 s of audio, one partial per 300 ms
     assert run(1000) == (3, 3)
     assert run(0) == (150, 150)  # unthrottled: every push asks
-    assert run(300, texts=["same"]) == (10, 1), "an unchanged hypothesis is not sent again"
+    # An unchanged hypothesis is not sent again, and is asked for less and less
+    # often: at 0.3 s (new text), then 0.6 s, 1.2 s and 2.4 s (the interval doubles).
+    assert run(300, texts=["same"]) == (4, 1)
 
 
 def test_long_speech_is_finalized_at_max_utterance():
