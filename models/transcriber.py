@@ -450,7 +450,8 @@ class DeferredTranscriber(SpeakerTranscriber):
                 if isinstance(event, Voiced):
                     samples += len(event.chunk.samples)
             self._backlog_samples -= samples
-            self._ready.extend(await loop.run_in_executor(self.executor, self._decoder.process, batch, False))
+            results = await loop.run_in_executor(self.executor, self._decoder.process, batch, False)
+            self._ready.extend(results)  # after the await: push may have taken the list that was there before
 
     def _results(self) -> list[Result]:
         ready, self._ready = self._ready, []

@@ -31,12 +31,13 @@ from audio.vad import VadConfig
 from console.config import ConsoleConfig
 from detection.config import DetectionConfig
 from detection.taxonomy import CATEGORIES, DEFAULT_SEVERITY, SEVERITIES
+from models.decoding import DecodingPlan
 from models.lookup import ModelsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "callshield.example.toml"
 
-SUB_TABLES = {"audio": {"vad"}, "detection": {"severity", "points"}}
+SUB_TABLES = {"models": {"decoding"}, "audio": {"vad"}, "detection": {"severity", "points"}}
 
 
 def parsers(tmp_path: Path) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
@@ -62,7 +63,8 @@ def config_keys() -> dict[str, set[str]]:
         return {rename.get(f.name, f.name) for f in dataclasses.fields(cls)} - tables
 
     return {
-        "models": names(ModelsConfig),
+        "models": names(ModelsConfig, tables={"decoding"}),
+        "models.decoding": names(DecodingPlan),
         # AudioConfig.channel_map is read from the key "channels"; vad is the [audio.vad] table.
         "audio": names(AudioConfig, {"channel_map": "channels"}, {"vad"}),
         "audio.vad": names(VadConfig),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 
 import pytest
 
@@ -18,7 +19,7 @@ from models.errors import ModelError
 from models.lookup import ModelsConfig
 from models.transcriber import CallTranscriber, DeferredTranscriber, TranscriberConfig, idle_executor, recognizer_executor
 from models.transcript import Partial, Utterance
-from test_models_transcriber_unit import RATE, ScriptedModel, chunk
+from test_models_transcriber_unit import RATE, ScriptedModel, ScriptedRecognizer, chunk
 
 # ---------------------------------------------------------------- the plan in config
 
@@ -244,3 +245,38 @@ def test_an_off_partner_is_not_transcribed():
 
     final = asyncio.run(main())
     assert {u.speaker for u in final} == {"customer"} and len(model.made) == 1
+
+
+def test_results_finished_while_the_call_pushes_on_are_never_lost():
+    """A push that comes while the worker is decoding takes what is ready then;
+    what the worker finishes afterwards comes with a later push, never lost."""
+    release = threading.Event()
+
+    class HeldRecognizer(ScriptedRecognizer):
+        def AcceptWaveform(self, data: bytes) -> bool:  # noqa: N802 (Vosk's name)
+            release.wait(5)  # the decode is held until the test lets it go
+            return super().AcceptWaveform(data)
+
+    model = ScriptedModel()
+    model.recognizer = lambda rate, **options: HeldRecognizer(rate)
+
+    async def main():
+        with idle_executor(1) as idle:
+            t = DeferredTranscriber(model, "partner", RATE, idle, TranscriberConfig(partials=False, max_utterance_s=1.0),
+                                    gate=None, backlog_s=60)
+            pieces = _partner(2.0)
+            out = []
+            for piece in pieces[:50]:  # one second: one utterance, all in the worker's first batch
+                out += await t.push(piece)
+            await asyncio.sleep(0.05)  # the worker took the batch and waits in the held decode
+            out += await t.push(pieces[50])  # a push while it decodes
+            release.set()
+            while t.stats.utterances < 1:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            for piece in pieces[51:]:
+                out += await t.push(piece)
+            return out + await t.flush()
+
+    utterances = asyncio.run(main())
+    assert [(u.start, u.end) for u in utterances] == [(0.0, 1.0), (1.0, 2.0)]
