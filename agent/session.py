@@ -31,8 +31,10 @@ The partner's words may come later than the customer's (the decoding plan,
 ``models.decoding``: by default the partner is decoded behind the customer,
 in idle-priority threads). They still come before ``call_ended``: the
 transcriber's flush waits for the partner's backlog. Speech an overloaded
-agent dropped from that backlog is reported once per chunk of it as a
-``partner_transcript_dropped`` notice (``dropped``: whole seconds).
+agent dropped from that backlog is reported as a ``partner_transcript_dropped``
+notice (``dropped``: seconds, rounded up), at most once per
+:data:`BACKLOG_REPORT_S` of audio time and once more at the call's end for
+what is left.
 
 Seam for recording and other per-chunk observers: ``taps`` (see
 :class:`CallTap`) see every chunk in source order before it is queued.
@@ -43,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -69,6 +72,9 @@ log = logging.getLogger("callshield.agent.session")
 #: Consecutive transcriber errors after which a call stops transcribing (it is
 #: still recorded and its loudness still screened).
 MAX_TRANSCRIBER_ERRORS = 3
+
+#: Seconds of audio time between two reports of partner speech dropped (overload).
+BACKLOG_REPORT_S = 10.0
 
 
 class SessionError(CallshieldError):
@@ -130,6 +136,7 @@ class CallSession:
         self._events = 0
         self._dropped_reported = 0
         self._backlog_reported = 0  # whole seconds of partner speech reported dropped
+        self._backlog_report_at = 0.0  # audio time (s) from which the next report may go
         self._transcriber_errors = 0
         self._reader: asyncio.Task | None = None
         self._stopping = False
@@ -289,7 +296,7 @@ class CallSession:
                     await self._hear(event)
             except CallshieldError as exc:
                 self.notice(exc.code, f"transcriber failed at the end of the call: {exc.message}")
-        self._report_drops()
+        self._report_drops(final=True)
 
     async def _transcribe(self, chunk: AudioChunk) -> None:
         if self.transcriber is None or self._transcriber_errors >= MAX_TRANSCRIBER_ERRORS:
@@ -321,14 +328,15 @@ class CallSession:
             self.loudness.pop(chunk.speaker, None)
             self.notice(getattr(exc, "code", "loudness_failed"), f"loudness screening stopped for the {chunk.speaker}: {exc}")
 
-    def _report_drops(self) -> None:
+    def _report_drops(self, final: bool = False) -> None:
         dropped = self.queue.dropped - self._dropped_reported
         if dropped:
             self._dropped_reported = self.queue.dropped
             self.notice("audio_dropped", f"{dropped} audio chunk(s) dropped: the transcriber fell behind", dropped=dropped)
-        backlog = int(getattr(self.transcriber, "backlog_dropped_s", 0) + 0.999)  # any part of a second counts
-        if backlog > self._backlog_reported:
+        backlog = math.ceil(getattr(self.transcriber, "backlog_dropped_s", 0))  # any part of a second counts
+        if backlog > self._backlog_reported and (final or self.audio_end >= self._backlog_report_at):
             more, self._backlog_reported = backlog - self._backlog_reported, backlog
+            self._backlog_report_at = self.audio_end + BACKLOG_REPORT_S
             self.notice("partner_transcript_dropped",
                         f"{more} s of the partner's speech left untranscribed: the agent is overloaded and decodes the customer first",
                         dropped=more)

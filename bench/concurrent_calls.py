@@ -72,6 +72,14 @@ class AudioSocketCalls:
 
         self.ingress = await start_audiosocket(agent, "127.0.0.1", 0, config=AudioSocketConfig(port=0, pair_timeout_s=2.0))
         self.sent: dict[str, int] = {}
+        self.served: dict[str, tuple] = {}  # the ingress forgets ended calls: the bench keeps them for its accounting
+        forget = self.ingress._forget
+
+        def keep(handle) -> None:
+            self.served[handle.call_id] = (handle, self.ingress.calls[handle.call_id])
+            forget(handle)
+
+        self.ingress._forget = keep
 
     def new_call_id(self) -> str:
         self._call = uuid.uuid4()
@@ -90,10 +98,10 @@ class AudioSocketCalls:
 
     def accounting(self, link) -> tuple[int, int, int, int]:
         """(calls seen, audio dropped by the sessions, samples lost on the way, RTP packets lost: none here)."""
-        calls = self.ingress.calls
-        dropped = sum(h.session.queue.dropped for h in self.ingress.handles.values())
-        lost = sum(self.sent[cid] - sum(leg.stats.samples_received for leg in c.legs.values()) for cid, c in calls.items())
-        return len(calls), dropped, lost, 0
+        served = {**self.served, **{cid: (h, self.ingress.calls[cid]) for cid, h in self.ingress.handles.items()}}
+        dropped = sum(h.session.queue.dropped for h, _ in served.values())
+        lost = sum(self.sent[cid] - sum(leg.stats.samples_received for leg in c.legs.values()) for cid, (_, c) in served.items())
+        return len(served), dropped, lost, 0
 
 
 class SiprecCalls:
