@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"transcribing {info.path.name}: {info.duration:.1f} s, {info.sample_rate} Hz {info.encoding}, "
           f"{info.channels} channel(s){note}", file=sys.stderr)
     print(f"loading model {resolved.name} ({resolved.source}: {resolved.path})", file=sys.stderr)
-    model = SharedModel.load_blocking(resolved.path, resolved.name)
-    utterances = transcribe_file(info.path, model, TranscriberConfig(), vad=audio.vad, channel_map=channel_map)
+    # The site's speed profile (the words the agent would hear); finals only: nothing here shows partials.
+    model = SharedModel.load_blocking(resolved.path, resolved.name, speed=config.decoding.speed)
+    utterances = transcribe_file(info.path, model, TranscriberConfig(partials=False), vad=audio.vad, channel_map=channel_map)
     for utterance in utterances:
         if args.json:
             print(json.dumps(utterance.to_dict(), ensure_ascii=False))
