@@ -258,7 +258,8 @@ class Agent:
         :attr:`~agent.call.CallInfo.ingress_ids`; the end-call webhook sends them).
 
         ``lossless``: the source can wait (a file read faster than real time):
-        it is slowed down instead of having its oldest audio dropped. Live
+        it is slowed down instead of having its oldest audio (or the partner's
+        backlog, see ``models.transcriber.DeferredTranscriber``) dropped. Live
         sources leave it False."""
         if self.model is None:
             raise RuntimeError("no speech model loaded: call Agent.load_model first")
@@ -272,7 +273,7 @@ class Agent:
             if self.decoding.partner_deferred and self._idle_executor is None:
                 self._idle_executor = idle_executor()
             factory = lambda model, rate, executor: CallTranscriber(model, rate, executor, gate=gate, plan=self.decoding,  # noqa: E731
-                                                                    idle=self._idle_executor)
+                                                                    idle=self._idle_executor, lossless=lossless)
         transcriber = factory(self.model, sample_rate, self._recognizer_executor)
         loudness = {}
         if self.loudness:

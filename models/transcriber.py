@@ -398,15 +398,18 @@ class DeferredTranscriber(SpeakerTranscriber):
     speech; the customer's is untouched). ``at_end``: decoding waits for
     :meth:`flush` (the ``after`` plan). :meth:`flush` returns once the whole
     backlog is decoded, so every utterance comes before the call ends.
+    ``lossless``: the source can wait (a recording replayed faster than real
+    time): a full backlog makes ``push`` wait until it is decoded instead of
+    dropping any of it.
     """
 
     BATCH_S = 1.0
 
     def __init__(self, model: SharedModel, speaker: Speaker, sample_rate: int, executor: Executor | None,
                  config: TranscriberConfig = TranscriberConfig(), *, gate: GateFactory | None, backlog_s: float,
-                 at_end: bool = False) -> None:
+                 at_end: bool = False, lossless: bool = False) -> None:
         super().__init__(model, speaker, sample_rate, executor, config, gate=gate)
-        self.at_end = at_end
+        self.at_end, self.lossless = at_end, lossless
         self.backlog_limit = max(1, int(backlog_s * sample_rate))
         self._backlog: deque[Voiced | Endpoint] = deque()
         self._backlog_samples = 0
@@ -423,7 +426,7 @@ class DeferredTranscriber(SpeakerTranscriber):
             self._backlog.append(event)
             if isinstance(event, Voiced):
                 self._backlog_samples += len(event.chunk.samples)
-        while self._backlog_samples > self.backlog_limit:
+        while self._backlog_samples > self.backlog_limit and not self.lossless:
             event = self._backlog.popleft()
             if isinstance(event, Voiced):
                 self._backlog_samples -= len(event.chunk.samples)
@@ -466,6 +469,10 @@ class DeferredTranscriber(SpeakerTranscriber):
             self._enqueue(events)
             if not self.at_end:
                 self._wake()
+            while self._backlog_samples > self.backlog_limit:  # lossless: wait for the decoder rather than drop
+                self._wake()
+                await asyncio.wait({self._worker})
+                self._take_failure()
         return self._results()
 
     async def flush(self) -> list[Result]:
@@ -488,14 +495,16 @@ class CallTranscriber:
     ``after`` is a :class:`DeferredTranscriber` in ``idle`` (an
     :func:`idle_executor`; None: ``executor``, without the lower priority);
     on ``off`` their audio is not decoded at all). None: every speaker
-    with ``config``, live.
+    with ``config``, live. ``lossless``: the source can wait (see
+    :class:`DeferredTranscriber`): nothing is dropped from a backlog.
     """
 
     def __init__(self, model: SharedModel, sample_rate: int, executor: Executor,
                  speakers: Iterable[Speaker] = ("customer", "partner"), config: TranscriberConfig = TranscriberConfig(),
-                 *, gate: GateFactory | None, plan: DecodingPlan | None = None, idle: Executor | None = None) -> None:
+                 *, gate: GateFactory | None, plan: DecodingPlan | None = None, idle: Executor | None = None,
+                 lossless: bool = False) -> None:
         self.model, self.sample_rate, self.executor, self.config, self.gate = model, sample_rate, executor, config, gate
-        self.plan, self.idle = plan, idle
+        self.plan, self.idle, self.lossless = plan, idle, lossless
         self.speakers: dict[Speaker, SpeakerTranscriber] = {}
         for speaker in speakers:
             self._speaker(speaker)
@@ -512,7 +521,7 @@ class CallTranscriber:
         elif speaker == "partner" and plan.partner_deferred:
             found = DeferredTranscriber(self.model, speaker, self.sample_rate, self.idle or self.executor,
                                         TranscriberConfig.for_speaker(plan, speaker), gate=self.gate,
-                                        backlog_s=plan.partner_backlog_s, at_end=plan.partner == "after")
+                                        backlog_s=plan.partner_backlog_s, at_end=plan.partner == "after", lossless=self.lossless)
         else:
             found = SpeakerTranscriber(self.model, speaker, self.sample_rate, self.executor,
                                        TranscriberConfig.for_speaker(plan, speaker), gate=self.gate)

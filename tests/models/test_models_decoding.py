@@ -280,3 +280,20 @@ def test_results_finished_while_the_call_pushes_on_are_never_lost():
 
     utterances = asyncio.run(main())
     assert [(u.start, u.end) for u in utterances] == [(0.0, 1.0), (1.0, 2.0)]
+
+
+def test_a_source_that_can_wait_loses_none_of_the_partner_to_a_full_backlog():
+    model = ScriptedModel()
+
+    async def main():
+        with recognizer_executor(1) as live, idle_executor(1) as idle:
+            call = CallTranscriber(model, RATE, live, gate=None, plan=DecodingPlan(partner="after", partner_backlog_s=1), idle=idle,
+                                   lossless=True)
+            for piece in _partner(3.0):
+                await call.push(piece)
+            return await call.flush(), call
+
+    final, call = asyncio.run(main())
+    assert call.backlog_dropped_s == 0
+    assert call.stats.fed_samples == 3 * RATE, "a recording replayed faster than real time keeps every word"
+    assert [(u.start, u.end) for u in final] == [(0.0, 3.0)]
