@@ -68,9 +68,9 @@ class AudioSocketIngress:
         self.route = route
         self.server = AudioSocketServer(self._on_call, config, on_notice=self._on_notice)
         self.handles: dict[str, CallHandle] = {}
-        """Running agent calls started by this ingress, by agent call id (removed when the call ends)."""
+        """Running agent calls started by this ingress, by the agent call id they started under (removed when the call ends)."""
         self.calls: dict[str, IncomingCall] = {}
-        """The AudioSocket call of each running agent call, by agent call id (removed when the call ends)."""
+        """The AudioSocket call of each running agent call, keyed as :attr:`handles`."""
         self._early: dict[str, DropOldestQueue[IngressNotice]] = {}
 
     @property
@@ -138,14 +138,15 @@ class AudioSocketIngress:
             for leg in call.legs.values():
                 leg.close()
             return
-        self.handles[handle.call_id] = handle
-        self.calls[handle.call_id] = call
+        key = handle.call_id  # the id it started under (the agent may rename it, see Agent.start_call)
+        self.handles[key] = handle
+        self.calls[key] = call
         try:
             for notice in self._early_notices(call.call_id):
                 handle.session.notice(notice.code, notice.message)
             await handle.wait()
         finally:  # the call is over: hold nothing of it
-            del self.handles[handle.call_id], self.calls[handle.call_id]
+            del self.handles[key], self.calls[key]
             # The agent stopped reading (shutdown): release Asterisk's legs too.
             for leg in call.legs.values():
                 leg.close()

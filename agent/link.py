@@ -50,7 +50,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agent.backoff import Backoff
 from kernel import protocol
 from kernel.errors import CallshieldError
-from kernel.protocol import HEARTBEAT_S, Ack, AgentHello, EndCallAuthorized, Heartbeat, PartialTranscript, Refused, Welcome
+from kernel.protocol import CALL_ID_TAKEN, HEARTBEAT_S, Ack, AgentHello, CallStarted, EndCallAuthorized, Heartbeat, PartialTranscript, Refused, Welcome
 from kernel.queues import DropOldestQueue
 
 log = logging.getLogger("callshield.agent.link")
@@ -85,6 +85,8 @@ class LinkStats:
     undelivered: int = 0
     renumbered: int = 0
     heartbeats: int = 0
+    renamed_calls: int = 0
+    renamed_events: int = 0
 
 
 @dataclass
@@ -96,6 +98,7 @@ class _Entry:
 
 
 OnAuthorization = Callable[[EndCallAuthorized], Awaitable[None] | None]
+OnCallIdTaken = Callable[[str], None]
 
 
 class ConsoleLink:
@@ -107,7 +110,10 @@ class ConsoleLink:
     forever, what a long-running agent wants). ``on_authorization`` is called
     for every :class:`EndCallAuthorized` the console sends. ``live_calls``
     returns the ids of the calls being monitored, for heartbeats (every
-    ``heartbeat_s`` seconds).
+    ``heartbeat_s`` seconds). ``on_call_id_taken(call_id)`` is called when
+    the console refuses a ``call_started`` with ``call_id_taken`` (a new call
+    under a used id); it gives the call a new id and calls :meth:`rename_call`
+    (without it, that refusal is like any other).
     """
 
     def __init__(
@@ -126,6 +132,7 @@ class ConsoleLink:
         ssl: ssl_module.SSLContext | None = None,
         live_calls: Callable[[], Iterable[str]] | None = None,
         heartbeat_s: float = HEARTBEAT_S,
+        on_call_id_taken: OnCallIdTaken | None = None,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise LinkError(f"console URL must start with ws:// or wss://: {url!r}", code="bad_console_url")
@@ -144,6 +151,7 @@ class ConsoleLink:
         self.stats = LinkStats()
         self.live_calls = live_calls
         self.heartbeat_s = heartbeat_s
+        self.on_call_id_taken = on_call_id_taken
         self.undelivered: deque[tuple[Any, str]] = deque(maxlen=1000)
         """Durable messages the console refused, with its reason (the latest 1000)."""
 
@@ -152,6 +160,7 @@ class ConsoleLink:
         self._partials: DropOldestQueue[_Entry] = DropOldestQueue(partial_limit)
         self._order = 0
         self._next_seq = 1
+        self._moved: set[int] = set()  # seqs of events renamed and sent again under new seqs (this connection)
         self._welcomed_once = False
         self.console_last_seq: int | None = None
 
@@ -176,6 +185,11 @@ class ConsoleLink:
     def pending(self) -> int:
         """Durable messages not yet acknowledged by the console."""
         return len(self._outbox)
+
+    @property
+    def held(self) -> list[Any]:
+        """The durable messages not yet acknowledged, in the order they are sent."""
+        return [entry.message for entry in self._outbox]
 
     @property
     def next_seq(self) -> int:
@@ -362,6 +376,7 @@ class ConsoleLink:
         else:
             self._acked(last)
         self._unsent = 0
+        self._moved.clear()  # refusals of the last connection's events never come now
         self._partials.clear()
         self._wake.set()
 
@@ -424,8 +439,19 @@ class ConsoleLink:
                     log.warning("console refused a message: %s (%s)", message.message, message.code)
 
     def _refused(self, refusal: Refused) -> None:
-        """The console refused one durable event: never count it as delivered."""
+        """The console refused one durable event: never count it as delivered.
+        A ``call_started`` refused as ``call_id_taken`` is handed to
+        ``on_call_id_taken`` instead (the call is renamed and sent again)."""
+        if refusal.code == CALL_ID_TAKEN and refusal.seq in self._moved:
+            log.debug("console refused seq %d (call_id_taken): already sent again under the call's new id", refusal.seq)
+            return
         entry = next((e for e in self._outbox if e.message.seq == refusal.seq), None)
+        if (refusal.code == CALL_ID_TAKEN and entry is not None and isinstance(entry.message, CallStarted)
+                and self.on_call_id_taken is not None):
+            log.warning("console refused call %s: %s (call_id_taken); renaming the call", entry.message.call_id, refusal.message)
+            self.on_call_id_taken(entry.message.call_id)
+            if refusal.seq in self._moved:  # renamed: the call's events go again under its new id
+                return
         if entry is None or not entry.refused:  # an event, not each refusal of its resends, is counted
             self.stats.undelivered += 1
         what = f"{entry.message.TYPE} for call {getattr(entry.message, 'call_id', None)}" if entry else "an event"
@@ -433,10 +459,51 @@ class ConsoleLink:
         if entry is not None:
             entry.refused = f"{refusal.code}: {refusal.message}"
 
+    def rename_call(self, old: str, new: str) -> int:
+        """Rewrite the held events of call ``old`` (its ``call_started`` and
+        everything after it not yet acknowledged) to call ``new`` and send them
+        again, in order, after what is held (new seqs). Event ids
+        ``old:...`` become ``new:...`` (others are unique already). Their
+        refusals under the old seqs, still on the way, are then ignored.
+        Returns how many events were rewritten."""
+        kept: deque[_Entry] = deque()
+        moved: list[_Entry] = []
+        unsent = self._unsent
+        for i, entry in enumerate(self._outbox):
+            if getattr(entry.message, "call_id", None) != old:
+                kept.append(entry)
+                continue
+            moved.append(entry)
+            if i < self._unsent:
+                unsent -= 1
+        if not moved:
+            return 0
+        self._outbox, self._unsent = kept, unsent
+        for entry in moved:
+            message = entry.message
+            self._moved.add(message.seq)
+            event_id = message.event_id
+            if event_id.startswith(old + ":"):
+                event_id = new + event_id[len(old):]
+            self._order += 1
+            self._outbox.append(_Entry(self._order, dataclasses.replace(message, seq=self._next_seq, call_id=new, event_id=event_id)))
+            self._next_seq += 1
+        self.stats.renamed_calls += 1
+        self.stats.renamed_events += len(moved)
+        self._wake.set()
+        return len(moved)
+
+    def _unconfirmed_starts(self) -> set[str]:
+        """Calls whose ``call_started`` the console has not acknowledged yet."""
+        return {e.message.call_id for e in self._outbox if isinstance(e.message, CallStarted)}
+
     async def _heartbeat_loop(self, ws) -> None:
-        """Tell the console which calls we are monitoring, now and every ``heartbeat_s`` seconds."""
+        """Tell the console which calls we are monitoring, now and every ``heartbeat_s``
+        seconds: those whose start it has acknowledged (a call's id may yet be
+        refused as taken; naming it would keep the stored call of that id alive)."""
         while True:
-            calls = tuple(self.live_calls()) if self.live_calls is not None else ()
+            unconfirmed = self._unconfirmed_starts() if self.live_calls is not None else set()
+            calls = tuple(c for c in self.live_calls() if c not in unconfirmed) if self.live_calls is not None else ()
             await ws.send(protocol.encode(Heartbeat(calls=calls)))
             self.stats.heartbeats += 1
             await asyncio.sleep(self.heartbeat_s)

@@ -74,9 +74,11 @@ class CallLog(Room):
 
         Raises :class:`Forbidden` (code ``not_your_call``) when the message is
         about a call another agent owns, :class:`BadRequest` (``unknown_call``)
-        for a call never started, :class:`BadRequest` (``call_ended``) for a new
-        event other than a notice about a call that has ended (a lost call
-        reopens first); nothing is stored then.
+        for a call never started, :class:`BadRequest` (``call_id_taken``) for a
+        ``call_started`` of a call this agent already started (a new call under
+        a used id, see :func:`_refuse_a_second_start`), :class:`BadRequest`
+        (``call_ended``) for a new event other than a notice about a call that
+        has ended (a lost call reopens first); nothing is stored then.
         """
         if not p.is_durable(message):
             raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
@@ -97,6 +99,8 @@ class CallLog(Room):
                     raise Forbidden(f"call {call_id!r} belongs to another agent", code="not_your_call")
                 if owner is None and not isinstance(message, p.CallStarted):
                     raise BadRequest(f"call {call_id!r} was never started", code="unknown_call")
+                if owner is not None and isinstance(message, p.CallStarted):
+                    _refuse_a_second_start(c, call_id)
                 if owner is not None:
                     reopened = _reopen(c, call_id, agent, now)
                     _refuse_after_the_end(c, call_id, message)
@@ -224,6 +228,18 @@ def _reopen(c: sqlite3.Connection, call_id: str, agent: str, now: str) -> Call |
         return None
     write_audit(c, f"agent:{agent}", "call_reopened", call_id, "the agent is back with this call", now)
     return rows.call(c, call_id)
+
+
+def _refuse_a_second_start(c: sqlite3.Connection, call_id: str) -> None:
+    """A ``call_started`` for a call its agent already started, under another
+    event id (a resend has the same one and never gets here), is a new call
+    under a used id: an agent restarted since, and a PBX sent the id again.
+    Refused with ``call_id_taken`` whatever the stored call's state: the
+    agent renames the new call and sends it again, and the stored call (live,
+    lost or ended) gets none of its events."""
+    row = c.execute("SELECT started_at, ended_at, end_reason FROM calls WHERE id = ?", (call_id,)).fetchone()
+    state = "is live" if row["ended_at"] is None else ("was lost" if row["end_reason"] == LOST else f"ended at {row['ended_at']}")
+    raise BadRequest(f"call {call_id!r} (started {row['started_at']}) {state}: a new call cannot start under its id", code=p.CALL_ID_TAKEN)
 
 
 def _refuse_after_the_end(c: sqlite3.Connection, call_id: str, message: DurableEvent) -> None:
