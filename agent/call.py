@@ -38,7 +38,11 @@ class CallTap(Protocol):
     the last chunk was screened and before ``call_ended`` is published (so a
     recording is finalized before the console hears the call ended). A tap
     with an ``attach(session)`` method is given its :class:`~agent.session.CallSession`
-    first (e.g. to learn at the end whether the call had findings).
+    first (e.g. to learn at the end whether the call had findings). A tap
+    with a ``rename(call_id)`` method is told when its call takes a new id
+    (the console refused the id as taken), during the call or after it; it
+    may return an ``asyncio.Task`` still doing it (the agent waits for it
+    at shutdown).
     """
 
     def push(self, chunk: AudioChunk) -> None: ...
@@ -81,8 +85,10 @@ class CallIds:
     list, and says which id was asked for so the agent can report it.
 
     The ids of running calls are the agent's own (``running``); the ids of
-    ended calls are kept here, the latest ``remember`` of them
-    (``forgotten``: how many older ones were let go, counted).
+    ended calls, and ids the console said are taken (a call of an earlier
+    process of this agent, ``call_id_taken``), are kept here, the latest
+    ``remember`` of them (``forgotten``: how many older ones were let go,
+    counted).
     """
 
     def __init__(self, remember: int = REMEMBERED_CALL_IDS) -> None:

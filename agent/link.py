@@ -24,10 +24,15 @@ What it promises (``docs/protocol.md``, "Delivery"):
   refused again) and kept in :attr:`ConsoleLink.undelivered`
   once a later ack passes it: never counted as acknowledged. Unless an ack
   passes it, it stays in the outbox and is resent after a reconnect.
+- A new call under a used id: a ``call_started`` refused as ``call_id_taken``
+  goes to ``on_call_id_taken`` (the agent picks a new id), and
+  :meth:`ConsoleLink.rename_call` rewrites that call's held events to the new
+  id and sends them again after the rest (docs/protocol.md, "Delivery" 6).
 - Heartbeats: while linked, every ``heartbeat_s`` seconds (and right after
   each ``Welcome``) the link sends :class:`~kernel.protocol.Heartbeat` with the
-  ids ``live_calls()`` returns, so the console can tell a live call from one
-  whose agent died (it closes those as lost, and reopens them if we return).
+  ids ``live_calls()`` returns whose ``call_started`` the console has
+  acknowledged, so the console can tell a live call from one whose agent died
+  (it closes those as lost, and reopens them if we return).
 - Reconnects back off exponentially with jitter (``Backoff``); a refused
   token ends the link with :class:`LinkRefused` (retrying would not help).
 """

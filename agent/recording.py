@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ class RecordingTap:
         clock: wall clock (aware ``datetime``) for ``finalized_at``.
         executor: the agent's ``recorder`` executor (file I/O of every call).
         sync_interval_s: seconds of audio between fsyncs (the most a power cut loses).
+        call_started_at: the call's ``started_at`` (``CallInfo``), written in
+            the sidecar so the console adopts the file for this call only.
 
     Renaming (:meth:`rename`, when the console refuses the call's id as
     taken): the file is written under the name the call started with; when
@@ -59,8 +62,9 @@ class RecordingTap:
     """
 
     def __init__(self, call_id: str, recordings_dir: Path, policy: RetentionPolicy, *, clock: Callable[[], datetime],
-                 executor: Executor | None = None, sync_interval_s: float = 1.0) -> None:
+                 executor: Executor | None = None, sync_interval_s: float = 1.0, call_started_at: str | None = None) -> None:
         self.call_id = call_id
+        self.call_started_at = call_started_at
         self.recordings_dir = Path(recordings_dir)
         self.path = self.recordings_dir / recording_name(call_id)
         self.policy = policy
@@ -104,7 +108,8 @@ class RecordingTap:
                 return
             await self._settle_name()
             self.finalized_at = iso(self._clock())
-            await loop.run_in_executor(self._executor, write_sidecar, self.call_id, self.info, self.finalized_at)
+            await loop.run_in_executor(self._executor, partial(write_sidecar, self.call_id, self.info, self.finalized_at,
+                                                               call_started_at=self.call_started_at))
             self.kept = True
         if recorder.dropped_frames:
             log.warning("call %s: %d frames of audio written as silence (disk too slow)", self.call_id, recorder.dropped_frames)
@@ -130,7 +135,8 @@ class RecordingTap:
             return
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, move_recording, self.info, target, self.call_id, self.finalized_at)
+            await loop.run_in_executor(self._executor, move_recording, self.info, target, self.call_id, self.finalized_at,
+                                       self.call_started_at)
         except OSError as exc:  # the name is taken, or the share failed: keep the file where it is, say so
             log.error("call %s: recording %s could not be renamed to %s: %s", self.call_id, self.path.name, target.name, exc)
             return
@@ -143,7 +149,7 @@ class RecordingTap:
         sidecar_path(self.path).unlink(missing_ok=True)
 
 
-def move_recording(info: RecordingInfo, target: Path, call_id: str, finalized_at: str | None) -> None:
+def move_recording(info: RecordingInfo, target: Path, call_id: str, finalized_at: str | None, call_started_at: str | None = None) -> None:
     """Move a finished recording to ``target`` (blocking: the recorder executor),
     never over another file: the WAV is linked to the new name first (which
     fails if it exists), then, if it had one, its sidecar is written for
@@ -151,7 +157,7 @@ def move_recording(info: RecordingInfo, target: Path, call_id: str, finalized_at
     old = info.path
     os.link(old, target)
     if finalized_at is not None:
-        write_sidecar(call_id, dataclasses.replace(info, path=target), finalized_at)
+        write_sidecar(call_id, dataclasses.replace(info, path=target), finalized_at, call_started_at=call_started_at)
         sidecar_path(old).unlink(missing_ok=True)
     old.unlink()
     fsync_dir(target.parent)
@@ -161,7 +167,7 @@ def recording_taps(recordings_dir: Path, policy: RetentionPolicy, *, clock: Call
                    executor: Executor | None = None) -> Callable[[Any], RecordingTap]:
     """A tap factory for ``agent.runtime.Agent(tap_factories=[...])``: one
     :class:`RecordingTap` per audio call."""
-    return lambda info: RecordingTap(info.call_id, recordings_dir, policy, clock=clock, executor=executor)
+    return lambda info: RecordingTap(info.call_id, recordings_dir, policy, clock=clock, executor=executor, call_started_at=info.started_at)
 
 
 def recover_recordings(recordings_dir: Path, *, clock: Callable[[], datetime]) -> list[RecoveryReport]:
@@ -218,7 +224,8 @@ class AgentRecording:
 
     def tap(self, info: Any) -> RecordingTap:
         """The tap factory: one recording per audio call."""
-        return RecordingTap(info.call_id, self.recordings_dir, self.policy, clock=self.clock, executor=self.pool)
+        return RecordingTap(info.call_id, self.recordings_dir, self.policy, clock=self.clock, executor=self.pool,
+                            call_started_at=info.started_at)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

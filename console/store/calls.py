@@ -12,9 +12,12 @@ supervision room's rows, written in the same transaction as the event.
 End of life: a call whose agent stopped answering is closed as *lost*
 (``end_reason = 'lost'``, ``ended_at`` set, a ``monitoring_lost`` notice for
 supervisors); any later sign of it from its own agent (an event, new or
-resent, or a heartbeat naming it) reopens it. A refused event leaves one
-notice per agent and call, so supervisors see that an agent's events for a
-call are not being stored.
+resent, or a heartbeat naming it) reopens it. A new ``call_started`` of a
+stored call (another event id: a new call under a used id, after its agent
+restarted) reopens nothing: it is refused as ``call_id_taken`` and the agent
+renames the call. A refused event leaves one notice per agent and call, so
+supervisors see that an agent's events for a call are not being stored
+(``call_id_taken`` leaves none: the agent reports ``call_id_reused``).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from models.transcript import Utterance
 
 FAST = Backoff(initial=0.02, maximum=0.1, jitter=0.5)
 PASSWORD = "supervisor-password-1"
+STARTED = "2025-03-01T10:00:00.000Z"
 TAKEN = "call 'X' (started 2025-03-01T09:00:00.000Z) ended at 2025-03-01T09:00:10.000Z: a new call cannot start under its id"
 
 
@@ -166,7 +167,7 @@ class _Flagged:
 
 
 def _tap(tmp_path, call_id: str) -> RecordingTap:
-    tap = RecordingTap(call_id, tmp_path, RetentionPolicy(keep_unflagged_audio=True), clock=utc_now)
+    tap = RecordingTap(call_id, tmp_path, RetentionPolicy(keep_unflagged_audio=True), clock=utc_now, call_started_at=STARTED)
     tap.attach(_Flagged())
     return tap
 
@@ -209,6 +210,7 @@ def test_a_recording_renamed_after_its_call_moves_with_its_sidecar_and_never_ove
     assert moved == before and not (tmp_path / "X.wav").exists() and not (tmp_path / "X.wav.json").exists()
     facts = read_sidecar(tmp_path / "X.2.wav.json")
     assert (facts["call_id"], facts["file"], facts["finalized_at"]) == ("X.2", "X.2.wav", tap.finalized_at)
+    assert (facts["call_started_at"], facts["sha256"]) == (STARTED, tap.info.sha256)  # the same call, the same bytes
     assert (tmp_path / "Y.2.wav").read_bytes() == b"another call's recording" and not (tmp_path / "Y.2.wav.json").exists()
     assert read_sidecar(tmp_path / "Y.wav.json")["call_id"] == "Y"
 
