@@ -10,6 +10,10 @@ says how many went, so the overflow can be reported as an event.
 hands over with ``loop.call_soon_threadsafe`` first), one consumer awaits
 :meth:`~DropOldestQueue.get`. It takes no lock and starts no task.
 
+:class:`RecentSet` is its counterpart for ids a side must remember (the call
+ids an agent gave, the ids a console link refused as taken): bounded, the
+oldest forgotten first, counted.
+
 This module imports nothing from callshield.
 """
 
