@@ -454,7 +454,10 @@ class ConsoleLink:
         if (refusal.code == CALL_ID_TAKEN and entry is not None and isinstance(entry.message, CallStarted)
                 and self.on_call_id_taken is not None):
             log.warning("console refused call %s: %s (call_id_taken); renaming the call", entry.message.call_id, refusal.message)
-            self.on_call_id_taken(entry.message.call_id)
+            try:
+                self.on_call_id_taken(entry.message.call_id)
+            except Exception:  # a bug there must not take the link down: the refusal then counts as any other
+                log.exception("renaming call %s failed", entry.message.call_id)
             if refusal.seq in self._moved:  # renamed: the call's events go again under its new id
                 return
         if entry is None or not entry.refused:  # an event, not each refusal of its resends, is counted

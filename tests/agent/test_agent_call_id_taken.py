@@ -28,7 +28,7 @@ from console.config import ConsoleConfig
 from console.server import Console
 from kernel import protocol as p
 from kernel.clock import utc_now
-from kernel.recordings import read_sidecar, recording_name, sidecar_path
+from kernel.recordings import read_sidecar, recording_name
 from kernel.retention import RetentionPolicy
 from models.transcript import Utterance
 

@@ -14,7 +14,7 @@ from qa_kit import FakeClock, end_call, get, open_agent, open_browser, p, record
 
 from cli.main import main
 from kernel.retention import RetentionPolicy
-from kernel.recordings import recording_name, sha256_file
+from kernel.recordings import recording_name, sha256_file, sidecar_path, write_sidecar
 from console.evidence import rewrite_member, verify_evidence_zip
 
 
@@ -338,8 +338,6 @@ def test_a_recording_whose_sidecar_names_another_call_is_not_adopted(tmp_path):
         store.record_event("agent-1", p.CallStarted(seq=seq, event_id=f"{call_id}:1", call_id=call_id, partner="ann", seat="4",
                                                     source="audiosocket", started_at="2025-03-01T09:00:00.000Z", sample_rate=8000))
     info = record_call(recordings, "X")
-    from kernel.recordings import sidecar_path, write_sidecar
-
     write_sidecar("X", info, "2025-03-01T10:05:00.000Z", call_started_at="2025-03-01T10:00:00.000Z")  # the later call's
     assert adopt_recording(store, recordings, "X") is None and store.recording("X") is None
     write_sidecar("X", info, "2025-03-01T09:05:00.000Z", call_started_at="2025-03-01T09:00:00.000Z")  # its own
