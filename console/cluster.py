@@ -34,6 +34,9 @@ What may be lost, and what is done about it (every loss counted in
   outbox overflowed, either side was disconnected) sends every browser of its
   own a fresh snapshot from the store, where the message already is. Nothing
   durable is lost to a screen, at worst shown from the snapshot;
+- a replica that dies may have stored and acknowledged what it never
+  relayed: when its peers stop hearing it (:data:`PEER_GONE_S`) they send
+  their screens a fresh snapshot too;
 - NATS down: each replica still serves its own agents and browsers; the
   cluster state turns ``disconnected`` (``/healthz``, the supervisors' load
   line), reconnects back off (0.5 s doubling to :data:`RECONNECT_MAX_S`, with
@@ -295,6 +298,7 @@ class Cluster:
             for peer_id in [p for p, peer in self.peers.items() if now - peer.heard > PEER_GONE_S]:
                 log.warning("replica %s: peer %s gone (not heard for %.0f s)", self.id, peer_id, now - self.peers[peer_id].heard)
                 self._peer_gone(self.peers.pop(peer_id).agents)
+                self._want_resync()  # it may have stored what it never relayed: the store has it
             if self.state == "connected":
                 self._queue(SCREENS, _join({"r": self.id, "b": self._number, "a": sorted(self._agents())}, b""), False)
             await asyncio.sleep(BEAT_S)
