@@ -15,82 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import os
-import re
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 from websockets.asyncio.client import connect
 
 from agent.link import ConsoleLink
 from console.store import Store
 from console_kit import PASSWORD, Browser, threat_call_events
+from replica_kit import Replica, read_all, signed_in
 from kernel import protocol as p
 from test_console_replicas import until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Replica:
-    """One ``python -m cli console`` process; ``url`` once it serves."""
-
-    def __init__(self, tmp: Path, name: str, store: str, nats: str) -> None:
-        self.name = name
-        config = tmp / f"{name}.toml"
-        config.write_text(f'[console]\nstore = "{store}"\nnats = "{nats}"\nreplica = "{name}"\nport = 0\ndata_dir = "{tmp / name}"\n')
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "CALLSHIELD_HOME": str(tmp / name)}
-        self.log = open(tmp / f"{name}.log", "w+b")
-        self.process = subprocess.Popen([sys.executable, "-m", "cli", "--config", str(config), "console"], cwd=ROOT, env=env,
-                                        stdout=subprocess.PIPE, stderr=self.log)
-        self.url = ""
-
-    async def started(self) -> None:
-        loop = asyncio.get_running_loop()
-        line = await asyncio.wait_for(loop.run_in_executor(None, self.process.stdout.readline), 60)
-        found = re.search(rb"console at http://([\d.]+:\d+)", line)
-        assert found, (line, self.tail())
-        self.url = f"ws://{found.group(1).decode()}"
-
-    def health(self) -> dict:
-        import urllib.request
-
-        with urllib.request.urlopen(self.url.replace("ws://", "http://") + "/healthz", timeout=5) as answer:
-            return json.loads(answer.read())
-
-    def tail(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
-async def read_all(browser: Browser) -> None:
-    """Keep reading a browser socket (into ``seen``) until cancelled or closed."""
-    try:
-        while True:
-            await browser.recv_json(3600)
-    except Exception:  # closed
-        return
-
-
-async def signed_in(replica: Replica, user: str) -> tuple[Browser, dict]:
-    browser = Browser(await connect(replica.url + "/ws/browser"))
-    await browser.request("login", user=user, password=PASSWORD)
-    session = await browser.expect("session", timeout=15)
-    await browser.expect("snapshot")
-    return browser, session
-
 
 def test_killing_the_agents_replica_mid_call_loses_no_alert_and_shows_none_twice(tmp_path, postgresql_server, nats_server):
     url = postgresql_server.new_database()
