@@ -224,3 +224,90 @@ def test_nats_needs_a_shared_store_and_a_nats_url(tmp_path):
         ConsoleConfig(data_dir=tmp_path, store="postgresql://x@db/x", nats="http://127.0.0.1:4222")
     with pytest.raises(ConfigError, match="replica"):
         ConsoleConfig(data_dir=tmp_path, store="postgresql://x@db/x", nats="nats://db:4222", replica="a b")
+
+
+class Balancer:
+    """A TCP load balancer in front of the replicas (as HAProxy in ``docs/deployment.md``,
+    without TLS): each new connection goes to the first replica that accepts it."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for port in self.ports:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                continue
+        else:
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+@pytest.mark.browser
+def test_a_supervisor_page_follows_its_console_replica_going_away_through_the_balancer(tmp_path, postgresql_server, nats_server):
+    from playwright.async_api import async_playwright, expect
+
+    from browser import launch
+    from console_kit import PASSWORD
+
+    async def main():
+        async with two_replicas(tmp_path, postgresql_server, nats_server.url) as (a, b), async_playwright() as pw:
+            balancer = Balancer([a.port, b.port])
+            await balancer.start()
+            browser = await launch(pw)
+            try:
+                base = f"http://127.0.0.1:{balancer.port}"
+                page = await (await browser.new_context(viewport={"width": 1400, "height": 900})).new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(base + "/")
+                await page.fill("#user", "sup")
+                await page.fill("#password", PASSWORD)
+                await page.click("#sign-in")
+                await page.wait_for_url(base + "/supervisor")
+                await expect(page.locator("#status")).to_have_text("Connected")
+                assert len(a.screens.links) == 1 and not b.screens.links  # the page is on A
+
+                agent = await open_agent(b)  # the agent on B: its alert crosses to the page on A
+                await agent.threat_call("call-9")
+                await expect(page.locator('#calls tr[data-call="call-9"] .level')).to_have_text("Alert")
+                await expect(page.locator("#alerts [data-alert]")).to_have_count(1)
+
+                await a.stop()  # replica A goes away: the page reconnects through the balancer, to B
+                await until(lambda: [link.user for link in b.screens.links] == ["sup"], "the page to resume its session on B")
+                await expect(page.locator("#status")).to_have_text("Connected")
+                await agent.threat_call("call-10", partner="bob")
+                await expect(page.locator('#calls tr[data-call="call-10"] .level')).to_have_text("Alert")
+                await expect(page.locator("#alerts [data-alert]")).to_have_count(2)  # each alert once
+                assert errors == []
+                await agent.close()
+            finally:
+                await browser.close()
+                balancer.close()
+
+    asyncio.run(main())
