@@ -77,6 +77,8 @@ INBOX = 8192
 """Messages NATS may hold for this replica before it drops (counted by the client)."""
 SHED_AT = 0.5
 """Share of the outbox or inbox above which partials are shed first (counted)."""
+MAX_PEERS = 64
+"""Replicas heard at once, at most (more senders are counted as bad and ignored)."""
 HEAD_MAX = 2048
 """Bytes of a message's routing header read at most."""
 END_CALL_TIMEOUT_S = 2.0
@@ -125,8 +127,8 @@ class Peer:
     name: str
     heard: float
     """Loop time of its last message."""
-    number: int
-    """Its last durable message's running number seen here."""
+    number: int | None = None
+    """Its last durable message's running number seen here (None until its first durable message or beat)."""
     agents: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -352,14 +354,17 @@ class Cluster:
         now = asyncio.get_running_loop().time()
         peer = self.peers.get(sender)
         if peer is None:
-            peer = self.peers[sender] = Peer(name=sender.split("#", 1)[0], heard=now, number=_int(head.get("n", head.get("b")), 1) - (1 if "n" in head else 0))
+            if len(self.peers) >= MAX_PEERS:
+                self._bad(f"a sender beyond {MAX_PEERS} replicas")
+                return
+            peer = self.peers[sender] = Peer(name=sender.split("#", 1)[0][:64], heard=now)
             log.info("replica %s: peer %s is up", self.id, sender)
         peer.heard = now
         if "b" in head:  # a presence beat: its agents, and how many durable messages it has published
             agents = head.get("a")
             if isinstance(agents, list):
                 peer.agents = frozenset(a for a in agents[:10000] if isinstance(a, str))
-            self._check_number(peer, _int(head.get("b"), peer.number), beat=True)
+            self._check_number(peer, head.get("b"), beat=True)
             return
         supervisors, partner = head.get("s"), head.get("p")
         if not isinstance(supervisors, bool) or not (partner is None or isinstance(partner, str)):
@@ -371,15 +376,20 @@ class Cluster:
         number = head.get("n")
         sheddable = number is None
         if not sheddable:
-            self._check_number(peer, _int(number, peer.number + 1), beat=False)
+            self._check_number(peer, number, beat=False)
         elif self._inbox is not None and self._inbox.pending_msgs >= INBOX * SHED_AT:
             self.stats.partials_shed += 1
             return
         self.stats.received += 1
         self._deliver(frame, supervisors, partner, sheddable)
 
-    def _check_number(self, peer: Peer, number: int, *, beat: bool) -> None:
+    def _check_number(self, peer: Peer, number: Any, *, beat: bool) -> None:
         """A peer's durable message ``number`` (from a beat: its last one): any skipped means a resynchronization."""
+        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+            self._bad("a bad running number")
+            return
+        if peer.number is None:  # the first heard from it: the count starts here
+            peer.number = number if beat else number - 1
         expected = peer.number if beat else peer.number + 1
         if number > expected:
             self.stats.gaps += number - expected
@@ -441,10 +451,6 @@ class Cluster:
 
 def _join(head: dict, body: bytes) -> bytes:
     return json.dumps(head, separators=(",", ":")).encode() + b"\n" + body
-
-
-def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _browser_frame(frame: bytes) -> bool:

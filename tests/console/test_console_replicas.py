@@ -311,3 +311,40 @@ def test_a_supervisor_page_follows_its_console_replica_going_away_through_the_ba
                 balancer.close()
 
     asyncio.run(main())
+
+
+def test_a_peers_beat_reveals_messages_lost_after_its_last_one_and_the_screens_are_refreshed_once(nats_server):
+    async def main():
+        import nats
+
+        resyncs = []
+
+        async def nothing(*args):
+            return False
+
+        async def resync():
+            resyncs.append(1)
+
+        cluster = Cluster(nats_server.url, "x", deliver=lambda *a: None, end_call=nothing, sessions_changed=nothing,
+                          resync=resync, agents=lambda: (), spawn=asyncio.get_running_loop().create_task)
+        cluster.start()
+        other = await nats.connect(nats_server.url)
+        try:
+            await until(lambda: cluster.state == "connected", "the cluster to connect")
+            alert = json.dumps({"v": 1, "type": "alert", "alert": {}}).encode()
+            await other.publish(SCREENS, b'{"r":"y#1","n":7,"s":true,"p":null}\n' + alert)  # first heard: no gap before it
+            await other.publish(SCREENS, b'{"r":"y#1","n":8,"s":true,"p":null}\n' + alert)
+            await other.publish(SCREENS, b'{"r":"y#1","b":10,"a":["agent-1"]}\n')  # 9 and 10 never came
+            await other.flush()
+            await until(lambda: resyncs, "a resynchronization")
+            assert cluster.stats.gaps == 2 and cluster.stats.received == 2 and cluster.stats.bad == 0
+            assert cluster.held_elsewhere("agent-1") and not cluster.held_elsewhere("agent-2")
+            await other.publish(SCREENS, b'{"r":"y#1","b":10,"a":[]}\n')
+            await other.flush()
+            await asyncio.sleep(0.3)
+            assert cluster.stats.gaps == 2 and len(resyncs) == 1 and not cluster.held_elsewhere("agent-1")
+        finally:
+            await other.close()
+            await cluster.close()
+
+    asyncio.run(main())
