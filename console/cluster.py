@@ -176,10 +176,7 @@ class Cluster:
 
     def start(self) -> None:
         """Connect in the background (a console starts, and serves, without NATS), publish, beat."""
-        try:
-            import nats  # noqa: F401
-        except ImportError as exc:
-            raise ClusterError("[console] nats is set but nats-py is not installed: pip install 'callshield[cluster]'") from exc
+        require_client()
         self._spawn(self._connect())
         self._spawn(self._send())
         self._spawn(self._beat())
@@ -447,6 +444,14 @@ class Cluster:
     def lost(self) -> int:
         """What the supervisors are told was lost between replicas (partials shed, messages dropped)."""
         return self.stats.partials_shed + self.stats.dropped
+
+
+def require_client() -> None:
+    """Raise :class:`ClusterError` unless nats-py is installed."""
+    try:
+        import nats  # noqa: F401
+    except ImportError as exc:
+        raise ClusterError("[console] nats is set but nats-py is not installed: pip install 'callshield[cluster]'") from exc
 
 
 def _join(head: dict, body: bytes) -> bytes:

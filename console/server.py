@@ -50,7 +50,7 @@ from websockets.http11 import Request, Response
 
 from console.agents import AgentLinks
 from console.browsers import BrowserDesk
-from console.cluster import Cluster
+from console.cluster import Cluster, require_client
 from console.config import ConsoleConfig
 from console.errors import ConsoleError
 from console.fanout import Screens
@@ -99,6 +99,8 @@ class Console:
     async def start(self) -> None:
         """Open (and migrate) the store, read the pages, bind the port."""
         loop = asyncio.get_running_loop()
+        if self.config.nats:
+            require_client()  # before anything is opened or bound
         self.config.recordings_dir.mkdir(parents=True, exist_ok=True)
         self.store = await loop.run_in_executor(self._store_pool, partial(Store.open, self.config.store_location, clock=self.clock))
         self._site = await loop.run_in_executor(self._store_pool, partial(Site, health=self._health, tls=self.config.tls))
