@@ -10,6 +10,10 @@ Refusals are answered, audited, and store nothing. A refused durable event is
 never acknowledged: the ``error`` names its ``seq`` so the agent keeps it as
 undelivered, and supervisors get a notice (one per agent and call).
 
+With several replicas (``console/cluster.py``), an authorization for an
+agent linked to another replica goes there through NATS, and the lost-call
+watch leaves alone the calls of agents another live replica holds.
+
 End of life: each live call's last sign of life is the latest of an event for
 it, a heartbeat naming it, or its agent's link closing. :meth:`AgentLinks.sweep`
 (every few seconds, and from tests with a moved clock) closes as lost the calls
@@ -90,6 +94,8 @@ class AgentLinks:
             agent = call.agent
             if agent in self.connected and agent not in self._beating:
                 continue  # an agent without heartbeats: alive while linked
+            if agent not in self.connected and hub.cluster is not None and hub.cluster.held_elsewhere(agent):
+                continue  # linked to another live replica: its calls are that replica's to watch
             last = max(self._call_heard.get(call.id, self._since), self._link_closed.get(agent, self._since), self._since)
             if now - last < limit:
                 continue
@@ -147,13 +153,40 @@ class AgentLinks:
                 self._link_closed[agent] = hub.clock()
 
     async def send_end_call(self, agent: str, auth: Authorization) -> None:
-        """Tell the owning agent, if connected (else it gets it when it reconnects)."""
+        """Tell the owning agent: through its link here, else (several replicas)
+        through the replica holding it; if none does, it gets it when it links again."""
+        frame = p.encode(_end_call(auth))
+        if await self.deliver_end_call(agent, frame):
+            return
+        cluster = self.hub.cluster
+        if cluster is not None:
+            await cluster.send_end_call(agent, frame.encode("utf-8"))
+
+    async def deliver_end_call(self, agent: str, frame: str | bytes) -> bool:
+        """Send an ``end_call`` frame to ``agent`` if it is linked here; whether it was.
+        A frame from another replica is checked to be one first."""
         ws = self.connected.get(agent)
-        if ws is not None:
+        if ws is None:
+            return False
+        if isinstance(frame, bytes):
             try:
-                await ws.send(p.encode(_end_call(auth)))
-            except ConnectionClosed:
-                pass
+                frame = p.encode(p.decode(frame, allowed=(p.EndCallAuthorized,)))
+            except p.ProtocolError as exc:
+                log.error("an authorization for agent %s from another replica is not one (%s): not sent", agent, exc.message)
+                return False
+        try:
+            await ws.send(frame)
+        except ConnectionClosed:
+            return False
+        return True
+
+    def peer_gone(self, agents: frozenset[str]) -> None:
+        """Another replica holding ``agents`` stopped being heard: their calls are
+        watched here from now, as if their links had closed now."""
+        now = self.hub.clock()
+        for agent in agents:
+            if agent not in self.connected:
+                self._link_closed[agent] = now
 
     async def _refuse(self, ws: ServerConnection, agent: str | None, code: str, message: str) -> None:
         hub = self.hub

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from websockets.http11 import Request, Response
 
+from console.cluster import Cluster
 from console.config import ConsoleConfig
 from console.fanout import Screens
 from console.load import LoadWatch
@@ -62,6 +63,8 @@ class Hub(Protocol):
     screens: Screens
     agents: EndCalls
     load: LoadWatch
+    cluster: Cluster | None
+    """The other replicas, through NATS (``[console] nats``); None for one console."""
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
 

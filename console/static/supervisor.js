@@ -338,6 +338,9 @@
     const agentDrops = msg.agents.filter((a) => a.partials_dropped);
     for (const a of agentDrops) parts.push(`${a.partials_dropped.toLocaleString()} not sent by ${a.agent}`);
     if (msg.browsers_dropped) parts.push(`${msg.browsers_dropped.toLocaleString()} slow screen${msg.browsers_dropped === 1 ? '' : 's'} reconnected`);
+    if (msg.cluster && msg.cluster !== 'connected') parts.push(`console ${msg.replica} cut off from the other consoles (${msg.cluster}): calls on them are not shown live here`);
+    if (msg.cluster_lost) parts.push(`${msg.cluster_lost.toLocaleString()} live updates lost between consoles`);
+    if (msg.cluster_resyncs) parts.push(`screens refreshed ${msg.cluster_resyncs.toLocaleString()} time${msg.cluster_resyncs === 1 ? '' : 's'} to catch up`);
     const box = $('load');
     box.textContent = parts.length ? `Under load: ${parts.join('; ')}. Final lines and alerts are all kept.` : '';
     box.classList.toggle('hidden', !parts.length);
