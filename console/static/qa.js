@@ -128,30 +128,6 @@
     return Math.max(d.call.length || 0, ...ends, 1);
   }
 
-  /** Character ranges of ``text`` to mark: findings' spans on this utterance,
-   *  else their evidence words found in it. */
-  function evidenceRanges(u) {
-    const ranges = [];
-    for (const f of state.detail.findings) {
-      if (f.end < u.start - 0.01 || f.start > u.end + 0.01) continue;
-      if (f.text === u.text && Array.isArray(f.span)) {
-        ranges.push([f.span[0], f.span[1]]);
-      } else if (f.evidence) {
-        const at = u.text.toLowerCase().indexOf(String(f.evidence).toLowerCase());
-        if (at >= 0) ranges.push([at, at + String(f.evidence).length]);
-      }
-    }
-    ranges.sort((a, b) => a[0] - b[0]);
-    const merged = [];
-    for (const r of ranges) {
-      if (r[0] < 0 || r[1] > u.text.length || r[0] >= r[1]) continue;
-      const last = merged[merged.length - 1];
-      if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
-      else merged.push([r[0], r[1]]);
-    }
-    return merged;
-  }
-
   function renderTranscript() {
     const box = clear($('transcript'));
     const lines = state.detail.utterances;
@@ -160,7 +136,7 @@
       return;
     }
     lines.forEach((u, i) => {
-      const ranges = evidenceRanges(u);
+      const ranges = CS.evidenceRanges(u, state.detail.findings);
       box.appendChild(el('div', {
         class: `line ${u.speaker}${ranges.length ? ' flagged' : ''}`,
         'data-index': i,
