@@ -43,6 +43,7 @@
   };
   const endWords = (call) => END_WORDS[call.end_reason] || String(call.end_reason || 'ended').replace(/_/g, ' ');
   const MAX_ENDED = 20;
+  const MAX_ACKED_SHOWN = 3;  // open alerts are all shown, in full; acknowledged ones only the latest few
   // An end-call webhook's outcomes (notice code end_call_webhook_<outcome>), shown on the call;
   // the feed shows only those that ask the supervisor to act (failed, not configured).
   const END_REQUEST = 'end_call_webhook_';
@@ -171,7 +172,7 @@
         el('div', { class: 'top' },
           el('span', { class: 'cat' }, CS.categoryWords(f)),
           el('span', { class: 'sev' }, `${CS.severityWords(f.severity)} · ${CS.seconds(f.start)}`)),
-        el('div', { class: 'quote' }, f.text ? CS.highlighted(f.text, f.span) : f.evidence),
+        el('div', { class: 'quote' }, quote(f, lines)),
         f.why ? el('div', { class: 'why' }, f.why) : null));
     }
 
@@ -189,6 +190,17 @@
     note.classList.toggle('hidden', !auth);
     if (auth) note.textContent = `Ending authorized by ${auth.by} at ${CS.clock(auth.authorized_at)}: ${auth.reason}`;
     renderEndRequest(state.endRequests.get(call.id) || []);
+  }
+
+  /** A finding's words: the final transcript line they were said in, marked, once it has come
+   *  (a finding raised on the live partial carries the partial's shorter text); else its own text. */
+  function quote(f, lines) {
+    for (const u of lines) {
+      if (u.speaker !== 'customer') continue;
+      const ranges = CS.evidenceRanges(u, [f]);
+      if (ranges.length) return CS.marked(u.text, ranges);
+    }
+    return f.text ? CS.highlighted(f.text, f.span) : f.evidence;
   }
 
   function renderEndRequest(requests) {
@@ -218,7 +230,9 @@
     $('alerts-count').textContent = `${alerts.filter((a) => !a.acknowledged_at).length} open`;
     const notices = state.notices.filter(inFeed);
     if (!alerts.length && !notices.length) box.appendChild(el('p', { class: 'empty' }, 'No alerts.'));
-    for (const a of alerts) {
+    const open = alerts.filter((a) => !a.acknowledged_at);
+    const acked = alerts.filter((a) => a.acknowledged_at);
+    for (const a of open.concat(acked.slice(0, MAX_ACKED_SHOWN))) {
       box.appendChild(el('article', { class: `card alert-card level-${a.level}-card ${a.acknowledged_at ? 'acked' : ''}`, 'data-alert': a.id },
         el('div', { class: 'top' }, levelBadge(a.level), el('strong', {}, a.partner), el('span', { class: 'tag' }, `seat ${a.seat}`), el('span', { class: 'when' }, CS.clock(a.raised_at))),
         el('div', { class: 'what' }, a.reason),
@@ -227,6 +241,10 @@
           a.acknowledged_at
             ? el('span', { class: 'tag' }, `Acknowledged by ${a.acknowledged_by}`)
             : (state.role === 'supervisor' ? el('button', { type: 'button', class: 'primary ack', onclick: () => link.send('ack_alert', { alert_id: a.id }) }, 'Acknowledge') : null))));
+    }
+    if (acked.length > MAX_ACKED_SHOWN) {
+      const more = acked.length - MAX_ACKED_SHOWN;
+      box.appendChild(el('p', { class: 'more' }, `and ${more} older acknowledged alert${more === 1 ? '' : 's'} (see QA replay)`));
     }
     for (const n of notices.slice(-5).reverse()) {
       box.appendChild(el('article', { class: 'card acked' },

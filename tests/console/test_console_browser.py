@@ -85,7 +85,7 @@ def test_supervisor_authorizes_ending_and_partner_sees_it(tmp_path):
                 # partner asks for help; supervisors see it
                 await partner.click("#help-button")
                 await expect(supervisor.locator("#help [data-help]")).to_contain_text("ann")
-                await expect(partner.locator("#help-state")).to_contain_text("Supervisors notified")
+                await expect(partner.locator("#help-state")).to_contain_text("the supervisors have been told")
                 await _shot(partner, "partner")
 
                 # supervisor acknowledges, then authorizes ending with a reason
