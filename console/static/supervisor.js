@@ -56,10 +56,6 @@
   const isEndRequest = (n) => String(n.code).startsWith(END_REQUEST);
   const inFeed = (n) => !isEndRequest(n) || Object.prototype.hasOwnProperty.call(NOTICE_TITLES, n.code);
   const isLost = (call) => call.end_reason === 'lost';
-  function endTag(call) {
-    if (isLost(call)) return el('span', { class: 'tag lost' }, ' Monitoring lost');
-    return call.ended_at ? el('span', { class: 'tag' }, ' ended') : null;
-  }
 
   const state = {
     role: null,
@@ -95,10 +91,12 @@
   // ------------------------------------------------------------ calls table
   function renderCalls() {
     const all = [...state.calls.values()];
-    const live = all.filter((c) => !c.ended_at).sort((a, b) =>
+    // a call whose monitoring was lost may still be going on: it stays with the live ones, marked
+    const live = all.filter((c) => !c.ended_at || isLost(c)).sort((a, b) =>
       (CS.LEVEL_RANK[b.level] || 0) - (CS.LEVEL_RANK[a.level] || 0) || String(a.started_at).localeCompare(String(b.started_at)));
-    const ended = all.filter((c) => c.ended_at).sort((a, b) => String(b.ended_at).localeCompare(String(a.ended_at))).slice(0, MAX_ENDED);
-    $('calls-count').textContent = `${live.length} live`;
+    const ended = all.filter((c) => c.ended_at && !isLost(c)).sort((a, b) => String(b.ended_at).localeCompare(String(a.ended_at))).slice(0, MAX_ENDED);
+    const lost = live.filter(isLost).length;
+    $('calls-count').textContent = `${live.length - lost} live${lost ? ` · ${lost} monitoring lost` : ''}`;
     $('calls-empty').classList.toggle('hidden', live.length > 0);
     const rowOf = (call, ...cells) => el('tr', {
       class: [call.id === state.selected ? 'selected' : '', call.ended_at ? 'ended' : '', `lvl-${call.ended_at ? call.peak_level : call.level}`].join(' '),
@@ -108,8 +106,8 @@
     const body = clear($('calls'));
     for (const call of live) {
       body.appendChild(rowOf(call,
-        el('td', { class: 'mono' }, CS.since(call.started_at)),
-        el('td', {}, levelBadge(call.level)),
+        el('td', { class: 'mono' }, isLost(call) ? '?' : CS.since(call.started_at)),
+        el('td', {}, levelBadge(call.level), isLost(call) ? el('span', { class: 'tag lost' }, ' Monitoring lost') : null),
         el('td', { class: 'mono' }, call.open_alerts ? String(call.open_alerts) : '')));
     }
     $('ended-section').classList.toggle('hidden', !ended.length);
@@ -118,7 +116,7 @@
       endedBody.appendChild(rowOf(call,
         el('td', { class: 'mono' }, isLost(call) ? '?' : CS.seconds(call.length)),
         el('td', {}, levelBadge(call.peak_level || call.level)),
-        el('td', {}, isLost(call) ? el('span', { class: 'tag lost' }, 'Monitoring lost') : endWords(call))));
+        el('td', {}, endWords(call))));
     }
   }
 
