@@ -101,6 +101,17 @@ const CS = (() => {
     return merged;
   }
 
+  /** A finding's words: the final transcript line they were said in, marked, once it has come
+   *  (a finding raised on the live partial carries the partial's shorter text); else its own text. */
+  function findingQuote(f, lines) {
+    for (const u of lines) {
+      if (u.speaker !== 'customer') continue;
+      const ranges = evidenceRanges(u, [f]);
+      if (ranges.length) return marked(u.text, ranges);
+    }
+    return f.text ? highlighted(f.text, f.span) : f.evidence;
+  }
+
   /** A finding's category in plain words, capitalized (kernel/levels.py CATEGORY_WORDS), with its subtype. */
   function categoryWords(f) {
     const words = String(CS_CATEGORY_WORDS[f.category] || String(f.category).replace(/_/g, ' '));
@@ -110,6 +121,24 @@ const CS = (() => {
 
   function severityWords(severity) {
     return CS_SEVERITY_WORDS[severity] || String(severity);
+  }
+
+  // How a call ended (the call's `end_reason`, kernel/protocol.py CallEnded), in words.
+  const END_WORDS = {
+    hangup: 'hung up',
+    end_of_file: 'the recording ended',
+    authorized_end: 'ended after authorization',
+    error: 'monitoring failed',
+    shutdown: 'callshield was shut down',
+    closed: 'the line closed',
+    refused: 'refused',
+    cancelled: 'cancelled',
+    stream_lost: 'the audio stream was lost',
+    lost: 'monitoring lost',
+  };
+  /** How ``call`` ended, in words. */
+  function endWords(call) {
+    return END_WORDS[call.end_reason] || String(call.end_reason || 'ended').replace(/_/g, ' ');
   }
 
   function socketUrl() {
@@ -198,5 +227,5 @@ const CS = (() => {
     };
   }
 
-  return { TOKEN_KEY, NOTICE_KEY, HOME, LEVEL_NAMES, LEVEL_RANK, el, clear, levelBadge, clock, seconds, since, highlighted, marked, evidenceRanges, categoryWords, severityWords, Link, statusPill, socketUrl };
+  return { TOKEN_KEY, NOTICE_KEY, HOME, LEVEL_NAMES, LEVEL_RANK, el, clear, levelBadge, clock, seconds, since, highlighted, marked, evidenceRanges, findingQuote, categoryWords, severityWords, endWords, Link, statusPill, socketUrl };
 })();

@@ -90,7 +90,7 @@
     const call = detail.call;
     const head = clear($('call-head'));
     head.appendChild(el('h3', {}, call.partner));
-    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, `agent ${call.agent}`, dateTime(call.started_at), call.end_reason || ''].filter(Boolean).join(' · ')));
+    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, `agent ${call.agent}`, dateTime(call.started_at), call.end_reason ? CS.endWords(call) : ''].filter(Boolean).join(' · ')));
     head.appendChild(levelBadge(call.peak_level || call.level));
     $('player-empty').classList.add('hidden');
     $('player').classList.remove('hidden');
@@ -169,11 +169,11 @@
         },
       },
       el('div', { class: 'top' },
-        el('span', { class: 'cat' }, f.category + (f.subtype ? ` (${f.subtype})` : '')),
-        el('span', { class: 'sev' }, f.severity),
+        el('span', { class: 'cat' }, CS.categoryWords(f)),
+        el('span', { class: 'sev' }, CS.severityWords(f.severity)),
         el('span', { class: 'tag mono' }, CS.seconds(f.start)),
         verdict),
-      el('div', { class: 'quote' }, f.text ? CS.highlighted(f.text, f.span) : (f.evidence || '')),
+      el('div', { class: 'quote' }, CS.findingQuote(f, state.detail.utterances)),
       f.why ? el('div', { class: 'why' }, f.why) : null,
       el('div', { class: 'mark-row' }, note,
         el('button', { type: 'button', class: 'confirm', onclick: send('confirmed') }, 'Confirm'),

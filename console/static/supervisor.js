@@ -28,20 +28,6 @@
     demo_source: 'Demo call',
     demo_finished: 'Demo finished',
   };
-  // How a call ended (the call's `end_reason`, kernel/protocol.py CallEnded), in words.
-  const END_WORDS = {
-    hangup: 'hung up',
-    end_of_file: 'the recording ended',
-    authorized_end: 'ended after authorization',
-    error: 'monitoring failed',
-    shutdown: 'callshield was shut down',
-    closed: 'the line closed',
-    refused: 'refused',
-    cancelled: 'cancelled',
-    stream_lost: 'the audio stream was lost',
-    lost: 'monitoring lost',
-  };
-  const endWords = (call) => END_WORDS[call.end_reason] || String(call.end_reason || 'ended').replace(/_/g, ' ');
   const MAX_ENDED = 20;
   const MAX_ACKED_SHOWN = 3;  // open alerts are all shown, in full; acknowledged ones only the latest few
   // An end-call webhook's outcomes (notice code end_call_webhook_<outcome>), shown on the call;
@@ -116,7 +102,7 @@
       endedBody.appendChild(rowOf(call,
         el('td', { class: 'mono' }, isLost(call) ? '?' : CS.seconds(call.length)),
         el('td', {}, levelBadge(call.peak_level || call.level)),
-        el('td', {}, endWords(call))));
+        el('td', {}, CS.endWords(call))));
     }
   }
 
@@ -134,7 +120,7 @@
     }
     head.appendChild(el('h3', {}, call.partner));
     const status = isLost(call) ? `monitoring lost at ${CS.clock(call.ended_at)}: the agent ${call.agent} stopped answering, the call may still be going on`
-      : call.ended_at ? `ended at ${CS.clock(call.ended_at)}: ${endWords(call)}` : 'live';
+      : call.ended_at ? `ended at ${CS.clock(call.ended_at)}: ${CS.endWords(call)}` : 'live';
     head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, SOURCE_NAMES[call.source] || call.source, status].join(' · ')));
     head.appendChild(levelBadge(call.level));
     head.appendChild(state.pinned
@@ -170,7 +156,7 @@
         el('div', { class: 'top' },
           el('span', { class: 'cat' }, CS.categoryWords(f)),
           el('span', { class: 'sev' }, `${CS.severityWords(f.severity)} · ${CS.seconds(f.start)}`)),
-        el('div', { class: 'quote' }, quote(f, lines)),
+        el('div', { class: 'quote' }, CS.findingQuote(f, lines)),
         f.why ? el('div', { class: 'why' }, f.why) : null));
     }
 
@@ -188,17 +174,6 @@
     note.classList.toggle('hidden', !auth);
     if (auth) note.textContent = `Ending authorized by ${auth.by} at ${CS.clock(auth.authorized_at)}: ${auth.reason}`;
     renderEndRequest(state.endRequests.get(call.id) || []);
-  }
-
-  /** A finding's words: the final transcript line they were said in, marked, once it has come
-   *  (a finding raised on the live partial carries the partial's shorter text); else its own text. */
-  function quote(f, lines) {
-    for (const u of lines) {
-      if (u.speaker !== 'customer') continue;
-      const ranges = CS.evidenceRanges(u, [f]);
-      if (ranges.length) return CS.marked(u.text, ranges);
-    }
-    return f.text ? CS.highlighted(f.text, f.span) : f.evidence;
   }
 
   function renderEndRequest(requests) {
