@@ -167,6 +167,7 @@ async def _act(browser, base: str, passwords: dict) -> str:
     await expect(supervisor.locator("#detail-head .meta")).to_contain_text("the recording ended")
     text = await _visible_text(supervisor, "#detail-head")
     assert "end_of_file" not in text and "local-agent" not in text, text
+    await _shot(supervisor, "supervisor-call-ended")
 
     # QA replay of the call, for the README's pictures
     await supervisor.goto(base + "/qa")
