@@ -40,6 +40,8 @@ class ConsoleStats:
     events_stored: int = 0
     events_duplicate: int = 0
     partials_forwarded: int = 0
+    partials_refused: int = 0
+    """Partials of a call refused as taken on its agent's link (dropped, not forwarded)."""
     messages_unsendable: int = 0
     """Messages for browsers that could not be encoded (sent to no one, logged)."""
 

@@ -69,7 +69,8 @@ async def _run_agent(agent_settings, settings, detector, url: str, token: str, m
     await recording.recover()
     link = make_link(agent_settings, url=url, token=token)
     agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
-                  audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook)
+                  audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook,
+                  ids_in_use=[recording.recorded])
     agent.install_signal_handlers()
     await agent.start()
     ingress_tasks: list[asyncio.Task] = []

@@ -127,7 +127,8 @@ async def _serve(settings, console_config, detector, *, demo: bool, model: Path 
         agent_settings = dataclasses.replace(settings.agent, agent_id=EMBEDDED_AGENT, site=settings.agent.site or "embedded")
         link = make_link(agent_settings, url=console.url, token=token)
         agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
-                      audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook)
+                      audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook,
+                      ids_in_use=[recording.recorded])
         agent.install_signal_handlers()
         await agent.start()
         await link.wait_connected(timeout=30)

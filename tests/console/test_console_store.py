@@ -193,11 +193,32 @@ def test_an_ended_call_takes_no_new_evidence_but_resends_and_notices(store_where
     for message in late:
         with pytest.raises(BadRequest) as err:
             store.record_event("agent-1", message)
-        assert err.value.code == "call_ended"
+        # a new start is a new call under a used id (the agent renames it); the rest is new evidence for an ended call
+        assert err.value.code == ("call_id_taken" if isinstance(message, p.CallStarted) else "call_ended")
     assert (store.counts(), store.call("c1")) == before
     assert store.record_event("agent-1", _level(2, "alert", "none")).new is False  # a resend of what was stored
     notice = p.AgentNotice(seq=8, event_id="n8", call_id="c1", code="recording_saved", message="saved", dropped=0)
     assert store.record_event("agent-1", notice).new is True
+
+
+def test_a_second_start_of_a_call_by_its_agent_is_refused_as_taken_live_lost_or_ended_and_a_resend_is_not(store_where):
+    clock = FakeClock()
+    store = _store(store_where, clock)
+    for call_id in ("live", "lost", "ended"):
+        store.record_event("agent-1", _start(1, call_id))
+    store.lose_call("lost", "its agent's link closed")
+    store.record_event("agent-1", p.CallEnded(seq=2, event_id="e2-ended", call_id="ended", at=5.0, reason="hangup"))
+    before = (store.counts(), [store.call(c) for c in ("live", "lost", "ended")], store.audit_entries(action="call_reopened"))
+    for call_id, state in (("live", "is live"), ("lost", "was lost"), ("ended", "ended at 2025-03-01T09:00:00.000Z")):
+        with pytest.raises(BadRequest) as err:
+            store.record_event("agent-1", _start(9, call_id))  # another event id: a new call under the id
+        assert err.value.code == "call_id_taken"
+        assert err.value.message == f"call {call_id!r} (started 2025-03-01T09:00:00Z) {state}: a new call cannot start under its id"
+    assert (store.counts(), [store.call(c) for c in ("live", "lost", "ended")], store.audit_entries(action="call_reopened")) == before
+    assert store.record_event("agent-1", _start(1, "live")).new is False  # the same start resent: a duplicate, as ever
+    with pytest.raises(Forbidden) as err:
+        store.record_event("agent-2", _start(9, "ended"))  # another agent: not its call, as before
+    assert err.value.code == "not_your_call"
 
 
 def test_authorization_needs_a_reason_a_live_call_and_is_audited(store_where):
