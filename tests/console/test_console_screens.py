@@ -150,6 +150,7 @@ def test_partner_need_help_shows_it_was_sent_and_resets_after_the_call(tmp_path)
 def test_an_authorization_banner_on_an_ended_call_agrees_with_call_ended(tmp_path):
     async def scenario(console, agent, partner):
         await agent.threat_call("call-5", partner="ann")
+        await expect(partner.locator("#call-level")).to_have_text("Alert")
         sup: Browser = await open_browser(console)
         await sup.login("sup")
         await sup.request("authorize_end", call_id="call-5", reason="Threats")
