@@ -44,7 +44,7 @@ from console.store.schema import Room, retried
 from console.store.supervision import queue_checkin, raise_alert
 from kernel import protocol as p
 from kernel.clock import iso
-from kernel.levels import asks_check_in, level_rank, raises_alert
+from kernel.levels import SEVERITY_WORDS, asks_check_in, category_words, level_rank, raises_alert
 
 DurableEvent = p.CallStarted | p.UtteranceFinal | p.FindingRaised | p.LevelChanged | p.CallEnded | p.AgentNotice | p.EndCallWebhookOutcome
 """The agent messages the store keeps (``kernel.protocol.DURABLE``)."""
@@ -308,7 +308,7 @@ def _apply(c: Connection, agent: str, m: DurableEvent, now: str) -> Recorded:
         ).fetchone()[0]
         checkin = None
         if asks_check_in(m.severity):
-            checkin = queue_checkin(c, m.call_id, f"{m.severity} {m.category} finding", now)
+            checkin = queue_checkin(c, m.call_id, f"{category_words(m.category, capitalized=True)} during the call ({SEVERITY_WORDS.get(m.severity, m.severity)})", now)
         return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.finding(c, finding_id), checkin=checkin)
     if isinstance(m, p.LevelChanged):
         change_id = c.execute(

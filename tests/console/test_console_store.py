@@ -130,7 +130,7 @@ def test_a_critical_finding_queues_a_checkin(store_where):
     store.record_event("agent-1", _start(1))
     finding = p.FindingRaised(seq=2, event_id="f", call_id="c1", category="threat", severity="critical", score=1.0, rule="r", evidence="kill", start=0.0, end=1.0, text="i will kill you", span=(7, 11))
     rec = store.record_event("agent-1", finding)
-    assert rec.checkin.reason == "critical threat finding"
+    assert rec.checkin.reason == "A threat during the call (grave)"
     assert rec.record.span == (7, 11)
     bad_span = p.FindingRaised(seq=3, event_id="g", call_id="c1", category="insult", severity="low", score=0.5, rule="r", evidence="x", start=0.0, end=1.0, text="short", span=(2, 99))
     assert store.record_event("agent-1", bad_span).record.span is None
