@@ -67,9 +67,9 @@ class CallServer:
         self.agent = agent
         self.config = config
         self.handles: dict[str, CallHandle] = {}
-        """Running agent calls started by this server, by agent call id (removed when the call ends)."""
+        """Running agent calls started by this server, by the agent call id they started under (removed when the call ends)."""
         self.calls: dict[str, Any] = {}
-        """The ingress's own call of each running agent call, by agent call id (removed when the call ends)."""
+        """The ingress's own call of each running agent call, keyed as :attr:`handles`."""
 
     @property
     def port(self) -> int:
@@ -104,8 +104,10 @@ class CallServer:
         return handle
 
     def _forget(self, handle: CallHandle) -> None:
-        """The call is over: hold nothing of it."""
-        del self.handles[handle.call_id], self.calls[handle.call_id]
+        """The call is over: hold nothing of it (found by the id it started
+        under: the agent may have renamed it since, see :meth:`Agent.start_call`)."""
+        key = next(k for k, h in self.handles.items() if h is handle)
+        del self.handles[key], self.calls[key]
 
     @staticmethod
     def wire_id(call: Any) -> str:

@@ -24,10 +24,15 @@ What it promises (``docs/protocol.md``, "Delivery"):
   refused again) and kept in :attr:`ConsoleLink.undelivered`
   once a later ack passes it: never counted as acknowledged. Unless an ack
   passes it, it stays in the outbox and is resent after a reconnect.
+- A new call under a used id: a ``call_started`` refused as ``call_id_taken``
+  goes to ``on_call_id_taken`` (the agent picks a new id), and
+  :meth:`ConsoleLink.rename_call` rewrites that call's held events to the new
+  id and sends them again after the rest (docs/protocol.md, "Delivery" 6).
 - Heartbeats: while linked, every ``heartbeat_s`` seconds (and right after
   each ``Welcome``) the link sends :class:`~kernel.protocol.Heartbeat` with the
-  ids ``live_calls()`` returns, so the console can tell a live call from one
-  whose agent died (it closes those as lost, and reopens them if we return).
+  ids ``live_calls()`` returns whose ``call_started`` the console has
+  acknowledged, so the console can tell a live call from one whose agent died
+  (it closes those as lost, and reopens them if we return).
 - Reconnects back off exponentially with jitter (``Backoff``); a refused
   token ends the link with :class:`LinkRefused` (retrying would not help).
 """
@@ -50,7 +55,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agent.backoff import Backoff
 from kernel import protocol
 from kernel.errors import CallshieldError
-from kernel.protocol import HEARTBEAT_S, Ack, AgentHello, EndCallAuthorized, Heartbeat, PartialTranscript, Refused, Welcome
+from kernel.protocol import CALL_ID_TAKEN, HEARTBEAT_S, Ack, AgentHello, CallStarted, EndCallAuthorized, Heartbeat, PartialTranscript, Refused, Welcome
 from kernel.queues import DropOldestQueue
 
 log = logging.getLogger("callshield.agent.link")
@@ -90,6 +95,8 @@ class LinkStats:
     heartbeats: int = 0
     failovers: int = 0
     """Moves to the next console of several because the one tried was unreachable."""
+    renamed_calls: int = 0
+    renamed_events: int = 0
 
 
 @dataclass
@@ -101,6 +108,7 @@ class _Entry:
 
 
 OnAuthorization = Callable[[EndCallAuthorized], Awaitable[None] | None]
+OnCallIdTaken = Callable[[str], None]
 
 
 def console_urls(url: str | Sequence[str]) -> tuple[str, ...]:
@@ -135,7 +143,10 @@ class ConsoleLink:
     forever, what a long-running agent wants). ``on_authorization`` is called
     for every :class:`EndCallAuthorized` the console sends. ``live_calls``
     returns the ids of the calls being monitored, for heartbeats (every
-    ``heartbeat_s`` seconds).
+    ``heartbeat_s`` seconds). ``on_call_id_taken(call_id)`` is called when
+    the console refuses a ``call_started`` with ``call_id_taken`` (a new call
+    under a used id); it gives the call a new id and calls :meth:`rename_call`
+    (without it, that refusal is like any other).
     """
 
     def __init__(
@@ -154,6 +165,7 @@ class ConsoleLink:
         ssl: ssl_module.SSLContext | None = None,
         live_calls: Callable[[], Iterable[str]] | None = None,
         heartbeat_s: float = HEARTBEAT_S,
+        on_call_id_taken: OnCallIdTaken | None = None,
     ) -> None:
         self.urls = console_urls(url)
         """The consoles to link to, in order of preference (replicas sharing one store)."""
@@ -171,6 +183,7 @@ class ConsoleLink:
         self.stats = LinkStats()
         self.live_calls = live_calls
         self.heartbeat_s = heartbeat_s
+        self.on_call_id_taken = on_call_id_taken
         self.undelivered: deque[tuple[Any, str]] = deque(maxlen=1000)
         """Durable messages the console refused, with its reason (the latest 1000)."""
 
@@ -179,6 +192,7 @@ class ConsoleLink:
         self._partials: DropOldestQueue[_Entry] = DropOldestQueue(partial_limit)
         self._order = 0
         self._next_seq = 1
+        self._moved: set[int] = set()  # seqs of events renamed and sent again under new seqs (this connection)
         self._welcomed_once = False
         self.console_last_seq: int | None = None
 
@@ -208,6 +222,11 @@ class ConsoleLink:
     def pending(self) -> int:
         """Durable messages not yet acknowledged by the console."""
         return len(self._outbox)
+
+    @property
+    def held(self) -> list[Any]:
+        """The durable messages not yet acknowledged, in the order they are sent."""
+        return [entry.message for entry in self._outbox]
 
     @property
     def next_seq(self) -> int:
@@ -411,6 +430,7 @@ class ConsoleLink:
         else:
             self._acked(last)
         self._unsent = 0
+        self._moved.clear()  # refusals of the last connection's events never come now
         self._partials.clear()
         self._wake.set()
 
@@ -473,8 +493,22 @@ class ConsoleLink:
                     log.warning("console refused a message: %s (%s)", message.message, message.code)
 
     def _refused(self, refusal: Refused) -> None:
-        """The console refused one durable event: never count it as delivered."""
+        """The console refused one durable event: never count it as delivered.
+        A ``call_started`` refused as ``call_id_taken`` is handed to
+        ``on_call_id_taken`` instead (the call is renamed and sent again)."""
+        if refusal.code == CALL_ID_TAKEN and refusal.seq in self._moved:
+            log.debug("console refused seq %d (call_id_taken): already sent again under the call's new id", refusal.seq)
+            return
         entry = next((e for e in self._outbox if e.message.seq == refusal.seq), None)
+        if (refusal.code == CALL_ID_TAKEN and entry is not None and isinstance(entry.message, CallStarted)
+                and self.on_call_id_taken is not None):
+            log.warning("console refused call %s: %s (call_id_taken); renaming the call", entry.message.call_id, refusal.message)
+            try:
+                self.on_call_id_taken(entry.message.call_id)
+            except Exception:  # a bug there must not take the link down: the refusal then counts as any other
+                log.exception("renaming call %s failed", entry.message.call_id)
+            if refusal.seq in self._moved:  # renamed: the call's events go again under its new id
+                return
         if entry is None or not entry.refused:  # an event, not each refusal of its resends, is counted
             self.stats.undelivered += 1
         what = f"{entry.message.TYPE} for call {getattr(entry.message, 'call_id', None)}" if entry else "an event"
@@ -482,10 +516,51 @@ class ConsoleLink:
         if entry is not None:
             entry.refused = f"{refusal.code}: {refusal.message}"
 
+    def rename_call(self, old: str, new: str) -> int:
+        """Rewrite the held events of call ``old`` (its ``call_started`` and
+        everything after it not yet acknowledged) to call ``new`` and send them
+        again, in order, after what is held (new seqs). Event ids
+        ``old:...`` become ``new:...`` (others are unique already). Their
+        refusals under the old seqs, still on the way, are then ignored.
+        Returns how many events were rewritten."""
+        kept: deque[_Entry] = deque()
+        moved: list[_Entry] = []
+        unsent = self._unsent
+        for i, entry in enumerate(self._outbox):
+            if getattr(entry.message, "call_id", None) != old:
+                kept.append(entry)
+                continue
+            moved.append(entry)
+            if i < self._unsent:
+                unsent -= 1
+        if not moved:
+            return 0
+        self._outbox, self._unsent = kept, unsent
+        for entry in moved:
+            message = entry.message
+            self._moved.add(message.seq)
+            event_id = message.event_id
+            if event_id.startswith(old + ":"):
+                event_id = new + event_id[len(old):]
+            self._order += 1
+            self._outbox.append(_Entry(self._order, dataclasses.replace(message, seq=self._next_seq, call_id=new, event_id=event_id)))
+            self._next_seq += 1
+        self.stats.renamed_calls += 1
+        self.stats.renamed_events += len(moved)
+        self._wake.set()
+        return len(moved)
+
+    def _unconfirmed_starts(self) -> set[str]:
+        """Calls whose ``call_started`` the console has not acknowledged yet."""
+        return {e.message.call_id for e in self._outbox if isinstance(e.message, CallStarted)}
+
     async def _heartbeat_loop(self, ws) -> None:
-        """Tell the console which calls we are monitoring, now and every ``heartbeat_s`` seconds."""
+        """Tell the console which calls we are monitoring, now and every ``heartbeat_s``
+        seconds: those whose start it has acknowledged (a call's id may yet be
+        refused as taken; naming it would keep the stored call of that id alive)."""
         while True:
-            calls = tuple(self.live_calls()) if self.live_calls is not None else ()
+            unconfirmed = self._unconfirmed_starts() if self.live_calls is not None else set()
+            calls = tuple(c for c in self.live_calls() if c not in unconfirmed) if self.live_calls is not None else ()
             await ws.send(protocol.encode(Heartbeat(calls=calls, partials_dropped=self.stats.partials_dropped)))
             self.stats.heartbeats += 1
             await asyncio.sleep(self.heartbeat_s)

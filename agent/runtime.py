@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import uuid
+import weakref
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from agent.backoff import Backoff
 from agent.call import CallControl, CallIds, CallInfo, CallTap, ingress_ids as ingress_pairs
 from agent.end_call_webhook import EndCallWebhook, EndCallWebhookSettings
 from agent.link import ConsoleLink
-from agent.session import CallSession
+from agent.session import CallSession, rename_taps
 from agent.settings import AgentSettings
 from audio.config import AudioConfig
 from audio.frames import SPEAKERS, AudioChunk
@@ -79,12 +80,29 @@ def make_link(settings: AgentSettings, *, url: str, token: str, max_attempts: in
     )
 
 
+ENDED_CALLS_RENAMABLE = 1000
+"""Ended calls whose recordings an agent can still rename (their id refused as
+taken after they ended, e.g. a short call while the console was down)."""
+
+
+@dataclass(frozen=True)
+class _EndedCall:
+    """What an ended call's rename needs: the id it asked for, its taps that
+    can be renamed (its recording), and its session while anyone holds it."""
+
+    asked: str
+    taps: list[Any]
+    session: Callable[[], CallSession | None]
+
+
 @dataclass
 class CallHandle:
-    """A running call. ``task`` ends when the call has ended and its last event was published."""
+    """A running call. ``task`` ends when the call has ended and its last event was published.
+    ``asked``: the id the ingress asked for (the call may run under ``<asked>.2``...)."""
 
     session: CallSession
     task: asyncio.Task
+    asked: str = ""
 
     @property
     def call_id(self) -> str:
@@ -132,6 +150,9 @@ class Agent:
     ``end_call_webhook``: the ``[end_call_webhook]`` section (its secret
     resolved, see ``EndCallWebhookSettings.from_section``), or None (no
     webhook); the dispatcher is :attr:`end_call_webhook`.
+    ``ids_in_use``: predicates saying a call id is used though this process
+    never ran it (e.g. ``AgentRecording.recorded``: a recording by that name
+    exists); a call asking for such an id runs as ``<id>.2`` from the start.
     """
 
     def __init__(
@@ -151,6 +172,7 @@ class Agent:
         detector: Any = None,
         end_call_webhook: EndCallWebhookSettings | None = None,
         decoding: DecodingPlan | None = None,
+        ids_in_use: Iterable[Callable[[str], bool]] = (),
     ) -> None:
         self.settings = settings or AgentSettings()
         self.decoding = decoding if decoding is not None else DecodingPlan()
@@ -176,6 +198,8 @@ class Agent:
         self.calls: dict[str, CallHandle] = {}
         self.call_ids = CallIds()
         """Ids of the calls this agent ran: a call asking for one of them gets a distinct id."""
+        self.ids_in_use = list(ids_in_use)
+        self._ended_calls: dict[str, _EndedCall] = {}  # the latest ENDED_CALLS_RENAMABLE, by the id they ended under
         self._tasks: set[asyncio.Task] = set()
         self._shutdown_requested = asyncio.Event()
         self._shut_down = False
@@ -186,6 +210,7 @@ class Agent:
             self.end_call_webhook = EndCallWebhook(end_call_webhook, publish=link.publish, agent_id=link.agent_id,
                                                    site=self.settings.site, clock=clock)
         link.on_authorization = self._on_authorization
+        link.on_call_id_taken = self._call_id_taken
         link.live_calls = lambda: list(self.calls)  # heartbeats name the calls still monitored
 
     # ------------------------------------------------------------------ setup
@@ -221,7 +246,7 @@ class Agent:
     def _info(self, *, call_id: str | None, partner: str | None, seat: str | None, source_kind: str,
               sample_rate: int, ingress_ids: Mapping[str, str] | None = None) -> tuple[CallInfo, str | None]:
         """The new call's info, and the id it asked for if that one was already used (see :class:`CallIds`)."""
-        call_id, reused = self.call_ids.take(call_id, self.calls)
+        call_id, reused = self.call_ids.take(call_id, self.calls, self._in_use)
         info = CallInfo(
             call_id=call_id,
             partner=partner or self.settings.partner,
@@ -232,6 +257,9 @@ class Agent:
             ingress_ids=ingress_pairs(ingress_ids),
         )
         return info, reused
+
+    def _in_use(self, call_id: str) -> bool:
+        return any(used(call_id) for used in self.ids_in_use)
 
     def start_call(
         self,
@@ -250,9 +278,14 @@ class Agent:
 
         ``call_id``: the id the ingress knows the call by (None: a fresh UUID).
         An id this agent has already given a call (running, or ended and still
-        remembered, see :class:`~agent.call.CallIds`) is never given again: the
-        call runs as ``<id>.2`` (``.3``...) with a ``call_id_reused`` notice,
-        and the earlier call's record and recording stay as they were.
+        remembered, see :class:`~agent.call.CallIds`; or one ``ids_in_use``
+        knows) is never given again: the call runs as ``<id>.2`` (``.3``...)
+        with a ``call_id_reused`` notice, and the earlier call's record and
+        recording stay as they were. The same happens later if the console
+        refuses the id as taken (``call_id_taken``: its call was run by an
+        earlier process of this agent): the running or ended call is renamed,
+        its events not yet acknowledged are sent again under the new id, its
+        recording is renamed too (see :meth:`_call_id_taken`).
         The handle's ``call_id`` is the id the call runs under.
         ``ingress_ids``: the ids the phone system knows the call by (see
         :attr:`~agent.call.CallInfo.ingress_ids`; the end-call webhook sends them).
@@ -293,7 +326,7 @@ class Agent:
             lossless=lossless,
             detect_executor=self.detect_executor,
         )
-        return self._run(session, session.run_audio(source), reused)
+        return self._run(session, session.run_audio(source), reused, call_id)
 
     def start_transcript_call(
         self,
@@ -314,17 +347,17 @@ class Agent:
         session = CallSession(info, publish=self.link.publish, screen=self.screen_factory(), detect_executor=self.detect_executor)
         if duration is None:
             duration = getattr(source, "duration", None)
-        return self._run(session, session.run_transcript(source, duration=duration), reused)
+        return self._run(session, session.run_transcript(source, duration=duration), reused, call_id)
 
-    def _run(self, session: CallSession, work, reused: str | None) -> CallHandle:
+    def _run(self, session: CallSession, work, reused: str | None, asked: str | None) -> CallHandle:
         session.announce()
         if reused is not None:
             self._report_reused(session, reused)
         task = asyncio.get_running_loop().create_task(self._guard(session, work), name=f"call:{session.info.call_id}")
-        handle = CallHandle(session, task)
+        handle = CallHandle(session, task, asked or session.info.call_id)
         self.calls[session.info.call_id] = handle
         self._tasks.add(task)
-        task.add_done_callback(lambda t, call_id=session.info.call_id: self._call_done(call_id, t))
+        task.add_done_callback(lambda t: self._call_done(handle, t))
         return handle
 
     async def _guard(self, session: CallSession, work) -> None:
@@ -336,17 +369,61 @@ class Agent:
 
     def _report_reused(self, session: CallSession, wanted: str) -> None:
         """A call asked for the id of a call this agent already ran: it runs under its own id, and supervisors are told."""
-        state = "is still running" if wanted in self.calls else "has ended"
-        log.error("call id %s reused: that call %s; the new call is monitored as %s (check that the PBX gives every call a fresh id)",
-                  wanted, state, session.info.call_id)
-        session.notice("call_id_reused", f"Call id {wanted} came again while that call {state}: this call is monitored "
-                       f"as {session.info.call_id}, and call {wanted}'s record and recording are unchanged. "
-                       "Check that the PBX gives every call a fresh id.")
+        if wanted in self.calls:
+            state = "while that call is still running"
+        elif wanted in self.call_ids:
+            state = "after that call ended"
+        else:
+            state = "and a recording of that call exists (this agent has restarted since)"
+        self._tell_reused(wanted, session.info.call_id, state, session.notice)
 
-    def _call_done(self, call_id: str, task: asyncio.Task) -> None:
+    def _tell_reused(self, wanted: str, call_id: str, state: str, notice: Callable[[str, str], None]) -> None:
+        log.error("call id %s reused (%s); the new call is monitored as %s (check that the PBX gives every call a fresh id)",
+                  wanted, state, call_id)
+        notice("call_id_reused", f"Call id {wanted} came again {state}: this call is monitored as {call_id}, and call "
+               f"{wanted}'s record and recording are unchanged. Check that the PBX gives every call a fresh id.")
+
+    def _call_id_taken(self, old: str) -> None:
+        """The console refused call ``old``'s start as taken: it stores a call
+        of that id from an earlier process of this agent. The call (running,
+        or ended with events not yet acknowledged) takes a new id, its held
+        events go again under it (``ConsoleLink.rename_call``), its recording
+        is renamed, and supervisors are told (``call_id_reused``)."""
+        self.call_ids.ended(old)  # taken: never given again
+        handle = self.calls.pop(old, None)
+        ended = self._ended_calls.pop(old, None)
+        asked = handle.asked if handle is not None else ended.asked if ended is not None else old
+        new, _ = self.call_ids.take(asked, self.calls, self._in_use)
+        if handle is not None:
+            work = handle.session.rename(new)
+            self.calls[new] = handle
+        else:
+            self.call_ids.ended(new)
+            work = []
+            if ended is not None:
+                session = ended.session()  # alive while its handle is held (replay prints the id the call ran as)
+                work = session.rename(new) if session is not None else rename_taps(ended.taps, new)
+                self._ended_calls[new] = ended
+        for task in work:  # a recording's files being renamed: shutdown waits for them
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self.link.rename_call(old, new)
+        state = "after this agent restarted: the console already has a call under that id"
+        if handle is not None:
+            self._tell_reused(asked, new, state, handle.session.notice)
+        else:
+            self._tell_reused(asked, new, state, lambda code, message: self.notice(code, message, call_id=new))
+
+    def _call_done(self, handle: CallHandle, task: asyncio.Task) -> None:
         self._tasks.discard(task)
+        call_id = handle.call_id  # the id it ended under (it may have been renamed)
         self.calls.pop(call_id, None)
         self.call_ids.ended(call_id)
+        # What renaming it needs if the console refuses its id later: not the session (its recognizers), only a weak reference.
+        taps = [tap for tap in handle.session.taps if hasattr(tap, "rename")]
+        self._ended_calls[call_id] = _EndedCall(handle.asked, taps, weakref.ref(handle.session))
+        while len(self._ended_calls) > ENDED_CALLS_RENAMABLE:
+            del self._ended_calls[next(iter(self._ended_calls))]
 
     def notice(self, code: str, message: str, *, call_id: str | None = None) -> None:
         """Publish an agent-level notice (not tied to a running call unless ``call_id``)."""

@@ -43,7 +43,9 @@ Seam for recording and other per-chunk observers: ``taps`` (see
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
+import uuid
 import logging
 import math
 from collections.abc import AsyncIterable, Callable, Iterable
@@ -85,6 +87,18 @@ class SessionError(CallshieldError):
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+def rename_taps(taps: Iterable[CallTap], call_id: str) -> list[asyncio.Task]:
+    """Tell the taps that can be renamed (``rename(call_id)``, e.g. the
+    recorder) that their call now runs as ``call_id``; returns their work
+    still running."""
+    work = []
+    for tap in taps:
+        rename = getattr(tap, "rename", None)
+        if rename is not None and (task := rename(call_id)) is not None:
+            work.append(task)
+    return work
 
 
 class CallSession:
@@ -134,6 +148,7 @@ class CallSession:
         self.findings = 0
         self.audio_end = 0.0  # seconds of audio time reached so far
         self._events = 0
+        self._run = uuid.uuid4().hex[:8]  # this session's part of its event ids
         self._dropped_reported = 0
         self._backlog_reported = 0  # whole seconds of partner speech reported dropped
         self._backlog_report_at = 0.0  # audio time (s) from which the next report may go
@@ -145,8 +160,22 @@ class CallSession:
     # ------------------------------------------------------------------ events
 
     def _event_id(self) -> str:
+        """``CALL_ID:RUN:N``: N counts the call's events; RUN is random per
+        session, so a call a later agent process starts under the same id (a
+        PBX reusing a UUID after an agent restart) never repeats an event id
+        of the earlier call (the console would take it for a resend)."""
         self._events += 1
-        return f"{self.info.call_id}:{self._events}"
+        return f"{self.info.call_id}:{self._run}:{self._events}"
+
+    def rename(self, call_id: str) -> list[asyncio.Task]:
+        """Run on as ``call_id`` (the console refused the call's id as taken,
+        see ``Agent``): later events, partials and taps carry the new id; the
+        link rewrites the events already published (:meth:`~agent.link.ConsoleLink.rename_call`).
+        Returns the taps' renaming work still running (a recording's files), for the agent to wait for."""
+        old = self.info.call_id
+        self.info = dataclasses.replace(self.info, call_id=call_id)
+        log.info("call %s now runs as %s", old, call_id)
+        return rename_taps(self.taps, call_id)
 
     def emit(self, cls: type, **fields: Any) -> Any:
         """Publish a durable event of this call (the link assigns ``seq``)."""

@@ -64,6 +64,8 @@ class AgentSettings:
         shutdown_grace_s: seconds to wait, on shutdown, for the console to
             acknowledge what is still unacknowledged.
         demo_pause_s: seconds between two runs of the demo call (``serve --demo``).
+        demo_calls: how many times ``serve --demo`` plays its call before it
+            stops (and says so on the supervisors' screen); the console stays up.
         demo_speed: audio seconds per wall second when the demo call is
             replayed from its timed transcript (1.0 = as spoken).
     """
@@ -85,6 +87,7 @@ class AgentSettings:
     reconnect_jitter: float = 0.5
     shutdown_grace_s: float = 5.0
     demo_pause_s: float = 15.0
+    demo_calls: int = 3
     demo_speed: float = 1.0
 
     @classmethod
@@ -99,8 +102,8 @@ class AgentSettings:
             raise ConfigError("audio_queue_s and partial_queue must be positive")
         if not 0 < self.reconnect_initial_s <= self.reconnect_max_s:
             raise ConfigError("need 0 < reconnect_initial_s <= reconnect_max_s")
-        if self.demo_speed <= 0 or self.demo_pause_s < 0 or self.shutdown_grace_s < 0:
-            raise ConfigError("demo_speed must be positive, demo_pause_s and shutdown_grace_s not negative")
+        if self.demo_speed <= 0 or self.demo_calls < 1 or self.demo_pause_s < 0 or self.shutdown_grace_s < 0:
+            raise ConfigError("demo_speed and demo_calls must be positive, demo_pause_s and shutdown_grace_s not negative")
         if not 0 <= self.reconnect_jitter <= 1:
             raise ConfigError("reconnect_jitter must be between 0 and 1")
         if any(not u.strip().startswith(("ws://", "wss://")) for u in self.console_url.split(",") if self.console_url):

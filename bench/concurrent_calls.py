@@ -75,8 +75,9 @@ class AudioSocketCalls:
         self.served: dict[str, tuple] = {}  # the ingress forgets ended calls: the bench keeps them for its accounting
         forget = self.ingress._forget
 
-        def keep(handle) -> None:
-            self.served[handle.call_id] = (handle, self.ingress.calls[handle.call_id])
+        def keep(handle) -> None:  # keyed as the ingress keys them: by the id the call started under
+            key = next(k for k, h in self.ingress.handles.items() if h is handle)
+            self.served[key] = (handle, self.ingress.calls[key])
             forget(handle)
 
         self.ingress._forget = keep

@@ -10,6 +10,10 @@ Refusals are answered, audited, and store nothing. A refused durable event is
 never acknowledged: the ``error`` names its ``seq`` so the agent keeps it as
 undelivered, and supervisors get a notice (one per agent and call).
 
+With several replicas (``console/cluster.py``), an authorization for an
+agent linked to another replica goes there through NATS, and the lost-call
+watch leaves alone the calls of agents another live replica holds.
+
 End of life: each live call's last sign of life is the latest of an event for
 it, a heartbeat naming it, or its agent's link closing. :meth:`AgentLinks.sweep`
 (every few seconds, and from tests with a moved clock) closes as lost the calls
@@ -35,6 +39,7 @@ from console.store import Authorization, Recorded
 from console.store.calls import DurableEvent
 from console.qa import QaDesk
 from kernel import protocol as p
+from kernel.queues import RecentSet
 
 log = logging.getLogger("callshield.console")
 
@@ -89,6 +94,8 @@ class AgentLinks:
             agent = call.agent
             if agent in self.connected and agent not in self._beating:
                 continue  # an agent without heartbeats: alive while linked
+            if agent not in self.connected and hub.cluster is not None and hub.cluster.held_elsewhere(agent):
+                continue  # linked to another live replica: its calls are that replica's to watch
             last = max(self._call_heard.get(call.id, self._since), self._link_closed.get(agent, self._since), self._since)
             if now - last < limit:
                 continue
@@ -131,8 +138,9 @@ class AgentLinks:
             await ws.send(p.encode(p.Welcome(agent_id=agent, last_seq=last_seq)))
             for auth in await hub.db(hub.store.pending_authorizations, agent):
                 await ws.send(p.encode(_end_call(auth)))
+            taken: RecentSet[str] = RecentSet(TAKEN_REMEMBERED)  # per link: the agent's next link sends the renamed call
             async for raw in ws:
-                await self._message(ws, agent, raw)
+                await self._message(ws, agent, raw, taken)
         except ConnectionClosed:
             pass
         except StoreError as exc:  # nothing unstored was acknowledged: the agent resends after reconnecting
@@ -145,13 +153,40 @@ class AgentLinks:
                 self._link_closed[agent] = hub.clock()
 
     async def send_end_call(self, agent: str, auth: Authorization) -> None:
-        """Tell the owning agent, if connected (else it gets it when it reconnects)."""
+        """Tell the owning agent: through its link here, else (several replicas)
+        through the replica holding it; if none does, it gets it when it links again."""
+        frame = p.encode(_end_call(auth))
+        if await self.deliver_end_call(agent, frame):
+            return
+        cluster = self.hub.cluster
+        if cluster is not None:
+            await cluster.send_end_call(agent, frame.encode("utf-8"))
+
+    async def deliver_end_call(self, agent: str, frame: str | bytes) -> bool:
+        """Send an ``end_call`` frame to ``agent`` if it is linked here; whether it was.
+        A frame from another replica is checked to be one first."""
         ws = self.connected.get(agent)
-        if ws is not None:
+        if ws is None:
+            return False
+        if isinstance(frame, bytes):
             try:
-                await ws.send(p.encode(_end_call(auth)))
-            except ConnectionClosed:
-                pass
+                frame = p.encode(p.decode(frame, allowed=(p.EndCallAuthorized,)))
+            except p.ProtocolError as exc:
+                log.error("an authorization for agent %s from another replica is not one (%s): not sent", agent, exc.message)
+                return False
+        try:
+            await ws.send(frame)
+        except ConnectionClosed:
+            return False
+        return True
+
+    def peer_gone(self, agents: frozenset[str]) -> None:
+        """Another replica holding ``agents`` stopped being heard: their calls are
+        watched here from now, as if their links had closed now."""
+        now = self.hub.clock()
+        for agent in agents:
+            if agent not in self.connected:
+                self._link_closed[agent] = now
 
     async def _refuse(self, ws: ServerConnection, agent: str | None, code: str, message: str) -> None:
         hub = self.hub
@@ -164,7 +199,7 @@ class AgentLinks:
         except ConnectionClosed:
             pass
 
-    async def _message(self, ws: ServerConnection, agent: str, raw: str | bytes) -> None:
+    async def _message(self, ws: ServerConnection, agent: str, raw: str | bytes, taken: RecentSet[str]) -> None:
         hub = self.hub
         try:
             message = p.decode(raw, allowed=AGENT_INBOUND)
@@ -173,7 +208,18 @@ class AgentLinks:
             await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message)))
             return
         if isinstance(message, p.Heartbeat):
-            await self._heartbeat(ws, agent, message)
+            await self._heartbeat(ws, agent, message, taken)
+            return
+        call_id = getattr(message, "call_id", None)
+        if call_id is not None and call_id in taken:
+            # The agent's new call under a used id: its events that followed the
+            # refused call_started (sent before the refusal reached the agent)
+            # are refused the same way, never added to the stored call.
+            if isinstance(message, p.PartialTranscript):
+                hub.stats.partials_refused += 1
+                return
+            await self._refused_event(ws, agent, message, BadRequest(f"call {call_id!r} is taken: this event belongs to the new call refused under it",
+                                                                     code=p.CALL_ID_TAKEN))
             return
         if isinstance(message, p.PartialTranscript):
             owner = self._owners.get(message.call_id)
@@ -192,6 +238,13 @@ class AgentLinks:
             # Not acknowledged: the agent keeps it as undelivered (a later ack
             # may pass over it; the error's seq tells the agent it was refused).
             await self._refused_event(ws, agent, message, exc)
+            if exc.code == p.CALL_ID_TAKEN:
+                # Not an events_refused notice: the agent renames the call and
+                # sends it again, and tells supervisors itself (call_id_reused).
+                taken.add(message.call_id)
+                log.warning("agent %s started a new call under the used id %s: refused (call_id_taken), the agent renames it",
+                            agent, message.call_id)
+                return
             notice = await hub.db(hub.store.refusal_notice, agent, message, exc)
             if notice is not None:
                 hub.screens.publish(b.NoticeShown(notice=notice), call=None)
@@ -216,12 +269,14 @@ class AgentLinks:
         await hub.db(hub.store.audit, f"agent:{agent}", "refused", None, f"{what} for call {call_id!r}: {exc.code}")
         await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message, seq=seq)))
 
-    async def _heartbeat(self, ws: ServerConnection, agent: str, beat: p.Heartbeat) -> None:
-        """The agent is alive with ``beat.calls``: they stay live (lost ones reopen)."""
+    async def _heartbeat(self, ws: ServerConnection, agent: str, beat: p.Heartbeat, taken: RecentSet[str]) -> None:
+        """The agent is alive with ``beat.calls``: they stay live (lost ones
+        reopen), except ids refused as taken on this link (the agent's new call
+        under them is not the stored call)."""
         hub = self.hub
         self._beating.add(agent)
         hub.load.heard(agent, beat.partials_dropped)
-        ids = [c for c in beat.calls[:HEARTBEAT_CALLS] if isinstance(c, str)]
+        ids = [c for c in beat.calls[:HEARTBEAT_CALLS] if isinstance(c, str) and c not in taken]
         owned, reopened = await hub.db(hub.store.calls_heard, agent, ids)
         now = hub.clock()
         for call_id in owned:
@@ -264,6 +319,11 @@ class AgentLinks:
             publish(b.NoticeShown(notice=rec.record), call=None)
         if rec.checkin:
             publish(b.CheckinShown(checkin=rec.checkin), call=None)
+
+
+TAKEN_REMEMBERED = 1000
+"""Call ids one agent link remembers as refused ``call_id_taken`` (the oldest are forgotten first):
+its later events under them, sent before the agent renamed the call, are refused too."""
 
 
 def _end_call(auth: Authorization) -> p.EndCallAuthorized:

@@ -282,12 +282,21 @@ class LoadShown:
     for a browser that was behind; ``browsers_dropped``, browsers disconnected
     for being too slow (each reconnected with a fresh snapshot);
     ``agents``, per agent, ``{"agent", "partials_dropped"}`` from its
-    heartbeats. Final lines, findings and alerts are never shed."""
+    heartbeats. Final lines, findings and alerts are never shed. With several
+    replicas: ``replica``, this console's name; ``cluster``, its link to the
+    others (``connected``, ``connecting``, ``disconnected``; empty for one
+    console); ``cluster_lost``, messages lost between replicas (partials
+    shed, others dropped); ``cluster_resyncs``, fresh snapshots sent because
+    of it."""
 
     TYPE: ClassVar[str] = "load"
     partials_shed: int
     browsers_dropped: int
     agents: tuple[dict, ...] = ()
+    replica: str = ""
+    cluster: str = ""
+    cluster_lost: int = 0
+    cluster_resyncs: int = 0
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ Rights are not cached on a socket: every request of a signed-in page is
 checked against the store first, and a sweep every ``sweep_seconds`` closes
 the sockets whose session is gone (logged out elsewhere, expired, password
 changed, user removed, also by ``callshield users`` in another process) with
-close code :data:`SIGNED_OUT`, which the pages show as "signed out".
+close code :data:`SIGNED_OUT`, which the pages show as "signed out". With
+several replicas sharing the store, a logout on one also has the others
+check at once (``console/cluster.py``, ``callshield.sessions``).
 """
 
 from __future__ import annotations
@@ -83,6 +85,20 @@ class BrowserDesk:
         except asyncio.CancelledError:
             await self._write_tally(everything=True)
             raise
+
+    async def sessions_changed(self) -> None:
+        """Another replica ended a session: check this one's sockets now."""
+        await self._check_sessions()
+
+    async def resync(self) -> None:
+        """Send every signed-in browser a fresh snapshot (messages from another
+        replica were lost on the way: the store has them)."""
+        hub = self.hub
+        for link in [link for link in hub.screens.links if link.role is not None and not link.dropped]:
+            user, role = link.user, link.role
+            snapshot = await hub.db(_snapshot, hub.store, user, role)
+            if link.user == user and link.role == role and not link.dropped:
+                hub.screens.reply(link, snapshot)
 
     async def _check_sessions(self) -> None:
         links = [link for link in self.hub.screens.links if link.token is not None and not link.dropped]
@@ -227,6 +243,8 @@ class BrowserDesk:
             link.user = link.role = link.token = None
             for other in [o for o in hub.screens.links if o.token == token]:  # the session's other tabs
                 await self._sign_out(other, "logged out in another tab")
+            if hub.cluster is not None:  # and its sockets on the other replicas, now rather than at their next sweep
+                hub.cluster.sessions_changed()
         elif isinstance(r, b.CallDetailRequest):
             if link.role == "partner":
                 current = await db(store.current_call_of, user)

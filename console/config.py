@@ -15,6 +15,8 @@ Example::
     lockout_seconds = 300   # the window, and the first lock (doubled at each further lock, at most 24 h)
     agent_lost_seconds = 60 # an agent silent this long (no link, no heartbeat naming a call): its calls close as lost
     allowed_hosts = ["callshield.site.example"]   # Host names browsers and agents use; default: see below
+    nats = "nats://nats.site.example:4222"   # several replicas: their NATS (default: none, one console)
+    replica = "console-a"   # this replica's name (default: the host name and port)
 
 Every setting with its default: ``docs/callshield.example.toml``.
 """
@@ -33,6 +35,8 @@ from kernel.sections import read_section
 _PATHS = ("data_dir", "tls_cert", "tls_key")
 POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
 """How ``store`` names a PostgreSQL database (a libpq connection URI)."""
+NATS_SCHEMES = ("nats://", "tls://")
+"""How ``nats`` names a NATS server."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +69,13 @@ class ConsoleConfig:
     for ``0.0.0.0``/``::``, the loopback names, the host name and any IP
     address (``console.web.default_allowed_hosts``). A site DNS name must be
     listed. The console's own address (its ``url``) is always allowed.
+    ``nats``: empty (the default) for one console; for several replicas
+    sharing one PostgreSQL store, the NATS server(s) they share
+    (``nats://host:4222``, comma-separated for a NATS cluster,
+    ``nats://user:password@host:4222``, ``tls://host:4222``), through which
+    live screens, authorizations and sign-outs cross (``console/cluster.py``).
+    ``replica``: this replica's name in logs and ``/healthz`` (default: the
+    machine's host name and the port).
     """
 
     data_dir: Path
@@ -79,6 +90,8 @@ class ConsoleConfig:
     lockout_seconds: float = 300.0
     agent_lost_seconds: float = 60.0
     allowed_hosts: tuple[str, ...] = ()
+    nats: str = ""
+    replica: str = ""
 
     @property
     def store_path(self) -> Path:
@@ -114,6 +127,13 @@ class ConsoleConfig:
             raise ConfigError("[console] login_failures must be >= 1 and lockout_seconds >= 0")
         if not self.agent_lost_seconds >= 2 * HEARTBEAT_S:
             raise ConfigError(f"[console] agent_lost_seconds must be at least {2 * HEARTBEAT_S:g} (twice the agents' heartbeat interval)")
+        for url in filter(None, (u.strip() for u in self.nats.split(","))):
+            if not url.startswith(NATS_SCHEMES) or len(url.split("://", 1)[1]) == 0:
+                raise ConfigError(f"[console] nats must be nats://HOST:PORT (or tls://), not {url.split('@')[-1][:60]!r}")
+        if self.nats and not self.store:
+            raise ConfigError("[console] nats needs a shared store: set [console] store to the replicas' PostgreSQL")
+        if len(self.replica) > 64 or not all(c.isalnum() or c in "-_." for c in self.replica):
+            raise ConfigError(f"[console] replica must be at most 64 letters, digits, '-', '_' or '.', not {self.replica[:70]!r}")
         for name in self.allowed_hosts:
             if not (is_address(name.strip("[]")) or (":" not in name and host_name(name) is not None)):
                 raise ConfigError(f"[console] allowed_hosts: {name!r} is not a host name or IP address (no scheme, port or path)")

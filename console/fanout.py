@@ -103,15 +103,26 @@ class Screens:
         self._on_drop = on_drop
         self._on_unsendable = on_unsendable
         self._spawn = spawn
+        self.relay: Callable[[bytes, bool, str | None, bool], None] | None = None
+        """With several replicas (``console/cluster.py``): hands what is published here to the others."""
 
-    def publish(self, message: Any, *, call: Call | None, supervisors: bool = True, partner: str | None = None) -> None:
+    def publish(self, message: Any, *, call: Call | None, supervisors: bool = True, partner: str | None = None,
+                everywhere: bool = True) -> None:
         """Send to every supervisor (if ``supervisors``) and to the partner of
-        ``call`` (or the named ``partner``). Encoded once, queued per browser."""
+        ``call`` (or the named ``partner``). Encoded once, queued per browser,
+        and (``everywhere``, with replicas) handed once to :attr:`relay` for
+        the other replicas' browsers."""
         frame = self.frame(message)
         if frame is None:
             return
         partner = partner or (call.partner if call else None)
         sheddable = isinstance(message, b.PartialShown)
+        self.deliver(frame, supervisors, partner, sheddable)
+        if everywhere and self.relay is not None:
+            self.relay(frame, supervisors, partner, sheddable)
+
+    def deliver(self, frame: bytes, supervisors: bool, partner: str | None, sheddable: bool) -> None:
+        """Queue an encoded message for this console's browsers that should see it."""
         for link in list(self.links):
             if link.role is None or link.dropped:
                 continue

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from websockets.http11 import Request, Response
 
+from console.cluster import Cluster
 from console.config import ConsoleConfig
 from console.fanout import Screens
 from console.load import LoadWatch
@@ -40,6 +41,8 @@ class ConsoleStats:
     events_stored: int = 0
     events_duplicate: int = 0
     partials_forwarded: int = 0
+    partials_refused: int = 0
+    """Partials of a call refused as taken on its agent's link (dropped, not forwarded)."""
     messages_unsendable: int = 0
     """Messages for browsers that could not be encoded (sent to no one, logged)."""
 
@@ -60,6 +63,8 @@ class Hub(Protocol):
     screens: Screens
     agents: EndCalls
     load: LoadWatch
+    cluster: Cluster | None
+    """The other replicas, through NATS (``[console] nats``); None for one console."""
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
 

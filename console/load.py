@@ -10,7 +10,13 @@ are:
   (``browsers_dropped``); it reconnects and gets a fresh snapshot, so nothing
   durable is lost;
 - an agent drops partials while its link is down or its queue is full, and
-  says how many in each heartbeat (``partials_dropped``).
+  says how many in each heartbeat (``partials_dropped``);
+- with several replicas (``console/cluster.py``), this replica's link to the
+  others: its state (``cluster``: ``connected``, ``connecting``,
+  ``disconnected``), what was lost between replicas (``cluster_lost``:
+  partials shed, messages dropped) and how often its screens were sent a
+  fresh snapshot because of it (``cluster_resyncs``). Each replica shows its
+  own counts to its own supervisors.
 
 :class:`LoadWatch` gathers these counts and, at most once a second and only
 when one changed, shows them to every supervisor (:class:`~console.browser_protocol.LoadShown`);
@@ -23,6 +29,7 @@ import asyncio
 from collections.abc import Callable
 
 from console import browser_protocol as b
+from console.cluster import Cluster
 from console.fanout import BrowserLink, Screens
 
 EVERY_S = 1.0
@@ -32,9 +39,10 @@ EVERY_S = 1.0
 class LoadWatch:
     """The counts of what was shed, shown to supervisors when they change."""
 
-    def __init__(self, screens: Screens, browsers_dropped: Callable[[], int]) -> None:
+    def __init__(self, screens: Screens, browsers_dropped: Callable[[], int], cluster: Callable[[], Cluster | None] = lambda: None) -> None:
         self._screens = screens
         self._browsers_dropped = browsers_dropped
+        self._cluster = cluster
         self._agents: dict[str, int] = {}  # one entry per agent account: bounded by the users table
         self._shown: b.LoadShown | None = None
 
@@ -45,14 +53,18 @@ class LoadWatch:
 
     def report(self) -> b.LoadShown:
         agents = tuple({"agent": a, "partials_dropped": n} for a, n in sorted(self._agents.items()))
-        return b.LoadShown(partials_shed=self._screens.partials_shed, browsers_dropped=self._browsers_dropped(), agents=agents)
+        cluster = self._cluster()
+        if cluster is None:
+            return b.LoadShown(partials_shed=self._screens.partials_shed, browsers_dropped=self._browsers_dropped(), agents=agents)
+        return b.LoadShown(partials_shed=self._screens.partials_shed, browsers_dropped=self._browsers_dropped(), agents=agents,
+                           replica=cluster.replica, cluster=cluster.state, cluster_lost=cluster.lost, cluster_resyncs=cluster.stats.resyncs)
 
     def show(self) -> None:
         """Publish the counts to supervisors if any changed since last shown."""
         now = self.report()
         if now != self._shown and (self._shown is not None or _anything(now)):
             self._shown = now
-            self._screens.publish(now, call=None, supervisors=True)
+            self._screens.publish(now, call=None, supervisors=True, everywhere=False)  # each replica shows its own
 
     def greet(self, link: BrowserLink) -> None:
         """A supervisor signed in: show what was shed so far, if anything was."""
@@ -66,4 +78,4 @@ class LoadWatch:
 
 
 def _anything(load: b.LoadShown) -> bool:
-    return bool(load.partials_shed or load.browsers_dropped or any(a["partials_dropped"] for a in load.agents))
+    return bool(load.cluster or load.partials_shed or load.browsers_dropped or any(a["partials_dropped"] for a in load.agents))

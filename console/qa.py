@@ -148,10 +148,19 @@ def _sidecar_checked(recordings_dir: Path, call_id: str) -> tuple[dict[str, Any]
 
 
 def _store_recording(store: Store, call_id: str, facts: dict[str, Any], now_hash: str) -> Recording | None:
-    """Store a checked recording's row (store thread); None for an unknown call."""
-    if store.call(call_id) is None:
+    """Store a checked recording's row (store thread); None for an unknown
+    call, or for a recording whose sidecar names another call: another id, or
+    this id with another start (a later call that had this call's id, before
+    its agent renamed it)."""
+    call = store.call(call_id)
+    if call is None:
         return None
     name = recording_name(call_id)
+    started = facts.get("call_started_at", call.started_at)
+    if facts["call_id"] != call_id or started != call.started_at:
+        log.warning("call %s (started %s): %s is the recording of call %s started %s, not adopted",
+                    call_id, call.started_at, name, facts["call_id"], started)
+        return None
     row = store.add_recording(
         call_id, path=name, sha256=facts["sha256"], bytes=facts["bytes"], duration=float(facts["duration"]),
         sample_rate=int(facts.get("sample_rate") or 0), finalized_at=facts["finalized_at"], recovered=bool(facts.get("recovered")),

@@ -23,6 +23,11 @@ one connection, SQLite or PostgreSQL),
 ``auth`` (scrypt password checks, which take tens of milliseconds each) and
 ``recordings`` (reading recordings, hashing, evidence zips; ``console/qa.py``).
 
+Several replicas (issue 15, ``[console] nats``): ``console/cluster.py``
+relays what this console shows to the other replicas' browsers through NATS,
+and authorizations to the replica holding the agent; ``/healthz`` shows the
+cluster's state (``cluster``: null for one console).
+
 QA (issue 6, ``console/qa.py`` and ``console/recordings.py``): ``/recordings/``
 and ``/evidence/`` over HTTP for qa/supervisor/admin, the ``qa_*`` browser
 requests, adoption of finished recordings when a call ends, and the retention
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +50,7 @@ from websockets.http11 import Request, Response
 
 from console.agents import AgentLinks
 from console.browsers import BrowserDesk
+from console.cluster import Cluster, require_client
 from console.config import ConsoleConfig
 from console.errors import ConsoleError
 from console.fanout import Screens
@@ -80,7 +87,8 @@ class Console:
         self._gate: HostGate | None = None
         self._routes: list[tuple[Callable[[str], bool], Callable[[Request], Awaitable[Response]]]] = []
         self.screens = Screens(on_drop=self._dropped, spawn=self.spawn, on_unsendable=self._unsendable)
-        self.load = LoadWatch(self.screens, lambda: self.stats.browsers_dropped)
+        self.cluster: Cluster | None = None
+        self.load = LoadWatch(self.screens, lambda: self.stats.browsers_dropped, lambda: self.cluster)
         # QA (issue 6): recordings and evidence over HTTP, qa_* requests, retention
         self.qa = QaDesk(self, retention if retention is not None else RetentionPolicy())
         self.agents = AgentLinks(self, self.qa)
@@ -91,6 +99,8 @@ class Console:
     async def start(self) -> None:
         """Open (and migrate) the store, read the pages, bind the port."""
         loop = asyncio.get_running_loop()
+        if self.config.nats:
+            require_client()  # before anything is opened or bound
         self.config.recordings_dir.mkdir(parents=True, exist_ok=True)
         self.store = await loop.run_in_executor(self._store_pool, partial(Store.open, self.config.store_location, clock=self.clock))
         self._site = await loop.run_in_executor(self._store_pool, partial(Site, health=self._health, tls=self.config.tls))
@@ -125,9 +135,22 @@ class Console:
         self.http_url = f"{'https' if self.config.tls else 'http'}://{host}:{self.port}"
         self._gate = HostGate.for_console(self.config.allowed_hosts, self.config.host, own=host)
         log.info("console listening on %s", self.http_url)
+        if self.config.nats:
+            self._link_replicas(host)
         self.qa.start()
         self.agents.start()
         self.spawn(self.load.run())
+
+    def _link_replicas(self, host: str) -> None:
+        """Several replicas: publish what is shown here, show what the others publish (``console/cluster.py``)."""
+        replica = self.config.replica or f"{socket.gethostname()}-{self.port}"
+        self.cluster = Cluster(
+            self.config.nats, replica, deliver=self.screens.deliver, end_call=self.agents.deliver_end_call,
+            sessions_changed=self.browsers.sessions_changed, resync=self.browsers.resync,
+            agents=lambda: tuple(self.agents.connected), peer_gone=self.agents.peer_gone, spawn=self.spawn,
+        )
+        self.cluster.start()
+        self.screens.relay = self.cluster.relay
 
     async def serve_forever(self) -> None:
         """Serve until :meth:`stop` is called (starting first if needed)."""
@@ -140,6 +163,9 @@ class Console:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.cluster is not None:
+            self.screens.relay = None
+            await self.cluster.close()
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
@@ -191,6 +217,7 @@ class Console:
             "partials_shed": self.screens.partials_shed,
             "messages_unsendable": self.stats.messages_unsendable,
             "events_stored": self.stats.events_stored,
+            "cluster": self.cluster.health() if self.cluster is not None else None,
         }
 
     # ------------------------------------------------------------------ routing

@@ -31,6 +31,7 @@ from detection.config import DetectionConfig
 from detection.errors import DetectionError
 from detection.findings import Finding, LevelChange
 from detection.taxonomy import LEVELS, level_rank, severity_rank
+from kernel.levels import category_words
 
 
 def load_suggestions(language: str) -> Mapping[str, Mapping[str, str]]:
@@ -95,14 +96,15 @@ class EscalationLadder:
         )
 
     def _reason(self, worst: Finding) -> str:
-        what = worst.category if worst.subtype is None else f"{worst.category} ({worst.subtype})"
+        """Why the level moved, in plain words for the partner and supervisors
+        (``A threat: "i know where you live". So far on this call: an insult, a threat.``)."""
         said = f": \"{worst.evidence}\"" if worst.evidence else ""
-        tally = ", ".join(f"{n} {c}" for c, n in sorted(self._counts.items()))
         strikes = ""
         if worst.category == "profanity":
             alert_at = self.config.profanity_alert_strikes
             strikes = f", strike {self.strikes} of {alert_at}" if self.strikes <= alert_at else f", {self.strikes} strikes"
-        return f"{worst.severity} {what}{said}; this call so far: {tally} ({self.points} points{strikes})"
+        tally = ", ".join(category_words(c) if n == 1 else f"{category_words(c)} ({n} times)" for c, n in self._counts.items())
+        return f"{category_words(worst.category, capitalized=True)}{said}{strikes}. So far on this call: {tally}."
 
 
 def _acts(findings) -> list[list[Finding]]:

@@ -280,6 +280,13 @@ class Refused:
     seq: int | None = None
 
 
+CALL_ID_TAKEN = "call_id_taken"
+"""The ``Refused.code`` of a ``call_started`` for a call id its agent already
+started under another event id (a new call under a used id: the PBX sent it
+again after the agent restarted), and of that call's later events on the same
+link. The agent renames the call (``<id>.2``...) and sends its events again;
+the stored call is unchanged."""
+
 AGENT_MESSAGES = (AgentHello, CallStarted, PartialTranscript, Heartbeat, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice,
                   EndCallWebhookOutcome)
 CONSOLE_MESSAGES = (Welcome, Ack, EndCallAuthorized, Refused)

@@ -8,6 +8,8 @@
 - ``postgresql_server``: a PostgreSQL cluster for the session; ``store_where``:
   a store location per database (SQLite file, fresh PostgreSQL database),
   so one store test runs against both.
+- ``nats_server``: a NATS server for the session (``tests/nats_kit.py``), for
+  the console replicas' tests.
 - ``encoder_dir`` / ``encoder``: the real sentence encoder of the detector's
   semantic stage (``all-minilm-l6-v2``), installed by .ci/run; ``detector``:
   a ``Detector`` with its semantic stage, shared by the session.
@@ -90,6 +92,19 @@ def postgresql_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server():
+    """A ``nats-server`` for the whole session (``tests/nats_kit.py``),
+    started only when a test asks for it; fails when it is missing."""
+    from nats_kit import NatsServer
+
+    server = NatsServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

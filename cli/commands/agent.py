@@ -70,7 +70,8 @@ async def _run_agent(agent_settings, settings, detector, url: str, token: str, m
     link = make_link(agent_settings, url=url, token=token)
     agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
                   audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook,
-                  decoding=settings.decoding_plan())
+                  decoding=settings.decoding_plan(),
+                  ids_in_use=[recording.recorded])
     agent.install_signal_handlers()
     await agent.start()
     ingress_tasks: list[asyncio.Task] = []

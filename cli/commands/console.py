@@ -58,6 +58,8 @@ async def _serve(config, retention=None) -> int:
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(console.stop()))
     people = await console.db(console.store.user_count)
     print(f"callshield console at {console.http_url}  (store: {shown(config.store_location)})", flush=True)
+    if console.cluster is not None:
+        print(f"  replica:      {console.cluster.replica}, linked to the others through NATS at {console.cluster.health()['nats']}", flush=True)
     print(f"  sign in:      {console.http_url}/", flush=True)
     print(f"  agents:       {console.url}/ws/agent", flush=True)
     if people == 0:

@@ -14,7 +14,8 @@ ruled out, each ``{"category", "rule", "evidence", "reason"}`` ("negated",
 one call, in order: a repeated request is reported on the line where it
 becomes excessive. Partner lines are context, never screened. A line that is
 not valid input gets an ``error`` field and one finding of category
-``error`` instead of stopping the run.
+``error`` instead of stopping the run. Reading a terminal (no file, no pipe),
+it first prints a one-line hint on standard error.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ import json
 import math
 import sys
 from typing import Any, Iterator
+
+
+TTY_HINT = ("callshield detect: reading from the terminal: type what a customer says and press Enter "
+            "(Ctrl-D to finish), or give a file: callshield detect CALL.jsonl")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,12 +44,14 @@ def run(args: argparse.Namespace) -> int:
     from cli.settings import load_settings
     from detection import DetectionConfig
 
+    paths = args.paths or ["-"]
+    if "-" in paths and sys.stdin.isatty():  # a person at a terminal, not a pipe: say what to do rather than wait silently
+        print(TTY_HINT, file=sys.stderr, flush=True)
     settings = load_settings(getattr(args, "config", None))
     table = dict(settings.section("detection"))
     if args.language:
         table["language"] = args.language
     detector = settings.detector(DetectionConfig.from_table(table))
-    paths = args.paths or ["-"]
     for path in paths:
         if path != "-":
             with open(path, "rb"):

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="with --realtime: audio seconds per second (default 1.0)")
     parser.add_argument("--partner", metavar="NAME", help="the partner's user name (default: [agent] partner)")
     parser.add_argument("--seat", metavar="SEAT", help="desk or extension (default: [agent] seat)")
+    parser.add_argument("--call-id", metavar="ID", help="the call's id, as a PBX would give it (default: a fresh UUID); "
+                        "an id the console already has from this agent is monitored as ID.2 (call_id_reused)")
     parser.add_argument("--model", metavar="MODEL", help="speech model for a WAV call (directory or installed name)")
     parser.add_argument("--retries", type=int, default=5, metavar="N", help="connection attempts before giving up (default 5)")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
@@ -89,10 +91,10 @@ async def _replay(args, agent_settings, settings, detector, url, token, transcri
         if source is not None:
             await agent.load_model(model.path)
             handle = agent.start_call(source, sample_rate=source.sample_rate, partner=args.partner, seat=args.seat,
-                                      source_kind="wav", lossless=not args.realtime)
+                                      source_kind="wav", lossless=not args.realtime, call_id=args.call_id)
         else:
             paced = TranscriptSource(transcript, realtime=args.realtime, speed=args.speed)
-            handle = agent.start_transcript_call(paced, partner=args.partner, seat=args.seat)
+            handle = agent.start_transcript_call(paced, partner=args.partner, seat=args.seat, call_id=args.call_id)
         stopped = asyncio.ensure_future(link.wait_stopped())
         interrupted = asyncio.ensure_future(agent.wait_shutdown_requested())
         try:

@@ -8,9 +8,12 @@ over the same websocket protocol a remote agent would use.
 
 First start: an ``admin`` user is created and its generated password printed
 once. ``--demo`` also creates ``demo-partner`` and ``demo-supervisor`` (their
-passwords printed once) and replays the bundled demo call over and over:
-through the speech model when an English model is installed, otherwise from
-the call's timed transcript (a notice on the console says which). The live
+passwords printed once) and replays the bundled demo call ``[agent]
+demo_calls`` times (3), then stops and says so on the supervisors' screen:
+through the speech model when an English Vosk model is installed, otherwise
+from the call's timed transcript (a notice on the console says which). The
+sign-in summary (the URL, new passwords, how to reset one) is printed last,
+once everything is up; library logging stays at WARNING unless ``--verbose``. The live
 ingress options are those of ``callshield agent`` (calls from Asterisk,
 Genesys AudioHook or Twilio streams, a sound device or recordings, transcribed with the model of the lookup order).
 """
@@ -39,7 +42,8 @@ class ServeError(CallshieldError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--demo", action="store_true", help="also replay the bundled sample call, again and again")
+    parser.add_argument("--demo", action="store_true", help="also replay the bundled sample call a few times ([agent] demo_calls)")
+    parser.add_argument("--verbose", action="store_true", help="log every connection and call (default: warnings and errors only)")
     parser.add_argument("--host", help="bind address (default: [console] host, else 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default: [console] port, else 8750; 0 = any free port)")
     parser.add_argument("--data-dir", metavar="DIR", help="where the store and recordings live (default: [console] data_dir, else the callshield data directory)")
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from cli.commands.console import console_config as console_config_from
     from cli.settings import load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = load_settings(args.config)
     console_config = console_config_from(args)
     detection_config = settings.detection_config()
@@ -72,10 +76,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _english_model(settings, option: str | None) -> Path | None:
-    """An installed English speech model for the demo, or None (then the transcript is replayed)."""
+    """An installed English Vosk speech model for the demo, or None (then the transcript is replayed).
+
+    Only speech models count: the detector's sentence encoder is installed in
+    the same directory and its catalogue language is English too."""
     from models.catalogue import load_catalogue
     from models.lookup import ModelsConfig, models_dir
-    from models.layout import check_model_dir
+    from models.layout import SPEECH, check_model_dir
     from models.store import ModelStore
 
     if option:
@@ -87,14 +94,14 @@ def _english_model(settings, option: str | None) -> Path | None:
     root = models_dir(ModelsConfig.from_section(settings.section("models"), base=base), data_dir=settings.data_dir)
     store = ModelStore(root, load_catalogue())
     for model in store.installed():
-        if option and model.name != option:
+        if model.kind != SPEECH or (option and model.name != option):
             continue
         entry = store.catalogue.get(model.name)
         language = entry.language if entry is not None else ""
         if language.startswith("en") or re.search(r"(^|-)en(-|$)", model.name):
             return model.path
     if option:
-        raise ServeError(f"--model {option!r}: no such English model installed in {root}", code="model_not_found")
+        raise ServeError(f"--model {option!r}: no such English speech model installed in {root}", code="model_not_found")
     return None
 
 
@@ -114,23 +121,24 @@ async def _serve(settings, console_config, detector, *, demo: bool, model: Path 
     recording = AgentRecording(console_config.recordings_dir, retention)  # the console serves the same directory
     try:
         await recording.recover()
-        await _first_start(console, demo=demo)
+        created = await _first_start(console, demo=demo)
         token = new_token()  # a fresh secret for the embedded agent on every start
         await console.db(console.store.ensure_user, EMBEDDED_AGENT, "agent", token)
         agent_settings = dataclasses.replace(settings.agent, agent_id=EMBEDDED_AGENT, site=settings.agent.site or "embedded")
         link = make_link(agent_settings, url=console.url, token=token)
         agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
                       audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook,
-                      decoding=settings.decoding_plan())
+                      decoding=settings.decoding_plan(),
+                      ids_in_use=[recording.recorded])
         agent.install_signal_handlers()
         await agent.start()
         await link.wait_connected(timeout=30)
-        print(f"callshield console: {console.http_url}/  (supervisor: {console.http_url}/supervisor, partner: {console.http_url}/partner)", flush=True)
         if demo:
             demo_task = asyncio.get_running_loop().create_task(_demo_loop(agent, model), name="demo")
         elif model is not None:
             await agent.load_model(model)
             ingress_tasks = await start_ingress(agent, ingress)
+        print(sign_in_summary(console.http_url, created, demo=demo, calls=agent_settings.demo_calls), flush=True)
         stopped = asyncio.ensure_future(link.wait_stopped())
         requested = asyncio.ensure_future(agent.wait_shutdown_requested())
         try:
@@ -155,21 +163,34 @@ async def _serve(settings, console_config, detector, *, demo: bool, model: Path 
         await console.stop()
 
 
-async def _first_start(console, *, demo: bool) -> None:
-    """Leave the user able to log in: an admin on first start; demo users with --demo."""
+async def _first_start(console, *, demo: bool) -> list[tuple[str, str, str]]:
+    """Leave the user able to log in: an admin on first start; demo users with
+    --demo. Returns the users made now, ``(name, role, password)``."""
     store = console.store
+    created = []
     if await console.db(store.user_count) == 0:
-        password = await console.db(store.add_user, "admin", "admin")
-        print(f"first start: created user 'admin' with password: {password}  (shown once; change it with 'callshield users')", flush=True)
+        created.append(("admin", "admin", await console.db(store.add_user, "admin", "admin")))
     if demo:
         for name, role in DEMO_USERS:
             if await console.db(store.credentials, name) is None:
-                password = await console.db(store.add_user, name, role)
-                print(f"demo: created user '{name}' ({role}) with password: {password}  (shown once)", flush=True)
+                created.append((name, role, await console.db(store.add_user, name, role)))
+    return created
+
+
+def sign_in_summary(url: str, created: list[tuple[str, str, str]], *, demo: bool, calls: int) -> str:
+    """What a person needs to start, printed last so no log line pushes it away."""
+    lines = [f"callshield console: {url}/  (supervisor: {url}/supervisor, partner: {url}/partner)"]
+    lines += [f"created user '{name}' ({role}) with password: {password}" for name, role, password in created]
+    if demo:
+        lines.append(f"demo: sign in as demo-supervisor in one window and demo-partner in another; the sample call plays {calls} "
+                     f"time{'s' if calls != 1 else ''}, then the demo stops")
+    shown = "passwords above are shown once; " if created else ""
+    lines.append(f"{shown}to set a new password: callshield users passwd NAME")
+    return "\n".join(lines)
 
 
 async def _demo_loop(agent, model: Path | None) -> None:
-    """Replay the demo call again and again, with a pause between runs."""
+    """Replay the demo call ``[agent] demo_calls`` times, with a pause between runs, then say the demo is over."""
     from cli.demo import CALL_TRANSCRIPT, CALL_WAV
     from agent.transcript_source import TranscriptSource
 
@@ -179,19 +200,24 @@ async def _demo_loop(agent, model: Path | None) -> None:
         except CallshieldError as exc:
             log.warning("demo: cannot load the English model %s (%s); replaying the timed transcript instead", model, exc)
             model = None
-    runs = 0
-    while True:
-        runs += 1
+    calls = agent.settings.demo_calls
+    for run in range(1, calls + 1):
         if model is not None:
             from audio.wav import WavSource
 
             source = WavSource(CALL_WAV, realtime=True)
             handle = agent.start_call(source, sample_rate=source.sample_rate, partner="demo-partner", seat="demo", source_kind="wav")
-            agent.notice("demo_source", f"Demo call replayed through the speech model ({model.name}).", call_id=handle.call_id)
+            agent.notice("demo_source", f"Demo call {run} of {calls}, replayed through the speech model ({model.name}).", call_id=handle.call_id)
         else:
             source = TranscriptSource.open(CALL_TRANSCRIPT, realtime=True, speed=agent.settings.demo_speed)
             handle = agent.start_transcript_call(source, partner="demo-partner", seat="demo")
-            agent.notice("demo_source", "Demo call replayed from its timed transcript (no English speech model installed).", call_id=handle.call_id)
-        log.info("demo: call %s started (run %d)", handle.call_id, runs)
+            agent.notice("demo_source", f"Demo call {run} of {calls}, replayed from its timed transcript (no English speech model installed).",
+                         call_id=handle.call_id)
+        log.info("demo: call %s started (%d of %d)", handle.call_id, run, calls)
         await handle.wait()
-        await asyncio.sleep(agent.settings.demo_pause_s)
+        if run < calls:
+            await asyncio.sleep(agent.settings.demo_pause_s)
+    message = (f"The demo played its sample call {calls} time{'s' if calls != 1 else ''} and stopped. "
+               "The console stays open; restart 'callshield serve --demo' to play it again.")
+    agent.notice("demo_finished", message)
+    print(f"demo: {message}", flush=True)

@@ -4,9 +4,12 @@
 
 The call is fiction, written to show the ladder: a customer angry at a bill
 (anger at the company: no alert), then an insult aimed at the partner
-(a warning on the partner's screen), then a threat (supervisors alerted).
+(a caution on the partner's screen, about 11 s in), then a threat
+(supervisors alerted, about 16 s in), then half a minute more of call, so a
+supervisor has time to read the alert, type a reason and authorize ending
+the call while it is still going on (tests/test_demo_call.py holds it to that).
 Two espeak-ng English voices, customer on the left channel, partner on the
-right, 8 kHz G.711 mu-law like a phone line (small enough to ship: < 400 KB).
+right, 8 kHz G.711 mu-law like a phone line (small enough to ship: under 1 MB).
 
 ``call.jsonl`` is the call's timed transcript in the shape ``callshield
 transcribe`` writes (speaker, start, end, text in recognizer style; word
@@ -36,11 +39,19 @@ TURNS = [
     ("partner", 0.3, "thank you for calling my name is sam how can i help you"),
     ("customer", 0.4, "my bill this month is twice what it should be and i am really angry about it"),
     ("partner", 0.4, "i am sorry to hear that let me look at your account"),
-    ("customer", 0.4, "your company is a joke this is the third time"),
-    ("partner", 0.4, "i can see the extra charge i will open a review for you"),
     ("customer", 0.4, "shut up you stupid idiot"),
     ("partner", 0.4, "please i am trying to help you"),
     ("customer", 0.4, "i know where you live and you will regret this"),
+    # after the alert the call goes on, so a supervisor has time to read it and authorize ending the call
+    ("partner", 0.8, "sir i can not go on with this call if you threaten me"),
+    ("customer", 0.6, "your company is a joke this is the third time i call about this bill"),
+    ("partner", 0.6, "i can see the extra charge i will open a review for you"),
+    ("customer", 0.6, "i do not want a review i want the charge gone today"),
+    ("partner", 0.6, "the review takes two days and you will get an email with the answer"),
+    ("customer", 0.6, "two days is ridiculous i pay you every single month"),
+    ("partner", 0.6, "i understand is there anything else i can help you with today"),
+    ("customer", 0.6, "no just fix my bill"),
+    ("partner", 0.6, "thank you for calling goodbye"),
 ]
 
 

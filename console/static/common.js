@@ -75,6 +75,72 @@ const CS = (() => {
     return marked(text, valid ? [span] : []);
   }
 
+  /** Character ranges of utterance ``u``'s text to mark: the spans of the
+   *  findings on it, else (a finding raised on the live partial, whose text
+   *  differs from the final line) their evidence words found in it; sorted, merged. */
+  function evidenceRanges(u, findings) {
+    const text = String(u.text || '');
+    const ranges = [];
+    for (const f of findings) {
+      if (f.end < u.start - 0.01 || f.start > u.end + 0.01) continue;
+      if (f.text === text && Array.isArray(f.span)) {
+        ranges.push([f.span[0], f.span[1]]);
+      } else if (f.evidence) {
+        const at = text.toLowerCase().indexOf(String(f.evidence).toLowerCase());
+        if (at >= 0) ranges.push([at, at + String(f.evidence).length]);
+      }
+    }
+    ranges.sort((a, b) => a[0] - b[0]);
+    const merged = [];
+    for (const r of ranges) {
+      if (r[0] < 0 || r[1] > text.length || r[0] >= r[1]) continue;
+      const last = merged[merged.length - 1];
+      if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
+      else merged.push([r[0], r[1]]);
+    }
+    return merged;
+  }
+
+  /** A finding's words: the final transcript line they were said in, marked, once it has come
+   *  (a finding raised on the live partial carries the partial's shorter text); else its own text. */
+  function findingQuote(f, lines) {
+    for (const u of lines) {
+      if (u.speaker !== 'customer') continue;
+      const ranges = evidenceRanges(u, [f]);
+      if (ranges.length) return marked(u.text, ranges);
+    }
+    return f.text ? highlighted(f.text, f.span) : f.evidence;
+  }
+
+  /** A finding's category in plain words, capitalized (kernel/levels.py CATEGORY_WORDS), with its subtype. */
+  function categoryWords(f) {
+    const words = String(CS_CATEGORY_WORDS[f.category] || String(f.category).replace(/_/g, ' '));
+    const subtype = f.subtype ? ` (${String(f.subtype).replace(/_/g, ' ')})` : '';
+    return words.charAt(0).toUpperCase() + words.slice(1) + subtype;
+  }
+
+  function severityWords(severity) {
+    return CS_SEVERITY_WORDS[severity] || String(severity);
+  }
+
+  // How a call ended (the call's `end_reason`, kernel/protocol.py CallEnded), in words.
+  const END_WORDS = {
+    hangup: 'hung up',
+    end_of_file: 'the recording ended',
+    authorized_end: 'ended after authorization',
+    error: 'monitoring failed',
+    shutdown: 'callshield was shut down',
+    closed: 'the line closed',
+    refused: 'refused',
+    cancelled: 'cancelled',
+    stream_lost: 'the audio stream was lost',
+    lost: 'monitoring lost',
+  };
+  /** How ``call`` ended, in words. */
+  function endWords(call) {
+    return END_WORDS[call.end_reason] || String(call.end_reason || 'ended').replace(/_/g, ' ');
+  }
+
   function socketUrl() {
     return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws/browser`;
   }
@@ -161,5 +227,5 @@ const CS = (() => {
     };
   }
 
-  return { TOKEN_KEY, NOTICE_KEY, HOME, LEVEL_NAMES, LEVEL_RANK, el, clear, levelBadge, clock, seconds, since, highlighted, marked, Link, statusPill, socketUrl };
+  return { TOKEN_KEY, NOTICE_KEY, HOME, LEVEL_NAMES, LEVEL_RANK, el, clear, levelBadge, clock, seconds, since, highlighted, marked, evidenceRanges, findingQuote, categoryWords, severityWords, endWords, Link, statusPill, socketUrl };
 })();

@@ -5,7 +5,7 @@
 
 (() => {
   const { el, clear, levelBadge, LEVEL_NAMES } = CS;
-  const state = { call: null, levels: [], authorization: null, help: null };
+  const state = { call: null, levels: [], authorization: null, help: null, helpSending: false, helpError: '' };
 
   const $ = (id) => document.getElementById(id);
 
@@ -26,12 +26,17 @@
     }
 
     const banner = $('auth-banner');
-    if (state.authorization) {
-      banner.classList.remove('hidden');
-      $('auth-text').textContent = `${state.authorization.by} authorized ending this call at ${CS.clock(state.authorization.authorized_at)}. You may close the call politely now.`;
-      $('auth-reason').textContent = `Reason: ${state.authorization.reason}`;
-    } else {
-      banner.classList.add('hidden');
+    const auth = state.authorization;
+    banner.classList.toggle('hidden', !auth);
+    if (auth) {
+      const over = Boolean(call && call.ended_at);  // the call is over: the banner records it, it does not ask for anything
+      banner.classList.toggle('over', over);
+      banner.setAttribute('role', over ? 'status' : 'alert');
+      $('auth-title').textContent = over ? 'Ending this call was authorized' : 'You may end this call';
+      $('auth-text').textContent = over
+        ? `${auth.by} authorized ending this call at ${CS.clock(auth.authorized_at)}. The call has ended.`
+        : `${auth.by} authorized ending this call at ${CS.clock(auth.authorized_at)}. You may close the call politely now.`;
+      $('auth-reason').textContent = `Reason: ${auth.reason}`;
     }
 
     const list = clear($('warnings'));
@@ -45,14 +50,29 @@
         el('div', { class: 'why' }, w.reason)));
     }
 
+    renderHelp();
+  }
+
+  // "Need help": sending, sent (the button says so until a supervisor takes it), taken; back to the start after the call.
+  function renderHelp() {
     const help = state.help;
     const helpState = $('help-state');
+    const button = $('help-button');
     helpState.className = 'help-state';
+    button.disabled = state.helpSending || Boolean(help && !help.acknowledged_by);
+    button.textContent = help && !help.acknowledged_by ? 'Help requested' : 'Need help';
     if (help && help.acknowledged_by) {
       helpState.textContent = `${help.acknowledged_by} is coming to help you.`;
       helpState.classList.add('taken');
     } else if (help) {
-      helpState.textContent = `Supervisors notified at ${CS.clock(help.created_at)}.`;
+      helpState.textContent = `Sent at ${CS.clock(help.created_at)}: the supervisors have been told. Waiting for one of them to take it…`;
+      helpState.classList.add('sent');
+    } else if (state.helpSending) {
+      helpState.textContent = 'Calling a supervisor…';
+    } else if (state.helpError) {
+      helpState.textContent = state.helpError;
+    } else {
+      helpState.textContent = 'Press to call a supervisor to your call.';
     }
   }
 
@@ -62,9 +82,17 @@
     if (!state.call || state.call.id !== call.id) {
       state.levels = [];
       state.authorization = null;
-      state.help = null;
+      resetHelp();
+    } else if (call.ended_at && !state.call.ended_at) {
+      resetHelp();  // the call is over: the button is ready for the next one
     }
     state.call = call;
+  }
+
+  function resetHelp() {
+    state.help = null;
+    state.helpSending = false;
+    state.helpError = '';
   }
 
   function onMessage(msg) {
@@ -76,7 +104,7 @@
         state.call = msg.calls[0] || null;
         state.levels = msg.levels.slice();
         state.authorization = msg.authorizations[0] || null;
-        state.help = null;
+        resetHelp();
         break;
       case 'call':
         setCall(msg.call);
@@ -89,10 +117,14 @@
         if (state.call && msg.authorization.call_id === state.call.id) state.authorization = msg.authorization;
         break;
       case 'help':
+        // a request from an ended call, not taken, is not shown on the next one
+        if (state.call && state.call.ended_at && !msg.help.acknowledged_by && !state.helpSending) return;
         state.help = msg.help;
+        state.helpSending = false;
         break;
       case 'error':
-        $('help-state').textContent = msg.message;
+        state.helpSending = false;
+        state.helpError = msg.message;
         break;
       default:
         return;
@@ -103,8 +135,10 @@
   const link = new CS.Link({ page: '/partner', onMessage, onStatus: CS.statusPill($('status')) });
   $('logout').addEventListener('click', () => link.logout());
   $('help-button').addEventListener('click', () => {
+    state.helpSending = true;
+    state.helpError = '';
     link.send('need_help', { note: '' });
-    $('help-state').textContent = 'Calling a supervisor…';
+    renderHelp();
   });
   link.start();
 })();

@@ -90,7 +90,7 @@
     const call = detail.call;
     const head = clear($('call-head'));
     head.appendChild(el('h3', {}, call.partner));
-    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, `agent ${call.agent}`, dateTime(call.started_at), call.end_reason || ''].filter(Boolean).join(' · ')));
+    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, `agent ${call.agent}`, dateTime(call.started_at), call.end_reason ? CS.endWords(call) : ''].filter(Boolean).join(' · ')));
     head.appendChild(levelBadge(call.peak_level || call.level));
     $('player-empty').classList.add('hidden');
     $('player').classList.remove('hidden');
@@ -128,30 +128,6 @@
     return Math.max(d.call.length || 0, ...ends, 1);
   }
 
-  /** Character ranges of ``text`` to mark: findings' spans on this utterance,
-   *  else their evidence words found in it. */
-  function evidenceRanges(u) {
-    const ranges = [];
-    for (const f of state.detail.findings) {
-      if (f.end < u.start - 0.01 || f.start > u.end + 0.01) continue;
-      if (f.text === u.text && Array.isArray(f.span)) {
-        ranges.push([f.span[0], f.span[1]]);
-      } else if (f.evidence) {
-        const at = u.text.toLowerCase().indexOf(String(f.evidence).toLowerCase());
-        if (at >= 0) ranges.push([at, at + String(f.evidence).length]);
-      }
-    }
-    ranges.sort((a, b) => a[0] - b[0]);
-    const merged = [];
-    for (const r of ranges) {
-      if (r[0] < 0 || r[1] > u.text.length || r[0] >= r[1]) continue;
-      const last = merged[merged.length - 1];
-      if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
-      else merged.push([r[0], r[1]]);
-    }
-    return merged;
-  }
-
   function renderTranscript() {
     const box = clear($('transcript'));
     const lines = state.detail.utterances;
@@ -160,7 +136,7 @@
       return;
     }
     lines.forEach((u, i) => {
-      const ranges = evidenceRanges(u);
+      const ranges = CS.evidenceRanges(u, state.detail.findings);
       box.appendChild(el('div', {
         class: `line ${u.speaker}${ranges.length ? ' flagged' : ''}`,
         'data-index': i,
@@ -193,11 +169,11 @@
         },
       },
       el('div', { class: 'top' },
-        el('span', { class: 'cat' }, f.category + (f.subtype ? ` (${f.subtype})` : '')),
-        el('span', { class: 'sev' }, f.severity),
+        el('span', { class: 'cat' }, CS.categoryWords(f)),
+        el('span', { class: 'sev' }, CS.severityWords(f.severity)),
         el('span', { class: 'tag mono' }, CS.seconds(f.start)),
         verdict),
-      el('div', { class: 'quote' }, f.text ? CS.highlighted(f.text, f.span) : (f.evidence || '')),
+      el('div', { class: 'quote' }, CS.findingQuote(f, state.detail.utterances)),
       f.why ? el('div', { class: 'why' }, f.why) : null,
       el('div', { class: 'mark-row' }, note,
         el('button', { type: 'button', class: 'confirm', onclick: send('confirmed') }, 'Confirm'),

@@ -25,7 +25,11 @@
     events_refused: 'Agent events refused',
     end_call_webhook_failed: 'End-call request failed',
     end_call_webhook_not_configured: 'Call cannot be ended by callshield',
+    demo_source: 'Demo call',
+    demo_finished: 'Demo finished',
   };
+  const MAX_ENDED = 20;
+  const MAX_ACKED_SHOWN = 3;  // open alerts are all shown, in full; acknowledged ones only the latest few
   // An end-call webhook's outcomes (notice code end_call_webhook_<outcome>), shown on the call;
   // the feed shows only those that ask the supervisor to act (failed, not configured).
   const END_REQUEST = 'end_call_webhook_';
@@ -38,10 +42,6 @@
   const isEndRequest = (n) => String(n.code).startsWith(END_REQUEST);
   const inFeed = (n) => !isEndRequest(n) || Object.prototype.hasOwnProperty.call(NOTICE_TITLES, n.code);
   const isLost = (call) => call.end_reason === 'lost';
-  function endTag(call) {
-    if (isLost(call)) return el('span', { class: 'tag lost' }, ' Monitoring lost');
-    return call.ended_at ? el('span', { class: 'tag' }, ' ended') : null;
-  }
 
   const state = {
     role: null,
@@ -56,6 +56,7 @@
     checkins: new Map(),
     notices: [],
     selected: null,
+    pinned: false,           // the supervisor chose the call shown: new live calls do not take its place
   };
   let pending = false;
 
@@ -75,25 +76,33 @@
 
   // ------------------------------------------------------------ calls table
   function renderCalls() {
+    const all = [...state.calls.values()];
+    // a call whose monitoring was lost may still be going on: it stays with the live ones, marked
+    const live = all.filter((c) => !c.ended_at || isLost(c)).sort((a, b) =>
+      (CS.LEVEL_RANK[b.level] || 0) - (CS.LEVEL_RANK[a.level] || 0) || String(a.started_at).localeCompare(String(b.started_at)));
+    const ended = all.filter((c) => c.ended_at && !isLost(c)).sort((a, b) => String(b.ended_at).localeCompare(String(a.ended_at))).slice(0, MAX_ENDED);
+    const lost = live.filter(isLost).length;
+    $('calls-count').textContent = `${live.length - lost} live${lost ? ` · ${lost} monitoring lost` : ''}`;
+    $('calls-empty').classList.toggle('hidden', live.length > 0);
+    const rowOf = (call, ...cells) => el('tr', {
+      class: [call.id === state.selected ? 'selected' : '', call.ended_at ? 'ended' : '', `lvl-${call.ended_at ? call.peak_level : call.level}`].join(' '),
+      'data-call': call.id,
+      onclick: () => select(call.id, true),
+    }, el('td', {}, call.partner), el('td', {}, call.seat), el('td', { class: 'mono' }, CS.clock(call.started_at)), ...cells);
     const body = clear($('calls'));
-    const calls = [...state.calls.values()].sort((a, b) =>
-      (a.ended_at ? 1 : 0) - (b.ended_at ? 1 : 0) || (CS.LEVEL_RANK[b.level] || 0) - (CS.LEVEL_RANK[a.level] || 0) || String(a.started_at).localeCompare(String(b.started_at)));
-    const live = calls.filter((c) => !c.ended_at).length;
-    $('calls-count').textContent = state.role === 'supervisor' ? `${live} live` : `${calls.length}`;
-    $('calls-empty').classList.toggle('hidden', calls.length > 0);
-    for (const call of calls) {
-      const row = el('tr', {
-        class: [call.id === state.selected ? 'selected' : '', call.ended_at ? 'ended' : '', `lvl-${call.level}`].join(' '),
-        'data-call': call.id,
-        onclick: () => select(call.id),
-      },
-      el('td', {}, call.partner),
-      el('td', {}, call.seat),
-      el('td', { class: 'mono' }, CS.clock(call.started_at)),
-      el('td', { class: 'mono' }, isLost(call) ? '?' : call.ended_at ? CS.seconds(call.length) : CS.since(call.started_at)),
-      el('td', {}, levelBadge(call.level), endTag(call)),
-      el('td', { class: 'mono' }, call.open_alerts ? String(call.open_alerts) : ''));
-      body.appendChild(row);
+    for (const call of live) {
+      body.appendChild(rowOf(call,
+        el('td', { class: 'mono' }, isLost(call) ? '?' : CS.since(call.started_at)),
+        el('td', {}, levelBadge(call.level), isLost(call) ? el('span', { class: 'tag lost' }, ' Monitoring lost') : null),
+        el('td', { class: 'mono' }, call.open_alerts ? String(call.open_alerts) : '')));
+    }
+    $('ended-section').classList.toggle('hidden', !ended.length);
+    const endedBody = clear($('ended-calls'));
+    for (const call of ended) {
+      endedBody.appendChild(rowOf(call,
+        el('td', { class: 'mono' }, isLost(call) ? '?' : CS.seconds(call.length)),
+        el('td', {}, levelBadge(call.peak_level || call.level)),
+        el('td', {}, CS.endWords(call))));
     }
   }
 
@@ -110,8 +119,13 @@
       return;
     }
     head.appendChild(el('h3', {}, call.partner));
-    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, `agent ${call.agent}`, SOURCE_NAMES[call.source] || call.source, isLost(call) ? `monitoring lost at ${CS.clock(call.ended_at)}: the agent stopped answering, the call may still be going on` : call.ended_at ? `ended (${call.end_reason || ''})` : 'live'].join(' · ')));
+    const status = isLost(call) ? `monitoring lost at ${CS.clock(call.ended_at)}: the agent ${call.agent} stopped answering, the call may still be going on`
+      : call.ended_at ? `ended at ${CS.clock(call.ended_at)}: ${CS.endWords(call)}` : 'live';
+    head.appendChild(el('span', { class: 'meta' }, [`Seat ${call.seat}`, SOURCE_NAMES[call.source] || call.source, status].join(' · ')));
     head.appendChild(levelBadge(call.level));
+    head.appendChild(state.pinned
+      ? el('button', { type: 'button', class: 'follow', id: 'follow', title: 'Show each new live call as it starts', onclick: follow }, 'Follow new calls')
+      : el('span', { class: 'tag follow', id: 'following', title: 'Click a call to keep it on screen' }, 'Following new calls'));
 
     const transcript = $('transcript');
     const atBottom = transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 8;
@@ -119,11 +133,11 @@
     const lines = state.lines.get(call.id) || [];
     const finds = state.findings.get(call.id) || [];
     for (const u of lines) {
-      const hit = finds.find((f) => f.text === u.text && Math.abs(f.start - u.start) < 0.01 && f.span);
-      transcript.appendChild(el('div', { class: `line ${u.speaker}` },
+      const ranges = u.speaker === 'customer' ? CS.evidenceRanges(u, finds) : [];
+      transcript.appendChild(el('div', { class: `line ${u.speaker}${ranges.length ? ' flagged' : ''}` },
         el('span', { class: 't mono' }, CS.seconds(u.start)),
         el('span', { class: 'who' }, u.speaker),
-        el('span', { class: 'text' }, hit ? CS.highlighted(u.text, hit.span) : u.text)));
+        el('span', { class: 'text' }, CS.marked(u.text, ranges))));
     }
     const partial = state.partials.get(call.id);
     if (partial && partial.text) {
@@ -140,15 +154,22 @@
     for (const f of finds) {
       box.appendChild(el('div', { class: `finding sev-${f.severity}` },
         el('div', { class: 'top' },
-          el('span', { class: 'cat' }, f.subtype ? `${f.category} · ${f.subtype}` : f.category),
-          el('span', { class: 'sev' }, `${f.severity} · ${CS.seconds(f.start)}`)),
-        el('div', { class: 'quote' }, f.text ? CS.highlighted(f.text, f.span) : f.evidence),
+          el('span', { class: 'cat' }, CS.categoryWords(f)),
+          el('span', { class: 'sev' }, `${CS.severityWords(f.severity)} · ${CS.seconds(f.start)}`)),
+        el('div', { class: 'quote' }, CS.findingQuote(f, lines)),
         f.why ? el('div', { class: 'why' }, f.why) : null));
     }
 
     const auth = state.authorizations.get(call.id);
     const canAuthorize = state.role === 'supervisor' && !call.ended_at && !auth;
     $('authorize-form').classList.toggle('hidden', !canAuthorize);
+    // Say why the form is gone: ending is authorized for calls still going on only (console/store/supervision.py).
+    const closed = $('authorize-closed');
+    const typed = $('authorize-reason').value.trim();
+    closed.classList.toggle('hidden', !(state.role === 'supervisor' && call.ended_at && !auth));
+    closed.textContent = isLost(call)
+      ? 'callshield no longer hears this call, so it cannot end it: reach the partner another way if needed.'
+      : `This call ended at ${CS.clock(call.ended_at)} before anyone authorized ending it: there is nothing left to end.${typed ? ' Your reason was not sent.' : ''}`;
     const note = $('authorized-note');
     note.classList.toggle('hidden', !auth);
     if (auth) note.textContent = `Ending authorized by ${auth.by} at ${CS.clock(auth.authorized_at)}: ${auth.reason}`;
@@ -182,15 +203,21 @@
     $('alerts-count').textContent = `${alerts.filter((a) => !a.acknowledged_at).length} open`;
     const notices = state.notices.filter(inFeed);
     if (!alerts.length && !notices.length) box.appendChild(el('p', { class: 'empty' }, 'No alerts.'));
-    for (const a of alerts) {
+    const open = alerts.filter((a) => !a.acknowledged_at);
+    const acked = alerts.filter((a) => a.acknowledged_at);
+    for (const a of open.concat(acked.slice(0, MAX_ACKED_SHOWN))) {
       box.appendChild(el('article', { class: `card alert-card level-${a.level}-card ${a.acknowledged_at ? 'acked' : ''}`, 'data-alert': a.id },
         el('div', { class: 'top' }, levelBadge(a.level), el('strong', {}, a.partner), el('span', { class: 'tag' }, `seat ${a.seat}`), el('span', { class: 'when' }, CS.clock(a.raised_at))),
         el('div', { class: 'what' }, a.reason),
         el('div', { class: 'actions' },
-          el('button', { type: 'button', onclick: () => select(a.call_id) }, 'Open call'),
+          el('button', { type: 'button', onclick: () => select(a.call_id, true) }, 'Open call'),
           a.acknowledged_at
             ? el('span', { class: 'tag' }, `Acknowledged by ${a.acknowledged_by}`)
             : (state.role === 'supervisor' ? el('button', { type: 'button', class: 'primary ack', onclick: () => link.send('ack_alert', { alert_id: a.id }) }, 'Acknowledge') : null))));
+    }
+    if (acked.length > MAX_ACKED_SHOWN) {
+      const more = acked.length - MAX_ACKED_SHOWN;
+      box.appendChild(el('p', { class: 'more' }, `and ${more} older acknowledged alert${more === 1 ? '' : 's'} (see QA replay)`));
     }
     for (const n of notices.slice(-5).reverse()) {
       box.appendChild(el('article', { class: 'card acked' },
@@ -207,7 +234,7 @@
         el('div', { class: 'top' }, el('strong', {}, h.partner), h.seat ? el('span', { class: 'tag' }, `seat ${h.seat}`) : null, el('span', { class: 'when' }, CS.clock(h.created_at))),
         el('div', { class: 'what' }, h.note || 'Asks for help on their call.'),
         el('div', { class: 'actions' },
-          h.call_id ? el('button', { type: 'button', onclick: () => select(h.call_id) }, 'Open call') : null,
+          h.call_id ? el('button', { type: 'button', onclick: () => select(h.call_id, true) }, 'Open call') : null,
           h.acknowledged_at ? el('span', { class: 'tag' }, `Taken by ${h.acknowledged_by}`)
             : el('button', { type: 'button', class: 'primary', onclick: () => link.send('ack_help', { help_id: h.id }) }, 'I\u2019m going'))));
     }
@@ -222,7 +249,7 @@
         el('div', { class: 'top' }, el('strong', {}, c.partner), el('span', { class: 'tag' }, call && !call.ended_at ? 'still on the call' : 'call ended'), el('span', { class: 'when' }, CS.clock(c.created_at))),
         el('div', { class: 'what' }, c.reason),
         el('div', { class: 'actions' },
-          el('button', { type: 'button', onclick: () => select(c.call_id) }, 'Open call'),
+          el('button', { type: 'button', onclick: () => select(c.call_id, true) }, 'Open call'),
           el('button', { type: 'button', class: 'primary', onclick: () => link.send('checkin_done', { checkin_id: c.id, note: '' }) }, 'Checked in'))));
     }
   }
@@ -233,13 +260,30 @@
     if (state.role === 'supervisor') renderFeeds();
   }
 
-  function select(callId) {
+  /** Show ``callId``; ``pin``: the supervisor chose it, so new live calls do not replace it. */
+  function select(callId, pin) {
+    if (pin !== undefined) state.pinned = pin;
+    if (callId === state.selected) { schedule(); return; }
     state.selected = callId;
     $('authorize-reason').value = '';
     $('authorize-button').disabled = true;
     $('authorize-state').textContent = '';
     link.send('call_detail', { call_id: callId });
     schedule();
+  }
+
+  /** The newest live call, or null. */
+  function newestLive() {
+    const live = [...state.calls.values()].filter((c) => !c.ended_at).sort((a, b) => String(b.started_at).localeCompare(String(a.started_at)));
+    return live.length ? live[0].id : null;
+  }
+
+  /** Stop keeping the chosen call on screen: show the newest live call, and each new one as it starts. */
+  function follow() {
+    state.pinned = false;
+    const id = newestLive();
+    if (id) select(id);
+    else schedule();
   }
 
   function adaptToRole(role) {
@@ -263,13 +307,19 @@
         state.alerts = new Map(msg.alerts.map((a) => [a.id, a]));
         state.help = new Map(msg.help.map((h) => [h.id, h]));
         state.checkins = new Map(msg.checkins.map((c) => [c.id, c]));
-        if (state.selected && state.calls.has(state.selected)) link.send('call_detail', { call_id: state.selected });
-        else if (msg.calls.length) select(msg.calls[0].id);
+        {
+          const keep = state.selected && state.calls.has(state.selected) && (state.pinned || !newestLive());
+          const target = keep ? state.selected : (newestLive() || (msg.calls.length ? msg.calls[0].id : null));
+          if (target && target === state.selected) link.send('call_detail', { call_id: target });
+          else if (target) select(target);
+        }
         break;
-      case 'call':
+      case 'call': {
+        const isNew = !state.calls.has(msg.call.id);
         state.calls.set(msg.call.id, msg.call);
-        if (!state.selected) select(msg.call.id);
+        if (!state.selected || (isNew && !msg.call.ended_at && !state.pinned)) select(msg.call.id);
         break;
+      }
       case 'partial':
         state.partials.set(msg.call_id, msg);
         if (msg.call_id !== state.selected) return;
@@ -338,6 +388,9 @@
     const agentDrops = msg.agents.filter((a) => a.partials_dropped);
     for (const a of agentDrops) parts.push(`${a.partials_dropped.toLocaleString()} not sent by ${a.agent}`);
     if (msg.browsers_dropped) parts.push(`${msg.browsers_dropped.toLocaleString()} slow screen${msg.browsers_dropped === 1 ? '' : 's'} reconnected`);
+    if (msg.cluster && msg.cluster !== 'connected') parts.push(`console ${msg.replica} cut off from the other consoles (${msg.cluster}): calls on them are not shown live here`);
+    if (msg.cluster_lost) parts.push(`${msg.cluster_lost.toLocaleString()} live updates lost between consoles`);
+    if (msg.cluster_resyncs) parts.push(`screens refreshed ${msg.cluster_resyncs.toLocaleString()} time${msg.cluster_resyncs === 1 ? '' : 's'} to catch up`);
     const box = $('load');
     box.textContent = parts.length ? `Under load: ${parts.join('; ')}. Final lines and alerts are all kept.` : '';
     box.classList.toggle('hidden', !parts.length);

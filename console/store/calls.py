@@ -12,9 +12,12 @@ supervision room's rows, written in the same transaction as the event.
 End of life: a call whose agent stopped answering is closed as *lost*
 (``end_reason = 'lost'``, ``ended_at`` set, a ``monitoring_lost`` notice for
 supervisors); any later sign of it from its own agent (an event, new or
-resent, or a heartbeat naming it) reopens it. A refused event leaves one
-notice per agent and call, so supervisors see that an agent's events for a
-call are not being stored.
+resent, or a heartbeat naming it) reopens it. A new ``call_started`` of a
+stored call (another event id: a new call under a used id, after its agent
+restarted) reopens nothing: it is refused as ``call_id_taken`` and the agent
+renames the call. A refused event leaves one notice per agent and call, so
+supervisors see that an agent's events for a call are not being stored
+(``call_id_taken`` leaves none: the agent reports ``call_id_reused``).
 
 End-call webhooks: each outcome an agent reports (``end_call_webhook``:
 delivered, retrying, failed, not configured) is kept as a notice of the call
@@ -41,7 +44,7 @@ from console.store.schema import Room, retried
 from console.store.supervision import queue_checkin, raise_alert
 from kernel import protocol as p
 from kernel.clock import iso
-from kernel.levels import asks_check_in, level_rank, raises_alert
+from kernel.levels import SEVERITY_WORDS, asks_check_in, category_words, level_rank, raises_alert
 
 DurableEvent = p.CallStarted | p.UtteranceFinal | p.FindingRaised | p.LevelChanged | p.CallEnded | p.AgentNotice | p.EndCallWebhookOutcome
 """The agent messages the store keeps (``kernel.protocol.DURABLE``)."""
@@ -83,9 +86,11 @@ class CallLog(Room):
 
         Raises :class:`Forbidden` (code ``not_your_call``) when the message is
         about a call another agent owns, :class:`BadRequest` (``unknown_call``)
-        for a call never started, :class:`BadRequest` (``call_ended``) for a new
-        event other than a notice about a call that has ended (a lost call
-        reopens first); nothing is stored then.
+        for a call never started, :class:`BadRequest` (``call_id_taken``) for a
+        ``call_started`` of a call this agent already started (a new call under
+        a used id, see :func:`_refuse_a_second_start`), :class:`BadRequest`
+        (``call_ended``) for a new event other than a notice about a call that
+        has ended (a lost call reopens first); nothing is stored then.
         """
         if not p.is_durable(message):
             raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
@@ -106,6 +111,8 @@ class CallLog(Room):
                     raise Forbidden(f"call {call_id!r} belongs to another agent", code="not_your_call")
                 if owner is None and not isinstance(message, p.CallStarted):
                     raise BadRequest(f"call {call_id!r} was never started", code="unknown_call")
+                if owner is not None and isinstance(message, p.CallStarted):
+                    _refuse_a_second_start(c, call_id)
                 if owner is not None:
                     reopened = _reopen(c, call_id, agent, now)
                     _refuse_after_the_end(c, call_id, message)
@@ -240,6 +247,18 @@ def _reopen(c: Connection, call_id: str, agent: str, now: str) -> Call | None:
     return rows.call(c, call_id)
 
 
+def _refuse_a_second_start(c: Connection, call_id: str) -> None:
+    """A ``call_started`` for a call its agent already started, under another
+    event id (a resend has the same one and never gets here), is a new call
+    under a used id: an agent restarted since, and a PBX sent the id again.
+    Refused with ``call_id_taken`` whatever the stored call's state: the
+    agent renames the new call and sends it again, and the stored call (live,
+    lost or ended) gets none of its events."""
+    row = c.execute("SELECT started_at, ended_at, end_reason FROM calls WHERE id = ?", (call_id,)).fetchone()
+    state = "is live" if row["ended_at"] is None else ("was lost" if row["end_reason"] == LOST else f"ended at {row['ended_at']}")
+    raise BadRequest(f"call {call_id!r} (started {row['started_at']}) {state}: a new call cannot start under its id", code=p.CALL_ID_TAKEN)
+
+
 def _refuse_after_the_end(c: Connection, call_id: str, message: DurableEvent) -> None:
     """A call that ended (not lost) is evidence: no new words, findings, levels
     or start/end may change it after the fact (an agent restarted with the id
@@ -289,7 +308,7 @@ def _apply(c: Connection, agent: str, m: DurableEvent, now: str) -> Recorded:
         ).fetchone()[0]
         checkin = None
         if asks_check_in(m.severity):
-            checkin = queue_checkin(c, m.call_id, f"{m.severity} {m.category} finding", now)
+            checkin = queue_checkin(c, m.call_id, f"{category_words(m.category, capitalized=True)} during the call ({SEVERITY_WORDS.get(m.severity, m.severity)})", now)
         return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.finding(c, finding_id), checkin=checkin)
     if isinstance(m, p.LevelChanged):
         change_id = c.execute(

@@ -120,9 +120,9 @@ def test_command_errors_are_one_line(tmp_path):
     assert calls == [], "nothing reached the console from a refused or bad replay"
 
 
-def test_serve_demo_shows_the_demo_call_alert_to_a_supervisor(tmp_path):
+def test_serve_demo_shows_the_demo_call_alert_to_a_supervisor_then_stops(tmp_path):
     config = tmp_path / "callshield.toml"
-    config.write_text("[agent]\ndemo_speed = 6.0\ndemo_pause_s = 30.0\n", encoding="utf-8")
+    config.write_text("[agent]\ndemo_speed = 8.0\ndemo_pause_s = 0.5\ndemo_calls = 2\n", encoding="utf-8")
 
     async def main():
         proc = await asyncio.create_subprocess_exec(
@@ -133,31 +133,40 @@ def test_serve_demo_shows_the_demo_call_alert_to_a_supervisor(tmp_path):
         lines = []
         try:
             async with asyncio.timeout(60):
-                while not any(line.startswith("callshield console:") for line in lines):
+                while not any("callshield users passwd NAME" in line for line in lines):
                     line = (await proc.stdout.readline()).decode()
                     assert line, f"serve ended early: {(await proc.stderr.read()).decode()[-2000:]}"
                     lines.append(line.strip())
             passwords = dict(re.findall(r"created user '([\w-]+)'.*password: (\S+)", "\n".join(lines)))
-            url = re.search(r"callshield console: http://([\d.]+:\d+)/", lines[-1]).group(1)
+            url = re.search(r"callshield console: http://([\d.]+:\d+)/", "\n".join(lines)).group(1)
             screen = await Watcher(f"ws://{url}", "demo-supervisor", passwords["demo-supervisor"]).open()
-            await until(lambda: screen.of("alert"), timeout=30)  # the demo call's threat (24 s of call at 6x)
+            await until(lambda: screen.of("alert"), timeout=30)  # the demo call's threat (17 s of call at 8x)
+            async with asyncio.timeout(60):  # two calls of 48 s at 8x, then the demo says it is over
+                finished = (await proc.stdout.readline()).decode().strip()
+            await until(lambda: [m for m in screen.of("notice") if m["notice"]["code"] == "demo_finished"], timeout=10)
             await screen.close()
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
             status = await asyncio.wait_for(proc.wait(), 30)
             err = (await proc.stderr.read()).decode()
-        return lines, passwords, screen, status, err
+        return lines, passwords, screen, finished, status, err
 
-    lines, passwords, screen, status, err = asyncio.run(main())
+    lines, passwords, screen, finished, status, err = asyncio.run(main())
     assert set(passwords) == {"admin", "demo-partner", "demo-supervisor"}
-    assert any("/supervisor" in line and "/partner" in line for line in lines)
+    # the sign-in summary comes last, after everything is up: nothing pushes it away
+    assert lines[0].startswith("callshield console: ") and "/supervisor" in lines[0] and "/partner" in lines[0]
+    assert lines[-1] == "passwords above are shown once; to set a new password: callshield users passwd NAME"
+    assert " INFO " not in f" {err}" and "websockets" not in err, f"library chatter at the default log level: {err[-1500:]}"
+    assert finished.startswith("demo: The demo played its sample call 2 times and stopped."), finished
     alert = screen.of("alert")[0]["alert"]
     calls = [m["call"] for m in screen.of("call")]
     assert any(c["id"] == alert["call_id"] and c["partner"] == "demo-partner" and c["source"] == "transcript" for c in calls)
     assert status == 0, err
     with sqlite3.connect(tmp_path / "data" / "console.db") as db:  # the screen logged in after the demo began
-        notices = db.execute("SELECT call_id, message FROM notices WHERE code = 'demo_source'").fetchall()
+        notices = db.execute("SELECT call_id, message FROM notices WHERE code = 'demo_source' ORDER BY id").fetchall()
         ended = db.execute("SELECT end_reason FROM calls WHERE id = ?", (alert["call_id"],)).fetchone()
-    assert (alert["call_id"], "Demo call replayed from its timed transcript (no English speech model installed).") in notices
-    assert ended == ("end_of_file",) or ended == ("shutdown",)
+        runs = db.execute("SELECT count(*) FROM calls WHERE partner = 'demo-partner'").fetchone()[0]
+    assert (alert["call_id"], "Demo call 1 of 2, replayed from its timed transcript (no English speech model installed).") in notices
+    assert runs == 2, "the demo stops after its calls"
+    assert ended == ("end_of_file",)

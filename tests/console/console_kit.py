@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import socket
@@ -152,15 +153,25 @@ class Agent(Peer):
 
     async def threat_call(self, call_id: str, partner: str = "ann", text: str = "i will break your neck") -> None:
         """A short call: start, an utterance with a threat, the finding, the level to alert."""
-        await self.send(self.event(p.CallStarted, call_id=call_id, partner=partner, seat="12", source="transcript", started_at="2025-03-01T09:00:00.000Z"))
-        await self.send(self.event(p.UtteranceFinal, call_id=call_id, speaker="customer", start=3.0, end=5.0, text=text,
-                                   words=({"word": "i", "start": 3.0, "end": 3.2, "conf": 1.0},)))
-        first = text.find("break")
-        span = (first, first + len("break your neck")) if first >= 0 else None
-        await self.send(self.event(p.FindingRaised, call_id=call_id, category="threat", severity="high", score=0.9, rule="threat.harm",
-                                   evidence="break your neck", start=3.0, end=5.0, text=text, span=span))
-        await self.send(self.event(p.LevelChanged, call_id=call_id, level="alert", previous="none", reason="a threat against the partner",
-                                   at=5.0, suggestion="I will not continue while threats are made.", category="threat"))
+        for message in threat_call_events(call_id, partner, text, event_id=lambda: f"{self.agent_id}-{next(self.ids)}-{id(self)}"):
+            await self.send(dataclasses.replace(message, seq=next(self.seq)))
+
+
+def threat_call_events(call_id: str, partner: str = "ann", text: str = "i will break your neck", *, event_id) -> list[Any]:
+    """The durable events of a short call's first seconds (``seq`` 0: a link numbers
+    them): start, an utterance with a threat, the finding, the level to alert.
+    ``event_id()`` gives each its id."""
+    first = text.find("break")
+    span = (first, first + len("break your neck")) if first >= 0 else None
+    return [
+        p.CallStarted(seq=0, event_id=event_id(), call_id=call_id, partner=partner, seat="12", source="transcript", started_at="2025-03-01T09:00:00.000Z"),
+        p.UtteranceFinal(seq=0, event_id=event_id(), call_id=call_id, speaker="customer", start=3.0, end=5.0, text=text,
+                         words=({"word": "i", "start": 3.0, "end": 3.2, "conf": 1.0},)),
+        p.FindingRaised(seq=0, event_id=event_id(), call_id=call_id, category="threat", severity="high", score=0.9, rule="threat.harm",
+                        evidence="break your neck", start=3.0, end=5.0, text=text, span=span),
+        p.LevelChanged(seq=0, event_id=event_id(), call_id=call_id, level="alert", previous="none", reason="a threat against the partner",
+                       at=5.0, suggestion="I will not continue while threats are made.", category="threat"),
+    ]
 
 
 async def open_browser(console: Console) -> Browser:

@@ -85,7 +85,7 @@ def test_supervisor_authorizes_ending_and_partner_sees_it(tmp_path):
                 # partner asks for help; supervisors see it
                 await partner.click("#help-button")
                 await expect(supervisor.locator("#help [data-help]")).to_contain_text("ann")
-                await expect(partner.locator("#help-state")).to_contain_text("Supervisors notified")
+                await expect(partner.locator("#help-state")).to_contain_text("the supervisors have been told")
                 await _shot(partner, "partner")
 
                 # supervisor acknowledges, then authorizes ending with a reason
@@ -180,7 +180,8 @@ def test_supervisor_and_partner_see_that_monitoring_was_lost(tmp_path):
                 clock.advance(seconds=console.config.agent_lost_seconds + 1)
                 assert await console.agents.sweep() == ["call-9"]
 
-                await expect(row.locator(".tag.lost")).to_have_text("Monitoring lost")
+                await expect(row.locator(".tag.lost")).to_have_text("Monitoring lost")  # still among the live calls: it may go on
+                await expect(supervisor.locator("#calls-count")).to_have_text("0 live · 1 monitoring lost")
                 await expect(supervisor.locator("#alerts article").first).to_contain_text("Monitoring lost")
                 await expect(partner.locator("#call-state")).to_have_text("Monitoring lost")
             finally:

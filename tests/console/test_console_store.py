@@ -130,7 +130,7 @@ def test_a_critical_finding_queues_a_checkin(store_where):
     store.record_event("agent-1", _start(1))
     finding = p.FindingRaised(seq=2, event_id="f", call_id="c1", category="threat", severity="critical", score=1.0, rule="r", evidence="kill", start=0.0, end=1.0, text="i will kill you", span=(7, 11))
     rec = store.record_event("agent-1", finding)
-    assert rec.checkin.reason == "critical threat finding"
+    assert rec.checkin.reason == "A threat during the call (grave)"
     assert rec.record.span == (7, 11)
     bad_span = p.FindingRaised(seq=3, event_id="g", call_id="c1", category="insult", severity="low", score=0.5, rule="r", evidence="x", start=0.0, end=1.0, text="short", span=(2, 99))
     assert store.record_event("agent-1", bad_span).record.span is None
@@ -193,11 +193,32 @@ def test_an_ended_call_takes_no_new_evidence_but_resends_and_notices(store_where
     for message in late:
         with pytest.raises(BadRequest) as err:
             store.record_event("agent-1", message)
-        assert err.value.code == "call_ended"
+        # a new start is a new call under a used id (the agent renames it); the rest is new evidence for an ended call
+        assert err.value.code == ("call_id_taken" if isinstance(message, p.CallStarted) else "call_ended")
     assert (store.counts(), store.call("c1")) == before
     assert store.record_event("agent-1", _level(2, "alert", "none")).new is False  # a resend of what was stored
     notice = p.AgentNotice(seq=8, event_id="n8", call_id="c1", code="recording_saved", message="saved", dropped=0)
     assert store.record_event("agent-1", notice).new is True
+
+
+def test_a_second_start_of_a_call_by_its_agent_is_refused_as_taken_live_lost_or_ended_and_a_resend_is_not(store_where):
+    clock = FakeClock()
+    store = _store(store_where, clock)
+    for call_id in ("live", "lost", "ended"):
+        store.record_event("agent-1", _start(1, call_id))
+    store.lose_call("lost", "its agent's link closed")
+    store.record_event("agent-1", p.CallEnded(seq=2, event_id="e2-ended", call_id="ended", at=5.0, reason="hangup"))
+    before = (store.counts(), [store.call(c) for c in ("live", "lost", "ended")], store.audit_entries(action="call_reopened"))
+    for call_id, state in (("live", "is live"), ("lost", "was lost"), ("ended", "ended at 2025-03-01T09:00:00.000Z")):
+        with pytest.raises(BadRequest) as err:
+            store.record_event("agent-1", _start(9, call_id))  # another event id: a new call under the id
+        assert err.value.code == "call_id_taken"
+        assert err.value.message == f"call {call_id!r} (started 2025-03-01T09:00:00Z) {state}: a new call cannot start under its id"
+    assert (store.counts(), [store.call(c) for c in ("live", "lost", "ended")], store.audit_entries(action="call_reopened")) == before
+    assert store.record_event("agent-1", _start(1, "live")).new is False  # the same start resent: a duplicate, as ever
+    with pytest.raises(Forbidden) as err:
+        store.record_event("agent-2", _start(9, "ended"))  # another agent: not its call, as before
+    assert err.value.code == "not_your_call"
 
 
 def test_authorization_needs_a_reason_a_live_call_and_is_audited(store_where):

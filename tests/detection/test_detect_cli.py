@@ -68,6 +68,28 @@ def test_detect_reads_standard_input():
         check_outputs(result.stdout)
 
 
+def test_detect_on_a_terminal_says_what_to_do_then_reads_what_is_typed():
+    import os
+    import pty
+
+    from cli.commands.detect import TTY_HINT
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([CALLSHIELD, "detect"], stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(follower)
+    try:
+        os.write(leader, b"you useless moron\n")
+        os.write(leader, b"\x04")  # Ctrl-D: end of input on a terminal
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0, err
+    assert err.splitlines()[0] == TTY_HINT and "\n" not in TTY_HINT
+    assert [f["category"] for f in json.loads(out.splitlines()[-1])["findings"]] == ["insult"]
+    piped = run(["detect"], stdin="you useless moron\n")  # a pipe is not a person: no hint
+    assert piped.returncode == 0 and TTY_HINT not in piped.stderr
+
+
 def test_detect_reads_several_files_in_order(tmp_path):
     first, second = tmp_path / "a.txt", tmp_path / "b.jsonl"
     first.write_text("hello there\nyou are a liar\n", encoding="utf-8")

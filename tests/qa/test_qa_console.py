@@ -15,7 +15,7 @@ from qa_kit import FakeClock, end_call, get, open_agent, open_browser, p, record
 from cli.main import main
 from console_kit import store_setting
 from kernel.retention import RetentionPolicy
-from kernel.recordings import recording_name, sha256_file
+from kernel.recordings import recording_name, sha256_file, sidecar_path, write_sidecar
 from console.evidence import rewrite_member, verify_evidence_zip
 
 
@@ -327,3 +327,29 @@ def test_console_start_adopts_recordings_of_calls_that_ended_while_it_was_down(t
             return await console.db(console.store.recording, "late")
 
     assert asyncio.run(second())["sha256"] == info.sha256
+
+
+def test_a_recording_whose_sidecar_names_another_call_is_not_adopted(tmp_path):
+    """A later call that had this call's id (a PBX reusing a UUID across an
+    agent restart) may leave its finished recording under the id until its
+    agent renames it: its sidecar's call start is not this call's, so the
+    console never adopts it as this call's evidence."""
+    from console.qa import adopt_recording
+    from console.store import Store
+
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    store = Store.open(tmp_path / "console.db", clock=FakeClock())
+    store.add_user("agent-1", "agent", "token-1")
+    for seq, call_id in ((1, "X"), (2, "Y")):
+        store.record_event("agent-1", p.CallStarted(seq=seq, event_id=f"{call_id}:1", call_id=call_id, partner="ann", seat="4",
+                                                    source="audiosocket", started_at="2025-03-01T09:00:00.000Z", sample_rate=8000))
+    info = record_call(recordings, "X")
+    write_sidecar("X", info, "2025-03-01T10:05:00.000Z", call_started_at="2025-03-01T10:00:00.000Z")  # the later call's
+    assert adopt_recording(store, recordings, "X") is None and store.recording("X") is None
+    write_sidecar("X", info, "2025-03-01T09:05:00.000Z", call_started_at="2025-03-01T09:00:00.000Z")  # its own
+    assert adopt_recording(store, recordings, "X").sha256 == info.sha256
+    info_y = record_call(recordings, "Y")
+    write_sidecar("Z", info_y, "2025-03-01T09:05:00.000Z")  # a sidecar naming another id
+    assert adopt_recording(store, recordings, "Y") is None
+    assert sidecar_path(recordings / recording_name("Y")).exists()  # left as it is, for people to look at

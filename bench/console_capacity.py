@@ -1,0 +1,309 @@
+"""How many live calls the console carries: one replica on SQLite against two
+replicas on PostgreSQL and NATS, side by side.
+
+Simulated agents (real ``agent/link.ConsoleLink`` links, several calls each)
+replay timed calls into the console replicas as real agents send them: a
+call starts, then every ``--turn`` seconds a line (the customer's preceded by
+three partials), and one call in four turns threatening at its third
+customer line (the finding and the level change to ``alert``); the call
+ends after ``--seconds``. Call starts are spread over the first turn.
+Agents link to the replicas in turn (each given every replica's URL).
+Browsers watch: ``--supervisors`` supervisors watching everything and one
+partner per call watching their own call, spread over the replicas too.
+
+For each setup and each ``--calls`` count it prints:
+
+- ``events/s``: durable events stored per second (over all replicas);
+- ``alert p50/p95/p99``: from the agent publishing the level change to each
+  supervisor's screen showing the alert, milliseconds, over every
+  (supervisor, alert) pair;
+- ``lost``: alerts a supervisor never got (must be 0), and final lines the
+  store lacks (must be 0);
+- ``shed/dropped``: partials shed by the consoles and agents, browsers
+  dropped as too slow, messages lost between replicas, screens refreshed;
+- ``CPU``: each console process's CPU time over the run's wall time, per 100
+  calls (100 % = one core busy).
+
+    .venv/bin/python bench/console_capacity.py [--calls 30] [--seconds 12] [--supervisors 10] [--agents 4] [--setups sqlite1,pg2]
+
+``--calls 100,300,1000`` runs each size in turn (for the sizing table in
+docs/deployment.md; minutes each, and people to add: a partner per call).
+Everything runs on this machine (agents, browsers, PostgreSQL, NATS), so its
+other load counts against the figures: report them with the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "console")]
+
+from websockets.asyncio.client import connect  # noqa: E402
+
+from agent.backoff import Backoff  # noqa: E402
+from agent.link import ConsoleLink  # noqa: E402
+from console.store import Store  # noqa: E402
+from console_kit import Browser  # noqa: E402
+from kernel import protocol as p  # noqa: E402
+from replica_kit import Replica  # noqa: E402
+
+SETUPS = {"sqlite1": ("SQLite, 1 replica", 1), "pg1": ("PostgreSQL+NATS, 1 replica", 1), "pg2": ("PostgreSQL+NATS, 2 replicas", 2)}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+@dataclass
+class Watch:
+    """What the browsers saw."""
+
+    published: dict[str, float] = field(default_factory=dict)  # call id -> when its alert's level change was published
+    latencies: list[float] = field(default_factory=list)
+    alerts_seen: dict[str, set[str]] = field(default_factory=dict)  # supervisor -> call ids
+
+
+async def watch(browser: Browser, name: str, w: Watch) -> None:
+    seen = w.alerts_seen.setdefault(name, set())
+    try:
+        async for raw in browser.ws:
+            if '"type":"alert"' not in raw[:40]:
+                continue
+            now = time.monotonic()
+            call_id = json.loads(raw)["alert"]["call_id"]
+            if call_id not in seen and call_id in w.published:
+                seen.add(call_id)
+                w.latencies.append(now - w.published[call_id])
+    except Exception:  # closed: counted as alerts not seen
+        return
+
+
+async def play_call(link: ConsoleLink, call_id: str, partner: str, *, seconds: float, turn: float, threat: bool, delay: float,
+                    w: Watch, ids) -> int:
+    """One timed call into ``link``; the final lines published."""
+    await asyncio.sleep(delay)
+    start = time.monotonic()
+    link.publish(p.CallStarted(seq=0, event_id=next(ids), call_id=call_id, partner=partner, seat="1", source="bench",
+                               started_at="2026-12-06T00:00:00.000Z"))
+    lines = 0
+    for n in itertools.count():
+        at = (n + 1) * turn
+        if at >= seconds:
+            break
+        customer = n % 2 == 0
+        speaker = "customer" if customer else "partner"
+        text = "i know where you live and i will break your neck" if threat and n == 4 else f"line {n} of the call about my bill"
+        if customer:
+            for k in range(3):
+                await _until(start + at - turn + (k + 1) * turn / 4)
+                link.publish(p.PartialTranscript(call_id=call_id, speaker=speaker, start=at - turn, text=" ".join(text.split()[: 2 + 2 * k])))
+        await _until(start + at)
+        link.publish(p.UtteranceFinal(seq=0, event_id=next(ids), call_id=call_id, speaker=speaker, start=at - turn, end=at, text=text, words=()))
+        lines += 1
+        if threat and n == 4:
+            link.publish(p.FindingRaised(seq=0, event_id=next(ids), call_id=call_id, category="threat", severity="high", score=0.9,
+                                         rule="threat.harm", evidence="break your neck", start=at - turn, end=at, text=text, span=None))
+            w.published[call_id] = time.monotonic()
+            link.publish(p.LevelChanged(seq=0, event_id=next(ids), call_id=call_id, level="alert", previous="none",
+                                        reason="a threat against the partner", at=at, suggestion="", category="threat"))
+    await _until(start + seconds)
+    link.publish(p.CallEnded(seq=0, event_id=next(ids), call_id=call_id, at=seconds, reason="hangup"))
+    return lines
+
+
+async def _until(when: float) -> None:
+    await asyncio.sleep(max(0.0, when - time.monotonic()))
+
+
+async def run(setup: str, calls: int, args, servers) -> dict:
+    label, n_replicas = SETUPS[setup]
+    tmp = Path(tempfile.mkdtemp(prefix="callshield-capacity-"))
+    store_url = ""
+    if setup != "sqlite1":
+        store_url = servers.postgres().new_database()
+    nats_url = servers.nats().url if setup != "sqlite1" else ""
+    people = [f"sup{i}" for i in range(args.supervisors)]
+    partners = [f"partner{i}" for i in range(calls)]
+    agents = [f"agent{i}" for i in range(args.agents)]
+    where = store_url or tmp / "r0" / "console.db"
+    (tmp / "r0").mkdir(parents=True, exist_ok=True)
+    store = Store.open(where)
+    tokens, sessions = {}, {}
+    for name in people:
+        store.add_user(name, "supervisor")
+        sessions[name] = store.create_session(name, 2)[0]
+    for name in partners:
+        store.add_user(name, "partner")
+        sessions[name] = store.create_session(name, 2)[0]
+    for name in agents:
+        tokens[name] = store.add_user(name, "agent")
+    store.close()
+    replicas = [Replica(tmp, f"r{i}", store_url, nats_url, browser_queue=1024) for i in range(n_replicas)]
+    links: list[ConsoleLink] = []
+    browsers: list[Browser] = []
+    try:
+        for r in replicas:
+            await r.started()
+        if n_replicas > 1:
+            deadline = time.monotonic() + 30
+            while any(len(r.health()["cluster"]["peers"]) < n_replicas - 1 for r in replicas):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the replicas did not hear each other within 30 s")
+                await asyncio.sleep(0.2)
+        w = Watch()
+        watchers = []
+        for i, name in enumerate(people + partners):
+            b = Browser(await connect(replicas[i % n_replicas].url + "/ws/browser", max_size=None))
+            await b.request("resume", token=sessions[name])
+            await b.expect("snapshot", timeout=30)
+            browsers.append(b)
+            if name in people:
+                watchers.append(asyncio.create_task(watch(b, name, w)))
+            else:
+                watchers.append(asyncio.create_task(_drain(b)))
+        for i, name in enumerate(agents):
+            urls = [replicas[(i + k) % n_replicas].url for k in range(n_replicas)]
+            link = ConsoleLink(urls, agent_id=name, token=tokens[name], backoff=Backoff(initial=0.2, maximum=2.0), partial_limit=1000)
+            link.start()
+            links.append(link)
+        for link in links:
+            await link.wait_connected(30)
+        cpu0 = {r.name: cpu_seconds(r.process.pid) for r in replicas}
+        t0 = time.monotonic()
+        ids = (f"ev{n}" for n in itertools.count())
+        threats = [c for c in range(calls) if c % 4 == 3]
+        lines = await asyncio.gather(*(play_call(links[c % len(links)], f"call-{c}", partners[c], seconds=args.seconds, turn=args.turn,
+                                                 threat=c in threats, delay=args.turn * c / calls, w=w, ids=ids) for c in range(calls)))
+        for link in links:
+            await link.drain(60)
+        await asyncio.sleep(1.0)  # the last alerts on their way to screens
+        wall = time.monotonic() - t0
+        cpu = {r.name: (cpu_seconds(r.process.pid) - cpu0[r.name]) / wall for r in replicas}
+        health = [r.health() for r in replicas]
+        stored = sum(h["events_stored"] for h in health)
+        check = Store.open(where)
+        lines_stored = sum(len(check.call_detail(f"call-{c}").utterances) for c in range(calls))
+        check.close()
+        missing_alerts = sum(len([c for c in threats if f"call-{c}" not in w.alerts_seen.get(s, set())]) for s in people)
+        lat = sorted(w.latencies)
+        cluster = [h["cluster"] or {} for h in health]
+        return {
+            "setup": label, "calls": calls, "events_s": stored / wall, "alerts": len(threats) * len(people),
+            "p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
+            "lost_alerts": missing_alerts, "lost_lines": sum(lines) - lines_stored,
+            "shed": sum(h["partials_shed"] for h in health) + sum(link.stats.partials_dropped for link in links),
+            "browsers_dropped": sum(h["browsers_dropped"] for h in health),
+            "between": sum(c.get("dropped", 0) + c.get("partials_shed", 0) for c in cluster), "resyncs": sum(c.get("resyncs", 0) for c in cluster),
+            "cpu": {name: share * 100 * 100 / calls for name, share in cpu.items()},
+        }
+    finally:
+        for link in links:
+            await link.close()
+        for b in browsers:
+            await b.ws.close()
+        for r in replicas:
+            r.stop()
+        if store_url:
+            servers.postgres().drop_database(store_url)
+
+
+async def _drain(browser: Browser) -> None:
+    try:
+        async for _ in browser.ws:
+            pass
+    except Exception:
+        return
+
+
+def _pct(values: list[float], q: int) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0] * 1000
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
+
+
+class Servers:
+    """PostgreSQL and NATS, started once when a setup needs them (``tests/postgres_kit.py``, ``tests/nats_kit.py``)."""
+
+    def __init__(self) -> None:
+        self._pg = self._nats = None
+
+    def postgres(self):
+        if self._pg is None:
+            from postgres_kit import PostgresServer
+
+            self._pg = PostgresServer()
+        return self._pg
+
+    def nats(self):
+        if self._nats is None:
+            from nats_kit import NatsServer
+
+            self._nats = NatsServer()
+        return self._nats
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.stop()
+        if self._nats is not None:
+            self._nats.close()
+
+
+def table(results: list[dict]) -> str:
+    head = ("setup", "calls", "events/s", "alert p50 ms", "p95 ms", "p99 ms", "alerts lost", "lines lost", "partials shed",
+            "browsers dropped", "lost between replicas", "resyncs", "console CPU % per 100 calls")
+    rows = [head]
+    for r in results:
+        rows.append((r["setup"], str(r["calls"]), f"{r['events_s']:.0f}", f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['p99']:.0f}",
+                     f"{r['lost_alerts']} of {r['alerts']}", str(r["lost_lines"]), str(r["shed"]), str(r["browsers_dropped"]),
+                     str(r["between"]), str(r["resyncs"]), " + ".join(f"{v:.0f}" for v in r["cpu"].values())))
+    return "\n".join("| " + " | ".join(row) + " |" + ("\n|" + "---|" * len(head) if i == 0 else "") for i, row in enumerate(rows))
+
+
+async def main_async(args) -> int:
+    servers = Servers()
+    results = []
+    try:
+        for calls in (int(c) for c in args.calls.split(",")):
+            for setup in args.setups.split(","):
+                if setup not in SETUPS:
+                    raise SystemExit(f"unknown setup {setup!r} (known: {', '.join(SETUPS)})")
+                print(f"== {SETUPS[setup][0]}, {calls} calls of {args.seconds:g} s ...", flush=True)
+                results.append(await run(setup, calls, args, servers))
+    finally:
+        servers.close()
+    print(table(results))
+    print(f"({os.cpu_count()} cores; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; agents, browsers, PostgreSQL and NATS on the same machine)")
+    return 1 if any(r["lost_alerts"] or r["lost_lines"] for r in results) else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", default="30", help="concurrent calls, comma-separated sizes (default 30)")
+    parser.add_argument("--seconds", type=float, default=12.0, help="length of each call, seconds (default 12)")
+    parser.add_argument("--turn", type=float, default=1.5, help="seconds between two lines of a call (default 1.5)")
+    parser.add_argument("--supervisors", type=int, default=10, help="supervisors watching every call (default 10)")
+    parser.add_argument("--agents", type=int, default=4, help="agent links the calls are spread over (default 4)")
+    parser.add_argument("--setups", default="sqlite1,pg2", help=f"which, comma-separated: {', '.join(SETUPS)} (default sqlite1,pg2)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    sys.exit(asyncio.run(main_async(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""bench/console_capacity.py runs end to end at a tiny size: both setups
+(one SQLite console; two replicas on PostgreSQL and NATS), every alert on every
+supervisor's screen, every final line stored, and the table printed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import console_capacity  # noqa: E402
+
+
+def test_the_capacity_bench_loses_nothing_at_a_small_size(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PYTHONPATH", str(console_capacity.ROOT))
+    args = argparse.Namespace(calls="4", seconds=4.0, turn=0.5, supervisors=2, agents=2, setups="sqlite1,pg2")
+    assert asyncio.run(console_capacity.main_async(args)) == 0
+    out = capsys.readouterr().out
+    assert "| SQLite, 1 replica | 4 |" in out and "| PostgreSQL+NATS, 2 replicas | 4 |" in out
+    assert "0 of 2 |" in out  # one threatening call in four, two supervisors: both alerts seen
