@@ -74,6 +74,10 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--tune-layers", type=int, default=None, metavar="N",
                         help="encoder layers tuned with the head (default: as shipped; 0: the head alone)")
+    parser.add_argument("--also", metavar="FILE.tsv", action="append", default=[], type=Path,
+                        help="also train every fold on this label<TAB>text file (repeatable; e.g. bench/data/voices/*.tsv)")
+    parser.add_argument("--choose", action="store_true",
+                        help="choose a threshold per category on these cross-validated verdicts (see semantic_thresholds)")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="write every message's verdicts here")
     args = parser.parse_args()
     if args.folds < 2:
@@ -90,14 +94,15 @@ def main() -> int:
     written_from = provenance_lines()
     fold = folds_of([m.conv_id for m in messages], args.folds)
     rules = Detector(dataclasses.replace(config, semantic=False))
-    verdicts: dict[str, dict] = {}  # example_id -> {"rules": bool, threshold: bool}
+    verdicts: dict[str, dict] = {}  # example_id -> {"rules": bool, "stage": float, "semantic": {category: score}, threshold: bool}
     started = time.perf_counter()
+    cache: dict = {}  # the untuned encoder's embeddings, the same in every fold
     for k in range(args.folds):
         held = frozenset(c for c, f in fold.items() if f == k)
-        rows = train_semantic.training_rows(shared, [], exclude=held)
+        rows = train_semantic.training_rows(shared, [], exclude=held, also=args.also)
         print(f"fold {k + 1}/{args.folds}: {len(held)} conversations held out, training on {len(rows)} lines "
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-        head, _, _ = train_semantic.train(encoder, rows, name=config.encoder, tune_layers=args.tune_layers)
+        head, _, _ = train_semantic.train(encoder, rows, name=config.encoder, tune_layers=args.tune_layers, cache=cache)
         # screened once at the lowest threshold: at a higher one the stage's findings are those scoring that much
         detector = Detector(dataclasses.replace(config, semantic=True, semantic_threshold=THRESHOLDS[0]),
                             encoder=encoder, head=head)
@@ -107,8 +112,14 @@ def main() -> int:
                 findings = detector.screen(m.text)
                 words = detector.normalized(m.text).tokens
                 p = stage.head.probabilities(stage.encoder.embed_many([" ".join(words)]))[0] if words else None
+                semantic: dict[str, float] = {}
+                for f in findings:
+                    if f.rule.startswith("semantic."):
+                        semantic[f.category] = max(f.score, semantic.get(f.category, 0.0))
                 verdicts[m.example_id] = {
                     "rules": bool(rules.screen(m.text)),
+                    "ruled": any(not f.rule.startswith("semantic.") for f in findings),  # with word senses
+                    "semantic": semantic,
                     "stage": 0.0 if p is None else float(1.0 - p[stage.head.classes.index("none")]),
                     **{t: any(not f.rule.startswith("semantic.") or f.score >= t for f in findings) for t in THRESHOLDS},
                 }

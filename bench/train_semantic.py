@@ -115,10 +115,13 @@ def qa_mark_rows(path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-def training_rows(shared: Path, marks: list[Path], exclude: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+def training_rows(shared: Path, marks: list[Path], exclude: frozenset[str] = frozenset(),
+                  also: list[Path] = ()) -> list[tuple[str, str, str]]:
     """Every labelled line the stage learns from, ``(label, text, source)``;
-    ``exclude``: ConvAbuse conversations left out (a cross-validation fold)."""
+    ``exclude``: ConvAbuse conversations left out (a cross-validation fold);
+    ``also``: more ``label<TAB>text`` files (a batch being measured, e.g. ``bench/data/voices/*.tsv``)."""
     rows = [row for name in TRAINING_FILES for row in rows_from(model_dir("en") / name, Path(name).stem)]
+    rows += [row for path in also for row in rows_from(path, path.stem)]
     rows += [(label, text, "heldout") for number, label, text in heldout_set.rows()
              if number not in heldout_set.NEVER_TRAINED_ON]
     rows += cases_rows()
@@ -147,10 +150,21 @@ def normalized(texts: list[str]) -> list[str]:
     return [" ".join(detector.normalized(t).tokens) for t in texts]
 
 
-def embed(encoder, words: list[str], batch: int = 32) -> np.ndarray:
-    """Embeddings of ``words`` (see :func:`normalized`), in batches of similar length."""
-    order = sorted(range(len(words)), key=lambda i: len(words[i]))
+def embed(encoder, words: list[str], batch: int = 32, cache: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Embeddings of ``words`` (see :func:`normalized`), in batches of similar length.
+    ``cache``: embeddings by words, of this same encoder, read and filled (cross-validation
+    embeds the same lines fold after fold)."""
     out = np.zeros((len(words), encoder.dimensions), np.float32)
+    if cache is not None:
+        known = [i for i, w in enumerate(words) if w in cache]
+        for i in known:
+            out[i] = cache[words[i]]
+        missing = sorted(set(range(len(words))) - set(known))
+        if missing:
+            out[missing] = embed(encoder, [words[i] for i in missing], batch)
+            cache.update((words[i], out[i]) for i in missing)
+        return out
+    order = sorted(range(len(words)), key=lambda i: len(words[i]))
     started = time.perf_counter()
     for n, first in enumerate(range(0, len(order), batch)):
         chunk = order[first:first + batch]
@@ -232,14 +246,15 @@ def judged(encoder, head: Head, words: list[str]) -> np.ndarray:
     return head.probabilities(embed(stage.encoder, words)).argmax(axis=1)
 
 
-def train(encoder, rows: list[tuple[str, str, str]], *, name: str, tune_layers: int | None = None) -> tuple[Head, list[str], np.ndarray]:
+def train(encoder, rows: list[tuple[str, str, str]], *, name: str, tune_layers: int | None = None,
+          cache: dict[str, np.ndarray] | None = None) -> tuple[Head, list[str], np.ndarray]:
     """Train the stage on ``rows`` over ``encoder`` (its name in the model:
     ``name``): the head on the frozen encoder, then (unless ``tune_layers`` is
     0) the top layers with it. Returns the head (adapter included), the
-    normalized words of the rows and their class indices."""
+    normalized words of the rows and their class indices. ``cache``: see :func:`embed`."""
     words = normalized([text for _, text, _ in rows])
     print(f"training on {len(rows)} lines with {encoder.name} ({encoder.path})", file=sys.stderr)
-    x = embed(encoder, words)
+    x = embed(encoder, words, cache=cache)
     y = np.array([CLASSES.index(label) for label, _, _ in rows])
     w, b = fit(x, y, len(CLASSES))
     adapter: dict[str, np.ndarray] = {}
@@ -260,6 +275,8 @@ def main() -> int:
                         help="QA marks exported with 'callshield export --qa-marks' (repeatable)")
     parser.add_argument("--tune-layers", type=int, default=None, metavar="N",
                         help="encoder layers tuned with the head (default 3; 0: the head alone, no torch needed)")
+    parser.add_argument("--also", metavar="FILE.tsv", action="append", default=[], type=Path,
+                        help="also train on this label<TAB>text file (repeatable; e.g. bench/data/voices/*.tsv)")
     parser.add_argument("--out", type=Path, default=model_dir("en") / MODEL_FILE)
     parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
     parser.add_argument("--noise", type=float, default=0.0, metavar="RATE",
@@ -273,7 +290,7 @@ def main() -> int:
     name = encoder.name if args.encoder else DetectionConfig().encoder
     if args.tune_layers is not None and not 0 <= args.tune_layers <= encoder.depth:
         parser.error(f"--tune-layers must be 0 to {encoder.depth} (the encoder's layers)")
-    rows = training_rows(shared_dir(), args.qa_marks)
+    rows = training_rows(shared_dir(), args.qa_marks, also=args.also)
     if args.noise:
         rows = with_recognition_errors(rows, args.noise)
     fresh, words, y = train(encoder, rows, name=name, tune_layers=args.tune_layers)
