@@ -32,7 +32,9 @@ Training data:
 - ``--qa-marks FILE.jsonl`` (``callshield export --qa-marks``): a confirmed
   finding teaches its category, a false alarm ``none``.
 
-Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--tune-layers N] [--out PATH] [--check]``
+Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--also FILE.tsv ...] [--tune-layers N] [--out PATH] [--check]``
+(``--also``: more written ``label<TAB>text`` files, such as a batch of
+``bench/data/voices/`` being measured before it joins ``TRAINING_FILES``)
 (``--check``: train, then judge every training line with the fresh and the
 committed model; exit 1 unless they agree on 99 in 100).
 Step 1 takes a few minutes on one core for 12,000 lines, step 2 about ten
