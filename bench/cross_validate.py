@@ -80,15 +80,17 @@ def choose(messages, verdicts: dict[str, dict], categories: tuple[str, ...], bud
     import numpy as np
 
     open_ = [m for m in messages if not verdicts[m.example_id]["ruled"] and verdicts[m.example_id]["semantic"]]
+    if not open_:  # no verdict a threshold could change
+        return dict.fromkeys(categories, SHIPPED)
     # per message and category: how many grid thresholds its score reaches (0: none)
     reach = np.array([[sum(verdicts[m.example_id]["semantic"].get(c, 0.0) >= t for t in GRID) for c in categories]
                       for m in open_], dtype=np.int8).reshape(len(open_), len(categories))
-    abuse = np.array([m.kind == "abuse_agent" for m in open_])
-    clean = {split: np.array([m.kind == "clean" and m.split == split for m in open_]) for split in budget}
+    abuse = np.array([m.kind == "abuse_agent" for m in open_], dtype=bool)
+    clean = {split: np.array([m.kind == "clean" and m.split == split for m in open_], dtype=bool) for split in budget}
     shipped = GRID.index(SHIPPED)
     best, best_key = None, None
     for combo in itertools.product(range(len(GRID)), repeat=len(categories)):
-        flagged = (reach > np.array(combo)).any(axis=1) if len(open_) else np.zeros(0, bool)
+        flagged = (reach > np.array(combo)).any(axis=1)
         clean_flagged = {split: int((flagged & mask).sum()) for split, mask in clean.items()}
         if any(clean_flagged[s] > budget[s] for s in budget):
             continue
