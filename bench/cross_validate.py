@@ -115,13 +115,29 @@ def folds_of(conversations: list[str], k: int) -> dict[str, int]:
 def table(messages, verdicts: dict[str, dict], columns: dict) -> None:
     """Abuse caught and clean messages flagged, per split, one column per
     ``name: verdict -> flagged``."""
-    width = 20
+    width = max(20, *(len(name) + 2 for name in columns))
     print(f"{'':34}" + "".join(f"{name:>{width}}" for name in columns))
     for split in ("train", "validation"):
         for kind, label in (("abuse_agent", "abuse aimed at the agent caught"), ("clean", "clean messages flagged")):
             group = [verdicts[m.example_id] for m in messages if m.split == split and m.kind == kind]
             row = "".join(f"{pct(sum(bool(flag(v)) for v in group), len(group)):>{width}}" for flag in columns.values())
             print(f"{split + ': ' + label:34}{row}")
+
+
+def choose_nested(messages, verdicts: dict[str, dict], categories: tuple[str, ...], budget: dict[str, int],
+                  fold_of: dict[str, int], folds: int) -> dict[str, bool]:
+    """An honest figure for :func:`choose` itself: each fold's messages judged with the
+    thresholds chosen on the other folds alone (the budget scaled to their clean messages)."""
+    clean = Counter(m.split for m in messages if m.kind == "clean")
+    out: dict[str, bool] = {}
+    for k in range(folds):
+        others = [m for m in messages if fold_of[m.example_id] != k]
+        theirs = Counter(m.split for m in others if m.kind == "clean")
+        scaled = {split: int(budget[split] * theirs[split] / clean[split] + 1e-9) if clean[split] else 0 for split in budget}
+        chosen = choose(others, verdicts, categories, scaled)
+        print(f"  fold {k + 1}: " + ", ".join(f"{c} {t}" for c, t in chosen.items()), file=sys.stderr)
+        out.update((m.example_id, flagged_at(verdicts[m.example_id], chosen)) for m in messages if fold_of[m.example_id] == k)
+    return out
 
 
 def main() -> int:
@@ -170,7 +186,16 @@ def main() -> int:
         print(f"\n-- thresholds chosen per category (at most {budget['train']} train-split and "
               f"{budget['validation']} validation-split clean messages flagged):")
         print("[detection.semantic_thresholds]\n" + "\n".join(f"{c} = {t}" for c, t in chosen.items()))
-        table(scored, verdicts, {f"at {SHIPPED}": lambda v: flagged_at(v, {}), "chosen": lambda v: flagged_at(v, chosen)})
+        conversation = {m.example_id: m.conv_id for m in convabuse_all(shared_dir())}
+        fold = folds_of([conversation[m.example_id] for m in scored], args.folds)
+        nested = choose_nested(scored, verdicts, train_semantic.CATEGORIES, budget,
+                               {m.example_id: fold[conversation[m.example_id]] for m in scored}, args.folds)
+        for m in scored:
+            verdicts[m.example_id]["nested"] = nested[m.example_id]
+        print("('chosen' is judged on the verdicts it was chosen on; 'chosen on the other folds' judges each fold "
+              "with thresholds chosen without it: the figure to trust)")
+        table(scored, verdicts, {f"at {SHIPPED}": lambda v: flagged_at(v, {}), "chosen": lambda v: flagged_at(v, chosen),
+                                 "chosen on the other folds": lambda v: v["nested"]})
     if args.out:
         args.out.write_text(json.dumps([{"example_id": m.example_id, "split": m.split, "kind": m.kind, "text": m.text,
                                          **{str(k): v for k, v in verdicts[m.example_id].items()}} for m in scored], indent=1))

@@ -51,3 +51,20 @@ def test_a_budget_no_threshold_can_keep_is_an_error():
     messages, verdicts = _messages(("clean", "train", False, {"threat": 0.999}))
     with pytest.raises(SystemExit, match="no thresholds"):
         cross_validate.choose(messages, verdicts, CATEGORIES, {"train": 0, "validation": 0})
+
+
+def test_the_nested_figure_judges_each_fold_with_thresholds_chosen_without_it():
+    # fold 0 alone holds the abuse that insult at 0.9 would catch; fold 1 alone the clean message it would flag
+    messages, verdicts = _messages(
+        ("abuse_agent", "train", False, {"insult": 0.91}),
+        ("clean", "train", False, {"insult": 0.92}),
+        ("clean", "train", False, {}),
+        ("clean", "train", False, {}),
+    )
+    fold_of = {"0": 0, "1": 1, "2": 0, "3": 1}
+    # chosen on everything, insult stays at 0.95: lowering it flags a clean message, beyond a budget of 0
+    assert cross_validate.choose(messages, verdicts, CATEGORIES, {"train": 0, "validation": 0})["insult"] == 0.95
+    nested = cross_validate.choose_nested(messages, verdicts, CATEGORIES, {"train": 0, "validation": 0}, fold_of, 2)
+    # fold 0 is judged by thresholds chosen on fold 1 (nothing to catch there: 0.95), so its abuse is missed;
+    # fold 1 by thresholds chosen on fold 0 (insult 0.9 catches its abuse for free), so its clean message is flagged
+    assert nested == {"0": False, "1": True, "2": False, "3": False}
