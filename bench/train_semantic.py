@@ -61,10 +61,11 @@ sys.path.insert(0, str(ROOT / "tests" / "detection"))
 import heldout_set  # noqa: E402
 from shared_data import convabuse_all, labelled, shared_dir  # noqa: E402
 from detection import Detector  # noqa: E402
+from detection.taxonomy import JUDGED_BY_MEANING  # noqa: E402
 from detection.semantic import ADAPTER_FILE, MODEL_FILE, NONE, PROBE, TRAINING_FILES, Head, SemanticStage, model_dir  # noqa: E402
 from kernel.tensors import write_safetensors  # noqa: E402
 
-CATEGORIES = ("threat", "insult", "integrity", "sexual", "demand", "defamation", "privacy")
+CATEGORIES = JUDGED_BY_MEANING
 CLASSES = CATEGORIES + (NONE,)
 C = 4.0  # inverse regularization strength, as in scikit-learn's LogisticRegression
 BALANCE = 0.5  # class weights (n / (classes * n_class)) ** BALANCE: 1 is fully balanced, 0 not at all

@@ -36,7 +36,7 @@ from typing import Any, Mapping
 
 from kernel.sections import read_section, setting
 from detection.errors import DetectionError
-from detection.taxonomy import CATEGORIES, DEFAULT_SEVERITY, SEVERITIES
+from detection.taxonomy import CATEGORIES, DEFAULT_SEVERITY, JUDGED_BY_MEANING, SEVERITIES
 
 DEFAULT_POINTS = MappingProxyType({"low": 1, "medium": 2, "high": 4, "critical": 6})
 
@@ -194,8 +194,9 @@ def _thresholds_table(value: Any) -> dict[str, float]:
         raise ValueError("semantic_thresholds must be a table of category = probability")
     out = {}
     for category, threshold in value.items():
-        if category not in CATEGORIES:
-            raise ValueError(f"semantic_thresholds: unknown category {category!r}; known: {', '.join(CATEGORIES)}")
+        if category not in JUDGED_BY_MEANING:
+            raise ValueError(f"semantic_thresholds: {category!r} is not judged by meaning; "
+                             f"known: {', '.join(JUDGED_BY_MEANING)}")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.5 <= threshold < 1.0:
             raise ValueError(f"semantic_thresholds.{category} must be a probability in [0.5, 1), not {threshold!r}")
         out[category] = float(threshold)

@@ -303,6 +303,7 @@ def test_config_table_sets_thresholds_per_category():
     ({"semantic_thresholds": {"threat": 0.3}}, "semantic_thresholds.threat"),
     ({"semantic_thresholds": {"threat": True}}, "semantic_thresholds.threat"),
     ({"semantic_thresholds": {"rudeness": 0.9}}, "rudeness"),
+    ({"semantic_thresholds": {"shouting": 0.9}}, "not judged by meaning"),
     ({"semantic_thresholds": 0.9}, "semantic_thresholds"),
     ({"semantic_threshold": 1.2}, "semantic_threshold"),
     ({"semantic_threshold": 0.4}, "semantic_threshold"),
