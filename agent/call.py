@@ -12,12 +12,13 @@ the recorder implement them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from audio.frames import AudioChunk
+from kernel.queues import RecentSet
 
 
 @runtime_checkable
@@ -37,7 +38,11 @@ class CallTap(Protocol):
     the last chunk was screened and before ``call_ended`` is published (so a
     recording is finalized before the console hears the call ended). A tap
     with an ``attach(session)`` method is given its :class:`~agent.session.CallSession`
-    first (e.g. to learn at the end whether the call had findings).
+    first (e.g. to learn at the end whether the call had findings). A tap
+    with a ``rename(call_id)`` method is told when its call takes a new id
+    (the console refused the id as taken), during the call or after it; it
+    may return an ``asyncio.Task`` still doing it (the agent waits for it
+    at shutdown).
     """
 
     def push(self, chunk: AudioChunk) -> None: ...
@@ -56,6 +61,12 @@ class CallInfo:
         source_kind: ``audiosocket``, ``device``, ``wav`` or ``transcript``.
         sample_rate: Hz of the call's audio (0 for a transcript).
         started_at: ISO 8601 UTC wall time the call started.
+        ingress_ids: the ids the ingress and the phone system know the call
+            by, as ``(name, value)`` pairs sorted by name, e.g.
+            ``(("audiosocket_uuid", "..."),)``; a SIPREC session id, a Twilio
+            ``callSid``... The agent's ``call_id`` may differ from them (a
+            reused id runs as ``<id>.2``); the end-call webhook sends them so
+            the phone system can find its call (:func:`ingress_ids`).
     """
 
     call_id: str
@@ -64,6 +75,14 @@ class CallInfo:
     source_kind: str
     sample_rate: int
     started_at: str
+    ingress_ids: tuple[tuple[str, str], ...] = ()
+
+
+def ingress_ids(ids: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """``ids`` as :attr:`CallInfo.ingress_ids`: ``(name, value)`` pairs sorted by
+    name, empty values left out. Names are snake_case words saying whose id it
+    is (``audiosocket_uuid``, ``sip_call_id``, ``twilio_call_sid``...)."""
+    return tuple(sorted((str(k), str(v)) for k, v in (ids or {}).items() if v))
 
 
 REMEMBERED_CALL_IDS = 50_000
@@ -80,36 +99,40 @@ class CallIds:
     list, and says which id was asked for so the agent can report it.
 
     The ids of running calls are the agent's own (``running``); the ids of
-    ended calls are kept here, the latest ``remember`` of them
-    (``forgotten``: how many older ones were let go, counted).
+    ended calls, and ids the console said are taken (a call of an earlier
+    process of this agent, ``call_id_taken``), are kept here, the latest
+    ``remember`` of them (``forgotten``: how many older ones were let go,
+    counted).
     """
 
     def __init__(self, remember: int = REMEMBERED_CALL_IDS) -> None:
         if remember < 1:
             raise ValueError("remember must be at least 1")
         self.remember = remember
-        self.forgotten = 0
-        self._ended: dict[str, None] = {}  # insertion order: the oldest first
+        self._ended: RecentSet[str] = RecentSet(remember)
+
+    @property
+    def forgotten(self) -> int:
+        return self._ended.forgotten
 
     def __contains__(self, call_id: object) -> bool:
         return call_id in self._ended
 
-    def take(self, wanted: str | None, running: Container[str]) -> tuple[str, str | None]:
+    def take(self, wanted: str | None, running: Container[str], taken: Callable[[str], bool] | None = None) -> tuple[str, str | None]:
         """(the new call's id, ``wanted`` if it was already used or None): ``wanted``
-        itself when unused, a fresh UUID when None, else ``wanted.N``."""
+        itself when unused, a fresh UUID when None, else ``wanted.N``.
+        ``taken``: also used when it says so (e.g. a recording by that name exists)."""
         if wanted is None:
             return uuid.uuid4().hex, None
-        taken = lambda call_id: call_id in running or call_id in self._ended  # noqa: E731
-        if not taken(wanted):
+        used = lambda call_id: call_id in running or call_id in self._ended or (taken is not None and taken(call_id))  # noqa: E731
+        if not used(wanted):
             return wanted, None
         n = 2
-        while taken(f"{wanted}.{n}"):
+        while used(f"{wanted}.{n}"):
             n += 1
         return f"{wanted}.{n}", wanted
 
     def ended(self, call_id: str) -> None:
-        """Remember an ended call's id (forgetting the oldest beyond ``remember``)."""
-        self._ended[call_id] = None
-        while len(self._ended) > self.remember:
-            del self._ended[next(iter(self._ended))]
-            self.forgotten += 1
+        """Remember an ended call's id, or one the console says is taken
+        (forgetting the oldest beyond ``remember``)."""
+        self._ended.add(call_id)

@@ -23,7 +23,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Self
 
 from agent.runtime import Agent, CallHandle
 from audio.audiosocket.call import IncomingCall, IngressNotice
@@ -50,7 +50,97 @@ EARLY_NOTICES = 20
 """Notices kept per call that has not started yet (the oldest go, counted, and are reported when it starts)."""
 
 
-class AudioSocketIngress:
+class CallServer:
+    """What every call server feeding an agent shares (AudioSocket here, SIP in
+    :mod:`agent.sip_ingress`, media streams in :mod:`agent.media_streams`):
+    its ``server`` (with ``start``, ``close`` and the bound ``port``), the
+    running calls it started (:attr:`handles`, :attr:`calls`, by agent call
+    id, removed when each ends, so a busy agent's memory does not grow with
+    the calls it has served), and starting a call on the agent, where a
+    refusal (shutting down, no model) is a ``call_refused`` notice.
+    Subclasses set ``server`` and ``listening`` (what the start is logged as)."""
+
+    server: Any
+    listening = "calls"
+
+    def __init__(self, agent: Agent, config: Any) -> None:
+        self.agent = agent
+        self.config = config
+        self.handles: dict[str, CallHandle] = {}
+        """Running agent calls started by this server, by the agent call id they started under (removed when the call ends)."""
+        self.calls: dict[str, Any] = {}
+        """The ingress's own call of each running agent call, keyed as :attr:`handles`."""
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> "Self":
+        await self.server.start()
+        log.info("%s listening on %s:%d", self.listening, self.config.host, self.port)
+        return self
+
+    async def close(self) -> None:
+        """Stop accepting calls and close every connection; running calls end with what they have."""
+        await self.server.close()
+
+    async def __aenter__(self) -> "Self":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _start_call(self, call: Any, audio: AsyncIterator[AudioChunk], *, what: str, **call_args: Any) -> CallHandle | None:
+        """Start ``call`` on the agent (``call_args`` as :meth:`Agent.start_call` takes
+        them) and hold it until :meth:`_forget`; None, with a ``call_refused``
+        notice, when the agent takes no call now (the caller releases ``call``)."""
+        try:
+            handle = self.agent.start_call(audio, **call_args)
+        except RuntimeError as exc:  # shutting down, or no model
+            self.agent.notice("call_refused", f"{what} call {call_args.get('call_id')} not monitored: {exc}")
+            return None
+        self.handles[handle.call_id] = handle
+        self.calls[handle.call_id] = call
+        return handle
+
+    def _forget(self, handle: CallHandle) -> None:
+        """The call is over: hold nothing of it (found by the id it started
+        under: the agent may have renamed it since, see :meth:`Agent.start_call`)."""
+        key = next(k for k, h in self.handles.items() if h is handle)
+        del self.handles[key], self.calls[key]
+
+    @staticmethod
+    def wire_id(call: Any) -> str:
+        """The id the ingress knows ``call`` by (the agent's may differ: ``<id>.2`` for a reused one)."""
+        return call.call_id
+
+    def _running(self, wire_id: str) -> CallHandle | None:
+        """The newest running agent call of the ingress's call ``wire_id``."""
+        for call_id, call in reversed(self.calls.items()):
+            if self.wire_id(call) == wire_id:
+                return self.handles[call_id]
+        return None
+
+
+def configured(config: Any, host: str | None, port: int | None) -> Any:
+    """``config`` with ``host``/``port`` on top where given."""
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+async def serve_until_shutdown(server: CallServer, started: Callable[[Any], Any] | None = None) -> None:
+    """Run the started ``server`` until cancelled or its agent's shutdown is
+    requested; then stop accepting and close every connection (the agent's own
+    shutdown flushes the calls). ``started`` is called with the running server."""
+    try:
+        if started is not None:
+            started(server)
+        await server.agent.wait_shutdown_requested()
+    finally:
+        await server.close()
+
+
+class AudioSocketIngress(CallServer):
     """An AudioSocket server feeding an agent. Prefer :func:`serve_audiosocket`;
     this class is for callers that need the bound :attr:`port` (tests, benches).
 
@@ -62,44 +152,16 @@ class AudioSocketIngress:
     see :meth:`agent.runtime.Agent.start_call`); the earlier call's record is
     never touched."""
 
+    listening = "AudioSocket ingress"
+
     def __init__(self, agent: Agent, config: AudioSocketConfig, *, route: Route | None = None) -> None:
-        self.agent = agent
-        self.config = config
+        super().__init__(agent, config)
         self.route = route
         self.server = AudioSocketServer(self._on_call, config, on_notice=self._on_notice)
-        self.handles: dict[str, CallHandle] = {}
-        """Running agent calls started by this ingress, by agent call id (removed when the call ends)."""
         self.calls: dict[str, IncomingCall] = {}
-        """The AudioSocket call of each running agent call, by agent call id (removed when the call ends)."""
         self._early: dict[str, DropOldestQueue[IngressNotice]] = {}
 
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    async def start(self) -> "AudioSocketIngress":
-        await self.server.start()
-        log.info("AudioSocket ingress listening on %s:%d", self.config.host, self.port)
-        return self
-
-    async def close(self) -> None:
-        """Stop accepting legs and close every connection; running calls end with what they have."""
-        await self.server.close()
-
-    async def __aenter__(self) -> "AudioSocketIngress":
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     # ---- notices
-
-    def _running(self, wire_id: str) -> CallHandle | None:
-        """The newest running agent call of the AudioSocket call ``wire_id``."""
-        for call_id, call in reversed(self.calls.items()):
-            if call.call_id == wire_id:
-                return self.handles[call_id]
-        return None
 
     def _on_notice(self, notice: IngressNotice) -> None:
         wire_id = notice.call_id
@@ -128,25 +190,17 @@ class AudioSocketIngress:
     async def _on_call(self, call: IncomingCall) -> None:
         partner, seat = self.route(call) if self.route else (None, None)
         assert call.sample_rate is not None
+        handle = self._start_call(call, _call_audio(call), what="AudioSocket", sample_rate=call.sample_rate, partner=partner, seat=seat,
+                                  source_kind="audiosocket", control=call, call_id=call.call_id,
+                                  ingress_ids={"audiosocket_uuid": call.call_id})
         try:
-            handle = self.agent.start_call(
-                _call_audio(call), sample_rate=call.sample_rate, partner=partner, seat=seat,
-                source_kind="audiosocket", control=call, call_id=call.call_id,
-            )
-        except RuntimeError as exc:  # shutting down, or no model
-            self.agent.notice("call_refused", f"AudioSocket call {call.call_id} not monitored: {exc}")
-            for leg in call.legs.values():
-                leg.close()
-            return
-        self.handles[handle.call_id] = handle
-        self.calls[handle.call_id] = call
-        try:
-            for notice in self._early_notices(call.call_id):
-                handle.session.notice(notice.code, notice.message)
-            await handle.wait()
-        finally:  # the call is over: hold nothing of it
-            del self.handles[handle.call_id], self.calls[handle.call_id]
-            # The agent stopped reading (shutdown): release Asterisk's legs too.
+            if handle is not None:
+                for notice in self._early_notices(call.call_id):
+                    handle.session.notice(notice.code, notice.message)
+                await handle.wait()
+        finally:  # refused, over, or the agent stopped reading (shutdown): release Asterisk's legs too
+            if handle is not None:
+                self._forget(handle)
             for leg in call.legs.values():
                 leg.close()
 
@@ -163,27 +217,16 @@ async def start_audiosocket(agent: Agent, host: str | None = None, port: int | N
                             config: AudioSocketConfig | None = None, route: Route | None = None) -> AudioSocketIngress:
     """Start an AudioSocket server for ``agent`` and return it (``.port``, ``.close()``).
     ``host``/``port`` override ``config`` (default: ``AudioSocketConfig()``)."""
-    config = config or AudioSocketConfig()
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, **overrides)
-    return await AudioSocketIngress(agent, config, route=route).start()
+    return await AudioSocketIngress(agent, configured(config or AudioSocketConfig(), host, port), route=route).start()
 
 
 async def serve_audiosocket(agent: Agent, host: str | None = None, port: int | None = None, *,
                             config: AudioSocketConfig | None = None, route: Route | None = None,
                             started: Callable[[AudioSocketIngress], Any] | None = None) -> None:
     """Serve AudioSocket calls into ``agent`` until cancelled or the agent's
-    shutdown is requested; then stop accepting and close every leg (the agent's
-    own shutdown flushes the calls). ``started`` is called with the running
-    ingress (its ``port`` is the bound port)."""
-    ingress = await start_audiosocket(agent, host, port, config=config, route=route)
-    try:
-        if started is not None:
-            started(ingress)
-        await agent.wait_shutdown_requested()
-    finally:
-        await ingress.close()
+    shutdown is requested (:func:`serve_until_shutdown`). ``started`` is called
+    with the running ingress (its ``port`` is the bound port)."""
+    await serve_until_shutdown(await start_audiosocket(agent, host, port, config=config, route=route), started)
 
 
 async def capture_devices(agent: Agent, config: DeviceConfig | None = None, *, partner: str | None = None,

@@ -24,10 +24,15 @@ What it promises (``docs/protocol.md``, "Delivery"):
   refused again) and kept in :attr:`ConsoleLink.undelivered`
   once a later ack passes it: never counted as acknowledged. Unless an ack
   passes it, it stays in the outbox and is resent after a reconnect.
+- A new call under a used id: a ``call_started`` refused as ``call_id_taken``
+  goes to ``on_call_id_taken`` (the agent picks a new id), and
+  :meth:`ConsoleLink.rename_call` rewrites that call's held events to the new
+  id and sends them again after the rest (docs/protocol.md, "Delivery" 6).
 - Heartbeats: while linked, every ``heartbeat_s`` seconds (and right after
   each ``Welcome``) the link sends :class:`~kernel.protocol.Heartbeat` with the
-  ids ``live_calls()`` returns, so the console can tell a live call from one
-  whose agent died (it closes those as lost, and reopens them if we return).
+  ids ``live_calls()`` returns whose ``call_started`` the console has
+  acknowledged, so the console can tell a live call from one whose agent died
+  (it closes those as lost, and reopens them if we return).
 - Reconnects back off exponentially with jitter (``Backoff``); a refused
   token ends the link with :class:`LinkRefused` (retrying would not help).
 """
@@ -40,7 +45,7 @@ import logging
 import random
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,12 +55,15 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agent.backoff import Backoff
 from kernel import protocol
 from kernel.errors import CallshieldError
-from kernel.protocol import HEARTBEAT_S, Ack, AgentHello, EndCallAuthorized, Heartbeat, PartialTranscript, Refused, Welcome
+from kernel.protocol import CALL_ID_TAKEN, HEARTBEAT_S, Ack, AgentHello, CallStarted, EndCallAuthorized, Heartbeat, PartialTranscript, Refused, Welcome
 from kernel.queues import DropOldestQueue
 
 log = logging.getLogger("callshield.agent.link")
 
 AGENT_PATH = "/ws/agent"
+
+FLAPPING_S = 2.0
+"""A link that closes sooner than this after its console welcomed it waits a backoff delay before the next console."""
 
 
 class LinkError(CallshieldError):
@@ -85,6 +93,10 @@ class LinkStats:
     undelivered: int = 0
     renumbered: int = 0
     heartbeats: int = 0
+    failovers: int = 0
+    """Moves to the next console of several because the one tried was unreachable."""
+    renamed_calls: int = 0
+    renamed_events: int = 0
 
 
 @dataclass
@@ -96,23 +108,50 @@ class _Entry:
 
 
 OnAuthorization = Callable[[EndCallAuthorized], Awaitable[None] | None]
+OnCallIdTaken = Callable[[str], None]
+
+
+def console_urls(url: str | Sequence[str]) -> tuple[str, ...]:
+    """The agent websocket URLs of one console or several (a comma-separated
+    string or a list), each ``ws://`` or ``wss://``, ``/ws/agent`` appended
+    where no path is given; a bad one is a :class:`LinkError`."""
+    given = url.split(",") if isinstance(url, str) else list(url)
+    urls = []
+    for one in (u.strip() for u in given):
+        if not one:
+            continue
+        if not one.startswith(("ws://", "wss://")):
+            raise LinkError(f"console URL must start with ws:// or wss://: {one!r}", code="bad_console_url")
+        rest = one.split("://", 1)[1]
+        urls.append(one if "/" in rest.rstrip("/") else one.rstrip("/") + AGENT_PATH)
+    if not urls:
+        raise LinkError("no console URL given", code="bad_console_url")
+    return tuple(dict.fromkeys(urls))
 
 
 class ConsoleLink:
     """The agent's end of the agent <-> console websocket.
 
     ``url``: the console's base URL (``ws://host:port``); ``/ws/agent`` is
-    appended unless the URL already has a path. ``max_attempts``: connection
+    appended unless the URL already has a path. Several consoles (replicas
+    sharing one store), comma-separated or as a list: the link stays with the
+    one it reached, and when that one is gone it tries the next, in order,
+    going round (a backoff delay after each full round that reached none). What
+    the console it left had not acknowledged is resent to the next one, which
+    deduplicates by ``event_id``. ``max_attempts``: connection
     attempts in a row before giving up with :class:`LinkError` (None: retry
     forever, what a long-running agent wants). ``on_authorization`` is called
     for every :class:`EndCallAuthorized` the console sends. ``live_calls``
     returns the ids of the calls being monitored, for heartbeats (every
-    ``heartbeat_s`` seconds).
+    ``heartbeat_s`` seconds). ``on_call_id_taken(call_id)`` is called when
+    the console refuses a ``call_started`` with ``call_id_taken`` (a new call
+    under a used id); it gives the call a new id and calls :meth:`rename_call`
+    (without it, that refusal is like any other).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         agent_id: str,
         token: str,
@@ -126,11 +165,11 @@ class ConsoleLink:
         ssl: ssl_module.SSLContext | None = None,
         live_calls: Callable[[], Iterable[str]] | None = None,
         heartbeat_s: float = HEARTBEAT_S,
+        on_call_id_taken: OnCallIdTaken | None = None,
     ) -> None:
-        if not url.startswith(("ws://", "wss://")):
-            raise LinkError(f"console URL must start with ws:// or wss://: {url!r}", code="bad_console_url")
-        rest = url.split("://", 1)[1]
-        self.url = url if "/" in rest.rstrip("/") else url.rstrip("/") + AGENT_PATH
+        self.urls = console_urls(url)
+        """The consoles to link to, in order of preference (replicas sharing one store)."""
+        self._at = 0  # index in urls of the console tried now
         self.agent_id = agent_id
         self._token = token
         self.site = site
@@ -144,6 +183,7 @@ class ConsoleLink:
         self.stats = LinkStats()
         self.live_calls = live_calls
         self.heartbeat_s = heartbeat_s
+        self.on_call_id_taken = on_call_id_taken
         self.undelivered: deque[tuple[Any, str]] = deque(maxlen=1000)
         """Durable messages the console refused, with its reason (the latest 1000)."""
 
@@ -152,6 +192,7 @@ class ConsoleLink:
         self._partials: DropOldestQueue[_Entry] = DropOldestQueue(partial_limit)
         self._order = 0
         self._next_seq = 1
+        self._moved: set[int] = set()  # seqs of events renamed and sent again under new seqs (this connection)
         self._welcomed_once = False
         self.console_last_seq: int | None = None
 
@@ -169,6 +210,11 @@ class ConsoleLink:
     # ------------------------------------------------------------------ public
 
     @property
+    def url(self) -> str:
+        """The console the link is with now, or tries next."""
+        return self.urls[self._at]
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
@@ -176,6 +222,11 @@ class ConsoleLink:
     def pending(self) -> int:
         """Durable messages not yet acknowledged by the console."""
         return len(self._outbox)
+
+    @property
+    def held(self) -> list[Any]:
+        """The durable messages not yet acknowledged, in the order they are sent."""
+        return [entry.message for entry in self._outbox]
 
     @property
     def next_seq(self) -> int:
@@ -284,6 +335,7 @@ class ConsoleLink:
                     failures = await self._failed(failures, _reason(exc))
                     continue
                 self._ws = ws
+                began = asyncio.get_running_loop().time()
                 try:
                     if await self._session(ws):
                         failures = 0
@@ -294,7 +346,14 @@ class ConsoleLink:
                     self._ws = None
                     self._connected.clear()
                     await ws.close()
-                if not self._closing:
+                if self._closing:
+                    break
+                lasted = asyncio.get_running_loop().time() - began
+                if len(self.urls) > 1:  # the console we were with went away: the next one now
+                    self._at = (self._at + 1) % len(self.urls)
+                    self.stats.failovers += 1
+                    log.warning("console link closed after %.1f s; moving to %s", lasted, self.url)
+                if len(self.urls) == 1 or lasted < FLAPPING_S:  # never a tight loop of welcomes and drops
                     await asyncio.sleep(self.backoff.delay(0, self._rng))
         except CallshieldError as exc:
             self.failure = exc  # raised to whoever waits on the link (drain, wait_connected)
@@ -303,12 +362,21 @@ class ConsoleLink:
             self._stopped.set()
 
     async def _failed(self, failures: int, reason: str) -> int:
+        """One more attempt failed: move on to the next console; after a whole
+        round of them failed, wait (backing off) before the next round."""
         failures += 1
         self.stats.failed_connects += 1
+        failed = self.url
         if self.max_attempts is not None and failures >= self.max_attempts:
-            raise LinkError(f"console at {self.url} unreachable after {failures} attempt(s): {reason}")
-        delay = self.backoff.delay(failures - 1, self._rng)
-        log.info("console at %s unreachable (%s); retrying in %.2f s", self.url, reason, delay)
+            where = failed if len(self.urls) == 1 else f"{failed} (and {len(self.urls) - 1} other console(s))"
+            raise LinkError(f"console at {where} unreachable after {failures} attempt(s): {reason}")
+        self._at = (self._at + 1) % len(self.urls)
+        if len(self.urls) > 1 and failures % len(self.urls):
+            self.stats.failovers += 1
+            log.warning("console at %s unreachable (%s); trying %s", failed, reason, self.url)
+            return failures
+        delay = self.backoff.delay(failures // len(self.urls) - 1, self._rng)
+        log.info("console at %s unreachable (%s); retrying %s in %.2f s", failed, reason, self.url, delay)
         await asyncio.sleep(delay)
         return failures
 
@@ -362,6 +430,7 @@ class ConsoleLink:
         else:
             self._acked(last)
         self._unsent = 0
+        self._moved.clear()  # refusals of the last connection's events never come now
         self._partials.clear()
         self._wake.set()
 
@@ -424,8 +493,22 @@ class ConsoleLink:
                     log.warning("console refused a message: %s (%s)", message.message, message.code)
 
     def _refused(self, refusal: Refused) -> None:
-        """The console refused one durable event: never count it as delivered."""
+        """The console refused one durable event: never count it as delivered.
+        A ``call_started`` refused as ``call_id_taken`` is handed to
+        ``on_call_id_taken`` instead (the call is renamed and sent again)."""
+        if refusal.code == CALL_ID_TAKEN and refusal.seq in self._moved:
+            log.debug("console refused seq %d (call_id_taken): already sent again under the call's new id", refusal.seq)
+            return
         entry = next((e for e in self._outbox if e.message.seq == refusal.seq), None)
+        if (refusal.code == CALL_ID_TAKEN and entry is not None and isinstance(entry.message, CallStarted)
+                and self.on_call_id_taken is not None):
+            log.warning("console refused call %s: %s (call_id_taken); renaming the call", entry.message.call_id, refusal.message)
+            try:
+                self.on_call_id_taken(entry.message.call_id)
+            except Exception:  # a bug there must not take the link down: the refusal then counts as any other
+                log.exception("renaming call %s failed", entry.message.call_id)
+            if refusal.seq in self._moved:  # renamed: the call's events go again under its new id
+                return
         if entry is None or not entry.refused:  # an event, not each refusal of its resends, is counted
             self.stats.undelivered += 1
         what = f"{entry.message.TYPE} for call {getattr(entry.message, 'call_id', None)}" if entry else "an event"
@@ -433,11 +516,52 @@ class ConsoleLink:
         if entry is not None:
             entry.refused = f"{refusal.code}: {refusal.message}"
 
+    def rename_call(self, old: str, new: str) -> int:
+        """Rewrite the held events of call ``old`` (its ``call_started`` and
+        everything after it not yet acknowledged) to call ``new`` and send them
+        again, in order, after what is held (new seqs). Event ids
+        ``old:...`` become ``new:...`` (others are unique already). Their
+        refusals under the old seqs, still on the way, are then ignored.
+        Returns how many events were rewritten."""
+        kept: deque[_Entry] = deque()
+        moved: list[_Entry] = []
+        unsent = self._unsent
+        for i, entry in enumerate(self._outbox):
+            if getattr(entry.message, "call_id", None) != old:
+                kept.append(entry)
+                continue
+            moved.append(entry)
+            if i < self._unsent:
+                unsent -= 1
+        if not moved:
+            return 0
+        self._outbox, self._unsent = kept, unsent
+        for entry in moved:
+            message = entry.message
+            self._moved.add(message.seq)
+            event_id = message.event_id
+            if event_id.startswith(old + ":"):
+                event_id = new + event_id[len(old):]
+            self._order += 1
+            self._outbox.append(_Entry(self._order, dataclasses.replace(message, seq=self._next_seq, call_id=new, event_id=event_id)))
+            self._next_seq += 1
+        self.stats.renamed_calls += 1
+        self.stats.renamed_events += len(moved)
+        self._wake.set()
+        return len(moved)
+
+    def _unconfirmed_starts(self) -> set[str]:
+        """Calls whose ``call_started`` the console has not acknowledged yet."""
+        return {e.message.call_id for e in self._outbox if isinstance(e.message, CallStarted)}
+
     async def _heartbeat_loop(self, ws) -> None:
-        """Tell the console which calls we are monitoring, now and every ``heartbeat_s`` seconds."""
+        """Tell the console which calls we are monitoring, now and every ``heartbeat_s``
+        seconds: those whose start it has acknowledged (a call's id may yet be
+        refused as taken; naming it would keep the stored call of that id alive)."""
         while True:
-            calls = tuple(self.live_calls()) if self.live_calls is not None else ()
-            await ws.send(protocol.encode(Heartbeat(calls=calls)))
+            unconfirmed = self._unconfirmed_starts() if self.live_calls is not None else set()
+            calls = tuple(c for c in self.live_calls() if c not in unconfirmed) if self.live_calls is not None else ()
+            await ws.send(protocol.encode(Heartbeat(calls=calls, partials_dropped=self.stats.partials_dropped)))
             self.stats.heartbeats += 1
             await asyncio.sleep(self.heartbeat_s)
 

@@ -34,7 +34,9 @@ Seam for recording and other per-chunk observers: ``taps`` (see
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
+import uuid
 import logging
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import Executor
@@ -72,6 +74,18 @@ class SessionError(CallshieldError):
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+def rename_taps(taps: Iterable[CallTap], call_id: str) -> list[asyncio.Task]:
+    """Tell the taps that can be renamed (``rename(call_id)``, e.g. the
+    recorder) that their call now runs as ``call_id``; returns their work
+    still running."""
+    work = []
+    for tap in taps:
+        rename = getattr(tap, "rename", None)
+        if rename is not None and (task := rename(call_id)) is not None:
+            work.append(task)
+    return work
 
 
 class CallSession:
@@ -121,6 +135,7 @@ class CallSession:
         self.findings = 0
         self.audio_end = 0.0  # seconds of audio time reached so far
         self._events = 0
+        self._run = uuid.uuid4().hex[:8]  # this session's part of its event ids
         self._dropped_reported = 0
         self._transcriber_errors = 0
         self._reader: asyncio.Task | None = None
@@ -130,8 +145,22 @@ class CallSession:
     # ------------------------------------------------------------------ events
 
     def _event_id(self) -> str:
+        """``CALL_ID:RUN:N``: N counts the call's events; RUN is random per
+        session, so a call a later agent process starts under the same id (a
+        PBX reusing a UUID after an agent restart) never repeats an event id
+        of the earlier call (the console would take it for a resend)."""
         self._events += 1
-        return f"{self.info.call_id}:{self._events}"
+        return f"{self.info.call_id}:{self._run}:{self._events}"
+
+    def rename(self, call_id: str) -> list[asyncio.Task]:
+        """Run on as ``call_id`` (the console refused the call's id as taken,
+        see ``Agent``): later events, partials and taps carry the new id; the
+        link rewrites the events already published (:meth:`~agent.link.ConsoleLink.rename_call`).
+        Returns the taps' renaming work still running (a recording's files), for the agent to wait for."""
+        old = self.info.call_id
+        self.info = dataclasses.replace(self.info, call_id=call_id)
+        log.info("call %s now runs as %s", old, call_id)
+        return rename_taps(self.taps, call_id)
 
     def emit(self, cls: type, **fields: Any) -> Any:
         """Publish a durable event of this call (the link assigns ``seq``)."""
@@ -157,9 +186,14 @@ class CallSession:
             self._reader.cancel()
 
     async def authorize_end(self, message: EndCallAuthorized) -> None:
-        """A supervisor authorized ending this call: hang up if configured to."""
+        """A supervisor authorized ending this call: hang up through its control if
+        configured to (a call without one is the agent's to end by webhook, see
+        :class:`~agent.runtime.Agent`)."""
         self.authorizations.append(message)
-        if not (self.hangup_on_authorization and self.control is not None):
+        if self.control is None:
+            log.info("call %s: end authorized by %s; the agent cannot hang this call up itself", self.info.call_id, message.by)
+            return
+        if not self.hangup_on_authorization:
             log.info("call %s: end authorized by %s; the partner decides (hangup_on_authorization off)", self.info.call_id, message.by)
             return
         try:

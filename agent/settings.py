@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from kernel.config import secret_from_file
 from kernel.errors import ConfigError
 from kernel.sections import read_section
 
@@ -34,7 +35,9 @@ class AgentSettings:
 
     Attributes:
         console_url: the console's base websocket URL, ``ws://host:port`` or
-            ``wss://host:port`` (the link appends ``/ws/agent``). Empty: none.
+            ``wss://host:port`` (the link appends ``/ws/agent``); several
+            console replicas comma-separated, tried in order when one is
+            gone (``agent.link.ConsoleLink``). Empty: none.
         token: the agent's secret (from ``callshield users add NAME --role
             agent``). Prefer ``token_file`` or ``$CALLSHIELD_AGENT_TOKEN``.
         token_file: a file holding the token (first line), or None.
@@ -100,8 +103,8 @@ class AgentSettings:
             raise ConfigError("demo_speed must be positive, demo_pause_s and shutdown_grace_s not negative")
         if not 0 <= self.reconnect_jitter <= 1:
             raise ConfigError("reconnect_jitter must be between 0 and 1")
-        if self.console_url and not self.console_url.startswith(("ws://", "wss://")):
-            raise ConfigError("console_url must start with ws:// or wss://")
+        if any(not u.strip().startswith(("ws://", "wss://")) for u in self.console_url.split(",") if self.console_url):
+            raise ConfigError("console_url must start with ws:// or wss:// (several consoles: comma-separated)")
 
     def resolved_token(self, env: Mapping[str, str] | None = None) -> str:
         """The token: ``token``, else ``token_file``'s first line, else ``$CALLSHIELD_AGENT_TOKEN``."""
@@ -109,9 +112,6 @@ class AgentSettings:
         if self.token:
             return self.token
         if self.token_file is not None:
-            try:
-                return self.token_file.read_text(encoding="utf-8").strip().splitlines()[0].strip()
-            except (OSError, IndexError) as exc:
-                raise ConfigError(f"[agent] token_file {self.token_file}: cannot read a token") from exc
+            return secret_from_file(self.token_file, "[agent] token_file")
         return env.get("CALLSHIELD_AGENT_TOKEN", "").strip()
 

@@ -50,3 +50,43 @@ class AudioSocketError(AudioError):
     """
 
     code = "audiosocket_error"
+
+
+class RtpError(AudioError):
+    """An RTP datagram, a media setting or an SRTP key that cannot be used.
+
+    Codes: ``truncated`` (shorter than the fixed 12-byte header, or cut inside
+    its CSRC list or header extension), ``bad_version`` (version field not 2),
+    ``bad_padding`` (padding count 0 or longer than the packet's payload
+    area), ``srtp_failed`` (SRTP authentication or decryption failed, or the
+    packet is too short to carry an SRTP tag), ``srtp_replay`` (libsrtp's
+    replay check refused it: a duplicate, or older than its window),
+    ``bad_crypto`` (an SDES ``a=crypto`` value that cannot be used: unknown
+    suite, bad key, MKI or session parameters), ``srtp_unavailable``
+    (pylibsrtp is not installed), ``bad_codec`` (a codec name not in
+    :data:`audio.rtp.codecs.SUPPORTED`), ``no_port`` (no free even port in the
+    range), ``bad_config`` (a setting out of range).
+    """
+
+    code = "rtp_error"
+
+
+class MediaStreamError(AudioError):
+    """A websocket media stream (Genesys AudioHook, Twilio Media Streams) broke
+    its protocol, or could not be served.
+
+    Codes: ``bad_config`` (the ``[media_streams]`` section or a key file),
+    ``unauthorized`` (missing or unknown API key, bad or expired request
+    signature: refused before the upgrade), ``bad_json`` (a text message that
+    is not a JSON object), ``bad_message`` (a known message with missing or
+    wrong fields), ``unknown_message`` (a type or event the protocol does not
+    define), ``bad_seq`` (a sequence number that does not follow the last
+    one), ``bad_position`` (a position that disagrees with the audio
+    received), ``bad_frame`` (binary audio that is not whole samples of the
+    negotiated media, or audio before the media were agreed),
+    ``bad_payload`` (base64 that does not decode), ``oversized``
+    (a message over ``max_message_bytes``), ``stream_lost`` (the connection
+    dropped without the protocol's close: what arrived before is kept).
+    """
+
+    code = "media_stream_error"

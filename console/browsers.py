@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -29,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 
 from console import browser_protocol as b
 from console.auth import LoginThrottle, RefusalTally, hash_password, new_password, verify_password
-from console.errors import BadRequest, ConsoleError, Forbidden, NotAuthenticated
+from console.errors import BadRequest, ConsoleError, Forbidden, NotAuthenticated, StoreError
 from console.fanout import BrowserLink
 from console.hub import Hub
 from console.qa import QaDesk
@@ -79,7 +78,7 @@ class BrowserDesk:
                 try:
                     await self._check_sessions()
                     await self._write_tally()
-                except (ConsoleError, sqlite3.Error) as exc:  # the store is closing or busy: try again next round
+                except ConsoleError as exc:  # the store is closing, busy or unreachable (StoreError): try again next round
                     log.warning("session sweep failed: %s", exc)
         except asyncio.CancelledError:
             await self._write_tally(everything=True)
@@ -168,6 +167,9 @@ class BrowserDesk:
             reply(link, b.BrowserError(code=exc.code, message=exc.message, ref=request.ref))
         except BadRequest as exc:
             reply(link, b.BrowserError(code=exc.code, message=exc.message, ref=request.ref))
+        except StoreError as exc:  # the store is unreachable or failed: this request is lost, the socket stays
+            log.error("%s from %s failed in the store: %s", request.TYPE, link.user or "-", exc)
+            reply(link, b.BrowserError(code="store_unavailable", message="the console's store failed; try again", ref=request.ref))
 
     async def _audit_refusal(self, link: BrowserLink, who: str, detail: str, call_id: str | None = None) -> None:
         hub = self.hub
@@ -209,6 +211,8 @@ class BrowserDesk:
     async def _authenticated(self, link: BrowserLink, user: str, role: str, token: str) -> None:
         link.user, link.role, link.token, link.bad = user, role, token, 0
         self.hub.screens.reply(link, await self.hub.db(_snapshot, self.hub.store, user, role))
+        if role in WATCHES_ALL_CALLS:
+            self.hub.load.greet(link)
 
     async def _act(self, link: BrowserLink, r: b.BrowserRequest) -> None:
         hub = self.hub

@@ -6,6 +6,7 @@ Example::
     host = "127.0.0.1"      # bind address; "0.0.0.0" to serve the whole site network
     port = 8750             # TCP port for pages and websockets (0 = any free port)
     data_dir = "/var/lib/callshield"   # default: callshield's data directory
+    store = "postgresql://callshield@db.site.example/callshield"   # default: the SQLite file data_dir/console.db
     tls_cert = "/etc/callshield/console.crt"   # both or neither
     tls_key = "/etc/callshield/console.key"
     browser_queue = 256     # messages buffered per browser before it is dropped
@@ -30,6 +31,8 @@ from kernel.protocol import HEARTBEAT_S
 from kernel.sections import read_section
 
 _PATHS = ("data_dir", "tls_cert", "tls_key")
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+"""How ``store`` names a PostgreSQL database (a libpq connection URI)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +41,11 @@ class ConsoleConfig:
 
     ``host``: bind address. ``port``: TCP port (0 = any free port, see
     ``Console.port`` after start). ``data_dir``: directory of the store
-    (``console.db``) and recordings. ``tls_cert``/``tls_key``: PEM files; with
+    (``console.db``) and recordings. ``store``: empty (the default) for the
+    SQLite file ``console.db`` in ``data_dir``, or a PostgreSQL connection URL
+    (``postgresql://user@host:port/database?sslmode=verify-full``; the password
+    from ``~/.pgpass`` or ``PGPASSWORD`` rather than the URL; ``docs/deployment.md``);
+    recordings stay in ``data_dir`` either way. ``tls_cert``/``tls_key``: PEM files; with
     both set the console serves https/wss only. ``browser_queue``: messages
     buffered per browser connection; a browser that falls that far behind is
     disconnected. ``session_hours``: hours a login token stays valid.
@@ -61,6 +68,7 @@ class ConsoleConfig:
     """
 
     data_dir: Path
+    store: str = ""
     host: str = "127.0.0.1"
     port: int = 8750
     tls_cert: Path | None = None
@@ -74,7 +82,13 @@ class ConsoleConfig:
 
     @property
     def store_path(self) -> Path:
+        """The SQLite store's file (used when ``store`` is empty)."""
         return self.data_dir / "console.db"
+
+    @property
+    def store_location(self) -> Path | str:
+        """Where the store is: the PostgreSQL URL of ``store``, else the SQLite file."""
+        return self.store or self.store_path
 
     @property
     def recordings_dir(self) -> Path:
@@ -87,6 +101,9 @@ class ConsoleConfig:
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("[console] tls_cert and tls_key must be given together")
+        if self.store and not self.store.startswith(POSTGRESQL_SCHEMES):
+            raise ConfigError(f"[console] store must be a postgresql:// URL, not {self.store.split(':', 1)[0]!r}..."
+                              " (leave it out for the SQLite file in data_dir)")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"[console] port must be 0..65535, not {self.port}")
         if self.browser_queue < 1:

@@ -5,6 +5,12 @@ A message is encoded once and queued for every browser that should see it
 is disconnected (it reconnects and gets a fresh snapshot), never waited
 for, so one stuck screen cannot delay an alert for the others.
 
+Under load, live partial transcripts are shed first: a browser whose outbox
+is more than :data:`SHED_AT` full is sent no partials until it catches up
+(each one not queued is counted, ``on_shed``). A partial is replaced by the
+next one within a fraction of a second and its final line follows; final
+utterances, findings, alerts and authorizations are never shed.
+
 A message is encoded to its UTF-8 frame before it is queued. One that cannot
 be (a lone UTF-16 surrogate in a text, NaN or Infinity in a number: issue 13,
 #4 and #9) is sent to no one, counted (``on_unsendable``) and logged; no
@@ -27,6 +33,9 @@ from console.store import Call
 
 log = logging.getLogger("callshield.console")
 
+SHED_AT = 0.5
+"""Share of a browser's outbox above which live partials to it are shed (counted), before it can fill."""
+
 
 class BrowserLink:
     """One browser connection: who is logged in, its bounded outbox, its sender."""
@@ -40,13 +49,21 @@ class BrowserLink:
         self.bad = 0
         self.dropped = False
         self.sender: asyncio.Task | None = None
+        self.shed_at = max(1, int(limit * SHED_AT))
+        self.shed = 0
+        """Partials not queued for this browser because it was behind."""
 
     @property
     def peer(self) -> str:
         return peer(self.ws)
 
-    def offer(self, frame: bytes) -> bool:
-        """Queue a message (its UTF-8 text); False when the outbox is full (the browser is too slow)."""
+    def offer(self, frame: bytes, *, sheddable: bool = False) -> bool:
+        """Queue a message (its UTF-8 text); False when the outbox is full (the
+        browser is too slow). A ``sheddable`` message (a live partial) is not
+        queued, and counted in :attr:`shed`, once the outbox is :data:`SHED_AT` full."""
+        if sheddable and self.outbox.qsize() >= self.shed_at:
+            self.shed += 1
+            return True
         try:
             self.outbox.put_nowait(frame)
         except asyncio.QueueFull:
@@ -81,6 +98,8 @@ class Screens:
     def __init__(self, *, on_drop: Callable[[], None], spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task],
                  on_unsendable: Callable[[], None] = lambda: None) -> None:
         self.links: set[BrowserLink] = set()
+        self.partials_shed = 0
+        """Live partials not queued for a browser that was behind (:data:`SHED_AT`), over all browsers."""
         self._on_drop = on_drop
         self._on_unsendable = on_unsendable
         self._spawn = spawn
@@ -92,12 +111,17 @@ class Screens:
         if frame is None:
             return
         partner = partner or (call.partner if call else None)
+        sheddable = isinstance(message, b.PartialShown)
         for link in list(self.links):
             if link.role is None or link.dropped:
                 continue
             wanted = (supervisors and link.role in WATCHES_ALL_CALLS) or (partner is not None and link.role == "partner" and link.user == partner)
-            if wanted and not link.offer(frame):
+            if not wanted:
+                continue
+            shed = link.shed
+            if not link.offer(frame, sheddable=sheddable):
                 self.drop(link)
+            self.partials_shed += link.shed - shed
 
     def reply(self, link: BrowserLink, message: Any) -> None:
         """Queue an answer for one browser."""

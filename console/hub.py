@@ -18,6 +18,7 @@ from websockets.http11 import Request, Response
 
 from console.config import ConsoleConfig
 from console.fanout import Screens
+from console.load import LoadWatch
 from console.store import Authorization, Store
 from kernel.clock import Clock
 
@@ -39,6 +40,8 @@ class ConsoleStats:
     events_stored: int = 0
     events_duplicate: int = 0
     partials_forwarded: int = 0
+    partials_refused: int = 0
+    """Partials of a call refused as taken on its agent's link (dropped, not forwarded)."""
     messages_unsendable: int = 0
     """Messages for browsers that could not be encoded (sent to no one, logged)."""
 
@@ -58,6 +61,7 @@ class Hub(Protocol):
     store: Store | None
     screens: Screens
     agents: EndCalls
+    load: LoadWatch
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
 

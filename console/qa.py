@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from console import browser_protocol as b
-from console.errors import BadRequest
+from console.errors import BadRequest, StoreError
 from console.evidence import CallEvidence, EvidenceError, build_evidence_zip
 from console.fanout import BrowserLink
 from console.hub import Hub
@@ -148,10 +148,19 @@ def _sidecar_checked(recordings_dir: Path, call_id: str) -> tuple[dict[str, Any]
 
 
 def _store_recording(store: Store, call_id: str, facts: dict[str, Any], now_hash: str) -> Recording | None:
-    """Store a checked recording's row (store thread); None for an unknown call."""
-    if store.call(call_id) is None:
+    """Store a checked recording's row (store thread); None for an unknown
+    call, or for a recording whose sidecar names another call: another id, or
+    this id with another start (a later call that had this call's id, before
+    its agent renamed it)."""
+    call = store.call(call_id)
+    if call is None:
         return None
     name = recording_name(call_id)
+    started = facts.get("call_started_at", call.started_at)
+    if facts["call_id"] != call_id or started != call.started_at:
+        log.warning("call %s (started %s): %s is the recording of call %s started %s, not adopted",
+                    call_id, call.started_at, name, facts["call_id"], started)
+        return None
     row = store.add_recording(
         call_id, path=name, sha256=facts["sha256"], bytes=facts["bytes"], duration=float(facts["duration"]),
         sample_rate=int(facts.get("sample_rate") or 0), finalized_at=facts["finalized_at"], recovered=bool(facts.get("recovered")),
@@ -202,6 +211,8 @@ class QaDesk:
         while True:
             try:
                 await self.run_cleanup()
+            except StoreError as exc:  # the store unreachable: one line, tried again tomorrow
+                log.error("retention clean-up failed: %s", exc)
             except Exception:  # a bad day must not stop tomorrow's clean-up
                 log.exception("retention clean-up failed")
             now = self.console.clock().astimezone()
@@ -234,6 +245,8 @@ class QaDesk:
         try:
             await self.adopt(call_id)
             await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock(), only=call_id)
+        except StoreError as exc:  # the store unreachable: one line; the daily clean-up adopts it later
+            log.error("call %s: recording/retention at call end failed: %s", call_id, exc)
         except Exception:
             log.exception("call %s: recording/retention at call end failed", call_id)
 

@@ -18,7 +18,8 @@ outbox and sender task; a browser whose outbox overflows is disconnected
 (counted in ``Console.stats``), never waited for, so one stuck screen cannot
 delay an alert for the others.
 
-Blocking work runs in named executors: ``store`` (one thread: SQLite),
+Blocking work runs in named executors: ``store`` (one thread: the store's
+one connection, SQLite or PostgreSQL),
 ``auth`` (scrypt password checks, which take tens of milliseconds each) and
 ``recordings`` (reading recordings, hashing, evidence zips; ``console/qa.py``).
 
@@ -47,6 +48,7 @@ from console.config import ConsoleConfig
 from console.errors import ConsoleError
 from console.fanout import Screens
 from console.hub import ConsoleStats
+from console.load import LoadWatch
 from console.qa import QaDesk
 from console.store import Store
 from console.web import HostGate, Refusal, Site, response, split_target
@@ -78,6 +80,7 @@ class Console:
         self._gate: HostGate | None = None
         self._routes: list[tuple[Callable[[str], bool], Callable[[Request], Awaitable[Response]]]] = []
         self.screens = Screens(on_drop=self._dropped, spawn=self.spawn, on_unsendable=self._unsendable)
+        self.load = LoadWatch(self.screens, lambda: self.stats.browsers_dropped)
         # QA (issue 6): recordings and evidence over HTTP, qa_* requests, retention
         self.qa = QaDesk(self, retention if retention is not None else RetentionPolicy())
         self.agents = AgentLinks(self, self.qa)
@@ -89,7 +92,7 @@ class Console:
         """Open (and migrate) the store, read the pages, bind the port."""
         loop = asyncio.get_running_loop()
         self.config.recordings_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await loop.run_in_executor(self._store_pool, partial(Store.open, self.config.store_path, clock=self.clock))
+        self.store = await loop.run_in_executor(self._store_pool, partial(Store.open, self.config.store_location, clock=self.clock))
         self._site = await loop.run_in_executor(self._store_pool, partial(Site, health=self._health, tls=self.config.tls))
         context = None
         if self.config.tls:
@@ -124,6 +127,7 @@ class Console:
         log.info("console listening on %s", self.http_url)
         self.qa.start()
         self.agents.start()
+        self.spawn(self.load.run())
 
     async def serve_forever(self) -> None:
         """Serve until :meth:`stop` is called (starting first if needed)."""
@@ -184,6 +188,7 @@ class Console:
             "agents": sorted(self.agents.connected),
             "browsers": len(self.screens.links),
             "browsers_dropped": self.stats.browsers_dropped,
+            "partials_shed": self.screens.partials_shed,
             "messages_unsendable": self.stats.messages_unsendable,
             "events_stored": self.stats.events_stored,
         }

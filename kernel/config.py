@@ -23,9 +23,10 @@ from typing import Any, Mapping
 
 from kernel.errors import ConfigError
 
-__all__ = ["ConfigError", "ConfigFile", "SECTIONS", "default_config_path", "default_data_dir", "load_config"]
+__all__ = ["ConfigError", "ConfigFile", "SECTIONS", "default_config_path", "default_data_dir", "load_config", "secret_from_file"]
 
-SECTIONS = ("models", "audio", "detection", "agent", "audiosocket", "devices", "console", "retention")
+SECTIONS = ("models", "audio", "detection", "agent", "audiosocket", "media_streams", "siprec", "devices", "console", "retention",
+            "end_call_webhook")
 """Every section of the config file (``docs/callshield.example.toml`` shows them all)."""
 
 
@@ -42,6 +43,16 @@ def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
         return Path(env["CALLSHIELD_HOME"])
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "callshield"
+
+
+def secret_from_file(path: Path, what: str) -> str:
+    """The first line of ``path`` (a token or secret file), stripped; an unreadable
+    or empty file is a :class:`ConfigError` ``"{what} {path}: cannot read it"``
+    (the file's content is never in the message)."""
+    try:
+        return path.read_text(encoding="utf-8").strip().splitlines()[0].strip()
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise ConfigError(f"{what} {path}: cannot read it") from None
 
 
 @dataclass(frozen=True)

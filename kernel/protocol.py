@@ -62,7 +62,7 @@ class AgentHello:
 @dataclass(frozen=True)
 class CallStarted:
     """A call began. ``partner``: the partner's user name; ``seat``: the desk or
-    extension; ``source``: ``audiosocket``, ``device``, ``wav`` or ``transcript``;
+    extension; ``source``: ``audiosocket``, ``audiohook``, ``twilio``, ``device``, ``wav`` or ``transcript``;
     ``started_at``: ISO 8601 UTC wall time; ``sample_rate``: Hz (0 for a transcript)."""
 
     TYPE: ClassVar[str] = "call_started"
@@ -91,11 +91,15 @@ class PartialTranscript:
 @dataclass(frozen=True)
 class Heartbeat:
     """The agent is alive and monitoring ``calls`` (list of call ids, maybe
-    empty). Ephemeral, sent every :data:`HEARTBEAT_S` seconds while linked;
-    the console closes as lost the calls it stops hearing about."""
+    empty), having dropped ``partials_dropped`` partials so far. Ephemeral, sent
+    every :data:`HEARTBEAT_S` seconds while linked; the console closes as lost
+    the calls it stops hearing about."""
 
     TYPE: ClassVar[str] = "heartbeat"
     calls: tuple = ()
+    partials_dropped: int = 0
+    """Partial transcripts the agent dropped since it started (link down or its
+    queue full): shown to supervisors, so a screen missing live text says why."""
 
 
 HEARTBEAT_S = 10.0
@@ -194,6 +198,41 @@ class AgentNotice:
     dropped: int = 0
 
 
+@dataclass(frozen=True)
+class EndCallWebhookOutcome:
+    """What became of the end-call webhook of an authorization, for a call the
+    agent cannot hang up itself (``docs/end-call-webhook.md``).
+
+    ``authorization_id``: the authorization it carries; ``outcome``:
+    ``delivered`` (the receiver answered 2xx), ``retrying`` (an attempt failed
+    and another follows), ``failed`` (no more attempts: a 4xx, or the last
+    attempt failed, or it was dropped), ``not_configured`` (the call has no
+    control of its own and no webhook is configured: the partner ends the
+    call); ``attempt``: attempts made so far (0 for ``not_configured``);
+    ``max_attempts``: attempts allowed; ``status``: the HTTP status of the
+    attempt (0: no answer: refused, timed out, not HTTP); ``error``: what went
+    wrong, for people ("" when delivered); ``retry_in``: seconds of wall time
+    before the next attempt (``retrying`` only); ``webhook_id``: the webhook's
+    ``event_id``, the receiver's idempotency key ("" when none was sent)."""
+
+    TYPE: ClassVar[str] = "end_call_webhook"
+    seq: int
+    event_id: str
+    call_id: str
+    authorization_id: str
+    outcome: str
+    attempt: int
+    max_attempts: int
+    status: int = 0
+    error: str = ""
+    retry_in: float = 0.0
+    webhook_id: str = ""
+
+
+WEBHOOK_OUTCOMES = ("delivered", "retrying", "failed", "not_configured")
+"""The values of :attr:`EndCallWebhookOutcome.outcome`."""
+
+
 # --------------------------------------------------------------------------- console -> agent
 
 
@@ -241,12 +280,21 @@ class Refused:
     seq: int | None = None
 
 
-AGENT_MESSAGES = (AgentHello, CallStarted, PartialTranscript, Heartbeat, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice)
+CALL_ID_TAKEN = "call_id_taken"
+"""The ``Refused.code`` of a ``call_started`` for a call id its agent already
+started under another event id (a new call under a used id: the PBX sent it
+again after the agent restarted), and of that call's later events on the same
+link. The agent renames the call (``<id>.2``...) and sends its events again;
+the stored call is unchanged."""
+
+AGENT_MESSAGES = (AgentHello, CallStarted, PartialTranscript, Heartbeat, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice,
+                  EndCallWebhookOutcome)
 CONSOLE_MESSAGES = (Welcome, Ack, EndCallAuthorized, Refused)
-DURABLE = (CallStarted, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice)
+DURABLE = (CallStarted, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice, EndCallWebhookOutcome)
 """Messages that carry ``seq`` and ``event_id`` and are resent until acknowledged."""
 
-Message = typing.Union[AgentHello, CallStarted, PartialTranscript, Heartbeat, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice, Welcome, Ack, EndCallAuthorized, Refused]
+Message = typing.Union[AgentHello, CallStarted, PartialTranscript, Heartbeat, UtteranceFinal, FindingRaised, LevelChanged, CallEnded, AgentNotice,
+                       EndCallWebhookOutcome, Welcome, Ack, EndCallAuthorized, Refused]
 
 _BY_TYPE: dict[str, type] = {cls.TYPE: cls for cls in AGENT_MESSAGES + CONSOLE_MESSAGES}
 MAX_MESSAGE_BYTES = 1 << 20

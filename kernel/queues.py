@@ -10,6 +10,10 @@ says how many went, so the overflow can be reported as an event.
 hands over with ``loop.call_soon_threadsafe`` first), one consumer awaits
 :meth:`~DropOldestQueue.get`. It takes no lock and starts no task.
 
+:class:`RecentSet` is its counterpart for ids a side must remember (the call
+ids an agent gave, the ids a console link refused as taken): bounded, the
+oldest forgotten first, counted.
+
 This module imports nothing from callshield.
 """
 
@@ -111,3 +115,28 @@ class DropOldestQueue(Generic[T]):
             self._ready.clear()
             await self._ready.wait()
         return self.get_nowait()
+
+
+class RecentSet(Generic[T]):
+    """The latest ``limit`` items added, a set whose oldest are forgotten first
+    (counted in :attr:`forgotten`): ids a side remembers without growing for ever.
+    Adding an item again keeps its first place."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self.forgotten = 0
+        self._items: dict[T, None] = {}  # insertion order: the oldest first
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, item: T) -> None:
+        self._items[item] = None
+        while len(self._items) > self.limit:
+            del self._items[next(iter(self._items))]
+            self.forgotten += 1

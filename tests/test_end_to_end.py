@@ -2,19 +2,27 @@
 real detector and ladder) streams a call with a threat into a real Console (real
 websockets, real SQLite file); a supervisor in Debian's Chromium sees the alert
 and authorizes ending the call; the partner's page shows the authorization; the
-agent receives it; the audit log has who, when and why."""
+agent receives it; the audit log has who, when and why.
+
+A replayed call has no control of its own (the agent cannot hang it up), as
+SIPREC and media-stream calls: with ``[end_call_webhook]`` configured, the
+authorization goes out as a signed webhook to a real HTTP server, and the
+supervisor's screen shows what became of it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from browser import launch
 from playwright.async_api import async_playwright, expect
+from webhook_receiver import SECRET, Receiver, check_signature
 
 from console.config import ConsoleConfig
 from console.server import Console
@@ -37,67 +45,102 @@ CALL += [("customer" if i % 2 else "partner", 11.0 + 2 * i, 12.5 + 2 * i, "ok" i
          for i in range(20)]
 
 
-def test_replayed_threat_reaches_the_supervisor_who_authorizes_ending_the_call(tmp_path):
-    call_file = tmp_path / "call.jsonl"
-    call_file.write_text("".join(json.dumps({"speaker": s, "start": a, "end": b, "text": t}) + "\n" for s, a, b, t in CALL))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSHIELD_")}
-    env.update(CALLSHIELD_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONUNBUFFERED="1")
+def call_file(tmp_path: Path, lines=CALL) -> Path:
+    """The call's timed transcript file."""
+    path = tmp_path / "call.jsonl"
+    path.write_text("".join(json.dumps({"speaker": s, "start": a, "end": b, "text": t}) + "\n" for s, a, b, t in lines))
+    return path
 
-    async def main():
-        console = Console(ConsoleConfig(data_dir=tmp_path / "data", host="127.0.0.1", port=0))
+
+class Floor:
+    """A real console (agent ``floor-1``, supervisor ``sue``, partner ``ann``), both
+    people signed in in Chromium, and `callshield replay` subprocesses as the agent."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.console = Console(ConsoleConfig(data_dir=tmp_path / "data", host="127.0.0.1", port=0))
+        self.errors: list[str] = []
+        self.replays: list[asyncio.subprocess.Process] = []
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSHIELD_")}
+        self.env.update(CALLSHIELD_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONUNBUFFERED="1")
+
+    async def __aenter__(self) -> "Floor":
+        console = self.console
         await console.start()
-        replay = None
+        self._stack = contextlib.AsyncExitStack()
+        self._stack.push_async_callback(console.stop)
         try:
-            token = await console.db(console.store.add_user, "floor-1", "agent")
+            self.token = await console.db(console.store.add_user, "floor-1", "agent")
             await console.db(console.store.add_user, "sue", "supervisor", PASSWORD)
             await console.db(console.store.add_user, "ann", "partner", PASSWORD)
-            async with async_playwright() as pw:
-                browser = await launch(pw)
-                try:
-                    supervisor = await (await browser.new_context()).new_page()
-                    partner = await (await browser.new_context()).new_page()
-                    errors: list[str] = []
-                    for page, user, home in ((supervisor, "sue", "/supervisor"), (partner, "ann", "/partner")):
-                        page.on("pageerror", lambda exc: errors.append(str(exc)))
-                        await page.goto(console.http_url + "/")
-                        await page.fill("#user", user)
-                        await page.fill("#password", PASSWORD)
-                        await page.click("#sign-in")
-                        await page.wait_for_url(console.http_url + home)
+            pw = await self._stack.enter_async_context(async_playwright())
+            self.browser = await launch(pw)
+            self._stack.push_async_callback(self.browser.close)
+            self._stack.push_async_callback(self._kill_replays)
+            self.supervisor = await self._page("sue", "/supervisor")
+            self.partner = await self._page("ann", "/partner")
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
 
-                    replay = await asyncio.create_subprocess_exec(
-                        sys.executable, "-m", "cli", "replay", str(call_file), "--console", console.url,
-                        "--token", token, "--agent-id", "floor-1", "--partner", "ann", "--seat", "4", "--realtime",
-                        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                    )
-                    # the supervisor sees the live call and the alert with the evidence words
-                    card = supervisor.locator("#alerts [data-alert]").first
-                    await expect(card).to_be_visible(timeout=20000)
-                    row = supervisor.locator("#calls tr[data-call]").first
-                    await expect(row).to_contain_text("ann")
-                    await row.click()
-                    await expect(supervisor.locator("#findings .finding mark").first).to_contain_text("break your neck")
-                    await expect(supervisor.get_by_text("replayed from a timed transcript")).to_be_visible()  # the screen says how the call came
-                    # the partner sees the warning with a sentence to say
-                    await expect(partner.locator("#warnings .warning .say").first).not_to_be_empty()
-                    # the supervisor authorizes ending the call, with a reason
-                    await supervisor.fill("#authorize-reason", "Threat of violence against the partner")
-                    await supervisor.click("#authorize-button")
-                    banner = partner.locator("#auth-banner")
-                    await expect(banner).to_be_visible()
-                    await expect(banner).to_contain_text("sue authorized ending this call")
-                    assert errors == []
-                finally:
-                    await browser.close()
+    async def __aexit__(self, *exc) -> None:
+        await self._stack.aclose()
+
+    async def _page(self, user: str, home: str):
+        page = await (await self.browser.new_context()).new_page()
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        await page.goto(self.console.http_url + "/")
+        await page.fill("#user", user)
+        await page.fill("#password", PASSWORD)
+        await page.click("#sign-in")
+        await page.wait_for_url(self.console.http_url + home)
+        return page
+
+    async def replay(self, call: Path, *args: str, config: Path | None = None) -> asyncio.subprocess.Process:
+        """`callshield [--config FILE] replay CALL` as agent floor-1, for partner ann at seat 4, paced."""
+        before = ("--config", str(config)) if config else ()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli", *before, "replay", str(call), "--console", self.console.url,
+            "--token", self.token, "--agent-id", "floor-1", "--partner", "ann", "--seat", "4", "--realtime", *args,
+            cwd=ROOT, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        self.replays.append(process)
+        return process
+
+    async def _kill_replays(self) -> None:
+        for process in self.replays:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+def test_replayed_threat_reaches_the_supervisor_who_authorizes_ending_the_call(tmp_path):
+    async def main():
+        async with Floor(tmp_path) as floor:
+            supervisor, partner, console = floor.supervisor, floor.partner, floor.console
+            replay = await floor.replay(call_file(tmp_path))
+            # the supervisor sees the live call and the alert with the evidence words
+            card = supervisor.locator("#alerts [data-alert]").first
+            await expect(card).to_be_visible(timeout=20000)
+            row = supervisor.locator("#calls tr[data-call]").first
+            await expect(row).to_contain_text("ann")
+            await row.click()
+            await expect(supervisor.locator("#findings .finding mark").first).to_contain_text("break your neck")
+            await expect(supervisor.get_by_text("replayed from a timed transcript")).to_be_visible()  # the screen says how the call came
+            # the partner sees the warning with a sentence to say
+            await expect(partner.locator("#warnings .warning .say").first).not_to_be_empty()
+            # the supervisor authorizes ending the call, with a reason
+            await supervisor.fill("#authorize-reason", "Threat of violence against the partner")
+            await supervisor.click("#authorize-button")
+            banner = partner.locator("#auth-banner")
+            await expect(banner).to_be_visible()
+            await expect(banner).to_contain_text("sue authorized ending this call")
+            assert floor.errors == []
             out, err = await asyncio.wait_for(replay.communicate(), 120)
             calls = await console.db(console.store.recent_calls, 5)
             audit = await console.db(console.store.audit_entries, action="authorize_end", call_id=calls[0]["id"])
             return replay.returncode, out.decode(), err.decode(), calls, audit
-        finally:
-            if replay is not None and replay.returncode is None:
-                replay.kill()
-                await replay.wait()
-            await console.stop()
 
     status, out, err, calls, audit = asyncio.run(main())
     assert status == 0, err
@@ -106,3 +149,50 @@ def test_replayed_threat_reaches_the_supervisor_who_authorizes_ending_the_call(t
     assert out.rstrip().endswith("every event acknowledged by the console")
     assert len(audit) == 1 and audit[0]["who"] == "sue"
     assert "Threat of violence against the partner" in audit[0]["detail"]
+
+
+HOSTILE_REASON = '<img src=x onerror="window.__pwned=1">'
+
+
+def test_a_call_the_agent_cannot_hang_up_is_ended_through_the_signed_webhook(tmp_path):
+    """The receiver is briefly unavailable (a 503 whose reason phrase carries
+    markup): the supervisor sees the retry, then the delivery, as text."""
+    secret_file = tmp_path / "webhook.secret"
+    secret_file.write_text(SECRET + "\n")
+
+    async def main():
+        with Receiver([(503, {}, HOSTILE_REASON)]) as receiver:
+            config = tmp_path / "callshield.toml"
+            config.write_text(f'[end_call_webhook]\nurl = "{receiver.url}"\nsecret_file = "{secret_file}"\nbackoff_initial_s = 0.3\n')
+            async with Floor(tmp_path) as floor:
+                supervisor, partner, console = floor.supervisor, floor.partner, floor.console
+                replay = await floor.replay(call_file(tmp_path, CALL[:12]), "--speed", "2", config=config)
+                await expect(supervisor.locator("#alerts [data-alert]").first).to_be_visible(timeout=20000)
+                await supervisor.locator("#calls tr[data-call]").first.click()
+                await expect(supervisor.locator("#end-request")).to_be_hidden()
+                await supervisor.fill("#authorize-reason", "Threat of violence against the partner")
+                await supervisor.click("#authorize-button")
+                await expect(partner.locator("#auth-banner")).to_contain_text("sue authorized ending this call")  # as before
+                outcome = supervisor.locator("#end-request")
+                await expect(outcome).to_have_attribute("data-outcome", "delivered", timeout=20000)
+                await expect(outcome.locator(".latest")).to_contain_text("End-call request delivered")
+                await expect(outcome.locator(".what")).to_contain_text("HTTP 200, attempt 2 of 5")
+                await expect(outcome.locator("ol li")).to_contain_text(f"HTTP 503 {HOSTILE_REASON}")  # the retry, as text
+                assert await supervisor.evaluate("() => [document.querySelectorAll('#end-request img').length, window.__pwned]") == [0, None]
+                await expect(supervisor.locator("#alerts")).not_to_contain_text("End-call request")  # the feed keeps to what needs acting on
+                await expect(partner.locator("body")).not_to_contain_text("End-call request")
+                assert floor.errors == []
+                out, err = await asyncio.wait_for(replay.communicate(), 120)
+                calls = await console.db(console.store.recent_calls, 5)
+                audit = await console.db(console.store.audit_entries, action="end_call_webhook", call_id=calls[0]["id"])
+                return replay.returncode, err.decode(), calls[0], audit, receiver.received
+
+    status, err, call, audit, received = asyncio.run(main())
+    assert status == 0, err
+    assert SECRET not in err  # never logged
+    assert len(received) == 2
+    first, second = (check_signature(SECRET, r.headers["callshield-signature"], r.body, now=time.time()) for r in received)
+    assert first == second  # the same request, signed twice
+    assert (first["call_id"], first["source"], first["partner"], first["seat"]) == (call["id"], "transcript", "ann", "4")
+    assert (first["authorized_by"], first["reason"], first["agent_id"]) == ("sue", "Threat of violence against the partner", "floor-1")
+    assert [(json.loads(a["detail"])["outcome"], a["who"]) for a in audit] == [("retrying", "agent:floor-1"), ("delivered", "agent:floor-1")]

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from kernel.config import SECTIONS, load_config
+from agent.end_call_webhook import EndCallWebhookSettings
 from agent.settings import AgentSettings
 from cli.settings import load_settings
 from audio.audiosocket import AudioSocketConfig
+from audio.media_streams import MediaStreamsConfig
 from audio.config import AudioConfig
 from audio.device import DeviceConfig
+from audio.sip.config import SipConfig
 from kernel.errors import CallshieldError
 from kernel.retention import RetentionPolicy
 from audio.vad import VadConfig
@@ -44,9 +47,12 @@ def parsers(tmp_path: Path) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
         "detection": DetectionConfig.from_table,
         "agent": AgentSettings.from_table,
         "audiosocket": AudioSocketConfig.from_section,
+        "media_streams": MediaStreamsConfig.from_section,
+        "siprec": SipConfig.from_section,
         "devices": DeviceConfig.from_section,
         "console": lambda t: ConsoleConfig.from_table(t, data_dir=tmp_path),
         "retention": RetentionPolicy.from_section,
+        "end_call_webhook": lambda t: EndCallWebhookSettings.from_section(t, env={}),
     }
 
 
@@ -66,9 +72,12 @@ def config_keys() -> dict[str, set[str]]:
         "detection.points": set(SEVERITIES),
         "agent": names(AgentSettings),
         "audiosocket": names(AudioSocketConfig),
+        "media_streams": names(MediaStreamsConfig),
+        "siprec": names(SipConfig),
         "devices": names(DeviceConfig),
         "console": names(ConsoleConfig),
         "retention": names(RetentionPolicy),
+        "end_call_webhook": names(EndCallWebhookSettings),
     }
 
 
@@ -147,9 +156,12 @@ def test_example_is_valid_toml_and_every_section_goes_through_its_parser(tmp_pat
     assert isinstance(settings.detection_config(), DetectionConfig)
     assert isinstance(ModelsConfig.from_section(settings.section("models"), base=EXAMPLE.parent), ModelsConfig)
     assert isinstance(AudioSocketConfig.from_section(settings.section("audiosocket")), AudioSocketConfig)
+    assert isinstance(MediaStreamsConfig.from_section(settings.section("media_streams")), MediaStreamsConfig)
     assert isinstance(DeviceConfig.from_section(settings.section("devices")), DeviceConfig)
+    assert isinstance(SipConfig.from_section(settings.section("siprec")), SipConfig)
     assert isinstance(ConsoleConfig.from_table(settings.section("console"), data_dir=tmp_path), ConsoleConfig)
     assert isinstance(RetentionPolicy.from_section(settings.section("retention")), RetentionPolicy)
+    assert isinstance(settings.end_call_webhook(env={}), EndCallWebhookSettings)
 
 
 # Commented-out settings that only make sense with another one (the parsers say so).
@@ -221,8 +233,10 @@ def test_the_example_sets_every_setting_that_has_a_literal_default():
         "detection.severity": set(CATEGORIES),
         "detection.semantic_thresholds": set(JUDGED_BY_MEANING),
         "agent": {"token", "token_file", "ca_file", "agent_id", "closing_message"},
+        "media_streams": {"audiohook_keys", "audiohook_keys_file", "twilio_auth_token", "twilio_auth_token_file"},
         "devices": {"stereo", "customer", "partner"},
         "console": {"data_dir", "tls_cert", "tls_key"},
+        "end_call_webhook": {"secret", "secret_file", "ca_file"},
     }
     # the severities shown are the taxonomy's defaults
     assert commented_settings()["detection.severity"] == dict(DEFAULT_SEVERITY)
@@ -233,6 +247,8 @@ def test_the_example_sets_every_setting_that_has_a_literal_default():
         assert all(getattr(cls(), k) is None for k in keys), cls
     agent = AgentSettings()
     assert all(getattr(agent, k) in (None, "") for k in ("token", "token_file", "ca_file", "closing_message"))
+    webhook = EndCallWebhookSettings()
+    assert all(getattr(webhook, k) in (None, "") for k in ("secret", "secret_file", "ca_file"))
 
 
 # --------------------------------------------------------------------------- 3. it is complete

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import uuid as uuidlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,25 +25,11 @@ import numpy as np
 from audio.audiosocket.frames import ACCEPTED_RATES, FRAME_MS, Frame, FrameDecoder, encode_audio, encode_hangup
 from audio.errors import AudioSocketError, WavError
 from audio.frames import AudioChunk, Speaker
-from audio.resample import resample
-from audio.wav import read_wav
+from audio.notices import IngressNotice, NoticeSink
+from audio.wav import read_mono
 from kernel.queues import DropOldestQueue
 
-
-@dataclass(frozen=True)
-class IngressNotice:
-    """Something about a call's ingress worth showing: a leg that broke, a leg
-    that never got its partner. ``code``: stable snake_case; ``call_id``: None
-    for a connection that never named a call."""
-
-    code: str
-    message: str
-    call_id: str | None = None
-    speaker: str | None = None
-
-
-NoticeSink = Callable[[IngressNotice], None]
-
+__all__ = ["DTMF_KEPT", "IncomingCall", "IngressNotice", "Leg", "LegStats", "NoticeSink", "load_closing_message"]
 
 DTMF_KEPT = 64
 """DTMF digits a leg keeps: the latest ones (a keypad flood cannot grow a leg without limit)."""
@@ -265,12 +251,6 @@ def load_closing_message(path: Path, rate: int) -> np.ndarray:
     stereo is mixed down.
     """
     try:
-        info, data = read_wav(path)
+        return read_mono(path, rate)
     except WavError as exc:
         raise AudioSocketError(f"closing message: {exc.message}", code="bad_closing_message") from exc
-    if data.ndim == 2 and data.shape[1] > 1:
-        data = np.round(data.astype(np.float64).mean(axis=1)).astype(np.int16)
-    else:
-        data = np.ascontiguousarray(data.reshape(-1))
-    return resample(data, info.sample_rate, rate) if info.sample_rate != rate else data
-

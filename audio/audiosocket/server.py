@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid as uuidlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -34,6 +35,46 @@ READ_BYTES = MAX_PAYLOAD + HEADER.size
 """Bytes asked of the socket per read: one largest frame."""
 
 CallHandler = Callable[[IncomingCall], Awaitable[None]]
+
+
+class RefusalEpisode:
+    """What to say about calls refused at ``max_calls``, without a notice per call.
+
+    A flood of calls past capacity would otherwise raise a notice per call
+    (thousands a minute on a supervisor's screen). An episode runs from the
+    first refusal to the next call accepted: its first refusal is reported
+    with the call's id, then one notice per :attr:`EVERY` refusals, and when
+    a call is accepted again, one summary of the refusals not yet reported,
+    naming the latest :attr:`NAMED` call ids. Every refused call is counted
+    (``AudioSocketServer.calls_refused``) and reported in some notice."""
+
+    EVERY = 100
+    NAMED = 10
+
+    def __init__(self) -> None:
+        self.unreported = 0
+        self.latest: deque[str] = deque(maxlen=self.NAMED)
+        self.active = False
+
+    def refused(self, call_id: str, running: int) -> str | None:
+        """A call was refused: the notice to raise now, or None (counted for a later one)."""
+        if not self.active:
+            self.active = True
+            return f"call {call_id} refused: {running} calls running ([audiosocket] max_calls)"
+        self.latest.append(call_id)
+        self.unreported += 1
+        return self._summary("still at capacity") if self.unreported >= self.EVERY else None
+
+    def accepting(self) -> str | None:
+        """A call was accepted: the episode's summary, if refusals are unreported."""
+        self.active = False
+        return self._summary("capacity again") if self.unreported else None
+
+    def _summary(self, state: str) -> str:
+        n, self.unreported = self.unreported, 0
+        named = ", ".join(self.latest)
+        self.latest.clear()
+        return f"{n} more call(s) refused at [audiosocket] max_calls ({state}); latest: {named}"
 
 
 class AudioSocketServer:
@@ -75,6 +116,7 @@ class AudioSocketServer:
         self.calls_started = 0
         self.calls_refused = 0
         """New calls refused because ``max_calls`` were running (``over_capacity``)."""
+        self._refusals = RefusalEpisode()
         self.connections_refused = 0
         """Connections closed at once because too many had not named their call yet."""
         self._unnamed = 0  # connections that have not sent their UUID yet
@@ -188,10 +230,13 @@ class AudioSocketServer:
         if call is None and self.running_calls >= self.config.max_calls:
             self.calls_refused += 1
             call_id = self.pairing.call_id(key)
-            self._notify(IngressNotice("over_capacity", f"call {call_id} refused: {self.running_calls} calls running ([audiosocket] max_calls)", call_id, speaker))
+            if (message := self._refusals.refused(call_id, self.running_calls)) is not None:
+                self._notify(IngressNotice("over_capacity", message, call_id, speaker))
             leg.close()
             return
         if call is None:
+            if (message := self._refusals.accepting()) is not None:
+                self._notify(IngressNotice("over_capacity", message))
             call = IncomingCall(key=key, call_id=self.pairing.call_id(key), queue_frames=self.config.queue_frames, notify=self._notify, io_executor=self._io)
             self._pending[key] = call
             self._waiting.add(call)

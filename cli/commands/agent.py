@@ -3,7 +3,9 @@
 ``callshield agent --console ws://HOST:PORT --token T [--agent-id NAME] [--model M]``
 connects to the console (reconnecting with backoff for as long as it runs)
 and monitors the calls its ingress brings: ``--audiosocket [HOST:]PORT``
-(Asterisk), ``--devices`` (a headset tap) and ``--wav FILE`` (recorded calls,
+(Asterisk), ``--media-streams [HOST:]PORT`` (Genesys AudioHook, Twilio Media
+Streams), ``--siprec`` / ``--sip [HOST:]PORT`` (SIPREC from an SBC, plain
+SIP from a PBX, docs/siprec.md), ``--devices`` (a headset tap) and ``--wav FILE`` (recorded calls,
 as if live with ``--realtime``); see ``cli/commands/ingress_options.py``. It
 runs until SIGTERM or SIGINT, then shuts down in order: stop sources, flush
 recognizers, finish recordings, wait briefly for the console's
@@ -24,7 +26,7 @@ from cli.commands.ingress_options import Ingress, add_ingress_arguments, ingress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--console", metavar="URL", help="the console, ws://HOST:PORT or wss://HOST:PORT (default: [agent] console_url)")
+    parser.add_argument("--console", metavar="URL", help="the console, ws://HOST:PORT or wss://HOST:PORT; several replicas comma-separated, tried in order when one is gone (default: [agent] console_url)")
     parser.add_argument("--token", help="this agent's token (default: [agent] token/token_file or $CALLSHIELD_AGENT_TOKEN)")
     parser.add_argument("--agent-id", metavar="NAME", help="the agent name the token was issued for (default: [agent] agent_id)")
     parser.add_argument("--model", metavar="MODEL", help="speech model (directory or installed name; default: models lookup order)")
@@ -49,24 +51,26 @@ def run(args: argparse.Namespace) -> int:
     ingress = ingress_from_args(settings, args)  # bad files and addresses fail before connecting
     model = settings.resolve_model(args.model) if ingress.needs_model else None
     detector = settings.detector()
+    webhook = settings.end_call_webhook()  # a url without a usable secret fails here, before connecting
     from agent.recording import AgentRecording
     from kernel.retention import RetentionPolicy
 
     recordings = Path(args.recordings).expanduser() if args.recordings else settings.data_dir / "recordings"
     recording = AgentRecording(recordings, RetentionPolicy.from_section(settings.section("retention")))
     try:
-        return asyncio.run(_run_agent(agent_settings, settings, detector, url, token, model, recording, ingress))
+        return asyncio.run(_run_agent(agent_settings, settings, detector, url, token, model, recording, ingress, webhook))
     finally:
         recording.close()
 
 
-async def _run_agent(agent_settings, settings, detector, url: str, token: str, model, recording, ingress: Ingress) -> int:
+async def _run_agent(agent_settings, settings, detector, url: str, token: str, model, recording, ingress: Ingress, webhook=None) -> int:
     from agent.runtime import Agent, make_link
 
     await recording.recover()
     link = make_link(agent_settings, url=url, token=token)
     agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
-                  audio_config=settings.audio_config(), tap_factories=[recording.tap])
+                  audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook,
+                  ids_in_use=[recording.recorded])
     agent.install_signal_handlers()
     await agent.start()
     ingress_tasks: list[asyncio.Task] = []

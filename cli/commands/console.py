@@ -3,7 +3,8 @@
 ``callshield console [--host H] [--port P] [--data-dir D]`` serves the web
 pages (``/``, ``/partner``, ``/supervisor``), the agents' websocket
 (``/ws/agent``) and the browsers' websocket (``/ws/browser``) on one port,
-with its SQLite store in the data directory, until interrupted (Ctrl-C or
+with its store (the SQLite file in the data directory, or the PostgreSQL
+database of ``[console] store``), until interrupted (Ctrl-C or
 SIGTERM), then closes every socket and the store in order.
 """
 
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(config, retention=None) -> int:
     # imported here, not at the top: every command module loads for `callshield --help`; console.server about 220 ms (python -X importtime)
     from console.server import Console
+    from console.store import shown
 
     console = Console(config, retention=retention)
     await console.start()
@@ -55,7 +57,7 @@ async def _serve(config, retention=None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(console.stop()))
     people = await console.db(console.store.user_count)
-    print(f"callshield console at {console.http_url}  (store: {config.store_path})", flush=True)
+    print(f"callshield console at {console.http_url}  (store: {shown(config.store_location)})", flush=True)
     print(f"  sign in:      {console.http_url}/", flush=True)
     print(f"  agents:       {console.url}/ws/agent", flush=True)
     if people == 0:

@@ -10,13 +10,16 @@ audit log with the manifest's digest.
 marked (``confirmed`` or ``false_alarm``, with the finding's text, rule and
 evidence) as JSON Lines, to tune the detector's lexicons and rules.
 
-Both read the console's store in ``--data-dir`` (default: ``[console]
-data_dir`` of the config file, else callshield's data directory).
+Both read the console's store: the PostgreSQL database of ``[console]
+store`` when the config file names one, else the SQLite file in
+``--data-dir`` (default: ``[console] data_dir`` of the config file, else
+callshield's data directory), where the recordings are either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
 from pathlib import Path
@@ -43,15 +46,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either CALL_ID --out FILE.zip, or --qa-marks FILE.jsonl", code="bad_arguments")
     if args.call_id and not args.out:
         raise ConfigError("--out FILE.zip is required to export a call", code="bad_arguments")
+    config = ConsoleConfig.from_table(load_config(getattr(args, "config", None)).section("console"), data_dir=default_data_dir())
     if args.data_dir:
-        data_dir = Path(args.data_dir).expanduser()
-    else:
-        data_dir = ConsoleConfig.from_table(load_config(getattr(args, "config", None)).section("console"), data_dir=default_data_dir()).data_dir
-    config = ConsoleConfig(data_dir=data_dir)
-    if not config.store_path.is_file():
-        raise EvidenceError(f"no console store at {config.store_path} (use --data-dir)", code="no_store")
+        config = dataclasses.replace(config, data_dir=Path(args.data_dir).expanduser())
+    if not config.store and not config.store_path.is_file():
+        raise EvidenceError(f"no console store at {config.store_path} (use --data-dir, or [console] store for PostgreSQL)", code="no_store")
     who = f"cli:{getpass.getuser()}"
-    store = Store.open(config.store_path)
+    store = Store.open(config.store_location)
     try:
         if args.qa_marks:
             marks = store.qa_marks_for_training()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import sys
@@ -36,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="with --realtime: audio seconds per second (default 1.0)")
     parser.add_argument("--partner", metavar="NAME", help="the partner's user name (default: [agent] partner)")
     parser.add_argument("--seat", metavar="SEAT", help="desk or extension (default: [agent] seat)")
+    parser.add_argument("--call-id", metavar="ID", help="the call's id, as a PBX would give it (default: a fresh UUID); "
+                        "an id the console already has from this agent is monitored as ID.2 (call_id_reused)")
     parser.add_argument("--model", metavar="MODEL", help="speech model for a WAV call (directory or installed name)")
     parser.add_argument("--retries", type=int, default=5, metavar="N", help="connection attempts before giving up (default 5)")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
@@ -68,29 +71,30 @@ def run(args: argparse.Namespace) -> int:
 
     url, token = settings.console_target(args.console, args.token)
     detector = settings.detector()
+    webhook = settings.end_call_webhook()
     agent_settings = settings.agent
     if args.agent_id:
         agent_settings = dataclasses.replace(agent_settings, agent_id=args.agent_id)
-    return asyncio.run(_replay(args, agent_settings, settings, detector, url, token, transcript, source, model))
+    return asyncio.run(_replay(args, agent_settings, settings, detector, url, token, transcript, source, model, webhook))
 
 
-async def _replay(args, agent_settings, settings, detector, url, token, transcript, source, model) -> int:
+async def _replay(args, agent_settings, settings, detector, url, token, transcript, source, model, webhook=None) -> int:
     from agent.runtime import Agent, make_link
     from agent.transcript_source import TranscriptSource
 
     link = make_link(agent_settings, url=url, token=token, max_attempts=args.retries)
     agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
-                  audio_config=settings.audio_config())
+                  audio_config=settings.audio_config(), end_call_webhook=webhook)
     agent.install_signal_handlers()
     await agent.start()
     try:
         if source is not None:
             await agent.load_model(model.path)
             handle = agent.start_call(source, sample_rate=source.sample_rate, partner=args.partner, seat=args.seat,
-                                      source_kind="wav", lossless=not args.realtime)
+                                      source_kind="wav", lossless=not args.realtime, call_id=args.call_id)
         else:
             paced = TranscriptSource(transcript, realtime=args.realtime, speed=args.speed)
-            handle = agent.start_transcript_call(paced, partner=args.partner, seat=args.seat)
+            handle = agent.start_transcript_call(paced, partner=args.partner, seat=args.seat, call_id=args.call_id)
         stopped = asyncio.ensure_future(link.wait_stopped())
         interrupted = asyncio.ensure_future(agent.wait_shutdown_requested())
         try:
@@ -103,6 +107,9 @@ async def _replay(args, agent_settings, settings, detector, url, token, transcri
         if not handle.done:  # SIGINT/SIGTERM: end the call cleanly, keep what was sent
             handle.stop("shutdown")
             await handle.wait()
+        if agent.end_call_webhook is not None:  # an end-call webhook still retrying: its outcome goes to the console too
+            with contextlib.suppress(TimeoutError):
+                await agent.end_call_webhook.idle(args.timeout)
         try:
             await link.drain(timeout=args.timeout)
         except TimeoutError:

@@ -1,9 +1,9 @@
 """Run the console and an agent together on this machine (the embedded default).
 
 ``callshield serve [--demo] [--host H] [--port P] [--data-dir D]
-[--audiosocket [HOST:]PORT] [--devices] [--wav FILE]``: one process, one
-event loop. The console keeps its SQLite store under the data
-directory and binds 127.0.0.1 unless told otherwise; the agent connects to it
+[--audiosocket [HOST:]PORT] [--media-streams [HOST:]PORT] [--siprec [HOST:]PORT] [--devices] [--wav FILE]``: one process, one
+event loop. The console keeps its store in SQLite under the data
+directory (or in PostgreSQL: ``[console] store``) and binds 127.0.0.1 unless told otherwise; the agent connects to it
 over the same websocket protocol a remote agent would use.
 
 First start: an ``admin`` user is created and its generated password printed
@@ -11,8 +11,8 @@ once. ``--demo`` also creates ``demo-partner`` and ``demo-supervisor`` (their
 passwords printed once) and replays the bundled demo call over and over:
 through the speech model when an English model is installed, otherwise from
 the call's timed transcript (a notice on the console says which). The live
-ingress options are those of ``callshield agent`` (calls from Asterisk, a
-sound device or recordings, transcribed with the model of the lookup order).
+ingress options are those of ``callshield agent`` (calls from Asterisk,
+Genesys AudioHook or Twilio streams, a sound device or recordings, transcribed with the model of the lookup order).
 """
 
 from __future__ import annotations
@@ -58,16 +58,17 @@ def run(args: argparse.Namespace) -> int:
     console_config = console_config_from(args)
     detection_config = settings.detection_config()
     detector = settings.detector(detection_config)  # a missing sentence encoder fails here, before anything starts
+    webhook = settings.end_call_webhook()  # so does a webhook url without a usable secret
     ingress = ingress_from_args(settings, args)
     if args.demo and ingress.needs_model:
-        raise ServeError("--demo replays a sample call on its own; run live calls (--audiosocket, --devices, --wav) without it", code="bad_option")
+        raise ServeError("--demo replays a sample call on its own; run live calls (--audiosocket, --media-streams, --devices, --wav) without it", code="bad_option")
     if args.demo:
         model = _english_model(settings, args.model)
     elif ingress.needs_model:
         model = settings.resolve_model(args.model).path
     else:
         model = None
-    return asyncio.run(_serve(settings, console_config, detector, demo=args.demo, model=model, ingress=ingress))
+    return asyncio.run(_serve(settings, console_config, detector, demo=args.demo, model=model, ingress=ingress, webhook=webhook))
 
 
 def _english_model(settings, option: str | None) -> Path | None:
@@ -97,7 +98,7 @@ def _english_model(settings, option: str | None) -> Path | None:
     return None
 
 
-async def _serve(settings, console_config, detector, *, demo: bool, model: Path | None, ingress: Ingress = Ingress()) -> int:
+async def _serve(settings, console_config, detector, *, demo: bool, model: Path | None, ingress: Ingress = Ingress(), webhook=None) -> int:
     from agent.recording import AgentRecording
     from kernel.retention import RetentionPolicy
     from agent.runtime import Agent, make_link
@@ -119,7 +120,8 @@ async def _serve(settings, console_config, detector, *, demo: bool, model: Path 
         agent_settings = dataclasses.replace(settings.agent, agent_id=EMBEDDED_AGENT, site=settings.agent.site or "embedded")
         link = make_link(agent_settings, url=console.url, token=token)
         agent = Agent(link, settings=agent_settings, detection_config=detector.config, detector=detector,
-                      audio_config=settings.audio_config(), tap_factories=[recording.tap])
+                      audio_config=settings.audio_config(), tap_factories=[recording.tap], end_call_webhook=webhook,
+                      ids_in_use=[recording.recorded])
         agent.install_signal_handlers()
         await agent.start()
         await link.wait_connected(timeout=30)

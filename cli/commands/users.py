@@ -4,7 +4,8 @@
 when a terminal is attached, else generated and printed once; ``--role
 agent`` creates an agent and prints its token once. ``users list``, ``users
 remove NAME``, ``users passwd NAME`` (a new password or agent token). Works on
-the store in the data directory, also while the console runs.
+the console's store (the PostgreSQL database of ``[console] store``, else the
+SQLite file in the data directory), also while the console runs.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from console.store import Store
 
     config = console_config(args)
-    store = Store.open(config.store_path)
+    store = Store.open(config.store_location)
     try:
         if args.action == "list":
             rows = store.list_users()

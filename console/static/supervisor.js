@@ -1,7 +1,9 @@
 /* Supervisor dashboard: live calls with their level, live transcript with
  * partials, findings with the evidence highlighted, the alert feed with
- * acknowledge, help requests, end-call authorization with a required reason,
- * and the check-in queue. QA and admin users get the read-only parts.
+ * acknowledge, help requests, end-call authorization with a required reason
+ * and what became of the call's end-call request (the webhook to the phone
+ * system, for calls the agent cannot hang up), and the check-in queue. QA and
+ * admin users get the read-only parts.
  * Every value from the console is inserted as text. */
 'use strict';
 
@@ -21,7 +23,20 @@
   const NOTICE_TITLES = {
     monitoring_lost: 'Monitoring lost',
     events_refused: 'Agent events refused',
+    end_call_webhook_failed: 'End-call request failed',
+    end_call_webhook_not_configured: 'Call cannot be ended by callshield',
   };
+  // An end-call webhook's outcomes (notice code end_call_webhook_<outcome>), shown on the call;
+  // the feed shows only those that ask the supervisor to act (failed, not configured).
+  const END_REQUEST = 'end_call_webhook_';
+  const END_REQUEST_TITLES = {
+    delivered: 'End-call request delivered',
+    retrying: 'End-call request retrying',
+    failed: 'End-call request failed',
+    not_configured: 'No end-call request',
+  };
+  const isEndRequest = (n) => String(n.code).startsWith(END_REQUEST);
+  const inFeed = (n) => !isEndRequest(n) || Object.prototype.hasOwnProperty.call(NOTICE_TITLES, n.code);
   const isLost = (call) => call.end_reason === 'lost';
   function endTag(call) {
     if (isLost(call)) return el('span', { class: 'tag lost' }, ' Monitoring lost');
@@ -35,6 +50,7 @@
     partials: new Map(),     // call id -> partial
     findings: new Map(),     // call id -> findings
     authorizations: new Map(), // call id -> authorization
+    endRequests: new Map(),    // call id -> its end-call webhook notices, oldest first
     alerts: new Map(),
     help: new Map(),
     checkins: new Map(),
@@ -136,6 +152,27 @@
     const note = $('authorized-note');
     note.classList.toggle('hidden', !auth);
     if (auth) note.textContent = `Ending authorized by ${auth.by} at ${CS.clock(auth.authorized_at)}: ${auth.reason}`;
+    renderEndRequest(state.endRequests.get(call.id) || []);
+  }
+
+  function renderEndRequest(requests) {
+    const box = clear($('end-request'));
+    const last = requests[requests.length - 1];
+    if (!last) {
+      box.className = 'end-request hidden';
+      return;
+    }
+    const outcome = last.code.slice(END_REQUEST.length);
+    const known = Object.prototype.hasOwnProperty.call(END_REQUEST_TITLES, outcome) ? outcome : 'failed';
+    box.className = `end-request outcome-${known}`;
+    box.setAttribute('data-outcome', known);
+    box.appendChild(el('div', { class: 'latest' }, el('strong', {}, END_REQUEST_TITLES[known]), ' ',
+      el('span', { class: 'when' }, CS.clock(last.received_at))));
+    box.appendChild(el('div', { class: 'what' }, last.message));
+    if (requests.length > 1) {
+      box.appendChild(el('ol', { class: 'history' },
+        requests.slice(0, -1).map((n) => el('li', {}, `${CS.clock(n.received_at)} ${n.message}`))));
+    }
   }
 
   // ------------------------------------------------------------ feeds
@@ -143,7 +180,8 @@
     const alerts = [...state.alerts.values()].sort((a, b) => (a.acknowledged_at ? 1 : 0) - (b.acknowledged_at ? 1 : 0) || b.id - a.id);
     const box = clear($('alerts'));
     $('alerts-count').textContent = `${alerts.filter((a) => !a.acknowledged_at).length} open`;
-    if (!alerts.length && !state.notices.length) box.appendChild(el('p', { class: 'empty' }, 'No alerts.'));
+    const notices = state.notices.filter(inFeed);
+    if (!alerts.length && !notices.length) box.appendChild(el('p', { class: 'empty' }, 'No alerts.'));
     for (const a of alerts) {
       box.appendChild(el('article', { class: `card alert-card level-${a.level}-card ${a.acknowledged_at ? 'acked' : ''}`, 'data-alert': a.id },
         el('div', { class: 'top' }, levelBadge(a.level), el('strong', {}, a.partner), el('span', { class: 'tag' }, `seat ${a.seat}`), el('span', { class: 'when' }, CS.clock(a.raised_at))),
@@ -154,7 +192,7 @@
             ? el('span', { class: 'tag' }, `Acknowledged by ${a.acknowledged_by}`)
             : (state.role === 'supervisor' ? el('button', { type: 'button', class: 'primary ack', onclick: () => link.send('ack_alert', { alert_id: a.id }) }, 'Acknowledge') : null))));
     }
-    for (const n of state.notices.slice(-5).reverse()) {
+    for (const n of notices.slice(-5).reverse()) {
       box.appendChild(el('article', { class: 'card acked' },
         el('div', { class: 'top' }, el('strong', {}, NOTICE_TITLES[n.code] || n.code), el('span', { class: 'when' }, CS.clock(n.received_at))),
         el('div', { class: 'what' }, n.message)));
@@ -259,7 +297,11 @@
       case 'checkin':
         state.checkins.set(msg.checkin.id, msg.checkin);
         break;
+      case 'load':
+        showLoad(msg);
+        return;
       case 'notice':
+        if (isEndRequest(msg.notice) && msg.notice.call_id) push(state.endRequests, msg.notice.call_id, msg.notice, 20);
         state.notices.push(msg.notice);
         if (state.notices.length > 50) state.notices.shift();
         break;
@@ -269,6 +311,7 @@
         state.lines.set(d.call.id, d.utterances.slice(-MAX_LINES));
         state.findings.set(d.call.id, d.findings.slice(-MAX_LINES));
         if (d.authorizations.length) state.authorizations.set(d.call.id, d.authorizations[0]);
+        state.endRequests.set(d.call.id, (d.notices || []).filter(isEndRequest).slice(-20));
         break;
       }
       case 'calls':
@@ -286,6 +329,18 @@
         return;
     }
     schedule();
+  }
+
+  // What the floor did not see live because of load (console/load.py): counts, in plain words.
+  function showLoad(msg) {
+    const parts = [];
+    if (msg.partials_shed) parts.push(`${msg.partials_shed.toLocaleString()} live text updates skipped for slow screens`);
+    const agentDrops = msg.agents.filter((a) => a.partials_dropped);
+    for (const a of agentDrops) parts.push(`${a.partials_dropped.toLocaleString()} not sent by ${a.agent}`);
+    if (msg.browsers_dropped) parts.push(`${msg.browsers_dropped.toLocaleString()} slow screen${msg.browsers_dropped === 1 ? '' : 's'} reconnected`);
+    const box = $('load');
+    box.textContent = parts.length ? `Under load: ${parts.join('; ')}. Final lines and alerts are all kept.` : '';
+    box.classList.toggle('hidden', !parts.length);
   }
 
   const link = new CS.Link({ page: '/supervisor', onMessage, onStatus: CS.statusPill($('status')) });

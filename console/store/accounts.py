@@ -9,7 +9,6 @@ calls room, read back at its hello).
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -17,7 +16,8 @@ from datetime import datetime, timedelta
 from console.auth import MIN_PASSWORD, ROLES, hash_password, new_password, new_token, same_token, token_hash, verify_password
 from console.errors import BadRequest
 from console.store.records import Account
-from console.store.schema import Room
+from console.store.connection import Connection
+from console.store.schema import Room, retried
 from kernel.clock import iso, parse_iso
 
 _SQL_VARIABLES = 500
@@ -37,6 +37,7 @@ class Session:
 class Accounts(Room):
     """Users, agents and sessions."""
 
+    @retried
     def add_user(self, name: str, role: str, password: str | None = None) -> str:
         """Create a user (or, with role ``agent``, an agent) and return its secret.
 
@@ -50,18 +51,20 @@ class Accounts(Room):
                 raise BadRequest(f"user or agent {name!r} already exists", code="user_exists")
             return self._put_user(c, name, role, password)
 
+    @retried
     def ensure_user(self, name: str, role: str, password: str) -> None:
         """Create the user or agent, or reset its role and secret to these (demo setups)."""
         self._check_name(name)
         with self._tx() as c:
             c.execute("DELETE FROM users WHERE name = ?", (name,))
-            c.execute("DELETE FROM agents WHERE name = ? AND ? != 'agent'", (name, role))
+            if role != "agent":
+                c.execute("DELETE FROM agents WHERE name = ?", (name,))
             if role == "agent" and c.execute("SELECT 1 FROM agents WHERE name = ?", (name,)).fetchone():
                 c.execute("UPDATE agents SET token_hash = ? WHERE name = ?", (token_hash(password), name))
                 return
             self._put_user(c, name, role, password)
 
-    def _put_user(self, c: sqlite3.Connection, name: str, role: str, password: str | None) -> str:
+    def _put_user(self, c: Connection, name: str, role: str, password: str | None) -> str:
         if role == "agent":
             token = password or new_token()
             c.execute("INSERT INTO agents (name, token_hash, created_at) VALUES (?, ?, ?)", (name, token_hash(token), self._now()))
@@ -84,9 +87,10 @@ class Accounts(Room):
             raise BadRequest(f"password too short (at least {MIN_PASSWORD} characters)", code="weak_password")
 
     @staticmethod
-    def _exists(c: sqlite3.Connection, name: str) -> bool:
+    def _exists(c: Connection, name: str) -> bool:
         return bool(c.execute("SELECT 1 FROM users WHERE name = ? UNION SELECT 1 FROM agents WHERE name = ?", (name, name)).fetchone())
 
+    @retried
     def set_password(self, name: str, password: str | None = None) -> str:
         """Replace a user's password (or an agent's token); returns the new secret
         and ends the user's sessions."""
@@ -100,12 +104,13 @@ class Accounts(Room):
             secret = new_password() if password is None else password
             self._check_password(secret)
             c.execute("UPDATE users SET password = ? WHERE name = ?", (hash_password(secret), name))
-            c.execute("DELETE FROM sessions WHERE user = ?", (name,))
+            c.execute('DELETE FROM sessions WHERE "user" = ?', (name,))
             return secret
 
+    @retried
     def remove_user(self, name: str) -> None:
         with self._tx() as c:
-            c.execute("DELETE FROM sessions WHERE user = ?", (name,))
+            c.execute('DELETE FROM sessions WHERE "user" = ?', (name,))
             gone = c.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
             gone += c.execute("DELETE FROM agents WHERE name = ?", (name,)).rowcount
             if not gone:
@@ -134,6 +139,7 @@ class Accounts(Room):
             return None
         return found[0] if verify_password(password, found[1]) else None
 
+    @retried
     def create_session(self, user: str, hours: float) -> tuple[str, Session]:
         """A new session token for ``user`` (returned once; stored hashed)."""
         now = self._clock()
@@ -154,13 +160,13 @@ class Accounts(Room):
     def live_sessions(self, tokens: Iterable[str]) -> dict[str, Session]:
         """The live sessions among ``tokens``, by token (unknown, expired or
         removed users' tokens are left out): how the console checks its open
-        sockets against what ``callshield users`` changed in the file."""
+        sockets against what ``callshield users`` changed in the store."""
         by_hash = {token_hash(t): t for t in tokens}
         hashes, now, live = list(by_hash), self._clock(), {}
         for at in range(0, len(hashes), _SQL_VARIABLES):
             chunk = hashes[at:at + _SQL_VARIABLES]
             rows = self._conn.execute(
-                "SELECT s.token_hash, s.user, u.role, s.expires_at FROM sessions s JOIN users u ON u.name = s.user"
+                'SELECT s.token_hash, s."user", u.role, s.expires_at FROM sessions s JOIN users u ON u.name = s."user"'
                 f" WHERE s.token_hash IN ({', '.join('?' * len(chunk))})", chunk,
             )
             for row in rows:
@@ -169,10 +175,12 @@ class Accounts(Room):
                     live[by_hash[row["token_hash"]]] = Session(row["user"], row["role"], expires)
         return live
 
+    @retried
     def end_session(self, token: str) -> None:
         with self._tx() as c:
             c.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
 
+    @retried
     def check_agent(self, name: str, token: str, site: str = "") -> int | None:
         """The agent's last stored seq if ``token`` is its token, else None."""
         row = self._conn.execute("SELECT token_hash, last_seq FROM agents WHERE name = ?", (name,)).fetchone()

@@ -7,25 +7,26 @@ all. Wall time comes from the store's clock.
 
 from __future__ import annotations
 
-import sqlite3
-
 from console.store.records import AuditEntry
-from console.store.schema import Room
+from console.store.connection import Connection
+from console.store.schema import Room, retried
 
 DETAIL_LIMIT = 2000
 """Characters of ``detail`` kept per entry."""
 
 
-def write_audit(c: sqlite3.Connection, who: str, action: str, call_id: str | None, detail: str, now: str) -> int:
+def write_audit(c: Connection, who: str, action: str, call_id: str | None, detail: str, now: str) -> int:
     """Append one entry inside the caller's transaction; returns its id."""
     return c.execute(
-        "INSERT INTO audit_log (at, who, action, call_id, detail) VALUES (?, ?, ?, ?, ?)", (now, who, action, call_id, detail[:DETAIL_LIMIT])
-    ).lastrowid
+        "INSERT INTO audit_log (at, who, action, call_id, detail) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        (now, who, action, call_id, detail[:DETAIL_LIMIT]),
+    ).fetchone()[0]
 
 
 class AuditLog(Room):
     """Writing and reading the audit log on its own."""
 
+    @retried
     def audit(self, who: str, action: str, call_id: str | None = None, detail: str = "") -> int:
         """Append one entry (wall time from the store's clock); returns its id."""
         with self._tx() as c:
@@ -33,7 +34,7 @@ class AuditLog(Room):
 
     def audit_entries(self, *, action: str | None = None, call_id: str | None = None, limit: int = 1000) -> list[AuditEntry]:
         """Entries oldest first, optionally only one ``action`` or one call's."""
-        sql, args = "SELECT id, at, who, action, call_id, detail FROM audit_log WHERE 1", []
+        sql, args = "SELECT id, at, who, action, call_id, detail FROM audit_log WHERE TRUE", []
         if action is not None:
             sql += " AND action = ?"
             args.append(action)

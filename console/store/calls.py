@@ -12,16 +12,24 @@ supervision room's rows, written in the same transaction as the event.
 End of life: a call whose agent stopped answering is closed as *lost*
 (``end_reason = 'lost'``, ``ended_at`` set, a ``monitoring_lost`` notice for
 supervisors); any later sign of it from its own agent (an event, new or
-resent, or a heartbeat naming it) reopens it. A refused event leaves one
-notice per agent and call, so supervisors see that an agent's events for a
-call are not being stored.
+resent, or a heartbeat naming it) reopens it. A new ``call_started`` of a
+stored call (another event id: a new call under a used id, after its agent
+restarted) reopens nothing: it is refused as ``call_id_taken`` and the agent
+renames the call. A refused event leaves one notice per agent and call, so
+supervisors see that an agent's events for a call are not being stored
+(``call_id_taken`` leaves none: the agent reports ``call_id_reused``).
+
+End-call webhooks: each outcome an agent reports (``end_call_webhook``:
+delivered, retrying, failed, not configured) is kept as a notice of the call
+(code ``end_call_webhook_<outcome>``, its text written here) and as an audit
+entry (action ``end_call_webhook``, the outcome's fields as JSON), in one
+transaction; like notices, outcomes are taken after the call has ended.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,19 +39,24 @@ from console.errors import BadRequest, ConsoleError, Forbidden
 from console.store import rows
 from console.store.audit import write_audit
 from console.store.records import Alert, Call, CallHistory, CheckIn, Finding, LevelChange, Notice, Utterance
-from console.store.schema import Room
+from console.store.connection import Connection
+from console.store.schema import Room, retried
 from console.store.supervision import queue_checkin, raise_alert
 from kernel import protocol as p
 from kernel.clock import iso
 from kernel.levels import asks_check_in, level_rank, raises_alert
 
-DurableEvent = p.CallStarted | p.UtteranceFinal | p.FindingRaised | p.LevelChanged | p.CallEnded | p.AgentNotice
+DurableEvent = p.CallStarted | p.UtteranceFinal | p.FindingRaised | p.LevelChanged | p.CallEnded | p.AgentNotice | p.EndCallWebhookOutcome
 """The agent messages the store keeps (``kernel.protocol.DURABLE``)."""
 
 LOST = "lost"
 """``end_reason`` of a call closed because its agent stopped answering."""
+CALL_NOTICES = 200
+"""A call's latest notices in its ``call_detail`` (a call with thousands of dropped-audio notices sends only these)."""
 LOST_SHOWN_HOURS = 1.0
 """Hours a lost call stays on the supervisors' live list (marked lost) after monitoring was lost."""
+REFUSAL_TOLD = "SELECT 1 FROM notices WHERE code = 'events_refused' AND agent = ? AND call_id IS NOT DISTINCT FROM ?"
+"""Whether supervisors were told that an agent's events for a call are refused (index ``notices_told``)."""
 
 
 @dataclass(frozen=True)
@@ -67,14 +80,17 @@ class Recorded:
 class CallLog(Room):
     """Storing agent events and reading calls."""
 
+    @retried
     def record_event(self, agent: str, message: DurableEvent) -> Recorded:
         """Store one durable agent message idempotently (keyed by ``event_id``).
 
         Raises :class:`Forbidden` (code ``not_your_call``) when the message is
         about a call another agent owns, :class:`BadRequest` (``unknown_call``)
-        for a call never started, :class:`BadRequest` (``call_ended``) for a new
-        event other than a notice about a call that has ended (a lost call
-        reopens first); nothing is stored then.
+        for a call never started, :class:`BadRequest` (``call_id_taken``) for a
+        ``call_started`` of a call this agent already started (a new call under
+        a used id, see :func:`_refuse_a_second_start`), :class:`BadRequest`
+        (``call_ended``) for a new event other than a notice about a call that
+        has ended (a lost call reopens first); nothing is stored then.
         """
         if not p.is_durable(message):
             raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
@@ -95,6 +111,8 @@ class CallLog(Room):
                     raise Forbidden(f"call {call_id!r} belongs to another agent", code="not_your_call")
                 if owner is None and not isinstance(message, p.CallStarted):
                     raise BadRequest(f"call {call_id!r} was never started", code="unknown_call")
+                if owner is not None and isinstance(message, p.CallStarted):
+                    _refuse_a_second_start(c, call_id)
                 if owner is not None:
                     reopened = _reopen(c, call_id, agent, now)
                     _refuse_after_the_end(c, call_id, message)
@@ -110,6 +128,7 @@ class CallLog(Room):
 
     # ------------------------------------------------------------------ end of life
 
+    @retried
     def lose_call(self, call_id: str, why: str) -> tuple[Call, Notice] | None:
         """Close a live call as lost (its agent stopped answering); ``why`` is
         for people. Returns the call and the supervisors' notice, or None if
@@ -126,6 +145,7 @@ class CallLog(Room):
             write_audit(c, f"agent:{call.agent}", "call_lost", call_id, why, now)
             return call, _console_notice(c, call.agent, call_id, "monitoring_lost", message, now)
 
+    @retried
     def calls_heard(self, agent: str, call_ids: Iterable[str]) -> tuple[list[str], list[Call]]:
         """An agent's heartbeat names ``call_ids``: which of them are its calls
         (live or lost), and those of them reopened (they had been lost)."""
@@ -143,6 +163,7 @@ class CallLog(Room):
                     reopened.append(call)
         return owned, reopened
 
+    @retried
     def refusal_notice(self, agent: str, message: DurableEvent, error: ConsoleError) -> Notice | None:
         """The supervisors' notice that ``agent``'s events for a call are refused:
         one per agent and call (None when it was already written)."""
@@ -151,10 +172,13 @@ class CallLog(Room):
         whose = f", which agent {owner} owns" if owner and owner != agent else ""
         text = (f"Agent {agent} sent {message.TYPE} for call {call_id}{whose}; the console refused it ({error.code}) and keeps"
                 f" refusing that call's events from this agent: they are not stored or shown. Check both agents.")
+        # Found by what it says, not by an event id: an agent chooses its events'
+        # ids, and another agent must not be able to take this one first. Most
+        # refused events find it told already: one indexed read, no write.
+        if self._conn.execute(REFUSAL_TOLD, (agent, call_id)).fetchone():
+            return None
         with self._tx() as c:
-            # Found by what it says, not by an event id: an agent chooses its
-            # events' ids, and another agent must not be able to take this one first.
-            told = c.execute("SELECT 1 FROM notices WHERE code = 'events_refused' AND agent = ? AND call_id IS ?", (agent, call_id)).fetchone()
+            told = c.execute(REFUSAL_TOLD, (agent, call_id)).fetchone()
             return None if told else _console_notice(c, agent, call_id, "events_refused", text, self._now())
 
     # ------------------------------------------------------------------ reading calls
@@ -192,7 +216,7 @@ class CallLog(Room):
 
     def call_detail(self, call_id: str) -> CallHistory | None:
         """Everything stored about one call: utterances, findings, level changes,
-        alerts, authorizations, help requests, its check-in."""
+        alerts, authorizations, help requests, its check-in, its notices."""
         c = self._conn
         call = rows.call(c, call_id)
         if call is None:
@@ -207,10 +231,12 @@ class CallLog(Room):
             authorizations=tuple(rows.many(c, rows.authorization, rows.AUTHORIZATIONS_OF_CALL, of_call)),
             help=tuple(rows.many(c, rows.help_request, "SELECT id FROM help_requests WHERE call_id = ? ORDER BY id", of_call)),
             checkins=tuple(rows.many(c, rows.checkin, "SELECT id FROM checkins WHERE call_id = ?", of_call)),
+            notices=tuple(rows.many(c, rows.notice, "SELECT id FROM notices WHERE call_id = ? ORDER BY id DESC LIMIT ?",
+                                    (call_id, CALL_NOTICES)))[::-1],
         )
 
 
-def _reopen(c: sqlite3.Connection, call_id: str, agent: str, now: str) -> Call | None:
+def _reopen(c: Connection, call_id: str, agent: str, now: str) -> Call | None:
     """Reopen ``agent``'s lost call (its agent is back with it); the call, or None if it was not lost."""
     changed = c.execute(
         "UPDATE calls SET ended_at = NULL, end_reason = NULL WHERE id = ? AND agent = ? AND end_reason = ?", (call_id, agent, LOST)
@@ -221,62 +247,74 @@ def _reopen(c: sqlite3.Connection, call_id: str, agent: str, now: str) -> Call |
     return rows.call(c, call_id)
 
 
-def _refuse_after_the_end(c: sqlite3.Connection, call_id: str, message: DurableEvent) -> None:
+def _refuse_a_second_start(c: Connection, call_id: str) -> None:
+    """A ``call_started`` for a call its agent already started, under another
+    event id (a resend has the same one and never gets here), is a new call
+    under a used id: an agent restarted since, and a PBX sent the id again.
+    Refused with ``call_id_taken`` whatever the stored call's state: the
+    agent renames the new call and sends it again, and the stored call (live,
+    lost or ended) gets none of its events."""
+    row = c.execute("SELECT started_at, ended_at, end_reason FROM calls WHERE id = ?", (call_id,)).fetchone()
+    state = "is live" if row["ended_at"] is None else ("was lost" if row["end_reason"] == LOST else f"ended at {row['ended_at']}")
+    raise BadRequest(f"call {call_id!r} (started {row['started_at']}) {state}: a new call cannot start under its id", code=p.CALL_ID_TAKEN)
+
+
+def _refuse_after_the_end(c: Connection, call_id: str, message: DurableEvent) -> None:
     """A call that ended (not lost) is evidence: no new words, findings, levels
     or start/end may change it after the fact (an agent restarted with the id
-    of a finished call, a PBX reusing one). Notices about it are still taken."""
-    if isinstance(message, p.AgentNotice):
+    of a finished call, a PBX reusing one). Notices about it, and what became
+    of its end-call webhook, are still taken."""
+    if isinstance(message, (p.AgentNotice, p.EndCallWebhookOutcome)):
         return
     ended = c.execute("SELECT ended_at FROM calls WHERE id = ? AND ended_at IS NOT NULL", (call_id,)).fetchone()
     if ended is not None:
         raise BadRequest(f"call {call_id!r} ended at {ended['ended_at']}: its record is closed", code="call_ended")
 
 
-def _console_notice(c: sqlite3.Connection, agent: str, call_id: str | None, code: str, message: str, now: str) -> Notice:
+def _console_notice(c: Connection, agent: str, call_id: str | None, code: str, message: str, now: str) -> Notice:
     """A notice the console writes itself (about ``agent``), under a random
     event id no agent can have used or take first (agents choose theirs)."""
-    cur = c.execute(
-        "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+    notice_id = c.execute(
+        "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING id",
         (f"console:{code}:{uuid.uuid4().hex}", agent, call_id, code, message, now),
-    )
-    return rows.notice(c, cur.lastrowid)
+    ).fetchone()[0]
+    return rows.notice(c, notice_id)
 
 
-def _bump_seq(c: sqlite3.Connection, agent: str, seq: int) -> None:
-    c.execute("UPDATE agents SET last_seq = max(last_seq, ?) WHERE name = ?", (seq, agent))
+def _bump_seq(c: Connection, agent: str, seq: int) -> None:
+    c.execute("UPDATE agents SET last_seq = ? WHERE name = ? AND last_seq < ?", (seq, agent, seq))
 
 
-def _apply(c: sqlite3.Connection, agent: str, m: DurableEvent, now: str) -> Recorded:
+def _apply(c: Connection, agent: str, m: DurableEvent, now: str) -> Recorded:
     if isinstance(m, p.CallStarted):
         c.execute(
-            "INSERT OR IGNORE INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (m.call_id, agent, m.partner, m.seat, m.source, m.sample_rate, m.started_at),
         )
         return Recorded(new=True, call=rows.call(c, m.call_id))
     if isinstance(m, p.UtteranceFinal):
-        cur = c.execute(
-            "INSERT INTO utterances (event_id, call_id, speaker, start, end, text, words) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        utterance_id = c.execute(
+            'INSERT INTO utterances (event_id, call_id, speaker, start, "end", text, words) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id',
             (m.event_id, m.call_id, m.speaker, m.start, m.end, m.text, json.dumps(list(m.words), ensure_ascii=False)),
-        )
-        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.utterance(c, cur.lastrowid))
+        ).fetchone()[0]
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.utterance(c, utterance_id))
     if isinstance(m, p.FindingRaised):
         first, last = _span(m.span, len(m.text))
-        cur = c.execute(
-            "INSERT INTO findings (event_id, call_id, category, subtype, severity, score, rule, evidence, start, end, text, span_first, span_last, why)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        finding_id = c.execute(
+            'INSERT INTO findings (event_id, call_id, category, subtype, severity, score, rule, evidence, start, "end", text, span_first, span_last, why)'
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (m.event_id, m.call_id, m.category, m.subtype, m.severity, m.score, m.rule, m.evidence, m.start, m.end, m.text, first, last,
              m.why),
-        )
+        ).fetchone()[0]
         checkin = None
         if asks_check_in(m.severity):
             checkin = queue_checkin(c, m.call_id, f"{m.severity} {m.category} finding", now)
-        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.finding(c, cur.lastrowid), checkin=checkin)
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.finding(c, finding_id), checkin=checkin)
     if isinstance(m, p.LevelChanged):
-        cur = c.execute(
-            "INSERT INTO level_changes (event_id, call_id, level, previous, reason, suggestion, category, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        change_id = c.execute(
+            "INSERT INTO level_changes (event_id, call_id, level, previous, reason, suggestion, category, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (m.event_id, m.call_id, m.level, m.previous, m.reason, m.suggestion, m.category, m.at),
-        )
-        change_id = cur.lastrowid
+        ).fetchone()[0]
         peak = c.execute("SELECT peak_level FROM calls WHERE id = ?", (m.call_id,)).fetchone()[0]
         new_peak = m.level if level_rank(m.level) > level_rank(peak) else peak
         c.execute("UPDATE calls SET level = ?, peak_level = ? WHERE id = ?", (m.level, new_peak, m.call_id))
@@ -294,12 +332,34 @@ def _apply(c: sqlite3.Connection, agent: str, m: DurableEvent, now: str) -> Reco
     if isinstance(m, p.AgentNotice):
         if m.call_id is not None and not c.execute("SELECT 1 FROM calls WHERE id = ?", (m.call_id,)).fetchone():
             raise BadRequest(f"call {m.call_id!r} was never started", code="unknown_call")
-        cur = c.execute(
-            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        notice_id = c.execute(
+            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (m.event_id, agent, m.call_id, m.code, m.message, m.dropped, now),
-        )
-        return Recorded(new=True, call=rows.call(c, m.call_id) if m.call_id else None, record=rows.notice(c, cur.lastrowid))
+        ).fetchone()[0]
+        return Recorded(new=True, call=rows.call(c, m.call_id) if m.call_id else None, record=rows.notice(c, notice_id))
+    if isinstance(m, p.EndCallWebhookOutcome):
+        if m.outcome not in p.WEBHOOK_OUTCOMES:
+            raise BadRequest(f"end_call_webhook: unknown outcome {m.outcome[:40]!r}", code="bad_message")
+        notice_id = c.execute(
+            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING id",
+            (m.event_id, agent, m.call_id, f"end_call_webhook_{m.outcome}", webhook_text(m), now),
+        ).fetchone()[0]
+        detail = {k: getattr(m, k) for k in ("authorization_id", "webhook_id", "outcome", "attempt", "max_attempts", "status", "error", "retry_in")}
+        write_audit(c, f"agent:{agent}", "end_call_webhook", m.call_id, json.dumps(detail, ensure_ascii=False), now)
+        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.notice(c, notice_id))
     raise BadRequest(f"{m.TYPE} is not stored", code="unexpected_message")  # pragma: no cover
+
+
+def webhook_text(m: p.EndCallWebhookOutcome) -> str:
+    """What an end-call webhook's outcome means for the supervisor, in words."""
+    tries = f"attempt {m.attempt} of {m.max_attempts}"
+    if m.outcome == "delivered":
+        return f"End-call request delivered to the phone system (HTTP {m.status}, {tries})."
+    if m.outcome == "retrying":
+        return f"End-call request not delivered yet ({tries}: {m.error}); trying again in {round(m.retry_in, 1):g} s."
+    if m.outcome == "failed":
+        return f"End-call request failed ({m.error}): the phone system was not asked to end the call; the partner ends it."
+    return f"callshield cannot end this call: {m.error}."
 
 
 def _span(span: tuple | None, length: int) -> tuple[int | None, int | None]:

@@ -11,7 +11,7 @@ from console.errors import BadRequest
 from console.store import rows
 from console.store.audit import write_audit
 from console.store.records import FlagCounts, FlaggedCall, FlaggedCalls, MarkedFinding, QaMark, Recording
-from console.store.schema import Room
+from console.store.schema import Room, retried
 from kernel.clock import parse_iso
 from kernel.retention import CallRecord
 
@@ -21,16 +21,17 @@ VERDICTS = ("confirmed", "false_alarm")
 class Quality(Room):
     """Recordings, retention facts, flagged calls and QA marks."""
 
+    @retried
     def add_recording(self, call_id: str, *, path: str, sha256: str, bytes: int, duration: float, sample_rate: int,
                       finalized_at: str, recovered: bool = False) -> Recording | None:
         """Store a finished recording once (the first-stored hash is never replaced); returns its row."""
         with self._tx() as c:
-            cur = c.execute(
-                "INSERT OR IGNORE INTO recordings (call_id, path, sha256, bytes, duration, sample_rate, finalized_at, recovered, stored_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            stored = c.execute(
+                "INSERT INTO recordings (call_id, path, sha256, bytes, duration, sample_rate, finalized_at, recovered, stored_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING RETURNING call_id",
                 (call_id, path, sha256, bytes, duration, sample_rate, finalized_at, int(recovered), self._now()),
-            )
-            if cur.rowcount:
+            ).fetchone()
+            if stored:
                 write_audit(c, "console", "recording_stored", call_id, f"{path}: {bytes} bytes, {duration:.1f} s, sha256 {sha256}", self._now())
         return self.recording(call_id)
 
@@ -38,10 +39,12 @@ class Quality(Room):
         """The call's recording (``removed_at`` set once retention removed the file), or None."""
         return rows.recording(self._conn, call_id)
 
+    @retried
     def recording_removed(self, call_id: str) -> None:
         with self._tx() as c:
             c.execute("UPDATE recordings SET removed_at = ? WHERE call_id = ? AND removed_at IS NULL", (self._now(), call_id))
 
+    @retried
     def remove_transcript(self, call_id: str) -> int:
         """Delete a call's utterances (retention); returns how many."""
         with self._tx() as c:
@@ -110,6 +113,7 @@ class Quality(Room):
             categories=tuple(r[0] for r in c.execute("SELECT DISTINCT category FROM findings ORDER BY 1")),
         )
 
+    @retried
     def qa_mark(self, finding_id: int, verdict: str, note: str, by: str) -> QaMark:
         """QA's verdict on a finding (the latest replaces the previous; every one is audited)."""
         if verdict not in VERDICTS:
@@ -134,7 +138,7 @@ class Quality(Room):
         """Every marked finding with what the detector saw (for tuning lexicons and rules)."""
         found = self._conn.execute(
             "SELECT m.verdict, m.note, m.by_user AS by, m.at, f.id AS finding_id, f.call_id, f.category, f.subtype, f.severity,"
-            " f.score, f.rule, f.evidence, f.text, f.span_first, f.span_last, f.start, f.end"
+            ' f.score, f.rule, f.evidence, f.text, f.span_first, f.span_last, f.start, f."end"'
             " FROM qa_marks m JOIN findings f ON f.id = m.finding_id ORDER BY m.id"
         ).fetchall()
         out = []

@@ -227,6 +227,7 @@ class CallHistory(Record):
     authorizations: tuple[Authorization, ...]
     help: tuple[HelpRequest, ...]
     checkins: tuple[CheckIn, ...]
+    notices: tuple[Notice, ...] = ()
 
 
 # --------------------------------------------------------------------------- people and agents

@@ -1,6 +1,6 @@
 """Reading one stored row into its record: the SELECTs every room shares.
 
-Each function takes the connection (or the open transaction) and a key and
+Each function takes the connection (inside a transaction or not) and a key and
 returns the record (``console/store/records.py``); the row must exist unless
 the function says it may return None. Blocking, on the store thread.
 """
@@ -8,10 +8,10 @@ the function says it may return None. Blocking, on the store thread.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
+from console.store.connection import Connection
 from console.store.records import Alert, Authorization, Call, CheckIn, Finding, HelpRequest, LevelChange, Notice, QaMark, Recording, Utterance
 
 
@@ -21,7 +21,7 @@ AUTHORIZATIONS_OF_CALL = "SELECT id FROM authorizations WHERE call_id = ? ORDER 
 """The ids of one call's authorizations, oldest first."""
 
 
-def call(c: sqlite3.Connection, call_id: str | None) -> Call | None:
+def call(c: Connection, call_id: str | None) -> Call | None:
     """The call's summary, or None for an unknown call."""
     row = c.execute(
         "SELECT id, agent, partner, seat, source, sample_rate, started_at, ended_at, length, level, peak_level, end_reason,"
@@ -38,15 +38,15 @@ def span(first: int | None, last: int | None) -> tuple[int, int] | None:
     return None if first is None else (first, last)
 
 
-def utterance(c: sqlite3.Connection, rowid: int) -> Utterance:
-    row = dict(c.execute("SELECT id, call_id, speaker, start, end, text, words FROM utterances WHERE id = ?", (rowid,)).fetchone())
+def utterance(c: Connection, rowid: int) -> Utterance:
+    row = dict(c.execute('SELECT id, call_id, speaker, start, "end", text, words FROM utterances WHERE id = ?', (rowid,)).fetchone())
     row["words"] = tuple(json.loads(row["words"]))
     return Utterance(**row)
 
 
-def finding(c: sqlite3.Connection, rowid: int) -> Finding:
+def finding(c: Connection, rowid: int) -> Finding:
     row = dict(c.execute(
-        "SELECT id, call_id, category, subtype, severity, score, rule, evidence, start, end, text, span_first, span_last, why"
+        'SELECT id, call_id, category, subtype, severity, score, rule, evidence, start, "end", text, span_first, span_last, why'
         " FROM findings WHERE id = ?",
         (rowid,),
     ).fetchone())
@@ -54,42 +54,42 @@ def finding(c: sqlite3.Connection, rowid: int) -> Finding:
     return Finding(**row)
 
 
-def _one(c: sqlite3.Connection, record: type[R], sql: str, key: int | str) -> R:
+def _one(c: Connection, record: type[R], sql: str, key: int | str) -> R:
     """The record of the one row ``sql`` selects for ``key`` (its columns are the record's fields)."""
     return record(**c.execute(sql, (key,)).fetchone())
 
 
-def level_change(c: sqlite3.Connection, rowid: int) -> LevelChange:
+def level_change(c: Connection, rowid: int) -> LevelChange:
     return _one(c, LevelChange, "SELECT id, call_id, level, previous, reason, suggestion, category, at FROM level_changes WHERE id = ?", rowid)
 
 
-def notice(c: sqlite3.Connection, rowid: int) -> Notice:
+def notice(c: Connection, rowid: int) -> Notice:
     return _one(c, Notice, "SELECT id, agent, call_id, code, message, dropped, received_at FROM notices WHERE id = ?", rowid)
 
 
-def alert(c: sqlite3.Connection, rowid: int) -> Alert:
+def alert(c: Connection, rowid: int) -> Alert:
     return _one(c, Alert, "SELECT a.id, a.call_id, c.partner, c.seat, a.level, a.reason, a.at, a.raised_at, a.acknowledged_by, a.acknowledged_at"
                 " FROM alerts a JOIN calls c ON c.id = a.call_id WHERE a.id = ?", rowid)
 
 
-def checkin(c: sqlite3.Connection, rowid: int) -> CheckIn:
+def checkin(c: Connection, rowid: int) -> CheckIn:
     return _one(c, CheckIn, "SELECT id, call_id, partner, reason, created_at, done_by, done_at, note FROM checkins WHERE id = ?", rowid)
 
 
-def help_request(c: sqlite3.Connection, rowid: int) -> HelpRequest:
+def help_request(c: Connection, rowid: int) -> HelpRequest:
     return _one(c, HelpRequest, "SELECT h.id, h.call_id, h.partner, c.seat, h.note, h.created_at, h.acknowledged_by, h.acknowledged_at"
                 " FROM help_requests h LEFT JOIN calls c ON c.id = h.call_id WHERE h.id = ?", rowid)
 
 
-def authorization(c: sqlite3.Connection, auth_id: str) -> Authorization:
+def authorization(c: Connection, auth_id: str) -> Authorization:
     return _one(c, Authorization, "SELECT id, call_id, by_user AS by, reason, authorized_at FROM authorizations WHERE id = ?", auth_id)
 
 
-def qa_mark(c: sqlite3.Connection, finding_id: int) -> QaMark:
+def qa_mark(c: Connection, finding_id: int) -> QaMark:
     return _one(c, QaMark, "SELECT id, finding_id, call_id, verdict, note, by_user AS by, at FROM qa_marks WHERE finding_id = ?", finding_id)
 
 
-def recording(c: sqlite3.Connection, call_id: str) -> Recording | None:
+def recording(c: Connection, call_id: str) -> Recording | None:
     """The call's recording (``removed_at`` set once retention removed the file), or None."""
     row = c.execute(
         "SELECT call_id, path, sha256, bytes, duration, sample_rate, finalized_at, recovered, stored_at, removed_at FROM recordings WHERE call_id = ?",
@@ -100,6 +100,6 @@ def recording(c: sqlite3.Connection, call_id: str) -> Recording | None:
     return Recording(**{**dict(row), "recovered": bool(row["recovered"])})
 
 
-def many(c: sqlite3.Connection, read: Callable[[sqlite3.Connection, object], R], sql: str, args: tuple = ()) -> list[R]:
+def many(c: Connection, read: Callable[[Connection, object], R], sql: str, args: tuple = ()) -> list[R]:
     """``read(c, key)`` for every key the query's first column lists, in order."""
     return [read(c, r[0]) for r in c.execute(sql, args).fetchall()]

@@ -10,32 +10,32 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 
 from console.errors import BadRequest
 from console.store import rows
 from console.store.audit import write_audit
 from console.store.records import Alert, Authorization, CheckIn, HelpRequest
-from console.store.schema import Room
+from console.store.connection import Connection
+from console.store.schema import Room, retried
 
 
-def raise_alert(c: sqlite3.Connection, call_id: str, change_id: int, level: str, reason: str, at: float, now: str) -> Alert:
+def raise_alert(c: Connection, call_id: str, change_id: int, level: str, reason: str, at: float, now: str) -> Alert:
     """Store the alert a level change raised (inside the event's transaction)."""
-    cur = c.execute(
-        "INSERT INTO alerts (call_id, level_change, level, reason, at, raised_at) VALUES (?, ?, ?, ?, ?, ?)",
+    alert_id = c.execute(
+        "INSERT INTO alerts (call_id, level_change, level, reason, at, raised_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         (call_id, change_id, level, reason, at, now),
-    )
-    return rows.alert(c, cur.lastrowid)
+    ).fetchone()[0]
+    return rows.alert(c, alert_id)
 
 
-def queue_checkin(c: sqlite3.Connection, call_id: str, reason: str, now: str) -> CheckIn | None:
+def queue_checkin(c: Connection, call_id: str, reason: str, now: str) -> CheckIn | None:
     """Queue the call's partner for a check-in; None when the call already has one."""
     partner = c.execute("SELECT partner FROM calls WHERE id = ?", (call_id,)).fetchone()[0]
-    cur = c.execute(
-        "INSERT OR IGNORE INTO checkins (call_id, partner, reason, created_at) VALUES (?, ?, ?, ?)",
+    made = c.execute(
+        "INSERT INTO checkins (call_id, partner, reason, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING RETURNING id",
         (call_id, partner, reason, now),
-    )
-    return rows.checkin(c, cur.lastrowid) if cur.rowcount else None
+    ).fetchone()
+    return rows.checkin(c, made[0]) if made else None
 
 
 class Supervision(Room):
@@ -63,6 +63,7 @@ class Supervision(Room):
             (agent,),
         )
 
+    @retried
     def acknowledge_alert(self, alert_id: int, by: str) -> tuple[Alert, bool]:
         """Mark an alert acknowledged; returns ``(alert, changed)`` (False if it already was)."""
         with self._tx() as c:
@@ -76,6 +77,7 @@ class Supervision(Room):
             write_audit(c, by, "ack_alert", row["call_id"], f"alert {alert_id}", now)
             return rows.alert(c, alert_id), True
 
+    @retried
     def authorize_end(self, call_id: str, by: str, reason: str) -> tuple[Authorization, str]:
         """Record a supervisor's authorization to end a live call, with its audit
         entry, in one transaction. Returns ``(authorization, owning agent)``."""
@@ -96,13 +98,17 @@ class Supervision(Room):
             write_audit(c, by, "authorize_end", call_id, json.dumps({"authorization_id": auth_id, "reason": reason}, ensure_ascii=False), now)
             return rows.authorization(c, auth_id), row["agent"]
 
+    @retried
     def request_help(self, partner: str, call_id: str | None, note: str) -> HelpRequest:
         with self._tx() as c:
             now = self._now()
-            cur = c.execute("INSERT INTO help_requests (call_id, partner, note, created_at) VALUES (?, ?, ?, ?)", (call_id, partner, note, now))
+            help_id = c.execute(
+                "INSERT INTO help_requests (call_id, partner, note, created_at) VALUES (?, ?, ?, ?) RETURNING id", (call_id, partner, note, now)
+            ).fetchone()[0]
             write_audit(c, partner, "need_help", call_id, note, now)
-            return rows.help_request(c, cur.lastrowid)
+            return rows.help_request(c, help_id)
 
+    @retried
     def acknowledge_help(self, help_id: int, by: str) -> HelpRequest:
         with self._tx() as c:
             row = c.execute("SELECT call_id FROM help_requests WHERE id = ?", (help_id,)).fetchone()
@@ -113,6 +119,7 @@ class Supervision(Room):
             write_audit(c, by, "ack_help", row["call_id"], f"help {help_id}", now)
             return rows.help_request(c, help_id)
 
+    @retried
     def checkin_done(self, checkin_id: int, by: str, note: str = "") -> CheckIn:
         with self._tx() as c:
             row = c.execute("SELECT call_id FROM checkins WHERE id = ?", (checkin_id,)).fetchone()

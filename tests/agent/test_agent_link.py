@@ -8,7 +8,7 @@ import random
 import pytest
 
 from kernel import protocol as p
-from agent.link import Backoff, ConsoleLink, LinkError, LinkRefused
+from agent.link import FLAPPING_S, Backoff, ConsoleLink, LinkError, LinkRefused, console_urls
 from agent_kit import Stored, TinyConsole, notice, until
 
 FAST = Backoff(initial=0.02, maximum=0.1, jitter=0.5)
@@ -192,5 +192,60 @@ def test_end_call_authorization_reaches_the_callback():
         assert got == [auth]
         await link.close()
         await console.stop()
+
+    asyncio.run(main())
+
+
+def test_console_urls_several_replicas():
+    assert console_urls("ws://a:8750, wss://b:8750/ws/agent,ws://a:8750") == ("ws://a:8750/ws/agent", "wss://b:8750/ws/agent")
+    assert console_urls(["ws://c:1"]) == ("ws://c:1/ws/agent",)
+    for bad in ("", " , ", "http://a:8750", "ws://a:1,a:2"):
+        with pytest.raises(LinkError) as info:
+            console_urls(bad)
+        assert info.value.code == "bad_console_url"
+
+
+def test_a_dead_replica_fails_over_to_the_next_and_loses_or_repeats_nothing():
+    """Two console replicas sharing one store: the one the agent is linked to
+    dies having stored 3 events it never acknowledged; the agent moves to the
+    other at once, which welcomes it with what the store holds."""
+
+    async def main():
+        stored = Stored()
+        first = await TinyConsole(stored, ack=False, hang_up_after=3).start()
+        second = await TinyConsole(stored).start()
+        link = make_link(f"{first.url},{second.url}", backoff=Backoff(initial=5.0, maximum=5.0, jitter=0.0))
+        link.start()
+        for n in range(1, 4):
+            link.publish(notice(n))
+        await until(lambda: len(stored.order) == 3)
+        await asyncio.sleep(FLAPPING_S)  # a link that has lived: not a flapping one
+        await first.stop()  # the replica dies; it does not come back
+        for n in range(4, 7):
+            link.publish(notice(n))
+        await link.drain(timeout=4)  # sooner than one backoff delay: the move to the next replica does not wait
+        assert stored.order == [f"c1:{n}" for n in range(1, 7)]
+        assert [m.event_id for m in stored.received] == [f"c1:{n}" for n in range(1, 7)]  # nothing twice
+        assert link.url == second.url + "/ws/agent" and link.stats.failovers >= 1 and link.stats.connects == 2
+        await link.close()
+        await second.stop()
+
+    asyncio.run(main())
+
+
+def test_every_replica_unreachable_is_one_clear_error():
+    async def main():
+        consoles = [await TinyConsole().start() for _ in range(2)]
+        urls = ",".join(c.url for c in consoles)
+        for console in consoles:
+            await console.stop()
+        link = make_link(urls, max_attempts=4)
+        link.publish(notice(1))
+        link.start()
+        with pytest.raises(LinkError) as info:
+            await link.drain(timeout=10)
+        assert "and 1 other console(s)" in str(info.value) and "after 4 attempt" in str(info.value)
+        assert link.stats.failed_connects == 4 and link.stats.failovers == 2
+        await link.close()
 
     asyncio.run(main())

@@ -107,3 +107,68 @@ def test_console_restart_mid_call_every_alert_exactly_once(tmp_path):
     assert sorted(live_findings) == sorted(f["id"] for f in detail["findings"])
     # what the partner said while the console was down was stored after the restart, once
     assert texts.count(during[0]["text"]) == 1
+
+
+def test_a_pbx_reusing_a_call_id_across_an_agent_restart_gets_a_new_call_monitored_as_id_2(tmp_path):
+    """Two `callshield replay --call-id X` processes of one agent (the agent
+    restarted between the calls, and forgot the ids it gave): the second call
+    is refused as `call_id_taken`, renamed `X.2` by the agent and stored with
+    its utterances and alerts; the first call's record is unchanged;
+    supervisors see `call_id_reused`."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSHIELD_")}
+    env.update(CALLSHIELD_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONUNBUFFERED="1")
+    calls = {}
+    for name, lines in (("first", THREAT_CALL[:3]), ("second", THREAT_CALL)):
+        calls[name] = tmp_path / f"{name}.jsonl"
+        calls[name].write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    async def replay(console, token, call) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli", "replay", str(call), "--console", console.url, "--token", token, "--agent-id", "floor-1",
+            "--partner", "kim", "--seat", "4", "--call-id", "X",
+            cwd=root, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        return proc.returncode, out.decode(), err.decode()
+
+    async def main():
+        console = Console(ConsoleConfig(data_dir=tmp_path / "data", host="127.0.0.1", port=0))
+        await console.start()
+        try:
+            token = await console.db(console.store.add_user, "floor-1", "agent")
+            await console.db(console.store.add_user, "sup", "supervisor", PASSWORD)
+            first = await replay(console, token, calls["first"])
+            before = await console.db(console.store.call_detail, "X")
+            screen = await Watcher(console.url, "sup", PASSWORD).open()
+            second = await replay(console, token, calls["second"])  # a new agent process, the same agent id
+            await until(lambda: any(m["notice"]["code"] == "call_id_reused" for m in screen.of("notice")))
+            after = await console.db(console.store.call_detail, "X")
+            renamed = await console.db(console.store.call_detail, "X.2")
+            await screen.close()
+            return first, second, before, after, renamed, screen
+        finally:
+            await console.stop()
+
+    first, second, before, after, renamed, screen = asyncio.run(main())
+    assert first[0] == 0 and first[1].startswith("call X: "), first
+    assert second[0] == 0, second
+    assert second[1].startswith("call X.2: ") and second[1].rstrip().endswith("every event acknowledged by the console"), second
+    # the first call's record: unchanged in every field, utterance, finding and alert
+    assert dataclasses.asdict(after) == dataclasses.asdict(before)
+    assert [u.text for u in after.utterances] == [line["text"] for line in THREAT_CALL[:3]] and after.call.end_reason == "end_of_file"
+    # the second call, monitored under its own id, whole
+    assert [u.text for u in renamed.utterances] == [line["text"] for line in THREAT_CALL]
+    assert (renamed.call.agent, renamed.call.partner, renamed.call.end_reason) == ("floor-1", "kim", "end_of_file")
+    assert renamed.alerts and renamed.alerts[0].level == "alert" and renamed.call.peak_level == "end_call_recommended"
+    live = [m["alert"]["call_id"] for m in screen.of("alert")]
+    assert live and set(live) == {"X.2"}
+    notices = [m["notice"] for m in screen.of("notice")]
+    assert [(n["code"], n["call_id"]) for n in notices] == [("call_id_reused", "X.2")]  # and no events_refused
+    assert "Call id X came again after this agent restarted" in notices[0]["message"]
+    assert "call id X reused" in second[2] and "monitored as X.2" in second[2]  # the agent's log says it too

@@ -284,6 +284,41 @@ def test_end_call_authorization_hangs_up_only_when_configured(tmp_path, hangup):
         assert got[-1].reason == "hangup"
 
 
+@pytest.mark.parametrize("sources", [(), ("audiosocket",)])
+def test_a_call_with_its_own_control_gets_the_webhook_only_when_its_source_is_listed(sources):
+    """By default the end-call webhook is for calls the agent cannot hang up; a
+    site may list a source to have its calls' ends sent too (besides the hang-up)."""
+    from webhook_receiver import SECRET, Receiver
+
+    from agent.end_call_webhook import EndCallWebhookSettings
+
+    async def main(receiver):
+        console = await TinyConsole().start()
+        agent = _agent_with_null_transcriber(console, AgentSettings(hangup_on_authorization=True),
+                                             end_call_webhook=EndCallWebhookSettings(url=receiver.url, secret=SECRET, sources=sources))
+        await agent.start()
+        await agent.link.wait_connected(timeout=10)
+        line = Line()
+        handle = _start_line(agent, line)
+        await until(lambda: handle.session.audio_end > 0.1)
+        await console.send_all(p.EndCallAuthorized(call_id=handle.call_id, authorization_id="auth-1", by="lee", reason="threats",
+                                                   authorized_at="2026-11-30T00:00:00.000Z"))
+        await asyncio.wait_for(handle.wait(), 10)
+        await agent.end_call_webhook.idle(10)
+        await agent.link.drain(timeout=10)
+        got = events(console, handle.call_id)
+        await agent.shutdown()
+        await console.stop()
+        return line, got
+
+    with Receiver() as receiver:
+        line, got = asyncio.run(main(receiver))
+    ended = [m for m in got if isinstance(m, p.CallEnded)]
+    assert len(line.calls) == 1 and ended[0].reason == "authorized_end"  # hung up through its control either way
+    outcomes = [m.outcome for m in got if isinstance(m, p.EndCallWebhookOutcome)]
+    assert (len(receiver.received), outcomes) == ((1, ["delivered"]) if sources else (0, []))
+
+
 def test_shutdown_stops_sources_finishes_taps_then_closes_the_link():
     order: list[str] = []
 

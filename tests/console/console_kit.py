@@ -36,6 +36,13 @@ class FakeClock:
         self.now += timedelta(**kwargs)
 
 
+def store_setting(where: Path | str) -> dict[str, str]:
+    """The ``[console]`` setting for the store at ``where`` (the ``store_where``
+    fixture): ``store`` for a PostgreSQL URL; nothing for SQLite (the console's
+    own file in its data directory)."""
+    return {"store": where} if isinstance(where, str) else {}
+
+
 @contextlib.asynccontextmanager
 async def running_console(data_dir: Path, *, clock=None, users=True, **config: Any):
     """A started console on 127.0.0.1, any free port, with the usual people:

@@ -187,3 +187,23 @@ def test_supervisor_and_partner_see_that_monitoring_was_lost(tmp_path):
                 await browser.close()
 
     asyncio.run(main())
+
+
+def test_supervisor_sees_what_load_kept_off_the_screen(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                supervisor = await (await browser.new_context()).new_page()
+                await _sign_in(supervisor, console.http_url, "sup", "/supervisor")
+                load = supervisor.locator("#load")
+                await expect(load).to_be_hidden()  # nothing shed: nothing said
+                agent = await open_agent(console)
+                await agent.send(p.Heartbeat(calls=(), partials_dropped=1234), ack=False)
+                await expect(load).to_be_visible()
+                await expect(load).to_contain_text("1,234 not sent by agent-1")
+                await expect(load).to_contain_text("Final lines and alerts are all kept")
+            finally:
+                await browser.close()
+
+    asyncio.run(main())

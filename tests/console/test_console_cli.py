@@ -17,8 +17,11 @@ from console.store import Store
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_users_add_list_passwd_remove(tmp_path, capsys, monkeypatch):
+def test_users_add_list_passwd_remove(tmp_path, store_where, capsys, monkeypatch):
     data = str(tmp_path / "data")
+    config = tmp_path / "callshield.toml"  # the store the config names: the SQLite file in data, or PostgreSQL
+    config.write_text(f'[console]\nstore = "{store_where}"\n' if isinstance(store_where, str) else "")
+    monkeypatch.setenv("CALLSHIELD_CONFIG", str(config))
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # no terminal: the password is generated
     assert main(["users", "--data-dir", data, "add", "sup", "--role", "supervisor"]) == 0
     password = capsys.readouterr().out.split("password ", 1)[1].split()[0]
@@ -31,7 +34,7 @@ def test_users_add_list_passwd_remove(tmp_path, capsys, monkeypatch):
     listing = capsys.readouterr().out
     assert "sup\tsupervisor" in listing and "ann\tpartner" in listing and "site-a\tagent" in listing
 
-    store = Store.open(Path(data) / "console.db")
+    store = Store.open(store_where)  # for SQLite, the file in data
     assert store.check_password("sup", password) == "supervisor"
     assert store.check_password("ann", "chosen password") == "partner"
     assert store.check_agent("site-a", token) == 0

@@ -1,9 +1,12 @@
-"""The console over real websockets on 127.0.0.1 (port 0) with a real SQLite file."""
+"""The console over real websockets on 127.0.0.1 (port 0) with a real SQLite
+file; the tests taking ``store_where`` run once more with a real PostgreSQL
+database as the store (``[console] store``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import urllib.request
@@ -12,12 +15,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from kernel import protocol as p
-from console_kit import FakeClock, open_agent, open_browser, running_console
+from console_kit import FakeClock, open_agent, open_browser, running_console, store_setting
 
 
-def test_call_alert_ack_and_authorization_flow(tmp_path):
+def test_call_alert_ack_and_authorization_flow(tmp_path, store_where):
     async def main():
-        async with running_console(tmp_path) as console:
+        async with running_console(tmp_path, **store_setting(store_where)) as console:
             sup = await open_browser(console)
             await sup.login("sup")
             ann = await open_browser(console)
@@ -71,9 +74,9 @@ def test_call_alert_ack_and_authorization_flow(tmp_path):
     asyncio.run(main())
 
 
-def test_resent_event_is_stored_and_shown_once(tmp_path):
+def test_resent_event_is_stored_and_shown_once(tmp_path, store_where):
     async def main():
-        async with running_console(tmp_path) as console:
+        async with running_console(tmp_path, **store_setting(store_where)) as console:
             sup = await open_browser(console)
             await sup.login("sup")
             agent = await open_agent(console)
@@ -262,7 +265,7 @@ def test_malformed_json_is_answered_and_socket_keeps_working(tmp_path):
     asyncio.run(main())
 
 
-def test_slow_browser_is_dropped_without_stalling_others(tmp_path):
+def test_slow_browser_is_shed_partials_then_dropped_without_stalling_others(tmp_path):
     async def main():
         async with running_console(tmp_path, browser_queue=8) as console:
             fast = await open_browser(console)
@@ -273,16 +276,23 @@ def test_slow_browser_is_dropped_without_stalling_others(tmp_path):
             agent = await open_agent(console)
             await agent.send(agent.event(p.CallStarted, call_id="busy", partner="ann", seat="1", source="wav", started_at="2025-03-01T09:00:00Z"))
             reader = asyncio.create_task(fast.expect("partial", text="last", timeout=20))  # a browser that keeps up
-            for i in range(400):  # until the stuck browser's socket buffers and outbox are full
+            for i in range(400):  # until the stuck browser's socket buffers are full and its outbox passes the shedding mark
                 text = os.urandom(20000).hex()  # incompressible
                 await agent.send(p.PartialTranscript(call_id="busy", speaker="customer", start=float(i), text=text))
                 await asyncio.sleep(0.002)
-                if console.stats.browsers_dropped:
+                if console.screens.partials_shed:
                     break
             await agent.send(p.PartialTranscript(call_id="busy", speaker="customer", start=999.0, text="last"))
-            assert console.stats.browsers_dropped == 1
             await reader
-            assert console._health()["browsers"] == 1
+            # live partials are shed for the stuck browser (counted), it is not dropped for them
+            assert console.screens.partials_shed >= 1 and console.stats.browsers_dropped == 0
+            for i in range(20):  # final lines are never shed: they fill its outbox, and it is dropped
+                await agent.send(agent.event(p.UtteranceFinal, call_id="busy", speaker="customer", start=float(i), end=float(i) + 1, text=f"line {i}"))
+                if console.stats.browsers_dropped:
+                    break
+            assert console.stats.browsers_dropped == 1
+            await fast.expect("utterance", utterance__text=f"line {i}")
+            assert console._health()["browsers"] == 1 and console._health()["partials_shed"] == console.screens.partials_shed
             slow.ws.transport.abort()
 
     asyncio.run(main())
@@ -352,13 +362,18 @@ def test_pages_are_served_with_security_headers(tmp_path):
     asyncio.run(main())
 
 
-def test_store_keeps_events_across_a_console_restart(tmp_path):
+def test_store_keeps_events_across_a_console_restart(tmp_path, store_where):
+    store = store_setting(store_where)
     async def main():
-        async with running_console(tmp_path) as console:
+        async with running_console(tmp_path, **store) as console:
+            sup = await open_browser(console)
+            await sup.login("sup")
             agent = await open_agent(console)
             await agent.threat_call("c1")
+            assert (await sup.expect("utterance"))["utterance"]["text"] == "i will break your neck"
+            assert (await sup.expect("alert"))["alert"]["level"] == "alert"
             tokens = console.tokens
-        async with running_console(tmp_path, users=False) as console:
+        async with running_console(tmp_path, users=False, **store) as console:
             console.tokens = tokens
             agent = await open_agent(console)
             assert agent.seen[0]["last_seq"] == 4
@@ -367,6 +382,9 @@ def test_store_keeps_events_across_a_console_restart(tmp_path):
             await sup.expect("session")
             snap = await sup.expect("snapshot")
             assert [c["id"] for c in snap["calls"]] == ["c1"] and snap["alerts"][0]["level"] == "alert"
+            await sup.request("call_detail", call_id="c1", ref="d1")
+            detail = await sup.expect("call_detail")
+            assert [u["text"] for u in detail["detail"]["utterances"]] == ["i will break your neck"]
 
     asyncio.run(main())
 
@@ -415,3 +433,44 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
                 assert exc.code == "port_unavailable" and str(first.port) in str(exc)
 
     asyncio.run(main())
+
+
+def test_a_lost_postgresql_connection_loses_no_event_and_logs_no_traceback(tmp_path, postgresql_server, caplog):
+    """The database drops the console's connection mid-call: the event that met
+    it is not acknowledged (the agent's link closes, 1011), the agent resends on
+    its new link, the console's store connects again; stored and shown once."""
+    url = postgresql_server.new_database()
+
+    async def main():
+        async with running_console(tmp_path, store=url) as console:
+            sup = await open_browser(console)
+            await sup.login("sup")
+            agent = await open_agent(console)
+            await agent.send(agent.event(p.CallStarted, call_id="c", partner="ann", seat="1", source="wav", started_at="2025-03-01T09:00:00Z", sample_rate=8000))
+            await sup.expect("call", call__id="c")
+            assert postgresql_server.cut_connections(url) == 1
+            said = agent.event(p.UtteranceFinal, call_id="c", speaker="customer", start=0.0, end=1.0, text="still there?")
+            await agent.send(said, ack=False)
+            try:
+                await agent.expect("ack", seq=said.seq)  # another store call met the cut first and reconnected
+            except ConnectionClosed as closed:
+                assert closed.rcvd.code == 1011 and closed.rcvd.reason == "console store error"
+                agent = await open_agent(console)
+                assert agent.seen[0]["last_seq"] == said.seq - 1  # not stored, never acknowledged
+                await agent.send(said)
+            assert (await sup.expect("utterance"))["utterance"]["text"] == "still there?"
+            await sup.nothing("utterance")
+            assert (await console.db(console.store.counts))["utterances"] == 1
+
+            assert postgresql_server.cut_connections(url) == 1  # a browser's request meets the next cut
+            await sup.request("call_detail", call_id="c", ref="d1")
+            answer = await sup.expect("error", ref="d1")
+            assert answer["code"] == "store_unavailable"
+            await sup.request("call_detail", call_id="c", ref="d2")  # the socket stays; the store is back
+            assert [u["text"] for u in (await sup.expect("call_detail", ref="d2"))["detail"]["utterances"]] == ["still there?"]
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert 2 <= sum("lost the connection to the store" in r.getMessage() for r in failures) <= 4, [r.getMessage() for r in failures]
+    assert all(r.exc_info is None for r in failures)  # one line each, no traceback

@@ -1,15 +1,18 @@
-"""The console's SQLite store, on a real file."""
+"""The console's store, on a real SQLite file and a real PostgreSQL database:
+every test runs against both (the ``store_where`` fixture, ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import sqlite3
+import threading
 
 import pytest
 
 from kernel import protocol as p
 from console.errors import BadRequest, Forbidden, StoreError
-from console.store import MIGRATIONS, FlagCounts, Store
+from console.store import MIGRATIONS, FlagCounts, Store, StoreUnavailable
+from console.store.schema import migrate, open_connection
 from console_kit import FakeClock
+from postgres_kit import _free_port
 
 
 def _start(seq: int, call_id: str = "c1", partner: str = "ann") -> p.CallStarted:
@@ -20,32 +23,42 @@ def _level(seq: int, level: str, previous: str, call_id: str = "c1") -> p.LevelC
     return p.LevelChanged(seq=seq, event_id=f"e{seq}-{call_id}", call_id=call_id, level=level, previous=previous, reason="why", at=float(seq), suggestion="say this")
 
 
-def _store(tmp_path, clock=None) -> Store:
-    store = Store.open(tmp_path / "data" / "console.db", clock=clock or FakeClock())
+def _store(where, clock=None) -> Store:
+    store = Store.open(where, clock=clock or FakeClock())
     store.add_user("agent-1", "agent", "token-1")
     store.add_user("agent-2", "agent", "token-2")
     return store
 
 
-def test_migrates_an_empty_file_and_uses_wal(tmp_path):
-    store = _store(tmp_path)
+_TABLES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
+    "postgresql": "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()",
+}
+
+
+def test_migrates_an_empty_store_and_keeps_acknowledged_events_durable(store_where):
+    store = _store(store_where)
     assert store.schema_version() == len(MIGRATIONS) >= 1
-    assert store.pragma("journal_mode") == "wal"
-    assert store.pragma("synchronous") == 2  # FULL: an acknowledged event survives a power cut
-    tables = {r[0] for r in sqlite3.connect(store.path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if store.dialect == "sqlite":
+        assert store.setting("journal_mode") == "wal"
+        assert store.setting("synchronous") == 2  # FULL: an acknowledged event survives a power cut
+    else:  # the test cluster runs with synchronous_commit off: the store turns it on for itself
+        assert store.setting("synchronous_commit") == "on"
+    tables = {r[0] for r in store._conn.execute(_TABLES[store.dialect])}
     assert {"users", "sessions", "agents", "calls", "utterances", "findings", "alerts", "authorizations", "audit_log", "checkins", "help_requests", "schema_version"} <= tables
     store.close()
-    again = Store.open(tmp_path / "data" / "console.db")
+    again = Store.open(store_where)
     assert again.schema_version() == len(MIGRATIONS)
     again.close()
 
 
-def test_refuses_a_store_from_a_newer_callshield(tmp_path):
-    _store(tmp_path).close()
-    with sqlite3.connect(tmp_path / "data" / "console.db") as conn:
-        conn.execute("UPDATE schema_version SET version = 999")
-    with pytest.raises(StoreError, match="newer"):
-        Store.open(tmp_path / "data" / "console.db")
+def test_refuses_a_store_from_a_newer_callshield(store_where):
+    store = _store(store_where)
+    store._conn.execute("UPDATE schema_version SET version = 999")
+    store.close()
+    with pytest.raises(StoreError, match="newer") as err:
+        Store.open(store_where)
+    assert err.value.code == "store_newer"
 
 
 def test_not_a_database_is_a_one_line_error(tmp_path):
@@ -55,8 +68,26 @@ def test_not_a_database_is_a_one_line_error(tmp_path):
         Store.open(bad)
 
 
-def test_event_writes_are_idempotent_and_survive_reopen(tmp_path):
-    store = _store(tmp_path)
+def test_a_postgresql_database_with_other_tables_is_not_a_store(postgresql_server):
+    url = postgresql_server.new_database()
+    with open_connection(url) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER)")  # someone else's application
+    with pytest.raises(StoreError, match="not a usable store.*users") as err:
+        Store.open(url)
+    assert "\n" not in str(err.value)
+
+
+def test_an_unreachable_postgresql_is_a_one_line_error_without_the_password():
+    url = f"postgresql://callshield:s3cret@127.0.0.1:{_free_port()}/callshield?connect_timeout=3"
+    with pytest.raises(StoreUnavailable) as err:
+        Store.open(url)
+    message = str(err.value)
+    assert "cannot reach the store at postgresql://callshield:***@127.0.0.1" in message
+    assert "s3cret" not in message and "\n" not in message
+
+
+def test_event_writes_are_idempotent_and_survive_reopen(store_where):
+    store = _store(store_where)
     said = p.UtteranceFinal(seq=2, event_id="u-1", call_id="c1", speaker="customer", start=1.0, end=2.0, text="hello", words=({"word": "hello", "start": 1.0, "end": 2.0, "conf": 0.9},))
     assert store.record_event("agent-1", _start(1)).new
     first = store.record_event("agent-1", said)
@@ -65,7 +96,7 @@ def test_event_writes_are_idempotent_and_survive_reopen(tmp_path):
     assert store.last_seq("agent-1") == 2
     store.close()
 
-    store = Store.open(tmp_path / "data" / "console.db")
+    store = Store.open(store_where)
     assert not store.record_event("agent-1", said).new
     assert store.counts()["utterances"] == 1
     assert store.check_agent("agent-1", "token-1") == 2
@@ -74,8 +105,8 @@ def test_event_writes_are_idempotent_and_survive_reopen(tmp_path):
     store.close()
 
 
-def test_alerts_and_checkins_follow_the_ladder(tmp_path):
-    store = _store(tmp_path)
+def test_alerts_and_checkins_follow_the_ladder(store_where):
+    store = _store(store_where)
     store.record_event("agent-1", _start(1))
     caution = store.record_event("agent-1", _level(2, "caution", "none"))
     assert caution.alert is None and caution.checkin is None and caution.call.level == "caution"
@@ -94,8 +125,8 @@ def test_alerts_and_checkins_follow_the_ladder(tmp_path):
     assert done.done_by == "sup" and store.open_checkins() == []
 
 
-def test_a_critical_finding_queues_a_checkin(tmp_path):
-    store = _store(tmp_path)
+def test_a_critical_finding_queues_a_checkin(store_where):
+    store = _store(store_where)
     store.record_event("agent-1", _start(1))
     finding = p.FindingRaised(seq=2, event_id="f", call_id="c1", category="threat", severity="critical", score=1.0, rule="r", evidence="kill", start=0.0, end=1.0, text="i will kill you", span=(7, 11))
     rec = store.record_event("agent-1", finding)
@@ -105,8 +136,8 @@ def test_a_critical_finding_queues_a_checkin(tmp_path):
     assert store.record_event("agent-1", bad_span).record.span is None
 
 
-def test_calls_belong_to_the_agent_that_started_them(tmp_path):
-    store = _store(tmp_path)
+def test_calls_belong_to_the_agent_that_started_them(store_where):
+    store = _store(store_where)
     store.record_event("agent-1", _start(1))
     before = store.counts()
     with pytest.raises(Forbidden) as err:
@@ -123,8 +154,32 @@ def test_calls_belong_to_the_agent_that_started_them(tmp_path):
     assert store.counts() == before and store.last_seq("agent-2") == 0
 
 
-def test_an_ended_call_takes_no_new_evidence_but_resends_and_notices(tmp_path):
-    store = _store(tmp_path)
+def test_a_refused_agent_is_told_once_per_call_by_an_indexed_read(store_where):
+    store = _store(store_where)
+    store.record_event("agent-1", _start(1))
+    event = _level(5, "none", "alert")
+    error = Forbidden("call 'c1' is not this agent's", code="not_your_call")
+    first = store.refusal_notice("agent-2", event, error)
+    assert first is not None and first.code == "events_refused" and "agent-1" in first.message
+    writes = store._conn.transactions
+    changes = store._conn._conn.total_changes if store.dialect == "sqlite" else None
+    assert [store.refusal_notice("agent-2", event, error) for _ in range(50)] == [None] * 50
+    assert store._conn.transactions == writes  # told already: nothing written again
+    if changes is not None:
+        assert store._conn._conn.total_changes == changes
+    assert store.refusal_notice("agent-2", _level(6, "none", "alert", call_id="c2"), error) is not None  # another call: told
+    from console.store.calls import REFUSAL_TOLD
+    with store._conn.transaction() as c:  # a site's worth of notices, so the planner chooses as it would there
+        for n in range(2000):
+            c.execute("INSERT INTO notices (event_id, agent, code, message, dropped, received_at) VALUES (?, ?, ?, 'm', 0, 't')",
+                      (f"n{n}", f"agent-{n % 400}", ("events_refused", "queue_overflow")[n % 2]))
+    store._conn.execute("ANALYZE")
+    plan = store._conn.plan(REFUSAL_TOLD, ("agent-2", "c1"))
+    assert "notices_told" in plan, plan  # a refusal flood is not a table scan per event
+
+
+def test_an_ended_call_takes_no_new_evidence_but_resends_and_notices(store_where):
+    store = _store(store_where)
     store.record_event("agent-1", _start(1))
     store.record_event("agent-1", _level(2, "alert", "none"))
     store.record_event("agent-1", p.CallEnded(seq=3, event_id="e3-c1", call_id="c1", at=12.5, reason="hangup"))
@@ -138,16 +193,37 @@ def test_an_ended_call_takes_no_new_evidence_but_resends_and_notices(tmp_path):
     for message in late:
         with pytest.raises(BadRequest) as err:
             store.record_event("agent-1", message)
-        assert err.value.code == "call_ended"
+        # a new start is a new call under a used id (the agent renames it); the rest is new evidence for an ended call
+        assert err.value.code == ("call_id_taken" if isinstance(message, p.CallStarted) else "call_ended")
     assert (store.counts(), store.call("c1")) == before
     assert store.record_event("agent-1", _level(2, "alert", "none")).new is False  # a resend of what was stored
     notice = p.AgentNotice(seq=8, event_id="n8", call_id="c1", code="recording_saved", message="saved", dropped=0)
     assert store.record_event("agent-1", notice).new is True
 
 
-def test_authorization_needs_a_reason_a_live_call_and_is_audited(tmp_path):
+def test_a_second_start_of_a_call_by_its_agent_is_refused_as_taken_live_lost_or_ended_and_a_resend_is_not(store_where):
     clock = FakeClock()
-    store = _store(tmp_path, clock)
+    store = _store(store_where, clock)
+    for call_id in ("live", "lost", "ended"):
+        store.record_event("agent-1", _start(1, call_id))
+    store.lose_call("lost", "its agent's link closed")
+    store.record_event("agent-1", p.CallEnded(seq=2, event_id="e2-ended", call_id="ended", at=5.0, reason="hangup"))
+    before = (store.counts(), [store.call(c) for c in ("live", "lost", "ended")], store.audit_entries(action="call_reopened"))
+    for call_id, state in (("live", "is live"), ("lost", "was lost"), ("ended", "ended at 2025-03-01T09:00:00.000Z")):
+        with pytest.raises(BadRequest) as err:
+            store.record_event("agent-1", _start(9, call_id))  # another event id: a new call under the id
+        assert err.value.code == "call_id_taken"
+        assert err.value.message == f"call {call_id!r} (started 2025-03-01T09:00:00Z) {state}: a new call cannot start under its id"
+    assert (store.counts(), [store.call(c) for c in ("live", "lost", "ended")], store.audit_entries(action="call_reopened")) == before
+    assert store.record_event("agent-1", _start(1, "live")).new is False  # the same start resent: a duplicate, as ever
+    with pytest.raises(Forbidden) as err:
+        store.record_event("agent-2", _start(9, "ended"))  # another agent: not its call, as before
+    assert err.value.code == "not_your_call"
+
+
+def test_authorization_needs_a_reason_a_live_call_and_is_audited(store_where):
+    clock = FakeClock()
+    store = _store(store_where, clock)
     store.record_event("agent-1", _start(1))
     with pytest.raises(BadRequest) as err:
         store.authorize_end("c1", "sup", "   ")
@@ -165,8 +241,8 @@ def test_authorization_needs_a_reason_a_live_call_and_is_audited(tmp_path):
     assert (entry.who, entry.call_id, entry.at) == ("sup", "c1", "2025-03-01T09:00:00.000Z")
 
 
-def test_users_agents_and_ensure_user(tmp_path):
-    store = _store(tmp_path)
+def test_users_agents_and_ensure_user(store_where):
+    store = _store(store_where)
     generated = store.add_user("sup", "supervisor")
     assert len(generated) >= 12 and store.check_password("sup", generated) == "supervisor"
     with pytest.raises(BadRequest, match="exists"):
@@ -192,8 +268,8 @@ def _finding(seq: int, call_id: str, category: str) -> p.FindingRaised:
                            rule=f"{category}.test", evidence="words", start=1.0, end=2.0)
 
 
-def test_qa_calls_filters_and_counts_every_match_beyond_the_limit(tmp_path):
-    store = _store(tmp_path)
+def test_qa_calls_filters_and_counts_every_match_beyond_the_limit(store_where):
+    store = _store(store_where)
     for event in (_start(1, "c1", "ann"), _finding(2, "c1", "threat"), _level(3, "alert", "none", "c1"),
                   _start(4, "c2", "bob"), _finding(5, "c2", "insult"), _finding(6, "c2", "insult"),
                   _start(7, "c3", "bob")):  # c3 has no finding: never listed
@@ -209,18 +285,14 @@ def test_qa_calls_filters_and_counts_every_match_beyond_the_limit(tmp_path):
     store.close()
 
 
-def test_a_finding_keeps_whom_it_is_aimed_at_and_old_stores_gain_the_column(tmp_path):
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)  # a store as issue 6 left it: schema 2, one finding, no "why"
-    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    conn.execute("INSERT INTO schema_version VALUES (2)")
-    for script in MIGRATIONS[:2]:
-        conn.executescript(script)
-    conn.execute("INSERT INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES ('c0', 'agent-1', 'ann', '4', 'wav', 8000, '2025-03-01T09:00:00Z')")
-    conn.execute("INSERT INTO findings (event_id, call_id, category, severity, score, rule, evidence, start, end, text) VALUES ('old', 'c0', 'insult', 'medium', 0.9, 'r', 'idiot', 0, 1, 'you idiot')")
-    conn.commit()
-    conn.close()
-    store = Store.open(path, clock=FakeClock())
+def test_a_finding_keeps_whom_it_is_aimed_at_and_old_stores_gain_the_column(store_where):
+    with open_connection(store_where) as conn:  # a store as issue 6 left it: schema 2, one finding, no "why"
+        migrate(conn, upto=2)
+        conn.execute("INSERT INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES ('c0', 'agent-1', 'ann', '4', 'wav', 8000, '2025-03-01T09:00:00Z')")
+        conn.execute('INSERT INTO findings (event_id, call_id, category, severity, score, rule, evidence, start, "end", text)'
+                     " VALUES ('old', 'c0', 'insult', 'medium', 0.9, 'r', 'idiot', 0, 1, 'you idiot')")
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+    store = Store.open(store_where, clock=FakeClock())
     assert store.schema_version() == len(MIGRATIONS) >= 3
     assert [f.why for f in store.call_detail("c0").findings] == [""]
     store.add_user("agent-1", "agent", "token-1")
@@ -229,3 +301,121 @@ def test_a_finding_keeps_whom_it_is_aimed_at_and_old_stores_gain_the_column(tmp_
                               evidence="you are a clown", start=0.0, end=1.0, text="you are a clown", why="aimed at the partner: 'you are'")
     assert store.record_event("agent-1", finding).record.why == "aimed at the partner: 'you are'"
     store.close()
+
+
+def _together(*jobs):
+    """Run the jobs at once on threads (each with its own store); their results or errors, in order."""
+    results: list = [None] * len(jobs)
+    start = threading.Barrier(len(jobs))
+
+    def run(n, job):
+        start.wait()
+        try:
+            results[n] = job()
+        except Exception as exc:  # noqa: BLE001 - handed back for the test to judge
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n, job)) for n, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_two_consoles_starting_at_once_on_a_new_store_migrate_it_once(store_where):
+    if not isinstance(store_where, str):
+        store_where.parent.mkdir(parents=True)
+    opened = _together(*[lambda: Store.open(store_where, clock=FakeClock()) for _ in range(3)])
+    assert all(isinstance(store, Store) for store in opened), opened
+    assert {store.schema_version() for store in opened} == {len(MIGRATIONS)}
+    assert opened[0]._conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+    for store in opened:
+        store.close()
+
+
+def test_two_consoles_writing_at_once_store_each_event_once_and_authorize_once(store_where):
+    """Two stores on one database (two console replicas): an agent's resend reaching
+    both at once is stored once; two supervisors authorizing one end: one wins."""
+    first, second = _store(store_where), Store.open(store_where, clock=FakeClock())
+    first.record_event("agent-1", _start(1))
+    events = [_level(n, ("caution", "alert")[n % 2], ("alert", "caution")[n % 2]) for n in range(2, 42)]
+
+    def replay(store):
+        return lambda: [store.record_event("agent-1", e).new for e in events]
+
+    a, b = _together(replay(first), replay(second))
+    assert not isinstance(a, Exception) and not isinstance(b, Exception), (a, b)
+    assert [x + y for x, y in zip(a, b)] == [1] * len(events)  # each event new on exactly one replica
+    counts = first.counts()
+    assert counts["level_changes"] == len(events) and counts["events"] == len(events) + 1
+    assert counts["alerts"] == len(events) // 2 and counts["checkins"] == 1
+    assert first.last_seq("agent-1") == 41
+
+    results = _together(lambda: first.authorize_end("c1", "sup", "threats"), lambda: second.authorize_end("c1", "sup2", "threats"))
+    won = [r for r in results if not isinstance(r, Exception)]
+    lost = [r for r in results if isinstance(r, Exception)]
+    assert len(won) == 1 and len(lost) == 1 and getattr(lost[0], "code", None) == "already_authorized", results
+    assert len(first.authorizations("c1")) == 1 and len(first.audit_entries(action="authorize_end")) == 1
+    first.close()
+    second.close()
+
+
+def test_a_lost_postgresql_connection_is_one_clear_error_then_the_next_call_reconnects(postgresql_server):
+    url = postgresql_server.new_database()
+    store = _store(url)
+    store.record_event("agent-1", _start(1))
+    assert postgresql_server.cut_connections(url) == 1
+    with pytest.raises(StoreUnavailable, match="lost the connection to the store") as err:
+        store.call("c1")
+    assert "\n" not in str(err.value)
+    assert store.call("c1").partner == "ann"  # the next call connects again
+    said = p.UtteranceFinal(seq=2, event_id="u-2", call_id="c1", speaker="customer", start=1.0, end=2.0, text="hello", words=())
+    postgresql_server.cut_connections(url)
+    with pytest.raises(StoreUnavailable):  # lost while writing: not stored, not acknowledged
+        store.record_event("agent-1", said)
+    assert store.record_event("agent-1", said).new  # the agent's resend is stored once
+    assert not store.record_event("agent-1", said).new
+    assert store.counts()["utterances"] == 1 and store.setting("synchronous_commit") == "on"
+    store.close()
+
+
+def test_a_postgresql_store_backed_up_with_pg_dump_restores_whole_and_goes_on(postgresql_server, tmp_path):
+    """docs/deployment.md's backup and restore: pg_dump -Fc, pg_restore into an empty database."""
+    import subprocess
+
+    url = postgresql_server.new_database()
+    store = _store(url)
+    for event in (_start(1), _level(2, "alert", "none"), _level(3, "caution", "alert")):
+        store.record_event("agent-1", event)
+    store.close()
+    dump = tmp_path / "callshield.dump"
+    subprocess.run([str(postgresql_server.bin / "pg_dump"), "-Fc", "-f", str(dump), url], check=True, timeout=60)
+    copy = postgresql_server.new_database()
+    subprocess.run([str(postgresql_server.bin / "pg_restore"), "--no-owner", "-d", copy, str(dump)], check=True, timeout=60)
+    restored = Store.open(copy, clock=FakeClock())
+    assert restored.schema_version() == len(MIGRATIONS)
+    assert [c.level for c in restored.live_calls()] == ["caution"] and len(restored.open_alerts()) == 1
+    assert not restored.record_event("agent-1", _level(3, "caution", "alert")).new  # its event ids came along
+    before = [a.id for a in restored.open_alerts()]
+    after = restored.record_event("agent-1", _level(4, "alert", "caution"))  # ids go on from the dump's, no collision
+    assert after.alert.id > max(before) and [a.id for a in restored.open_alerts()] == [after.alert.id, *before]
+    restored.record_event("agent-1", _start(5, "c2"))
+    assert [c.id for c in restored.recent_calls()] == ["c2", "c1"]  # the stored order (rowid) came along too
+    restored.close()
+
+
+def test_the_console_config_names_the_store(tmp_path):
+    from console.config import ConsoleConfig
+    from kernel.errors import ConfigError
+
+    sqlite = ConsoleConfig.from_table({}, data_dir=tmp_path)
+    assert sqlite.store_location == tmp_path / "console.db"
+    url = "postgresql://callshield@db.site.example:5432/callshield?sslmode=verify-full"
+    assert ConsoleConfig.from_table({"store": url}, data_dir=tmp_path).store_location == url
+    with pytest.raises(ConfigError, match=r"\[console\] store must be a postgresql:// URL, not 'mysql'") as err:
+        ConsoleConfig.from_table({"store": "mysql://root:hunter2@db/x"}, data_dir=tmp_path)
+    assert "hunter2" not in str(err.value)
+    from console.store import shown
+    assert shown("postgresql://callshield:hunter2@db:5432/x?sslmode=require") == "postgresql://callshield:***@db:5432/x?sslmode=require"
+    assert shown(url) == url and shown(tmp_path / "console.db") == str(tmp_path / "console.db")

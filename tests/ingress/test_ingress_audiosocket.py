@@ -177,6 +177,45 @@ def test_calls_beyond_max_calls_are_refused_at_once_and_counted():
     assert refused.sent_samples < 8000  # cut off, not monitored
 
 
+def test_a_flood_past_max_calls_is_reported_in_a_few_notices_and_every_refusal_counted():
+    async def main():
+        release = asyncio.Event()
+
+        async def hold(call: IncomingCall) -> None:
+            async for _ in call.audio():
+                pass
+            await release.wait()
+
+        async with AudioSocketServer(hold, config(pairing="customer_only", max_calls=1)) as server:
+            await play_leg(server.port, uuidlib.uuid4(), tone(0.1))
+            while server.running_calls < 1:
+                await asyncio.sleep(0.01)
+            flood = [uuidlib.uuid4() for _ in range(250)]
+            for i in range(0, len(flood), 10):  # fewer at once than the unnamed-connection bound (2 * max_calls + 16)
+                await asyncio.gather(*(play_leg(server.port, u, tone(0.02)) for u in flood[i:i + 10]))
+            while server.calls_refused < len(flood):
+                await asyncio.sleep(0.01)
+            during = [n for n in server.notices if n.code == "over_capacity"]
+            release.set()
+            while server.running_calls:
+                await asyncio.sleep(0.01)
+            await play_leg(server.port, uuidlib.uuid4(), tone(0.1))
+            while server.calls_started < 2:
+                await asyncio.sleep(0.01)
+            return server, flood, during
+
+    server, flood, during = asyncio.run(asyncio.wait_for(main(), 60))
+    notices = [n for n in server.notices if n.code == "over_capacity"]
+    assert server.calls_refused == 250
+    # the first refusal names its call; then one notice per 100 more; the rest summed up when a call is accepted again
+    assert [n.call_id for n in during[:1]] == [str(flood[0])]
+    assert len(during) == 3 and all("100 more call(s) refused" in n.message for n in during[1:])
+    assert len(notices) == 4 and "49 more call(s) refused" in notices[-1].message and "capacity again" in notices[-1].message
+    assert str(flood[-1]) in notices[-1].message  # the latest refused calls are named
+    reported = 1 + sum(int(n.message.split(" more call")[0]) for n in notices[1:])
+    assert reported == server.calls_refused
+
+
 def test_a_call_still_being_screened_after_its_hang_up_counts_towards_max_calls():
     async def main():
         release = asyncio.Event()

@@ -103,9 +103,23 @@ def test_a_reused_call_uuid_starts_a_new_call_and_the_ended_call_is_untouched(ko
     call_id = str(leg_uuid(call, "customer"))
     wav = recordings / recording_name(call_id)
 
+    infos = []
+
+    class InfoTap:
+        """Keeps each call's CallInfo."""
+
+        def __init__(self, info):
+            infos.append(info)
+
+        def push(self, chunk):
+            pass
+
+        async def close(self):
+            pass
+
     async def main():
         agent, link = make_agent(ko_model, ko_model_dir, executor, audio_queue_s=60.0)
-        agent.tap_factories.append(recording_taps(recordings, policy, clock=CLOCK))
+        agent.tap_factories += [recording_taps(recordings, policy, clock=CLOCK), InfoTap]
         async with await start_audiosocket(agent, config=config()) as ingress:
             await two_legs(ingress.port, call, phrase)
             await agent.wait_calls()
@@ -123,5 +137,7 @@ def test_a_reused_call_uuid_starts_a_new_call_and_the_ended_call_is_untouched(ko
     assert [m.TYPE for m in link.of(p.CallStarted, new_id)] == ["call_started"] and link.of(p.CallEnded, new_id)[-1].reason == "hangup"
     reused = [n for n in link.of(p.AgentNotice, new_id) if n.code == "call_id_reused"]
     assert len(reused) == 1 and call_id in reused[0].message and new_id in reused[0].message
+    # the phone system's id stays the UUID Asterisk sent (an end-call webhook finds the call by it)
+    assert [(i.call_id, dict(i.ingress_ids)) for i in infos] == [(call_id, {"audiosocket_uuid": call_id}), (new_id, {"audiosocket_uuid": call_id})]
     second = recordings / recording_name(new_id)
     assert sidecar_path(second).exists() and second.read_bytes() != before[1]

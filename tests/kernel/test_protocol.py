@@ -22,6 +22,8 @@ SAMPLES = [
     p.LevelChanged(seq=4, event_id="e4", call_id="c1", level="alert", previous="caution", reason="threat", at=4.5, suggestion="Please keep this respectful.", category="threat"),
     p.CallEnded(seq=5, event_id="e5", call_id="c1", at=60.0, reason="hangup"),
     p.AgentNotice(seq=6, event_id="e6", code="audio_dropped", message="dropped 3 frames", call_id="c1", dropped=3),
+    p.EndCallWebhookOutcome(seq=7, event_id="e7", call_id="c1", authorization_id="a1", outcome="retrying", attempt=1, max_attempts=5,
+                            status=503, error="HTTP 503 Service Unavailable", retry_in=2.0, webhook_id="w1"),
     p.Welcome(agent_id="site-a", last_seq=5),
     p.Ack(seq=6),
     p.EndCallAuthorized(call_id="c1", authorization_id="a1", by="lee", reason="repeated threats", authorized_at="2026-11-30T02:01:00Z"),

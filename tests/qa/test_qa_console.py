@@ -13,8 +13,9 @@ import zipfile
 from qa_kit import FakeClock, end_call, get, open_agent, open_browser, p, record_call, running_console
 
 from cli.main import main
+from console_kit import store_setting
 from kernel.retention import RetentionPolicy
-from kernel.recordings import recording_name, sha256_file
+from kernel.recordings import recording_name, sha256_file, sidecar_path, write_sidecar
 from console.evidence import rewrite_member, verify_evidence_zip
 
 
@@ -177,9 +178,14 @@ def test_qa_requests_marks_and_role_checks(tmp_path):
     asyncio.run(scenario())
 
 
-def test_export_then_verify_over_http_and_cli(tmp_path, capsys):
+def test_export_then_verify_over_http_and_cli(tmp_path, store_where, capsys, monkeypatch):
+    """On both stores: the console's, and ``callshield export`` reading ``[console] store``."""
+    config = tmp_path / "callshield.toml"
+    config.write_text(f'[console]\nstore = "{store_where}"\n' if isinstance(store_where, str) else "")
+    monkeypatch.setenv("CALLSHIELD_CONFIG", str(config))
+
     async def scenario():
-        async with running_console(tmp_path) as console:
+        async with running_console(tmp_path, **store_setting(store_where)) as console:
             agent = await open_agent(console)
             info = record_call(console.config.recordings_dir, "call-9")
             await agent.threat_call("call-9", partner="ann")
@@ -240,8 +246,9 @@ def test_export_then_verify_over_http_and_cli(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "late.zip")]) == 1
     assert main(["export", "nope", "--out", str(tmp_path / "x.zip"), "--data-dir", str(tmp_path)]) == 2
     assert "no call 'nope'" in capsys.readouterr().err
-    assert main(["export", "call-9", "--out", str(tmp_path / "x.zip"), "--data-dir", str(tmp_path / "empty")]) == 2
-    assert "no console store" in capsys.readouterr().err
+    if not isinstance(store_where, str):  # SQLite: the store is a file in the data directory
+        assert main(["export", "call-9", "--out", str(tmp_path / "x.zip"), "--data-dir", str(tmp_path / "empty")]) == 2
+        assert "no console store" in capsys.readouterr().err
 
 
 def test_retention_at_call_end_and_daily(tmp_path):
@@ -320,3 +327,29 @@ def test_console_start_adopts_recordings_of_calls_that_ended_while_it_was_down(t
             return await console.db(console.store.recording, "late")
 
     assert asyncio.run(second())["sha256"] == info.sha256
+
+
+def test_a_recording_whose_sidecar_names_another_call_is_not_adopted(tmp_path):
+    """A later call that had this call's id (a PBX reusing a UUID across an
+    agent restart) may leave its finished recording under the id until its
+    agent renames it: its sidecar's call start is not this call's, so the
+    console never adopts it as this call's evidence."""
+    from console.qa import adopt_recording
+    from console.store import Store
+
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    store = Store.open(tmp_path / "console.db", clock=FakeClock())
+    store.add_user("agent-1", "agent", "token-1")
+    for seq, call_id in ((1, "X"), (2, "Y")):
+        store.record_event("agent-1", p.CallStarted(seq=seq, event_id=f"{call_id}:1", call_id=call_id, partner="ann", seat="4",
+                                                    source="audiosocket", started_at="2025-03-01T09:00:00.000Z", sample_rate=8000))
+    info = record_call(recordings, "X")
+    write_sidecar("X", info, "2025-03-01T10:05:00.000Z", call_started_at="2025-03-01T10:00:00.000Z")  # the later call's
+    assert adopt_recording(store, recordings, "X") is None and store.recording("X") is None
+    write_sidecar("X", info, "2025-03-01T09:05:00.000Z", call_started_at="2025-03-01T09:00:00.000Z")  # its own
+    assert adopt_recording(store, recordings, "X").sha256 == info.sha256
+    info_y = record_call(recordings, "Y")
+    write_sidecar("Z", info_y, "2025-03-01T09:05:00.000Z")  # a sidecar naming another id
+    assert adopt_recording(store, recordings, "Y") is None
+    assert sidecar_path(recordings / recording_name("Y")).exists()  # left as it is, for people to look at

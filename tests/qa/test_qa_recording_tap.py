@@ -31,7 +31,7 @@ def run_call(tap, findings: int) -> None:
 
 def test_flagged_call_is_kept_with_its_hash(tmp_path):
     pool = ThreadPoolExecutor(1, thread_name_prefix="recorder")
-    tap = recording_taps(tmp_path, RetentionPolicy(), clock=lambda: NOW, executor=pool)(SimpleNamespace(call_id="call-9"))
+    tap = recording_taps(tmp_path, RetentionPolicy(), clock=lambda: NOW, executor=pool)(SimpleNamespace(call_id="call-9", started_at="2026-03-01T09:00:00.000Z"))
     run_call(tap, findings=2)
     pool.shutdown()
     assert tap.kept is True and tap.path == tmp_path / "call-9.wav"
@@ -39,6 +39,7 @@ def test_flagged_call_is_kept_with_its_hash(tmp_path):
     assert facts["call_id"] == "call-9" and facts["file"] == "call-9.wav"
     assert facts["sha256"] == sha256_file(tap.path) == tap.info.sha256
     assert facts["duration"] == 0.5 and facts["finalized_at"] == "2026-03-01T09:05:00.000Z" and facts["recovered"] is False
+    assert facts["call_started_at"] == "2026-03-01T09:00:00.000Z"  # with the id, it names the call (never adopted for another)
 
 
 def test_unflagged_audio_is_deleted_at_call_end_unless_kept(tmp_path):

@@ -1,0 +1,132 @@
+"""Load shedding (issue 15): live partials go first, and the floor is told.
+
+- Unit: a browser that has fallen behind is sent no partials (counted), while
+  final lines still queue; a browser a whole outbox behind is dropped as before.
+- Over real websockets with a real console: an agent's dropped partials reach
+  supervisors in a ``load`` message from its heartbeats, partners never see
+  it, and a supervisor who signs in later is shown it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from agent.link import Backoff, ConsoleLink
+from console import browser_protocol as b
+from console.fanout import SHED_AT, BrowserLink, Screens
+from console.load import LoadWatch
+from console_kit import open_browser, running_console
+from kernel import protocol as p
+
+
+class _Socket:
+    """Stands in for a browser socket in the unit tests: records closes only."""
+
+    def __init__(self) -> None:
+        self.closed: list[tuple[int, str]] = []
+        self.remote_address = ("203.0.113.9", 5000)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed.append((code, reason))
+
+
+def _supervisor(limit: int) -> BrowserLink:
+    link = BrowserLink(_Socket(), limit)
+    link.user, link.role, link.token = "sup", "supervisor", "t"
+    return link
+
+
+def _partial(n: int) -> b.PartialShown:
+    return b.PartialShown(call_id="c1", speaker="customer", start=1.0, text=f"partial {n}")
+
+
+def test_a_browser_behind_is_sent_no_partials_but_every_final_line():
+    async def main():
+        screens = Screens(on_drop=lambda: None, spawn=asyncio.ensure_future)
+        slow, quick = _supervisor(10), _supervisor(10)
+        screens.links |= {slow, quick}
+        def quick_reads_all() -> None:
+            while not quick.outbox.empty():
+                quick.outbox.get_nowait()
+
+        for n in range(int(10 * SHED_AT)):  # slow reads nothing: its outbox fills to the shedding mark
+            screens.publish(b.NoticeShown(notice={"code": "x", "n": n}), call=None)
+            quick_reads_all()
+        for n in range(30):
+            screens.publish(_partial(n), call=None)
+            quick_reads_all()
+        screens.publish(b.NoticeShown(notice={"code": "final"}), call=None)
+        return screens, slow, quick
+
+    screens, slow, quick = asyncio.run(main())
+    assert slow.shed == 30 and quick.shed == 0 and screens.partials_shed == 30
+    assert slow.outbox.qsize() == int(10 * SHED_AT) + 1 and not slow.dropped  # the final line queued behind
+    assert b'"final"' in list(slow.outbox._queue)[-1]
+
+
+def test_a_browser_a_whole_outbox_behind_is_still_dropped():
+    async def main():
+        dropped = []
+        screens = Screens(on_drop=lambda: dropped.append(1), spawn=asyncio.ensure_future)
+        slow = _supervisor(4)
+        screens.links.add(slow)
+        for n in range(5):
+            screens.publish(b.NoticeShown(notice={"n": n}), call=None)
+        await asyncio.sleep(0)
+        return dropped, slow
+
+    dropped, slow = asyncio.run(main())
+    assert dropped == [1] and slow.dropped and slow.ws.closed == [(1013, "too slow: reconnect")]
+
+
+def test_load_is_shown_when_it_changes_and_only_then():
+    async def main():
+        screens = Screens(on_drop=lambda: None, spawn=asyncio.ensure_future)
+        sup = _supervisor(100)
+        screens.links.add(sup)
+        watch = LoadWatch(screens, lambda: 0)
+        watch.show()  # nothing shed yet: nothing shown
+        quiet = sup.outbox.qsize()
+        watch.heard("agent-1", 0)
+        watch.show()
+        still_quiet = sup.outbox.qsize()
+        watch.heard("agent-1", 3)
+        watch.show()
+        watch.show()  # unchanged: not shown again
+        shown = [f for f in sup.outbox._queue]
+        later = _supervisor(100)
+        watch.greet(later)
+        return quiet, still_quiet, shown, list(later.outbox._queue)
+
+    quiet, still_quiet, shown, greeted = asyncio.run(main())
+    assert quiet == still_quiet == 0
+    assert len(shown) == 1 and b'"type":"load"' in shown[0] and b'"partials_dropped":3' in shown[0]
+    assert greeted == shown
+
+
+def test_an_agents_dropped_partials_reach_supervisors_not_partners(tmp_path):
+    async def main():
+        async with running_console(tmp_path) as console:
+            sup, ann = await open_browser(console), await open_browser(console)
+            await sup.login("sup")
+            await ann.login("ann")
+            link = ConsoleLink(console.url, agent_id="agent-1", token=console.tokens["agent-1"],
+                               backoff=Backoff(initial=0.02, maximum=0.1, jitter=0.5), rng=random.Random(7))
+            for n in range(7):  # the link is down: partials are dropped, and counted
+                link.publish(p.PartialTranscript(call_id="c1", speaker="customer", start=0.0, text=f"word {n}"))
+            link.start()
+            try:
+                load = await sup.expect("load", timeout=5)
+                await ann.nothing("load", wait=1.5)
+                late = await open_browser(console)
+                await late.login("sup")
+                greeted = await late.expect("load", timeout=2)
+                return load, greeted, link.stats.partials_dropped
+            finally:
+                await link.close()
+
+    load, greeted, dropped = asyncio.run(main())
+    assert dropped == 7
+    assert load["agents"] == [{"agent": "agent-1", "partials_dropped": 7}] and load["partials_shed"] == 0
+    assert greeted["agents"] == load["agents"]
