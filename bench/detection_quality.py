@@ -32,7 +32,11 @@ left out of every table. The competitors only say "profane or not", so for
 them a category's recall is the share of its lines they flag at all.
 
     .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python bench/detection_quality.py [--noise] [--misses] [--sealed] [--training]
+    .venv/bin/python bench/detection_quality.py [--noise] [--misses] [--sealed] [--training] [--model semantic.tsv]
+
+``--model``: a candidate stage trained with ``bench/train_semantic.py --out``
+(thresholds per category: ``[detection.semantic_thresholds]`` in the config,
+``CALLSHIELD_CONFIG``).
 """
 
 from __future__ import annotations
@@ -228,17 +232,26 @@ def main() -> int:
     parser.add_argument("--sealed-round3", action="store_true",
                         help="score the third sealed call-like round (once, at the end of issue 11's third round)")
     parser.add_argument("--training", action="store_true", help="also score the stage's training sets")
+    parser.add_argument("--model", type=Path, metavar="semantic.tsv",
+                        help="a candidate semantic stage (bench/train_semantic.py --out, its adapter beside it) "
+                             "instead of the shipped one")
     args = parser.parse_args()
     shared = shared_dir()
     settings = load_settings(None)
     config = settings.detection_config()
-    detector = settings.detector(config)
+    if args.model:
+        from detection.semantic import Head
+
+        detector = Detector(config, encoder=settings.encoder(config.encoder), head=Head.load(path=args.model))
+    else:
+        detector = settings.detector(config)
     judges = Judges(detector, Detector(dataclasses.replace(config, semantic=False)), competitors())
     if detector.semantic is None:
         print("note: [detection] semantic = false in the config: callshield is the rules alone here")
     else:
-        print(f"callshield: rules + semantic stage (encoder {detector.semantic.encoder.name}, threshold "
-              f"{detector.semantic.threshold}); rules alone: the same config without the stage.")
+        own = "".join(f", {c} {t}" for c, t in detector.semantic.thresholds.items())
+        print(f"callshield: rules + semantic stage ({args.model or 'shipped'}; encoder {detector.semantic.encoder.name}, "
+              f"threshold {detector.semantic.threshold}{own}); rules alone: the same config without the stage.")
 
     calls = [(label, text) for _, label, text in without_provenance("calls", written_set("calls"))]
     spoken = [(label, text) for _, label, text in without_provenance("spoken", written_set("spoken"))]

@@ -32,7 +32,9 @@ Training data:
 - ``--qa-marks FILE.jsonl`` (``callshield export --qa-marks``): a confirmed
   finding teaches its category, a false alarm ``none``.
 
-Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--tune-layers N] [--out PATH] [--check]``
+Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--also FILE.tsv ...] [--tune-layers N] [--out PATH] [--check]``
+(``--also``: more written ``label<TAB>text`` files, such as a batch of
+``bench/data/voices/`` being measured before it joins ``TRAINING_FILES``)
 (``--check``: train, then judge every training line with the fresh and the
 committed model; exit 1 unless they agree on 99 in 100).
 Step 1 takes a few minutes on one core for 12,000 lines, step 2 about ten
@@ -59,10 +61,11 @@ sys.path.insert(0, str(ROOT / "tests" / "detection"))
 import heldout_set  # noqa: E402
 from shared_data import convabuse_all, labelled, shared_dir  # noqa: E402
 from detection import Detector  # noqa: E402
+from detection.taxonomy import JUDGED_BY_MEANING  # noqa: E402
 from detection.semantic import ADAPTER_FILE, MODEL_FILE, NONE, PROBE, TRAINING_FILES, Head, SemanticStage, model_dir  # noqa: E402
 from kernel.tensors import write_safetensors  # noqa: E402
 
-CATEGORIES = ("threat", "insult", "integrity", "sexual", "demand", "defamation", "privacy")
+CATEGORIES = JUDGED_BY_MEANING
 CLASSES = CATEGORIES + (NONE,)
 C = 4.0  # inverse regularization strength, as in scikit-learn's LogisticRegression
 BALANCE = 0.5  # class weights (n / (classes * n_class)) ** BALANCE: 1 is fully balanced, 0 not at all
@@ -115,10 +118,13 @@ def qa_mark_rows(path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-def training_rows(shared: Path, marks: list[Path], exclude: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+def training_rows(shared: Path, marks: list[Path], exclude: frozenset[str] = frozenset(),
+                  also: list[Path] = ()) -> list[tuple[str, str, str]]:
     """Every labelled line the stage learns from, ``(label, text, source)``;
-    ``exclude``: ConvAbuse conversations left out (a cross-validation fold)."""
+    ``exclude``: ConvAbuse conversations left out (a cross-validation fold);
+    ``also``: more ``label<TAB>text`` files (a batch being measured, e.g. ``bench/data/voices/*.tsv``)."""
     rows = [row for name in TRAINING_FILES for row in rows_from(model_dir("en") / name, Path(name).stem)]
+    rows += [row for path in also for row in rows_from(path, path.stem)]
     rows += [(label, text, "heldout") for number, label, text in heldout_set.rows()
              if number not in heldout_set.NEVER_TRAINED_ON]
     rows += cases_rows()
@@ -147,10 +153,21 @@ def normalized(texts: list[str]) -> list[str]:
     return [" ".join(detector.normalized(t).tokens) for t in texts]
 
 
-def embed(encoder, words: list[str], batch: int = 32) -> np.ndarray:
-    """Embeddings of ``words`` (see :func:`normalized`), in batches of similar length."""
-    order = sorted(range(len(words)), key=lambda i: len(words[i]))
+def embed(encoder, words: list[str], batch: int = 32, cache: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Embeddings of ``words`` (see :func:`normalized`), in batches of similar length.
+    ``cache``: embeddings by words, of this same encoder, read and filled (cross-validation
+    embeds the same lines fold after fold)."""
     out = np.zeros((len(words), encoder.dimensions), np.float32)
+    if cache is not None:
+        known = [i for i, w in enumerate(words) if w in cache]
+        for i in known:
+            out[i] = cache[words[i]]
+        missing = sorted(set(range(len(words))) - set(known))
+        if missing:
+            out[missing] = embed(encoder, [words[i] for i in missing], batch)
+            cache.update((words[i], out[i]) for i in missing)
+        return out
+    order = sorted(range(len(words)), key=lambda i: len(words[i]))
     started = time.perf_counter()
     for n, first in enumerate(range(0, len(order), batch)):
         chunk = order[first:first + batch]
@@ -232,14 +249,15 @@ def judged(encoder, head: Head, words: list[str]) -> np.ndarray:
     return head.probabilities(embed(stage.encoder, words)).argmax(axis=1)
 
 
-def train(encoder, rows: list[tuple[str, str, str]], *, name: str, tune_layers: int | None = None) -> tuple[Head, list[str], np.ndarray]:
+def train(encoder, rows: list[tuple[str, str, str]], *, name: str, tune_layers: int | None = None,
+          cache: dict[str, np.ndarray] | None = None) -> tuple[Head, list[str], np.ndarray]:
     """Train the stage on ``rows`` over ``encoder`` (its name in the model:
     ``name``): the head on the frozen encoder, then (unless ``tune_layers`` is
     0) the top layers with it. Returns the head (adapter included), the
-    normalized words of the rows and their class indices."""
+    normalized words of the rows and their class indices. ``cache``: see :func:`embed`."""
     words = normalized([text for _, text, _ in rows])
     print(f"training on {len(rows)} lines with {encoder.name} ({encoder.path})", file=sys.stderr)
-    x = embed(encoder, words)
+    x = embed(encoder, words, cache=cache)
     y = np.array([CLASSES.index(label) for label, _, _ in rows])
     w, b = fit(x, y, len(CLASSES))
     adapter: dict[str, np.ndarray] = {}
@@ -260,6 +278,8 @@ def main() -> int:
                         help="QA marks exported with 'callshield export --qa-marks' (repeatable)")
     parser.add_argument("--tune-layers", type=int, default=None, metavar="N",
                         help="encoder layers tuned with the head (default 3; 0: the head alone, no torch needed)")
+    parser.add_argument("--also", metavar="FILE.tsv", action="append", default=[], type=Path,
+                        help="also train on this label<TAB>text file (repeatable; e.g. bench/data/voices/*.tsv)")
     parser.add_argument("--out", type=Path, default=model_dir("en") / MODEL_FILE)
     parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
     parser.add_argument("--noise", type=float, default=0.0, metavar="RATE",
@@ -273,7 +293,7 @@ def main() -> int:
     name = encoder.name if args.encoder else DetectionConfig().encoder
     if args.tune_layers is not None and not 0 <= args.tune_layers <= encoder.depth:
         parser.error(f"--tune-layers must be 0 to {encoder.depth} (the encoder's layers)")
-    rows = training_rows(shared_dir(), args.qa_marks)
+    rows = training_rows(shared_dir(), args.qa_marks, also=args.also)
     if args.noise:
         rows = with_recognition_errors(rows, args.noise)
     fresh, words, y = train(encoder, rows, name=name, tune_layers=args.tune_layers)

@@ -23,6 +23,9 @@ Example (every key optional)::
 
     [detection.points]            # ladder points per severity
     critical = 6
+
+    [detection.semantic_thresholds]  # the semantic stage's threshold for one category
+    threat = 0.9                     # (the others keep semantic_threshold)
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any, Mapping
 
 from kernel.sections import read_section, setting
 from detection.errors import DetectionError
-from detection.taxonomy import CATEGORIES, DEFAULT_SEVERITY, SEVERITIES
+from detection.taxonomy import CATEGORIES, DEFAULT_SEVERITY, JUDGED_BY_MEANING, SEVERITIES
 
 DEFAULT_POINTS = MappingProxyType({"low": 1, "medium": 2, "high": 4, "critical": 6})
 
@@ -78,6 +81,10 @@ class DetectionConfig:
         encoder: the sentence encoder: an installed encoder's name or a folder.
         semantic_threshold: probability (0..1) that an utterance is harassment
             at which the semantic stage reports it.
+        semantic_thresholds: category -> its own such probability, for the
+            categories it names (the stage's most likely category decides
+            which applies); ``bench/cross_validate.py --choose`` chooses
+            them on cross-validated verdicts.
         profanity_caution_strikes: utterances with abusive language
             (``profanity`` findings, one strike per utterance) at which the
             partner is warned, whatever the points.
@@ -111,6 +118,8 @@ class DetectionConfig:
     semantic: bool = True
     encoder: str = "all-minilm-l6-v2"
     semantic_threshold: float = 0.95
+    semantic_thresholds: Mapping[str, float] = setting(default_factory=lambda: MappingProxyType({}),
+                                                       read=lambda v: MappingProxyType(_thresholds_table(v)))
     profanity_caution_strikes: int = 1
     profanity_alert_strikes: int = 3
     profanity_points: int = 1
@@ -177,6 +186,20 @@ def _severity_table(value: Any) -> dict[str, str]:
         if severity not in SEVERITIES:
             raise ValueError(f"severity.{category} must be one of {', '.join(SEVERITIES)}, not {severity!r}")
         out[category] = severity
+    return out
+
+
+def _thresholds_table(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise ValueError("semantic_thresholds must be a table of category = probability")
+    out = {}
+    for category, threshold in value.items():
+        if category not in JUDGED_BY_MEANING:
+            raise ValueError(f"semantic_thresholds: {category!r} is not judged by meaning; "
+                             f"known: {', '.join(JUDGED_BY_MEANING)}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.5 <= threshold < 1.0:
+            raise ValueError(f"semantic_thresholds.{category} must be a probability in [0.5, 1), not {threshold!r}")
+        out[category] = float(threshold)
     return out
 
 

@@ -120,7 +120,8 @@ class Detector:
         self.semantic: SemanticStage | None = None
         self.senses: Senses | None = None
         if encoder is not None and self.config.semantic:
-            self.semantic = SemanticStage(encoder, head or Head.load(self.config.language), self.config.semantic_threshold)
+            self.semantic = SemanticStage(encoder, head or Head.load(self.config.language), self.config.semantic_threshold,
+                                          self.config.semantic_thresholds)
             self.senses = Senses(load_examples(folder), self.semantic.encoder)
 
     @property

@@ -153,9 +153,12 @@ def _read_adapter(path: Path, sha256: str) -> dict[str, np.ndarray]:
 
 
 class SemanticStage:
-    """The encoder (its adapter merged) and the head together; immutable and thread-safe."""
+    """The encoder (its adapter merged) and the head together; immutable and thread-safe.
+    ``threshold``: the probability of harassment at which it speaks;
+    ``thresholds``: a category's own, where it has one (chosen by cross-validation)."""
 
-    def __init__(self, encoder: Encoder, head: Head, threshold: float) -> None:
+    def __init__(self, encoder: Encoder, head: Head, threshold: float,
+                 thresholds: Mapping[str, float] | None = None) -> None:
         if head.adapter and encoder.adapter is not head.adapter:  # not merged yet (a stage's own encoder is)
             try:
                 encoder = encoder.adapted(head.adapter)
@@ -173,6 +176,7 @@ class SemanticStage:
         self.encoder = encoder
         self.head = head
         self.threshold = threshold
+        self.thresholds = dict(thresholds or {})  # a category's own threshold, where it has one
         self.categories = tuple(c for c in head.classes if c != NONE)
         self._none = head.classes.index(NONE)
 
@@ -197,7 +201,7 @@ class SemanticStage:
             category = self.head.classes[index]
             if category not in wanted:
                 continue
-            fired = harassment >= self.threshold
+            fired = harassment >= self.thresholds.get(category, self.threshold)
             words_ = self._evidence(words, index, float(probabilities[index])) if fired else ()
             verdicts.append(Verdict(category, harassment, fired, words_))
         return verdicts

@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from kernel.levels import LEVELS, SEVERITIES, level_rank, severity_rank
 
-__all__ = ["CATEGORIES", "DEFAULT_SEVERITY", "DEMAND_SUBTYPES", "LEVELS", "SEVERITIES", "level_rank", "severity_rank"]
+__all__ = ["CATEGORIES", "DEFAULT_SEVERITY", "DEMAND_SUBTYPES", "JUDGED_BY_MEANING", "LEVELS", "SEVERITIES", "level_rank", "severity_rank"]
 
 CATEGORIES: tuple[str, ...] = (
     "threat",       # violence, threats, intimidation
@@ -28,6 +28,10 @@ CATEGORIES: tuple[str, ...] = (
 )
 
 DEMAND_SUBTYPES: tuple[str, ...] = ("undue", "beyond_contract", "apology", "face_to_face")
+
+JUDGED_BY_MEANING: tuple[str, ...] = ("threat", "insult", "integrity", "sexual", "demand", "defamation", "privacy")
+"""The categories the semantic stage learns (``bench/train_semantic.py``) and may
+have a threshold of their own for (``[detection.semantic_thresholds]``)."""
 
 DEFAULT_SEVERITY = MappingProxyType({
     "threat": "critical",

@@ -30,14 +30,14 @@ from kernel.retention import RetentionPolicy
 from audio.vad import VadConfig
 from console.config import ConsoleConfig
 from detection.config import DetectionConfig
-from detection.taxonomy import CATEGORIES, DEFAULT_SEVERITY, SEVERITIES
+from detection.taxonomy import CATEGORIES, DEFAULT_SEVERITY, JUDGED_BY_MEANING, SEVERITIES
 from models.decoding import DecodingPlan
 from models.lookup import ModelsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "callshield.example.toml"
 
-SUB_TABLES = {"models": {"decoding"}, "audio": {"vad"}, "detection": {"severity", "points"}}
+SUB_TABLES = {"models": {"decoding"}, "audio": {"vad"}, "detection": {"severity", "points", "semantic_thresholds"}}
 
 
 def parsers(tmp_path: Path) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
@@ -68,8 +68,9 @@ def config_keys() -> dict[str, set[str]]:
         # AudioConfig.channel_map is read from the key "channels"; vad is the [audio.vad] table.
         "audio": names(AudioConfig, {"channel_map": "channels"}, {"vad"}),
         "audio.vad": names(VadConfig),
-        "detection": names(DetectionConfig, tables={"severity", "points"}),
+        "detection": names(DetectionConfig, tables={"severity", "points", "semantic_thresholds"}),
         "detection.severity": set(CATEGORIES),
+        "detection.semantic_thresholds": set(JUDGED_BY_MEANING),
         "detection.points": set(SEVERITIES),
         "agent": names(AgentSettings),
         "audiosocket": names(AudioSocketConfig),
@@ -232,6 +233,7 @@ def test_the_example_sets_every_setting_that_has_a_literal_default():
     assert commented == {
         "models": {"model", "dir"},
         "detection.severity": set(CATEGORIES),
+        "detection.semantic_thresholds": set(JUDGED_BY_MEANING),
         "agent": {"token", "token_file", "ca_file", "agent_id", "closing_message"},
         "media_streams": {"audiohook_keys", "audiohook_keys_file", "twilio_auth_token", "twilio_auth_token_file"},
         "devices": {"stereo", "customer", "partner"},
@@ -240,6 +242,8 @@ def test_the_example_sets_every_setting_that_has_a_literal_default():
     }
     # the severities shown are the taxonomy's defaults
     assert commented_settings()["detection.severity"] == dict(DEFAULT_SEVERITY)
+    # the thresholds shown are the shared one's default
+    assert set(commented_settings()["detection.semantic_thresholds"].values()) == {DetectionConfig().semantic_threshold}
     # the commented-out settings all default to "none" (or a derived value)
     for cls, keys in ((ModelsConfig, {"model", "dir"}), (DeviceConfig, {"stereo", "customer", "partner"})):
         assert all(getattr(cls(), k) is None for k in keys), cls
@@ -277,7 +281,7 @@ def test_every_setting_line_has_a_comment_saying_what_it_does():
         setting = line.lstrip("#").strip()
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\s*=", setting):
             continue  # prose
-        if table in ("detection.severity", "detection.points"):
+        if table in ("detection.severity", "detection.points", "detection.semantic_thresholds"):
             continue  # explained once by the comment above the table's entries
         value_and_comment = setting.split("=", 1)[1]
         assert re.search(r"\s#\s*\S", value_and_comment), f"line {number}: no comment: {line}"

@@ -276,7 +276,35 @@ def test_config_table_sets_the_semantic_stage():
     assert (default.semantic, default.encoder, default.semantic_threshold) == (True, "all-minilm-l6-v2", 0.95)
 
 
+def test_a_category_may_have_its_own_threshold(encoder):
+    text = ONLY_BY_MEANING["threat"]
+    strict = Detector(DetectionConfig(), encoder=encoder)
+    (verdict,) = [v for v in model_verdicts(strict, text) if v.category == "threat"]
+    assert verdict.fired
+    above = min(0.999, (verdict.probability + 1.0) / 2)  # just out of its reach
+    for thresholds, speaks in (({"threat": above}, False), ({"insult": above}, True)):
+        detector = Detector(DetectionConfig(semantic_thresholds=thresholds), encoder=encoder)
+        assert [f.rule for f in detector.screen(text)] == (["semantic.threat"] if speaks else []), thresholds
+    # a lower one of its own lets a category speak where the shared threshold keeps it quiet
+    shared = Detector(DetectionConfig(semantic_threshold=above), encoder=encoder)
+    assert shared.screen(text) == []
+    own = Detector(DetectionConfig(semantic_threshold=above, semantic_thresholds={"threat": 0.9}), encoder=encoder)
+    assert [f.rule for f in own.screen(text)] == ["semantic.threat"]
+
+
+def test_config_table_sets_thresholds_per_category():
+    config = DetectionConfig.from_table({"semantic_thresholds": {"threat": 0.9, "privacy": 0.93}})
+    assert dict(config.semantic_thresholds) == {"threat": 0.9, "privacy": 0.93}
+    assert dict(DetectionConfig.from_table({}).semantic_thresholds) == dict(DetectionConfig().semantic_thresholds)
+
+
 @pytest.mark.parametrize("table, says", [
+    ({"semantic_thresholds": {"threat": 1.0}}, "semantic_thresholds.threat"),
+    ({"semantic_thresholds": {"threat": 0.3}}, "semantic_thresholds.threat"),
+    ({"semantic_thresholds": {"threat": True}}, "semantic_thresholds.threat"),
+    ({"semantic_thresholds": {"rudeness": 0.9}}, "rudeness"),
+    ({"semantic_thresholds": {"shouting": 0.9}}, "not judged by meaning"),
+    ({"semantic_thresholds": 0.9}, "semantic_thresholds"),
     ({"semantic_threshold": 1.2}, "semantic_threshold"),
     ({"semantic_threshold": 0.4}, "semantic_threshold"),
     ({"semantic_threshold": "high"}, "semantic_threshold"),
