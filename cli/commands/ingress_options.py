@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import sys
 from pathlib import Path
 
 from kernel.errors import CallshieldError
@@ -149,7 +150,7 @@ async def start_ingress(agent, ingress: Ingress) -> list[asyncio.Task]:
         config = ingress.audiosocket
 
         def announce(server) -> None:
-            log.info("AudioSocket calls accepted on %s:%s", config.host, server.port)
+            ready(f"AudioSocket calls accepted on {config.host}:{server.port}")
 
         tasks.append(asyncio.create_task(serve_audiosocket(agent, config=config, started=announce), name="audiosocket"))
     if ingress.media_streams is not None:
@@ -158,14 +159,14 @@ async def start_ingress(agent, ingress: Ingress) -> list[asyncio.Task]:
         streams = ingress.media_streams
 
         def announce_streams(server) -> None:
-            log.info("media streams accepted on %s:%s", streams.host, server.port)
+            ready(f"media streams accepted on {streams.host}:{server.port}")
 
         tasks.append(asyncio.create_task(serve_media_streams(agent, config=streams, started=announce_streams), name="media_streams"))
     for sip in ingress.sip:
         from agent.sip_ingress import serve_sip
 
         def announce_sip(server, config=sip) -> None:
-            log.info("SIPREC and SIP calls accepted on %s:%s (%s)", config.host, server.port, "/".join(config.transports))
+            ready(f"SIPREC and SIP calls accepted on {config.host}:{server.port} ({'/'.join(config.transports)})")
 
         tasks.append(asyncio.create_task(serve_sip(agent, sip, started=announce_sip), name=f"sip-{sip.port}"))
     if ingress.devices is not None:
@@ -173,6 +174,13 @@ async def start_ingress(agent, ingress: Ingress) -> list[asyncio.Task]:
 
         tasks.append(asyncio.create_task(capture_devices(agent, ingress.devices), name="devices"))
     return tasks
+
+
+def ready(what: str) -> None:
+    """Say where calls are now accepted, on stderr whatever the log level: an
+    operator (and a supervisor script) needs it even when logging is quiet
+    (``serve`` keeps library chatter at warnings)."""
+    print(f"callshield: {what}", file=sys.stderr, flush=True)
 
 
 def raise_if_failed(tasks: list[asyncio.Task]) -> None:
