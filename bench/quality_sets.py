@@ -28,10 +28,12 @@ WRITTEN_SETS = {"calls": ("development", "sealed"), "spoken": ("development", "s
 third writer's lines, read by nobody; round 3 in the voice of a speech recognizer's output, written
 before issue 11's third round changed anything)."""
 DEVELOPMENT_SETS = tuple(name for name, parts in WRITTEN_SETS.items() if "development" in parts)
-SPENT = ("calls", "spoken", "calls_round2")
+SPENT = ("calls", "spoken", "calls_round2", "calls_round3")
 """Sealed sets already scored (2026-12-06, the end of issue 11's first round): their figures are
 no longer first sight. ``calls_round2`` was written and sealed before the voices batches were
-measured, and scored once after the decision not to adopt them (``docs/detection-quality.md``, "Round 2")."""
+measured, and scored once after the decision not to adopt them (``docs/detection-quality.md``, "Round 2").
+``calls_round3`` (recognizer-style text) was sealed before round 3 and scored once after its decision
+(``docs/detection-quality.md``, "The seal of round 3")."""
 
 
 def pct(n: int, d: int) -> str:
