@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from browser import launch
+from browser import launch, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -48,14 +48,7 @@ async def _shot(page, name: str) -> None:
 
 
 async def _sign_in(page, base: str, user: str, password: str, home: str, shot: str | None = None) -> None:
-    await page.goto(base + "/")
-    await page.fill("#user", user)
-    await page.fill("#password", password)
-    if shot:
-        await _shot(page, shot)
-    await page.click("#sign-in")
-    await page.wait_for_url(base + home)
-    await expect(page.locator("#status")).to_have_text("Connected")
+    await sign_in(page, base, user, password, home, before_submit=(lambda page: _shot(page, shot)) if shot else None)
 
 
 async def _visible_text(page, selector: str) -> str:
@@ -127,7 +120,7 @@ async def _act(browser, base: str, passwords: dict) -> str:
     await expect(supervisor.locator("#follow")).to_have_text("Follow new calls")  # opened by hand: pinned
     await supervisor.locator("#authorize-reason").press_sequentially(REASON, delay=60)
     await supervisor.click("#authorize-button")
-    await expect(supervisor.locator("#authorized-note")).to_contain_text(f"Ending authorized by demo-supervisor at")
+    await expect(supervisor.locator("#authorized-note")).to_contain_text("Ending authorized by demo-supervisor at")
     took = asyncio.get_running_loop().time() - alerted
     assert took > 5, took
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from browser import CHROMIUM, CHROMIUM_ARGS
+from browser import CHROMIUM, CHROMIUM_ARGS, sign_in
 from console_kit import PASSWORD, FakeClock, open_agent, running_console
 from kernel import protocol as p
 
@@ -28,12 +28,7 @@ HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</scrip
 
 
 async def _sign_in(page, base: str, user: str, home: str) -> None:
-    await page.goto(base + "/")
-    await page.fill("#user", user)
-    await page.fill("#password", PASSWORD)
-    await page.click("#sign-in")
-    await page.wait_for_url(base + home)
-    await expect(page.locator("#status")).to_have_text("Connected")
+    await sign_in(page, base, user, PASSWORD, home)
 
 
 def _shot(page, name: str):

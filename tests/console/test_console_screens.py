@@ -20,7 +20,7 @@ import asyncio
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from browser import launch
+from browser import launch, sign_in
 from console_kit import PASSWORD, Browser, open_agent, open_browser, running_console
 from kernel import protocol as p
 
@@ -30,12 +30,7 @@ pytestmark = pytest.mark.browser
 async def _page(browser, base: str, user: str, home: str, errors: list):
     page = await (await browser.new_context(viewport={"width": 1400, "height": 900})).new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(base + "/")
-    await page.fill("#user", user)
-    await page.fill("#password", PASSWORD)
-    await page.click("#sign-in")
-    await page.wait_for_url(base + home)
-    await expect(page.locator("#status")).to_have_text("Connected")
+    await sign_in(page, base, user, PASSWORD, home)
     return page
 
 
