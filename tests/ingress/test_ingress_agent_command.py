@@ -4,13 +4,11 @@ model, a fake Asterisk sending both legs of a call, a real Console storing it.""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sys
 import uuid
-from pathlib import Path
 
+from agent_process import ROOT, agent_process, env_for, free_port, wait_for_line
 from fake_asterisk import leg_uuid, play_leg
 from ingress_kit import split_call
 from speech import KOREAN_CALL, call_samples
@@ -18,75 +16,23 @@ from speech import KOREAN_CALL, call_samples
 from console.config import ConsoleConfig
 from console.server import Console
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def env_for(tmp_path: Path) -> dict:
-    env = dict(os.environ)
-    env.update(CALLSHIELD_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONUNBUFFERED="1")
-    for name in ("CALLSHIELD_CONFIG", "CALLSHIELD_MODEL", "CALLSHIELD_MODELS_DIR", "CALLSHIELD_AGENT_TOKEN"):
-        env.pop(name, None)
-    return env
-
-
-async def _wait_for_line(stream: asyncio.StreamReader, needle: str, timeout: float, seen: list[str]) -> None:
-    async def read() -> None:
-        while True:
-            line = (await stream.readline()).decode()
-            if not line:
-                raise AssertionError(f"agent exited before saying {needle!r}:\n" + "".join(seen))
-            seen.append(line)
-            if needle in line:
-                return
-
-    await asyncio.wait_for(read(), timeout)
-
-
 def test_agent_command_serves_audiosocket_calls_into_the_console(tmp_path, ko_model_dir):
     stereo, spans = call_samples(KOREAN_CALL, rate=8000)
     customer, partner = split_call(stereo)
     port = free_port()
 
     async def main():
-        console = Console(ConsoleConfig(data_dir=tmp_path / "data", host="127.0.0.1", port=0))
-        await console.start()
-        token = await console.db(console.store.add_user, "floor-1", "agent")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cli", "agent", "--console", console.url, "--token", token, "--agent-id", "floor-1",
-            "--model", str(ko_model_dir), "--audiosocket", f"127.0.0.1:{port}", "--partner", "kim", "--seat", "12",
-            "--recordings", str(tmp_path / "data" / "recordings"),
-            cwd=ROOT, env=env_for(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        seen: list[str] = []
-        try:
-            await _wait_for_line(proc.stderr, "AudioSocket calls accepted", 60, seen)
+        async with agent_process(tmp_path, ko_model_dir, ["--audiosocket", f"127.0.0.1:{port}", "--partner", "kim", "--seat", "12",
+                                                          "--recordings", str(tmp_path / "data" / "recordings")],
+                                 ready="AudioSocket calls accepted") as run:
             call = uuid.uuid4()
             legs = await asyncio.gather(
                 play_leg(port, leg_uuid(call, "customer"), customer, speed=4.0),
                 play_leg(port, leg_uuid(call, "partner"), partner, speed=4.0),
             )
-            detail = None
-            for _ in range(300):
-                calls = await console.db(console.store.recent_calls, 10)
-                if calls and calls[0].get("ended_at"):
-                    detail = await console.db(console.store.call_detail, calls[0]["id"])
-                    break
-                await asyncio.sleep(0.1)
-            proc.send_signal(signal.SIGTERM)
-            status = await asyncio.wait_for(proc.wait(), 60)
-            seen.append((await proc.stderr.read()).decode())
-            return status, legs, detail, "".join(seen)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            await console.stop()
+            details = await run.ended_calls(1)
+            status = await run.stop()
+            return status, legs, details[0] if details else None, run.log
 
     status, legs, detail, log = asyncio.run(main())
     assert detail is not None, "the call never ended in the console:\n" + log
@@ -128,7 +74,7 @@ def test_serve_takes_audiosocket_calls_into_its_embedded_console(tmp_path, ko_mo
         )
         seen: list[str] = []
         try:
-            await _wait_for_line(proc.stderr, "AudioSocket calls accepted", 60, seen)
+            await wait_for_line(proc.stderr, "AudioSocket calls accepted", 60, seen)
             call = uuid.uuid4()
             await asyncio.gather(
                 play_leg(port, leg_uuid(call, "customer"), customer, speed=4.0),
@@ -191,7 +137,7 @@ def test_an_agent_restarted_between_two_calls_with_one_uuid_monitors_the_second_
             )
             seen: list[str] = []
             try:
-                await _wait_for_line(proc.stderr, "AudioSocket calls accepted", 60, seen)
+                await wait_for_line(proc.stderr, "AudioSocket calls accepted", 60, seen)
                 await asyncio.gather(play_leg(port, leg_uuid(call, "customer"), samples[0], speed=4.0),
                                      play_leg(port, leg_uuid(call, "partner"), samples[1], speed=4.0))
                 for _ in range(300):

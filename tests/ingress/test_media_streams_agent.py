@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import signal
 import sys
 import uuid
 
@@ -20,7 +19,7 @@ from audio.media_streams import MediaStreamsConfig
 from ingress_kit import make_agent, split_call
 from media_clients import AudioHookClient, TwilioClient
 from speech import KOREAN_CALL, call_samples
-from test_ingress_agent_command import ROOT, _wait_for_line, env_for, free_port
+from agent_process import ROOT, agent_process, env_for, free_port
 
 RATE = 8000
 KEY = "genesys-integration-key"
@@ -135,8 +134,6 @@ def test_a_twilio_stream_that_drops_mid_call_ends_the_call_keeping_what_was_said
 def test_agent_command_serves_media_streams_into_a_real_console(tmp_path, ko_model_dir, short_call):
     """``callshield agent --media-streams`` with keys from the config file: an
     AudioHook call and a Twilio call reach a real Console, both speakers right."""
-    from console.config import ConsoleConfig
-    from console.server import Console
 
     customer, partner = short_call
     port = free_port()
@@ -147,17 +144,8 @@ def test_agent_command_serves_media_streams_into_a_real_console(tmp_path, ko_mod
     conversation = str(uuid.uuid4())
 
     async def main():
-        console = Console(ConsoleConfig(data_dir=tmp_path / "data", host="127.0.0.1", port=0))
-        await console.start()
-        token = await console.db(console.store.add_user, "floor-1", "agent")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cli", "--config", str(conf), "agent", "--console", console.url, "--token", token,
-            "--agent-id", "floor-1", "--model", str(ko_model_dir), "--media-streams", f"127.0.0.1:{port}",
-            cwd=ROOT, env=env_for(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        seen: list[str] = []
-        try:
-            await _wait_for_line(proc.stderr, "media streams accepted", 60, seen)
+        async with agent_process(tmp_path, ko_model_dir, ["--media-streams", f"127.0.0.1:{port}"],
+                                 ready="media streams accepted", config=conf) as run:
             hook = await AudioHookClient(port, api_key=KEY, client_secret=SECRET).connect()
             await hook.open(conversation, custom_config={"partner": "kim", "seat": "12"})
             twilio = await TwilioClient(port).connect()
@@ -172,23 +160,9 @@ def test_agent_command_serves_media_streams_into_a_real_console(tmp_path, ko_mod
                 await twilio.stop()
 
             await asyncio.gather(audiohook_call(), twilio_call())
-            details = {}
-            for _ in range(300):
-                calls = await console.db(console.store.recent_calls, 10)
-                if len(calls) == 2 and all(c.get("ended_at") for c in calls):
-                    for c in calls:
-                        details[c["id"]] = await console.db(console.store.call_detail, c["id"])
-                    break
-                await asyncio.sleep(0.1)
-            proc.send_signal(signal.SIGTERM)
-            status = await asyncio.wait_for(proc.wait(), 60)
-            seen.append((await proc.stderr.read()).decode())
-            return status, details, twilio.call_sid, "".join(seen)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            await console.stop()
+            details = {d["call"]["id"]: d for d in await run.ended_calls(2)}
+            status = await run.stop()
+            return status, details, twilio.call_sid, run.log
 
     status, details, call_sid, log = asyncio.run(main())
     assert status == 0, log

@@ -230,7 +230,7 @@ def test_an_audiohook_client_that_disconnects_mid_call_ends_it_keeping_the_audio
 def test_an_organization_id_that_differs_from_the_header_is_disconnected_unauthorized():
     async def session(server, collected):
         client = await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
-        client.organization_id, header_org = str(uuid.uuid4()), client.organization_id
+        client.organization_id = str(uuid.uuid4())  # the open message names another organization than the signed header
         answer = await client.open(str(uuid.uuid4()))
         closed = await client.close()
         return answer, closed
@@ -307,7 +307,7 @@ def test_a_twilio_upgrade_with_a_wrong_signature_is_refused_with_403():
             with pytest.raises(InvalidStatus) as refused:
                 await TwilioClient(server.port, auth_token=token, signed_url=url).connect()
             statuses.append(refused.value.response.status_code)
-        good = await TwilioClient(server.port, auth_token="twilio-auth-token", signed_url=f"wss://callshield.example.com/twilio").connect()
+        good = await TwilioClient(server.port, auth_token="twilio-auth-token", signed_url="wss://callshield.example.com/twilio").connect()
         await good.ws.close()
         return statuses
 

@@ -11,7 +11,7 @@ import pytest
 
 from cli.commands.ingress_options import IngressOptionError, add_ingress_arguments, ingress_from_args
 from cli.settings import load_settings
-from test_ingress_agent_command import ROOT, env_for
+from agent_process import ROOT, env_for
 
 
 def parse(tmp_path, *argv, config: str = ""):
