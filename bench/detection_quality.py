@@ -23,7 +23,10 @@ is the same config without the stage. Tables:
   writer and sealed before the stage was trained on more voices; scored once.
 - ``--sealed-round3``: the third sealed round (a third writer, in the voice of a
   speech recognizer's output), sealed before issue 11's third round changed
-  anything; to be scored once, at the end of that round.
+  anything; scored once, at the end of that round (spent).
+- ``--sealed-round4``: the fourth sealed round (a fourth writer, recognizer
+  style, long run-on lines, unusual trades), sealed at the end of round 3
+  before round 4 changes anything; to be scored once, at the end of round 4.
 - ``--training``: also the development utterances and held-out rounds 1 to
   16 (training data of the stage).
 
@@ -54,7 +57,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "detection"))
 
 import heldout_set  # noqa: E402
-from quality_sets import pct, without_provenance, written_set  # noqa: E402
+from quality_sets import SPENT, pct, without_provenance, written_set  # noqa: E402
 from shared_data import convabuse_all, labelled, shared_dir  # noqa: E402
 from cli.settings import load_settings  # noqa: E402
 from detection import CallScreen, Detector  # noqa: E402
@@ -222,15 +225,18 @@ def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> N
         print(f"{name + ': benign flagged':40}" + "".join(f"{a:>{WIDTH}}" for a in alarms))
 
 
+SEALED_ROUNDS = {2: "second", 3: "third", 4: "fourth"}
+"""The sealed call-like rounds after the first (``calls_roundN``), each with its ``--sealed-roundN``."""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noise", action="store_true", help="also measure with 5 %% and 10 %% recognition errors")
     parser.add_argument("--misses", action="store_true", help="list callshield's misses and false alarms")
     parser.add_argument("--sealed", action="store_true", help="score the sealed parts opened at the end of issue 11's first round (spent)")
-    parser.add_argument("--sealed-round2", action="store_true",
-                        help="score the second sealed call-like round (once, at the end of issue 11's second round)")
-    parser.add_argument("--sealed-round3", action="store_true",
-                        help="score the third sealed call-like round (once, at the end of issue 11's third round)")
+    for n, which in SEALED_ROUNDS.items():
+        parser.add_argument(f"--sealed-round{n}", action="store_true",
+                            help=f"score the {which} sealed call-like round (once, at the end of issue 11's {which} round)")
     parser.add_argument("--training", action="store_true", help="also score the stage's training sets")
     parser.add_argument("--model", type=Path, metavar="semantic.tsv",
                         help="a candidate semantic stage (bench/train_semantic.py --out, its adapter beside it) "
@@ -273,14 +279,13 @@ def main() -> int:
     if args.noise:
         noise_table(detector, {"call-like (calls.tsv)": scored_rows(calls), "held-out 17 to 24": scored_rows(unseen),
                                "spoken (spoken.tsv)": spoken})
-    if args.sealed_round3:
-        print("\n######## SEALED, ROUND 3: scored once; list it in bench/quality_sets.py SPENT after this run.")
-        category_table("SEALED call-like lines, round 3 (tests/detection/sealed/calls_round3.tsv)",
-                       scored_rows([(lab, t) for _, lab, t in written_set("calls_round3", "sealed")]), judges, False)
-    if args.sealed_round2:
-        print("\n######## SEALED, ROUND 2, opened on 2026-12-06 (spent: no longer first sight).")
-        category_table("SEALED call-like lines, round 2 (tests/detection/sealed/calls_round2.tsv)",
-                       scored_rows([(lab, t) for _, lab, t in written_set("calls_round2", "sealed")]), judges, False)
+    for n in sorted(SEALED_ROUNDS, reverse=True):
+        if getattr(args, f"sealed_round{n}"):
+            name = f"calls_round{n}"
+            state = "spent: no longer first sight" if name in SPENT else "scored once: list it in bench/quality_sets.py SPENT after this run"
+            print(f"\n######## SEALED, ROUND {n} ({state}).")
+            category_table(f"SEALED call-like lines, round {n} (tests/detection/sealed/{name}.tsv)",
+                           scored_rows([(lab, t) for _, lab, t in written_set(name, "sealed")]), judges, False)
     if args.sealed:
         print("\n######## SEALED PARTS, opened on 2026-12-06 (spent: no longer first sight).")
         category_table("SEALED call-like lines (tests/detection/sealed/calls.tsv)",

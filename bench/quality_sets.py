@@ -23,10 +23,11 @@ from shared_data import numbered
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests" / "detection"
 WRITTEN_SETS = {"calls": ("development", "sealed"), "spoken": ("development", "sealed"), "calls_round2": ("sealed",),
-                "calls_round3": ("sealed",)}
+                "calls_round3": ("sealed",), "calls_round4": ("sealed",)}
 """Each written set and its parts: ``calls_round2`` and ``calls_round3`` are sealed only (a second and a
 third writer's lines, read by nobody; round 3 in the voice of a speech recognizer's output, written
-before issue 11's third round changed anything)."""
+before issue 11's third round changed anything; round 4 by a fourth writer, sealed at the end of round 3
+before round 4 changes anything)."""
 DEVELOPMENT_SETS = tuple(name for name, parts in WRITTEN_SETS.items() if "development" in parts)
 SPENT = ("calls", "spoken", "calls_round2", "calls_round3")
 """Sealed sets already scored (2026-12-06, the end of issue 11's first round): their figures are
