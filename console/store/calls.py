@@ -359,7 +359,8 @@ def webhook_text(m: p.EndCallWebhookOutcome) -> str:
         return f"End-call request not delivered yet ({tries}: {m.error}); trying again in {round(m.retry_in, 1):g} s."
     if m.outcome == "failed":
         return f"End-call request failed ({m.error}): the phone system was not asked to end the call; the partner ends it."
-    return f"callshield cannot end this call: {m.error}."
+    # not configured: the setting that is missing (m.error) is for the audit log, not the floor
+    return "callshield cannot end this call itself (no end-call link to the phone system is set up for it): the partner ends the call."
 
 
 def _span(span: tuple | None, length: int) -> tuple[int | None, int | None]:

@@ -141,4 +141,7 @@ def test_without_a_webhook_supervisors_learn_the_partner_ends_the_call(tmp_path)
     [entry] = audit
     assert (entry["outcome"], entry["attempt"], entry["webhook_id"]) == ("not_configured", 0, "")
     [notice] = detail["notices"]
-    assert notice["message"] == "callshield cannot end this call: no [end_call_webhook] url is configured: the partner ends the call."
+    assert notice["message"] == ("callshield cannot end this call itself (no end-call link to the phone system is set up for it): "
+                                 "the partner ends the call.")
+    assert "[" not in notice["message"]  # no config words on the floor: the missing setting is in the audit entry
+    assert entry["error"] == "no [end_call_webhook] url is configured: the partner ends the call"
