@@ -3,13 +3,11 @@ loopback port, its log in a temporary directory.
 
 :meth:`NatsServer.stop` and :meth:`NatsServer.start` again on the same port
 stand for NATS going down and coming back. Missing ``nats-server`` fails the
-tests with what to install; ``CALLSHIELD_SKIP_NATS=1`` skips them instead
-(a developer machine without it; .ci/run installs it and never sets it).
+tests with what to install (never a skip: .ci/run installs it).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -21,14 +19,11 @@ import pytest
 
 from postgres_kit import _free_port
 
-SKIP = "CALLSHIELD_SKIP_NATS"
 
 
 def unavailable(why: str) -> None:
-    if os.environ.get(SKIP) == "1":
-        pytest.skip(f"NATS tests skipped ({SKIP}=1): {why}")
-    pytest.fail(f"{why}; install Debian's nats-server and nats-py (pip install -e '.[test]'), or set {SKIP}=1 to skip these tests locally",
-                pytrace=False)
+    """Fail a NATS test that cannot run here, saying what to install."""
+    pytest.fail(f"{why}; install Debian's nats-server and nats-py (pip install -e '.[test]')", pytrace=False)
 
 
 class NatsServer:

@@ -9,8 +9,7 @@ speed over durability; the store still turns ``synchronous_commit`` on for
 its own connection, which the store tests check).
 
 Missing binaries fail the PostgreSQL tests with a message saying what to
-install; ``CALLSHIELD_SKIP_POSTGRESQL=1`` skips them instead, for a developer
-machine without PostgreSQL (.ci/run installs it and never sets it).
+install (never a skip: .ci/run installs it).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-SKIP = "CALLSHIELD_SKIP_POSTGRESQL"
 SUPERUSER = "postgres"
 
 
@@ -45,11 +43,8 @@ def _free_port() -> int:
 
 
 def unavailable(why: str) -> None:
-    """Fail (or, with CALLSHIELD_SKIP_POSTGRESQL=1, skip) a PostgreSQL test."""
-    if os.environ.get(SKIP) == "1":
-        pytest.skip(f"PostgreSQL tests skipped ({SKIP}=1): {why}")
-    pytest.fail(f"{why}; install Debian's postgresql and psycopg (pip install -e '.[test]'), or set {SKIP}=1 to skip these tests locally",
-                pytrace=False)
+    """Fail a PostgreSQL test that cannot run here, saying what to install."""
+    pytest.fail(f"{why}; install Debian's postgresql and psycopg (pip install -e '.[test]')", pytrace=False)
 
 
 class PostgresServer:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from audio.errors import RtpError
 from audio.rtp.call import MediaCall
-from audio.rtp.codecs import AUDIO_CODECS, CLOCK_RATE, G722_AVAILABLE, STATIC_PAYLOAD_TYPES, SUPPORTED, PayloadDecoder, codec_name
+from audio.rtp.codecs import AUDIO_CODECS, CLOCK_RATE, STATIC_PAYLOAD_TYPES, SUPPORTED, PayloadDecoder, codec_name
 from audio.rtp.jitter import JitterBuffer, PlayoutFrame
 from audio.rtp.packet import RtpExtension, RtpPacket, is_rtcp, parse_rtp
 from audio.rtp.sender import RtpSender, packetize, wav_samples
@@ -24,7 +24,7 @@ from audio.rtp.srtp import SRTP_SUITES, SrtpKey, srtp_available
 from audio.rtp.stream import RtpStats, RtpStream
 
 __all__ = [
-    "AUDIO_CODECS", "CLOCK_RATE", "G722_AVAILABLE", "SRTP_SUITES", "STATIC_PAYLOAD_TYPES", "SUPPORTED",
+    "AUDIO_CODECS", "CLOCK_RATE", "SRTP_SUITES", "STATIC_PAYLOAD_TYPES", "SUPPORTED",
     "JitterBuffer", "MediaCall", "PayloadDecoder", "PlayoutFrame", "RtpError", "RtpExtension", "RtpPacket",
     "RtpSender", "RtpStats", "RtpStream", "SrtpKey", "codec_name", "is_rtcp", "packetize", "parse_rtp",
     "srtp_available", "wav_samples",

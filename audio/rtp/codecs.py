@@ -34,28 +34,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+import G722 as _g722  # Sippy's libg722 (PyPI ``G722``): maintained, bit-exact ITU G.722
 import numpy as np
 
 from audio.errors import RtpError
 from audio.g711 import decode_alaw, decode_ulaw
 
 __all__ = [
-    "AUDIO_CODECS", "CLOCK_RATE", "G722_AVAILABLE", "STATIC_PAYLOAD_TYPES", "SUPPORTED",
+    "AUDIO_CODECS", "CLOCK_RATE", "STATIC_PAYLOAD_TYPES", "SUPPORTED",
     "PayloadDecoder", "PayloadKind", "codec_name", "encode_g722",
 ]
 
 CLOCK_RATE = 8000
 """RTP clock (Hz) of every supported codec, and the sample rate (Hz) of the audio they decode to."""
 
-try:  # Sippy's libg722 (PyPI ``G722``): maintained, bit-exact ITU G.722
-    import G722 as _g722
-except ImportError:  # pragma: no cover - a dependency in pyproject; refused in negotiation without it
-    _g722 = None
-
-G722_AVAILABLE = _g722 is not None
-"""Whether G.722 can be decoded here (the ``G722`` package imports)."""
-
-AUDIO_CODECS: frozenset[str] = frozenset({"PCMU/8000", "PCMA/8000"} | ({"G722/8000"} if G722_AVAILABLE else set()))
+AUDIO_CODECS: frozenset[str] = frozenset({"PCMU/8000", "PCMA/8000", "G722/8000"})
 """Codecs whose payload is call audio."""
 
 SUPPORTED: frozenset[str] = AUDIO_CODECS | {"telephone-event/8000", "CN/8000"}
@@ -144,7 +137,5 @@ class PayloadDecoder:
 
 def encode_g722(samples: np.ndarray) -> bytes:
     """int16 8 kHz samples as G.722 (64 kbit/s, one byte per sample) from a fresh
-    encoder: for senders and tests. ``bad_codec`` if G.722 is not available."""
-    if _g722 is None:
-        raise RtpError("G.722 needs the G722 package (pip install G722)", code="bad_codec")
+    encoder: for senders and tests."""
     return bytes(_g722.G722(CLOCK_RATE, 64000).encode(np.ascontiguousarray(samples, dtype=np.int16)))

@@ -21,7 +21,7 @@ import numpy as np
 
 from audio.errors import RtpError
 from audio.g711 import encode_alaw, encode_ulaw
-from audio.rtp.codecs import CLOCK_RATE, G722_AVAILABLE, encode_g722
+from audio.rtp.codecs import CLOCK_RATE, encode_g722
 from audio.rtp.packet import RtpPacket
 from audio.rtp.srtp import SrtpKey
 from audio.wav import read_mono
@@ -43,10 +43,10 @@ def encode_payloads(samples: np.ndarray, codec: str, ptime_ms: int = 20) -> list
         data = encode_ulaw(samples)
     elif codec == "PCMA":
         data = encode_alaw(samples)
-    elif codec == "G722" and G722_AVAILABLE:
+    elif codec == "G722":
         data = encode_g722(samples)
     else:
-        raise RtpError(f"cannot encode {codec!r}: use PCMU, PCMA{' or G722' if G722_AVAILABLE else ''}", code="bad_codec")
+        raise RtpError(f"cannot encode {codec!r}: use PCMU, PCMA or G722", code="bad_codec")
     return [data[i:i + step] for i in range(0, len(data), step)]
 
 
