@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from audio.audiosocket.call import IngressNotice, NoticeSink
 from audio.errors import MediaStreamError
 from audio.frames import AudioChunk, Speaker
+from audio.notices import IngressNotice, NoticeSink
 from kernel.queues import DropOldestQueue
 
 log = logging.getLogger("callshield.audio.media_streams")

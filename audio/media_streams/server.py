@@ -39,13 +39,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from audio.audiosocket.call import IngressNotice, NoticeSink
 from audio.errors import MediaStreamError
 from audio.media_streams.audiohook import AudioHookSession
 from audio.media_streams.call import Step, StreamCall, report_problem
 from audio.media_streams.config import MediaStreamsConfig
 from audio.media_streams.signatures import NonceCache, SignedRequest, verify_audiohook, verify_twilio
 from audio.media_streams.twilio import TwilioStream
+from audio.notices import IngressNotice, NoticeSink
 
 log = logging.getLogger("callshield.audio.media_streams")
 
@@ -53,6 +53,11 @@ REFUSAL_DELAY_S = 0.25
 """A refused upgrade is answered this long after it arrived, whatever failed."""
 
 CallHandler = Callable[[StreamCall], Awaitable[None]]
+
+
+async def _wait_refusal_delay(arrived: float) -> None:
+    """Sleep until :data:`REFUSAL_DELAY_S` after ``arrived`` (monotonic), whatever check failed."""
+    await asyncio.sleep(max(0.0, arrived + REFUSAL_DELAY_S - time.monotonic()))
 
 
 def _headers(request: Request) -> tuple[dict[str, str], list[str]]:
@@ -161,7 +166,7 @@ class MediaStreamsServer:
                 raise MediaStreamError(f"header(s) sent twice: {', '.join(sorted(doubled))}", code="unauthorized")
             if kind == "audiohook":
                 if not headers.get("audiohook-session-id"):
-                    await asyncio.sleep(max(0.0, arrived + REFUSAL_DELAY_S - time.monotonic()))
+                    await _wait_refusal_delay(arrived)
                     return self._refuse(connection, HTTPStatus.BAD_REQUEST, "bad_request", "AudioHook upgrade without Audiohook-Session-Id")
                 verify_audiohook(SignedRequest("GET", request.path, headers), self._keys, now=self.clock(),
                                  max_age_s=self.config.signature_max_age_s, nonces=self._nonces)
@@ -169,7 +174,7 @@ class MediaStreamsServer:
                 base = self.config.twilio_url.rstrip("/") or f"wss://{headers.get('host', '')}"
                 verify_twilio(self._token, base + request.path, headers.get("x-twilio-signature"))
         except MediaStreamError as exc:
-            await asyncio.sleep(max(0.0, arrived + REFUSAL_DELAY_S - time.monotonic()))
+            await _wait_refusal_delay(arrived)
             status = HTTPStatus.UNAUTHORIZED if kind == "audiohook" else HTTPStatus.FORBIDDEN
             return self._refuse(connection, status, "unauthorized", f"{kind} stream refused: {exc.message}")
         return None
@@ -252,13 +257,13 @@ class MediaStreamsServer:
         report_problem(self.problems, code, text, where=f"{kind} stream", notify=lambda c, m: self._notify(IngressNotice(c, m)))
 
     def _call(self, kind: str, opened: Any, session: Any) -> StreamCall:
-        config = self.config
         if kind == "audiohook":
+            call_id = opened.conversation_id
             details = {"conversation": opened.conversation_id, "session": session.session_id, "organization": opened.organization_id}
-            return StreamCall(call_id=opened.conversation_id, source_kind=kind, sample_rate=8000, queue_chunks=config.queue_chunks,
-                              partner=opened.name("partner"), seat=opened.name("seat"), details=details)
-        details = {"stream": opened.stream_sid, "account": opened.account_sid, "tracks": ",".join(opened.tracks)}
-        return StreamCall(call_id=opened.call_sid, source_kind=kind, sample_rate=8000, queue_chunks=config.queue_chunks,
+        else:
+            call_id = opened.call_sid
+            details = {"stream": opened.stream_sid, "account": opened.account_sid, "tracks": ",".join(opened.tracks)}
+        return StreamCall(call_id=call_id, source_kind=kind, sample_rate=8000, queue_chunks=self.config.queue_chunks,
                           partner=opened.name("partner"), seat=opened.name("seat"), details=details)
 
     def _hand_out(self, call: StreamCall) -> None:
