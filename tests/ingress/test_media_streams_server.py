@@ -76,6 +76,11 @@ def run(coro_fn, **kw):
     return asyncio.run(main())
 
 
+async def audiohook(server) -> AudioHookClient:
+    """An AudioHook client connected with the test integration's key and secret."""
+    return await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
+
+
 def g711(samples: np.ndarray) -> np.ndarray:
     from audio.g711 import decode_ulaw, encode_ulaw
 
@@ -90,7 +95,7 @@ def test_an_audiohook_session_opens_streams_both_channels_pauses_and_closes():
     conversation = str(uuid.uuid4())
 
     async def session(server, collected):
-        client = await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
+        client = await audiohook(server)
         opened = await client.open(conversation, custom_config={"partner": "kim", "seat": "204"})
         await client.audio(customer[:4000], partner[:4000])
         pong = await client.ping()
@@ -124,7 +129,7 @@ def test_a_mono_audiohook_offer_is_the_customer_alone():
     conversation = str(uuid.uuid4())
 
     async def session(server, collected):
-        client = await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
+        client = await audiohook(server)
         opened = await client.open(conversation, media=[{"type": "audio", "format": "L16", "channels": ["external", "internal"], "rate": 8000},
                                                         {"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000}])
         await client.audio(tone(300, 0.5))
@@ -182,7 +187,7 @@ def test_bad_audiohook_input_is_counted_and_the_call_goes_on():
     customer = tone(500, 1.0)
 
     async def session(server, collected):
-        client = await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
+        client = await audiohook(server)
         await client.open(conversation)
         await client.audio(customer[:2000], customer[:2000])
         await client.ws.send("{not json")
@@ -214,7 +219,7 @@ def test_an_audiohook_client_that_disconnects_mid_call_ends_it_keeping_the_audio
     conversation = str(uuid.uuid4())
 
     async def session(server, collected):
-        client = await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
+        client = await audiohook(server)
         await client.open(conversation)
         await client.audio(tone(600, 0.5), tone(700, 0.5))
         await client.ws.close()  # no close transaction
@@ -229,7 +234,7 @@ def test_an_audiohook_client_that_disconnects_mid_call_ends_it_keeping_the_audio
 
 def test_an_organization_id_that_differs_from_the_header_is_disconnected_unauthorized():
     async def session(server, collected):
-        client = await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
+        client = await audiohook(server)
         client.organization_id = str(uuid.uuid4())  # the open message names another organization than the signed header
         answer = await client.open(str(uuid.uuid4()))
         closed = await client.close()
@@ -242,7 +247,7 @@ def test_an_organization_id_that_differs_from_the_header_is_disconnected_unautho
 
 def test_more_streams_than_max_calls_are_refused_with_503():
     async def streams(server, collected):
-        first = await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
+        first = await audiohook(server)
         await first.open(str(uuid.uuid4()))
         with pytest.raises(InvalidStatus) as refused:
             await TwilioClient(server.port).connect()
@@ -348,7 +353,7 @@ def test_a_message_beyond_four_times_the_limit_closes_the_connection_1009_keepin
     conversation = str(uuid.uuid4())
 
     async def session(server, collected):
-        client = await AudioHookClient(server.port, api_key=KEY, client_secret=SECRET).connect()
+        client = await audiohook(server)
         await client.open(conversation)
         await client.audio(tone(440, 0.2), tone(550, 0.2))
         await client.ws.send(b"\xff" * 2000)  # over max_message_bytes, under 4x: dropped
