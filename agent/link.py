@@ -559,8 +559,10 @@ class ConsoleLink:
         seconds: those whose start it has acknowledged (a call's id may yet be
         refused as taken; naming it would keep the stored call of that id alive)."""
         while True:
-            unconfirmed = self._unconfirmed_starts() if self.live_calls is not None else set()
-            calls = tuple(c for c in self.live_calls() if c not in unconfirmed) if self.live_calls is not None else ()
+            calls: tuple[str, ...] = ()
+            if self.live_calls is not None:
+                unconfirmed = self._unconfirmed_starts()
+                calls = tuple(c for c in self.live_calls() if c not in unconfirmed)
             await ws.send(protocol.encode(Heartbeat(calls=calls, partials_dropped=self.stats.partials_dropped)))
             self.stats.heartbeats += 1
             await asyncio.sleep(self.heartbeat_s)
