@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 
 import numpy as np
@@ -16,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from audio.media_streams import MediaStreamsConfig, MediaStreamsServer
+from audio.media_streams.server import REFUSAL_DELAY_S
 from media_clients import AudioHookClient, TwilioClient
 
 SECRET = base64.b64encode(b"a client secret of 32 bytes.....").decode()
@@ -152,13 +154,14 @@ def test_a_mono_audiohook_offer_is_the_customer_alone():
 ])
 def test_a_wrong_api_key_or_signature_is_refused_before_the_upgrade(client_kw, reason, caplog):
     async def attempt(server, collected):
+        started = time.monotonic()
         with pytest.raises(InvalidStatus) as refused:
             await AudioHookClient(server.port, **client_kw).connect()
-        return refused.value.response.status_code
+        return refused.value.response.status_code, time.monotonic() - started
 
     with caplog.at_level("WARNING"):
-        collected, server, notices, status = run(attempt)
-    assert status == 401
+        collected, server, notices, (status, took) = run(attempt)
+    assert status == 401 and took >= REFUSAL_DELAY_S  # answered after the fixed delay, whatever failed
     assert server.refused["unauthorized"] == 1 and not collected.calls and server.streams == 0
     assert reason in caplog.text and reason in notices[0].message
     assert SECRET not in caplog.text and "wrong secret" not in caplog.text
