@@ -19,13 +19,12 @@ resume, RTP going silent: each is a call notice on the console.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from agent.ingress import CallServer, configured, serve_until_shutdown
 from agent.runtime import Agent
 from audio.notices import IngressNotice
-from audio.frames import AudioChunk
 from audio.sip.call import SipCall
 from audio.sip.config import SipConfig
 from audio.sip.message import uri_user
@@ -66,7 +65,7 @@ class SipIngress(CallServer):
     async def _on_call(self, call: SipCall) -> None:
         extension = uri_user(call.partner) if ":" in call.partner else call.partner
         partner = self.config.partner_user(call.partner, extension)
-        handle = self._start_call(call, _call_audio(call), what="SIP", sample_rate=call.sample_rate, partner=partner, seat=extension or None,
+        handle = self._start_call(call, call.audio(), what="SIP", sample_rate=call.sample_rate, partner=partner, seat=extension or None,
                                   source_kind=call.kind, control=None, call_id=call.id,
                                   ingress_ids={"sip_call_id": call.dialog.sip_call_id, "sip_caller": call.dialog.caller,
                                                "sip_callee": call.dialog.callee})
@@ -84,11 +83,6 @@ class SipIngress(CallServer):
         finally:
             self._forget(handle)
             call.end("closed")
-
-
-async def _call_audio(call: SipCall) -> AsyncIterator[AudioChunk]:
-    async for chunk in call.audio():
-        yield chunk
 
 
 async def start_sip(agent: Agent, config: SipConfig, *, host: str | None = None, port: int | None = None) -> SipIngress:

@@ -12,7 +12,7 @@ codec                  static  what happens to it
                                package (Sippy's libg722, bit-exact ITU
                                G.722) in its 8 kHz output mode (the low
                                sub-band: 8 kHz telephone audio, as the other
-                               codecs). Only when that package imports.
+                               codecs).
 ``telephone-event/8000``  -    RFC 4733 DTMF events: recognised, counted, not
                                audio (dropped)
 ``CN/8000``            13      RFC 3389 comfort noise: recognised, counted,

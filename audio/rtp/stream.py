@@ -44,7 +44,7 @@ from audio.errors import RtpError
 from audio.frames import AudioChunk, Speaker
 from audio.notices import IngressNotice, NoticeSink
 from audio.rtp.codecs import CLOCK_RATE, PayloadDecoder
-from audio.rtp.jitter import JitterBuffer
+from audio.rtp.jitter import JitterBuffer, JitterCounts
 from audio.rtp.packet import is_rtcp, parse_rtp
 from audio.rtp.srtp import SrtpKey
 from kernel.queues import DropOldestQueue
@@ -104,6 +104,13 @@ class RtpStats:
     def __add__(self, other: "RtpStats") -> "RtpStats":
         """Counters summed (a speaker's streams across re-INVITEs)."""
         return RtpStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)})
+
+
+_FROM_JITTER = tuple(
+    f.name for f in dataclasses.fields(JitterCounts)
+    if f.name != "duplicate" and f.name in {g.name for g in dataclasses.fields(RtpStats)}
+)
+"""The jitter buffer's counters that :attr:`RtpStream.stats` copies as they are (``duplicate`` adds SRTP replays)."""
 
 
 class _Receiver(asyncio.DatagramProtocol):
@@ -232,11 +239,10 @@ class RtpStream:
         """A :class:`RtpStats` snapshot."""
         c, j = self._counts, self.jitter.counts
         return RtpStats(
+            **{name: getattr(j, name) for name in _FROM_JITTER}, duplicate=j.duplicate + c["srtp_replays"],
             packets=c["packets"], bytes=c["bytes"], malformed=c["malformed"], rtcp=c["rtcp"], unknown_payload=c["unknown_payload"],
-            telephone_events=c["telephone_events"], comfort_noise=c["comfort_noise"], received=j.received,
-            duplicate=j.duplicate + c["srtp_replays"], late=j.late, reordered=j.reordered, lost=j.lost,
-            concealed_samples=j.concealed_samples, resyncs=j.resyncs, ssrc_changes=j.ssrc_changes, stray=j.stray,
-            overflow=j.overflow, samples=c["samples"], chunks=c["chunks"], dropped_chunks=self._queue.dropped,
+            telephone_events=c["telephone_events"], comfort_noise=c["comfort_noise"],
+            samples=c["samples"], chunks=c["chunks"], dropped_chunks=self._queue.dropped,
         )
 
     # ---- out

@@ -41,6 +41,25 @@ def contiguous(chunks: list[AudioChunk]) -> tuple[int, np.ndarray]:
     return chunks[0].start_sample, np.concatenate([c.samples for c in chunks])
 
 
+def send_to_one_stream(wire: list, *, pace_ms: int, codecs=PCMU, srtp: SrtpKey | None = None) -> tuple[RtpStream, list[AudioChunk]]:
+    """Open a customer stream, send ``wire`` to it, close it once the sender is done: the stream and every chunk it gave."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        stream = await RtpStream.open("127.0.0.1", speaker="customer", codecs=codecs, origin=loop.time(), srtp=srtp)
+        chunks: list[AudioChunk] = []
+        reader = asyncio.create_task(collect(stream, chunks))
+        sender = await RtpSender.open("127.0.0.1", stream.port, srtp=srtp)
+        await sender.send(wire, pace_ms=pace_ms)
+        await asyncio.sleep(0.2)
+        stream.close()
+        await reader
+        sender.close()
+        return stream, chunks
+
+    return asyncio.run(main())
+
+
 def test_speech_with_reorder_loss_duplicates_garbage_and_rtcp_lands_at_the_right_call_samples(speech):
     packets = packetize(speech, codec="PCMU", ssrc=0xC0FFEE, first_sequence=65500, first_timestamp=2**32 - 4000)
     n = len(packets)
@@ -149,32 +168,19 @@ def test_srtp_stream_decrypts_and_counts_forgeries_and_replays(speech):
     key = SrtpKey.from_sdes(SrtpKey.generate("AES_CM_128_HMAC_SHA1_80").to_sdes())
     packets = packetize(speech[:8000], codec="PCMU", ssrc=0x5A5A)
 
-    async def main():
-        loop = asyncio.get_running_loop()
-        stream = await RtpStream.open("127.0.0.1", speaker="customer", codecs=PCMU, origin=loop.time(), srtp=key)
-        chunks: list[AudioChunk] = []
-        reader = asyncio.create_task(collect(stream, chunks))
-        sender = await RtpSender.open("127.0.0.1", stream.port, srtp=key)
-        outbound = key.outbound()  # a second protector, to replay and forge datagrams by hand
-        protected = [outbound.protect(p.encode()) for p in packets]
-        wire: list[bytes] = []
-        for k, data in enumerate(protected):
-            wire.append(data)
-            if k == 10:
-                wire.append(data)  # replayed
-            if k == 20:
-                forged = protected[21]
-                wire.append(forged[:-1] + bytes([forged[-1] ^ 1]))  # the next packet, tag forged: authentication fails
-            if k == 30:
-                wire.append(packets[31].encode())  # plain RTP on an SRTP stream
-        await sender.send(wire, pace_ms=5)
-        await asyncio.sleep(0.2)
-        stream.close()
-        await reader
-        sender.close()
-        return stream, chunks
-
-    stream, chunks = asyncio.run(main())
+    outbound = key.outbound()  # a protector of our own, to replay and forge datagrams by hand
+    protected = [outbound.protect(p.encode()) for p in packets]
+    wire: list[bytes] = []
+    for k, data in enumerate(protected):
+        wire.append(data)
+        if k == 10:
+            wire.append(data)  # replayed
+        if k == 20:
+            forged = protected[21]
+            wire.append(forged[:-1] + bytes([forged[-1] ^ 1]))  # the next packet, tag forged: authentication fails
+        if k == 30:
+            wire.append(packets[31].encode())  # plain RTP on an SRTP stream
+    stream, chunks = send_to_one_stream(wire, pace_ms=5, srtp=key)
     _, audio = contiguous(chunks)
     np.testing.assert_array_equal(audio, decode_ulaw(b"".join(p.payload for p in packets)))
     s = stream.stats
@@ -252,20 +258,7 @@ def test_a_new_sender_mid_stream_is_adopted(speech):
     first = packetize(speech[:8000], codec="PCMU", ssrc=1, first_sequence=100)
     second = packetize(speech[8000:16000], codec="PCMU", ssrc=2, first_sequence=9, first_timestamp=77)
 
-    async def main():
-        loop = asyncio.get_running_loop()
-        stream = await RtpStream.open("127.0.0.1", speaker="customer", codecs=PCMU, origin=loop.time())
-        chunks: list[AudioChunk] = []
-        reader = asyncio.create_task(collect(stream, chunks))
-        sender = await RtpSender.open("127.0.0.1", stream.port)
-        await sender.send(first + second, pace_ms=5)
-        await asyncio.sleep(0.2)
-        stream.close()
-        await reader
-        sender.close()
-        return stream, chunks
-
-    stream, chunks = asyncio.run(main())
+    stream, chunks = send_to_one_stream(first + second, pace_ms=5)
     _, audio = contiguous(chunks)  # the new sender's audio follows on, not on top of, the old one's
     assert len(audio) >= (len(first) + len(second)) * 160
     assert stream.stats.ssrc_changes == 1 and stream.stats.stray == 0
@@ -292,20 +285,8 @@ def test_bad_settings_are_refused_before_binding():
 def test_codecs_by_payload_type_from_the_sdp(speech, codec, payload_type, rtpmap):
     packets = packetize(speech[:16000], codec=codec, payload_type=payload_type)
 
-    async def main():
-        loop = asyncio.get_running_loop()
-        stream = await RtpStream.open("127.0.0.1", speaker="customer", codecs={payload_type: rtpmap}, origin=loop.time())
-        chunks: list[AudioChunk] = []
-        reader = asyncio.create_task(collect(stream, chunks))
-        sender = await RtpSender.open("127.0.0.1", stream.port)
-        await sender.send(packets + [RtpPacket(8 if payload_type != 8 else 0, 5000, 0, 1, False, b"\xd5" * 160)], pace_ms=2)
-        await asyncio.sleep(0.2)
-        stream.close()
-        await reader
-        sender.close()
-        return stream, chunks
-
-    stream, chunks = asyncio.run(main())
+    stray = RtpPacket(8 if payload_type != 8 else 0, 5000, 0, 1, False, b"\xd5" * 160)  # a payload type not in the SDP
+    stream, chunks = send_to_one_stream(packets + [stray], pace_ms=2, codecs={payload_type: rtpmap})
     _, audio = contiguous(chunks)
     x = speech[:16000].astype(np.float64)
     lag = max(range(40), key=lambda k: float(np.dot(x[:15000], audio[k:15000 + k])))
