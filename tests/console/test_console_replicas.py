@@ -143,7 +143,7 @@ def test_messages_lost_between_replicas_are_counted_and_the_screens_get_a_fresh_
     asyncio.run(main())
 
 
-def test_a_replica_serves_its_own_without_nats_and_catches_up_when_it_is_back(tmp_path, postgresql_server, nats_server):
+def test_a_replica_serves_its_own_without_nats_and_catches_up_when_it_is_back(tmp_path, postgresql_server):
     from nats_kit import NatsServer
 
     nats = NatsServer()  # this test stops its own NATS
@@ -174,10 +174,8 @@ def test_a_replica_serves_its_own_without_nats_and_catches_up_when_it_is_back(tm
                     assert any(a["call_id"] == "call-3" for a in message["alerts"]) and a.cluster.stats.resyncs >= 1
                     break
 
-    try:
+    with nats:
         asyncio.run(main())
-    finally:
-        nats.close()
 
 
 def test_what_comes_from_nats_is_checked_and_a_bad_message_is_counted_and_dropped(nats_server):
