@@ -259,7 +259,7 @@ class Servers:
 
     def close(self) -> None:
         if self._pg is not None:
-            self._pg.stop()
+            self._pg.close()
         if self._nats is not None:
             self._nats.close()
 

@@ -60,7 +60,7 @@ class AgentLinks:
         self._owners: dict[str, str] = {}  # live call id -> agent, for partials
         self._since: datetime = hub.clock()  # console time the watch began (reset at start)
         self._call_heard: dict[str, datetime] = {}  # call id -> last event or heartbeat naming it
-        self._link_closed: dict[str, datetime] = {}  # agent -> when its last link closed
+        self._link_closed: dict[str, datetime] = {}  # agent -> when its last link closed (forgotten by sweep once stale)
         self._beating: set[str] = set()  # agents whose current link sends heartbeats
         self._watch: asyncio.Task | None = None
 
@@ -90,6 +90,10 @@ class AgentLinks:
         for call_id, heard in list(self._call_heard.items()):  # forget calls that ended long enough ago
             if call_id not in open_ids and now - heard > limit:
                 del self._call_heard[call_id]
+        open_agents = {call.agent for call in calls}
+        for agent, closed in list(self._link_closed.items()):  # and agents (also those a gone peer held) with no call left
+            if agent not in open_agents and now - closed > limit:
+                del self._link_closed[agent]
         for call in calls:
             agent = call.agent
             if agent in self.connected and agent not in self._beating:

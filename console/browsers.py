@@ -20,6 +20,7 @@ check at once (``console/cluster.py``, ``callshield.sessions``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -94,11 +95,14 @@ class BrowserDesk:
         """Send every signed-in browser a fresh snapshot (messages from another
         replica were lost on the way: the store has them)."""
         hub = self.hub
+        read: dict[tuple[str, str], b.Snapshot] = {}  # one store read per role (per user for partners), not per page
         for link in [link for link in hub.screens.links if link.role is not None and not link.dropped]:
             user, role = link.user, link.role
-            snapshot = await hub.db(_snapshot, hub.store, user, role)
+            key = (role, user if role == "partner" else "")
+            if key not in read:
+                read[key] = await hub.db(_snapshot, hub.store, user, role)
             if link.user == user and link.role == role and not link.dropped:
-                hub.screens.reply(link, snapshot)
+                hub.screens.reply(link, dataclasses.replace(read[key], user=user))
 
     async def _check_sessions(self) -> None:
         links = [link for link in self.hub.screens.links if link.token is not None and not link.dropped]

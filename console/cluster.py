@@ -57,6 +57,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from agent.backoff import Backoff
 from console.errors import ConsoleError
 
 log = logging.getLogger("callshield.console.cluster")
@@ -85,6 +86,9 @@ END_CALL_TIMEOUT_S = 2.0
 """Seconds to wait for the replica holding an agent to take its authorization."""
 RECONNECT_MAX_S = 10.0
 """Longest wait between two attempts to reach NATS."""
+RECONNECT = Backoff(initial=0.5, maximum=RECONNECT_MAX_S, factor=2.0, jitter=0.2)
+"""Waits between attempts to reach a NATS server: 0.5 s doubling, capped, shortened by up to a fifth at random."""
+_RNG = random.Random()
 RESYNC_GAP_S = 1.0
 """At most one resynchronization of the screens per this many seconds (gaps found meanwhile wait for the next)."""
 BROWSER_TYPES = frozenset({"call", "partial", "utterance", "finding", "level", "alert", "authorization", "help", "checkin", "notice", "load"})
@@ -468,11 +472,9 @@ def _browser_frame(frame: bytes) -> bool:
 
 
 def _backoff(servers: list, info: dict) -> tuple[Any, float]:
-    """nats-py's reconnect: the server tried least, after 0.5 s doubling per failed attempt, at most
-    :data:`RECONNECT_MAX_S`, with jitter."""
+    """nats-py's reconnect: the server tried least, after a :data:`RECONNECT` wait for its failed attempts."""
     server = min(servers, key=lambda s: s.reconnects)
-    delay = min(RECONNECT_MAX_S, 0.5 * 2 ** min(server.reconnects, 6))
-    return server, delay * random.uniform(0.8, 1.2)
+    return server, RECONNECT.delay(server.reconnects, _RNG)
 
 
 def shown(url: str) -> str:

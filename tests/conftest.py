@@ -87,11 +87,8 @@ def postgresql_server():
     started only when a test asks for it; fails when PostgreSQL is missing."""
     from postgres_kit import PostgresServer
 
-    server = PostgresServer()
-    try:
+    with PostgresServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -100,11 +97,8 @@ def nats_server():
     started only when a test asks for it; fails when it is missing."""
     from nats_kit import NatsServer
 
-    server = NatsServer()
-    try:
+    with NatsServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -20,7 +20,6 @@ import pytest
 from postgres_kit import _free_port
 
 
-
 def unavailable(why: str) -> None:
     """Fail a NATS test that cannot run here, saying what to install."""
     pytest.fail(f"{why}; install Debian's nats-server and nats-py (pip install -e '.[test]')", pytrace=False)
@@ -74,3 +73,9 @@ class NatsServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "NatsServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -113,3 +113,11 @@ class PostgresServer:
                 self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    close = stop
+
+    def __enter__(self) -> "PostgresServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

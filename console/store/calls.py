@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from console.errors import BadRequest, ConsoleError, Forbidden
 from console.store import rows
@@ -106,16 +107,16 @@ class CallLog(Room):
                 return Recorded(new=False, reopened=reopened)
             reopened = None
             if call_id is not None:
-                owner = c.execute("SELECT agent FROM calls WHERE id = ?", (call_id,)).fetchone()
+                owner = c.execute("SELECT agent, started_at, ended_at, end_reason FROM calls WHERE id = ?", (call_id,)).fetchone()
                 if owner is not None and owner["agent"] != agent:
                     raise Forbidden(f"call {call_id!r} belongs to another agent", code="not_your_call")
                 if owner is None and not isinstance(message, p.CallStarted):
                     raise BadRequest(f"call {call_id!r} was never started", code="unknown_call")
                 if owner is not None and isinstance(message, p.CallStarted):
-                    _refuse_a_second_start(c, call_id)
+                    _refuse_a_second_start(call_id, owner)
                 if owner is not None:
-                    reopened = _reopen(c, call_id, agent, now)
-                    _refuse_after_the_end(c, call_id, message)
+                    reopened = _reopen(c, call_id, agent, now) if owner["end_reason"] == LOST else None
+                    _refuse_after_the_end(call_id, owner, message)
             result = _apply(c, agent, message, now)
             if reopened is not None:
                 result = dataclasses.replace(result, reopened=reopened)
@@ -247,28 +248,28 @@ def _reopen(c: Connection, call_id: str, agent: str, now: str) -> Call | None:
     return rows.call(c, call_id)
 
 
-def _refuse_a_second_start(c: Connection, call_id: str) -> None:
+def _refuse_a_second_start(call_id: str, row: Any) -> None:
     """A ``call_started`` for a call its agent already started, under another
     event id (a resend has the same one and never gets here), is a new call
     under a used id: an agent restarted since, and a PBX sent the id again.
     Refused with ``call_id_taken`` whatever the stored call's state: the
     agent renames the new call and sends it again, and the stored call (live,
-    lost or ended) gets none of its events."""
-    row = c.execute("SELECT started_at, ended_at, end_reason FROM calls WHERE id = ?", (call_id,)).fetchone()
+    lost or ended) gets none of its events. ``row``: the call as read before."""
     state = "is live" if row["ended_at"] is None else ("was lost" if row["end_reason"] == LOST else f"ended at {row['ended_at']}")
     raise BadRequest(f"call {call_id!r} (started {row['started_at']}) {state}: a new call cannot start under its id", code=p.CALL_ID_TAKEN)
 
 
-def _refuse_after_the_end(c: Connection, call_id: str, message: DurableEvent) -> None:
+def _refuse_after_the_end(call_id: str, row: Any, message: DurableEvent) -> None:
     """A call that ended (not lost) is evidence: no new words, findings, levels
     or start/end may change it after the fact (an agent restarted with the id
     of a finished call, a PBX reusing one). Notices about it, and what became
-    of its end-call webhook, are still taken."""
+    of its end-call webhook, are still taken. ``row``: the call as read before
+    :func:`_reopen` (a lost call is reopened by then, so only an end other
+    than lost closes it)."""
     if isinstance(message, (p.AgentNotice, p.EndCallWebhookOutcome)):
         return
-    ended = c.execute("SELECT ended_at FROM calls WHERE id = ? AND ended_at IS NOT NULL", (call_id,)).fetchone()
-    if ended is not None:
-        raise BadRequest(f"call {call_id!r} ended at {ended['ended_at']}: its record is closed", code="call_ended")
+    if row["ended_at"] is not None and row["end_reason"] != LOST:
+        raise BadRequest(f"call {call_id!r} ended at {row['ended_at']}: its record is closed", code="call_ended")
 
 
 def _console_notice(c: Connection, agent: str, call_id: str | None, code: str, message: str, now: str) -> Notice:

@@ -18,7 +18,7 @@ import pytest
 
 from agent.link import ConsoleLink
 from console.cluster import SCREENS, Cluster, shown
-from console_kit import open_agent, open_browser, running_console, threat_call_events
+from console_kit import PASSWORD, open_agent, open_browser, running_console, threat_call_events
 from kernel import protocol as p
 
 
@@ -127,8 +127,10 @@ def test_a_logout_on_one_replica_closes_the_same_session_on_the_other_at_once(tm
 def test_messages_lost_between_replicas_are_counted_and_the_screens_get_a_fresh_snapshot(tmp_path, postgresql_server, nats_server):
     async def main():
         async with two_replicas(tmp_path, postgresql_server, nats_server.url) as (a, b):
-            sup_a = await open_browser(a)
+            await a.db(a.store.add_user, "sue", "supervisor", PASSWORD)
+            sup_a, sue_a = await open_browser(a), await open_browser(a)
             await sup_a.login("sup")
+            await sue_a.login("sue")
             agent = await open_agent(b)
             await agent.threat_call("call-2")
             await sup_a.expect("alert", alert__call_id="call-2")
@@ -136,6 +138,7 @@ def test_messages_lost_between_replicas_are_counted_and_the_screens_get_a_fresh_
             await agent.send(agent.event(p.CallEnded, call_id="call-2", at=60.0, reason="hangup"))
             snapshot = await sup_a.expect("snapshot")
             assert snapshot["calls"] == []  # the call's end, which A never got live, from the store
+            assert snapshot["user"] == "sup" and (await sue_a.expect("snapshot"))["user"] == "sue"  # one read, each page its own
             assert a.cluster.stats.gaps == 3 and a.cluster.stats.resyncs == 1
             load = await sup_a.expect("load", timeout=5)
             assert load["cluster"] == "connected" and load["cluster_resyncs"] == 1 and load["replica"] == "a"
@@ -143,7 +146,7 @@ def test_messages_lost_between_replicas_are_counted_and_the_screens_get_a_fresh_
     asyncio.run(main())
 
 
-def test_a_replica_serves_its_own_without_nats_and_catches_up_when_it_is_back(tmp_path, postgresql_server, nats_server):
+def test_a_replica_serves_its_own_without_nats_and_catches_up_when_it_is_back(tmp_path, postgresql_server):
     from nats_kit import NatsServer
 
     nats = NatsServer()  # this test stops its own NATS
@@ -174,10 +177,8 @@ def test_a_replica_serves_its_own_without_nats_and_catches_up_when_it_is_back(tm
                     assert any(a["call_id"] == "call-3" for a in message["alerts"]) and a.cluster.stats.resyncs >= 1
                     break
 
-    try:
+    with nats:
         asyncio.run(main())
-    finally:
-        nats.close()
 
 
 def test_what_comes_from_nats_is_checked_and_a_bad_message_is_counted_and_dropped(nats_server):

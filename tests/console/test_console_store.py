@@ -361,6 +361,33 @@ def test_two_consoles_writing_at_once_store_each_event_once_and_authorize_once(s
     second.close()
 
 
+def test_a_write_that_raced_another_writer_runs_again_and_gives_up_after_conflict_tries(tmp_path, monkeypatch):
+    """``retried``: a StoreConflict runs the method again from the start, at most CONFLICT_TRIES times."""
+    from console.store import schema
+    from console.store.connection import StoreConflict
+
+    waits: list[float] = []
+    monkeypatch.setattr(schema.time, "sleep", waits.append)
+
+    class Racing(schema.Room):
+        runs = 0
+
+        @schema.retried
+        def write(self, conflicts: int) -> int:
+            self.runs += 1
+            if self.runs <= conflicts:
+                raise StoreConflict("raced")
+            return self.runs
+
+    with open_connection(tmp_path / "s.db") as conn:
+        room = Racing(conn, FakeClock())
+        assert room.write(2) == 3 and len(waits) == 2 and 0.002 <= waits[0] <= 0.008 and 0.004 <= waits[1] <= 0.016
+        room.runs = 0
+        with pytest.raises(StoreConflict):
+            room.write(schema.CONFLICT_TRIES)
+        assert room.runs == schema.CONFLICT_TRIES
+
+
 def test_a_lost_postgresql_connection_is_one_clear_error_then_the_next_call_reconnects(postgresql_server):
     url = postgresql_server.new_database()
     store = _store(url)
