@@ -49,7 +49,6 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from kernel.sections import setting
 from models.errors import ModelError
 
 PartnerPlan = Literal["idle", "after", "finals", "live", "off"]
@@ -71,13 +70,6 @@ def speed_profiles() -> dict[str, dict[str, float]]:
     return table
 
 
-def _speed(value: object) -> str:
-    names = (MODEL_SETTINGS, *speed_profiles())
-    if value not in names:
-        raise ValueError(f"speed must be one of {', '.join(names)}, not {value!r}")
-    return str(value)
-
-
 @dataclass(frozen=True)
 class DecodingPlan:
     """The ``[models.decoding]`` section: how each speaker is decoded (see the module docstring).
@@ -95,7 +87,7 @@ class DecodingPlan:
     """
 
     partner: PartnerPlan = "idle"
-    speed: str = setting(default="balanced", read=_speed)
+    speed: str = "balanced"
     partial_interval_ms: int = 300
     partial_max_interval_ms: int = 1200
     partner_backlog_s: float = 120.0
@@ -103,9 +95,9 @@ class DecodingPlan:
     def __post_init__(self) -> None:
         if self.partner not in PARTNER_PLANS:
             raise ModelError(f"[models.decoding] partner must be one of {', '.join(PARTNER_PLANS)}, not {self.partner!r}", code="bad_config")
-        if self.speed not in (MODEL_SETTINGS, *speed_profiles()):
-            raise ModelError(f"[models.decoding] speed must be one of {', '.join((MODEL_SETTINGS, *speed_profiles()))}, not {self.speed!r}",
-                             code="bad_config")
+        speeds = (MODEL_SETTINGS, *speed_profiles())
+        if self.speed not in speeds:
+            raise ModelError(f"[models.decoding] speed must be one of {', '.join(speeds)}, not {self.speed!r}", code="bad_config")
         if not 50 <= self.partial_interval_ms <= self.partial_max_interval_ms <= 10_000:
             raise ModelError("[models.decoding] needs 50 <= partial_interval_ms <= partial_max_interval_ms <= 10000, "
                              f"not {self.partial_interval_ms} and {self.partial_max_interval_ms}", code="bad_config")

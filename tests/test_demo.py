@@ -8,13 +8,32 @@ demo as a subprocess, tests/agent/test_agent_cli.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 
 from audio.wav import read_info
 from cli.commands.serve import _english_model, sign_in_summary
 from cli.demo import CALL_TRANSCRIPT, CALL_WAV
 from cli.settings import load_settings
 from detection import CallScreen
+
+
+
+async def read_sign_in(proc: asyncio.subprocess.Process, timeout: float) -> tuple[list[str], dict[str, str], str]:
+    """Read a ``callshield serve --demo`` subprocess's sign-in summary from its
+    stdout: the lines up to the last, the passwords printed (user -> password)
+    and the console's ``http://HOST:PORT``."""
+    lines: list[str] = []
+    async with asyncio.timeout(timeout):
+        while not any("callshield users passwd NAME" in line for line in lines):
+            line = (await proc.stdout.readline()).decode()
+            assert line, f"serve ended early: {(await proc.stderr.read()).decode()[-2000:]}"
+            lines.append(line.strip())
+    text = "\n".join(lines)
+    passwords = dict(re.findall(r"created user '([\w-]+)'.*password: (\S+)", text))
+    return lines, passwords, re.search(r"callshield console: (http://[\d.]+:\d+)/", text).group(1)
+
 
 # What a person needs after the alert, at the demo's own speed (1.0): read the
 # alert (3 s), open the call, type a reason (about 30 characters at 4 a second), send.

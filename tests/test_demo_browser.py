@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import sqlite3
 import sys
@@ -24,6 +23,7 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from browser import launch, sign_in
+from test_demo import read_sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -60,15 +60,8 @@ def test_a_supervisor_at_human_speed_authorizes_ending_the_demo_call(tmp_path):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cli", "serve", "--demo", "--port", "0", "--data-dir", str(tmp_path / "data"),
             cwd=ROOT, env=_env(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        lines: list[str] = []
         try:
-            async with asyncio.timeout(90):
-                while not any("callshield users passwd NAME" in line for line in lines):
-                    line = (await proc.stdout.readline()).decode()
-                    assert line, f"serve ended early: {(await proc.stderr.read()).decode()[-2000:]}"
-                    lines.append(line.strip())
-            passwords = dict(re.findall(r"created user '([\w-]+)'.*password: (\S+)", "\n".join(lines)))
-            base = re.search(r"callshield console: (http://[\d.]+:\d+)/", "\n".join(lines)).group(1)
+            lines, passwords, base = await read_sign_in(proc, timeout=90)
             async with async_playwright() as pw:
                 browser = await launch(pw)
                 try:

@@ -182,11 +182,15 @@ def sign_in_summary(url: str, created: list[tuple[str, str, str]], *, demo: bool
     lines = [f"callshield console: {url}/  (supervisor: {url}/supervisor, partner: {url}/partner)"]
     lines += [f"created user '{name}' ({role}) with password: {password}" for name, role, password in created]
     if demo:
-        lines.append(f"demo: sign in as demo-supervisor in one window and demo-partner in another; the sample call plays {calls} "
-                     f"time{'s' if calls != 1 else ''}, then the demo stops")
+        lines.append(f"demo: sign in as demo-supervisor in one window and demo-partner in another; the sample call plays {_times(calls)}, "
+                     "then the demo stops")
     shown = "passwords above are shown once; " if created else ""
     lines.append(f"{shown}to set a new password: callshield users passwd NAME")
     return "\n".join(lines)
+
+
+def _times(n: int) -> str:
+    return f"{n} time{'s' if n != 1 else ''}"
 
 
 async def _demo_loop(agent, model: Path | None) -> None:
@@ -217,7 +221,7 @@ async def _demo_loop(agent, model: Path | None) -> None:
         await handle.wait()
         if run < calls:
             await asyncio.sleep(agent.settings.demo_pause_s)
-    message = (f"The demo played its sample call {calls} time{'s' if calls != 1 else ''} and stopped. "
+    message = (f"The demo played its sample call {_times(calls)} and stopped. "
                "The console stays open; restart 'callshield serve --demo' to play it again.")
     agent.notice("demo_finished", message)
     print(f"demo: {message}", flush=True)

@@ -7,7 +7,7 @@ The call is fiction, written to show the ladder: a customer angry at a bill
 (a caution on the partner's screen, about 11 s in), then a threat
 (supervisors alerted, about 16 s in), then half a minute more of call, so a
 supervisor has time to read the alert, type a reason and authorize ending
-the call while it is still going on (tests/test_demo_call.py holds it to that).
+the call while it is still going on (tests/test_demo.py holds it to that).
 Two espeak-ng English voices, customer on the left channel, partner on the
 right, 8 kHz G.711 mu-law like a phone line (small enough to ship: under 1 MB).
 

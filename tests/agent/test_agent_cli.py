@@ -14,6 +14,7 @@ from pathlib import Path
 from agent_kit import THREAT_CALL, Watcher, jsonl, until
 from console.config import ConsoleConfig
 from console.server import Console
+from test_demo import read_sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "supervisor-password-1"
@@ -130,16 +131,9 @@ def test_serve_demo_shows_the_demo_call_alert_to_a_supervisor_then_stops(tmp_pat
             "--data-dir", str(tmp_path / "data"), cwd=ROOT, env=env_for(tmp_path),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
-        lines = []
         try:
-            async with asyncio.timeout(60):
-                while not any("callshield users passwd NAME" in line for line in lines):
-                    line = (await proc.stdout.readline()).decode()
-                    assert line, f"serve ended early: {(await proc.stderr.read()).decode()[-2000:]}"
-                    lines.append(line.strip())
-            passwords = dict(re.findall(r"created user '([\w-]+)'.*password: (\S+)", "\n".join(lines)))
-            url = re.search(r"callshield console: http://([\d.]+:\d+)/", "\n".join(lines)).group(1)
-            screen = await Watcher(f"ws://{url}", "demo-supervisor", passwords["demo-supervisor"]).open()
+            lines, passwords, url = await read_sign_in(proc, timeout=60)
+            screen = await Watcher(url.replace("http://", "ws://", 1), "demo-supervisor", passwords["demo-supervisor"]).open()
             await until(lambda: screen.of("alert"), timeout=30)  # the demo call's threat (17 s of call at 8x)
             async with asyncio.timeout(60):  # two calls of 48 s at 8x, then the demo says it is over
                 finished = (await proc.stdout.readline()).decode().strip()

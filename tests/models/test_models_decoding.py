@@ -179,7 +179,15 @@ def _partner(call_s: float, speaker="partner"):
 
 
 def test_a_deferred_partner_is_decoded_in_the_idle_pool_and_finished_before_flush_returns():
+    decoded_in: set[str] = set()
+
+    class WhereRecognizer(ScriptedRecognizer):
+        def AcceptWaveform(self, data: bytes) -> bool:  # noqa: N802 (Vosk's name)
+            decoded_in.add(threading.current_thread().name.rsplit("_", 1)[0])
+            return super().AcceptWaveform(data)
+
     model = ScriptedModel()
+    model.recognizer = lambda rate, **options: WhereRecognizer(rate)
 
     async def main():
         with recognizer_executor(1) as live, idle_executor(1) as idle:
@@ -193,6 +201,7 @@ def test_a_deferred_partner_is_decoded_in_the_idle_pool_and_finished_before_flus
 
     early, final, nice, call = asyncio.run(main())
     assert nice == 19, "the idle pool's threads run at the lowest priority"
+    assert decoded_in == {"vosk-idle"}, "the partner is decoded in the idle pool, never in the customer's"
     assert not any(isinstance(r, Partial) for r in early + final)
     utterances = [r for r in early + final if isinstance(r, Utterance)]
     assert [u.speaker for u in utterances] == ["partner"] and utterances[0].end == pytest.approx(1.0)
