@@ -474,9 +474,6 @@ class Agent:
         if self.end_call_webhook is not None:
             await self.end_call_webhook.close(self.settings.shutdown_grace_s if grace is None else grace)
         await self.link.close(self.settings.shutdown_grace_s if grace is None else grace)
-        if self._owns_executor and self._recognizer_executor is not None:
-            self._recognizer_executor.shutdown(wait=True, cancel_futures=True)
-        if self._idle_executor is not None:
-            self._idle_executor.shutdown(wait=True, cancel_futures=True)
-        if self.detect_executor is not None:
-            self.detect_executor.shutdown(wait=True, cancel_futures=True)
+        executors = [self._recognizer_executor if self._owns_executor else None, self._idle_executor, self.detect_executor]
+        for executor in filter(None, executors):  # joining their threads off the event loop
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
