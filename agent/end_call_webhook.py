@@ -14,7 +14,7 @@ receiver's contract, with a verification snippet, is ``docs/end-call-webhook.md`
   signed afresh.
 - **Idempotent**: the body's ``event_id`` (also the ``Idempotency-Key``
   header) is the same on every attempt of one authorization.
-- **Retried** with exponential backoff (:class:`agent.backoff.Backoff`, capped
+- **Retried** with exponential backoff (:class:`kernel.backoff.Backoff`, capped
   at ``backoff_max_s``) after a connection error, a timeout, an answer that is
   not HTTP, and the statuses in :data:`RETRIED_STATUSES` (5xx, 408, 429; a
   ``Retry-After`` is honoured, up to ``backoff_max_s``); never after another
@@ -55,8 +55,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.backoff import Backoff
 from agent.call import CallInfo
+from kernel.backoff import Backoff
 from kernel.clock import Clock, iso, utc_now
 from kernel.config import secret_from_file
 from kernel.errors import CallshieldError, ConfigError

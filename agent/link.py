@@ -52,7 +52,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from agent.backoff import Backoff
+from kernel.backoff import Backoff
 from kernel import protocol
 from kernel.errors import CallshieldError
 from kernel.protocol import CALL_ID_TAKEN, HEARTBEAT_S, Ack, AgentHello, CallStarted, EndCallAuthorized, Heartbeat, PartialTranscript, Refused, Welcome

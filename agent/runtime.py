@@ -39,7 +39,6 @@ from typing import Any
 
 import ssl
 
-from agent.backoff import Backoff
 from agent.call import CallControl, CallIds, CallInfo, CallTap, ingress_ids as ingress_pairs
 from agent.end_call_webhook import EndCallWebhook, EndCallWebhookSettings
 from agent.link import ConsoleLink
@@ -52,6 +51,7 @@ from audio.vad import Segmenter
 from detection.call import CallScreen
 from detection.config import DetectionConfig
 from detection.detector import Detector
+from kernel.backoff import Backoff
 from kernel.clock import Clock, iso, utc_now
 from kernel.protocol import AgentNotice, EndCallAuthorized, EndCallWebhookOutcome
 from models.decoding import DecodingPlan

@@ -52,7 +52,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "console")]
 
 from websockets.asyncio.client import connect  # noqa: E402
 
-from agent.backoff import Backoff  # noqa: E402
+from kernel.backoff import Backoff  # noqa: E402
 from agent.link import ConsoleLink  # noqa: E402
 from console.store import Store  # noqa: E402
 from console_kit import Browser  # noqa: E402

@@ -57,8 +57,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agent.backoff import Backoff
 from console.errors import ConsoleError
+from kernel.backoff import Backoff
 
 log = logging.getLogger("callshield.console.cluster")
 

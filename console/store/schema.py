@@ -26,9 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ContextManager, TypeVar
 
-from agent.backoff import Backoff
 from console.errors import StoreError
 from console.store.connection import Connection, PerDialect, SqliteConnection, StoreConflict, is_postgresql, migration_sql, postgresql_ddl
+from kernel.backoff import Backoff
 from kernel.clock import Clock, iso
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""How the agent waits between attempts to reach the console: exponential, capped, with jitter."""
+"""Waiting between attempts (an agent reconnecting to its console, a store retrying a write, a replica reconnecting to NATS): exponential, capped, with jitter."""
 
 from __future__ import annotations
 
