@@ -348,7 +348,7 @@ def load_exceptions(folder: Path, compiler: PatternCompiler) -> tuple[Exception_
 
 
 PROVENANCE_FILE = "provenance.tsv"
-_REFERENCE = re.compile(r"\b([a-z]+):(\S+?)(?=,|\s|$)")
+_REFERENCE = re.compile(r"\b([a-z][a-z0-9_]*):(\S+?)(?=,|\s|$)")
 
 
 def read_provenance(folder: Path) -> dict[str, str]:
@@ -364,6 +364,6 @@ def read_provenance(folder: Path) -> dict[str, str]:
 
 def provenance_references(folder: Path) -> frozenset[str]:
     """Every line named in ``provenance.tsv``: ``kind:where`` (``convabuse:ID``,
-    ``spoken:N``, ``calls:N``, ``heldout:N``)."""
+    ``spoken:N``, ``calls:N``, ``calls_round3:N``, ``heldout:N``)."""
     return frozenset(f"{kind}:{where}" for sources in read_provenance(folder).values()
                      for kind, where in _REFERENCE.findall(sources))

@@ -62,6 +62,8 @@ def test_the_customers_own_words_are_not_a_quotation(rules, text, word):
     ("you absolute clown", "clown", "partner"),
     ("clown", "clown", "partner"),                        # a bare insult is said to the listener
     ("i dont think you are a clown", "clown", "customer"),
+    ("what a clown i am and now i have to pay", "clown", "customer"),   # the customer names themself after it
+    ("what a clown im dealing with", "clown", "partner"),               # ... unless more follows in the same breath
 ])
 def test_the_nearest_pointer_decides_a_context_rule(rules, text, word, who):
     assert aim_of(rules, text, word, nearest=True).who == who
@@ -106,3 +108,15 @@ def test_findings_say_whom_they_are_aimed_at_and_drops_say_why(rules):
 def test_abusive_language_counts_whoever_it_is_aimed_at(rules):
     for text in ("he goes fuck off", "this fucking printer", "i dont give a shit about your policy"):
         assert [f.category for f in rules.screen(text) if f.category == "profanity"] == ["profanity"], text
+
+
+def test_a_third_person_subject_makes_you_another_clauses_object(rules):
+    """"... can you, they'll rob you blind": "you" is not the one accused of robbing."""
+    assert not rules.screen("nobody is honest these days you they will rob you blind")
+    assert {f.category for f in rules.screen("you robbed me blind")} == {"integrity"}
+
+
+@pytest.mark.parametrize("text", ["oi muppet", "oi daft pillock", "och ye gormless wee eejit"])
+def test_an_insult_said_as_the_whole_utterance_is_aimed_at_the_listener(rules, text):
+    insults = [f for f in rules.screen(text) if f.category == "insult"]
+    assert insults and all("aimed at the partner" in f.why for f in insults), insults

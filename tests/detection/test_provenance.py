@@ -52,3 +52,4 @@ def test_every_line_named_exists(shared_dir):
         else:
             assert kind in sets and int(value) in sets[kind], f"{ref}: no such line"
     assert any(re.fullmatch(r"heldout:\d+", r) for r in refs), "the held-out lines read since issue 11 are named"
+    assert any(re.fullmatch(r"calls_round3:\d+", r) for r in refs), "round 3's lines read in round 4 are named (and parsed)"

@@ -17,6 +17,8 @@ LEXICON = Path(__file__).resolve().parents[2] / "detection" / "lexicons" / "en"
     ("i bet i can beat you at darts tonight", "threat"),                      # a game; a rule matches "i can beat you"
     ("that mistake will come back to bite me", "insult"),                    # a consequence; a rule matches "bite me"
     ("what are you wearing to the wedding on saturday", "sexual"),           # clothes for a wedding
+    ("the ball cock in the loft tank is jammed", "sexual"),                  # a valve
+    ("i love the old dick van dyke films", "profanity"),                     # a name: a slur with a clean sense
 ])
 def test_an_ordinary_sense_drops_what_a_rule_matched(detector, text, category):
     rules_alone = [f.category for f in type(detector)().screen(text)]
@@ -33,6 +35,8 @@ def test_an_ordinary_sense_drops_what_a_rule_matched(detector, text, category):
     ("say that again and i will shoot you", "threat"),
     ("you dirty dog", "insult"),
     ("you dirty dog you stupid moron", "insult"),
+    ("suck my cock", "sexual"),
+    ("shut up you dyke", "profanity"),
 ])
 def test_the_harmful_sense_still_counts(detector, text, category):
     dropped = []
