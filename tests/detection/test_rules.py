@@ -174,3 +174,9 @@ def test_finding_to_dict_for_repetition():
         "category": "repetition", "subtype": None, "severity": "low", "score": 0.7, "span": None,
         "evidence": "i want a refund", "rule": "repetition.same_request", "count": 3, "since": 1.5,
     }
+
+
+def test_an_insult_word_that_qualifies_a_thing_is_not_a_personal_attack(detector):
+    """"what a shit day" is no insult to the partner (the obscenity still counts as abusive language)."""
+    assert {f.category for f in detector.screen("what a shit morning to lose my wallet")} == {"profanity"}
+    assert "insult" in {f.category for f in detector.screen("what a shit you are")}
