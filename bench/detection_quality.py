@@ -28,6 +28,9 @@ is the same config without the stage. Tables:
 - ``--sealed-round4``: the fourth sealed round (a fourth writer, recognizer
   style, long run-on lines, unusual trades), sealed at the end of round 3
   before round 4 changes anything; to be scored once, at the end of round 4.
+- ``--sealed-round5``: the fifth sealed round (a fifth writer, recognizer
+  style, short and long rambling turns), sealed at the end of round 4; to be
+  scored once, at the end of the next round.
 - ``--training``: also the development utterances and held-out rounds 1 to
   16 (training data of the stage).
 
@@ -226,7 +229,7 @@ def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> N
         print(f"{name + ': benign flagged':40}" + "".join(f"{a:>{WIDTH}}" for a in alarms))
 
 
-SEALED_ROUNDS = {2: "second", 4: "fourth"}
+SEALED_ROUNDS = {2: "second", 4: "fourth", 5: "fifth"}
 """The sealed call-like rounds after the first (``calls_roundN``), each with its ``--sealed-roundN``."""
 
 

@@ -27,12 +27,17 @@ Training data:
   it was scored blind; the figures at first sight are in its comments).
   Rounds 17 to 24 are never trained on (``heldout_set.NEVER_TRAINED_ON``):
   they keep measuring the shipped detector on words it never saw;
+- with ``--spent-writers`` (measured in round 4 of issue 11, not adopted:
+  ``docs/detection-quality.md``): the spent sealed sets by other writers
+  (``SPENT_WRITERS``): round 1's sealed call-like lines and sealed spoken
+  conversation (plain and trigger-word lines teach ``none``; toxic lines name
+  no category), and round 2's sealed lines;
 - ``tests/detection/cases.py`` positives and benign lines;
 - ``$CALLSHIELD_SHARED/detection/dev_utterances.tsv``;
 - ``--qa-marks FILE.jsonl`` (``callshield export --qa-marks``): a confirmed
   finding teaches its category, a false alarm ``none``.
 
-Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--also FILE.tsv ...] [--tune-layers N] [--out PATH] [--check]``
+Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--also FILE.tsv ...] [--spent-writers] [--tune-layers N] [--out PATH] [--check]``
 (``--also``: more written ``label<TAB>text`` files, such as a batch of
 ``bench/data/voices/`` being measured before it joins ``TRAINING_FILES``)
 (``--check``: train, then judge every training line with the fresh and the
@@ -72,6 +77,20 @@ BALANCE = 0.5  # class weights (n / (classes * n_class)) ** BALANCE: 1 is fully 
 STEPS = 3000
 RATE = 0.01
 AGREEMENT = 0.99  # --check: share of training lines the fresh and the committed model must judge alike
+
+
+SPENT_WRITERS = (("calls", "sealed"), ("calls_round2", "sealed"), ("spoken", "sealed"))
+"""Spent sealed sets trained on (``quality_sets.written_set`` name and part); their lines are
+by writers apart from the training batches. ``calls_round3`` is left out: it is round 4's
+unseen-writer development set."""
+_SPOKEN_LABELS = {"plain": NONE, "trigger": NONE}  # a spoken set's benign kinds; its toxic lines name no category
+
+
+def spent_rows() -> list[tuple[str, str, str]]:
+    from quality_sets import written_set
+
+    return [(_SPOKEN_LABELS.get(label, label), text, f"{name}:{part}")
+            for name, part in SPENT_WRITERS for _, label, text in written_set(name, part)]
 
 
 def rows_from(path: Path, source: str) -> list[tuple[str, str, str]]:
@@ -119,11 +138,13 @@ def qa_mark_rows(path: Path) -> list[tuple[str, str, str]]:
 
 
 def training_rows(shared: Path, marks: list[Path], exclude: frozenset[str] = frozenset(),
-                  also: list[Path] = ()) -> list[tuple[str, str, str]]:
+                  also: list[Path] = (), spent: bool = False) -> list[tuple[str, str, str]]:
     """Every labelled line the stage learns from, ``(label, text, source)``;
     ``exclude``: ConvAbuse conversations left out (a cross-validation fold);
-    ``also``: more ``label<TAB>text`` files (a batch being measured, e.g. ``bench/data/voices/*.tsv``)."""
+    ``also``: more ``label<TAB>text`` files (a batch being measured, e.g. ``bench/data/voices/*.tsv``);
+    ``spent``: the spent sealed sets too (:data:`SPENT_WRITERS`)."""
     rows = [row for name in TRAINING_FILES for row in rows_from(model_dir("en") / name, Path(name).stem)]
+    rows += spent_rows() if spent else []
     rows += [row for path in also for row in rows_from(path, path.stem)]
     rows += [(label, text, "heldout") for number, label, text in heldout_set.rows()
              if number not in heldout_set.NEVER_TRAINED_ON]
@@ -280,6 +301,8 @@ def main() -> int:
                         help="encoder layers tuned with the head (default 3; 0: the head alone, no torch needed)")
     parser.add_argument("--also", metavar="FILE.tsv", action="append", default=[], type=Path,
                         help="also train on this label<TAB>text file (repeatable; e.g. bench/data/voices/*.tsv)")
+    parser.add_argument("--spent-writers", action="store_true",
+                        help="also train on the spent sealed sets (SPENT_WRITERS; round 4, not adopted)")
     parser.add_argument("--out", type=Path, default=model_dir("en") / MODEL_FILE)
     parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
     parser.add_argument("--noise", type=float, default=0.0, metavar="RATE",
@@ -293,7 +316,7 @@ def main() -> int:
     name = encoder.name if args.encoder else DetectionConfig().encoder
     if args.tune_layers is not None and not 0 <= args.tune_layers <= encoder.depth:
         parser.error(f"--tune-layers must be 0 to {encoder.depth} (the encoder's layers)")
-    rows = training_rows(shared_dir(), args.qa_marks, also=args.also)
+    rows = training_rows(shared_dir(), args.qa_marks, also=args.also, spent=args.spent_writers)
     if args.noise:
         rows = with_recognition_errors(rows, args.noise)
     fresh, words, y = train(encoder, rows, name=name, tune_layers=args.tune_layers)

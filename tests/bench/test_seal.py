@@ -40,3 +40,16 @@ def test_readers_keep_the_sealed_lines_out_unless_asked(shared_dir):
     assert len(open_) + len(closed) == len(everything)
     assert {m.example_id for m in open_}.isdisjoint(m.example_id for m in closed)
     assert {m.split for m in open_} == {"train", "validation"}
+
+
+def test_the_spent_writers_the_stage_may_train_on_are_spent_sets_only():
+    """``bench/train_semantic.py --spent-writers`` reads sealed sets already scored, never a
+    development set (round 3 is round 4's unseen writer) nor an unopened seal."""
+    import quality_sets
+    import train_semantic
+
+    assert all(name in quality_sets.SPENT and part == "sealed" for name, part in train_semantic.SPENT_WRITERS)
+    rows = train_semantic.spent_rows()
+    assert len(rows) == sum(len(quality_sets.written_set(n, p)) for n, p in train_semantic.SPENT_WRITERS)
+    assert {label for label, _, _ in rows} >= {"none", "threat", "privacy"}
+    assert not {"plain", "trigger"} & {label for label, _, _ in rows}, "spoken benign kinds teach none"
