@@ -33,12 +33,13 @@ round 4 reads it. ``calls_round5`` (a fifth writer: recognizer style, short and 
 many regions and sectors) was written and sealed at the end of round 4, before round 4's seal was
 opened, for the next round."""
 DEVELOPMENT_SETS = tuple(name for name, parts in WRITTEN_SETS.items() if "development" in parts)
-SPENT = ("calls", "spoken", "calls_round2")
+SPENT = ("calls", "spoken", "calls_round2", "calls_round4")
 """Sealed sets already scored (2026-12-06, the end of issue 11's first round): their figures are
 no longer first sight. ``calls_round2`` was written and sealed before the voices batches were
 measured, and scored once after the decision not to adopt them (``docs/detection-quality.md``, "Round 2").
 (``calls_round3``, sealed before round 3 and scored once after its decision, is development now:
-``docs/detection-quality.md``, "The seal of round 3".)"""
+``docs/detection-quality.md``, "The seal of round 3".) ``calls_round4`` was scored once at the end of
+round 4 (2026-12-07), after its decision ("The seal of round 4")."""
 
 
 def pct(n: int, d: int) -> str:
