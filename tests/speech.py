@@ -97,6 +97,20 @@ KOREAN_CALL = [
 ]
 
 
+WARM_UP = [  # another call's lines (none of KOREAN_CALL's sentences): what an agent's recognizers heard before a measured call
+    Turn("partner", "감사합니다 상담원 김민지입니다 어떤 점이 궁금하신가요", 0.5),
+    Turn("customer", "주문한 물건이 아직 도착하지 않았어요", 0.8),
+    Turn("partner", "주문 번호를 말씀해 주시면 배송 상황을 조회해 드릴게요", 0.8),
+    Turn("customer", "카드 결제가 두 번 된 것 같아서 전화했습니다", 0.8),
+    Turn("partner", "본인 확인을 위해 생년월일을 말씀해 주세요", 0.8),
+    Turn("customer", "비밀번호를 잊어버려서 로그인이 안 돼요", 0.8),
+    Turn("partner", "담당 부서에 전달해 드리고 내일까지 연락드리겠습니다", 0.8),
+    Turn("customer", "주소를 바꾸고 싶은데 어떻게 하면 되나요", 0.8),
+    Turn("partner", "문자로 안내해 드렸습니다 좋은 하루 보내세요", 0.8),
+    Turn("customer", "인터넷이 자꾸 끊겨서 기사님 방문을 요청합니다", 0.8),
+]
+
+
 def character_error_rate(reference: str, hypothesis: str) -> float:
     """Characters edited (substituted, inserted, deleted) per character of
     ``reference``, spaces ignored (Korean word spacing varies; the letters are what counts)."""
