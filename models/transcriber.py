@@ -115,7 +115,7 @@ class SharedModel:
     a Vosk recognizer of a model with a lookahead graph (``HCLr.fst`` and
     ``Gr.fst``, like the small Korean one) composes the decoding graph as it
     decodes, and caches what it composed. A new recognizer starts with an
-    empty cache and spends most of its first minute of speech composing; a
+    empty cache and pays for composing with its first seconds of speech; a
     recognizer handed on after ``FinalResult`` keeps the cache and nothing
     else (Vosk makes a new feature pipeline and decoder after a final result:
     no speaker adaptation or audio crosses from one stream to the next; the

@@ -31,14 +31,19 @@ def require_tools() -> None:
         raise RuntimeError(f"tests need {', '.join(missing)} (apt-get install espeak-ng sox); .ci/run installs them")
 
 
-def speak(text: str, *, lang: str = "ko", rate: int = 16000, speed: int = 150) -> np.ndarray:
-    """Mono int16 samples of ``text`` spoken by espeak-ng at ``rate`` Hz."""
+def speak(text: str, *, lang: str = "ko", rate: int = 16000, speed: int = 150, pitch: int | None = None,
+          effects: tuple[str, ...] = ()) -> np.ndarray:
+    """Mono int16 samples of ``text`` spoken by espeak-ng at ``rate`` Hz. ``lang`` may name a
+    variant (``ko+f3``); ``speed`` in words a minute, ``pitch`` 0-99 (espeak-ng's own 50 if None);
+    ``effects``: sox effects applied after the conversion (``("reverb", "20")``)."""
     require_tools()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         out = Path(tmp) / "out.wav"
-        subprocess.run(["espeak-ng", "-v", lang, "-s", str(speed), "-w", str(raw), text], check=True, capture_output=True)
-        subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(out)], check=True, capture_output=True)
+        voice = ["-p", str(pitch)] if pitch is not None else []
+        subprocess.run(["espeak-ng", "-v", lang, "-s", str(speed), *voice, "-w", str(raw), text], check=True, capture_output=True)
+        subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(out), *effects],
+                       check=True, capture_output=True)
         return read_pcm16(out)
 
 
