@@ -188,6 +188,8 @@ class Agent:
                 self.detect_executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="detect")
         self.screen_factory = screen_factory
         self.model = model
+        if isinstance(model, SharedModel):
+            model.keep_warm = self.decoding.warm_recognizers
         self._recognizer_executor = recognizer_executor
         self._owns_executor = False
         self.clock = clock
@@ -225,6 +227,7 @@ class Agent:
             self._recognizer_executor = recognizer_executor()
             self._owns_executor = True
         self.model = await SharedModel.load(Path(path), self._recognizer_executor, speed=self.decoding.speed)
+        self.model.keep_warm = self.decoding.warm_recognizers
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT request an orderly shutdown (see :meth:`wait_shutdown_requested`)."""

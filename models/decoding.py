@@ -31,6 +31,22 @@ speakers do not need the same service:
   settings) overlaid on the model's ``conf/model.conf`` at load by
   :func:`overlay_model`, without touching the installed model.
 
+Warm recognizers (``warm_recognizers``): a recognizer whose stream ended is
+kept for the next stream at the same sample rate
+(:meth:`models.transcriber.SharedModel.checkout`). A Vosk model with a
+lookahead graph (``HCLr.fst`` + ``Gr.fst``, as the small Korean one) composes
+its decoding graph while it decodes and caches what it composed, per
+recognizer; a new recognizer pays for that composing with its first
+seconds of speech (``bench/asr_throughput.py --warm-curve``: 0.20 CPU s per
+s over the first 10 s, 0.07 to 0.08 from 40 s on; ``--compare``: about half
+the CPU of a short call). Vosk starts a new feature pipeline and decoder after each
+``FinalResult``, so only that cache crosses from one call to the next (no
+speaker adaptation, no audio): the words are a new recognizer's, up to the
+order in which Kaldi sums equal scores (states are numbered as first
+reached), which tips a near-tie now and then, as between two runs of a new
+recognizer. A recognizer is retired after an hour of audio
+(:data:`~models.transcriber.RECOGNIZER_MAX_FED_S`), which also bounds its cache.
+
 Partials (:class:`PartialPacer`): one is asked for only when new voiced audio
 reached the recognizer since the last, at most once per
 ``partial_interval_ms`` of fed audio; while the hypothesis does not change the
@@ -84,6 +100,10 @@ class DecodingPlan:
         partner_backlog_s: seconds of the partner's voiced audio that may
             wait for an idle core (``idle``, ``after``); beyond it the oldest
             is dropped and counted.
+        warm_recognizers: recognizers kept between calls, at most (see
+            "Warm recognizers" above): each holds the part of the decoding
+            graph it has composed, tens to a few hundred MB; 0: every stream
+            gets a new recognizer (the cost of yesterday).
     """
 
     partner: PartnerPlan = "idle"
@@ -91,6 +111,7 @@ class DecodingPlan:
     partial_interval_ms: int = 300
     partial_max_interval_ms: int = 1200
     partner_backlog_s: float = 120.0
+    warm_recognizers: int = 16
 
     def __post_init__(self) -> None:
         if self.partner not in PARTNER_PLANS:
@@ -103,6 +124,8 @@ class DecodingPlan:
                              f"not {self.partial_interval_ms} and {self.partial_max_interval_ms}", code="bad_config")
         if not 1 <= self.partner_backlog_s <= 3600:
             raise ModelError(f"[models.decoding] partner_backlog_s must be 1 to 3600 seconds, not {self.partner_backlog_s!r}", code="bad_config")
+        if not isinstance(self.warm_recognizers, int) or isinstance(self.warm_recognizers, bool) or not 0 <= self.warm_recognizers <= 10_000:
+            raise ModelError(f"[models.decoding] warm_recognizers must be a whole number 0 to 10000, not {self.warm_recognizers!r}", code="bad_config")
 
     @property
     def partner_deferred(self) -> bool:

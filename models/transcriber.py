@@ -104,21 +104,42 @@ def idle_executor(workers: int | None = None) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1, thread_name_prefix="vosk-idle", initializer=_lower_priority)
 
 
+RECOGNIZER_MAX_FED_S = 3600
+"""Seconds of audio after which a recognizer is not kept for another stream."""
+
+
 class SharedModel:
     """One ``vosk.Model`` loaded once, shared by all calls (Vosk models are safe to share across threads).
+
+    Recognizers are kept warm between streams (:meth:`checkout`, :meth:`checkin`):
+    a Vosk recognizer of a model with a lookahead graph (``HCLr.fst`` and
+    ``Gr.fst``, like the small Korean one) composes the decoding graph as it
+    decodes, and caches what it composed. A new recognizer starts with an
+    empty cache and pays for composing with its first seconds of speech; a
+    recognizer handed on after ``FinalResult`` keeps the cache and nothing
+    else (Vosk makes a new feature pipeline and decoder after a final result:
+    no speaker adaptation or audio crosses from one stream to the next; the
+    words are a new recognizer's up to near-ties, see :mod:`models.decoding`).
 
     Attributes:
         path: the model directory.
         name: the model's name (its folder name unless given).
     """
 
-    def __init__(self, model: object, path: Path, name: str | None = None, speed: str = MODEL_SETTINGS) -> None:
+    def __init__(self, model: object, path: Path, name: str | None = None, speed: str = MODEL_SETTINGS,
+                 keep_warm: int = DecodingPlan.warm_recognizers) -> None:
         self.model = model
         self.path = Path(path)
         self.speed = speed
         """The decoder speed profile it was loaded with (``model``: the model's own settings)."""
         # A pip package keeps its model in PKG/model: name it after the package.
         self.name = name or (self.path.parent.name if self.path.name == "model" else self.path.name)
+        self.keep_warm = keep_warm
+        """Most recognizers kept between streams (``[models.decoding] warm_recognizers``, see :meth:`checkout`)."""
+        self.recognizers_made = 0  # recognizers made by checkout
+        self.recognizers_reused = 0  # checkouts served by a warm recognizer
+        self._idle: dict[tuple, list[tuple[object, int]]] = {}
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def load_blocking(cls, path: Path, name: str | None = None, speed: str = MODEL_SETTINGS) -> "SharedModel":
@@ -146,6 +167,50 @@ class SharedModel:
     async def load(cls, path: Path, executor: Executor, name: str | None = None, speed: str = MODEL_SETTINGS) -> "SharedModel":
         """Load the model in ``executor``, keeping the event loop free."""
         return await asyncio.get_running_loop().run_in_executor(executor, cls.load_blocking, path, name, speed)
+
+    def checkout(self, sample_rate: int, *, words: bool = True, partial_words: bool = False,
+                 max_alternatives: int = 0) -> tuple[object, int]:
+        """A recognizer for one stream: a warm one from an earlier stream if one
+        waits with the same rate and options, else a new one (:meth:`recognizer`).
+        Returns it with its clock: samples it was fed before (Vosk counts word
+        times from a recognizer's first sample). Safe from any thread."""
+        key = (sample_rate, words, partial_words, max_alternatives)
+        with self._pool_lock:
+            idle = self._idle.get(key)
+            if idle:
+                self.recognizers_reused += 1
+                return idle.pop()
+            self.recognizers_made += 1
+        return self.recognizer(sample_rate, words=words, partial_words=partial_words, max_alternatives=max_alternatives), 0
+
+    def checkin(self, rec: object, fed: int, sample_rate: int, *, words: bool = True, partial_words: bool = False,
+                max_alternatives: int = 0) -> bool:
+        """Give back a recognizer whose stream ended, ``fed`` samples into its clock.
+        Its last call must have been ``FinalResult`` (Vosk then drops everything of
+        the stream but the decoding graph it expanded, see :class:`_Decoder`).
+        Kept for the next stream unless ``keep_warm`` wait already or it has heard
+        ``RECOGNIZER_MAX_FED_S`` (its clock is a 32-bit float in Vosk: past that,
+        word times would lose sample precision). True if kept."""
+        key = (sample_rate, words, partial_words, max_alternatives)
+        if fed >= RECOGNIZER_MAX_FED_S * sample_rate:
+            return False
+        with self._pool_lock:
+            idle = self._idle.setdefault(key, [])
+            if sum(map(len, self._idle.values())) >= self.keep_warm:
+                return False
+            idle.append((rec, fed))
+            return True
+
+    def drop_warm(self) -> None:
+        """Let every kept recognizer go (their memory with them): the next streams start cold."""
+        with self._pool_lock:
+            self._idle.clear()
+
+    @property
+    def warm(self) -> int:
+        """Recognizers waiting for a stream."""
+        with self._pool_lock:
+            return sum(map(len, self._idle.values()))
 
     def recognizer(self, sample_rate: int, *, words: bool = True, partial_words: bool = False, max_alternatives: int = 0) -> object:
         """A new ``vosk.KaldiRecognizer`` for one stream at ``sample_rate`` Hz.
@@ -242,8 +307,9 @@ class _Decoder:
 
     def __init__(self, model: SharedModel, speaker: Speaker, sample_rate: int, config: TranscriberConfig, stats: DecodeStats) -> None:
         self.model, self.speaker, self.rate, self.config, self.stats = model, speaker, sample_rate, config, stats
-        self.rec: object | None = None  # made on first use, in the executor
-        self.fed = 0  # samples fed to the recognizer since it was made
+        self.rec: object | None = None  # checked out on first use, in the executor; given back at the end of the stream
+        self.fed = 0  # the recognizer's clock: samples it was fed since it was made (by earlier streams too)
+        self.finalized = True  # the recognizer's last call was FinalResult (it can be handed on)
         self.anchors_fed: list[int] = []  # fed index where each run of contiguous call audio starts
         self.anchors_call: list[int] = []  # ... and the call sample it corresponds to
         self.call_next: int | None = None  # call sample right after the last fed one
@@ -262,14 +328,15 @@ class _Decoder:
                 self._final(out, force=True)
         if finish:
             self._final(out, force=True)
+            self._release()
         elif self.config.partials and self.utt_call_start is not None and self.pacer.due(self.fed):
             self._partial(out)
         return out
 
     def _feed(self, chunk: AudioChunk, out: list[Result]) -> None:
         if self.rec is None:
-            self.rec = self.model.recognizer(self.rate, words=self.config.words, partial_words=self.config.partial_words,
-                                             max_alternatives=self.config.max_alternatives)
+            self.rec, self.fed = self.model.checkout(self.rate, **self._options())
+            self.anchors_fed, self.anchors_call, self.call_next = [], [], None
         if chunk.start_sample != self.call_next:
             self.anchors_fed.append(self.fed)
             self.anchors_call.append(chunk.start_sample)
@@ -277,6 +344,7 @@ class _Decoder:
             self.utt_call_start, self.utt_fed_start = chunk.start_sample, self.fed
             self.pacer.start(self.fed)
         endpoint = self.rec.AcceptWaveform(chunk.pcm16())
+        self.finalized = False
         self.stats.accept_calls += 1
         self.stats.fed_samples += len(chunk.samples)
         self.fed += len(chunk.samples)
@@ -299,6 +367,7 @@ class _Decoder:
         if self.utt_call_start is None or self.rec is None:
             return  # nothing fed since the last final
         raw = self.rec.FinalResult() if force else self.rec.Result()
+        self.finalized = force
         utterance = self._utterance(json.loads(raw))
         if utterance is not None:
             self.stats.utterances += 1
@@ -306,6 +375,23 @@ class _Decoder:
         self.utt_call_start, self.partial_text = None, ""
         # Later words are fed after this point: only the current run's anchor can still be needed.
         del self.anchors_fed[:-1], self.anchors_call[:-1]
+
+    def _options(self) -> dict:
+        return {"words": self.config.words, "partial_words": self.config.partial_words, "max_alternatives": self.config.max_alternatives}
+
+    def _release(self) -> None:
+        """End of the stream: hand the recognizer on to the next stream (:meth:`SharedModel.checkin`).
+        After ``Result`` (Vosk's own endpoint) Vosk keeps the stream's feature
+        pipeline (its speaker adaptation); 10 ms of silence and ``FinalResult`` drop it."""
+        if self.rec is None:
+            return
+        if not self.finalized:
+            pad = self.rate // 100
+            self.rec.AcceptWaveform(bytes(2 * pad))
+            self.rec.FinalResult()
+            self.fed += pad
+        self.model.checkin(self.rec, self.fed, self.rate, **self._options())
+        self.rec, self.finalized = None, True
 
     def _to_call(self, seconds: float, *, end: bool = False) -> float:
         """Fed-audio seconds (Vosk's clock) to call seconds."""

@@ -31,14 +31,19 @@ def require_tools() -> None:
         raise RuntimeError(f"tests need {', '.join(missing)} (apt-get install espeak-ng sox); .ci/run installs them")
 
 
-def speak(text: str, *, lang: str = "ko", rate: int = 16000, speed: int = 150) -> np.ndarray:
-    """Mono int16 samples of ``text`` spoken by espeak-ng at ``rate`` Hz."""
+def speak(text: str, *, lang: str = "ko", rate: int = 16000, speed: int = 150, pitch: int | None = None,
+          effects: tuple[str, ...] = ()) -> np.ndarray:
+    """Mono int16 samples of ``text`` spoken by espeak-ng at ``rate`` Hz. ``lang`` may name a
+    variant (``ko+f3``); ``speed`` in words a minute, ``pitch`` 0-99 (espeak-ng's own 50 if None);
+    ``effects``: sox effects applied after the conversion (``("reverb", "20")``)."""
     require_tools()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         out = Path(tmp) / "out.wav"
-        subprocess.run(["espeak-ng", "-v", lang, "-s", str(speed), "-w", str(raw), text], check=True, capture_output=True)
-        subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(out)], check=True, capture_output=True)
+        voice = ["-p", str(pitch)] if pitch is not None else []
+        subprocess.run(["espeak-ng", "-v", lang, "-s", str(speed), *voice, "-w", str(raw), text], check=True, capture_output=True)
+        subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(out), *effects],
+                       check=True, capture_output=True)
         return read_pcm16(out)
 
 
@@ -94,6 +99,20 @@ KOREAN_CALL = [
     Turn("customer", "환불을 받고 싶어요 지난달 요금이 너무 많이 나왔어요", 0.8),
     Turn("partner", "네 확인해 드리겠습니다 잠시만 기다려 주세요", 0.8),
     Turn("customer", "빨리 좀 해 주세요 오늘 안에 처리해 주세요", 0.8),
+]
+
+
+WARM_UP = [  # another call's lines (none of KOREAN_CALL's sentences): what an agent's recognizers heard before a measured call
+    Turn("partner", "감사합니다 상담원 김민지입니다 어떤 점이 궁금하신가요", 0.5),
+    Turn("customer", "주문한 물건이 아직 도착하지 않았어요", 0.8),
+    Turn("partner", "주문 번호를 말씀해 주시면 배송 상황을 조회해 드릴게요", 0.8),
+    Turn("customer", "카드 결제가 두 번 된 것 같아서 전화했습니다", 0.8),
+    Turn("partner", "본인 확인을 위해 생년월일을 말씀해 주세요", 0.8),
+    Turn("customer", "비밀번호를 잊어버려서 로그인이 안 돼요", 0.8),
+    Turn("partner", "담당 부서에 전달해 드리고 내일까지 연락드리겠습니다", 0.8),
+    Turn("customer", "주소를 바꾸고 싶은데 어떻게 하면 되나요", 0.8),
+    Turn("partner", "문자로 안내해 드렸습니다 좋은 하루 보내세요", 0.8),
+    Turn("customer", "인터넷이 자꾸 끊겨서 기사님 방문을 요청합니다", 0.8),
 ]
 
 

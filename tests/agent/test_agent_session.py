@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from agent.transcript_source import TimedTranscript, TranscriptSource
 from agent_kit import THREAT_CALL, TinyConsole, jsonl, types_of, until
 from audio.errors import AudioError
 from audio.frames import AudioChunk
+from models.decoding import DecodingPlan
+from models.transcriber import SharedModel
 from speech import KOREAN_CALL, write_call
 
 FAST = Backoff(initial=0.02, maximum=0.1)
@@ -359,3 +362,11 @@ def test_shutdown_stops_sources_finishes_taps_then_closes_the_link():
     for h in handles:
         tap = h.session.taps[0]
         assert tap.chunks > 0 and tap.session is h.session and tap.info.call_id == h.call_id
+
+
+def test_the_agent_keeps_as_many_recognizers_warm_as_its_plan_says():
+    model = SharedModel(None, Path("/nowhere"))
+    link = ConsoleLink("ws://127.0.0.1:9", agent_id="agent-1", token="good")
+    Agent(link, model=model, decoding=DecodingPlan(warm_recognizers=3))
+    assert model.keep_warm == 3
+    Agent(link, model=object())  # a stand-in model is left alone

@@ -42,6 +42,8 @@ def test_a_plan_is_read_from_models_decoding():
     assert config.decoding == DecodingPlan(partner="finals", speed="fast", partial_interval_ms=250, partial_max_interval_ms=1000,
                                            partner_backlog_s=30.0)
     assert not config.decoding.partner_deferred
+    assert config.decoding.warm_recognizers == 16
+    assert ModelsConfig.from_section({"decoding": {"warm_recognizers": 0}}).decoding.warm_recognizers == 0
     live = ModelsConfig.from_section({"decoding": {"partner": "live"}}).decoding
     assert TranscriberConfig.for_speaker(live, "partner").partials
 
@@ -53,6 +55,8 @@ def test_a_plan_is_read_from_models_decoding():
     ({"partial_interval_ms": 900, "partial_max_interval_ms": 600}, "partial_interval_ms <= partial_max_interval_ms"),
     ({"partner_backlog_s": 0}, "partner_backlog_s must be 1 to 3600"),
     ({"beam": 9}, "unknown key(s) beam"),
+    ({"warm_recognizers": -1}, "warm_recognizers must be a whole number 0 to 10000"),
+    ({"warm_recognizers": 2.5}, "warm_recognizers must be a whole number"),
 ])
 def test_a_bad_plan_is_a_one_line_config_error(table, words):
     with pytest.raises(ModelError) as err:

@@ -18,6 +18,7 @@ from audio.frames import AudioChunk
 from audio.vad import Segmenter, VadConfig, segments
 from models.errors import ModelError
 from models.transcriber import (
+    RECOGNIZER_MAX_FED_S,
     CallTranscriber,
     SharedModel,
     SpeakerTranscriber,
@@ -181,3 +182,95 @@ def test_bad_transcriber_config_is_refused():
         TranscriberConfig(partial_interval_ms=-1)
     with pytest.raises(ModelError):
         TranscriberConfig(max_utterance_s=0)
+
+
+# ---------------------------------------------------------------- warm recognizers
+
+
+def _stream(model, start_s: float, speaker="customer", config=TranscriberConfig()) -> list[Utterance]:
+    t = SpeakerTranscriber(model, speaker, RATE, None, config, gate=None)
+    results = t.push_blocking(chunk(start_s, 1.0, speaker=speaker)) + t.flush_blocking()
+    return [r for r in results if isinstance(r, Utterance)]
+
+
+def test_a_finished_stream_hands_its_recognizer_to_the_next_and_times_stay_in_the_new_calls_time():
+    model = ScriptedModel()
+    [first] = _stream(model, 2.0)
+    [second] = _stream(model, 7.0)  # a later call: the recognizer's clock is 1 s further on, the call's at 7 s
+    assert len(model.made) == 1 and (model.recognizers_made, model.recognizers_reused) == (1, 1)
+    assert (first.start, first.end) == (2.0, 3.0)
+    assert (second.start, second.end) == (7.0, 8.0), "Vosk's clock counts from the recognizer's first sample, not the call's"
+    assert [(w.start, w.end) for w in second.words] == [(7.0, 7.5), (7.5, 8.0)]
+    assert model.warm == 1, "kept again after the second stream"
+
+
+def test_streams_at_the_same_time_never_share_a_recognizer():
+    model = ScriptedModel()
+    a = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig(), gate=None)
+    b = SpeakerTranscriber(model, "partner", RATE, None, TranscriberConfig(), gate=None)
+    a.push_blocking(chunk(0.0, 1.0))
+    b.push_blocking(chunk(0.0, 1.0, speaker="partner"))
+    a.flush_blocking(), b.flush_blocking()
+    assert len(model.made) == 2 and model.warm == 2
+    _stream(model, 0.0), _stream(model, 0.0, speaker="partner")
+    assert len(model.made) == 2, "both reused"
+
+
+def test_no_recognizer_is_kept_with_keep_warm_zero_past_the_limit_or_for_other_options():
+    model = ScriptedModel()
+    model.keep_warm = 0
+    _stream(model, 0.0), _stream(model, 0.0)
+    assert len(model.made) == 2 and model.warm == 0
+
+    model = ScriptedModel()
+    model.keep_warm = 1
+    a = SpeakerTranscriber(model, "customer", RATE, None, TranscriberConfig(), gate=None)
+    b = SpeakerTranscriber(model, "partner", RATE, None, TranscriberConfig(), gate=None)
+    a.push_blocking(chunk(0.0, 1.0)), b.push_blocking(chunk(0.0, 1.0, speaker="partner"))
+    a.flush_blocking(), b.flush_blocking()
+    assert model.warm == 1, "at most keep_warm wait"
+
+    model = ScriptedModel()
+    _stream(model, 0.0, config=TranscriberConfig(words=False))
+    _stream(model, 0.0)
+    assert len(model.made) == 2, "a recognizer set up without word times is not handed to a stream that needs them"
+    assert model.warm == 2
+
+    model = ScriptedModel()
+    old = model.recognizer(RATE)
+    assert not model.checkin(old, RECOGNIZER_MAX_FED_S * RATE, RATE), "an hour of audio: its clock would lose precision"
+    assert model.checkin(old, RECOGNIZER_MAX_FED_S * RATE - 1, RATE)
+    model.drop_warm()
+    assert model.warm == 0
+
+
+def test_a_recognizer_left_at_vosks_own_endpoint_is_reset_before_it_is_handed_on():
+    """After ``Result`` (Vosk's endpoint) Vosk keeps the stream's feature pipeline;
+    only ``FinalResult`` drops it, and it needs audio fed since: 10 ms of silence."""
+
+    class EndpointRecognizer(ScriptedRecognizer):
+        calls: list[str]
+
+        def AcceptWaveform(self, data: bytes) -> bool:  # noqa: N802 (Vosk's name)
+            super().AcceptWaveform(data)
+            self.calls.append(f"accept {len(data) // 2}")
+            return True  # Vosk heard the end of an utterance
+
+        def Result(self) -> str:  # noqa: N802
+            self.calls.append("result")
+            return ScriptedRecognizer.FinalResult(self)
+
+        def FinalResult(self) -> str:  # noqa: N802
+            self.calls.append("final")
+            return super().FinalResult()
+
+    model = ScriptedModel()
+    rec = EndpointRecognizer(RATE)
+    rec.calls = []
+    model.recognizer = lambda rate, **options: rec
+    [utterance] = _stream(model, 1.0)
+    assert rec.calls == ["accept 16000", "result", "accept 160", "final"]
+    assert model.warm == 1
+    checked_out, fed = model.checkout(RATE)
+    assert checked_out is rec and fed == RATE + RATE // 100, "the silence counts on the recognizer's clock"
+    assert model.warm == 0
