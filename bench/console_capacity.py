@@ -25,6 +25,9 @@ For each setup and each ``--calls`` count it prints:
 - ``CPU``: each console process's CPU time over the run's wall time, per 100
   calls (100 % = one core busy); and the same for PostgreSQL (all its
   processes: the store, and with ``notify2`` the fan-out too) and nats-server;
+- ``bench CPU``: this process's own CPU (the simulated agents and every
+  browser, one event loop), % of one core over the run: near 100 % it, not
+  the consoles, sets the pace;
 - ``load``: the machine's 1-minute load average at the end of the run
   (other work on the machine counts against the figures).
 
@@ -201,6 +204,7 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             await link.wait_connected(30)
         cpu0 = {r.name: cpu_seconds(r.process.pid) for r in replicas}
         helpers0 = {name: _cpu_of(pids()) for name, pids in helpers.items()}
+        driver0 = time.process_time()
         t0 = time.monotonic()
         ids = (f"ev{n}" for n in itertools.count())
         threats = [c for c in range(calls) if c % 4 == 3]
@@ -212,6 +216,7 @@ async def run(setup: str, calls: int, args, servers) -> dict:
         wall = time.monotonic() - t0
         cpu = {r.name: (cpu_seconds(r.process.pid) - cpu0[r.name]) / wall for r in replicas}
         helpers_cpu = {name: _cpu_since(helpers0[name], pids()) / wall for name, pids in helpers.items()}
+        driver_cpu = (time.process_time() - driver0) / wall
         health = [r.health() for r in replicas]
         stored = sum(h["events_stored"] for h in health)
         check = Store.open(where)
@@ -229,6 +234,7 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             "between": sum(c.get("dropped", 0) + c.get("partials_shed", 0) for c in cluster), "resyncs": sum(c.get("resyncs", 0) for c in cluster),
             "cpu": {name: share * 100 * 100 / calls for name, share in cpu.items()},
             "servers_cpu": {name: share * 100 * 100 / calls for name, share in helpers_cpu.items()}, "load": os.getloadavg()[0],
+            "driver_cpu": driver_cpu * 100,
         }
     finally:
         for link in links:
@@ -329,13 +335,14 @@ def _children(parent: int) -> list[int]:
 
 def table(results: list[dict]) -> str:
     head = ("setup", "calls", "events/s", "alert p50 ms", "p95 ms", "p99 ms", "alerts lost", "lines lost", "partials shed",
-            "browsers dropped", "lost between replicas", "resyncs", "console CPU % per 100 calls", "PostgreSQL CPU %", "NATS CPU %", "load avg")
+            "browsers dropped", "lost between replicas", "resyncs", "console CPU % per 100 calls", "PostgreSQL CPU %", "NATS CPU %", "bench CPU %", "load avg")
     rows = [head]
     for r in results:
         rows.append((r["setup"], str(r["calls"]), f"{r['events_s']:.0f}", f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['p99']:.0f}",
                      f"{r['lost_alerts']} of {r['alerts']}", str(r["lost_lines"]), str(r["shed"]), str(r["browsers_dropped"]),
                      str(r["between"]), str(r["resyncs"]), " + ".join(f"{v:.0f}" for v in r["cpu"].values()),
-                     *(f"{r['servers_cpu'][k]:.0f}" if k in r["servers_cpu"] else "" for k in ("postgresql", "nats")), f"{r['load']:.1f}"))
+                     *(f"{r['servers_cpu'][k]:.0f}" if k in r["servers_cpu"] else "" for k in ("postgresql", "nats")), f"{r['driver_cpu']:.0f}",
+                     f"{r['load']:.1f}"))
     return "\n".join("| " + " | ".join(row) + " |" + ("\n|" + "---|" * len(head) if i == 0 else "") for i, row in enumerate(rows))
 
 
