@@ -235,6 +235,8 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             "cpu": {name: share * 100 * 100 / calls for name, share in cpu.items()},
             "servers_cpu": {name: share * 100 * 100 / calls for name, share in helpers_cpu.items()}, "load": os.getloadavg()[0],
             "driver_cpu": driver_cpu * 100,
+            "links": {"reconnects": sum(link.stats.connects for link in links) - len(links), "resent": sum(link.stats.resent for link in links),
+                      "failovers": sum(link.stats.failovers for link in links)},
         }
     finally:
         for link in links:
@@ -356,6 +358,7 @@ async def main_async(args) -> int:
                     raise SystemExit(f"unknown setup {setup!r} (known: {', '.join(SETUPS)})")
                 print(f"== {SETUPS[setup][0]}, {calls} calls of {args.seconds:g} s (load average {os.getloadavg()[0]:.1f}) ...", flush=True)
                 results.append(await run(setup, calls, args, servers))
+                print(f"   agents' links: {results[-1]['links']}", flush=True)
     finally:
         servers.close()
     print(table(results))
