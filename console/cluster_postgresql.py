@@ -156,7 +156,10 @@ class PostgresFanout:
         while True:
             channel, data = await self._inbox.get()
             if channel == SCREENS:
-                cluster.on_screens(data)
+                try:
+                    cluster.on_screens(data)
+                except Exception:  # one bad message must not stop this replica hearing the others
+                    log.exception("replica %s: a message from the other replicas could not be shown", cluster.id)
             elif channel == END_CALL:
                 cluster.spawn(self._answer(data))
             elif channel == SESSIONS:
