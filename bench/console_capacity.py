@@ -337,7 +337,8 @@ def _children(parent: int) -> list[int]:
 
 def table(results: list[dict]) -> str:
     head = ("setup", "calls", "events/s", "alert p50 ms", "p95 ms", "p99 ms", "alerts lost", "lines lost", "partials shed",
-            "browsers dropped", "lost between replicas", "resyncs", "console CPU % per 100 calls", "PostgreSQL CPU %", "NATS CPU %", "bench CPU %", "load avg")
+            "browsers dropped", "lost between replicas", "resyncs", "console CPU % per 100 calls", "PostgreSQL CPU % per 100 calls", "NATS CPU % per 100 calls",
+            "bench CPU %", "load avg")
     rows = [head]
     for r in results:
         rows.append((r["setup"], str(r["calls"]), f"{r['events_s']:.0f}", f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['p99']:.0f}",
