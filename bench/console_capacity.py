@@ -1,5 +1,6 @@
 """How many live calls the console carries: one replica on SQLite against two
-replicas on PostgreSQL and NATS, side by side.
+replicas on PostgreSQL, linked through NATS or through PostgreSQL's
+LISTEN/NOTIFY, side by side.
 
 Simulated agents (real ``agent/link.ConsoleLink`` links, several calls each)
 replay timed calls into the console replicas as real agents send them: a
@@ -22,7 +23,18 @@ For each setup and each ``--calls`` count it prints:
 - ``shed/dropped``: partials shed by the consoles and agents, browsers
   dropped as too slow, messages lost between replicas, screens refreshed;
 - ``CPU``: each console process's CPU time over the run's wall time, per 100
-  calls (100 % = one core busy).
+  calls (100 % = one core busy); and the same for PostgreSQL (all its
+  processes: the store, and with ``notify2`` the fan-out too) and nats-server;
+- ``bench CPU``: this process's own CPU (the simulated agents and every
+  browser, one event loop), % of one core over the run: near 100 % it, not
+  the consoles, sets the pace;
+- ``load``: the machine's 1-minute load average at the end of the run
+  (other work on the machine counts against the figures).
+
+Setups (``--setups``): ``sqlite1`` (one console, SQLite), ``pg1``/``pg2``
+(PostgreSQL store, one or two replicas linked through NATS), ``notify2``
+(two replicas linked through LISTEN/NOTIFY on the store's database,
+``[console] fanout = "postgresql"``).
 
     .venv/bin/python bench/console_capacity.py [--calls 30] [--seconds 12] [--supervisors 10] [--agents 4] [--setups sqlite1,pg2]
 
@@ -59,7 +71,13 @@ from console_kit import Browser  # noqa: E402
 from kernel import protocol as p  # noqa: E402
 from replica_kit import Replica  # noqa: E402
 
-SETUPS = {"sqlite1": ("SQLite, 1 replica", 1), "pg1": ("PostgreSQL+NATS, 1 replica", 1), "pg2": ("PostgreSQL+NATS, 2 replicas", 2)}
+SETUPS = {
+    "sqlite1": ("SQLite, 1 replica", 1, ""),
+    "pg1": ("PostgreSQL+NATS, 1 replica", 1, "nats"),
+    "pg2": ("PostgreSQL+NATS, 2 replicas", 2, "nats"),
+    "notify2": ("PostgreSQL+LISTEN/NOTIFY, 2 replicas", 2, "postgresql"),
+}
+"""name: (label, replicas, fan-out between them)."""
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -130,12 +148,13 @@ async def _until(when: float) -> None:
 
 
 async def run(setup: str, calls: int, args, servers) -> dict:
-    label, n_replicas = SETUPS[setup]
+    label, n_replicas, fanout = SETUPS[setup]
     tmp = Path(tempfile.mkdtemp(prefix="callshield-capacity-"))
     store_url = ""
     if setup != "sqlite1":
         store_url = servers.postgres().new_database()
-    nats_url = servers.nats().url if setup != "sqlite1" else ""
+    nats_url = servers.nats().url if fanout == "nats" else ""
+    settings = {"fanout": "postgresql"} if fanout == "postgresql" else {}
     people = [f"sup{i}" for i in range(args.supervisors)]
     partners = [f"partner{i}" for i in range(calls)]
     agents = [f"agent{i}" for i in range(args.agents)]
@@ -152,7 +171,8 @@ async def run(setup: str, calls: int, args, servers) -> dict:
     for name in agents:
         tokens[name] = store.add_user(name, "agent")
     store.close()
-    replicas = [Replica(tmp, f"r{i}", store_url, nats_url, browser_queue=1024) for i in range(n_replicas)]
+    replicas = [Replica(tmp, f"r{i}", store_url, nats_url, browser_queue=1024, **settings) for i in range(n_replicas)]
+    helpers = servers.processes(setup != "sqlite1", fanout == "nats")
     links: list[ConsoleLink] = []
     browsers: list[Browser] = []
     try:
@@ -183,6 +203,8 @@ async def run(setup: str, calls: int, args, servers) -> dict:
         for link in links:
             await link.wait_connected(30)
         cpu0 = {r.name: cpu_seconds(r.process.pid) for r in replicas}
+        helpers0 = {name: _cpu_of(pids()) for name, pids in helpers.items()}
+        driver0 = time.process_time()
         t0 = time.monotonic()
         ids = (f"ev{n}" for n in itertools.count())
         threats = [c for c in range(calls) if c % 4 == 3]
@@ -193,6 +215,8 @@ async def run(setup: str, calls: int, args, servers) -> dict:
         await asyncio.sleep(1.0)  # the last alerts on their way to screens
         wall = time.monotonic() - t0
         cpu = {r.name: (cpu_seconds(r.process.pid) - cpu0[r.name]) / wall for r in replicas}
+        helpers_cpu = {name: _cpu_since(helpers0[name], pids()) / wall for name, pids in helpers.items()}
+        driver_cpu = (time.process_time() - driver0) / wall
         health = [r.health() for r in replicas]
         stored = sum(h["events_stored"] for h in health)
         check = Store.open(where)
@@ -209,6 +233,10 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             "browsers_dropped": sum(h["browsers_dropped"] for h in health),
             "between": sum(c.get("dropped", 0) + c.get("partials_shed", 0) for c in cluster), "resyncs": sum(c.get("resyncs", 0) for c in cluster),
             "cpu": {name: share * 100 * 100 / calls for name, share in cpu.items()},
+            "servers_cpu": {name: share * 100 * 100 / calls for name, share in helpers_cpu.items()}, "load": os.getloadavg()[0],
+            "driver_cpu": driver_cpu * 100,
+            "links": {"reconnects": sum(link.stats.connects for link in links) - len(links), "resent": sum(link.stats.resent for link in links),
+                      "failovers": sum(link.stats.failovers for link in links)},
         }
     finally:
         for link in links:
@@ -257,6 +285,18 @@ class Servers:
             self._nats = NatsServer()
         return self._nats
 
+    def processes(self, postgresql: bool, nats: bool) -> dict:
+        """The servers whose CPU a setup costs besides the consoles': ``postgresql`` (the postmaster and its
+        backends, read at each call: they come and go) and ``nats`` (nats-server), each a function giving pids."""
+        found = {}
+        if postgresql:
+            postmaster = _postmaster(self.postgres())
+            found["postgresql"] = lambda: _children(postmaster)
+        if nats:
+            pid = self.nats().process.pid
+            found["nats"] = lambda: [pid]
+        return found
+
     def close(self) -> None:
         if self._pg is not None:
             self._pg.close()
@@ -264,14 +304,48 @@ class Servers:
             self._nats.close()
 
 
+def _postmaster(pg) -> int:
+    return int((pg.data / "postmaster.pid").read_text().split()[0])
+
+
+def _cpu_of(pids: list[int]) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = cpu_seconds(pid)
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return out
+
+
+def _cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds the processes alive now used since ``before`` (those started since: all of theirs)."""
+    return sum(now - before.get(pid, 0.0) for pid, now in _cpu_of(pids).items())
+
+
+def _children(parent: int) -> list[int]:
+    """``parent`` and its child processes (PostgreSQL: the postmaster and its backends)."""
+    pids = [parent]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return pids
+
+
 def table(results: list[dict]) -> str:
     head = ("setup", "calls", "events/s", "alert p50 ms", "p95 ms", "p99 ms", "alerts lost", "lines lost", "partials shed",
-            "browsers dropped", "lost between replicas", "resyncs", "console CPU % per 100 calls")
+            "browsers dropped", "lost between replicas", "resyncs", "console CPU % per 100 calls", "PostgreSQL CPU % per 100 calls", "NATS CPU % per 100 calls",
+            "bench CPU %", "load avg")
     rows = [head]
     for r in results:
         rows.append((r["setup"], str(r["calls"]), f"{r['events_s']:.0f}", f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['p99']:.0f}",
                      f"{r['lost_alerts']} of {r['alerts']}", str(r["lost_lines"]), str(r["shed"]), str(r["browsers_dropped"]),
-                     str(r["between"]), str(r["resyncs"]), " + ".join(f"{v:.0f}" for v in r["cpu"].values())))
+                     str(r["between"]), str(r["resyncs"]), " + ".join(f"{v:.0f}" for v in r["cpu"].values()),
+                     *(f"{r['servers_cpu'][k]:.0f}" if k in r["servers_cpu"] else "" for k in ("postgresql", "nats")), f"{r['driver_cpu']:.0f}",
+                     f"{r['load']:.1f}"))
     return "\n".join("| " + " | ".join(row) + " |" + ("\n|" + "---|" * len(head) if i == 0 else "") for i, row in enumerate(rows))
 
 
@@ -283,8 +357,9 @@ async def main_async(args) -> int:
             for setup in args.setups.split(","):
                 if setup not in SETUPS:
                     raise SystemExit(f"unknown setup {setup!r} (known: {', '.join(SETUPS)})")
-                print(f"== {SETUPS[setup][0]}, {calls} calls of {args.seconds:g} s ...", flush=True)
+                print(f"== {SETUPS[setup][0]}, {calls} calls of {args.seconds:g} s (load average {os.getloadavg()[0]:.1f}) ...", flush=True)
                 results.append(await run(setup, calls, args, servers))
+                print(f"   agents' links: {results[-1]['links']}", flush=True)
     finally:
         servers.close()
     print(table(results))

@@ -1,7 +1,11 @@
 """Several console replicas as one console: what one replica shows, the others show too.
 
-Replicas share one store (PostgreSQL) and one NATS server (``[console] nats``).
-Through NATS (core NATS, no persistence) they pass:
+Replicas share one store (PostgreSQL) and one fan-out between them: NATS
+(``[console] nats``; core NATS, no persistence; :class:`NatsFanout` here) or
+the store's own PostgreSQL through LISTEN/NOTIFY (``[console] fanout =
+"postgresql"``; ``console/cluster_postgresql.py``). Both are a
+:class:`Fanout` (publish a batch, request/reply, how far behind this replica
+reads); everything else, below, is one code path for both. Through it they pass:
 
 - **what goes on screens** (subject ``callshield.replicas``): every message a
   replica fans out to its own browsers (``Screens.publish``: utterances,
@@ -37,10 +41,11 @@ What may be lost, and what is done about it (every loss counted in
 - a replica that dies may have stored and acknowledged what it never
   relayed: when its peers stop hearing it (:data:`PEER_GONE_S`) they send
   their screens a fresh snapshot too;
-- NATS down: each replica still serves its own agents and browsers; the
-  cluster state turns ``disconnected`` (``/healthz``, the supervisors' load
-  line), reconnects back off (0.5 s doubling to :data:`RECONNECT_MAX_S`, with
-  jitter), and once back the gaps are found and the screens resynchronized.
+- the fan-out down (NATS, or the PostgreSQL listening connection): each
+  replica still serves its own agents and browsers; the cluster state turns
+  ``disconnected`` (``/healthz``, the supervisors' load line), reconnects back
+  off (0.5 s doubling to :data:`RECONNECT_MAX_S`, with jitter), and once back
+  the gaps are found and the screens resynchronized.
 
 Inbound messages are checked (bounded header, a browser frame of a known
 type); a bad one is counted, logged (rate-limited) and dropped.
@@ -55,7 +60,7 @@ import random
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from console.errors import ConsoleError
 from kernel.backoff import Backoff
@@ -73,9 +78,11 @@ BEAT_S = 2.0
 PEER_GONE_S = 3 * BEAT_S
 """A peer not heard for this long is taken as gone (its agents are no longer held by it)."""
 OUTBOX = 4096
-"""Messages waiting to go to NATS; when full the oldest goes (counted; peers see the gap)."""
+"""Messages waiting to go to the other replicas; when full the oldest goes (counted; peers see the gap)."""
+SEND_BATCH = 256
+"""Messages handed to the fan-out at once (what the outbox holds, up to this)."""
 INBOX = 8192
-"""Messages NATS may hold for this replica before it drops (counted by the client)."""
+"""Messages from the other replicas held for this one before the oldest is dropped (counted)."""
 SHED_AT = 0.5
 """Share of the outbox or inbox above which partials are shed first (counted)."""
 MAX_PEERS = 64
@@ -96,7 +103,7 @@ BROWSER_TYPES = frozenset({"call", "partial", "utterance", "finding", "level", "
 
 
 class ClusterError(ConsoleError):
-    """NATS cannot be used (nats-py missing, a bad URL)."""
+    """The fan-out cannot be used (nats-py missing, a bad URL)."""
 
     code = "cluster_unavailable"
 
@@ -112,7 +119,9 @@ class ClusterStats:
     partials_shed: int = 0
     """Partials not published (outbox behind) or not delivered (inbox behind)."""
     dropped: int = 0
-    """Messages lost between replicas: outbox overflow, unsent while NATS was down, dropped by NATS for this slow reader."""
+    """Messages lost between replicas: outbox overflow, unsent while the fan-out was down or too large for it, dropped for this slow reader."""
+    oversized: int = 0
+    """Of ``dropped``: messages too large for the fan-out (NOTIFY's 8000 bytes), not sent; peers resynchronize."""
     gaps: int = 0
     """Durable messages of peers found missing (each answered by a resynchronization)."""
     resyncs: int = 0
@@ -126,6 +135,35 @@ class ClusterStats:
     disconnects: int = 0
 
 
+class Fanout(Protocol):
+    """How replicas reach each other; the :class:`Cluster` does the rest.
+
+    ``start(cluster)`` connects in the background and keeps connecting; it
+    calls ``cluster.linked()`` / ``cluster.unlinked(why)`` as the link comes
+    and goes, and hands what it receives to ``cluster.on_screens(data)``,
+    ``cluster.on_end_call(data)`` (its answer, if any, goes back to the
+    asker) and ``cluster.on_sessions(data)``. ``publish`` sends a batch of
+    ``(subject, payload)`` in order and says how many went (the rest it
+    logged; the cluster counts them dropped). ``request`` asks whoever answers
+    ``subject`` and returns the first answer, or None after ``timeout``
+    seconds. ``backlog`` is how many received messages wait to be read.
+    """
+
+    kind: str
+    """``nats`` or ``postgresql``."""
+    url: str
+
+    def start(self, cluster: "Cluster") -> None: ...
+
+    async def publish(self, batch: list[tuple[str, bytes]]) -> int: ...
+
+    async def request(self, subject: str, payload: bytes, timeout: float) -> bytes | None: ...
+
+    def backlog(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Peer:
     name: str
@@ -137,7 +175,7 @@ class Peer:
 
 
 class Cluster:
-    """This replica's side of the NATS link.
+    """This replica's side of the fan-out between replicas.
 
     ``deliver(frame, supervisors, partner, sheddable)`` queues a peer's message
     for this replica's browsers; ``end_call(agent, frame)`` sends an
@@ -146,32 +184,32 @@ class Cluster:
     sessions now; ``resync()`` sends this replica's browsers a fresh
     snapshot; ``agents()`` the agents linked here; ``peer_gone(agents)`` is
     called with the agents a peer held when it stops being heard;
-    ``spawn`` runs a kept task.
+    ``spawn`` runs a kept task. ``fanout``: how replicas reach each other
+    (default: NATS at ``url``).
     """
 
     def __init__(self, url: str, replica: str, *, deliver: Callable[[bytes, bool, str | None, bool], None],
                  end_call: Callable[[str, bytes], Awaitable[bool]], sessions_changed: Callable[[], Awaitable[None]],
                  resync: Callable[[], Awaitable[None]], agents: Callable[[], Iterable[str]],
                  peer_gone: Callable[[frozenset[str]], None] = lambda agents: None,
-                 spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task]) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task], fanout: Fanout | None = None) -> None:
         self.url = url
+        self.fanout: Fanout = fanout if fanout is not None else NatsFanout(url)
         self.replica = replica
         self.id = f"{replica}#{secrets.token_hex(4)}"
         """This replica's id on the wire: its name and a per-start suffix (two starts are two peers)."""
         self.stats = ClusterStats()
         self.state = "connecting"
         self.peers: dict[str, Peer] = {}  # bounded: a peer not heard for PEER_GONE_S is forgotten at the next beat
+        self.spawn = spawn
         self._deliver = deliver
         self._end_call = end_call
         self._sessions_changed = sessions_changed
         self._resync = resync
         self._agents = agents
         self._peer_gone = peer_gone
-        self._spawn = spawn
         self._number = 0
         self._outbox: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(maxsize=OUTBOX)
-        self._nc: Any = None
-        self._inbox: Any = None
         self._resync_due = False
         self._resyncing: asyncio.Task | None = None
         self._bad_logged = 0.0
@@ -179,74 +217,36 @@ class Cluster:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Connect in the background (a console starts, and serves, without NATS), publish, beat."""
-        require_client()
-        self._spawn(self._connect())
-        self._spawn(self._send())
-        self._spawn(self._beat())
+        """Connect in the background (a console starts, and serves, without its peers), publish, beat."""
+        self.fanout.start(self)
+        self.spawn(self._send())
+        self.spawn(self._beat())
 
     async def close(self) -> None:
         self.state = "closed"
-        nc, self._nc = self._nc, None
-        if nc is not None:
-            try:
-                await asyncio.wait_for(nc.close(), 5)
-            except Exception as exc:  # closing a half-dead connection: nothing left to do
-                log.debug("closing NATS: %s", exc)
+        await self.fanout.close()
 
-    async def _connect(self) -> None:
-        import nats
-
-        log.info("replica %s: connecting to NATS at %s", self.id, shown(self.url))
-        try:
-            nc = await nats.connect(
-                servers=[u.strip() for u in self.url.split(",") if u.strip()], name=f"callshield console {self.id}",
-                no_echo=True, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2,
-                ping_interval=5, max_outstanding_pings=2, reconnect_to_server_handler=_backoff,
-                error_cb=self._on_error, disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
-                closed_cb=self._on_closed,
-            )
-        except Exception as exc:  # a bad URL; unreachable servers are retried inside connect
-            self.state = "disconnected"
-            log.error("replica %s: cannot use NATS at %s: %s", self.id, shown(self.url), exc)
-            return
+    def linked(self) -> None:
+        """The fan-out is (again) up."""
         if self.state == "closed":
-            await nc.close()
             return
-        self._nc = nc
-        self._inbox = await nc.subscribe(SCREENS, cb=self._on_screens, pending_msgs_limit=INBOX, pending_bytes_limit=64 * 1024 * 1024)
-        await nc.subscribe(END_CALL, cb=self._on_end_call)
-        await nc.subscribe(SESSIONS, cb=self._on_sessions)
-        await nc.flush()
+        was = self.state
         self.state = "connected"
-        log.info("replica %s: linked to the other replicas through NATS at %s", self.id, shown(self.url))
+        if was == "connecting":
+            log.info("replica %s: linked to the other replicas through %s at %s", self.id, self.fanout.kind, shown(self.fanout.url))
+        else:
+            log.info("replica %s: %s is back", self.id, self.fanout.kind)
 
-    async def _on_error(self, exc: Exception) -> None:
-        import nats.errors
-
-        if isinstance(exc, nats.errors.SlowConsumerError):
-            self.stats.dropped += 1
-            return
-        if self.state != "connected":
-            self.state = "disconnected"
-        self._log_rarely(f"replica {self.id}: NATS: {type(exc).__name__}: {exc}")
-
-    async def _on_disconnected(self) -> None:
+    def unlinked(self, why: str = "") -> None:
+        """The fan-out is down (or could not be reached)."""
         if self.state == "connected":
             self.stats.disconnects += 1
-            log.warning("replica %s: lost NATS: serving its own agents and browsers only until it is back", self.id)
+            log.warning("replica %s: lost %s%s: serving its own agents and browsers only until it is back",
+                        self.id, self.fanout.kind, f" ({why})" if why else "")
         if self.state != "closed":
             self.state = "disconnected"
 
-    async def _on_reconnected(self) -> None:
-        self.state = "connected"
-        log.info("replica %s: NATS is back", self.id)
-
-    async def _on_closed(self) -> None:
-        if self.state != "closed":
-            self.state = "disconnected"
-
-    def _log_rarely(self, text: str) -> None:
+    def log_rarely(self, text: str) -> None:
         now = asyncio.get_running_loop().time()
         if now - self._bad_logged >= 10.0:
             self._bad_logged = now
@@ -279,20 +279,13 @@ class Cluster:
         self._outbox.put_nowait((subject, payload, sheddable))
 
     async def _send(self) -> None:
-        import nats.errors
-
         while True:
-            subject, payload, sheddable = await self._outbox.get()
-            nc = self._nc
-            if nc is None or nc.is_closed:
-                self.stats.dropped += 1  # peers see the gap in the numbers and resynchronize
-                continue
-            try:
-                await nc.publish(subject, payload)
-                self.stats.published += 1
-            except nats.errors.Error as exc:
-                self.stats.dropped += 1
-                self._log_rarely(f"replica {self.id}: a message for the other replicas was not sent: {type(exc).__name__}: {exc}")
+            batch = [await self._outbox.get()]
+            while len(batch) < SEND_BATCH and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            sent = await self.fanout.publish([(subject, payload) for subject, payload, _ in batch])
+            self.stats.published += sent
+            self.stats.dropped += len(batch) - sent  # not sent (the fan-out down, a message too large): peers see the gap and resynchronize
 
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
@@ -308,21 +301,17 @@ class Cluster:
 
     async def send_end_call(self, agent: str, frame: bytes) -> bool:
         """Ask the replica holding ``agent``'s link to send it ``frame``; whether one did."""
-        import nats.errors
-
-        nc = self._nc
-        if nc is None or not nc.is_connected:
-            log.warning("replica %s: NATS is down: agent %s gets its authorization when it links again", self.id, agent)
+        if self.state != "connected":
+            log.warning("replica %s: %s is down: agent %s gets its authorization when it links again", self.id, self.fanout.kind, agent)
             return False
-        try:
-            reply = await nc.request(END_CALL, _join({"r": self.id, "agent": agent}, frame), timeout=END_CALL_TIMEOUT_S)
-        except (nats.errors.Error, asyncio.TimeoutError) as exc:
-            log.info("replica %s: no replica holds agent %s (%s): it gets its authorization when it links again", self.id, agent, type(exc).__name__)
+        reply = await self.fanout.request(END_CALL, _join({"r": self.id, "agent": agent}, frame), END_CALL_TIMEOUT_S)
+        if reply is None:
+            log.info("replica %s: no replica holds agent %s: it gets its authorization when it links again", self.id, agent)
             return False
-        taken = reply.data.startswith(b"ok")
+        taken = reply.startswith(b"ok")
         if taken:
             self.stats.end_calls_relayed += 1
-            log.info("replica %s: authorization for agent %s taken by %s", self.id, agent, reply.data[3:50].decode("utf-8", "replace"))
+            log.info("replica %s: authorization for agent %s taken by %s", self.id, agent, reply[3:50].decode("utf-8", "replace"))
         return taken
 
     # ------------------------------------------------------------------ in
@@ -341,11 +330,12 @@ class Cluster:
 
     def _bad(self, why: str) -> None:
         self.stats.bad += 1
-        self._log_rarely(f"replica {self.id}: dropped a message from NATS with {why}")
+        self.log_rarely(f"replica {self.id}: dropped a message from the other replicas with {why}")
         return None
 
-    async def _on_screens(self, msg: Any) -> None:
-        read = self._read(msg.data)
+    def on_screens(self, data: bytes) -> None:
+        """A message on :data:`SCREENS`: a peer's browser message or presence beat."""
+        read = self._read(data)
         if read is None:
             return
         head, frame = read
@@ -378,7 +368,7 @@ class Cluster:
         sheddable = number is None
         if not sheddable:
             self._check_number(peer, number, beat=False)
-        elif self._inbox is not None and self._inbox.pending_msgs >= INBOX * SHED_AT:
+        elif self.fanout.backlog() >= INBOX * SHED_AT:
             self.stats.partials_shed += 1
             return
         self.stats.received += 1
@@ -401,7 +391,7 @@ class Cluster:
     def _want_resync(self) -> None:
         self._resync_due = True
         if self._resyncing is None or self._resyncing.done():
-            self._resyncing = self._spawn(self._resync_soon())
+            self._resyncing = self.spawn(self._resync_soon())
 
     async def _resync_soon(self) -> None:
         while self._resync_due:
@@ -413,21 +403,23 @@ class Cluster:
                 log.error("replica %s: resynchronizing screens failed: %s", self.id, exc)
             await asyncio.sleep(RESYNC_GAP_S)
 
-    async def _on_end_call(self, msg: Any) -> None:
-        read = self._read(msg.data)
+    async def on_end_call(self, data: bytes) -> bytes | None:
+        """A request on :data:`END_CALL`: the answer when the agent is linked here (and took it), else None."""
+        read = self._read(data)
         if read is None:
-            return
+            return None
         head, frame = read
         agent = head.get("agent")
         if head["r"] == self.id or not isinstance(agent, str):
-            return
+            return None
         if await self._end_call(agent, frame):
             self.stats.end_calls_delivered += 1
-            if msg.reply:
-                await msg.respond(b"ok " + self.id.encode())
+            return b"ok " + self.id.encode()
+        return None
 
-    async def _on_sessions(self, msg: Any) -> None:
-        read = self._read(msg.data)
+    async def on_sessions(self, data: bytes) -> None:
+        """A message on :data:`SESSIONS`: a peer ended a session."""
+        read = self._read(data)
         if read is not None and read[0]["r"] != self.id:
             try:
                 await self._sessions_changed()
@@ -441,13 +433,127 @@ class Cluster:
         return any(agent in peer.agents for peer in self.peers.values())
 
     def health(self) -> dict[str, Any]:
-        return {"replica": self.replica, "id": self.id, "nats": shown(self.url), "state": self.state,
+        return {"replica": self.replica, "id": self.id, "fanout": self.fanout.kind, "url": shown(self.fanout.url), "state": self.state,
                 "peers": sorted(p.name for p in self.peers.values()), **asdict(self.stats)}
 
     @property
     def lost(self) -> int:
         """What the supervisors are told was lost between replicas (partials shed, messages dropped)."""
         return self.stats.partials_shed + self.stats.dropped
+
+
+class NatsFanout:
+    """The replicas' fan-out through NATS (core NATS: no persistence), one
+    client connection; nats-py reconnects by itself, with :func:`_backoff`."""
+
+    kind = "nats"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._nc: Any = None
+        self._inbox: Any = None
+        self._cluster: Cluster | None = None
+        self._closed = False
+
+    def start(self, cluster: Cluster) -> None:
+        require_client()
+        self._cluster = cluster
+        cluster.spawn(self._connect())
+
+    async def close(self) -> None:
+        self._closed = True
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            try:
+                await asyncio.wait_for(nc.close(), 5)
+            except Exception as exc:  # closing a half-dead connection: nothing left to do
+                log.debug("closing NATS: %s", exc)
+
+    async def _connect(self) -> None:
+        import nats
+
+        cluster = self._cluster
+        log.info("replica %s: connecting to NATS at %s", cluster.id, shown(self.url))
+        try:
+            nc = await nats.connect(
+                servers=[u.strip() for u in self.url.split(",") if u.strip()], name=f"callshield console {cluster.id}",
+                no_echo=True, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2,
+                ping_interval=5, max_outstanding_pings=2, reconnect_to_server_handler=_backoff,
+                error_cb=self._on_error, disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
+                closed_cb=self._on_closed,
+            )
+        except Exception as exc:  # a bad URL; unreachable servers are retried inside connect
+            cluster.unlinked()
+            log.error("replica %s: cannot use NATS at %s: %s", cluster.id, shown(self.url), exc)
+            return
+        if self._closed:
+            await nc.close()
+            return
+        self._nc = nc
+        self._inbox = await nc.subscribe(SCREENS, cb=self._on_screens, pending_msgs_limit=INBOX, pending_bytes_limit=64 * 1024 * 1024)
+        await nc.subscribe(END_CALL, cb=self._on_end_call)
+        await nc.subscribe(SESSIONS, cb=self._on_sessions)
+        await nc.flush()
+        cluster.linked()
+
+    async def _on_error(self, exc: Exception) -> None:
+        import nats.errors
+
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            self._cluster.stats.dropped += 1
+            return
+        if self._cluster.state != "connected":
+            self._cluster.unlinked()
+        self._cluster.log_rarely(f"replica {self._cluster.id}: NATS: {type(exc).__name__}: {exc}")
+
+    async def _on_disconnected(self) -> None:
+        self._cluster.unlinked()
+
+    async def _on_reconnected(self) -> None:
+        self._cluster.linked()
+
+    async def _on_closed(self) -> None:
+        self._cluster.unlinked()
+
+    async def _on_screens(self, msg: Any) -> None:
+        self._cluster.on_screens(msg.data)
+
+    async def _on_end_call(self, msg: Any) -> None:
+        reply = await self._cluster.on_end_call(msg.data)
+        if reply is not None and msg.reply:
+            await msg.respond(reply)
+
+    async def _on_sessions(self, msg: Any) -> None:
+        await self._cluster.on_sessions(msg.data)
+
+    async def publish(self, batch: list[tuple[str, bytes]]) -> int:
+        import nats.errors
+
+        nc, sent = self._nc, 0
+        if nc is None or nc.is_closed:
+            return 0
+        for subject, payload in batch:
+            try:
+                await nc.publish(subject, payload)
+                sent += 1
+            except nats.errors.Error as exc:
+                self._cluster.log_rarely(f"replica {self._cluster.id}: a message for the other replicas was not sent: {type(exc).__name__}: {exc}")
+        return sent
+
+    async def request(self, subject: str, payload: bytes, timeout: float) -> bytes | None:
+        import nats.errors
+
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return None
+        try:
+            return (await nc.request(subject, payload, timeout=timeout)).data
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            log.debug("replica %s: request on %s: %s", self._cluster.id, subject, type(exc).__name__)
+            return None
+
+    def backlog(self) -> int:
+        return self._inbox.pending_msgs if self._inbox is not None else 0
 
 
 def require_client() -> None:

@@ -16,6 +16,7 @@ Example::
     agent_lost_seconds = 60 # an agent silent this long (no link, no heartbeat naming a call): its calls close as lost
     allowed_hosts = ["callshield.site.example"]   # Host names browsers and agents use; default: see below
     nats = "nats://nats.site.example:4222"   # several replicas: their NATS (default: none, one console)
+    fanout = "postgresql"   # or: the replicas reach each other through the store's PostgreSQL (LISTEN/NOTIFY), no NATS
     replica = "console-a"   # this replica's name (default: the host name and port)
 
 Every setting with its default: ``docs/callshield.example.toml``.
@@ -37,6 +38,8 @@ POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
 """How ``store`` names a PostgreSQL database (a libpq connection URI)."""
 NATS_SCHEMES = ("nats://", "tls://")
 """How ``nats`` names a NATS server."""
+FANOUTS = ("", "nats", "postgresql")
+"""What ``fanout`` may say."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +77,10 @@ class ConsoleConfig:
     (``nats://host:4222``, comma-separated for a NATS cluster,
     ``nats://user:password@host:4222``, ``tls://host:4222``), through which
     live screens, authorizations and sign-outs cross (``console/cluster.py``).
+    ``fanout``: how replicas reach each other: ``nats`` (through ``nats``),
+    ``postgresql`` (LISTEN/NOTIFY on the ``store`` database itself,
+    ``console/cluster_postgresql.py``; then ``nats`` stays empty), or empty
+    (the default): NATS when ``nats`` is set, else none (one console).
     ``replica``: this replica's name in logs and ``/healthz`` (default: the
     machine's host name and the port).
     """
@@ -91,6 +98,7 @@ class ConsoleConfig:
     agent_lost_seconds: float = 60.0
     allowed_hosts: tuple[str, ...] = ()
     nats: str = ""
+    fanout: str = ""
     replica: str = ""
 
     @property
@@ -102,6 +110,11 @@ class ConsoleConfig:
     def store_location(self) -> Path | str:
         """Where the store is: the PostgreSQL URL of ``store``, else the SQLite file."""
         return self.store or self.store_path
+
+    @property
+    def fanout_kind(self) -> str:
+        """How replicas reach each other: ``nats``, ``postgresql``, or "" for one console."""
+        return self.fanout or ("nats" if self.nats else "")
 
     @property
     def recordings_dir(self) -> Path:
@@ -132,6 +145,14 @@ class ConsoleConfig:
                 raise ConfigError(f"[console] nats must be nats://HOST:PORT (or tls://), not {url.split('@')[-1][:60]!r}")
         if self.nats and not self.store:
             raise ConfigError("[console] nats needs a shared store: set [console] store to the replicas' PostgreSQL")
+        if self.fanout not in FANOUTS:
+            raise ConfigError(f"[console] fanout must be \"nats\" or \"postgresql\" (or left out), not {self.fanout[:40]!r}")
+        if self.fanout == "nats" and not self.nats:
+            raise ConfigError("[console] fanout = \"nats\" needs [console] nats, the NATS server(s)")
+        if self.fanout == "postgresql" and not self.store:
+            raise ConfigError("[console] fanout = \"postgresql\" needs a shared store: set [console] store to the replicas' PostgreSQL")
+        if self.fanout == "postgresql" and self.nats:
+            raise ConfigError("[console] fanout = \"postgresql\" goes through the store, not NATS: leave [console] nats out")
         if len(self.replica) > 64 or not all(c.isalnum() or c in "-_." for c in self.replica):
             raise ConfigError(f"[console] replica must be at most 64 letters, digits, '-', '_' or '.', not {self.replica[:70]!r}")
         for name in self.allowed_hosts:

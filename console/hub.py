@@ -64,7 +64,7 @@ class Hub(Protocol):
     agents: EndCalls
     load: LoadWatch
     cluster: Cluster | None
-    """The other replicas, through NATS (``[console] nats``); None for one console."""
+    """The other replicas, through NATS (``[console] nats``) or the store's PostgreSQL (``fanout``); None for one console."""
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task: ...
 

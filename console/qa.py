@@ -39,6 +39,13 @@ from kernel.retention import CleanupReport, RetentionPolicy, next_cleanup, plan_
 
 log = logging.getLogger("callshield.console.qa")
 
+CLEANUP_LOCK = "retention"
+"""The store's one-at-a-time turn (:meth:`Store.exclusively`) the retention clean-up takes."""
+CALL_END_TRIES = 120
+"""Times a call's clean-up at its end is tried while another replica holds the turn."""
+CALL_END_RETRY_S = 5.0
+"""Seconds between two of those tries (ten minutes in all; then the daily clean-up takes the call)."""
+
 
 def adopt_recording(store: Store, recordings_dir: Path, call_id: str) -> Recording | None:
     """Store the recording of ``call_id`` from its sidecar, once; returns its
@@ -53,18 +60,29 @@ def adopt_recording(store: Store, recordings_dir: Path, call_id: str) -> Recordi
     return None if found is None else _store_recording(store, call_id, *found)
 
 
-def cleanup(store: Store, recordings_dir: Path, policy: RetentionPolicy, now: datetime, *, only: str | None = None) -> CleanupReport:
+def cleanup(store: Store, recordings_dir: Path, policy: RetentionPolicy, now: datetime, *, only: str | None = None) -> CleanupReport | None:
     """The retention clean-up (daily, and per call at its end) of recordings
-    already adopted (:meth:`QaDesk.adopt`): plan, remove, audit."""
-    plan = plan_cleanup(store.retention_calls(only), now, policy)
-    report = run_cleanup(
-        plan,
-        recordings_dir=recordings_dir,
-        now=now,
-        remove_transcript=store.remove_transcript,
-        forget_recording=lambda call_id: _forget(store, recordings_dir, call_id),
-        audit=lambda action, call_id, detail: store.audit("retention", action, call_id, detail),
-    )
+    already adopted (:meth:`QaDesk.adopt`): plan, remove, audit.
+
+    One at a time across the replicas sharing a PostgreSQL store
+    (:meth:`Store.exclusively`), planned once the turn is taken, so each
+    removal is done and audited once. A replica that finds another cleaning
+    skips this round (None; logged at debug): the other removes what is due,
+    and what it left is due again at the next round (a call's end, the daily
+    run). On SQLite the turn is always this console's."""
+    with store.exclusively(CLEANUP_LOCK) as mine:
+        if not mine:
+            log.debug("retention clean-up%s skipped: another console replica is cleaning", f" of call {only}" if only else "")
+            return None
+        plan = plan_cleanup(store.retention_calls(only), now, policy)
+        report = run_cleanup(
+            plan,
+            recordings_dir=recordings_dir,
+            now=now,
+            remove_transcript=store.remove_transcript,
+            forget_recording=lambda call_id: _forget(store, recordings_dir, call_id),
+            audit=lambda action, call_id, detail: store.audit("retention", action, call_id, detail),
+        )
     if plan or only is None:
         for line in report.lines():
             log.info("%s", line)
@@ -218,14 +236,16 @@ class QaDesk:
             now = self.console.clock().astimezone()
             await asyncio.sleep((next_cleanup(now, self.policy) - now).total_seconds())
 
-    async def run_cleanup(self) -> CleanupReport:
-        """Adopt finished recordings, then remove what retention says must go."""
+    async def run_cleanup(self) -> CleanupReport | None:
+        """Adopt finished recordings, then remove what retention says must go
+        (None when another replica was cleaning: see :func:`cleanup`)."""
         c = self.console
         for call in await c.db(c.store.retention_calls):
             if call.recording is None and call.ended_at is not None:
                 await self.adopt(call.call_id)
         report = await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock())
-        self.last_cleanup = report
+        if report is not None:  # None: another replica was cleaning
+            self.last_cleanup = report
         return report
 
     async def adopt(self, call_id: str) -> Recording | None:
@@ -244,7 +264,12 @@ class QaDesk:
         c = self.console
         try:
             await self.adopt(call_id)
-            await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock(), only=call_id)
+            for _ in range(CALL_END_TRIES):  # another replica cleaning: its turn ends soon, try again then
+                if await c.db(cleanup, c.store, self.recordings_dir, self.policy, c.clock(), only=call_id) is not None:
+                    break
+                await asyncio.sleep(CALL_END_RETRY_S)
+            else:
+                log.info("call %s: retention at call end left to the daily clean-up (another replica kept cleaning)", call_id)
         except StoreError as exc:  # the store unreachable: one line; the daily clean-up adopts it later
             log.error("call %s: recording/retention at call end failed: %s", call_id, exc)
         except Exception:

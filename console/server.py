@@ -23,8 +23,9 @@ one connection, SQLite or PostgreSQL),
 ``auth`` (scrypt password checks, which take tens of milliseconds each) and
 ``recordings`` (reading recordings, hashing, evidence zips; ``console/qa.py``).
 
-Several replicas (issue 15, ``[console] nats``): ``console/cluster.py``
-relays what this console shows to the other replicas' browsers through NATS,
+Several replicas (issue 15, ``[console] nats`` or ``fanout``): ``console/cluster.py``
+relays what this console shows to the other replicas' browsers through NATS
+or the store's PostgreSQL (LISTEN/NOTIFY, ``console/cluster_postgresql.py``),
 and authorizations to the replica holding the agent; ``/healthz`` shows the
 cluster's state (``cluster``: null for one console).
 
@@ -50,7 +51,8 @@ from websockets.http11 import Request, Response
 
 from console.agents import AgentLinks
 from console.browsers import BrowserDesk
-from console.cluster import Cluster, require_client
+from console.cluster import Cluster, NatsFanout, require_client
+from console.cluster_postgresql import PostgresFanout
 from console.config import ConsoleConfig
 from console.errors import ConsoleError
 from console.fanout import Screens
@@ -99,7 +101,7 @@ class Console:
     async def start(self) -> None:
         """Open (and migrate) the store, read the pages, bind the port."""
         loop = asyncio.get_running_loop()
-        if self.config.nats:
+        if self.config.fanout_kind == "nats":
             require_client()  # before anything is opened or bound
         self.config.recordings_dir.mkdir(parents=True, exist_ok=True)
         self.store = await loop.run_in_executor(self._store_pool, partial(Store.open, self.config.store_location, clock=self.clock))
@@ -135,7 +137,7 @@ class Console:
         self.http_url = f"{'https' if self.config.tls else 'http'}://{host}:{self.port}"
         self._gate = HostGate.for_console(self.config.allowed_hosts, self.config.host, own=host)
         log.info("console listening on %s", self.http_url)
-        if self.config.nats:
+        if self.config.fanout_kind:
             self._link_replicas(host)
         self.qa.start()
         self.agents.start()
@@ -144,8 +146,9 @@ class Console:
     def _link_replicas(self, host: str) -> None:
         """Several replicas: publish what is shown here, show what the others publish (``console/cluster.py``)."""
         replica = self.config.replica or f"{socket.gethostname()}-{self.port}"
+        fanout = PostgresFanout(self.config.store) if self.config.fanout_kind == "postgresql" else NatsFanout(self.config.nats)
         self.cluster = Cluster(
-            self.config.nats, replica, deliver=self.screens.deliver, end_call=self.agents.deliver_end_call,
+            fanout.url, replica, fanout=fanout, deliver=self.screens.deliver, end_call=self.agents.deliver_end_call,
             sessions_changed=self.browsers.sessions_changed, resync=self.browsers.resync,
             agents=lambda: tuple(self.agents.connected), peer_gone=self.agents.peer_gone, spawn=self.spawn,
         )

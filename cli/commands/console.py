@@ -59,7 +59,9 @@ async def _serve(config, retention=None) -> int:
     people = await console.db(console.store.user_count)
     print(f"callshield console at {console.http_url}  (store: {shown(config.store_location)})", flush=True)
     if console.cluster is not None:
-        print(f"  replica:      {console.cluster.replica}, linked to the others through NATS at {console.cluster.health()['nats']}", flush=True)
+        fanout = console.cluster.health()
+        how = "PostgreSQL LISTEN/NOTIFY in its store" if fanout["fanout"] == "postgresql" else f"NATS at {fanout['url']}"
+        print(f"  replica:      {console.cluster.replica}, linked to the others through {how}", flush=True)
     print(f"  sign in:      {console.http_url}/", flush=True)
     print(f"  agents:       {console.url}/ws/agent", flush=True)
     if people == 0:

@@ -19,6 +19,10 @@ stored in (SQLite's own; on PostgreSQL an identity column of that name, see
   column, ``INTEGER`` ``BIGINT``, ``REAL`` ``DOUBLE PRECISION``, ``TEXT``
   compares bytewise like SQLite's (``COLLATE "C"``), ``end`` and ``user``
   quoted), or given per database (:class:`PerDialect`);
+- one at a time across consoles (:meth:`Connection.exclusive`): always
+  granted on SQLite (one console per file), a session advisory lock on
+  PostgreSQL (``pg_try_advisory_lock``), for work that two replicas must not
+  do at once (the retention clean-up);
 - errors: every driver error becomes a :class:`~console.errors.StoreError`
   (one line); a write that raced another writer (PostgreSQL's serialization
   failures) is :class:`StoreConflict`, which the rooms' write methods retry
@@ -162,6 +166,14 @@ class Connection:
             self.execute("ROLLBACK")
         except StoreError:
             pass  # the connection is gone, and the transaction with it
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this connection alone, of every connection to the store,
+        runs the block named ``name`` (yields False, at once, while another
+        holds it: the caller skips its turn). A SQLite file has one console,
+        so always True there; PostgreSQL takes a session advisory lock."""
+        yield True
 
     def setting(self, name: str) -> Any:
         """The value of one database setting (a SQLite pragma, a PostgreSQL parameter), for checks."""

@@ -22,6 +22,11 @@ their writes (see :meth:`PostgresConnection.transaction`).
   kept), so an event the console acknowledged survives a crash of the
   database server. A server running with ``fsync = off`` is logged as a
   warning: it cannot keep that promise.
+- One at a time across replicas (:meth:`PostgresConnection.exclusive`): a
+  session advisory lock, tried without waiting, held on this connection for
+  the block and released after it (or by the server when the connection is
+  lost: the block then fails at its next store call, so it never goes on
+  unlocked).
 - A lost connection raises :class:`~console.store.connection.StoreUnavailable`
   (one line, logged once); the next call connects again. A commit whose answer
   was lost may or may not have happened: the agent, not acknowledged,
@@ -30,8 +35,10 @@ their writes (see :meth:`PostgresConnection.transaction`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +55,12 @@ CONNECT_TIMEOUT_S = 10
 """Seconds to wait for the server when connecting (unless the URL sets ``connect_timeout``)."""
 
 _CONFLICTS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.UniqueViolation)
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock key of ``name`` (a signed 64-bit number from its
+    SHA-256, prefixed so another application's keys on the database are unlikely to meet it)."""
+    return int.from_bytes(hashlib.sha256(f"callshield:{name}".encode()).digest()[:8], "big", signed=True)
 
 
 class Row(tuple):
@@ -128,6 +141,22 @@ class PostgresConnection(Connection):
         conn = self._conn
         if conn is not None and not (conn.broken or conn.closed):
             super()._rollback()
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        key = lock_key(name)
+        if not self.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]:
+            yield False
+            return
+        held_on = self._conn
+        try:
+            yield True
+        finally:
+            if held_on is self._conn and held_on is not None and not (held_on.broken or held_on.closed):
+                try:
+                    self.execute("SELECT pg_advisory_unlock(?)", (key,))
+                except StoreError as exc:  # gone with its connection: the server released it
+                    log.debug("releasing the %s lock: %s", name, exc)
 
     def setting(self, name: str) -> Any:
         if not name.isidentifier():

@@ -331,6 +331,12 @@ class Room:
         """One write transaction (the method that opens it is :func:`retried`)."""
         return self._conn.transaction()
 
+    def exclusively(self, name: str) -> ContextManager[bool]:
+        """Whether this store alone, of the consoles sharing its database,
+        runs the block named ``name`` (:meth:`Connection.exclusive`: False
+        while another replica holds it; always True on SQLite)."""
+        return self._conn.exclusive(name)
+
     def close(self) -> None:
         self._conn.close()
 

@@ -1,6 +1,7 @@
-"""bench/console_capacity.py runs end to end at a tiny size: both setups
-(one SQLite console; two replicas on PostgreSQL and NATS), every alert on every
-supervisor's screen, every final line stored, and the table printed."""
+"""bench/console_capacity.py runs end to end at a tiny size: every setup
+(one SQLite console; two replicas on PostgreSQL linked through NATS, and
+through LISTEN/NOTIFY), every alert on every supervisor's screen, every final
+line stored, and the table printed."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import console_capacity  # noqa: E402
 
 def test_the_capacity_bench_loses_nothing_at_a_small_size(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("PYTHONPATH", str(console_capacity.ROOT))
-    args = argparse.Namespace(calls="4", seconds=4.0, turn=0.5, supervisors=2, agents=2, setups="sqlite1,pg2")
+    args = argparse.Namespace(calls="4", seconds=4.0, turn=0.5, supervisors=2, agents=2, setups="sqlite1,pg2,notify2")
     assert asyncio.run(console_capacity.main_async(args)) == 0
     out = capsys.readouterr().out
     assert "| SQLite, 1 replica | 4 |" in out and "| PostgreSQL+NATS, 2 replicas | 4 |" in out
-    assert "0 of 2 |" in out  # one threatening call in four, two supervisors: both alerts seen
+    assert "| PostgreSQL+LISTEN/NOTIFY, 2 replicas | 4 |" in out
+    assert out.count("| 0 of 2 |") == 3  # one threatening call in four, two supervisors: both alerts seen, in every setup

@@ -1,5 +1,6 @@
 """A console replica killed mid-call: two ``python -m cli console`` processes
-sharing one PostgreSQL store and one NATS server (real ones), a real agent
+sharing one PostgreSQL store and linked through one NATS server or through
+that PostgreSQL's LISTEN/NOTIFY (real ones, once each), a real agent
 link (``agent/link.ConsoleLink``) given both URLs, and browser sockets on
 both replicas.
 
@@ -24,21 +25,24 @@ from console.store import Store
 from console_kit import PASSWORD, Browser, threat_call_events
 from replica_kit import Replica, read_all, signed_in
 from kernel import protocol as p
-from test_console_replicas import until
+from test_console_replicas import fanout, until  # noqa: F401 (fanout: a fixture)
 
-def test_killing_the_agents_replica_mid_call_loses_no_alert_and_shows_none_twice(tmp_path, postgresql_server, nats_server):
+
+def test_killing_the_agents_replica_mid_call_loses_no_alert_and_shows_none_twice(tmp_path, postgresql_server, fanout):
     url = postgresql_server.new_database()
     store = Store.open(url)
     store.add_user("sup", "supervisor", PASSWORD)
     store.add_user("ann", "partner", PASSWORD)
     token = store.add_user("agent-1", "agent")
     store.close()
-    a, b = Replica(tmp_path, "a", url, nats_server.url), Replica(tmp_path, "b", url, nats_server.url)
+    nats, settings = fanout.get("nats_url", ""), {k: v for k, v in fanout.items() if k == "fanout"}
+    a, b = Replica(tmp_path, "a", url, nats, **settings), Replica(tmp_path, "b", url, nats, **settings)
 
     async def main():
         await a.started()
         await b.started()
         await until(lambda: a.health()["cluster"]["peers"] == ["b"] and b.health()["cluster"]["peers"] == ["a"], "the replicas to hear each other", 30)
+        assert a.health()["cluster"]["fanout"] == b.health()["cluster"]["fanout"] == settings.get("fanout", "nats")
         sup_a, session_a = await signed_in(a, "sup")
         sup_b, _ = await signed_in(b, "sup")
         authorizations: list = []

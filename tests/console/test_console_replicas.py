@@ -23,12 +23,15 @@ from kernel import protocol as p
 
 
 @contextlib.asynccontextmanager
-async def two_replicas(tmp_path, postgresql_server, nats_url: str, **config):
-    """Replicas ``a`` and ``b`` on one fresh database and one NATS, each having heard the other."""
+async def two_replicas(tmp_path, postgresql_server, nats_url: str = "", **config):
+    """Replicas ``a`` and ``b`` on one fresh database, linked through one NATS
+    (``nats_url``) or, with ``fanout="postgresql"``, through that database; each having heard the other."""
     url = postgresql_server.new_database()
+    if nats_url:
+        config["nats"] = nats_url
     try:
-        async with running_console(tmp_path / "a", store=url, nats=nats_url, replica="a", **config) as a, \
-                running_console(tmp_path / "b", store=url, nats=nats_url, replica="b", users=False, **config) as b:
+        async with running_console(tmp_path / "a", store=url, replica="a", **config) as a, \
+                running_console(tmp_path / "b", store=url, replica="b", users=False, **config) as b:
             b.tokens = a.tokens
             await until(lambda: a.cluster.peers and b.cluster.peers, "the replicas to hear each other")
             yield a, b
@@ -51,14 +54,22 @@ def agent_link(*consoles, authorizations: list | None = None) -> ConsoleLink:
                        on_authorization=got.append, rng=random.Random(3), heartbeat_s=1.0)
 
 
+@pytest.fixture(params=["nats", "postgresql"])
+def fanout(request) -> dict:
+    """How the two replicas reach each other, once each: NATS, and the store's PostgreSQL (LISTEN/NOTIFY)."""
+    if request.param == "nats":
+        return {"nats_url": request.getfixturevalue("nats_server").url}
+    return {"fanout": "postgresql"}
+
+
 def ids(prefix: str):
     counter = itertools.count(1)
     return lambda: f"{prefix}-{next(counter)}"
 
 
-def test_an_agent_on_one_replica_is_seen_on_both_and_an_authorization_given_on_the_other_reaches_it(tmp_path, postgresql_server, nats_server):
+def test_an_agent_on_one_replica_is_seen_on_both_and_an_authorization_given_on_the_other_reaches_it(tmp_path, postgresql_server, fanout):
     async def main():
-        async with two_replicas(tmp_path, postgresql_server, nats_server.url) as (a, b):
+        async with two_replicas(tmp_path, postgresql_server, **fanout) as (a, b):
             sup_a, sup_b, ann_a = await open_browser(a), await open_browser(b), await open_browser(a)
             await sup_a.login("sup")
             await sup_b.login("sup")
@@ -96,6 +107,7 @@ def test_an_agent_on_one_replica_is_seen_on_both_and_an_authorization_given_on_t
 
                 health = a._health()["cluster"]
                 assert health["state"] == "connected" and health["peers"] == ["b"] and health["replica"] == "a"
+                assert health["fanout"] == ("postgresql" if "fanout" in fanout else "nats")
                 # A leaves B's agent's call alone: B holds the agent
                 await until(lambda: a.cluster.held_elsewhere("agent-1"), "B's beat to name its agent")
                 a.clock.advance(seconds=a.config.agent_lost_seconds * 2)
@@ -106,9 +118,9 @@ def test_an_agent_on_one_replica_is_seen_on_both_and_an_authorization_given_on_t
     asyncio.run(main())
 
 
-def test_a_logout_on_one_replica_closes_the_same_session_on_the_other_at_once(tmp_path, postgresql_server, nats_server):
+def test_a_logout_on_one_replica_closes_the_same_session_on_the_other_at_once(tmp_path, postgresql_server, fanout):
     async def main():
-        async with two_replicas(tmp_path, postgresql_server, nats_server.url) as (a, b):
+        async with two_replicas(tmp_path, postgresql_server, **fanout) as (a, b):
             b.browsers.sweep_seconds = 3600.0  # not the sweep: the nudge through NATS
             tab_a = await open_browser(a)
             session = await tab_a.login("sup")
@@ -124,9 +136,9 @@ def test_a_logout_on_one_replica_closes_the_same_session_on_the_other_at_once(tm
     asyncio.run(main())
 
 
-def test_messages_lost_between_replicas_are_counted_and_the_screens_get_a_fresh_snapshot(tmp_path, postgresql_server, nats_server):
+def test_messages_lost_between_replicas_are_counted_and_the_screens_get_a_fresh_snapshot(tmp_path, postgresql_server, fanout):
     async def main():
-        async with two_replicas(tmp_path, postgresql_server, nats_server.url) as (a, b):
+        async with two_replicas(tmp_path, postgresql_server, **fanout) as (a, b):
             await a.db(a.store.add_user, "sue", "supervisor", PASSWORD)
             sup_a, sue_a = await open_browser(a), await open_browser(a)
             await sup_a.login("sup")
@@ -225,6 +237,15 @@ def test_nats_needs_a_shared_store_and_a_nats_url(tmp_path):
         ConsoleConfig(data_dir=tmp_path, store="postgresql://x@db/x", nats="http://127.0.0.1:4222")
     with pytest.raises(ConfigError, match="replica"):
         ConsoleConfig(data_dir=tmp_path, store="postgresql://x@db/x", nats="nats://db:4222", replica="a b")
+    pg = "postgresql://x@db/x"
+    assert ConsoleConfig(data_dir=tmp_path, store=pg, nats="nats://db:4222").fanout_kind == "nats"  # the default with nats set
+    assert ConsoleConfig(data_dir=tmp_path, store=pg).fanout_kind == ""  # one console
+    assert ConsoleConfig(data_dir=tmp_path, store=pg, fanout="postgresql").fanout_kind == "postgresql"
+    for bad, why in (({"fanout": "redis"}, "fanout must be"), ({"fanout": "nats"}, "needs \\[console\\] nats"),
+                     ({"fanout": "postgresql", "store": ""}, "shared store"),
+                     ({"fanout": "postgresql", "nats": "nats://db:4222"}, "leave \\[console\\] nats out")):
+        with pytest.raises(ConfigError, match=why):
+            ConsoleConfig(data_dir=tmp_path, **{"store": pg, **bad})
 
 
 class Balancer:
