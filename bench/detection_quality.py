@@ -25,9 +25,9 @@ is the same config without the stage. Tables:
   recognizer's output) was scored once at the end of round 3 and is a
   development set since (``tests/detection/calls_round3.tsv``, scored with
   the others, ``--misses`` lists its errors);
-- ``--sealed-round4``: the fourth sealed round (a fourth writer, recognizer
-  style, long run-on lines, unusual trades), sealed at the end of round 3
-  before round 4 changes anything; to be scored once, at the end of round 4.
+- the fourth sealed round (a fourth writer, recognizer style, long run-on
+  lines, unusual trades) was scored once at the end of round 4 and is a
+  development set since (``tests/detection/calls_round4.tsv``);
 - ``--sealed-round5``: the fifth sealed round (a fifth writer, recognizer
   style, short and long rambling turns), sealed at the end of round 4; to be
   scored once, at the end of the next round.
@@ -229,7 +229,7 @@ def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> N
         print(f"{name + ': benign flagged':40}" + "".join(f"{a:>{WIDTH}}" for a in alarms))
 
 
-SEALED_ROUNDS = {2: "second", 4: "fourth", 5: "fifth"}
+SEALED_ROUNDS = {2: "second", 5: "fifth"}
 """The sealed call-like rounds after the first (``calls_roundN``), each with its ``--sealed-roundN``."""
 
 
@@ -269,9 +269,11 @@ def main() -> int:
     unseen = [(label, text) for number, label, text in heldout if number in heldout_set.NEVER_TRAINED_ON]
     category_table("call-like lines written for issue 11 (tests/detection/calls.tsv; development)",
                    scored_rows(calls), judges, args.misses)
-    round3 = [(label, text) for _, label, text in without_provenance("calls_round3", written_set("calls_round3"))]
-    category_table("call-like lines in the recognizer's voice, round 3 (tests/detection/calls_round3.tsv; "
-                   "sealed for round 3, development since)", scored_rows(round3), judges, args.misses)
+    for n in (3, 4):
+        name = f"calls_round{n}"
+        rows = [(label, text) for _, label, text in without_provenance(name, written_set(name))]
+        category_table(f"call-like lines in the recognizer's voice, round {n} (tests/detection/{name}.tsv; "
+                       f"sealed for round {n}, development since)", scored_rows(rows), judges, args.misses)
     category_table("held-out rounds 17 to 24 (tests/detection/heldout.tsv; never trained on)",
                    scored_rows(unseen), judges, args.misses)
     spoken_table("spoken conversation (tests/detection/spoken.tsv; development)", spoken, judges, args.misses)

@@ -14,6 +14,7 @@ Example (every key optional)::
     semantic = true               # second stage: judge what the rules miss by meaning (needs the encoder)
     encoder = "all-minilm-l6-v2"  # the semantic stage's sentence encoder: installed name or folder
     semantic_threshold = 0.95     # P(harassment) at which the semantic stage speaks
+    semantic_clause_threshold = 1.0   # ... on one clause of a long turn (1.0: whole turns only; measured, not adopted)
     profanity_caution_strikes = 1 # utterances with abusive language that warn the partner
     profanity_alert_strikes = 3   # ... that notify supervisors (three strikes)
     profanity_points = 1          # ladder points each strike adds besides
@@ -81,6 +82,12 @@ class DetectionConfig:
         encoder: the sentence encoder: an installed encoder's name or a folder.
         semantic_threshold: probability (0..1) that an utterance is harassment
             at which the semantic stage reports it.
+        semantic_clause_threshold: the same probability for one clause of a
+            long turn (at least two clauses of four words or more), judged
+            when the whole turn did not reach ``semantic_threshold`` (never
+            below it: the higher of the two applies); 1.0 (the default) judges
+            whole turns only: 0.97 to 0.99 were measured and flag one more
+            line of ordinary spoken conversation (``docs/detection-quality.md``, round 5).
         semantic_thresholds: category -> its own such probability, for the
             categories it names (the stage's most likely category decides
             which applies); ``bench/cross_validate.py --choose`` chooses
@@ -118,6 +125,7 @@ class DetectionConfig:
     semantic: bool = True
     encoder: str = "all-minilm-l6-v2"
     semantic_threshold: float = 0.95
+    semantic_clause_threshold: float = 1.0
     semantic_thresholds: Mapping[str, float] = setting(default_factory=lambda: MappingProxyType({}),
                                                        read=lambda v: MappingProxyType(_thresholds_table(v)))
     profanity_caution_strikes: int = 1
@@ -159,6 +167,8 @@ class DetectionConfig:
             raise _bad("min_score must be in [0, 1]")
         if not 0.5 <= self.semantic_threshold < 1.0:
             raise _bad("semantic_threshold must be in [0.5, 1)")
+        if not 0.5 <= self.semantic_clause_threshold <= 1.0:
+            raise _bad("semantic_clause_threshold must be in [0.5, 1] (1: whole turns only)")
         if self.profanity_points < 0:
             raise _bad("profanity_points must not be negative")
         if not 0 < self.profanity_caution_strikes <= self.profanity_alert_strikes:

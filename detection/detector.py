@@ -70,6 +70,7 @@ from detection.text import Normalized, normalize, runs, without_hesitations
 _NEGATION_WINDOW = 3
 _PERSONAL_ATTACK = frozenset({"insult", "integrity"})
 _AIMED = frozenset({"threat", "insult", "integrity", "sexual", "privacy"})  # harassment only when aimed at the partner
+CLAUSE_MIN_WORDS = 4  # a clause of a long turn the semantic stage judges alone has at least this many words
 _WORDING = frozenset({"profanity"})  # judged on the words said, not on what they claim: no negation or quotation excuses them
 # (a word sense may: lists.tsv holds as obscene only words without a clean one, and senses.tsv names the few slurs that have one)
 
@@ -190,9 +191,30 @@ class Detector:
         if found & _PERSONAL_ATTACK:
             found |= _PERSONAL_ATTACK
         wanted = [c for c in self.semantic.categories if c not in found and c not in self._disabled]
-        for verdict in self.semantic.judge(u.norm.tokens, wanted, embedding=u.reading.embedding):
-            if verdict.fired:  # a fired verdict always has evidence words
-                self._semantic_finding(u, verdict, best)
+        fired = [v for v in self.semantic.judge(u.norm.tokens, wanted, embedding=u.reading.embedding) if v.fired]
+        clause_threshold = max(self.config.semantic_clause_threshold, self.semantic.threshold)
+        if not fired and clause_threshold < 1.0:
+            # a long turn: one clause may harass inside ordinary talk (issue 11, round 5)
+            fired = self.semantic.judge_clauses(u.norm.tokens, self._clauses(u.norm.tokens), wanted, clause_threshold)
+        for verdict in fired:  # a fired verdict always has evidence words
+            self._semantic_finding(u, verdict, best)
+
+    def _clauses(self, tokens: tuple[str, ...]) -> list[tuple[int, int]]:
+        """A long turn's clauses, ``(first, last)`` word indices: a new one begins at
+        a clause word ("and", "but", "because", "if", ...) once the current one has
+        :data:`CLAUSE_MIN_WORDS`; a short tail joins the clause before it. One
+        clause (a short turn) when there is nothing to split."""
+        clauses: list[tuple[int, int]] = []
+        start = 0
+        for i, token in enumerate(tokens):
+            if token in self._clause_break and i - start >= CLAUSE_MIN_WORDS:
+                clauses.append((start, i - 1))
+                start = i
+        if clauses and len(tokens) - start < CLAUSE_MIN_WORDS:
+            clauses[-1] = (clauses[-1][0], len(tokens) - 1)
+        else:
+            clauses.append((start, len(tokens) - 1))
+        return clauses
 
     def _semantic_finding(self, u: "_Utterance", verdict: Verdict, best: dict[tuple[str, str | None], _Held]) -> None:
         norm = u.norm

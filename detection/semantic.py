@@ -180,13 +180,16 @@ class SemanticStage:
         self.categories = tuple(c for c in head.classes if c != NONE)
         self._none = head.classes.index(NONE)
 
-    def judge(self, words: Sequence[str], wanted: Iterable[str], *, embedding: np.ndarray | None = None) -> list[Verdict]:
+    def judge(self, words: Sequence[str], wanted: Iterable[str], *, embedding: np.ndarray | None = None,
+              threshold: float | None = None, offset: int = 0) -> list[Verdict]:
         """Verdicts on an utterance of ``words`` (normalized) for the categories in
         ``wanted``: its most likely category, and any other holding at least
         ``SECOND_SHARE`` of the harassment probability ("i'd watch my back if i
         were you love" is a threat before it is a flirt). Evidence only when fired.
         ``embedding``: the utterance's, when the caller has it already
-        (``self.encoder.read(words).embedding``)."""
+        (``self.encoder.read(words).embedding``). ``threshold``: instead of the
+        stage's own (a clause of a long turn, :meth:`judge_clauses`); ``offset``:
+        added to the evidence's word indices (the clause's first word in its turn)."""
         wanted = frozenset(wanted)
         if not words or not wanted:
             return []
@@ -201,10 +204,30 @@ class SemanticStage:
             category = self.head.classes[index]
             if category not in wanted:
                 continue
-            fired = harassment >= self.thresholds.get(category, self.threshold)
+            needed = self.thresholds.get(category, self.threshold) if threshold is None else max(threshold, self.thresholds.get(category, 0.0))
+            fired = harassment >= needed
             words_ = self._evidence(words, index, float(probabilities[index])) if fired else ()
+            words_ = tuple((first + offset, last + offset) for first, last in words_)
             verdicts.append(Verdict(category, harassment, fired, words_))
         return verdicts
+
+    def judge_clauses(self, words: Sequence[str], clauses: Sequence[tuple[int, int]], wanted: Iterable[str],
+                      threshold: float) -> list[Verdict]:
+        """Fired verdicts on each clause ``(first, last)`` (word indices, inclusive)
+        of a long turn, at ``threshold``, embedded in one batch; evidence indices
+        are the turn's. A harassing clause inside thirty words of ordinary talk
+        weighs little in the whole turn's embedding; judged alone it does not."""
+        wanted = frozenset(wanted)
+        if not wanted or len(clauses) < 2:
+            return []
+        texts = [" ".join(words[first:last + 1]) for first, last in clauses]
+        embeddings = self.encoder.embed_many(texts)
+        out: list[Verdict] = []
+        for (first, last), embedding in zip(clauses, embeddings):
+            for verdict in self.judge(words[first:last + 1], wanted, embedding=embedding, threshold=threshold, offset=first):
+                if verdict.fired and verdict.category not in {v.category for v in out}:
+                    out.append(verdict)
+        return out
 
     def _evidence(self, words: Sequence[str], index: int, probability: float) -> tuple[tuple[int, int], ...]:
         """Occlusion: the words whose absence costs the category most."""

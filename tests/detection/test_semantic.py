@@ -338,3 +338,33 @@ def test_a_stage_built_on_another_stages_encoder_is_the_same_model(detector):
     assert again.encoder is stage.encoder
     words = detector.normalized(ONLY_BY_MEANING["threat"]).tokens
     assert again.judge(words, ["threat"]) == stage.judge(words, ["threat"])
+
+
+LONG_TURN = ("we moved house in june and the meter readings were wrong from the start and the bills kept going up "
+             "every month and a little thing like you should be careful walking to the car park at night")
+
+
+def test_a_harassing_clause_inside_a_long_turn_is_judged_alone(detector, rules_alone, encoder):
+    """The whole turn's embedding averages one menacing clause with the meter readings;
+    the clause judged alone (at ``semantic_clause_threshold``, off by default) is found, its evidence in it."""
+    assert not rules_alone.screen(LONG_TURN), "the rules must miss it, or the test proves nothing"
+    assert DetectionConfig().semantic_clause_threshold == 1.0 and not detector.screen(LONG_TURN)
+    clauses = Detector(DetectionConfig(semantic_clause_threshold=0.98), encoder=encoder)
+    findings = clauses.screen(LONG_TURN)
+    assert [f.category for f in findings] == ["threat"]
+    clause_start = LONG_TURN.index("a little thing")
+    assert findings[0].span[0] >= clause_start and findings[0].rule == "semantic.threat"
+
+
+def test_a_long_turn_splits_at_clause_words_into_clauses_of_four_words_or_more(detector):
+    words = tuple("i rang and rang and then the engineer came but it broke again so".split())
+    clauses = detector._clauses(words)
+    assert [" ".join(words[a:b + 1]) for a, b in clauses] == [
+        "i rang and rang", "and then the engineer came", "but it broke again so"]
+    assert detector._clauses(tuple("you are rude".split())) == [(0, 2)]
+
+
+def test_the_clause_threshold_is_checked():
+    with pytest.raises(DetectionError, match="semantic_clause_threshold"):
+        DetectionConfig.from_table({"semantic_clause_threshold": 1.5})
+    assert DetectionConfig.from_table({"semantic_threshold": 0.99, "semantic_clause_threshold": 0.98}).semantic_clause_threshold == 0.98
