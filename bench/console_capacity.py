@@ -8,7 +8,9 @@ call starts, then every ``--turn`` seconds a line (the customer's preceded by
 three partials), and one call in four turns threatening at its third
 customer line (the finding and the level change to ``alert``); the call
 ends after ``--seconds``. Call starts are spread over the first turn.
-Agents link to the replicas in turn (each given every replica's URL).
+Agents link to the replicas in turn (each given every replica's URL). With
+the default 4 agents every threatening call (one in four) is on the same
+agent's link, so whatever delays that one link delays every alert.
 Browsers watch: ``--supervisors`` supervisors watching everything and one
 partner per call watching their own call, spread over the replicas too.
 
@@ -36,7 +38,11 @@ Setups (``--setups``): ``sqlite1`` (one console, SQLite), ``pg1``/``pg2``
 (two replicas linked through LISTEN/NOTIFY on the store's database,
 ``[console] fanout = "postgresql"``).
 
-    .venv/bin/python bench/console_capacity.py [--calls 30] [--seconds 12] [--supervisors 10] [--agents 4] [--setups sqlite1,pg2]
+    .venv/bin/python bench/console_capacity.py [--calls 30] [--seconds 12] [--supervisors 10] [--agents 4] [--setups sqlite1,pg2] [--trace FILE]
+
+``--trace FILE`` appends what the agents' links, the replicas and the alerts
+did every 0.25 s (JSON lines, see ``_trace``); the replicas' logs stay in
+``callshield-capacity-*`` under the temporary directory.
 
 ``--calls 100,300,1000`` runs each size in turn (for the sizing table in
 docs/deployment.md; minutes each, and people to add: a partner per call).
@@ -91,6 +97,7 @@ class Watch:
     """What the browsers saw."""
 
     published: dict[str, float] = field(default_factory=dict)  # call id -> when its alert's level change was published
+    first_seen: dict[str, float] = field(default_factory=dict)  # call id -> when a supervisor first saw its alert
     latencies: list[float] = field(default_factory=list)
     alerts_seen: dict[str, set[str]] = field(default_factory=dict)  # supervisor -> call ids
 
@@ -106,6 +113,7 @@ async def watch(browser: Browser, name: str, w: Watch) -> None:
             if call_id not in seen and call_id in w.published:
                 seen.add(call_id)
                 w.latencies.append(now - w.published[call_id])
+                w.first_seen.setdefault(call_id, now)
     except Exception:  # closed: counted as alerts not seen
         return
 
@@ -208,12 +216,19 @@ async def run(setup: str, calls: int, args, servers) -> dict:
         t0 = time.monotonic()
         ids = (f"ev{n}" for n in itertools.count())
         threats = [c for c in range(calls) if c % 4 == 3]
+        tracer = asyncio.create_task(_trace(args.trace, t0, links, replicas, w)) if args.trace else None
         lines = await asyncio.gather(*(play_call(links[c % len(links)], f"call-{c}", partners[c], seconds=args.seconds, turn=args.turn,
                                                  threat=c in threats, delay=args.turn * c / calls, w=w, ids=ids) for c in range(calls)))
         for link in links:
             await link.drain(60)
         await asyncio.sleep(1.0)  # the last alerts on their way to screens
         wall = time.monotonic() - t0
+        if tracer is not None:
+            tracer.cancel()
+            await asyncio.gather(tracer, return_exceptions=True)
+            with open(args.trace, "a") as out:
+                for c, at in sorted(w.published.items(), key=lambda kv: kv[1]):
+                    out.write(json.dumps({"alert": c, "published": round(at - t0, 3), "seen": round(w.first_seen[c] - t0, 3) if c in w.first_seen else None}) + "\n")
         cpu = {r.name: (cpu_seconds(r.process.pid) - cpu0[r.name]) / wall for r in replicas}
         helpers_cpu = {name: _cpu_since(helpers0[name], pids()) / wall for name, pids in helpers.items()}
         driver_cpu = (time.process_time() - driver0) / wall
@@ -236,7 +251,8 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             "servers_cpu": {name: share * 100 * 100 / calls for name, share in helpers_cpu.items()}, "load": os.getloadavg()[0],
             "driver_cpu": driver_cpu * 100,
             "links": {"reconnects": sum(link.stats.connects for link in links) - len(links), "resent": sum(link.stats.resent for link in links),
-                      "failovers": sum(link.stats.failovers for link in links)},
+                      "failovers": sum(link.stats.failovers for link in links),
+                      "reconnects per link": [link.stats.connects - 1 for link in links]},
         }
     finally:
         for link in links:
@@ -247,6 +263,28 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             r.stop()
         if store_url:
             servers.postgres().drop_database(store_url)
+
+
+async def _trace(path: str, t0: float, links: list[ConsoleLink], replicas: list, w: Watch) -> None:
+    """``--trace``: every 0.25 s a JSON line: ``t`` (seconds since the calls began), ``lag`` (this event loop's lateness),
+    per agent link ``[linked, unacknowledged, sent, acknowledged, resent, connects, console]``, per replica its
+    ``events_stored``, and ``alerts`` [published, seen by a supervisor]; after the run one line per alert (when it was
+    published and first seen)."""
+    loop = asyncio.get_running_loop()
+    with open(path, "a") as out:
+        out.write(json.dumps({"start": time.time(), "t0": t0}) + "\n")
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.25)
+            lag = time.monotonic() - before - 0.25
+            health = await asyncio.gather(*(loop.run_in_executor(None, r.health) for r in replicas), return_exceptions=True)
+            out.write(json.dumps({
+                "t": round(time.monotonic() - t0, 3), "lag": round(lag, 3),
+                "links": [[int(link.connected), link.pending, link.stats.sent, link.stats.acked, link.stats.resent, link.stats.connects,
+                           link.url.rsplit(":", 1)[-1].split("/")[0]] for link in links],
+                "stored": [h["events_stored"] if isinstance(h, dict) else repr(h)[:60] for h in health],
+                "alerts": [len(w.published), len(w.first_seen)]}) + "\n")
+            out.flush()
 
 
 async def _drain(browser: Browser) -> None:
@@ -374,9 +412,10 @@ def main() -> None:
     parser.add_argument("--turn", type=float, default=1.5, help="seconds between two lines of a call (default 1.5)")
     parser.add_argument("--supervisors", type=int, default=10, help="supervisors watching every call (default 10)")
     parser.add_argument("--agents", type=int, default=4, help="agent links the calls are spread over (default 4)")
+    parser.add_argument("--trace", default="", help="append to this file a JSON line every 0.25 s of each run (agent links, replicas, alerts)")
     parser.add_argument("--setups", default="sqlite1,pg2", help=f"which, comma-separated: {', '.join(SETUPS)} (default sqlite1,pg2)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.exit(asyncio.run(main_async(args)))
 
 

@@ -48,6 +48,14 @@ HELLO_TIMEOUT = 10.0
 AGENT_INBOUND = tuple(t for t in p.AGENT_MESSAGES if t is not p.AgentHello)
 HEARTBEAT_CALLS = 1000
 """Call ids of one heartbeat looked at (an agent monitors far fewer)."""
+STORE_ERROR_CLOSE_S = 1.0
+"""Seconds the console waits for an agent to answer the close of its link after a
+store error, before dropping the connection. A busy agent's events queued unread
+(the socket stops being read once 16 frames wait: websockets' ``max_queue``) hide
+its answer, so the handshake cannot finish and would take websockets' default
+``close_timeout`` of 10 s, during which the agent sends nothing: every event it
+publishes meanwhile, alerts included, reached screens 10 s late
+(``docs/deployment.md``, "The 10 s stall at 300 calls")."""
 
 
 class AgentLinks:
@@ -149,6 +157,7 @@ class AgentLinks:
             pass
         except StoreError as exc:  # nothing unstored was acknowledged: the agent resends after reconnecting
             log.error("store error on agent %s's link: %s", agent, exc)
+            ws.close_timeout = STORE_ERROR_CLOSE_S  # a busy agent's answer to the close is never read: do not wait 10 s for it
             await ws.close(1011, "console store error")
         finally:
             if self.connected.get(agent) is ws:

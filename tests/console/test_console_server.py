@@ -9,12 +9,17 @@ import json
 import logging
 import os
 import re
+import time
 import urllib.request
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from agent.link import ConsoleLink
+from console.agents import STORE_ERROR_CLOSE_S
+from console.errors import StoreError
 from kernel import protocol as p
+from kernel.backoff import Backoff
 from console_kit import FakeClock, open_agent, open_browser, running_console, store_setting
 
 
@@ -431,6 +436,45 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
                 raise AssertionError("two consoles on one port")
             except ConsoleError as exc:
                 assert exc.code == "port_unavailable" and str(first.port) in str(exc)
+
+    asyncio.run(main())
+
+
+def test_a_store_error_drops_a_busy_agents_link_at_once(tmp_path):
+    """A store error while the agent's next events wait unread (the console
+    stops reading a socket 16 frames ahead): the console's close cannot be
+    answered through them, so it drops the link after STORE_ERROR_CLOSE_S, not
+    websockets' 10 s close timeout, during which the agent sent nothing (at 300
+    calls in bench/console_capacity.py every alert of that agent came 10 s
+    late). The agent resends on its next link; every event stored once."""
+
+    async def main():
+        async with running_console(tmp_path) as console:
+            record_event, calls = console.store.record_event, []
+
+            def failing_once(agent, message):
+                calls.append(message.seq)
+                if len(calls) == 2:
+                    time.sleep(0.3)  # the agent's next events arrive meanwhile and wait unread
+                    raise StoreError("injected: the database failed this write")
+                return record_event(agent, message)
+
+            console.store.record_event = failing_once
+            link = ConsoleLink(console.url, agent_id="agent-1", token=console.tokens["agent-1"], backoff=Backoff(initial=0.05, maximum=0.1))
+            link.start()
+            try:
+                await link.wait_connected(5)
+                link.publish(p.CallStarted(seq=0, event_id="start", call_id="c", partner="ann", seat="1", source="wav", started_at="2025-03-01T09:00:00Z"))
+                for n in range(60):
+                    link.publish(p.UtteranceFinal(seq=0, event_id=f"u{n}", call_id="c", speaker="customer", start=n, end=n + 1.0, text=f"line {n}", words=()))
+                began = time.monotonic()
+                await link.drain(30)
+                took = time.monotonic() - began
+            finally:
+                await link.close()
+            assert link.stats.connects == 2 and link.stats.resent > 0, link.stats
+            assert took < STORE_ERROR_CLOSE_S + 3, f"the agent's events waited {took:.1f} s for its link to close"
+            assert (await console.db(console.store.counts))["utterances"] == 60
 
     asyncio.run(main())
 
