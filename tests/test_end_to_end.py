@@ -120,10 +120,12 @@ def test_replayed_threat_reaches_the_supervisor_who_authorizes_ending_the_call(t
         async with Floor(tmp_path) as floor:
             supervisor, partner, console = floor.supervisor, floor.partner, floor.console
             replay = await floor.replay(call_file(tmp_path))
-            # the supervisor sees the live call and the alert with the evidence words
+            # the supervisor sees the live call (the replay's start-up first: loading the encoder and the
+            # detector from a fresh clone's cold caches has taken over 20 s on CI) and the alert with the evidence words
+            row = supervisor.locator("#calls tr[data-call]").first
+            await expect(row).to_be_visible(timeout=90000)
             card = supervisor.locator("#alerts [data-alert]").first
             await expect(card).to_be_visible(timeout=20000)
-            row = supervisor.locator("#calls tr[data-call]").first
             await expect(row).to_contain_text("ann")
             await row.click()
             await expect(supervisor.locator("#findings .finding mark").first).to_contain_text("break your neck")
@@ -167,6 +169,7 @@ def test_a_call_the_agent_cannot_hang_up_is_ended_through_the_signed_webhook(tmp
             async with Floor(tmp_path) as floor:
                 supervisor, partner, console = floor.supervisor, floor.partner, floor.console
                 replay = await floor.replay(call_file(tmp_path, CALL[:12]), "--speed", "2", config=config)
+                await expect(supervisor.locator("#calls tr[data-call]").first).to_be_visible(timeout=90000)  # the replay's start-up
                 await expect(supervisor.locator("#alerts [data-alert]").first).to_be_visible(timeout=20000)
                 await supervisor.locator("#calls tr[data-call]").first.click()
                 await expect(supervisor.locator("#end-request")).to_be_hidden()
