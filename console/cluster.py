@@ -64,6 +64,7 @@ from typing import Any, Protocol
 
 from console.errors import ConsoleError
 from kernel.backoff import Backoff
+from kernel.queues import DropOldestQueue
 
 log = logging.getLogger("callshield.console.cluster")
 
@@ -209,7 +210,7 @@ class Cluster:
         self._agents = agents
         self._peer_gone = peer_gone
         self._number = 0
-        self._outbox: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(maxsize=OUTBOX)
+        self._outbox: DropOldestQueue[tuple[str, bytes, bool]] = DropOldestQueue(OUTBOX)
         self._resync_due = False
         self._resyncing: asyncio.Task | None = None
         self._bad_logged = 0.0
@@ -259,7 +260,7 @@ class Cluster:
         if self.state == "closed":
             return
         if sheddable:
-            if self._outbox.qsize() >= OUTBOX * SHED_AT:
+            if len(self._outbox) >= OUTBOX * SHED_AT:
                 self.stats.partials_shed += 1
                 return
             head = {"r": self.id, "s": supervisors, "p": partner}
@@ -273,15 +274,13 @@ class Cluster:
         self._queue(SESSIONS, _join({"r": self.id}, b""), False)
 
     def _queue(self, subject: str, payload: bytes, sheddable: bool) -> None:
-        if self._outbox.full():
-            self._outbox.get_nowait()
+        if self._outbox.put((subject, payload, sheddable)) is not None:
             self.stats.dropped += 1
-        self._outbox.put_nowait((subject, payload, sheddable))
 
     async def _send(self) -> None:
         while True:
-            batch = [await self._outbox.get()]
-            while len(batch) < SEND_BATCH and not self._outbox.empty():
+            batch = [await self._outbox.get()]  # never closed: never None
+            while len(batch) < SEND_BATCH and self._outbox:
                 batch.append(self._outbox.get_nowait())
             sent = await self.fanout.publish([(subject, payload) for subject, payload, _ in batch])
             self.stats.published += sent

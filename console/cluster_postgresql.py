@@ -41,6 +41,7 @@ import secrets
 from typing import Any
 
 from console.cluster import END_CALL, INBOX, PREFIX, RECONNECT, SCREENS, SESSIONS, Cluster, shown
+from kernel.queues import DropOldestQueue
 
 log = logging.getLogger("callshield.console.cluster")
 
@@ -71,7 +72,7 @@ class PostgresFanout:
         self._publisher_failed_at = -1e9
         self._publisher_failures = 0
         self._connecting = asyncio.Lock()
-        self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=INBOX)
+        self._inbox: DropOldestQueue[tuple[str, bytes]] = DropOldestQueue(INBOX)
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
         self._closed = False
 
@@ -88,10 +89,7 @@ class PostgresFanout:
             conn = getattr(self, name)
             setattr(self, name, None)
             if conn is not None:
-                try:
-                    await asyncio.wait_for(conn.close(), 5)
-                except Exception as exc:  # closing a half-dead connection: nothing left to do
-                    log.debug("closing a fan-out connection: %s", exc)
+                await _quietly_close(conn)
 
     async def _connect(self, *, purpose: str, keepalives: bool) -> Any:
         import psycopg
@@ -131,10 +129,7 @@ class PostgresFanout:
             finally:
                 self._listener = None
                 if conn is not None:
-                    try:
-                        await conn.close()
-                    except Exception as exc:  # already gone
-                        log.debug("closing the listening connection: %s", exc)
+                    await _quietly_close(conn)
             if self._closed:
                 return
             cluster.unlinked(why)
@@ -146,15 +141,13 @@ class PostgresFanout:
     # ------------------------------------------------------------------ in
 
     def _take(self, channel: str, payload: str) -> None:
-        if self._inbox.full():
-            self._inbox.get_nowait()
+        if self._inbox.put((channel, payload.encode("utf-8"))) is not None:
             self._cluster.stats.dropped += 1
-        self._inbox.put_nowait((channel, payload.encode("utf-8")))
 
     async def _read_inbox(self) -> None:
         cluster = self._cluster
         while True:
-            channel, data = await self._inbox.get()
+            channel, data = await self._inbox.get()  # never closed: never None
             if channel == SCREENS:
                 try:
                     cluster.on_screens(data)
@@ -179,7 +172,7 @@ class PostgresFanout:
             await self.publish([(REPLIES, token + b"\n" + answer)])
 
     def backlog(self) -> int:
-        return self._inbox.qsize()
+        return len(self._inbox)
 
     # ------------------------------------------------------------------ out
 
@@ -255,7 +248,8 @@ class PostgresFanout:
 
 
 async def _quietly_close(conn: Any) -> None:
+    """Close a fan-out connection, half-dead or gone already: nothing is left to do if it fails (5 s at most)."""
     try:
-        await conn.close()
+        await asyncio.wait_for(conn.close(), 5)
     except Exception as exc:  # a broken connection
         log.debug("closing a fan-out connection: %s", exc)

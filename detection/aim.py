@@ -128,7 +128,7 @@ class AimReader:
         self._object_follow, self._you_subject = words("YOU_OBJECT_BEFORE"), words("YOU_SUBJECT")
         self._article, self._copula, self._relative_words = words("ARTICLE"), words("COPULA"), words("RELATIVE_WORDS")
         self._customer_words = words("CUSTOMER_WORDS")
-        self._self_tag = _phrases(compiler, "^ {SELF_TAG}", "aim.self_tag")
+        self._self_tag = _phrases(compiler, "{SELF_TAG}", "aim.self_tag")
         self._say = _phrases(compiler, "{SAY_VERB}", "aim.say_verb")
         self._own_words = _phrases(compiler, "{SAY_OWN}", "aim.say_own")
         self._generic = _phrases(compiler, "{GENERIC_PLACE}", "aim.generic_place")
@@ -322,15 +322,13 @@ class AimReader:
         """The words after word ``last`` that turn it on the customer ("what a
         dummy [i am]", "such an idiot [i was]"), unless more follows them in the
         same breath ("what an idiot i am dealing with"): "" when none."""
-        rest = norm.tokens[last + 1:]
-        found = self._self_tag.match(" ".join(rest) + " ") if rest else None
+        found = self._self_tag.match(norm.text, norm.starts[last + 1]) if last + 1 < len(norm.tokens) else None
         if not found:
             return ""
-        tag = found.group(0).split()
-        after = rest[len(tag):]
-        if after and (after[0] not in self._clause_break and after[0] not in self._not_you):
+        after = norm.token_index(found.end()) if found.end() < len(norm.text) - 1 else None  # the word after the tag
+        if after is not None and norm.tokens[after] not in self._clause_break and norm.tokens[after] not in self._not_you:
             return ""
-        return " ".join(norm.tokens[max(last - 2, 0):last + 1] + tuple(tag))
+        return " ".join(norm.tokens[max(last - 2, 0):last + 1]) + " " + found.group(0).strip()
 
     def _nearest(self, u: Utterance, first: int) -> tuple[int, Aim] | None:
         """The nearest pointer before word ``first`` in its clause, and its

@@ -84,8 +84,8 @@ class DetectionConfig:
             at which the semantic stage reports it.
         semantic_clause_threshold: the same probability for one clause of a
             long turn (at least two clauses of four words or more), judged
-            when the whole turn did not reach ``semantic_threshold`` (never
-            below it: the higher of the two applies); 1.0 (the default) judges
+            when the whole turn did not fire (never below the threshold that
+            applies to the category: the higher of the two); 1.0 (the default) judges
             whole turns only: 0.97 to 0.99 were measured and flag one more
             line of ordinary spoken conversation (``docs/detection-quality.md``, round 5).
         semantic_thresholds: category -> its own such probability, for the

@@ -192,10 +192,11 @@ class Detector:
             found |= _PERSONAL_ATTACK
         wanted = [c for c in self.semantic.categories if c not in found and c not in self._disabled]
         fired = [v for v in self.semantic.judge(u.norm.tokens, wanted, embedding=u.reading.embedding) if v.fired]
-        clause_threshold = max(self.config.semantic_clause_threshold, self.semantic.threshold)
-        if not fired and clause_threshold < 1.0:
-            # a long turn: one clause may harass inside ordinary talk (issue 11, round 5)
-            fired = self.semantic.judge_clauses(u.norm.tokens, self._clauses(u.norm.tokens), wanted, clause_threshold)
+        if not fired and self.config.semantic_clause_threshold < 1.0:
+            # a long turn: one clause may harass inside ordinary talk (issue 11, round 5); judge_clauses
+            # never goes below the stage's own thresholds
+            fired = self.semantic.judge_clauses(u.norm.tokens, self._clauses(u.norm.tokens), wanted,
+                                                self.config.semantic_clause_threshold)
         for verdict in fired:  # a fired verdict always has evidence words
             self._semantic_finding(u, verdict, best)
 

@@ -187,7 +187,7 @@ class SemanticStage:
         ``SECOND_SHARE`` of the harassment probability ("i'd watch my back if i
         were you love" is a threat before it is a flirt). Evidence only when fired.
         ``embedding``: the utterance's, when the caller has it already
-        (``self.encoder.read(words).embedding``). ``threshold``: instead of the
+        (``self.encoder.read(words).embedding``). ``threshold``: a higher one than the
         stage's own (a clause of a long turn, :meth:`judge_clauses`); ``offset``:
         added to the evidence's word indices (the clause's first word in its turn)."""
         wanted = frozenset(wanted)
@@ -204,8 +204,7 @@ class SemanticStage:
             category = self.head.classes[index]
             if category not in wanted:
                 continue
-            needed = self.thresholds.get(category, self.threshold) if threshold is None else max(threshold, self.thresholds.get(category, 0.0))
-            fired = harassment >= needed
+            fired = harassment >= max(self.thresholds.get(category, self.threshold), threshold or 0.0)
             words_ = self._evidence(words, index, float(probabilities[index])) if fired else ()
             words_ = tuple((first + offset, last + offset) for first, last in words_)
             verdicts.append(Verdict(category, harassment, fired, words_))
@@ -214,7 +213,7 @@ class SemanticStage:
     def judge_clauses(self, words: Sequence[str], clauses: Sequence[tuple[int, int]], wanted: Iterable[str],
                       threshold: float) -> list[Verdict]:
         """Fired verdicts on each clause ``(first, last)`` (word indices, inclusive)
-        of a long turn, at ``threshold``, embedded in one batch; evidence indices
+        of a long turn, at ``threshold`` (or a category's own, if higher), embedded in one batch; evidence indices
         are the turn's. A harassing clause inside thirty words of ordinary talk
         weighs little in the whole turn's embedding; judged alone it does not."""
         wanted = frozenset(wanted)
@@ -222,12 +221,12 @@ class SemanticStage:
             return []
         texts = [" ".join(words[first:last + 1]) for first, last in clauses]
         embeddings = self.encoder.embed_many(texts)
-        out: list[Verdict] = []
+        out: dict[str, Verdict] = {}  # the first clause that fires for a category
         for (first, last), embedding in zip(clauses, embeddings):
             for verdict in self.judge(words[first:last + 1], wanted, embedding=embedding, threshold=threshold, offset=first):
-                if verdict.fired and verdict.category not in {v.category for v in out}:
-                    out.append(verdict)
-        return out
+                if verdict.fired:
+                    out.setdefault(verdict.category, verdict)
+        return list(out.values())
 
     def _evidence(self, words: Sequence[str], index: int, probability: float) -> tuple[tuple[int, int], ...]:
         """Occlusion: the words whose absence costs the category most."""

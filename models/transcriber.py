@@ -174,9 +174,8 @@ class SharedModel:
         waits with the same rate and options, else a new one (:meth:`recognizer`).
         Returns it with its clock: samples it was fed before (Vosk counts word
         times from a recognizer's first sample). Safe from any thread."""
-        key = (sample_rate, words, partial_words, max_alternatives)
         with self._pool_lock:
-            idle = self._idle.get(key)
+            idle = self._idle.get((sample_rate, words, partial_words, max_alternatives))
             if idle:
                 self.recognizers_reused += 1
                 return idle.pop()
@@ -191,14 +190,12 @@ class SharedModel:
         Kept for the next stream unless ``keep_warm`` wait already or it has heard
         ``RECOGNIZER_MAX_FED_S`` (its clock is a 32-bit float in Vosk: past that,
         word times would lose sample precision). True if kept."""
-        key = (sample_rate, words, partial_words, max_alternatives)
         if fed >= RECOGNIZER_MAX_FED_S * sample_rate:
             return False
         with self._pool_lock:
-            idle = self._idle.setdefault(key, [])
-            if sum(map(len, self._idle.values())) >= self.keep_warm:
+            if self._kept() >= self.keep_warm:
                 return False
-            idle.append((rec, fed))
+            self._idle.setdefault((sample_rate, words, partial_words, max_alternatives), []).append((rec, fed))
             return True
 
     def drop_warm(self) -> None:
@@ -210,7 +207,11 @@ class SharedModel:
     def warm(self) -> int:
         """Recognizers waiting for a stream."""
         with self._pool_lock:
-            return sum(map(len, self._idle.values()))
+            return self._kept()
+
+    def _kept(self) -> int:
+        """Recognizers waiting (the pool's lock held)."""
+        return sum(map(len, self._idle.values()))
 
     def recognizer(self, sample_rate: int, *, words: bool = True, partial_words: bool = False, max_alternatives: int = 0) -> object:
         """A new ``vosk.KaldiRecognizer`` for one stream at ``sample_rate`` Hz.
