@@ -20,7 +20,7 @@ training figure); rules written since name their lines in
 ``detection/lexicons/en/provenance.tsv``, and those lines are left out of
 every figure.
 
-    .venv/bin/python bench/cross_validate.py [--folds 5] [--tune-layers N] [--also FILE.tsv ...] [--spent-writers]
+    .venv/bin/python bench/cross_validate.py [--folds 5] [--tune-layers N] [--also FILE.tsv ...] [--spent-writers] [--long-turns N]
                                              [--choose TRAIN,VALIDATION] [--out FILE.json]
     .venv/bin/python bench/cross_validate.py --verdicts FILE.json --choose TRAIN,VALIDATION
 
@@ -149,6 +149,8 @@ def main() -> int:
                         help="also train every fold on this label<TAB>text file (repeatable; e.g. bench/data/voices/*.tsv)")
     parser.add_argument("--spent-writers", action="store_true",
                         help="also train every fold on the spent sealed sets (train_semantic.SPENT_WRITERS)")
+    parser.add_argument("--long-turns", type=int, default=0, metavar="N",
+                        help="also train every fold on N long turns of each kind (train_semantic.long_turns)")
     parser.add_argument("--choose", metavar="TRAIN,VALIDATION",
                         help="choose a threshold per category (semantic_thresholds) on these cross-validated verdicts, "
                              "flagging at most this many clean messages of each split")
@@ -171,7 +173,7 @@ def main() -> int:
         verdicts = {r["example_id"]: {**r, **{float(t): r[str(t)] for t in THRESHOLDS}} for r in rows}
         print(f"== verdicts of {args.verdicts} ({len(scored)} messages)")
     else:
-        scored, verdicts = cross_validated(args.folds, args.tune_layers, args.also, args.spent_writers)
+        scored, verdicts = cross_validated(args.folds, args.tune_layers, args.also, args.spent_writers, args.long_turns)
         columns = {"rules alone": lambda v: v["rules"], **{f"+ stage at {t}": (lambda v, t=t: v[t]) for t in THRESHOLDS}}
         table(scored, verdicts, columns)
         print("\n-- the stage alone (P(harassment) of the whole message at least the threshold, before any check)")
@@ -205,7 +207,8 @@ def main() -> int:
     return 0
 
 
-def cross_validated(folds: int, tune_layers: int | None, also: list[Path], spent: bool = False) -> tuple[list, dict[str, dict]]:
+def cross_validated(folds: int, tune_layers: int | None, also: list[Path], spent: bool = False,
+                    long: int = 0) -> tuple[list, dict[str, dict]]:
     """Train the stage without each fold in turn and screen the fold: the messages scored
     (without those a rule was written from) and every message's verdicts."""
     from cli.settings import load_settings
@@ -224,7 +227,7 @@ def cross_validated(folds: int, tune_layers: int | None, also: list[Path], spent
     cache: dict = {}  # the untuned encoder's embeddings, the same in every fold
     for k in range(folds):
         held = frozenset(c for c, f in fold.items() if f == k)
-        rows = train_semantic.training_rows(shared, [], exclude=held, also=also, spent=spent)
+        rows = train_semantic.training_rows(shared, [], exclude=held, also=also, spent=spent, long=long)
         print(f"fold {k + 1}/{folds}: {len(held)} conversations held out, training on {len(rows)} lines "
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
         head, _, _ = train_semantic.train(encoder, rows, name=config.encoder, tune_layers=tune_layers, cache=cache)

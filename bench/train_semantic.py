@@ -32,12 +32,16 @@ Training data:
   (``SPENT_WRITERS``): round 1's sealed call-like lines and sealed spoken
   conversation (plain and trigger-word lines teach ``none``; toxic lines name
   no category), and round 2's sealed lines;
+- with ``--long-turns N`` (issue 11, round 6): N long turns of each kind built
+  from the written training files (:func:`long_turns`): a harassing line with
+  one or two benign lines around it keeps its label, two or three benign lines
+  together teach ``none``;
 - ``tests/detection/cases.py`` positives and benign lines;
 - ``$CALLSHIELD_SHARED/detection/dev_utterances.tsv``;
 - ``--qa-marks FILE.jsonl`` (``callshield export --qa-marks``): a confirmed
   finding teaches its category, a false alarm ``none``.
 
-Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--also FILE.tsv ...] [--spent-writers] [--tune-layers N] [--out PATH] [--check]``
+Usage: ``.venv/bin/python bench/train_semantic.py [--encoder NAME|DIR] [--qa-marks FILE ...] [--also FILE.tsv ...] [--spent-writers] [--long-turns N] [--tune-layers N] [--out PATH] [--check]``
 (``--also``: more written ``label<TAB>text`` files, such as a batch of
 ``bench/data/voices/`` being measured before it joins ``TRAINING_FILES``)
 (``--check``: train, then judge every training line with the fresh and the
@@ -51,6 +55,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import random
 import sys
 import time
 from collections import Counter
@@ -91,6 +96,33 @@ def spent_rows() -> list[tuple[str, str, str]]:
 
     return [(_SPOKEN_LABELS.get(label, label), text, f"{name}:{part}")
             for name, part in SPENT_WRITERS for _, label, text in written_set(name, part)]
+
+
+LONG_TURN_SEED = 11
+
+
+def long_turns(rows: list[tuple[str, str, str]], count: int, seed: int = LONG_TURN_SEED) -> list[tuple[str, str, str]]:
+    """``count`` long turns of each kind from the written training files among
+    ``rows`` (the sources named by :data:`TRAINING_FILES`; never ConvAbuse, so
+    a cross-validation fold builds the same turns): a harassing line (a seeded
+    draw, each at most once) after, before or between benign lines keeps its
+    label, as a caller wraps one harassing clause in a long complaint; two or
+    three benign lines together are ``none``, so a long turn alone teaches
+    nothing. Seeded: the same rows give the same turns."""
+    written = {Path(name).stem for name in TRAINING_FILES}
+    benign = [text for label, text, source in rows if source in written and label == NONE]
+    harassing = [(label, text) for label, text, source in rows if source in written and label != NONE]
+    if count <= 0 or not benign or not harassing:
+        return []
+    draw = random.Random(seed)
+    turns = []
+    for label, text in draw.sample(harassing, min(count, len(harassing))):
+        around = draw.sample(benign, 2)
+        shape = draw.randrange(3)
+        parts = [around[0], text] if shape == 0 else [text, around[0]] if shape == 1 else [around[0], text, around[1]]
+        turns.append((label, " ".join(parts), "long_turns"))
+    turns += [(NONE, " ".join(draw.sample(benign, draw.choice((2, 3)))), "long_turns") for _ in range(count)]
+    return turns
 
 
 def rows_from(path: Path, source: str) -> list[tuple[str, str, str]]:
@@ -138,12 +170,14 @@ def qa_mark_rows(path: Path) -> list[tuple[str, str, str]]:
 
 
 def training_rows(shared: Path, marks: list[Path], exclude: frozenset[str] = frozenset(),
-                  also: list[Path] = (), spent: bool = False) -> list[tuple[str, str, str]]:
+                  also: list[Path] = (), spent: bool = False, long: int = 0) -> list[tuple[str, str, str]]:
     """Every labelled line the stage learns from, ``(label, text, source)``;
     ``exclude``: ConvAbuse conversations left out (a cross-validation fold);
     ``also``: more ``label<TAB>text`` files (a batch being measured, e.g. ``bench/data/voices/*.tsv``);
-    ``spent``: the spent sealed sets too (:data:`SPENT_WRITERS`)."""
+    ``spent``: the spent sealed sets too (:data:`SPENT_WRITERS`);
+    ``long``: this many long turns of each kind (:func:`long_turns`)."""
     rows = [row for name in TRAINING_FILES for row in rows_from(model_dir("en") / name, Path(name).stem)]
+    rows += long_turns(rows, long)
     rows += spent_rows() if spent else []
     rows += [row for path in also for row in rows_from(path, path.stem)]
     rows += [(label, text, "heldout") for number, label, text in heldout_set.rows()
@@ -303,6 +337,9 @@ def main() -> int:
                         help="also train on this label<TAB>text file (repeatable; e.g. bench/data/voices/*.tsv)")
     parser.add_argument("--spent-writers", action="store_true",
                         help="also train on the spent sealed sets (SPENT_WRITERS; round 4, not adopted)")
+    parser.add_argument("--long-turns", type=int, default=0, metavar="N",
+                        help="also train on N long turns of each kind built from the written training lines "
+                             "(round 6 of issue 11)")
     parser.add_argument("--out", type=Path, default=model_dir("en") / MODEL_FILE)
     parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
     parser.add_argument("--noise", type=float, default=0.0, metavar="RATE",
@@ -316,7 +353,7 @@ def main() -> int:
     name = encoder.name if args.encoder else DetectionConfig().encoder
     if args.tune_layers is not None and not 0 <= args.tune_layers <= encoder.depth:
         parser.error(f"--tune-layers must be 0 to {encoder.depth} (the encoder's layers)")
-    rows = training_rows(shared_dir(), args.qa_marks, also=args.also, spent=args.spent_writers)
+    rows = training_rows(shared_dir(), args.qa_marks, also=args.also, spent=args.spent_writers, long=args.long_turns)
     if args.noise:
         rows = with_recognition_errors(rows, args.noise)
     fresh, words, y = train(encoder, rows, name=name, tune_layers=args.tune_layers)

@@ -53,3 +53,29 @@ def test_the_spent_writers_the_stage_may_train_on_are_spent_sets_only():
     assert len(rows) == sum(len(quality_sets.written_set(n, p)) for n, p in train_semantic.SPENT_WRITERS)
     assert {label for label, _, _ in rows} >= {"none", "threat", "privacy"}
     assert not {"plain", "trigger"} & {label for label, _, _ in rows}, "spoken benign kinds teach none"
+
+
+def test_long_turns_are_built_from_the_written_training_lines_only():
+    """``--long-turns`` (round 6): each harassing turn holds one written harassing line
+    and keeps its label, benign turns hold benign lines only, nothing comes from ConvAbuse
+    (a cross-validation fold builds the same turns), and the draw is seeded."""
+    import train_semantic
+
+    rows = [("threat", "ill find where you live", "training"), ("insult", "you useless cow", "training"),
+            ("none", "my bill is wrong", "training"), ("none", "can you check my meter", "training_requests"),
+            ("none", "the parcel never came", "training"), ("insult", "you stupid bot", "convabuse"),
+            ("none", "hello there", "convabuse")]
+    turns = train_semantic.long_turns(rows, 5)
+    assert turns == train_semantic.long_turns(list(rows), 5)
+    harassing = [t for t in turns if t[0] != "none"]
+    benign = [t for t in turns if t[0] == "none"]
+    assert len(harassing) == 2 and len(benign) == 5  # each written harassing line at most once
+    lines = {"none": {"my bill is wrong", "can you check my meter", "the parcel never came"},
+             "threat": {"ill find where you live"}, "insult": {"you useless cow"}}
+    for label, text, source in turns:
+        assert source == "long_turns" and "bot" not in text and "hello there" not in text
+        held = [line for line in lines["none"] if line in text]
+        assert len(text.split()) == sum(len(line.split()) for line in held) + (0 if label == "none" else len(next(iter(lines[label])).split()))
+        assert label == "none" or next(iter(lines[label])) in text
+        assert 2 <= len(held) + (label != "none") <= 3
+    assert train_semantic.long_turns(rows, 0) == []
