@@ -253,6 +253,7 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             "links": {"reconnects": sum(link.stats.connects for link in links) - len(links), "resent": sum(link.stats.resent for link in links),
                       "failovers": sum(link.stats.failovers for link in links),
                       "reconnects per link": [link.stats.connects - 1 for link in links]},
+            "store": _conflicts(health),
         }
     finally:
         for link in links:
@@ -263,6 +264,20 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             r.stop()
         if store_url:
             servers.postgres().drop_database(store_url)
+
+
+def _conflicts(health: list[dict]) -> dict:
+    """The replicas' store conflicts (``/healthz`` ``store_conflicts``): ``retried`` (transactions rolled back and run
+    again), ``exhausted`` (methods that lost every try), ``links closed`` (agent links closed on a store error), and
+    per method its counts by cause, summed over the replicas."""
+    methods: dict[str, dict[str, int]] = {}
+    for h in health:
+        for method, counts in h["store_conflicts"].items():
+            for cause, n in counts.items():
+                methods.setdefault(method, {})[cause] = methods.get(method, {}).get(cause, 0) + n
+    return {"retried": sum(n for counts in methods.values() for cause, n in counts.items() if cause != "exhausted"),
+            "exhausted": sum(counts.get("exhausted", 0) for counts in methods.values()),
+            "links closed": sum(h["agent_links_store_errors"] for h in health), "by method": methods}
 
 
 async def _trace(path: str, t0: float, links: list[ConsoleLink], replicas: list, w: Watch) -> None:
@@ -375,13 +390,13 @@ def _children(parent: int) -> list[int]:
 
 def table(results: list[dict]) -> str:
     head = ("setup", "calls", "events/s", "alert p50 ms", "p95 ms", "p99 ms", "alerts lost", "lines lost", "partials shed",
-            "browsers dropped", "lost between replicas", "resyncs", "console CPU % per 100 calls", "PostgreSQL CPU % per 100 calls", "NATS CPU % per 100 calls",
+            "browsers dropped", "lost between replicas", "resyncs", "store conflicts retried", "exhausted", "links closed on a store error", "console CPU % per 100 calls", "PostgreSQL CPU % per 100 calls", "NATS CPU % per 100 calls",
             "bench CPU %", "load avg")
     rows = [head]
     for r in results:
         rows.append((r["setup"], str(r["calls"]), f"{r['events_s']:.0f}", f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['p99']:.0f}",
                      f"{r['lost_alerts']} of {r['alerts']}", str(r["lost_lines"]), str(r["shed"]), str(r["browsers_dropped"]),
-                     str(r["between"]), str(r["resyncs"]), " + ".join(f"{v:.0f}" for v in r["cpu"].values()),
+                     str(r["between"]), str(r["resyncs"]), *(str(r["store"][k]) for k in ("retried", "exhausted", "links closed")), " + ".join(f"{v:.0f}" for v in r["cpu"].values()),
                      *(f"{r['servers_cpu'][k]:.0f}" if k in r["servers_cpu"] else "" for k in ("postgresql", "nats")), f"{r['driver_cpu']:.0f}",
                      f"{r['load']:.1f}"))
     return "\n".join("| " + " | ".join(row) + " |" + ("\n|" + "---|" * len(head) if i == 0 else "") for i, row in enumerate(rows))
@@ -398,6 +413,7 @@ async def main_async(args) -> int:
                 print(f"== {SETUPS[setup][0]}, {calls} calls of {args.seconds:g} s (load average {os.getloadavg()[0]:.1f}) ...", flush=True)
                 results.append(await run(setup, calls, args, servers))
                 print(f"   agents' links: {results[-1]['links']}", flush=True)
+                print(f"   store conflicts: {results[-1]['store']}", flush=True)
     finally:
         servers.close()
     print(table(results))
