@@ -24,6 +24,10 @@ For each setup and each ``--calls`` count it prints:
   store lacks (must be 0);
 - ``shed/dropped``: partials shed by the consoles and agents, browsers
   dropped as too slow, messages lost between replicas, screens refreshed;
+- ``store conflicts``: the replicas' write transactions that raced another
+  writer and ran again, those that lost every try, and the agent links the
+  consoles closed on a store error (``/healthz`` ``store_conflicts`` and
+  ``agent_links_store_errors``; per method on the line after each run);
 - ``CPU``: each console process's CPU time over the run's wall time, per 100
   calls (100 % = one core busy); and the same for PostgreSQL (all its
   processes: the store, and with ``notify2`` the fan-out too) and nats-server;
