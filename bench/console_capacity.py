@@ -277,8 +277,9 @@ def _conflicts(health: list[dict]) -> dict:
     methods: dict[str, dict[str, int]] = {}
     for h in health:
         for method, counts in h["store_conflicts"].items():
+            of_method = methods.setdefault(method, {})
             for cause, n in counts.items():
-                methods.setdefault(method, {})[cause] = methods.get(method, {}).get(cause, 0) + n
+                of_method[cause] = of_method.get(cause, 0) + n
     return {"retried": sum(n for counts in methods.values() for cause, n in counts.items() if cause != "exhausted"),
             "exhausted": sum(counts.get("exhausted", 0) for counts in methods.values()),
             "links closed": sum(h["agent_links_store_errors"] for h in health), "by method": methods}
@@ -394,13 +395,16 @@ def _children(parent: int) -> list[int]:
 
 def table(results: list[dict]) -> str:
     head = ("setup", "calls", "events/s", "alert p50 ms", "p95 ms", "p99 ms", "alerts lost", "lines lost", "partials shed",
-            "browsers dropped", "lost between replicas", "resyncs", "store conflicts retried", "exhausted", "links closed on a store error", "console CPU % per 100 calls", "PostgreSQL CPU % per 100 calls", "NATS CPU % per 100 calls",
+            "browsers dropped", "lost between replicas", "resyncs",
+            "store conflicts retried", "exhausted", "links closed on a store error",
+            "console CPU % per 100 calls", "PostgreSQL CPU % per 100 calls", "NATS CPU % per 100 calls",
             "bench CPU %", "load avg")
     rows = [head]
     for r in results:
         rows.append((r["setup"], str(r["calls"]), f"{r['events_s']:.0f}", f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['p99']:.0f}",
                      f"{r['lost_alerts']} of {r['alerts']}", str(r["lost_lines"]), str(r["shed"]), str(r["browsers_dropped"]),
-                     str(r["between"]), str(r["resyncs"]), *(str(r["store"][k]) for k in ("retried", "exhausted", "links closed")), " + ".join(f"{v:.0f}" for v in r["cpu"].values()),
+                     str(r["between"]), str(r["resyncs"]), *(str(r["store"][k]) for k in ("retried", "exhausted", "links closed")),
+                     " + ".join(f"{v:.0f}" for v in r["cpu"].values()),
                      *(f"{r['servers_cpu'][k]:.0f}" if k in r["servers_cpu"] else "" for k in ("postgresql", "nats")), f"{r['driver_cpu']:.0f}",
                      f"{r['load']:.1f}"))
     return "\n".join("| " + " | ".join(row) + " |" + ("\n|" + "---|" * len(head) if i == 0 else "") for i, row in enumerate(rows))

@@ -310,7 +310,8 @@ def _bump_seq(c: Connection, agent: str, seq: int) -> None:
 def _new_call(c: Connection, agent: str, m: p.CallStarted) -> bool:
     """Store a started call; False when its id was stored before (by this agent or another: refused then)."""
     return c.execute(
-        "INSERT INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
+        "INSERT INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id",
         (m.call_id, agent, m.partner, m.seat, m.source, m.sample_rate, m.started_at),
     ).fetchone() is not None
 
@@ -340,7 +341,8 @@ def _apply(c: Connection, agent: str, m: DurableEvent, now: str) -> Recorded:
         return Recorded(new=True, record=finding, checkin=checkin)
     if isinstance(m, p.LevelChanged):
         change = rows.level_change_of(c.execute(
-            f"INSERT INTO level_changes (event_id, call_id, level, previous, reason, suggestion, category, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {rows.LEVEL_CHANGE}",
+            "INSERT INTO level_changes (event_id, call_id, level, previous, reason, suggestion, category, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            f" RETURNING {rows.LEVEL_CHANGE}",
             (m.event_id, m.call_id, m.level, m.previous, m.reason, m.suggestion, m.category, m.at),
         ).fetchone())
         peak = c.execute("SELECT peak_level FROM calls WHERE id = ?", (m.call_id,)).fetchone()[0]

@@ -410,7 +410,8 @@ def test_two_consoles_writing_many_calls_at_once_lose_no_event_to_their_races(po
     assert not any(isinstance(r, Exception) for r in both), both
     assert [x + y for x, y in zip(*both)] == [1] * len(sent["agent-both"])  # each event new on exactly one replica
     assert sum(c.total("exhausted") for c in conflicts) == 0, [c.health() for c in conflicts]
-    assert replicas[1].counts()["calls"] == 200 and replicas[1].counts()["checkins"] == 200 and replicas[1].last_seq("agent-both") == len(sent["agent-both"])
+    counts = replicas[1].counts()
+    assert counts["calls"] == 200 and counts["checkins"] == 200 and replicas[1].last_seq("agent-both") == len(sent["agent-both"])
     for store in replicas:
         store.close()
 
