@@ -24,6 +24,10 @@ For each setup and each ``--calls`` count it prints:
   store lacks (must be 0);
 - ``shed/dropped``: partials shed by the consoles and agents, browsers
   dropped as too slow, messages lost between replicas, screens refreshed;
+- ``store conflicts``: the replicas' write transactions that raced another
+  writer and ran again, those that lost every try, and the agent links the
+  consoles closed on a store error (``/healthz`` ``store_conflicts`` and
+  ``agent_links_store_errors``; per method on the line after each run);
 - ``CPU``: each console process's CPU time over the run's wall time, per 100
   calls (100 % = one core busy); and the same for PostgreSQL (all its
   processes: the store, and with ``notify2`` the fan-out too) and nats-server;
@@ -253,6 +257,7 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             "links": {"reconnects": sum(link.stats.connects for link in links) - len(links), "resent": sum(link.stats.resent for link in links),
                       "failovers": sum(link.stats.failovers for link in links),
                       "reconnects per link": [link.stats.connects - 1 for link in links]},
+            "store": _conflicts(health),
         }
     finally:
         for link in links:
@@ -263,6 +268,21 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             r.stop()
         if store_url:
             servers.postgres().drop_database(store_url)
+
+
+def _conflicts(health: list[dict]) -> dict:
+    """The replicas' store conflicts (``/healthz`` ``store_conflicts``): ``retried`` (transactions rolled back and run
+    again), ``exhausted`` (methods that lost every try), ``links closed`` (agent links closed on a store error), and
+    per method its counts by cause, summed over the replicas."""
+    methods: dict[str, dict[str, int]] = {}
+    for h in health:
+        for method, counts in h["store_conflicts"].items():
+            of_method = methods.setdefault(method, {})
+            for cause, n in counts.items():
+                of_method[cause] = of_method.get(cause, 0) + n
+    return {"retried": sum(n for counts in methods.values() for cause, n in counts.items() if cause != "exhausted"),
+            "exhausted": sum(counts.get("exhausted", 0) for counts in methods.values()),
+            "links closed": sum(h["agent_links_store_errors"] for h in health), "by method": methods}
 
 
 async def _trace(path: str, t0: float, links: list[ConsoleLink], replicas: list, w: Watch) -> None:
@@ -375,13 +395,16 @@ def _children(parent: int) -> list[int]:
 
 def table(results: list[dict]) -> str:
     head = ("setup", "calls", "events/s", "alert p50 ms", "p95 ms", "p99 ms", "alerts lost", "lines lost", "partials shed",
-            "browsers dropped", "lost between replicas", "resyncs", "console CPU % per 100 calls", "PostgreSQL CPU % per 100 calls", "NATS CPU % per 100 calls",
+            "browsers dropped", "lost between replicas", "resyncs",
+            "store conflicts retried", "exhausted", "links closed on a store error",
+            "console CPU % per 100 calls", "PostgreSQL CPU % per 100 calls", "NATS CPU % per 100 calls",
             "bench CPU %", "load avg")
     rows = [head]
     for r in results:
         rows.append((r["setup"], str(r["calls"]), f"{r['events_s']:.0f}", f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['p99']:.0f}",
                      f"{r['lost_alerts']} of {r['alerts']}", str(r["lost_lines"]), str(r["shed"]), str(r["browsers_dropped"]),
-                     str(r["between"]), str(r["resyncs"]), " + ".join(f"{v:.0f}" for v in r["cpu"].values()),
+                     str(r["between"]), str(r["resyncs"]), *(str(r["store"][k]) for k in ("retried", "exhausted", "links closed")),
+                     " + ".join(f"{v:.0f}" for v in r["cpu"].values()),
                      *(f"{r['servers_cpu'][k]:.0f}" if k in r["servers_cpu"] else "" for k in ("postgresql", "nats")), f"{r['driver_cpu']:.0f}",
                      f"{r['load']:.1f}"))
     return "\n".join("| " + " | ".join(row) + " |" + ("\n|" + "---|" * len(head) if i == 0 else "") for i, row in enumerate(rows))
@@ -398,6 +421,7 @@ async def main_async(args) -> int:
                 print(f"== {SETUPS[setup][0]}, {calls} calls of {args.seconds:g} s (load average {os.getloadavg()[0]:.1f}) ...", flush=True)
                 results.append(await run(setup, calls, args, servers))
                 print(f"   agents' links: {results[-1]['links']}", flush=True)
+                print(f"   store conflicts: {results[-1]['store']}", flush=True)
     finally:
         servers.close()
     print(table(results))

@@ -157,6 +157,7 @@ class AgentLinks:
             pass
         except StoreError as exc:  # nothing unstored was acknowledged: the agent resends after reconnecting
             log.error("store error on agent %s's link: %s", agent, exc)
+            hub.stats.agent_links_store_errors += 1
             ws.close_timeout = STORE_ERROR_CLOSE_S  # a busy agent's answer to the close is never read: do not wait 10 s for it
             await ws.close(1011, "console store error")
         finally:

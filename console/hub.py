@@ -39,6 +39,8 @@ class ConsoleStats:
     login_throttle_evicted: int = 0
     """(user, address) pairs and addresses the throttle forgot to stay bounded."""
     events_stored: int = 0
+    agent_links_store_errors: int = 0
+    """Agent links closed (1011) on a store error; the agent resends what was not acknowledged."""
     events_duplicate: int = 0
     partials_forwarded: int = 0
     partials_refused: int = 0

@@ -220,6 +220,8 @@ class Console:
             "partials_shed": self.screens.partials_shed,
             "messages_unsendable": self.stats.messages_unsendable,
             "events_stored": self.stats.events_stored,
+            "agent_links_store_errors": self.stats.agent_links_store_errors,
+            "store_conflicts": self.store.conflicts.health() if self.store is not None else {},
             "cluster": self.cluster.health() if self.cluster is not None else None,
         }
 

@@ -81,7 +81,6 @@ class Recorded:
 class CallLog(Room):
     """Storing agent events and reading calls."""
 
-    @retried
     def record_event(self, agent: str, message: DurableEvent) -> Recorded:
         """Store one durable agent message idempotently (keyed by ``event_id``).
 
@@ -92,21 +91,43 @@ class CallLog(Room):
         a used id, see :func:`_refuse_a_second_start`), :class:`BadRequest`
         (``call_ended``) for a new event other than a notice about a call that
         has ended (a lost call reopens first); nothing is stored then.
+
+        The call's summary (``Recorded.call``, its open alerts and
+        authorizations counted) is read after the commit, outside the write
+        transaction: counting another table's rows of the call inside it would
+        make every event's transaction read index pages that other calls'
+        alerts are written to (``docs/console.md``, "Writers at once").
         """
         if not p.is_durable(message):
             raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
+        recorded = self._record_event(agent, message)
+        call_id = getattr(message, "call_id", None)
+        if recorded.new and call_id is not None:
+            recorded = dataclasses.replace(recorded, call=self.call(call_id))
+        return recorded
+
+    @retried
+    def _record_event(self, agent: str, message: DurableEvent) -> Recorded:
+        """:meth:`record_event`'s transaction. It reads only the rows its checks
+        need, by their keys: the event is inserted first (``ON CONFLICT DO
+        NOTHING``: a resend finds its row without a read before), a new call
+        likewise, and what it writes comes back from ``RETURNING``."""
         now = self._now()
         call_id = getattr(message, "call_id", None)
         with self._tx() as c:
-            seen = c.execute("SELECT agent FROM events WHERE event_id = ?", (message.event_id,)).fetchone()
-            if seen is not None:
+            stored = c.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                (message.event_id, agent, message.seq, message.TYPE, call_id, now),
+            ).fetchone()
+            if stored is None:
+                seen = c.execute("SELECT agent FROM events WHERE event_id = ?", (message.event_id,)).fetchone()
                 if seen["agent"] != agent:
                     raise Forbidden(f"event {message.event_id!r} belongs to another agent", code="not_your_event")
                 _bump_seq(c, agent, message.seq)
                 reopened = _reopen(c, call_id, agent, now) if call_id is not None else None
                 return Recorded(new=False, reopened=reopened)
             reopened = None
-            if call_id is not None:
+            if call_id is not None and not (isinstance(message, p.CallStarted) and _new_call(c, agent, message)):
                 owner = c.execute("SELECT agent, started_at, ended_at, end_reason FROM calls WHERE id = ?", (call_id,)).fetchone()
                 if owner is not None and owner["agent"] != agent:
                     raise Forbidden(f"call {call_id!r} belongs to another agent", code="not_your_call")
@@ -120,10 +141,6 @@ class CallLog(Room):
             result = _apply(c, agent, message, now)
             if reopened is not None:
                 result = dataclasses.replace(result, reopened=reopened)
-            c.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                (message.event_id, agent, message.seq, message.TYPE, call_id, now),
-            )
             _bump_seq(c, agent, message.seq)
             return result
 
@@ -275,79 +292,84 @@ def _refuse_after_the_end(call_id: str, row: Any, message: DurableEvent) -> None
 def _console_notice(c: Connection, agent: str, call_id: str | None, code: str, message: str, now: str) -> Notice:
     """A notice the console writes itself (about ``agent``), under a random
     event id no agent can have used or take first (agents choose theirs)."""
-    notice_id = c.execute(
-        "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING id",
-        (f"console:{code}:{uuid.uuid4().hex}", agent, call_id, code, message, now),
-    ).fetchone()[0]
-    return rows.notice(c, notice_id)
+    return _notice(c, f"console:{code}:{uuid.uuid4().hex}", agent, call_id, code, message, 0, now)
+
+
+def _notice(c: Connection, event_id: str, agent: str, call_id: str | None, code: str, message: str, dropped: int, now: str) -> Notice:
+    """Store one notice (an agent's, an end-call webhook's outcome, or the console's own)."""
+    return rows.notice_of(c.execute(
+        f"INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {rows.NOTICE}",
+        (event_id, agent, call_id, code, message, dropped, now),
+    ).fetchone())
 
 
 def _bump_seq(c: Connection, agent: str, seq: int) -> None:
     c.execute("UPDATE agents SET last_seq = ? WHERE name = ? AND last_seq < ?", (seq, agent, seq))
 
 
+def _new_call(c: Connection, agent: str, m: p.CallStarted) -> bool:
+    """Store a started call; False when its id was stored before (by this agent or another: refused then)."""
+    return c.execute(
+        "INSERT INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id",
+        (m.call_id, agent, m.partner, m.seat, m.source, m.sample_rate, m.started_at),
+    ).fetchone() is not None
+
+
 def _apply(c: Connection, agent: str, m: DurableEvent, now: str) -> Recorded:
+    """Write a new event's rows (a started call is stored already, by :func:`_new_call`).
+    ``Recorded.call`` is left for the caller to read after the commit."""
     if isinstance(m, p.CallStarted):
-        c.execute(
-            "INSERT INTO calls (id, agent, partner, seat, source, sample_rate, started_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            (m.call_id, agent, m.partner, m.seat, m.source, m.sample_rate, m.started_at),
-        )
-        return Recorded(new=True, call=rows.call(c, m.call_id))
+        return Recorded(new=True)
     if isinstance(m, p.UtteranceFinal):
-        utterance_id = c.execute(
-            'INSERT INTO utterances (event_id, call_id, speaker, start, "end", text, words) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id',
+        utterance = rows.utterance_of(c.execute(
+            f'INSERT INTO utterances (event_id, call_id, speaker, start, "end", text, words) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {rows.UTTERANCE}',
             (m.event_id, m.call_id, m.speaker, m.start, m.end, m.text, json.dumps(list(m.words), ensure_ascii=False)),
-        ).fetchone()[0]
-        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.utterance(c, utterance_id))
+        ).fetchone())
+        return Recorded(new=True, record=utterance)
     if isinstance(m, p.FindingRaised):
         first, last = _span(m.span, len(m.text))
-        finding_id = c.execute(
+        finding = rows.finding_of(c.execute(
             'INSERT INTO findings (event_id, call_id, category, subtype, severity, score, rule, evidence, start, "end", text, span_first, span_last, why)'
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {rows.FINDING}",
             (m.event_id, m.call_id, m.category, m.subtype, m.severity, m.score, m.rule, m.evidence, m.start, m.end, m.text, first, last,
              m.why),
-        ).fetchone()[0]
+        ).fetchone())
         checkin = None
         if asks_check_in(m.severity):
             checkin = queue_checkin(c, m.call_id, f"{category_words(m.category, capitalized=True)} during the call ({SEVERITY_WORDS.get(m.severity, m.severity)})", now)
-        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.finding(c, finding_id), checkin=checkin)
+        return Recorded(new=True, record=finding, checkin=checkin)
     if isinstance(m, p.LevelChanged):
-        change_id = c.execute(
-            "INSERT INTO level_changes (event_id, call_id, level, previous, reason, suggestion, category, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        change = rows.level_change_of(c.execute(
+            "INSERT INTO level_changes (event_id, call_id, level, previous, reason, suggestion, category, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            f" RETURNING {rows.LEVEL_CHANGE}",
             (m.event_id, m.call_id, m.level, m.previous, m.reason, m.suggestion, m.category, m.at),
-        ).fetchone()[0]
+        ).fetchone())
         peak = c.execute("SELECT peak_level FROM calls WHERE id = ?", (m.call_id,)).fetchone()[0]
         new_peak = m.level if level_rank(m.level) > level_rank(peak) else peak
         c.execute("UPDATE calls SET level = ?, peak_level = ? WHERE id = ?", (m.level, new_peak, m.call_id))
         alert = checkin = None
         if raises_alert(m.level, m.previous):
-            alert = raise_alert(c, m.call_id, change_id, m.level, m.reason, m.at, now)
+            alert = raise_alert(c, m.call_id, change.id, m.level, m.reason, m.at, now)
             checkin = queue_checkin(c, m.call_id, f"call reached {m.level}", now)
-        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.level_change(c, change_id), alert=alert, checkin=checkin)
+        return Recorded(new=True, record=change, alert=alert, checkin=checkin)
     if isinstance(m, p.CallEnded):
         c.execute(
             "UPDATE calls SET ended_at = coalesce(ended_at, ?), length = ?, end_reason = ? WHERE id = ?",
             (now, m.at, m.reason, m.call_id),
         )
-        return Recorded(new=True, call=rows.call(c, m.call_id))
+        return Recorded(new=True)
     if isinstance(m, p.AgentNotice):
         if m.call_id is not None and not c.execute("SELECT 1 FROM calls WHERE id = ?", (m.call_id,)).fetchone():
             raise BadRequest(f"call {m.call_id!r} was never started", code="unknown_call")
-        notice_id = c.execute(
-            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (m.event_id, agent, m.call_id, m.code, m.message, m.dropped, now),
-        ).fetchone()[0]
-        return Recorded(new=True, call=rows.call(c, m.call_id) if m.call_id else None, record=rows.notice(c, notice_id))
+        return Recorded(new=True, record=_notice(c, m.event_id, agent, m.call_id, m.code, m.message, m.dropped, now))
     if isinstance(m, p.EndCallWebhookOutcome):
         if m.outcome not in p.WEBHOOK_OUTCOMES:
             raise BadRequest(f"end_call_webhook: unknown outcome {m.outcome[:40]!r}", code="bad_message")
-        notice_id = c.execute(
-            "INSERT INTO notices (event_id, agent, call_id, code, message, dropped, received_at) VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING id",
-            (m.event_id, agent, m.call_id, f"end_call_webhook_{m.outcome}", webhook_text(m), now),
-        ).fetchone()[0]
+        notice = _notice(c, m.event_id, agent, m.call_id, f"end_call_webhook_{m.outcome}", webhook_text(m), 0, now)
         detail = {k: getattr(m, k) for k in ("authorization_id", "webhook_id", "outcome", "attempt", "max_attempts", "status", "error", "retry_in")}
         write_audit(c, f"agent:{agent}", "end_call_webhook", m.call_id, json.dumps(detail, ensure_ascii=False), now)
-        return Recorded(new=True, call=rows.call(c, m.call_id), record=rows.notice(c, notice_id))
+        return Recorded(new=True, record=notice)
     raise BadRequest(f"{m.TYPE} is not stored", code="unexpected_message")  # pragma: no cover
 
 

@@ -53,6 +53,11 @@ class StoreConflict(StoreError):
 
     code = "store_conflict"
 
+    def __init__(self, message: str, *, cause: str = "serialization") -> None:
+        super().__init__(message)
+        self.cause = cause
+        """What PostgreSQL rolled it back for: ``serialization``, ``deadlock`` or ``unique`` (counted in :class:`Conflicts`)."""
+
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached, or the connection to it was lost; the

@@ -54,7 +54,9 @@ log = logging.getLogger("callshield.console.store")
 CONNECT_TIMEOUT_S = 10
 """Seconds to wait for the server when connecting (unless the URL sets ``connect_timeout``)."""
 
-_CONFLICTS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.UniqueViolation)
+_CAUSES = {pg_errors.SerializationFailure: "serialization", pg_errors.DeadlockDetected: "deadlock", pg_errors.UniqueViolation: "unique"}
+"""The errors of a transaction that raced another writer, and what each is counted as (``StoreConflict.cause``)."""
+_CONFLICTS = tuple(_CAUSES)
 
 
 def lock_key(name: str) -> int:
@@ -130,7 +132,8 @@ class PostgresConnection(Connection):
         try:
             return conn.execute(_sql(sql) if args is not None else sql, args)
         except _CONFLICTS as exc:
-            raise StoreConflict(f"{self.where}: {one_line(exc)}") from exc
+            cause = next(name for kind, name in _CAUSES.items() if isinstance(exc, kind))
+            raise StoreConflict(f"{self.where}: {one_line(exc)}", cause=cause) from exc
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
                 log.error("lost the connection to the store at %s: %s; connecting again at the next call", self.where, one_line(exc))

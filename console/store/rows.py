@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from console.store.connection import Connection
 from console.store.records import Alert, Authorization, Call, CheckIn, Finding, HelpRequest, LevelChange, Notice, QaMark, Recording, Utterance
 
 
 R = TypeVar("R")
+Row = Any
+"""A row read by index and by column name (``sqlite3.Row``, ``console.store.postgresql.Row``)."""
 
 AUTHORIZATIONS_OF_CALL = "SELECT id FROM authorizations WHERE call_id = ? ORDER BY authorized_at"
 """The ids of one call's authorizations, oldest first."""
@@ -38,20 +40,50 @@ def span(first: int | None, last: int | None) -> tuple[int, int] | None:
     return None if first is None else (first, last)
 
 
+UTTERANCE = 'id, call_id, speaker, start, "end", text, words'
+FINDING = 'id, call_id, category, subtype, severity, score, rule, evidence, start, "end", text, span_first, span_last, why'
+LEVEL_CHANGE = "id, call_id, level, previous, reason, suggestion, category, at"
+NOTICE = "id, agent, call_id, code, message, dropped, received_at"
+CHECKIN = "id, call_id, partner, reason, created_at, done_by, done_at, note"
+ALERT = "id, call_id, level, reason, at, raised_at, acknowledged_by, acknowledged_at"
+"""The columns each record is read from: a SELECT's, or an ``INSERT ... RETURNING``'s (a row just written is
+built from what the INSERT returns, not read again by its id: on PostgreSQL that read would lock the index page
+every concurrent writer of the table inserts into, see ``docs/console.md``, "Writers at once")."""
+
+
+def utterance_of(row: Row) -> Utterance:
+    return Utterance(**{**dict(row), "words": tuple(json.loads(row["words"]))})
+
+
+def finding_of(row: Row) -> Finding:
+    fields = dict(row)
+    fields["span"] = span(fields.pop("span_first"), fields.pop("span_last"))
+    return Finding(**fields)
+
+
+def level_change_of(row: Row) -> LevelChange:
+    return LevelChange(**row)
+
+
+def notice_of(row: Row) -> Notice:
+    return Notice(**row)
+
+
+def checkin_of(row: Row) -> CheckIn:
+    return CheckIn(**row)
+
+
+def alert_of(row: Row, partner: str, seat: str) -> Alert:
+    """An alert from its :data:`ALERT` columns and its call's partner and seat."""
+    return Alert(**row, partner=partner, seat=seat)
+
+
 def utterance(c: Connection, rowid: int) -> Utterance:
-    row = dict(c.execute('SELECT id, call_id, speaker, start, "end", text, words FROM utterances WHERE id = ?', (rowid,)).fetchone())
-    row["words"] = tuple(json.loads(row["words"]))
-    return Utterance(**row)
+    return utterance_of(c.execute(f"SELECT {UTTERANCE} FROM utterances WHERE id = ?", (rowid,)).fetchone())
 
 
 def finding(c: Connection, rowid: int) -> Finding:
-    row = dict(c.execute(
-        'SELECT id, call_id, category, subtype, severity, score, rule, evidence, start, "end", text, span_first, span_last, why'
-        " FROM findings WHERE id = ?",
-        (rowid,),
-    ).fetchone())
-    row["span"] = span(row.pop("span_first"), row.pop("span_last"))
-    return Finding(**row)
+    return finding_of(c.execute(f"SELECT {FINDING} FROM findings WHERE id = ?", (rowid,)).fetchone())
 
 
 def _one(c: Connection, record: type[R], sql: str, key: int | str) -> R:
@@ -60,11 +92,11 @@ def _one(c: Connection, record: type[R], sql: str, key: int | str) -> R:
 
 
 def level_change(c: Connection, rowid: int) -> LevelChange:
-    return _one(c, LevelChange, "SELECT id, call_id, level, previous, reason, suggestion, category, at FROM level_changes WHERE id = ?", rowid)
+    return level_change_of(c.execute(f"SELECT {LEVEL_CHANGE} FROM level_changes WHERE id = ?", (rowid,)).fetchone())
 
 
 def notice(c: Connection, rowid: int) -> Notice:
-    return _one(c, Notice, "SELECT id, agent, call_id, code, message, dropped, received_at FROM notices WHERE id = ?", rowid)
+    return notice_of(c.execute(f"SELECT {NOTICE} FROM notices WHERE id = ?", (rowid,)).fetchone())
 
 
 def alert(c: Connection, rowid: int) -> Alert:
@@ -73,7 +105,7 @@ def alert(c: Connection, rowid: int) -> Alert:
 
 
 def checkin(c: Connection, rowid: int) -> CheckIn:
-    return _one(c, CheckIn, "SELECT id, call_id, partner, reason, created_at, done_by, done_at, note FROM checkins WHERE id = ?", rowid)
+    return checkin_of(c.execute(f"SELECT {CHECKIN} FROM checkins WHERE id = ?", (rowid,)).fetchone())
 
 
 def help_request(c: Connection, rowid: int) -> HelpRequest:

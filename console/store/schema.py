@@ -20,6 +20,7 @@ afford (see ``bench/alert_latency.py``). On PostgreSQL:
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from kernel.backoff import Backoff
 from kernel.clock import Clock, iso
 
 T = TypeVar("T")
+
+log = logging.getLogger("callshield.console.store")
 
 _FIRST_SCHEMA = """
     CREATE TABLE users (
@@ -221,6 +224,14 @@ MIGRATIONS: tuple[str | PerDialect, ...] = (
     CREATE INDEX notices_told ON notices(code, agent, call_id);
     CREATE INDEX notices_call ON notices(call_id);
     """,
+    # 5: a call's alerts and authorizations found without a scan (issue 15): a call's
+    # summary counts them, and ``authorize_end`` checks for one; on PostgreSQL a
+    # scan of the whole table inside a SERIALIZABLE transaction conflicts with
+    # every other call's alert or authorization written meanwhile.
+    """
+    CREATE INDEX alerts_call ON alerts(call_id);
+    CREATE INDEX authorizations_call ON authorizations(call_id);
+    """,
 )
 
 
@@ -288,27 +299,63 @@ def _migrate(conn: Connection, upto: int) -> None:
 
 _MIGRATION_LOCK = 0x63616C6C  # "call": the advisory lock key of migrations on PostgreSQL
 
-CONFLICT_TRIES = 5
+CONFLICT_TRIES = 8
 """Times a write method runs when it keeps racing other writers (PostgreSQL)."""
-CONFLICT_BACKOFF = Backoff(initial=0.008, maximum=1.0, factor=2.0, jitter=0.75)
-"""Waits between those runs: 2 to 8 ms after the first, doubling."""
+CONFLICT_BACKOFF = Backoff(initial=0.01, maximum=0.25, factor=2.0, jitter=0.75)
+"""Waits between those runs: 2.5 to 10 ms after the first, doubling up to 250 ms, randomly shortened by up to three
+quarters (so two writers that raced do not meet again at once); at most 0.81 s in all over the 7 waits."""
 _RNG = random.Random()
+
+
+class Conflicts:
+    """Write transactions that raced another writer, per room method and cause
+    (``serialization``, ``deadlock``, ``unique``): ``retried`` runs that were
+    rolled back and run again, ``exhausted`` methods that lost every try (the
+    caller got the :class:`StoreConflict`). Counted on the store thread, read
+    anywhere (``/healthz``: ``store_conflicts``)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def count(self, method: str, cause: str, outcome: str) -> None:
+        key = (method, cause, outcome)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def total(self, outcome: str = "retried") -> int:
+        return sum(n for (_, _, o), n in dict(self._counts).items() if o == outcome)
+
+    def health(self) -> dict[str, dict[str, int]]:
+        """``{method: {"serialization": n, ..., "exhausted": n}}``: every conflict by cause, and the methods that gave up."""
+        shown: dict[str, dict[str, int]] = {}
+        for (method, cause, outcome), n in sorted(dict(self._counts).items()):
+            of_method = shown.setdefault(method, {})
+            name = cause if outcome == "retried" else "exhausted"
+            of_method[name] = of_method.get(name, 0) + n
+        return shown
 
 
 def retried(method: Callable[..., T]) -> Callable[..., T]:
     """A room's write method, run again from the start when its transaction
     raced another writer and was rolled back (:class:`StoreConflict`: on
     PostgreSQL with several console replicas; SQLite's one writer never
-    races). At most :data:`CONFLICT_TRIES` runs, a few milliseconds apart."""
+    races). At most :data:`CONFLICT_TRIES` runs, :data:`CONFLICT_BACKOFF`
+    apart (under a second in all); every conflict is counted in the room's
+    :class:`Conflicts`."""
+
+    name = method.__name__.lstrip("_")  # a public method's transaction is its private namesake's (``_record_event``)
 
     @functools.wraps(method)
     def run(self: "Room", *args: Any, **kwargs: Any) -> T:
         for attempt in range(1, CONFLICT_TRIES + 1):
             try:
                 return method(self, *args, **kwargs)
-            except StoreConflict:
+            except StoreConflict as exc:
                 if attempt == CONFLICT_TRIES:
+                    self.conflicts.count(name, exc.cause, "exhausted")
+                    log.warning("%s lost all its %d tries to other writers: %s", name, CONFLICT_TRIES, exc)
                     raise
+                self.conflicts.count(name, exc.cause, "retried")
+                log.debug("%s raced another writer (try %d): %s", name, attempt, exc)
                 time.sleep(CONFLICT_BACKOFF.delay(attempt - 1, _RNG))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -323,6 +370,7 @@ class Room:
         self._conn = conn
         self.where = conn.where
         self._clock = clock
+        self.conflicts = Conflicts()
 
     def _now(self) -> str:
         return iso(self._clock())

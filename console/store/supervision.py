@@ -21,21 +21,22 @@ from console.store.schema import Room, retried
 
 def raise_alert(c: Connection, call_id: str, change_id: int, level: str, reason: str, at: float, now: str) -> Alert:
     """Store the alert a level change raised (inside the event's transaction)."""
-    alert_id = c.execute(
-        "INSERT INTO alerts (call_id, level_change, level, reason, at, raised_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    row = c.execute(
+        f"INSERT INTO alerts (call_id, level_change, level, reason, at, raised_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING {rows.ALERT}",
         (call_id, change_id, level, reason, at, now),
-    ).fetchone()[0]
-    return rows.alert(c, alert_id)
+    ).fetchone()
+    call = c.execute("SELECT partner, seat FROM calls WHERE id = ?", (call_id,)).fetchone()
+    return rows.alert_of(row, call["partner"], call["seat"])
 
 
 def queue_checkin(c: Connection, call_id: str, reason: str, now: str) -> CheckIn | None:
     """Queue the call's partner for a check-in; None when the call already has one."""
     partner = c.execute("SELECT partner FROM calls WHERE id = ?", (call_id,)).fetchone()[0]
     made = c.execute(
-        "INSERT INTO checkins (call_id, partner, reason, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING RETURNING id",
+        f"INSERT INTO checkins (call_id, partner, reason, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING RETURNING {rows.CHECKIN}",
         (call_id, partner, reason, now),
     ).fetchone()
-    return rows.checkin(c, made[0]) if made else None
+    return rows.checkin_of(made) if made else None
 
 
 class Supervision(Room):

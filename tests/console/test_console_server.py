@@ -475,6 +475,7 @@ def test_a_store_error_drops_a_busy_agents_link_at_once(tmp_path):
             assert link.stats.connects == 2 and link.stats.resent > 0, link.stats
             assert took < STORE_ERROR_CLOSE_S + 3, f"the agent's events waited {took:.1f} s for its link to close"
             assert (await console.db(console.store.counts))["utterances"] == 60
+            assert console.stats.agent_links_store_errors == 1 and console._health()["agent_links_store_errors"] == 1
 
     asyncio.run(main())
 
