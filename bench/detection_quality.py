@@ -30,7 +30,10 @@ is the same config without the stage. Tables:
   development set since (``tests/detection/calls_round4.tsv``);
 - ``--sealed-round5``: the fifth sealed round (a fifth writer, recognizer
   style, short and long rambling turns), sealed at the end of round 4; to be
-  scored once, at the end of the next round.
+  scored once, at the end of the next round that changes the detector;
+- ``--sealed-round6``: the sixth sealed round (a sixth writer, recognizer
+  style, sectors and voices not used before), sealed in round 7 before round
+  5's seal could be opened; for the round after that.
 - ``--training``: also the development utterances and held-out rounds 1 to
   16 (training data of the stage).
 
@@ -229,7 +232,7 @@ def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> N
         print(f"{name + ': benign flagged':40}" + "".join(f"{a:>{WIDTH}}" for a in alarms))
 
 
-SEALED_ROUNDS = {2: "second", 5: "fifth"}
+SEALED_ROUNDS = {2: "second", 5: "fifth", 6: "sixth"}
 """The sealed call-like rounds after the first (``calls_roundN``), each with its ``--sealed-roundN``."""
 
 
@@ -240,7 +243,7 @@ def main() -> int:
     parser.add_argument("--sealed", action="store_true", help="score the sealed parts opened at the end of issue 11's first round (spent)")
     for n, which in SEALED_ROUNDS.items():
         parser.add_argument(f"--sealed-round{n}", action="store_true",
-                            help=f"score the {which} sealed call-like round (once, at the end of issue 11's {which} round)")
+                            help=f"score the {which} sealed call-like round (once, at the end of the round it was sealed for)")
     parser.add_argument("--training", action="store_true", help="also score the stage's training sets")
     parser.add_argument("--model", type=Path, metavar="semantic.tsv",
                         help="a candidate semantic stage (bench/train_semantic.py --out, its adapter beside it) "
