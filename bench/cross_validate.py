@@ -235,6 +235,10 @@ def cross_validated(folds: int, tune_layers: int | None, also: list[Path], spent
         detector = Detector(dataclasses.replace(config, semantic=True, semantic_threshold=THRESHOLDS[0], semantic_thresholds={}),
                             encoder=encoder, head=head)
         stage = detector.semantic
+        # a long turn's clauses are judged only when the whole turn did not fire at the stage's own
+        # threshold (round 5), so screening at the lowest threshold cannot show them at the shipped one
+        at_shipped = (Detector(dataclasses.replace(config, semantic=True, semantic_threshold=SHIPPED, semantic_thresholds={}),
+                               encoder=encoder, head=head) if config.semantic_clause_threshold < 1.0 else None)
         for m in messages:
             if m.conv_id in held:
                 findings = detector.screen(m.text)
@@ -251,6 +255,8 @@ def cross_validated(folds: int, tune_layers: int | None, also: list[Path], spent
                     "stage": 0.0 if p is None else float(1.0 - p[stage.head.classes.index("none")]),
                     **{t: any(not f.rule.startswith("semantic.") or f.score >= t for f in findings) for t in THRESHOLDS},
                 }
+                if at_shipped is not None:
+                    verdicts[m.example_id][SHIPPED] = bool(at_shipped.screen(m.text))
     scored = [m for m in messages if f"convabuse:{m.example_id}" not in written_from]
     print(f"\n== ConvAbuse open part, {folds}-fold cross-validation by conversation "
           f"({len(scored)} messages; {len(messages) - len(scored)} left out: rules were written from them)")

@@ -113,6 +113,9 @@ class Detector:
         self._disabled = frozenset(self.config.disabled)
         self._negation_cancel = self._words_if_listed("NEGATION_CANCEL")
         self._suggestion = self._words_if_listed("NEGATION_SUGGESTION")
+        self._coordinators = self._words_if_listed("NEGATION_COORDINATOR")
+        self._verbal = self._words_if_listed("NEGATION_VERBAL")
+        self._not_a_verb = self._words_if_listed("NOT_A_VERB") | self._subjects | self._clause_break
         self._fillers = self._words_if_listed("FILLER")
         self._like_after = self._words_if_listed("FILLER_LIKE_AFTER")
         self._like_not_before = self._words_if_listed("FILLER_LIKE_NOT_BEFORE")
@@ -289,20 +292,33 @@ class Detector:
         stage's evidence has no fixed shape, so no fixed window): "i'm not
         saying you sound like ..." yes; across a new subject only through a
         verb of saying or thinking, so "if you don't fix this i'll find you"
-        is not negated."""
+        is not negated; across "and"/"or" only to a verb coordinated with a
+        negated auxiliary or infinitive (:meth:`_coordinates_verbs`)."""
         subject_between = False
+        coordinator = None  # the first "and"/"or" the reach went back across
         for j in range(index - 1, -1, -1):
             token = norm.tokens[j]
             if token in self._clause_break:
-                return False
+                if not self._coordinates_verbs(norm.tokens, j):
+                    return False
+                coordinator = j if coordinator is None else coordinator
+                continue
             if (
                 token in self._negation
                 and norm.tokens[j + 1] not in self._negation_cancel
                 and not (j > 0 and norm.tokens[j - 1] in self._suggestion)
             ):
+                if coordinator is not None and not any(t in self._verbal for t in norm.tokens[j:coordinator]):
+                    return False  # "i dont care and ...": no auxiliary or infinitive for the next verb to share
                 return not subject_between or any(t in self._bridges for t in norm.tokens[j + 1:index])
             subject_between = subject_between or token in self._subjects
         return False
+
+    def _coordinates_verbs(self, tokens: tuple[str, ...], j: int) -> bool:
+        """Word ``j`` is "and"/"or" joining a verb to the verb before it, so
+        the two share an auxiliary and its negation ("not going to sit here and
+        insult you"): the next word is no subject, determiner or clause word."""
+        return tokens[j] in self._coordinators and j + 1 < len(tokens) and tokens[j + 1] not in self._not_a_verb
 
     def _exception_spans(self, norm: Normalized, present: frozenset[str]) -> list[_Span]:
         spans = []

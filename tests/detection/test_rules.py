@@ -180,3 +180,20 @@ def test_an_insult_word_that_qualifies_a_thing_is_not_a_personal_attack(detector
     """"what a shit day" is no insult to the partner (the obscenity still counts as abusive language)."""
     assert {f.category for f in detector.screen("what a shit morning to lose my wallet")} == {"profanity"}
     assert "insult" in {f.category for f in detector.screen("what a shit you are")}
+
+
+def test_a_negated_auxiliary_reaches_the_verbs_coordinated_with_its_own(detector):
+    """Round 7: "not going to sit here and insult you" negates "insult"; a subject, a
+    determiner or a clause word after "and" ends the reach, and so does a negation with
+    no auxiliary or infinitive for the next verb to share ("i dont care and ...")."""
+    def negated(text: str, word: str) -> bool:
+        norm = detector.normalized(text)
+        return detector._negated_in_clause(norm, norm.tokens.index(word))
+
+    assert negated("im not going to sit here and insult you", "insult")
+    assert negated("i dont want to argue and waste your time", "waste")
+    assert negated("i wont come round or hurt you", "hurt")
+    assert not negated("im not going to wait and ill come down there and hurt you", "hurt")
+    assert not negated("im not paying and the manager will hear about you", "manager")
+    assert not negated("i dont care and fuck you", "fuck")
+    assert not negated("if you dont fix this i will find you", "find")

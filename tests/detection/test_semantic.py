@@ -346,11 +346,12 @@ LONG_TURN = ("we moved house in june and the meter readings were wrong from the 
 
 def test_a_harassing_clause_inside_a_long_turn_is_judged_alone(detector, rules_alone, encoder):
     """The whole turn's embedding averages one menacing clause with the meter readings;
-    the clause judged alone (at ``semantic_clause_threshold``, off by default) is found, its evidence in it."""
+    the clause judged alone (at ``semantic_clause_threshold``, 0.98 by default) is found, its evidence in it."""
     assert not rules_alone.screen(LONG_TURN), "the rules must miss it, or the test proves nothing"
-    assert DetectionConfig().semantic_clause_threshold == 1.0 and not detector.screen(LONG_TURN)
-    clauses = Detector(DetectionConfig(semantic_clause_threshold=0.98), encoder=encoder)
-    findings = clauses.screen(LONG_TURN)
+    whole_turns = Detector(DetectionConfig(semantic_clause_threshold=1.0), encoder=encoder)
+    assert not whole_turns.screen(LONG_TURN)
+    assert DetectionConfig().semantic_clause_threshold == 0.98
+    findings = detector.screen(LONG_TURN)
     assert [f.category for f in findings] == ["threat"]
     clause_start = LONG_TURN.index("a little thing")
     assert findings[0].span[0] >= clause_start and findings[0].rule == "semantic.threat"

@@ -75,3 +75,17 @@ def test_a_malformed_senses_file_is_a_clear_error(tmp_path, text, says):
     (tmp_path / "senses.tsv").write_text(text, encoding="utf-8")
     with pytest.raises(DetectionError, match=says):
         load_examples(tmp_path)
+
+
+@pytest.mark.parametrize("text, ordinary", [
+    ("you have to look hard to find the form on your website", "effort"),   # round 7: the effort sense
+    ("we tried harder this year to pay on time", "effort"),
+    ("you make me so hard when you talk like that", None),
+    ("i want to fuck you so hard", None),
+])
+def test_hard_reads_as_effort_only_where_it_is(detector, text, ordinary):
+    senses = Senses(load_examples(LEXICON), detector.semantic.encoder)
+    words = text.split()
+    index = next(i for i, w in enumerate(words) if w in ("hard", "harder"))
+    reading = senses.ordinary(words, [index], detector.semantic.encoder.read(words).words)
+    assert (reading.sense if reading else None) == ordinary
