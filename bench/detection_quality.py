@@ -28,12 +28,13 @@ is the same config without the stage. Tables:
 - the fourth sealed round (a fourth writer, recognizer style, long run-on
   lines, unusual trades) was scored once at the end of round 4 and is a
   development set since (``tests/detection/calls_round4.tsv``);
-- ``--sealed-round5``: the fifth sealed round (a fifth writer, recognizer
-  style, short and long rambling turns), sealed at the end of round 4; to be
-  scored once, at the end of the next round that changes the detector;
+- the fifth sealed round (a fifth writer, recognizer style, short and long
+  rambling turns) was scored once at the end of round 7 and is a development
+  set since (``tests/detection/calls_round5.tsv``);
 - ``--sealed-round6``: the sixth sealed round (a sixth writer, recognizer
   style, sectors and voices not used before), sealed in round 7 before round
-  5's seal could be opened; for the round after that.
+  5's seal was opened; to be scored once, at the end of the next round that
+  changes the detector.
 - ``--training``: also the development utterances and held-out rounds 1 to
   16 (training data of the stage).
 
@@ -232,7 +233,7 @@ def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> N
         print(f"{name + ': benign flagged':40}" + "".join(f"{a:>{WIDTH}}" for a in alarms))
 
 
-SEALED_ROUNDS = {2: "second", 5: "fifth", 6: "sixth"}
+SEALED_ROUNDS = {2: "second", 6: "sixth"}
 """The sealed call-like rounds after the first (``calls_roundN``), each with its ``--sealed-roundN``."""
 
 
@@ -272,7 +273,7 @@ def main() -> int:
     unseen = [(label, text) for number, label, text in heldout if number in heldout_set.NEVER_TRAINED_ON]
     category_table("call-like lines written for issue 11 (tests/detection/calls.tsv; development)",
                    scored_rows(calls), judges, args.misses)
-    for n in (3, 4):
+    for n in (3, 4, 5):
         name = f"calls_round{n}"
         rows = [(label, text) for _, label, text in without_provenance(name, written_set(name))]
         category_table(f"call-like lines in the recognizer's voice, round {n} (tests/detection/{name}.tsv; "

@@ -24,15 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests" / "detection"
 WRITTEN_SETS = {"calls": ("development", "sealed"), "spoken": ("development", "sealed"), "calls_round2": ("sealed",),
                 "calls_round3": ("development",), "calls_round4": ("development",),
-                "calls_round5": ("sealed",), "calls_round6": ("sealed",)}
-"""Each written set and its parts: ``calls_round2`` and ``calls_round5`` are sealed only (a second and a
-fifth writer's lines, read by nobody). ``calls_round4`` (a fourth writer, the recognizer's voice with
+                "calls_round5": ("development",), "calls_round6": ("sealed",)}
+"""Each written set and its parts: ``calls_round2`` and ``calls_round6`` are sealed only (a second and a
+sixth writer's lines, read by nobody). ``calls_round4`` (a fourth writer, the recognizer's voice with
 long run-on lines) was sealed at the end of round 3, scored once at the end of round 4, and is
 development since. ``calls_round3`` (a third
 writer, recognizer-style) was sealed for round 3, scored once at its end, and is development since:
 round 4 reads it. ``calls_round5`` (a fifth writer: recognizer style, short and long rambling turns,
 many regions and sectors) was written and sealed at the end of round 4, before round 4's seal was
-opened, for the next round. ``calls_round6`` (a sixth writer: recognizer style, sectors and voices no
+opened, scored once at the end of round 7 (2026-12-07, after its decision: "The seal of round 5") and is
+development since. ``calls_round6`` (a sixth writer: recognizer style, sectors and voices no
 earlier round used) was written and sealed in round 7, before round 5's seal could be opened."""
 DEVELOPMENT_SETS = tuple(name for name, parts in WRITTEN_SETS.items() if "development" in parts)
 SPENT = ("calls", "spoken", "calls_round2")
@@ -41,7 +42,8 @@ no longer first sight. ``calls_round2`` was written and sealed before the voices
 measured, and scored once after the decision not to adopt them (``docs/detection-quality.md``, "Round 2").
 (``calls_round3``, sealed before round 3 and scored once after its decision, is development now:
 ``docs/detection-quality.md``, "The seal of round 3".) ``calls_round4`` was scored once at the end of
-round 4 (2026-12-07), after its decision ("The seal of round 4"), and is development since."""
+round 4 (2026-12-07), after its decision ("The seal of round 4"), and is development since; so is
+``calls_round5``, scored once at the end of round 7 ("The seal of round 5")."""
 
 
 def pct(n: int, d: int) -> str:
