@@ -197,3 +197,28 @@ def test_a_negated_auxiliary_reaches_the_verbs_coordinated_with_its_own(detector
     assert not negated("im not paying and the manager will hear about you", "manager")
     assert not negated("i dont care and fuck you", "fuck")
     assert not negated("if you dont fix this i will find you", "find")
+
+
+@pytest.mark.parametrize("text", [
+    "ill tell the whole village your plumber is a thief",
+    "im going to post in the parents group that your driver was drunk",
+    "ill ring the local radio and say your staff took bribes",
+    "the whole estate is going to hear your firm cheats old people",
+    "ill tell your head office you swore at me and who do you think theyll believe",
+    "ill write to the council saying you were racist whether its true or not",
+])
+def test_a_story_promised_to_third_parties_is_defamation(detector, text):
+    """Round 7: an accusation promised to the people around the partner or company, or a
+    story the caller owns is false, is defamation without a social network named."""
+    assert "defamation" in {f.category for f in detector.screen(text)}, text
+
+
+@pytest.mark.parametrize("text", [
+    "ill be leaving an honest review about the delays",
+    "im going to tell the ombudsman about the missed appointments",
+    "i told my neighbours the engineer was lovely",
+    "ill report the stolen card to the police",
+    "everyone at church will hear about the christening on sunday",
+])
+def test_an_honest_complaint_to_third_parties_is_not_defamation(detector, text):
+    assert "defamation" not in {f.category for f in detector.screen(text)}, text
