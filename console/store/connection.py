@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -198,6 +199,25 @@ class Connection:
         self.close()
 
 
+SQLITE_BUSY_S = 5.0  # how long a SQLite store waits for another connection's lock
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode=WAL``, the journal mode it answers. While another
+    connection switches the same new file, SQLite answers "database is locked"
+    at once instead of waiting in its busy handler (waiting could deadlock), so
+    consoles starting together on a new store would fail one in a dozen
+    times: tried again every 20 ms for up to :data:`SQLITE_BUSY_S`."""
+    deadline = time.monotonic() + SQLITE_BUSY_S
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SqliteConnection(Connection):
     """A SQLite file: WAL journal, ``synchronous=FULL``, foreign keys on, 5 s busy timeout."""
 
@@ -208,14 +228,14 @@ class SqliteConnection(Connection):
         self.where = str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=SQLITE_BUSY_S)
             conn.row_factory = sqlite3.Row
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _switch_to_wal(conn)
             if mode.lower() != "wal":
                 raise StoreError(f"{path}: cannot switch the store to WAL (journal mode {mode})")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_S * 1000)}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a usable store: {one_line(exc)}") from exc
         self._conn = conn
