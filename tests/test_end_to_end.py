@@ -60,7 +60,7 @@ class Floor:
         self.tmp_path = tmp_path
         self.console = Console(ConsoleConfig(data_dir=tmp_path / "data", host="127.0.0.1", port=0))
         self.errors: list[str] = []
-        self.replays: list[asyncio.subprocess.Process] = []
+        self.replays: list[Replay] = []
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSHIELD_")}
         self.env.update(CALLSHIELD_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONUNBUFFERED="1")
 
@@ -97,7 +97,7 @@ class Floor:
         await page.wait_for_url(self.console.http_url + home)
         return page
 
-    async def replay(self, call: Path, *args: str, config: Path | None = None) -> asyncio.subprocess.Process:
+    async def replay(self, call: Path, *args: str, config: Path | None = None) -> "Replay":
         """`callshield [--config FILE] replay CALL` as agent floor-1, for partner ann at seat 4, paced."""
         before = ("--config", str(config)) if config else ()
         process = await asyncio.create_subprocess_exec(
@@ -105,14 +105,52 @@ class Floor:
             "--token", self.token, "--agent-id", "floor-1", "--partner", "ann", "--seat", "4", "--realtime", *args,
             cwd=ROOT, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
-        self.replays.append(process)
-        return process
+        replay = Replay(process)
+        self.replays.append(replay)
+        return replay
 
     async def _kill_replays(self) -> None:
-        for process in self.replays:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        for replay in self.replays:
+            await replay.kill()
+
+
+class Replay:
+    """A `callshield replay` subprocess whose output is read as it comes (an unread
+    pipe that fills would stall the agent), so a failure can quote what it said."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.out, self.err = bytearray(), bytearray()
+        self._readers = [asyncio.create_task(self._drain(process.stdout, self.out)),
+                         asyncio.create_task(self._drain(process.stderr, self.err))]
+
+    @staticmethod
+    async def _drain(stream: asyncio.StreamReader, into: bytearray) -> None:
+        while chunk := await stream.read(65536):
+            into.extend(chunk)
+
+    async def started(self, page, timeout_ms: int = 90000):
+        """The call's row on ``page``: the replay's start-up first (loading the encoder and the
+        detector from a fresh clone's cold caches has taken over 20 s on CI)."""
+        row = page.locator("#calls tr[data-call]").first
+        try:
+            await expect(row).to_be_visible(timeout=timeout_ms)
+        except AssertionError as exc:
+            state = "still running" if self.process.returncode is None else f"exited {self.process.returncode}"
+            said = self.err.decode(errors="replace")[-3000:] or "(nothing)"
+            raise AssertionError(f"{exc}\nthe replay agent, {state}, said on stderr:\n{said}") from None
+        return row
+
+    async def finish(self, timeout: float) -> tuple[int, str, str]:
+        await asyncio.wait_for(self.process.wait(), timeout)
+        await asyncio.gather(*self._readers)
+        return self.process.returncode, self.out.decode(), self.err.decode()
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
 
 
 def test_replayed_threat_reaches_the_supervisor_who_authorizes_ending_the_call(tmp_path):
@@ -120,10 +158,8 @@ def test_replayed_threat_reaches_the_supervisor_who_authorizes_ending_the_call(t
         async with Floor(tmp_path) as floor:
             supervisor, partner, console = floor.supervisor, floor.partner, floor.console
             replay = await floor.replay(call_file(tmp_path))
-            # the supervisor sees the live call (the replay's start-up first: loading the encoder and the
-            # detector from a fresh clone's cold caches has taken over 20 s on CI) and the alert with the evidence words
-            row = supervisor.locator("#calls tr[data-call]").first
-            await expect(row).to_be_visible(timeout=90000)
+            # the supervisor sees the live call, then the alert with the evidence words
+            row = await replay.started(supervisor)
             card = supervisor.locator("#alerts [data-alert]").first
             await expect(card).to_be_visible(timeout=20000)
             await expect(row).to_contain_text("ann")
@@ -139,10 +175,10 @@ def test_replayed_threat_reaches_the_supervisor_who_authorizes_ending_the_call(t
             await expect(banner).to_be_visible()
             await expect(banner).to_contain_text("sue authorized ending this call")
             assert floor.errors == []
-            out, err = await asyncio.wait_for(replay.communicate(), 120)
+            status, out, err = await replay.finish(120)
             calls = await console.db(console.store.recent_calls, 5)
             audit = await console.db(console.store.audit_entries, action="authorize_end", call_id=calls[0]["id"])
-            return replay.returncode, out.decode(), err.decode(), calls, audit
+            return status, out, err, calls, audit
 
     status, out, err, calls, audit = asyncio.run(main())
     assert status == 0, err
@@ -169,7 +205,7 @@ def test_a_call_the_agent_cannot_hang_up_is_ended_through_the_signed_webhook(tmp
             async with Floor(tmp_path) as floor:
                 supervisor, partner, console = floor.supervisor, floor.partner, floor.console
                 replay = await floor.replay(call_file(tmp_path, CALL[:12]), "--speed", "2", config=config)
-                await expect(supervisor.locator("#calls tr[data-call]").first).to_be_visible(timeout=90000)  # the replay's start-up
+                await replay.started(supervisor)
                 await expect(supervisor.locator("#alerts [data-alert]").first).to_be_visible(timeout=20000)
                 await supervisor.locator("#calls tr[data-call]").first.click()
                 await expect(supervisor.locator("#end-request")).to_be_hidden()
@@ -185,10 +221,10 @@ def test_a_call_the_agent_cannot_hang_up_is_ended_through_the_signed_webhook(tmp
                 await expect(supervisor.locator("#alerts")).not_to_contain_text("End-call request")  # the feed keeps to what needs acting on
                 await expect(partner.locator("body")).not_to_contain_text("End-call request")
                 assert floor.errors == []
-                out, err = await asyncio.wait_for(replay.communicate(), 120)
+                status, _, err = await replay.finish(120)
                 calls = await console.db(console.store.recent_calls, 5)
                 audit = await console.db(console.store.audit_entries, action="end_call_webhook", call_id=calls[0]["id"])
-                return replay.returncode, err.decode(), calls[0], audit, receiver.received
+                return status, err, calls[0], audit, receiver.received
 
     status, err, call, audit, received = asyncio.run(main())
     assert status == 0, err
