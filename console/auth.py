@@ -59,12 +59,21 @@ def verify_password(password: str, stored: str) -> bool:
 
 def new_token() -> str:
     """A fresh secret for a session or an agent (256 bits, URL-safe)."""
-    return secrets.token_urlsafe(32)
+    return _no_leading_dash(32)
 
 
 def new_password() -> str:
     """A generated password for a new user (about 96 bits, easy to type)."""
-    return secrets.token_urlsafe(12)
+    return _no_leading_dash(12)
+
+
+def _no_leading_dash(nbytes: int) -> str:
+    """``secrets.token_urlsafe(nbytes)`` that does not begin with "-": one in 64
+    did, and a command line reads ``--token -x...`` as another option
+    (``callshield agent: error: argument --token: expected one argument``)."""
+    while (value := secrets.token_urlsafe(nbytes)).startswith("-"):
+        pass
+    return value
 
 
 def token_hash(token: str) -> str:

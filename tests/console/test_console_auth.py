@@ -112,3 +112,12 @@ def test_refused_sign_ins_are_tallied_per_address_per_window():
     assert [s.peer for s in tally.due(clock())] == ["10.0.0.1", "10.0.0.2"]
     assert [s.peer for s in tally.due(clock(), everything=True)] == ["10.0.0.3", "10.0.0.4"]
     assert tally.overflow == 0
+
+
+def test_generated_tokens_and_passwords_never_begin_with_a_dash():
+    """One in 64 did, and `callshield agent --token -x...` then failed as a missing argument."""
+    from console.auth import new_password, new_token
+
+    made = [new_token() for _ in range(2000)] + [new_password() for _ in range(2000)]
+    assert not [value for value in made if value.startswith("-")]
+    assert len(set(made)) == len(made) and {len(new_token()), len(new_password())} == {43, 16}

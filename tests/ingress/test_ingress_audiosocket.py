@@ -522,7 +522,9 @@ def test_an_unreadable_closing_message_is_a_clear_error(tmp_path):
 def test_twenty_concurrent_calls_lose_no_audio():
     async def main():
         handler = Collector()
-        async with AudioSocketServer(handler, config(pair_timeout_s=2.0)) as server:
+        # the legs pair well inside the window; 2 s left a leg alone once on a CI run (forty
+        # connections at once beside the rest of the suite), which is not what this test is about
+        async with AudioSocketServer(handler, config(pair_timeout_s=10.0)) as server:
             plays = []
             for n in range(20):
                 call_uuid = uuidlib.uuid4()
