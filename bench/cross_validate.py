@@ -231,14 +231,16 @@ def cross_validated(folds: int, tune_layers: int | None, also: list[Path], spent
         print(f"fold {k + 1}/{folds}: {len(held)} conversations held out, training on {len(rows)} lines "
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
         head, _, _ = train_semantic.train(encoder, rows, name=config.encoder, tune_layers=tune_layers, cache=cache)
-        # screened once at the lowest threshold: at a higher one the stage's findings are those scoring that much
-        detector = Detector(dataclasses.replace(config, semantic=True, semantic_threshold=THRESHOLDS[0], semantic_thresholds={}),
+        def screening_at(threshold: float) -> Detector:
+            return Detector(dataclasses.replace(config, semantic=True, semantic_threshold=threshold, semantic_thresholds={}),
                             encoder=encoder, head=head)
+
+        # screened once at the lowest threshold: at a higher one the stage's findings are those scoring that much
+        detector = screening_at(THRESHOLDS[0])
         stage = detector.semantic
         # a long turn's clauses are judged only when the whole turn did not fire at the stage's own
         # threshold (round 5), so screening at the lowest threshold cannot show them at the shipped one
-        at_shipped = (Detector(dataclasses.replace(config, semantic=True, semantic_threshold=SHIPPED, semantic_thresholds={}),
-                               encoder=encoder, head=head) if config.semantic_clause_threshold < 1.0 else None)
+        at_shipped = screening_at(SHIPPED) if config.semantic_clause_threshold < 1.0 else None
         for m in messages:
             if m.conv_id in held:
                 findings = detector.screen(m.text)
