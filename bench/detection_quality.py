@@ -35,6 +35,12 @@ is the same config without the stage. Tables:
   style, sectors and voices not used before), sealed in round 7 before round
   5's seal was opened; to be scored once, at the end of the next round that
   changes the detector.
+- ``--sealed-round8``: round 8's set (a seventh writer: threats in many
+  shapes and hard benign lines with threat words), sealed before round 8's
+  rules were written; to be scored once, after round 8's decision, with
+  ``--without`` the round's rule ids beside.
+- ``--without ID,ID``: a column more, the same detector with those rule or
+  exception ids turned off (what a round's rules do, in one sitting).
 - ``--training``: also the development utterances and held-out rounds 1 to
   16 (training data of the stage).
 
@@ -105,6 +111,11 @@ class Judges:
         self.detectors = {"callshield": detector, "rules alone": rules}
         self.others = others
         self.names = [*self.detectors, *others]
+
+    def add(self, name: str, detector: Detector) -> None:
+        """Another callshield column (the same detector with something turned off)."""
+        self.detectors[name] = detector
+        self.names = [*self.detectors, *self.others]
 
     def categories(self, texts: list[str]) -> dict[str, list[set[str] | bool]]:
         """Per judge, per text: the categories found (callshield, rules) or whether flagged (competitors)."""
@@ -233,8 +244,8 @@ def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> N
         print(f"{name + ': benign flagged':40}" + "".join(f"{a:>{WIDTH}}" for a in alarms))
 
 
-SEALED_ROUNDS = {2: "second", 6: "sixth"}
-"""The sealed call-like rounds after the first (``calls_roundN``), each with its ``--sealed-roundN``."""
+SEALED_ROUNDS = {2: ("second", "calls_round2"), 6: ("sixth", "calls_round6"), 8: ("eighth", "threat_words_round8")}
+"""The sealed rounds after the first (``tests/detection/sealed/<name>.tsv``), each with its ``--sealed-roundN``."""
 
 
 def main() -> int:
@@ -242,10 +253,13 @@ def main() -> int:
     parser.add_argument("--noise", action="store_true", help="also measure with 5 %% and 10 %% recognition errors")
     parser.add_argument("--misses", action="store_true", help="list callshield's misses and false alarms")
     parser.add_argument("--sealed", action="store_true", help="score the sealed parts opened at the end of issue 11's first round (spent)")
-    for n, which in SEALED_ROUNDS.items():
+    for n, (which, _) in SEALED_ROUNDS.items():
         parser.add_argument(f"--sealed-round{n}", action="store_true",
                             help=f"score the {which} sealed call-like round (once, at the end of the round it was sealed for)")
     parser.add_argument("--training", action="store_true", help="also score the stage's training sets")
+    parser.add_argument("--without", metavar="ID,ID", type=lambda v: tuple(i for i in v.split(",") if i),
+                        help="a column more: the same detector with these rule or exception ids turned off "
+                             "([detection] disabled_rules), to show what they do in the same sitting")
     parser.add_argument("--model", type=Path, metavar="semantic.tsv",
                         help="a candidate semantic stage (bench/train_semantic.py --out, its adapter beside it) "
                              "instead of the shipped one")
@@ -260,6 +274,11 @@ def main() -> int:
     else:
         detector = settings.detector(config)
     judges = Judges(detector, Detector(dataclasses.replace(config, semantic=False)), competitors())
+    if args.without:
+        off = dataclasses.replace(config, disabled_rules=(*config.disabled_rules, *args.without))
+        judges.add(f"without {len(args.without)} ids", Detector(off, encoder=detector.semantic.encoder, head=detector.semantic.head)
+                   if detector.semantic else Detector(off))
+        print(f"without {len(args.without)} ids: callshield with {', '.join(args.without)} turned off")
     if detector.semantic is None:
         print("note: [detection] semantic = false in the config: callshield is the rules alone here")
     else:
@@ -294,10 +313,10 @@ def main() -> int:
                                "spoken (spoken.tsv)": spoken})
     for n in sorted(SEALED_ROUNDS, reverse=True):
         if getattr(args, f"sealed_round{n}"):
-            name = f"calls_round{n}"
+            name = SEALED_ROUNDS[n][1]
             state = "spent: no longer first sight" if name in SPENT else "scored once: list it in bench/quality_sets.py SPENT after this run"
             print(f"\n######## SEALED, ROUND {n} ({state}).")
-            category_table(f"SEALED call-like lines, round {n} (tests/detection/sealed/{name}.tsv)",
+            category_table(f"SEALED lines, round {n} (tests/detection/sealed/{name}.tsv)",
                            scored_rows([(lab, t) for _, lab, t in written_set(name, "sealed")]), judges, False)
     if args.sealed:
         print("\n######## SEALED PARTS, opened on 2026-12-06 (spent: no longer first sight).")

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests" / "detection"
 WRITTEN_SETS = {"calls": ("development", "sealed"), "spoken": ("development", "sealed"), "calls_round2": ("sealed",),
                 "calls_round3": ("development",), "calls_round4": ("development",),
-                "calls_round5": ("development",), "calls_round6": ("sealed",)}
+                "calls_round5": ("development",), "calls_round6": ("sealed",),
+                "threat_words_round8": ("sealed",)}
 """Each written set and its parts: ``calls_round2`` and ``calls_round6`` are sealed only (a second and a
 sixth writer's lines, read by nobody). ``calls_round4`` (a fourth writer, the recognizer's voice with
 long run-on lines) was sealed at the end of round 3, scored once at the end of round 4, and is
@@ -34,7 +35,9 @@ round 4 reads it. ``calls_round5`` (a fifth writer: recognizer style, short and 
 many regions and sectors) was written and sealed at the end of round 4, before round 4's seal was
 opened, scored once at the end of round 7 (2026-12-07, after its decision: "The seal of round 5") and is
 development since. ``calls_round6`` (a sixth writer: recognizer style, sectors and voices no
-earlier round used) was written and sealed in round 7, before round 5's seal could be opened."""
+earlier round used) was written and sealed in round 7, before round 5's seal could be opened.
+``threat_words_round8`` (a seventh writer: threats in many shapes, hard benign lines with threat words)
+was written and sealed in round 8, before any of its rules."""
 DEVELOPMENT_SETS = tuple(name for name, parts in WRITTEN_SETS.items() if "development" in parts)
 SPENT = ("calls", "spoken", "calls_round2")
 """Sealed sets already scored (2026-12-06, the end of issue 11's first round): their figures are

@@ -31,6 +31,7 @@ Example (every key optional)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -51,6 +52,11 @@ class DetectionConfig:
         severity: category -> severity overrides (``low`` .. ``critical``);
             categories not listed keep :data:`~detection.taxonomy.DEFAULT_SEVERITY`.
         disabled: categories never reported.
+        disabled_rules: ids of rules (``detection/lexicons/<language>/rules.tsv``)
+            or exceptions (``exceptions.tsv``) never applied: a site turns off
+            one rule that misfires on its callers without losing its
+            category; a benchmark shows what a round's rules do. An id the
+            lexicon does not have is a configuration error.
         min_score: findings scoring below this (0..1) are dropped.
         repetition_min: occurrences of the same request that make a finding (>= 2).
         repetition_similarity: share (0..1) of content words two requests must
@@ -108,6 +114,7 @@ class DetectionConfig:
     language: str = "en"
     severity: Mapping[str, str] = setting(default_factory=lambda: MappingProxyType({}), read=lambda v: MappingProxyType(_severity_table(v)))
     disabled: tuple[str, ...] = ()
+    disabled_rules: tuple[str, ...] = ()
     min_score: float = 0.5
     repetition_min: int = 3
     repetition_similarity: float = 0.6
@@ -157,6 +164,8 @@ class DetectionConfig:
             raise _bad("language must be a language code such as \"en\"")
         if any(v not in CATEGORIES for v in self.disabled):
             raise _bad(f"disabled must be a list of categories from: {', '.join(CATEGORIES)}")
+        if any(not isinstance(v, str) or not re.fullmatch(r"[a-z_]+(\.[a-z_0-9]+)+", v) for v in self.disabled_rules):
+            raise _bad("disabled_rules must be a list of rule or exception ids such as \"threat.intimidation\" (rules.tsv, exceptions.tsv)")
         if self.alert_severity not in SEVERITIES:
             raise _bad(f"alert_severity must be one of {', '.join(SEVERITIES)}, not {self.alert_severity!r}")
         if not self.encoder.strip():

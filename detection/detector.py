@@ -50,6 +50,7 @@ from functools import cached_property
 from detection.aim import QUOTED, Aim, AimReader, Utterance as AimUtterance
 from detection.config import DetectionConfig
 from detection.encoder import Encoder, Reading
+from detection.errors import DetectionError
 from detection.findings import Dropped, Finding
 from detection.lexicon import (
     Exception_,
@@ -103,9 +104,16 @@ class Detector:
         self.lists: Lists = load_lists(folder)
         compiler = PatternCompiler(self.lists)
         rules = load_rules(folder, compiler)
-        self._rules = tuple(_Compiled(r, _pattern_words(r.pattern.source, self.lists)) for r in rules)
+        exceptions = load_exceptions(folder, compiler)
+        off = frozenset(self.config.disabled_rules)
+        unknown = sorted(off - {r.id for r in rules} - {e.id for e in exceptions})
+        if unknown:
+            raise DetectionError(f"[detection] disabled_rules: {', '.join(map(repr, unknown))} "
+                                 f"{'is' if len(unknown) == 1 else 'are'} not a rule of {folder / 'rules.tsv'} "
+                                 f"nor an exception of {folder / 'exceptions.tsv'}", code="bad_config")
+        self._rules = tuple(_Compiled(r, _pattern_words(r.pattern.source, self.lists)) for r in rules if r.id not in off)
         self.aim = AimReader(self.lists, compiler, self._negated_before)
-        self._exceptions: tuple[Exception_, ...] = load_exceptions(folder, compiler)
+        self._exceptions: tuple[Exception_, ...] = tuple(e for e in exceptions if e.id not in off)
         self._negation = self.lists.words("NEGATION")
         self._clause_break = self.lists.words("CLAUSE_BREAK")
         self._subjects = self.lists.words("SUBJECT")

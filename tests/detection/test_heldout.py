@@ -74,7 +74,9 @@ def test_the_rounds_are_big_enough_to_mean_something(scored, scored_later, score
     for category in CATEGORIES:
         assert len(scored[category]) >= 25, category
         assert len(scored_later[category]) >= 40, category
-        assert len(scored_unseen[category]) >= 150, category  # 160 written, less the few read since (provenance.tsv)
+        # 160 written, less those read since (provenance.tsv): 20 threats by round 8 and before (its rules were written
+        # from the threats missed here), a few of the others
+        assert len(scored_unseen[category]) >= 140, category
     assert len(scored["none"]) >= 80 and len(scored_later["none"]) >= 300 and len(scored_unseen["none"]) >= 470
 
 

@@ -117,6 +117,21 @@ def test_severity_comes_from_config(detector):
     assert strict.screen("where do you live") == []
 
 
+def test_a_disabled_rule_is_never_applied_and_its_category_still_is():
+    ids = {f.rule for f in Detector().screen("watch your back")}
+    assert ids == {"threat.intimidation"}
+    off = Detector(DetectionConfig.from_table({"disabled_rules": ["threat.intimidation"]}))
+    assert all(f.rule != "threat.intimidation" for f in off.screen("watch your back"))
+    assert [f.category for f in off.screen("i will kill you")] == ["threat"]  # other threat rules still apply
+
+
+def test_an_unknown_rule_id_is_a_clear_error():
+    with pytest.raises(DetectionError) as info:
+        Detector(DetectionConfig.from_table({"disabled_rules": ["threat.no_such_rule"]}))
+    assert info.value.code == "bad_config"
+    assert "threat.no_such_rule" in str(info.value) and "rules.tsv" in str(info.value)
+
+
 def test_bad_config_is_a_clear_error():
     bad_tables = [  # (table, a word the error must name)
         ({"severity": {"insult": "extreme"}}, "severity.insult"),
@@ -126,6 +141,7 @@ def test_bad_config_is_a_clear_error():
         ({"shouting_over_db": -3}, "shouting_over_db"),
         ({"alert_points": 2, "caution_points": 5}, "caution_points"),
         ({"disabled": ["nonsense"]}, "disabled"),
+        ({"disabled_rules": ["not an id"]}, "disabled_rules"),
         ({"no_such_key": 1}, "no_such_key"),
     ]
     for table, named in bad_tables:
