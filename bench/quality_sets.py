@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests" / "detection"
 WRITTEN_SETS = {"calls": ("development", "sealed"), "spoken": ("development", "sealed"), "calls_round2": ("sealed",),
                 "calls_round3": ("development",), "calls_round4": ("development",),
-                "calls_round5": ("development",), "calls_round6": ("sealed",),
-                "threat_words_round8": ("sealed",)}
-"""Each written set and its parts: ``calls_round2`` and ``calls_round6`` are sealed only (a second and a
-sixth writer's lines, read by nobody). ``calls_round4`` (a fourth writer, the recognizer's voice with
+                "calls_round5": ("development",), "calls_round6": ("development",),
+                "threat_words_round8": ("development",), "calls_round7": ("sealed",)}
+"""Each written set and its parts: ``calls_round2`` and ``calls_round7`` are sealed only (a second and an
+eighth writer's lines, read by nobody). ``calls_round4`` (a fourth writer, the recognizer's voice with
 long run-on lines) was sealed at the end of round 3, scored once at the end of round 4, and is
 development since. ``calls_round3`` (a third
 writer, recognizer-style) was sealed for round 3, scored once at its end, and is development since:
@@ -35,9 +35,11 @@ round 4 reads it. ``calls_round5`` (a fifth writer: recognizer style, short and 
 many regions and sectors) was written and sealed at the end of round 4, before round 4's seal was
 opened, scored once at the end of round 7 (2026-12-07, after its decision: "The seal of round 5") and is
 development since. ``calls_round6`` (a sixth writer: recognizer style, sectors and voices no
-earlier round used) was written and sealed in round 7, before round 5's seal could be opened.
+earlier round used) was written and sealed in round 7, before round 5's seal could be opened, and
 ``threat_words_round8`` (a seventh writer: threats in many shapes, hard benign lines with threat words)
-was written and sealed in round 8, before any of its rules."""
+in round 8, before any of its rules; both were scored once at the end of round 8 (2026-12-07, after its
+decision) and are development since. ``calls_round7`` (an eighth writer: recognizer style, regions and
+sectors no earlier round used) was written and sealed at the end of round 8, before round 9."""
 DEVELOPMENT_SETS = tuple(name for name, parts in WRITTEN_SETS.items() if "development" in parts)
 SPENT = ("calls", "spoken", "calls_round2")
 """Sealed sets already scored (2026-12-06, the end of issue 11's first round): their figures are
@@ -46,7 +48,8 @@ measured, and scored once after the decision not to adopt them (``docs/detection
 (``calls_round3``, sealed before round 3 and scored once after its decision, is development now:
 ``docs/detection-quality.md``, "The seal of round 3".) ``calls_round4`` was scored once at the end of
 round 4 (2026-12-07), after its decision ("The seal of round 4"), and is development since; so is
-``calls_round5``, scored once at the end of round 7 ("The seal of round 5")."""
+``calls_round5``, scored once at the end of round 7 ("The seal of round 5"), and so are ``calls_round6``
+and ``threat_words_round8``, scored once at the end of round 8 ("Round 8")."""
 
 
 def pct(n: int, d: int) -> str:
