@@ -50,7 +50,7 @@ left out of every table. The competitors only say "profane or not", so for
 them a category's recall is the share of its lines they flag at all.
 
     .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python bench/detection_quality.py [--noise] [--misses] [--sealed] [--training] [--model semantic.tsv]
+    .venv/bin/python bench/detection_quality.py [--noise] [--misses] [--training] [--model semantic.tsv [--beside-shipped]] [--without ID,ID]
 
 ``--model``: a candidate stage trained with ``bench/train_semantic.py --out``
 (thresholds per category: ``[detection.semantic_thresholds]`` in the config,
@@ -260,6 +260,8 @@ def main() -> int:
         parser.add_argument(f"--sealed-round{n}", action="store_true",
                             help=f"score the {which} sealed call-like round (once, at the end of the round it was sealed for)")
     parser.add_argument("--training", action="store_true", help="also score the stage's training sets")
+    parser.add_argument("--beside-shipped", action="store_true",
+                        help="with --model: a column more, the shipped stage, so both are judged in one sitting")
     parser.add_argument("--without", metavar="ID,ID", type=lambda v: tuple(i for i in v.split(",") if i),
                         help="a column more: the same detector with these rule or exception ids turned off "
                              "([detection] disabled_rules), to show what they do in the same sitting")
@@ -277,6 +279,11 @@ def main() -> int:
     else:
         detector = settings.detector(config)
     judges = Judges(detector, Detector(dataclasses.replace(config, semantic=False)), competitors())
+    if args.beside_shipped:
+        if not args.model:
+            parser.error("--beside-shipped needs --model (the candidate it stands beside)")
+        judges.add("shipped stage", settings.detector(config))
+        print("shipped stage: callshield with the shipped semantic stage instead of the candidate")
     if args.without:
         off = dataclasses.replace(config, disabled_rules=(*config.disabled_rules, *args.without))
         judges.add(f"without {len(args.without)} ids", Detector(off, encoder=detector.semantic.encoder, head=detector.semantic.head)

@@ -19,7 +19,8 @@ import console_capacity  # noqa: E402
 def test_the_capacity_bench_loses_nothing_at_a_small_size(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("PYTHONPATH", str(console_capacity.ROOT))
     trace = tmp_path / "trace.jsonl"
-    args = argparse.Namespace(calls="4", seconds=4.0, turn=0.5, supervisors=2, agents=2, setups="sqlite1,pg2,notify2", trace=str(trace))
+    args = argparse.Namespace(calls="4", seconds=4.0, turn=0.5, supervisors=2, agents=2, setups="sqlite1,pg2,notify2", trace=str(trace),
+                              drain=60.0)
     assert asyncio.run(console_capacity.main_async(args)) == 0
     out = capsys.readouterr().out
     assert "| SQLite, 1 replica | 4 |" in out and "| PostgreSQL+NATS, 2 replicas | 4 |" in out
