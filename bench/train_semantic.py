@@ -345,6 +345,11 @@ def main() -> int:
     parser.add_argument("--noise", type=float, default=0.0, metavar="RATE",
                         help="also train on a copy of each line with this share of recognition errors (e.g. 0.1)")
     args = parser.parse_args()
+    if not args.check:
+        try:  # before the long work, not after it: an --out that cannot be written is known at once
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--out {args.out}: its folder cannot be made ({exc.strerror})")
 
     from cli.settings import load_settings
     from detection import DetectionConfig

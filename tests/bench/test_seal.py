@@ -79,3 +79,19 @@ def test_long_turns_are_built_from_the_written_training_lines_only():
         assert label == "none" or next(iter(lines[label])) in text
         assert 2 <= len(held) + (label != "none") <= 3
     assert train_semantic.long_turns(rows, 0) == []
+
+
+def test_training_makes_its_out_folder_first_and_names_one_it_cannot_make(tmp_path):
+    """An --out whose folder is missing is made before the half hour of training,
+    and one that cannot be made stops the run at once with the reason (it once
+    failed at the very end, after the work)."""
+    import subprocess
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n", encoding="utf-8")
+    script = Path(__file__).resolve().parents[2] / "bench" / "train_semantic.py"
+    done = subprocess.run([sys.executable, str(script), "--out", str(blocker / "model" / "semantic.tsv")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "its folder cannot be made" in done.stderr and str(blocker) in done.stderr
+    assert "training on" not in done.stderr
