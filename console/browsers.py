@@ -117,7 +117,7 @@ class BrowserDesk:
         """Take a socket's rights at once, then close it with :data:`SIGNED_OUT`."""
         hub = self.hub
         user = link.user or "-"
-        link.user = link.role = link.token = None
+        hub.screens.sign_out(link)
         hub.stats.browsers_signed_out += 1
         await hub.db(hub.store.audit, user, "signed_out", None, f"{why}: socket closed (from {link.peer})")
         hub.spawn(_close_after_drain(link, SIGNED_OUT, "signed out"))
@@ -136,7 +136,7 @@ class BrowserDesk:
             self._sweeper = self.hub.spawn(self._sweep())
         link = BrowserLink(ws, self.hub.config.browser_queue)
         link.sender = self.hub.spawn(link.pump())
-        screens.links.add(link)
+        screens.add(link)
         try:
             async for raw in ws:
                 if link.dropped:
@@ -149,7 +149,7 @@ class BrowserDesk:
         except ConnectionClosed:
             pass
         finally:
-            screens.links.discard(link)
+            screens.remove(link)
             if link.sender is not None and not link.dropped:
                 link.sender.cancel()
 
@@ -229,7 +229,7 @@ class BrowserDesk:
         await self._authenticated(link, session.user, session.role, request.token)
 
     async def _authenticated(self, link: BrowserLink, user: str, role: str, token: str) -> None:
-        link.user, link.role, link.token, link.bad = user, role, token, 0
+        self.hub.screens.sign_in(link, user, role, token)
         self.hub.screens.reply(link, await self.hub.db(_snapshot, self.hub.store, user, role))
         if role in WATCHES_ALL_CALLS:
             self.hub.load.greet(link)
@@ -244,7 +244,7 @@ class BrowserDesk:
             await db(store.end_session, token)
             await db(store.audit, user, "logout", None, f"from {link.peer}")
             reply(link, b.Done(of=r.TYPE, ref=r.ref))
-            link.user = link.role = link.token = None
+            hub.screens.sign_out(link)
             for other in [o for o in hub.screens.links if o.token == token]:  # the session's other tabs
                 await self._sign_out(other, "logged out in another tab")
             if hub.cluster is not None:  # and its sockets on the other replicas, now rather than at their next sweep

@@ -25,6 +25,7 @@ UTC strings taken from a clock passed in by the caller.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -435,18 +436,38 @@ def message_class(raw: dict, by_type: typing.Mapping[str, type], version: int) -
     return cls
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """A message class's fields as :func:`build` checks them: ``(name, resolved
+    annotation, required)``, and the keys a message of it may carry."""
+
+    fields: tuple[tuple[str, Any, bool], ...]
+    names: frozenset[str]
+
+
+@functools.cache
+def _shape(cls: type) -> _Shape:
+    """Resolved once per class: ``typing.get_type_hints`` evaluates every string
+    annotation anew, and every message from an agent or a browser is built
+    (it was a tenth of a busy console's CPU)."""
+    hints = typing.get_type_hints(cls)
+    fields = tuple((f.name, hints[f.name], f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                   for f in dataclasses.fields(cls))
+    return _Shape(fields, frozenset(name for name, _, _ in fields) | {"v", "type"})
+
+
 def build(cls: type, raw: dict, *, max_text: int | None = None) -> Any:
     """An instance of the message dataclass ``cls`` from ``raw``, every field checked
     against its annotation; no missing, extra or wrongly typed field is let through.
     ``max_text`` caps the length of string fields."""
-    hints = typing.get_type_hints(cls)
+    shape = _shape(cls)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name in raw:
-            values[f.name] = _check(f.name, raw[f.name], hints[f.name], max_text)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ProtocolError(f"{cls.TYPE}: missing field {f.name!r}")
-    extra = set(raw) - {f.name for f in dataclasses.fields(cls)} - {"v", "type"}
+    for name, hint, required in shape.fields:
+        if name in raw:
+            values[name] = _check(name, raw[name], hint, max_text)
+        elif required:
+            raise ProtocolError(f"{cls.TYPE}: missing field {name!r}")
+    extra = raw.keys() - shape.names
     if extra:
         raise ProtocolError(f"{cls.TYPE}: unknown field(s) {', '.join(sorted(extra))}")
     return cls(**values)

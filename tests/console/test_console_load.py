@@ -31,9 +31,14 @@ class _Socket:
         self.closed.append((code, reason))
 
 
-def _supervisor(limit: int) -> BrowserLink:
+def _supervisor(limit: int, screens: Screens | None = None, *, user: str = "sup", role: str = "supervisor") -> BrowserLink:
+    """A browser signed in as ``user`` with ``role``, connected to ``screens`` (if given)."""
     link = BrowserLink(_Socket(), limit)
-    link.user, link.role, link.token = "sup", "supervisor", "t"
+    if screens is None:
+        link.user, link.role, link.token = user, role, "t"
+    else:
+        screens.add(link)
+        screens.sign_in(link, user, role, "t")
     return link
 
 
@@ -44,8 +49,7 @@ def _partial(n: int) -> b.PartialShown:
 def test_a_browser_behind_is_sent_no_partials_but_every_final_line():
     async def main():
         screens = Screens(on_drop=lambda: None, spawn=asyncio.ensure_future)
-        slow, quick = _supervisor(10), _supervisor(10)
-        screens.links |= {slow, quick}
+        slow, quick = _supervisor(10, screens), _supervisor(10, screens)
         def quick_reads_all() -> None:
             while not quick.outbox.empty():
                 quick.outbox.get_nowait()
@@ -65,12 +69,38 @@ def test_a_browser_behind_is_sent_no_partials_but_every_final_line():
     assert b'"final"' in list(slow.outbox._queue)[-1]
 
 
+def test_each_message_reaches_the_browsers_its_roles_and_users_name_and_no_other():
+    """Delivery goes by role and user, kept as browsers sign in and out: every
+    supervisor gets a call's line and its partner gets it; a QA screen (QA
+    replays calls, it does not watch them live), another partner, a screen not
+    signed in, a signed-out one and a closed one get nothing; a browser that signs in again as someone else gets theirs."""
+    async def main():
+        screens = Screens(on_drop=lambda: None, spawn=asyncio.ensure_future)
+        sup, qa = _supervisor(50, screens), _supervisor(50, screens, user="quinn", role="qa")
+        ann, ann2, bob = (_supervisor(50, screens, user=u, role="partner") for u in ("ann", "ann", "bob"))
+        anonymous = BrowserLink(_Socket(), 50)
+        screens.add(anonymous)
+        gone, out = _supervisor(50, screens), _supervisor(50, screens)
+        screens.remove(gone)
+        screens.sign_out(out)
+        screens.publish(b.NoticeShown(notice={"n": 1}), call=None, partner="ann")
+        screens.publish(b.NoticeShown(notice={"n": 2}), call=None, supervisors=False, partner="bob")
+        screens.sign_in(ann2, "bob", "partner", "t2")  # the same socket, signed in again as bob
+        screens.publish(b.NoticeShown(notice={"n": 3}), call=None, supervisors=False, partner="bob")
+        return {name: [f.decode() for f in link.outbox._queue] for name, link in
+                dict(sup=sup, qa=qa, ann=ann, ann2=ann2, bob=bob, anonymous=anonymous, gone=gone, out=out).items()}
+
+    got = asyncio.run(main())
+    seen = {name: [n for n in (1, 2, 3) if any(f'"n":{n}' in f for f in frames)] for name, frames in got.items()}
+    assert seen == {"sup": [1], "qa": [], "ann": [1], "ann2": [1, 3], "bob": [2, 3],
+                    "anonymous": [], "gone": [], "out": []}
+
+
 def test_a_browser_a_whole_outbox_behind_is_still_dropped():
     async def main():
         dropped = []
         screens = Screens(on_drop=lambda: dropped.append(1), spawn=asyncio.ensure_future)
-        slow = _supervisor(4)
-        screens.links.add(slow)
+        slow = _supervisor(4, screens)
         for n in range(5):
             screens.publish(b.NoticeShown(notice={"n": n}), call=None)
         await asyncio.sleep(0)
@@ -83,8 +113,7 @@ def test_a_browser_a_whole_outbox_behind_is_still_dropped():
 def test_load_is_shown_when_it_changes_and_only_then():
     async def main():
         screens = Screens(on_drop=lambda: None, spawn=asyncio.ensure_future)
-        sup = _supervisor(100)
-        screens.links.add(sup)
+        sup = _supervisor(100, screens)
         watch = LoadWatch(screens, lambda: 0)
         watch.show()  # nothing shed yet: nothing shown
         quiet = sup.outbox.qsize()
