@@ -122,6 +122,12 @@ class Console:
                 ssl=context,
                 max_size=p.MAX_MESSAGE_BYTES,
                 server_header="callshield",
+                # No permessage-deflate: each browser's copy of every message was compressed
+                # apart (8 % of a console's CPU at 1,000 calls, bench/console_capacity.py), the
+                # messages are small, and a compressed stream that carries a session token
+                # beside text a caller chose (the transcript) is what CRIME/BREACH-style
+                # length attacks read under TLS.
+                compression=None,
             )
         except OSError as exc:
             await self._close_store()

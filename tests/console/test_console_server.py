@@ -367,6 +367,21 @@ def test_pages_are_served_with_security_headers(tmp_path):
     asyncio.run(main())
 
 
+def test_sockets_are_not_compressed_even_when_a_client_offers_it(tmp_path):
+    """permessage-deflate is declined on both sockets: a compressed stream that
+    carries a session token beside a caller's words leaks through its length
+    (CRIME/BREACH), and compressing each browser's copy cost CPU at scale."""
+    async def main():
+        async with running_console(tmp_path) as console:
+            for path in ("/ws/browser", "/ws/agent"):
+                async with connect(console.url + path, compression="deflate") as ws:
+                    assert "Sec-WebSocket-Extensions" in ws.request.headers  # the client did offer it
+                    assert ws.response.headers.get("Sec-WebSocket-Extensions") is None, path
+                    assert not ws.protocol.extensions
+
+    asyncio.run(main())
+
+
 def test_store_keeps_events_across_a_console_restart(tmp_path, store_where):
     store = store_setting(store_where)
     async def main():
