@@ -68,6 +68,10 @@ class BrowserDesk:
         self.tally = RefusalTally()
         self.sweep_seconds = SWEEP_SECONDS
         self._sweeper: asyncio.Task | None = None
+        self._sessions_ended = 0
+        """Sessions this replica has seen end (a logout here, word from another replica, a
+        sweep that found one gone): a sign-in whose session was read before one of them
+        reads it again (:meth:`_resume`)."""
 
     def close(self) -> None:
         self._auth_pool.shutdown(wait=True)
@@ -89,6 +93,7 @@ class BrowserDesk:
 
     async def sessions_changed(self) -> None:
         """Another replica ended a session: check this one's sockets now."""
+        self._sessions_ended += 1
         await self._check_sessions()
 
     async def resync(self) -> None:
@@ -111,6 +116,7 @@ class BrowserDesk:
         live = await self.hub.db(self.hub.store.live_sessions, {link.token for link in links})
         for link in links:
             if link.token is not None and not _holds(live.get(link.token), link):
+                self._sessions_ended += 1
                 await self._sign_out(link, "session ended")
 
     async def _sign_out(self, link: BrowserLink, why: str) -> None:
@@ -222,9 +228,16 @@ class BrowserDesk:
 
     async def _resume(self, link: BrowserLink, request: b.Resume) -> None:
         hub = self.hub
-        session = await hub.db(hub.store.session, request.token)
-        if session is None:
-            raise NotAuthenticated("session expired or unknown: log in again")
+        while True:
+            ended = self._sessions_ended
+            session = await hub.db(hub.store.session, request.token)
+            if session is None:
+                raise NotAuthenticated("session expired or unknown: log in again")
+            if ended == self._sessions_ended:
+                break
+            # a session ended while this one was read (a logout in another tab, here or on another
+            # replica): the answer may be stale, and that logout looked for this socket before it held
+            # the token. Read again; from the last read to the sign-in below nothing else runs.
         hub.screens.reply(link, b.SessionOpened(user=session.user, role=session.role, token=request.token, expires_at=iso(session.expires_at), ref=request.ref))
         await self._authenticated(link, session.user, session.role, request.token)
 
@@ -242,6 +255,7 @@ class BrowserDesk:
         if isinstance(r, b.Logout):
             token = link.token
             await db(store.end_session, token)
+            self._sessions_ended += 1
             await db(store.audit, user, "logout", None, f"from {link.peer}")
             reply(link, b.Done(of=r.TYPE, ref=r.ref))
             hub.screens.sign_out(link)

@@ -162,6 +162,34 @@ def test_a_removed_supervisor_cannot_act_from_an_open_tab(tmp_path):
     asyncio.run(main_())
 
 
+def test_a_tab_resuming_while_its_session_ends_elsewhere_is_refused(tmp_path):
+    """Revoke on logout, with no window: a tab's resume reads the session, and
+    before the tab holds the token the session is ended on another replica and
+    word of it arrives here (so that replica's check of this one's sockets
+    cannot see the tab yet). The stale read is read again, and the tab is
+    refused instead of being signed in until the next sweep."""
+    async def main_():
+        async with sweeping_console(tmp_path, sweep=3600) as console:  # no sweep to close the window by luck
+            loop = asyncio.get_running_loop()
+            session = await (await open_browser(console)).login("bob")
+            real_read, pending = console.store.session, []
+
+            def read_then_logout_elsewhere(token):  # runs on the store's thread
+                found = real_read(token)
+                if not pending:
+                    console.store.end_session(token)  # the other replica's logout, committed
+                    loop.call_soon_threadsafe(lambda: pending.append(loop.create_task(console.browsers.sessions_changed())))
+                return found  # alive when it was read
+
+            console.store.session = read_then_logout_elsewhere
+            tab = await open_browser(console)
+            assert await tab.refused("resume", token=session["token"]) == "not_authenticated"
+            await asyncio.gather(*pending)
+            assert await tab.refused("list_calls") == "not_authenticated"
+
+    asyncio.run(main_())
+
+
 def test_open_sockets_are_signed_out_when_their_session_ends(tmp_path):
     """#3: `users passwd`, `users remove`, expiry and logout in another tab close open sockets."""
     async def main_():
