@@ -110,12 +110,13 @@ class BrowserDesk:
                 hub.screens.reply(link, dataclasses.replace(read[key], user=user))
 
     async def _check_sessions(self) -> None:
-        links = [link for link in self.hub.screens.links if link.token is not None and not link.dropped]
-        if not links:
+        read = [(link, link.token) for link in self.hub.screens.links if link.token is not None and not link.dropped]
+        if not read:
             return
-        live = await self.hub.db(self.hub.store.live_sessions, {link.token for link in links})
-        for link in links:
-            if link.token is not None and not _holds(live.get(link.token), link):
+        live = await self.hub.db(self.hub.store.live_sessions, {token for _, token in read})
+        for link, token in read:
+            # judged only on the token that was read: a socket that signed in again meanwhile holds a newer one
+            if link.token == token and not _holds(live.get(token), link):
                 self._sessions_ended += 1
                 await self._sign_out(link, "session ended")
 

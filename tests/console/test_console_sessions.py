@@ -190,6 +190,36 @@ def test_a_tab_resuming_while_its_session_ends_elsewhere_is_refused(tmp_path):
     asyncio.run(main_())
 
 
+def test_a_socket_that_signs_in_again_during_a_sweep_keeps_its_new_session(tmp_path):
+    """The sweep reads the sessions of the tokens its sockets hold; a socket
+    that signs in again while that read runs holds a newer token, which the
+    read did not cover, and is not signed out for it."""
+    async def main_():
+        async with sweeping_console(tmp_path, sweep=3600) as console:
+            loop = asyncio.get_running_loop()
+            sup = await open_browser(console)
+            first = await sup.login("sup")
+            link = next(iter(console.screens.links))
+            real_read, done = console.store.live_sessions, []
+
+            def read_while_signing_in_again(tokens):  # runs on the store's thread
+                found = real_read(tokens)
+                if not done:
+                    console.store.end_session(first["token"])  # the old session is gone ...
+                    token, _ = console.store.create_session("sup", 1)  # ... and the socket signed in anew
+                    loop.call_soon_threadsafe(console.screens.sign_in, link, "sup", "supervisor", token)
+                    done.append(token)
+                return found
+
+            console.store.live_sessions = read_while_signing_in_again
+            await console.browsers.sessions_changed()
+            assert link.token == done[0] and not sup.ws.close_code
+            await sup.request("list_calls", ref="still")
+            await sup.expect("calls", ref="still")
+
+    asyncio.run(main_())
+
+
 def test_open_sockets_are_signed_out_when_their_session_ends(tmp_path):
     """#3: `users passwd`, `users remove`, expiry and logout in another tab close open sockets."""
     async def main_():
