@@ -43,9 +43,9 @@ class BrowserLink:
     def __init__(self, ws: ServerConnection, limit: int) -> None:
         self.ws = ws
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=limit)
-        self.user: str | None = None
-        self.role: str | None = None
-        self.token: str | None = None
+        self._user: str | None = None
+        self._role: str | None = None
+        self._token: str | None = None
         self.bad = 0
         self.dropped = False
         self.sender: asyncio.Task | None = None
@@ -56,6 +56,23 @@ class BrowserLink:
     @property
     def peer(self) -> str:
         return peer(self.ws)
+
+    # Who the browser is, read-only: only Screens.sign_in and Screens.sign_out change it, so
+    # the index that decides what each browser is sent cannot go stale behind their back.
+    @property
+    def user(self) -> str | None:
+        return self._user
+
+    @property
+    def role(self) -> str | None:
+        return self._role
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    def _identify(self, user: str | None, role: str | None, token: str | None) -> None:
+        self._user, self._role, self._token = user, role, token
 
     def offer(self, frame: bytes, *, sheddable: bool = False) -> bool:
         """Queue a message (its UTF-8 text); False when the outbox is full (the
@@ -135,7 +152,8 @@ class Screens:
     def sign_in(self, link: BrowserLink, user: str, role: str, token: str) -> None:
         """``link`` is ``user`` as ``role`` from now on: sent what that role sees."""
         self._unindex(link)
-        link.user, link.role, link.token, link.bad = user, role, token, 0
+        link._identify(user, role, token)
+        link.bad = 0
         if link.dropped or link not in self.links:
             return
         if role in WATCHES_ALL_CALLS:
@@ -146,7 +164,7 @@ class Screens:
     def sign_out(self, link: BrowserLink) -> None:
         """``link`` loses its rights at once: sent nothing published from now on."""
         self._unindex(link)
-        link.user = link.role = link.token = None
+        link._identify(None, None, None)
 
     def _unindex(self, link: BrowserLink) -> None:
         self._watching.discard(link)

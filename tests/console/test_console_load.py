@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
 from agent.link import Backoff, ConsoleLink
 from console import browser_protocol as b
 from console.fanout import SHED_AT, BrowserLink, Screens
@@ -35,10 +37,9 @@ def _supervisor(limit: int, screens: Screens | None = None, *, user: str = "sup"
     """A browser signed in as ``user`` with ``role``, connected to ``screens`` (if given)."""
     link = BrowserLink(_Socket(), limit)
     if screens is None:
-        link.user, link.role, link.token = user, role, "t"
-    else:
-        screens.add(link)
-        screens.sign_in(link, user, role, "t")
+        screens = Screens(on_drop=lambda: None, spawn=asyncio.ensure_future)  # a console of its own
+    screens.add(link)
+    screens.sign_in(link, user, role, "t")
     return link
 
 
@@ -94,6 +95,15 @@ def test_each_message_reaches_the_browsers_its_roles_and_users_name_and_no_other
     seen = {name: [n for n in (1, 2, 3) if any(f'"n":{n}' in f for f in frames)] for name, frames in got.items()}
     assert seen == {"sup": [1], "qa": [], "ann": [1], "ann2": [1, 3], "bob": [2, 3],
                     "anonymous": [], "gone": [], "out": []}
+
+
+def test_who_a_browser_is_changes_only_through_the_screens_index():
+    """A browser's user, role and token are read-only: set anywhere else, the
+    index that decides what it is sent would go stale."""
+    link = BrowserLink(_Socket(), 5)
+    for name in ("user", "role", "token"):
+        with pytest.raises(AttributeError):
+            setattr(link, name, "sup")
 
 
 def test_a_browser_a_whole_outbox_behind_is_still_dropped():
