@@ -50,6 +50,9 @@ SIGNED_OUT = 4401
 """Close code of a socket whose session ended (the pages show "signed out")."""
 SWEEP_SECONDS = 5.0
 """How often open sockets are checked against the store's sessions, seconds."""
+RESUME_READS = 8
+"""A resume reads its session again when another session ended meanwhile, at most this often
+(then it is refused, and the page resumes again): bounded, however busy the floor's logouts."""
 
 
 class BrowserDesk:
@@ -229,7 +232,7 @@ class BrowserDesk:
 
     async def _resume(self, link: BrowserLink, request: b.Resume) -> None:
         hub = self.hub
-        while True:
+        for _ in range(RESUME_READS):
             ended = self._sessions_ended
             session = await hub.db(hub.store.session, request.token)
             if session is None:
@@ -239,11 +242,14 @@ class BrowserDesk:
             # a session ended while this one was read (a logout in another tab, here or on another
             # replica): the answer may be stale, and that logout looked for this socket before it held
             # the token. Read again; from the last read to the sign-in below nothing else runs.
+        else:
+            raise NotAuthenticated("sessions kept ending while this one was read: resume again")
         hub.screens.reply(link, b.SessionOpened(user=session.user, role=session.role, token=request.token, expires_at=iso(session.expires_at), ref=request.ref))
         await self._authenticated(link, session.user, session.role, request.token)
 
     async def _authenticated(self, link: BrowserLink, user: str, role: str, token: str) -> None:
         self.hub.screens.sign_in(link, user, role, token)
+        link.bad = 0
         self.hub.screens.reply(link, await self.hub.db(_snapshot, self.hub.store, user, role))
         if role in WATCHES_ALL_CALLS:
             self.hub.load.greet(link)

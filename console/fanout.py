@@ -114,7 +114,7 @@ class Screens:
 
     def __init__(self, *, on_drop: Callable[[], None], spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task],
                  on_unsendable: Callable[[], None] = lambda: None) -> None:
-        self.links: set[BrowserLink] = set()
+        self._links: set[BrowserLink] = set()
         self._watching: set[BrowserLink] = set()  # signed in with a role that watches every call
         self._partners: dict[str, set[BrowserLink]] = {}  # a partner's signed-in browsers, by user
         self.partials_shed = 0
@@ -140,21 +140,25 @@ class Screens:
         if everywhere and self.relay is not None:
             self.relay(frame, supervisors, partner, sheddable)
 
+    @property
+    def links(self) -> frozenset[BrowserLink]:
+        """The connected browsers, signed in or not (a copy: :meth:`add` and :meth:`remove` change them)."""
+        return frozenset(self._links)
+
     def add(self, link: BrowserLink) -> None:
         """A browser connected (not signed in yet: it is sent nothing published)."""
-        self.links.add(link)
+        self._links.add(link)
 
     def remove(self, link: BrowserLink) -> None:
         """A browser's socket is gone."""
-        self.links.discard(link)
+        self._links.discard(link)
         self._unindex(link)
 
     def sign_in(self, link: BrowserLink, user: str, role: str, token: str) -> None:
         """``link`` is ``user`` as ``role`` from now on: sent what that role sees."""
         self._unindex(link)
         link._identify(user, role, token)
-        link.bad = 0
-        if link.dropped or link not in self.links:
+        if link.dropped or link not in self._links:
             return
         if role in WATCHES_ALL_CALLS:
             self._watching.add(link)
@@ -168,8 +172,8 @@ class Screens:
 
     def _unindex(self, link: BrowserLink) -> None:
         self._watching.discard(link)
-        if link.user is not None and link.user in self._partners:
-            mine = self._partners[link.user]
+        mine = self._partners.get(link.user) if link.role == "partner" else None
+        if mine is not None:
             mine.discard(link)
             if not mine:
                 del self._partners[link.user]

@@ -190,6 +190,36 @@ def test_a_tab_resuming_while_its_session_ends_elsewhere_is_refused(tmp_path):
     asyncio.run(main_())
 
 
+def test_a_resume_reads_its_session_again_a_bounded_number_of_times(tmp_path):
+    """While other sessions keep ending during every read, a resume is refused
+    after RESUME_READS reads (the page resumes again) rather than reading forever;
+    when they stop, it signs in."""
+    from console.browsers import RESUME_READS
+
+    async def main_():
+        async with sweeping_console(tmp_path, sweep=3600) as console:
+            loop = asyncio.get_running_loop()
+            session = await (await open_browser(console)).login("bob")
+            real_read, reads, busy = console.store.session, [], [True]
+
+            def read_while_others_log_out(token):  # runs on the store's thread
+                reads.append(token)
+                if busy[0]:  # another session ends during this read
+                    loop.call_soon_threadsafe(setattr, console.browsers, "_sessions_ended", console.browsers._sessions_ended + 1)
+                return real_read(token)
+
+            console.store.session = read_while_others_log_out
+            tab = await open_browser(console)
+            assert await tab.refused("resume", token=session["token"]) == "not_authenticated"
+            assert len(reads) == RESUME_READS
+            busy[0] = False
+            await tab.request("resume", token=session["token"])
+            await tab.expect("session")
+            await tab.expect("snapshot")
+
+    asyncio.run(main_())
+
+
 def test_a_socket_that_signs_in_again_during_a_sweep_keeps_its_new_session(tmp_path):
     """The sweep reads the sessions of the tokens its sockets hold; a socket
     that signs in again while that read runs holds a newer token, which the
