@@ -146,18 +146,19 @@ class Twin(nn.Module):
 
 
 def tune(encoder: SentenceEncoder, texts: Sequence[str], labels: np.ndarray, class_weight: np.ndarray,
-         weights: np.ndarray, bias: np.ndarray, l2: float, *, layers: int = LAYERS, epochs: int = EPOCHS
-         ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+         weights: np.ndarray, bias: np.ndarray, l2: float, *, layers: int = LAYERS, epochs: int = EPOCHS,
+         seed: int = SEED) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Tune the top ``layers`` of ``encoder`` and the head (starting from the
     frozen-encoder head ``weights``, ``bias``) on ``texts`` (normalized words)
     and their class ``labels``, cross-entropy weighted per class by
     ``class_weight``, the head's weights L2-penalized by ``l2`` as in the
-    frozen fit. Returns ``(adapter, weights, bias)``."""
-    torch.manual_seed(SEED)
+    frozen fit. ``seed`` draws the corrections' starting values and the order
+    of the batches (the shipped stage: :data:`SEED`). Returns ``(adapter, weights, bias)``."""
+    torch.manual_seed(seed)
     torch.set_num_threads(1)
     twin = Twin(encoder)
     start = len(twin.layers) - layers
-    generator = torch.Generator().manual_seed(SEED)
+    generator = torch.Generator().manual_seed(seed)
     for layer in twin.layers[start:]:
         layer.adapt(RANK, generator)
     head = nn.Linear(weights.shape[1], weights.shape[0])
@@ -179,7 +180,7 @@ def tune(encoder: SentenceEncoder, texts: Sequence[str], labels: np.ndarray, cla
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / (0.1 * steps)) * max(0.0, (steps - step) / steps))
     weight_of = torch.tensor(class_weight, dtype=torch.float32)
-    shuffle = random.Random(SEED)
+    shuffle = random.Random(seed)
     for epoch in range(epochs):
         sequence = list(range(len(cache)))
         shuffle.shuffle(sequence)
