@@ -62,6 +62,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -159,9 +160,13 @@ async def _until(when: float) -> None:
     await asyncio.sleep(max(0.0, when - time.monotonic()))
 
 
+RUNS_IN: str | None = None
+"""Where each run makes its folder (None: the system's temporary folder)."""
+
+
 async def run(setup: str, calls: int, args, servers) -> dict:
     label, n_replicas, fanout = SETUPS[setup]
-    tmp = Path(tempfile.mkdtemp(prefix="callshield-capacity-"))
+    tmp = Path(tempfile.mkdtemp(prefix="callshield-capacity-", dir=RUNS_IN))
     store_url = ""
     if setup != "sqlite1":
         store_url = servers.postgres().new_database()
@@ -187,6 +192,7 @@ async def run(setup: str, calls: int, args, servers) -> dict:
     helpers = servers.processes(setup != "sqlite1", fanout == "nats")
     links: list[ConsoleLink] = []
     browsers: list[Browser] = []
+    failed = True
     try:
         for r in replicas:
             await r.started()
@@ -251,6 +257,7 @@ async def run(setup: str, calls: int, args, servers) -> dict:
         missing_alerts = sum(len([c for c in threats if f"call-{c}" not in w.alerts_seen.get(s, set())]) for s in people)
         lat = sorted(w.latencies)
         cluster = [h["cluster"] or {} for h in health]
+        failed = False
         return {
             "setup": label, "calls": calls, "events_s": stored / wall, "alerts": len(threats) * len(people),
             "p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
@@ -275,6 +282,10 @@ async def run(setup: str, calls: int, args, servers) -> dict:
             r.stop()
         if store_url:
             servers.postgres().drop_database(store_url)
+        if failed or args.keep:
+            print(f"   this run's folder (replicas' configs and logs{', SQLite store' if not store_url else ''}): {tmp}", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _conflicts(health: list[dict]) -> dict:
@@ -447,6 +458,9 @@ def main() -> None:
     parser.add_argument("--trace", default="", help="append to this file a JSON line every 0.25 s of each run (agent links, replicas, alerts)")
     parser.add_argument("--drain", type=float, default=60.0,
                         help="seconds the agents wait for the consoles' last acknowledgements after the calls (default 60)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each run's folder (the replicas' configs and logs, the SQLite store) and print where; "
+                             "by default it is removed unless the run failed")
     parser.add_argument("--setups", default="sqlite1,pg2", help=f"which, comma-separated: {', '.join(SETUPS)} (default sqlite1,pg2)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -11,6 +11,13 @@ is more than :data:`SHED_AT` full is sent no partials until it catches up
 next one within a fraction of a second and its final line follows; final
 utterances, findings, alerts and authorizations are never shed.
 
+A browser's sender writes what is waiting in its outbox at once: one write
+to the socket for many messages (each still its own websocket message), at
+most every :data:`FLUSH_EVERY` while messages keep coming. A supervisor
+watching a thousand calls is sent thousands of messages a second, and one
+socket write each was the console's largest cost; a partner's screen, sent a
+few a second, gets each at once, never held back.
+
 A message is encoded to its UTF-8 frame before it is queued. One that cannot
 be (a lone UTF-16 surrogate in a text, NaN or Infinity in a number: issue 13,
 #4 and #9) is sent to no one, counted (``on_unsendable``) and logged; no
@@ -26,6 +33,7 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from console import browser_protocol as b
 from console.roles import WATCHES_ALL_CALLS
@@ -35,6 +43,15 @@ log = logging.getLogger("callshield.console")
 
 SHED_AT = 0.5
 """Share of a browser's outbox above which live partials to it are shed (counted), before it can fill."""
+
+FLUSH_EVERY = 0.01
+"""Seconds: a browser's sender writes at most this often while messages keep coming, so what
+arrives meanwhile goes out in one write. A message after a quiet spell is written at once."""
+
+WRITE_BUFFER_LIMIT = 64 * 1024
+"""Bytes waiting in a socket's write buffer above which its sender writes one message at a
+time and waits for the socket to drain (the browser is slow): its outbox then fills, and a
+browser a whole outbox behind is dropped, as before."""
 
 
 class BrowserLink:
@@ -49,6 +66,7 @@ class BrowserLink:
         self.bad = 0
         self.dropped = False
         self.sender: asyncio.Task | None = None
+        self._holding = False
         self.shed_at = max(1, int(limit * SHED_AT))
         self.shed = 0
         """Partials not queued for this browser because it was behind."""
@@ -88,18 +106,53 @@ class BrowserLink:
         return True
 
     async def pump(self) -> None:
-        """Send queued messages in order until the socket closes."""
+        """Send queued messages in order until the socket closes: what is waiting
+        in one write, at most every :data:`FLUSH_EVERY` while messages keep coming."""
+        loop = asyncio.get_running_loop()
+        flushed = -FLUSH_EVERY
         try:
             while True:
                 frame = await self.outbox.get()
-                await self.ws.send(frame, text=True)
+                self._holding = True  # taken from the outbox, not written yet: drain waits for it
+                wait = flushed + FLUSH_EVERY - loop.time()
+                if wait > 0:  # a stream: let what comes meanwhile join this write
+                    await asyncio.sleep(wait)
+                if self._keeping_up():
+                    frames = [frame]
+                    while not self.outbox.empty():
+                        frames.append(self.outbox.get_nowait())
+                    self._write(frames)
+                else:  # slow, or closing: one message, waiting for the socket as send does
+                    await self.ws.send(frame, text=True)
+                self._holding = False
+                flushed = loop.time()
         except ConnectionClosed:
             pass
+
+    def _keeping_up(self) -> bool:
+        """The socket is open and has less than :data:`WRITE_BUFFER_LIMIT` waiting to go out."""
+        return self.ws.protocol.state is State.OPEN and self.ws.transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT
+
+    def _write(self, frames: list[bytes]) -> None:
+        """Write ``frames`` in order in one write, each its own text message."""
+        ws = self.ws
+        for frame in frames:
+            ws.protocol.send_text(frame)
+        # Only these frames are waiting: websockets writes what receiving makes (a pong, a
+        # close) as soon as it is made. An end of stream among them (an empty chunk) would be
+        # half-closed as websockets does it, never lost in the join.
+        chunks = ws.protocol.data_to_send()
+        ws.transport.writelines([chunk for chunk in chunks if chunk])
+        if not all(chunks):
+            if ws.transport.can_write_eof():
+                ws.transport.write_eof()
+            else:
+                ws.transport.close()
 
     async def drain(self, rounds: int = 20) -> None:
         """Give the sender a moment to flush the outbox before a deliberate close."""
         for _ in range(rounds):
-            if self.outbox.empty():
+            if self.outbox.empty() and not self._holding:
                 return
             await asyncio.sleep(0.01)
 

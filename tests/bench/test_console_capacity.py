@@ -18,9 +18,12 @@ import console_capacity  # noqa: E402
 
 def test_the_capacity_bench_loses_nothing_at_a_small_size(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("PYTHONPATH", str(console_capacity.ROOT))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.setattr(console_capacity, "RUNS_IN", str(runs))  # where each run makes its folder
     trace = tmp_path / "trace.jsonl"
     args = argparse.Namespace(calls="4", seconds=4.0, turn=0.5, supervisors=2, agents=2, setups="sqlite1,pg2,notify2", trace=str(trace),
-                              drain=60.0)
+                              drain=60.0, keep=False)
     assert asyncio.run(console_capacity.main_async(args)) == 0
     out = capsys.readouterr().out
     assert "| SQLite, 1 replica | 4 |" in out and "| PostgreSQL+NATS, 2 replicas | 4 |" in out
@@ -30,3 +33,4 @@ def test_the_capacity_bench_loses_nothing_at_a_small_size(capsys, monkeypatch, t
     assert sum("start" in line for line in lines) == 3  # a trace of each run
     assert sum("alert" in line and line["seen"] is not None for line in lines) == 3  # each run's one alert, seen
     assert all(len(line["links"]) == 2 for line in lines if "links" in line)
+    assert list(runs.iterdir()) == [], "each run's folder is removed after a run that did not fail (--keep keeps it)"

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import pytest
@@ -169,3 +170,106 @@ def test_an_agents_dropped_partials_reach_supervisors_not_partners(tmp_path):
     assert dropped == 7
     assert load["agents"] == [{"agent": "agent-1", "partials_dropped": 7}] and load["partials_shed"] == 0
     assert greeted["agents"] == load["agents"]
+
+
+class _CountedWrites:
+    """A real socket transport, its writes counted (everything else passes through)."""
+
+    def __init__(self, transport) -> None:
+        self._transport = transport
+        self.writes = 0
+
+    def write(self, data) -> None:
+        self.writes += 1
+        self._transport.write(data)
+
+    def writelines(self, chunks) -> None:
+        self.writes += 1
+        self._transport.writelines(chunks)
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
+async def _link_to_a_real_browser(limit: int, *, max_queue: int = 16):
+    """A BrowserLink over a real websocket (server and client on this loop), its
+    transport's writes counted; returns (link, client socket, server)."""
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+
+    ready: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def handler(ws):
+        ws.transport = _CountedWrites(ws.transport)
+        link = BrowserLink(ws, limit)
+        link.sender = asyncio.create_task(link.pump())
+        ready.set_result(link)
+        await ws.wait_closed()
+        link.sender.cancel()
+
+    server = await serve(handler, "127.0.0.1", 0, compression=None)
+    port = server.sockets[0].getsockname()[1]
+    client = await connect(f"ws://127.0.0.1:{port}", compression=None, max_size=None, max_queue=max_queue)
+    return await ready, client, server
+
+
+def test_a_burst_reaches_a_browser_whole_and_in_order_in_far_fewer_socket_writes():
+    """A supervisor's screen sent many messages at once: each arrives as its own message, in
+    order, and they go out in a few writes, not one each (the console's largest cost at a
+    thousand calls); a message after a quiet spell is written at once, not held back."""
+    async def main():
+        link, client, server = await _link_to_a_real_browser(1000)
+        try:
+            for n in range(300):
+                assert link.offer(f'{{"type":"notice","n":{n}}}'.encode())
+            got = [json.loads(await asyncio.wait_for(client.recv(), 5))["n"] for _ in range(300)]
+            burst = link.ws.transport.writes
+            await asyncio.sleep(0.05)  # a quiet spell, longer than FLUSH_EVERY
+            before = link.ws.transport.writes
+            link.offer(b'{"type":"notice","n":"alone"}')
+            for _ in range(5):  # a few turns of the loop, no time: written at once
+                await asyncio.sleep(0)
+            alone = link.ws.transport.writes - before
+            assert json.loads(await asyncio.wait_for(client.recv(), 5))["n"] == "alone"
+            return got, burst, alone
+        finally:
+            await client.close()
+            server.close()
+
+    got, burst, alone = asyncio.run(main())
+    assert got == list(range(300))
+    assert 1 <= burst <= 10, f"{burst} writes for 300 messages"
+    assert alone == 1
+
+
+def test_a_browser_that_reads_nothing_is_dropped_with_its_socket_buffer_bounded():
+    """A screen that stops reading: its socket's buffer grows to WRITE_BUFFER_LIMIT (plus one
+    write), no further; its sender then waits on the socket, its outbox fills, and the browser
+    is dropped as too slow (it reconnects and gets a fresh snapshot)."""
+    from console.fanout import WRITE_BUFFER_LIMIT
+
+    async def main():
+        dropped = []
+        screens = Screens(on_drop=lambda: dropped.append(1), spawn=asyncio.ensure_future)
+        link, client, server = await _link_to_a_real_browser(8, max_queue=1)
+        screens.add(link)
+        screens.sign_in(link, "sup", "supervisor", "t")
+        client.transport.pause_reading()  # the browser reads nothing more
+        big = {"k": "x" * 60_000}
+        most = 0
+        try:
+            for n in range(2000):
+                if link.dropped:
+                    break
+                screens.publish(b.NoticeShown(notice={**big, "n": n}), call=None)
+                await asyncio.sleep(0.002)
+                most = max(most, link.ws.transport.get_write_buffer_size())
+            return dropped, link, most, n
+        finally:
+            client.transport.resume_reading()
+            await client.close()
+            server.close()
+
+    dropped, link, most, sent = asyncio.run(main())
+    assert dropped == [1] and link.dropped, f"not dropped after {sent} messages"
+    assert most <= WRITE_BUFFER_LIMIT + 9 * 61_000, most  # the limit, then at most one write of a whole outbox

@@ -1,0 +1,164 @@
+"""Judge a change of the semantic stage's data by several trainings of each side,
+not by one: a line's verdict on a side is what most of its trainings say.
+
+The tuning step of ``bench/train_semantic.py`` is one seeded draw (``--seed``):
+two trainings of the same data move a few lines per set either way. Given
+the trainings of the shipped data (``--base``, the shipped stage among them)
+and of the candidate's (``--candidate``), each a ``semantic.tsv`` with its
+adapter beside it, this screens every development set with the full detector
+once per training and prints, per set and side:
+
+- benign lines flagged and abusive lines caught with their category, by the
+  side's majority (more than half of its trainings);
+- the lines its trainings disagree on (the size of one training's chance);
+- lines gained and lost by the candidate's majority against the base's.
+
+Only development sets are screened (call-like development lines, rounds 3 to
+6, round 8's threat set, held-out rounds 17 to 24, spoken conversation); the
+lines rules were written from are left out, as in ``bench/detection_quality.py``.
+Issue 11, round 11 (``docs/detection-quality.md``).
+
+Usage::
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/seed_vote.py \\
+        --base detection/models/en/semantic.tsv --base S1/semantic.tsv --base S2/semantic.tsv \\
+        --candidate C0/semantic.tsv --candidate C1/semantic.tsv --candidate C2/semantic.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "detection"))
+
+import heldout_set  # noqa: E402
+from detection_quality import CALL_ROUNDS_OPENED, CATEGORIES, PERSONAL_ATTACK, caught, scored_rows  # noqa: E402
+from quality_sets import pct, without_provenance, written_set  # noqa: E402
+from cli.settings import load_settings  # noqa: E402
+from detection import Detector  # noqa: E402
+
+BENIGN = ("none", "plain", "trigger")
+"""Labels of lines that should not be flagged (call-like sets: ``none``; spoken: ``plain``, ``trigger``)."""
+
+
+@dataclass(frozen=True)
+class Line:
+    set: str
+    label: str
+    text: str
+
+    @property
+    def benign(self) -> bool:
+        return self.label in BENIGN
+
+    def right(self, found: set[str]) -> bool:
+        """What a training's findings make of this line: right when a benign line is not
+        flagged, an abusive one is caught with its category (spoken toxic lines name none:
+        flagged at all)."""
+        if self.benign:
+            return not found
+        return bool(found) if self.label == "toxic" else caught(found, self.label)
+
+
+def development_lines() -> list[Line]:
+    """Every development line, in the sets ``bench/detection_quality.py`` prints."""
+    sets: list[tuple[str, list[tuple[str, str]]]] = []
+    sets.append(("call-like development", scored_rows([(lab, t) for _, lab, t in without_provenance("calls", written_set("calls"))])))
+    for n in CALL_ROUNDS_OPENED:
+        name = f"calls_round{n}"
+        sets.append((f"round {n}", scored_rows([(lab, t) for _, lab, t in without_provenance(name, written_set(name))])))
+    name = "threat_words_round8"
+    sets.append(("round 8's threat set", scored_rows([(lab, t) for _, lab, t in without_provenance(name, written_set(name))])))
+    sets.append(("held-out 17 to 24", scored_rows([(lab, t) for number, lab, t in heldout_set.rows(unread=True)
+                                                   if number in heldout_set.NEVER_TRAINED_ON])))
+    sets.append(("spoken", [(lab, t) for _, lab, t in without_provenance("spoken", written_set("spoken"))]))
+    return [Line(name, label, text) for name, rows in sets for label, text in rows]
+
+
+def verdicts(model: Path, lines: list[Line], settings) -> list[bool]:
+    """Per line, whether the full detector with the stage ``model`` judges it right."""
+    from detection.semantic import Head
+
+    config = settings.detection_config()
+    detector = Detector(config, encoder=settings.encoder(config.encoder), head=Head.load(path=model))
+    started = time.perf_counter()
+    out = []
+    for line in lines:
+        found = {"personal attack" if f.category in PERSONAL_ATTACK else f.category for f in detector.screen(line.text)}
+        out.append(line.right(found))
+    print(f"  {model}: {len(lines)} lines in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def majority(votes: list[list[bool]]) -> tuple[list[bool], list[bool]]:
+    """Per line: right by more than half of the trainings, and whether they disagree."""
+    n = len(votes)
+    per_line = list(zip(*votes))
+    return [sum(v) * 2 > n for v in per_line], [0 < sum(v) < n for v in per_line]
+
+
+def kinds(lines: list[Line], name: str) -> list[tuple[str, list[int]]]:
+    """The rows printed for a set: benign kinds, then each category present."""
+    idx = [i for i, line in enumerate(lines) if line.set == name]
+    out = []
+    for label, what in (("none", "benign flagged"), ("plain", "plain lines flagged"), ("trigger", "trigger-word lines flagged")):
+        of = [i for i in idx if lines[i].label == label]
+        if of:
+            out.append((what, of))
+    for category in (*CATEGORIES, "toxic"):
+        of = [i for i in idx if lines[i].label == category]
+        if of:
+            out.append((category if category != "toxic" else "toxic lines caught", of))
+    return out
+
+
+def report(lines: list[Line], base: list[list[bool]], candidate: list[list[bool]]) -> None:
+    base_right, base_unsure = majority(base)
+    cand_right, cand_unsure = majority(candidate)
+    width = 18
+    print(f"{'':34}{'base':>{width}}{'candidate':>{width}}{'gained':>8}{'lost':>6}"
+          f"{'base unsure':>13}{'cand. unsure':>14}")
+    for name in dict.fromkeys(line.set for line in lines):
+        print(f"\n== {name}")
+        for what, idx in kinds(lines, name):
+            benign = lines[idx[0]].benign
+            count = (lambda right: sum(not right[i] for i in idx)) if benign else (lambda right: sum(right[i] for i in idx))
+            gained = sum(cand_right[i] and not base_right[i] for i in idx)
+            lost = sum(base_right[i] and not cand_right[i] for i in idx)
+            print(f"  {what:32}{pct(count(base_right), len(idx)):>{width}}{pct(count(cand_right), len(idx)):>{width}}"
+                  f"{gained:>8}{lost:>6}{sum(base_unsure[i] for i in idx):>13}{sum(cand_unsure[i] for i in idx):>14}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path, action="append", required=True, metavar="semantic.tsv",
+                        help="a training of the shipped data (repeat: the shipped stage and other seeds)")
+    parser.add_argument("--candidate", type=Path, action="append", required=True, metavar="semantic.tsv",
+                        help="a training of the candidate's data (repeat, one per seed)")
+    args = parser.parse_args()
+    for path in (*args.base, *args.candidate):
+        if not path.is_file():
+            parser.error(f"{path}: no such model file (bench/train_semantic.py --seed N --out DIR/semantic.tsv)")
+    if len(args.base) < 3 or len(args.candidate) < 3 or len(args.base) % 2 == 0 or len(args.candidate) % 2 == 0:
+        parser.error("give an odd number of trainings, at least three, on each side, so every line has a majority")
+    settings = load_settings(None)
+    lines = development_lines()
+    print(f"{len(lines)} development lines; {len(args.base)} base and {len(args.candidate)} candidate trainings",
+          file=sys.stderr, flush=True)
+    base = [verdicts(path, lines, settings) for path in args.base]
+    candidate = [verdicts(path, lines, settings) for path in args.candidate]
+    print("A line's verdict on a side is what most of its trainings say; 'unsure': lines its trainings disagree on.")
+    print("Benign rows count lines flagged; category rows count lines caught with their category. Development figures.")
+    report(lines, base, candidate)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

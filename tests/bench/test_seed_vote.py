@@ -1,0 +1,47 @@
+"""``bench/seed_vote.py`` (issue 11, round 11): a line's verdict on a side is what most
+of its trainings say, and the lines they disagree on are counted, not hidden."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import seed_vote  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "seed_vote.py"
+
+
+def test_a_verdict_is_what_most_trainings_say_and_their_disagreements_are_counted():
+    votes = [[True, True, False, False], [True, False, False, True], [True, True, False, False]]
+    right, unsure = seed_vote.majority(votes)
+    assert right == [True, True, False, False]
+    assert unsure == [False, True, False, True]
+
+
+def test_a_line_is_right_when_benign_and_unflagged_or_abusive_and_caught_with_its_category():
+    assert seed_vote.Line("s", "none", "t").right(set())
+    assert not seed_vote.Line("s", "trigger", "t").right({"threat"})
+    assert seed_vote.Line("s", "threat", "t").right({"threat", "profanity"})
+    assert not seed_vote.Line("s", "threat", "t").right({"personal attack"}), "caught with another category is a miss"
+    assert seed_vote.Line("s", "toxic", "t").right({"profanity"}), "a spoken toxic line names no category: flagged at all"
+
+
+def test_the_development_lines_are_those_the_quality_bench_prints_without_the_rules_sources():
+    lines = seed_vote.development_lines()
+    names = list(dict.fromkeys(line.set for line in lines))
+    assert names == ["call-like development", "round 3", "round 4", "round 5", "round 6", "round 8's threat set",
+                     "held-out 17 to 24", "spoken"]
+    assert {line.label for line in lines if line.set == "spoken"} == {"plain", "trigger", "toxic"}
+    assert all(line.label != "insult" for line in lines), "insult and integrity are scored as one personal attack"
+
+
+def test_it_refuses_an_even_or_short_side_and_a_missing_model_with_a_clear_error(tmp_path):
+    model = Path(__file__).resolve().parents[2] / "detection" / "models" / "en" / "semantic.tsv"
+    two = [str(a) for m in (model, model) for a in ("--base", m)] + [str(a) for m in (model, model, model) for a in ("--candidate", m)]
+    done = subprocess.run([sys.executable, str(SCRIPT), *two], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "odd number of trainings" in done.stderr
+    missing = [str(a) for m in (model, model, tmp_path / "none.tsv") for a in ("--base", m)] * 1
+    done = subprocess.run([sys.executable, str(SCRIPT), *missing, "--candidate", str(model)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "none.tsv: no such model file" in done.stderr
