@@ -49,9 +49,20 @@ FLUSH_EVERY = 0.01
 arrives meanwhile goes out in one write. A message after a quiet spell is written at once."""
 
 WRITE_BUFFER_LIMIT = 64 * 1024
-"""Bytes waiting in a socket's write buffer above which its sender writes one message at a
-time and waits for the socket to drain (the browser is slow): its outbox then fills, and a
-browser a whole outbox behind is dropped, as before."""
+"""Bytes a sender lets wait in a browser socket's write buffer: one write takes from the outbox
+only what keeps the buffer under it. Once it is reached (the browser is slow) the sender writes
+one message at a time and waits for the socket to drain (websockets' ``write_limit``, 32 KiB by
+default, must stay under this); the outbox fills, partials are shed, and a browser a whole
+outbox behind is dropped, as before."""
+
+
+class Outbox(asyncio.Queue):
+    """A browser's bounded queue of encoded messages, whose next one can be looked at
+    without taking it (a write takes only what fits: :meth:`BrowserLink._write`)."""
+
+    def next_size(self) -> int:
+        """Bytes of the next message waiting; the outbox must not be empty."""
+        return len(self._queue[0])
 
 
 class BrowserLink:
@@ -59,7 +70,7 @@ class BrowserLink:
 
     def __init__(self, ws: ServerConnection, limit: int) -> None:
         self.ws = ws
-        self.outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=limit)
+        self.outbox: Outbox = Outbox(maxsize=limit)
         self._user: str | None = None
         self._role: str | None = None
         self._token: str | None = None
@@ -118,36 +129,39 @@ class BrowserLink:
                 if wait > 0:  # a stream: let what comes meanwhile join this write
                     await asyncio.sleep(wait)
                 if self._keeping_up():
-                    frames = [frame]
-                    while not self.outbox.empty():
-                        frames.append(self.outbox.get_nowait())
-                    self._write(frames)
+                    self._write(frame)
                 else:  # slow, or closing: one message, waiting for the socket as send does
                     await self.ws.send(frame, text=True)
                 self._holding = False
                 flushed = loop.time()
         except ConnectionClosed:
             pass
+        finally:
+            self._holding = False
 
     def _keeping_up(self) -> bool:
-        """The socket is open and has less than :data:`WRITE_BUFFER_LIMIT` waiting to go out."""
-        return self.ws.protocol.state is State.OPEN and self.ws.transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT
-
-    def _write(self, frames: list[bytes]) -> None:
-        """Write ``frames`` in order in one write, each its own text message."""
+        """The socket is open, not in a fragmented send, and has less than
+        :data:`WRITE_BUFFER_LIMIT` waiting to go out."""
         ws = self.ws
-        for frame in frames:
+        return (ws.protocol.state is State.OPEN and ws.send_in_progress is None
+                and ws.transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT)
+
+    def _write(self, frame: bytes) -> None:
+        """Write ``frame`` and what waits behind it in the outbox, in order, each
+        its own text message, in one write: as many as keep the socket's buffer
+        under :data:`WRITE_BUFFER_LIMIT` (the rest stay queued, so shedding and
+        dropping still go by the outbox), at least ``frame``."""
+        ws = self.ws
+        room = WRITE_BUFFER_LIMIT - ws.transport.get_write_buffer_size() - len(frame)
+        ws.protocol.send_text(frame)
+        while not self.outbox.empty() and self.outbox.next_size() <= room:
+            frame = self.outbox.get_nowait()
+            room -= len(frame)
             ws.protocol.send_text(frame)
-        # Only these frames are waiting: websockets writes what receiving makes (a pong, a
-        # close) as soon as it is made. An end of stream among them (an empty chunk) would be
-        # half-closed as websockets does it, never lost in the join.
-        chunks = ws.protocol.data_to_send()
-        ws.transport.writelines([chunk for chunk in chunks if chunk])
-        if not all(chunks):
-            if ws.transport.can_write_eof():
-                ws.transport.write_eof()
-            else:
-                ws.transport.close()
+        # No await since the state was checked: the socket is open, so what the protocol has to
+        # send is these frames alone (websockets writes a pong or a close as soon as it makes
+        # one, and an end of stream only comes after the socket has left the open state).
+        ws.transport.writelines(ws.protocol.data_to_send())
 
     async def drain(self, rounds: int = 20) -> None:
         """Give the sender a moment to flush the outbox before a deliberate close."""

@@ -291,12 +291,14 @@ def test_slow_browser_is_shed_partials_then_dropped_without_stalling_others(tmp_
             await reader
             # live partials are shed for the stuck browser (counted), it is not dropped for them
             assert console.screens.partials_shed >= 1 and console.stats.browsers_dropped == 0
-            for i in range(20):  # final lines are never shed: they fill its outbox, and it is dropped
-                await agent.send(agent.event(p.UtteranceFinal, call_id="busy", speaker="customer", start=float(i), end=float(i) + 1, text=f"line {i}"))
+            for i in range(400):  # final lines are never shed: they fill its socket, then its outbox, and it is dropped
+                text = f"line {i} " + os.urandom(10000).hex()
+                await agent.send(agent.event(p.UtteranceFinal, call_id="busy", speaker="customer", start=float(i), end=float(i) + 1, text=text))
+                await asyncio.sleep(0.002)
                 if console.stats.browsers_dropped:
                     break
             assert console.stats.browsers_dropped == 1
-            await fast.expect("utterance", utterance__text=f"line {i}")
+            await fast.expect("utterance", utterance__text=text)
             assert console._health()["browsers"] == 1 and console._health()["partials_shed"] == console.screens.partials_shed
             slow.ws.transport.abort()
 
