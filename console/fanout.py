@@ -46,7 +46,8 @@ SHED_AT = 0.5
 
 FLUSH_EVERY = 0.01
 """Seconds: a browser's sender writes at most this often while messages keep coming, so what
-arrives meanwhile goes out in one write. A message after a quiet spell is written at once."""
+arrives meanwhile goes out in one write, unless a quarter of its outbox (half the shedding
+mark) is waiting sooner. A message after a quiet spell is written at once."""
 
 WRITE_BUFFER_LIMIT = 64 * 1024
 """Bytes a sender lets wait in a browser socket's write buffer: one write takes from the outbox
@@ -78,7 +79,10 @@ class BrowserLink:
         self.dropped = False
         self.sender: asyncio.Task | None = None
         self._holding = False
+        self._gathering: asyncio.Future | None = None  # the sender waiting for more to join a write
         self.shed_at = max(1, int(limit * SHED_AT))
+        self.flush_at = max(1, self.shed_at // 2)
+        """Messages waiting that end a sender's wait (:data:`FLUSH_EVERY`) at once: half the shedding mark."""
         self.shed = 0
         """Partials not queued for this browser because it was behind."""
 
@@ -114,6 +118,8 @@ class BrowserLink:
             self.outbox.put_nowait(frame)
         except asyncio.QueueFull:
             return False
+        if self._gathering is not None and 1 + self.outbox.qsize() >= self.flush_at:  # the one held, and these
+            _settle(self._gathering)
         return True
 
     async def pump(self) -> None:
@@ -126,8 +132,8 @@ class BrowserLink:
                 frame = await self.outbox.get()
                 self._holding = True  # taken from the outbox, not written yet: drain waits for it
                 wait = flushed + FLUSH_EVERY - loop.time()
-                if wait > 0:  # a stream: let what comes meanwhile join this write
-                    await asyncio.sleep(wait)
+                if wait > 0 and 1 + self.outbox.qsize() < self.flush_at:  # a stream: what comes meanwhile joins this write
+                    await self._linger(loop, wait)
                 if self._keeping_up():
                     self._write(frame)
                 else:  # slow, or closing: one message, waiting for the socket as send does
@@ -138,6 +144,19 @@ class BrowserLink:
             pass
         finally:
             self._holding = False
+            self._gathering = None
+
+    async def _linger(self, loop: asyncio.AbstractEventLoop, wait: float) -> None:
+        """Wait ``wait`` seconds, or until :attr:`flush_at` messages are waiting (:meth:`offer`
+        ends the wait): a busy stream is written in batches, never left to fill the outbox
+        towards the shedding mark while the browser keeps up."""
+        self._gathering = gathering = loop.create_future()
+        timer = loop.call_later(wait, _settle, gathering)
+        try:
+            await gathering
+        finally:
+            timer.cancel()
+            self._gathering = None
 
     def _keeping_up(self) -> bool:
         """The socket is open, not in a fragmented send, and has less than
@@ -287,6 +306,11 @@ class Screens:
         if link.sender is not None:
             link.sender.cancel()
         self._spawn(link.ws.close(1013, "too slow: reconnect"))
+
+
+def _settle(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def peer(ws: ServerConnection) -> str:

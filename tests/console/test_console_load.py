@@ -263,6 +263,35 @@ def test_messages_coming_while_a_write_waits_join_it_in_order():
     assert writes < 150, f"{writes} writes for 300 messages"
 
 
+def test_a_sender_waiting_for_more_writes_once_a_quarter_of_its_outbox_waits():
+    """A stream to a browser that keeps up never fills its outbox towards the shedding mark
+    just because its sender waits to write in batches: a quarter of the outbox waiting ends
+    the wait."""
+    async def main():
+        link, client, server = await _link_to_a_real_browser(40)
+        try:
+            link.offer(b'{"type":"notice","n":0}')
+            await asyncio.wait_for(client.recv(), 5)  # written: a stream has begun, the next write waits
+            before = link.ws.transport.writes
+            for n in range(1, link.flush_at):
+                link.offer(f'{{"type":"notice","n":{n}}}'.encode())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            waiting = link.ws.transport.writes - before
+            link.offer(f'{{"type":"notice","n":{link.flush_at}}}'.encode())
+            for _ in range(5):  # a few turns of the loop, no time
+                await asyncio.sleep(0)
+            return link.flush_at, waiting, link.ws.transport.writes - before, link.outbox.qsize()
+        finally:
+            client.transport.abort()
+            server.close()
+
+    flush_at, waiting, written, left = asyncio.run(main())
+    assert flush_at == 10
+    assert waiting == 0, "fewer than a quarter of the outbox: the sender still waits for more"
+    assert written == 1 and left == 0, "a quarter waiting: written at once, in one write"
+
+
 def test_a_browser_that_reads_nothing_is_dropped_with_its_socket_buffer_bounded():
     """A screen that stops reading: its socket's buffer grows to WRITE_BUFFER_LIMIT (and a
     message or two), no further; its sender then waits on the socket, its outbox fills, live
