@@ -18,9 +18,15 @@ Only development sets are screened (call-like development lines, rounds 3 to
 lines rules were written from are left out, as in ``bench/detection_quality.py``.
 Issue 11, round 11 (``docs/detection-quality.md``).
 
+Screening takes minutes a training. ``--cache DIR`` keeps each training's
+verdicts, keyed by the model and adapter files, the detector's code and
+lexicons, and the lines, so the base side's trainings are screened once for
+every candidate judged against them. ``--lines`` lists the lines gained and
+lost (development lines, readable).
+
 Usage::
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/seed_vote.py \\
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/seed_vote.py [--cache DIR] [--lines] \\
         --base detection/models/en/semantic.tsv --base S1/semantic.tsv --base S2/semantic.tsv \\
         --candidate C0/semantic.tsv --candidate C1/semantic.tsv --candidate C2/semantic.tsv
 """
@@ -28,6 +34,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -82,11 +90,32 @@ def development_lines() -> list[Line]:
     return [Line(name, label, text) for name, rows in sets for label, text in rows]
 
 
-def verdicts(model: Path, lines: list[Line], settings) -> list[bool]:
-    """Per line, whether the full detector with the stage ``model`` judges it right."""
+def cache_key(model: Path, lines: list[Line], config: object) -> str:
+    """What a training's verdicts depend on: its model and adapter files, the detector's code
+    and lexicons (everything under ``detection/``), its ``config`` ([detection] settings), and
+    the lines with their labels."""
+    from detection.semantic import ADAPTER_FILE
+
+    digest = hashlib.sha256(repr(config).encode())
+    for path in (model, model.with_name(ADAPTER_FILE), *sorted((ROOT / "detection").rglob("*"))):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name).encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for line in lines:
+        digest.update(f"{line.set}\t{line.label}\t{line.text}\n".encode())
+    return digest.hexdigest()
+
+
+def verdicts(model: Path, lines: list[Line], settings, cache: Path | None = None) -> list[bool]:
+    """Per line, whether the full detector with the stage ``model`` judges it right
+    (read from ``cache`` when this training judged these lines with this detector before)."""
     from detection.semantic import Head
 
     config = settings.detection_config()
+    kept = cache / f"{cache_key(model, lines, config)}.json" if cache else None
+    if kept is not None and kept.is_file():
+        print(f"  {model}: verdicts from {kept}", file=sys.stderr, flush=True)
+        return json.loads(kept.read_text())
     detector = Detector(config, encoder=settings.encoder(config.encoder), head=Head.load(path=model))
     started = time.perf_counter()
     out = []
@@ -94,6 +123,9 @@ def verdicts(model: Path, lines: list[Line], settings) -> list[bool]:
         found = {"personal attack" if f.category in PERSONAL_ATTACK else f.category for f in detector.screen(line.text)}
         out.append(line.right(found))
     print(f"  {model}: {len(lines)} lines in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps(out))
     return out
 
 
@@ -119,7 +151,7 @@ def kinds(lines: list[Line], name: str) -> list[tuple[str, list[int]]]:
     return out
 
 
-def report(lines: list[Line], base: list[list[bool]], candidate: list[list[bool]]) -> None:
+def report(lines: list[Line], base: list[list[bool]], candidate: list[list[bool]], *, listed: bool = False) -> None:
     base_right, base_unsure = majority(base)
     cand_right, cand_unsure = majority(candidate)
     width = 18
@@ -134,6 +166,10 @@ def report(lines: list[Line], base: list[list[bool]], candidate: list[list[bool]
             lost = sum(base_right[i] and not cand_right[i] for i in idx)
             print(f"  {what:32}{pct(count(base_right), len(idx)):>{width}}{pct(count(cand_right), len(idx)):>{width}}"
                   f"{gained:>8}{lost:>6}{sum(base_unsure[i] for i in idx):>13}{sum(cand_unsure[i] for i in idx):>14}")
+            if listed:
+                for i in idx:
+                    if cand_right[i] != base_right[i]:
+                        print(f"      {'gained' if cand_right[i] else 'lost  '}  {lines[i].text}")
 
 
 def main() -> int:
@@ -142,6 +178,9 @@ def main() -> int:
                         help="a training of the shipped data (repeat: the shipped stage and other seeds)")
     parser.add_argument("--candidate", type=Path, action="append", required=True, metavar="semantic.tsv",
                         help="a training of the candidate's data (repeat, one per seed)")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="keep each training's verdicts here and reuse them while nothing they depend on changed")
+    parser.add_argument("--lines", action="store_true", help="list the lines gained and lost under each row")
     args = parser.parse_args()
     for path in (*args.base, *args.candidate):
         if not path.is_file():
@@ -152,11 +191,11 @@ def main() -> int:
     lines = development_lines()
     print(f"{len(lines)} development lines; {len(args.base)} base and {len(args.candidate)} candidate trainings",
           file=sys.stderr, flush=True)
-    base = [verdicts(path, lines, settings) for path in args.base]
-    candidate = [verdicts(path, lines, settings) for path in args.candidate]
+    base = [verdicts(path, lines, settings, args.cache) for path in args.base]
+    candidate = [verdicts(path, lines, settings, args.cache) for path in args.candidate]
     print("A line's verdict on a side is what most of its trainings say; 'unsure': lines its trainings disagree on.")
     print("Benign rows count lines flagged; category rows count lines caught with their category. Development figures.")
-    report(lines, base, candidate)
+    report(lines, base, candidate, listed=args.lines)
     return 0
 
 

@@ -3,6 +3,7 @@ of its trainings say, and the lines they disagree on are counted, not hidden."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,33 @@ def test_it_refuses_an_even_or_short_side_and_a_missing_model_with_a_clear_error
     missing = [str(a) for m in (model, model, tmp_path / "none.tsv") for a in ("--base", m)] * 1
     done = subprocess.run([sys.executable, str(SCRIPT), *missing, "--candidate", str(model)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "none.tsv: no such model file" in done.stderr
+
+
+def test_verdicts_are_kept_by_what_they_depend_on_and_read_back(tmp_path):
+    """``--cache``: a training's verdicts are screened once and read back while its files, the
+    detector and the lines are unchanged; any of them changed is another key."""
+    import shutil
+
+    from cli.settings import load_settings
+    from detection.semantic import ADAPTER_FILE
+
+    shipped = Path(__file__).resolve().parents[2] / "detection" / "models" / "en"
+    model = tmp_path / "m" / "semantic.tsv"
+    model.parent.mkdir()
+    shutil.copy(shipped / "semantic.tsv", model)
+    shutil.copy(shipped / ADAPTER_FILE, model.with_name(ADAPTER_FILE))
+    settings = load_settings(None)
+    config = settings.detection_config()
+    lines = [seed_vote.Line("s", "threat", "i know where you live and i will find you"),
+             seed_vote.Line("s", "none", "thanks that sorted out my bill")]
+    first = seed_vote.verdicts(model, lines, settings, tmp_path / "cache")
+    assert first == [True, True]
+    (kept,) = (tmp_path / "cache").iterdir()
+    kept.write_text("[false, false]")  # read back, not screened again
+    assert seed_vote.verdicts(model, lines, settings, tmp_path / "cache") == [False, False]
+    key = seed_vote.cache_key(model, lines, config)
+    assert kept.name == f"{key}.json"
+    assert seed_vote.cache_key(model, [lines[0], seed_vote.Line("s", "threat", lines[1].text)], config) != key
+    assert seed_vote.cache_key(model, lines, dataclasses.replace(config, semantic_threshold=0.5)) != key
+    model.write_text(model.read_text() + "# another training\n")
+    assert seed_vote.cache_key(model, lines, config) != key
