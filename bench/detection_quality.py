@@ -247,6 +247,38 @@ def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> N
 
 SEALED_ROUNDS = {2: ("second", "calls_round2"), 7: ("seventh", "calls_round7")}
 CALL_ROUNDS_OPENED = {3: 3, 4: 4, 5: 7, 6: 8}
+
+
+@dataclasses.dataclass(frozen=True)
+class DevelopmentSet:
+    """A development set as every benchmark scores it: ``rows`` are ``(label, text)`` without
+    the lines rules were written from, insult and integrity as one personal attack (spoken
+    sets keep their kinds: plain, trigger, toxic)."""
+
+    name: str
+    title: str
+    rows: list[tuple[str, str]]
+    spoken: bool = False
+
+
+def development_sets() -> list[DevelopmentSet]:
+    """The development sets, in the order they are printed (also ``bench/seed_vote.py``'s)."""
+
+    def rows(name: str) -> list[tuple[str, str]]:
+        return [(label, text) for _, label, text in without_provenance(name, written_set(name))]
+
+    sets = [DevelopmentSet("call-like development", "call-like lines written for issue 11 (tests/detection/calls.tsv; development)",
+                           scored_rows(rows("calls")))]
+    for n, opened in CALL_ROUNDS_OPENED.items():
+        sets.append(DevelopmentSet(f"round {n}", f"call-like lines in the recognizer's voice, round {n} (tests/detection/calls_round{n}.tsv; "
+                                   f"opened at the end of round {opened}, development since)", scored_rows(rows(f"calls_round{n}"))))
+    sets.append(DevelopmentSet("round 8's threat set", "threats and hard benign lines with threat words (tests/detection/threat_words_round8.tsv; "
+                               "opened at the end of round 8, development since)", scored_rows(rows("threat_words_round8"))))
+    unseen = [(label, text) for number, label, text in heldout_set.rows(unread=True) if number in heldout_set.NEVER_TRAINED_ON]
+    sets.append(DevelopmentSet("held-out 17 to 24", "held-out rounds 17 to 24 (tests/detection/heldout.tsv; never trained on)",
+                               scored_rows(unseen)))
+    sets.append(DevelopmentSet("spoken", "spoken conversation (tests/detection/spoken.tsv; development)", rows("spoken"), spoken=True))
+    return sets
 """The call-like rounds that are development sets now (``calls_roundN``) and the round at whose end each was opened."""
 """The sealed rounds after the first (``tests/detection/sealed/<name>.tsv``), each with its ``--sealed-roundN``."""
 
@@ -296,34 +328,20 @@ def main() -> int:
         print(f"callshield: rules + semantic stage ({args.model or 'shipped'}; encoder {detector.semantic.encoder.name}, "
               f"threshold {detector.semantic.threshold}{own}); rules alone: the same config without the stage.")
 
-    calls = [(label, text) for _, label, text in without_provenance("calls", written_set("calls"))]
-    spoken = [(label, text) for _, label, text in without_provenance("spoken", written_set("spoken"))]
-    heldout = heldout_set.rows(unread=True)
-    unseen = [(label, text) for number, label, text in heldout if number in heldout_set.NEVER_TRAINED_ON]
-    category_table("call-like lines written for issue 11 (tests/detection/calls.tsv; development)",
-                   scored_rows(calls), judges, args.misses)
-    for n, opened in CALL_ROUNDS_OPENED.items():
-        name = f"calls_round{n}"
-        rows = [(label, text) for _, label, text in without_provenance(name, written_set(name))]
-        category_table(f"call-like lines in the recognizer's voice, round {n} (tests/detection/{name}.tsv; "
-                       f"opened at the end of round {opened}, development since)", scored_rows(rows), judges, args.misses)
-    rows = [(label, text) for _, label, text in without_provenance("threat_words_round8", written_set("threat_words_round8"))]
-    category_table("threats and hard benign lines with threat words (tests/detection/threat_words_round8.tsv; "
-                   "opened at the end of round 8, development since)", scored_rows(rows), judges, args.misses)
-    category_table("held-out rounds 17 to 24 (tests/detection/heldout.tsv; never trained on)",
-                   scored_rows(unseen), judges, args.misses)
-    spoken_table("spoken conversation (tests/detection/spoken.tsv; development)", spoken, judges, args.misses)
+    sets = {s.name: s for s in development_sets()}
+    for dev in sets.values():
+        (spoken_table if dev.spoken else category_table)(dev.title, dev.rows, judges, args.misses)
     repetition_table(shared, detector)
     convabuse_table("ConvAbuse open part (the semantic stage's training data: see bench/cross_validate.py)",
                     [m for m in convabuse_all(shared) if m.kind != "abuse_other"], judges, False)
     if args.training:
         dev = scored_rows(labelled((shared / "detection" / "dev_utterances.tsv").read_text(encoding="utf-8").splitlines()))
         category_table("development utterances (training data)", dev, judges, args.misses)
-        trained = [(label, text) for number, label, text in heldout if number not in heldout_set.NEVER_TRAINED_ON]
+        trained = [(label, text) for number, label, text in heldout_set.rows(unread=True) if number not in heldout_set.NEVER_TRAINED_ON]
         category_table("held-out rounds 1 to 16 (training data)", scored_rows(trained), judges, args.misses)
     if args.noise:
-        noise_table(detector, {"call-like (calls.tsv)": scored_rows(calls), "held-out 17 to 24": scored_rows(unseen),
-                               "spoken (spoken.tsv)": spoken})
+        noise_table(detector, {"call-like (calls.tsv)": sets["call-like development"].rows,
+                               "held-out 17 to 24": sets["held-out 17 to 24"].rows, "spoken (spoken.tsv)": sets["spoken"].rows})
     for n in sorted(SEALED_ROUNDS, reverse=True):
         if getattr(args, f"sealed_round{n}"):
             name = SEALED_ROUNDS[n][1]

@@ -46,9 +46,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "detection"))
 
-import heldout_set  # noqa: E402
-from detection_quality import CALL_ROUNDS_OPENED, CATEGORIES, PERSONAL_ATTACK, caught, scored_rows  # noqa: E402
-from quality_sets import pct, without_provenance, written_set  # noqa: E402
+from detection_quality import CATEGORIES, PERSONAL_ATTACK, caught, development_sets  # noqa: E402
+from quality_sets import pct  # noqa: E402
 from cli.settings import load_settings  # noqa: E402
 from detection import Detector  # noqa: E402
 
@@ -77,17 +76,7 @@ class Line:
 
 def development_lines() -> list[Line]:
     """Every development line, in the sets ``bench/detection_quality.py`` prints."""
-    sets: list[tuple[str, list[tuple[str, str]]]] = []
-    sets.append(("call-like development", scored_rows([(lab, t) for _, lab, t in without_provenance("calls", written_set("calls"))])))
-    for n in CALL_ROUNDS_OPENED:
-        name = f"calls_round{n}"
-        sets.append((f"round {n}", scored_rows([(lab, t) for _, lab, t in without_provenance(name, written_set(name))])))
-    name = "threat_words_round8"
-    sets.append(("round 8's threat set", scored_rows([(lab, t) for _, lab, t in without_provenance(name, written_set(name))])))
-    sets.append(("held-out 17 to 24", scored_rows([(lab, t) for number, lab, t in heldout_set.rows(unread=True)
-                                                   if number in heldout_set.NEVER_TRAINED_ON])))
-    sets.append(("spoken", [(lab, t) for _, lab, t in without_provenance("spoken", written_set("spoken"))]))
-    return [Line(name, label, text) for name, rows in sets for label, text in rows]
+    return [Line(dev.name, label, text) for dev in development_sets() for label, text in dev.rows]
 
 
 def cache_key(model: Path, lines: list[Line], config: object) -> str:

@@ -353,6 +353,8 @@ def main() -> int:
     parser.add_argument("--noise", type=float, default=0.0, metavar="RATE",
                         help="also train on a copy of each line with this share of recognition errors (e.g. 0.1)")
     args = parser.parse_args()
+    if args.seed is not None and args.tune_layers == 0:
+        parser.error("--seed is the tuning's seed: the head alone (--tune-layers 0) is deterministic and has none")
     if not args.check:
         try:  # before the long work, not after it: an --out that cannot be written is known at once
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -369,8 +371,6 @@ def main() -> int:
     rows = training_rows(shared_dir(), args.qa_marks, also=args.also, spent=args.spent_writers, long=args.long_turns)
     if args.noise:
         rows = with_recognition_errors(rows, args.noise)
-    if args.seed is not None and args.tune_layers == 0:
-        parser.error("--seed is the tuning's seed: the head alone (--tune-layers 0) is deterministic and has none")
     fresh, words, y = train(encoder, rows, name=name, tune_layers=args.tune_layers, seed=args.seed)
     w, b, adapter = fresh.weights, fresh.bias, dict(fresh.adapter or {})
     predicted = judged(encoder, fresh, words)

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -57,13 +58,53 @@ default, must stay under this); the outbox fills, partials are shed, and a brows
 outbox behind is dropped, as before."""
 
 
-class Outbox(asyncio.Queue):
-    """A browser's bounded queue of encoded messages, whose next one can be looked at
-    without taking it (a write takes only what fits: :meth:`BrowserLink._write`)."""
+class Outbox:
+    """A browser's bounded queue of encoded messages. A message stays in it until it is
+    written, so its length is what the browser has not been sent; its sender waits for a
+    number of messages (:meth:`wait`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._frames: deque[bytes] = deque()
+        self._wanted = 0
+        self._waiter: asyncio.Future | None = None  # the sender's wait, ended by put once _wanted wait
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._frames)
+
+    def put(self, frame: bytes) -> bool:
+        """Queue ``frame``; False, and nothing queued, when the outbox is full."""
+        if len(self._frames) >= self.limit:
+            return False
+        self._frames.append(frame)
+        if self._waiter is not None and len(self._frames) >= self._wanted:
+            _settle(self._waiter)
+        return True
+
+    def take(self) -> bytes:
+        return self._frames.popleft()
 
     def next_size(self) -> int:
         """Bytes of the next message waiting; the outbox must not be empty."""
-        return len(self._queue[0])
+        return len(self._frames[0])
+
+    async def wait(self, count: int, timeout: float | None = None) -> None:
+        """Until ``count`` messages wait, or ``timeout`` seconds have passed."""
+        if len(self._frames) >= count:
+            return
+        loop = asyncio.get_running_loop()
+        self._wanted = count
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, _settle, waiter) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._waiter = None
 
 
 class BrowserLink:
@@ -71,15 +112,13 @@ class BrowserLink:
 
     def __init__(self, ws: ServerConnection, limit: int) -> None:
         self.ws = ws
-        self.outbox: Outbox = Outbox(maxsize=limit)
+        self.outbox = Outbox(limit)
         self._user: str | None = None
         self._role: str | None = None
         self._token: str | None = None
         self.bad = 0
         self.dropped = False
         self.sender: asyncio.Task | None = None
-        self._holding = False
-        self._gathering: asyncio.Future | None = None  # the sender waiting for more to join a write
         self.shed_at = max(1, int(limit * SHED_AT))
         self.flush_at = max(1, self.shed_at // 2)
         """Messages waiting that end a sender's wait (:data:`FLUSH_EVERY`) at once: half the shedding mark."""
@@ -111,52 +150,30 @@ class BrowserLink:
         """Queue a message (its UTF-8 text); False when the outbox is full (the
         browser is too slow). A ``sheddable`` message (a live partial) is not
         queued, and counted in :attr:`shed`, once the outbox is :data:`SHED_AT` full."""
-        if sheddable and self.outbox.qsize() >= self.shed_at:
+        if sheddable and len(self.outbox) >= self.shed_at:
             self.shed += 1
             return True
-        try:
-            self.outbox.put_nowait(frame)
-        except asyncio.QueueFull:
-            return False
-        if self._gathering is not None and 1 + self.outbox.qsize() >= self.flush_at:  # the one held, and these
-            _settle(self._gathering)
-        return True
+        return self.outbox.put(frame)
 
     async def pump(self) -> None:
         """Send queued messages in order until the socket closes: what is waiting
-        in one write, at most every :data:`FLUSH_EVERY` while messages keep coming."""
+        in one write, at most every :data:`FLUSH_EVERY` while messages keep coming
+        (sooner once :attr:`flush_at` wait)."""
         loop = asyncio.get_running_loop()
         flushed = -FLUSH_EVERY
         try:
             while True:
-                frame = await self.outbox.get()
-                self._holding = True  # taken from the outbox, not written yet: drain waits for it
+                await self.outbox.wait(1)
                 wait = flushed + FLUSH_EVERY - loop.time()
-                if wait > 0 and 1 + self.outbox.qsize() < self.flush_at:  # a stream: what comes meanwhile joins this write
-                    await self._linger(loop, wait)
+                if wait > 0:  # a stream: what comes meanwhile joins this write
+                    await self.outbox.wait(self.flush_at, wait)
                 if self._keeping_up():
-                    self._write(frame)
+                    self._write()
                 else:  # slow, or closing: one message, waiting for the socket as send does
-                    await self.ws.send(frame, text=True)
-                self._holding = False
+                    await self.ws.send(self.outbox.take(), text=True)
                 flushed = loop.time()
         except ConnectionClosed:
             pass
-        finally:
-            self._holding = False
-            self._gathering = None
-
-    async def _linger(self, loop: asyncio.AbstractEventLoop, wait: float) -> None:
-        """Wait ``wait`` seconds, or until :attr:`flush_at` messages are waiting (:meth:`offer`
-        ends the wait): a busy stream is written in batches, never left to fill the outbox
-        towards the shedding mark while the browser keeps up."""
-        self._gathering = gathering = loop.create_future()
-        timer = loop.call_later(wait, _settle, gathering)
-        try:
-            await gathering
-        finally:
-            timer.cancel()
-            self._gathering = None
 
     def _keeping_up(self) -> bool:
         """The socket is open, not in a fragmented send, and has less than
@@ -165,16 +182,17 @@ class BrowserLink:
         return (ws.protocol.state is State.OPEN and ws.send_in_progress is None
                 and ws.transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT)
 
-    def _write(self, frame: bytes) -> None:
-        """Write ``frame`` and what waits behind it in the outbox, in order, each
-        its own text message, in one write: as many as keep the socket's buffer
-        under :data:`WRITE_BUFFER_LIMIT` (the rest stay queued, so shedding and
-        dropping still go by the outbox), at least ``frame``."""
+    def _write(self) -> None:
+        """Write what waits in the outbox, in order, each its own text message, in
+        one write: as many as keep the socket's buffer under
+        :data:`WRITE_BUFFER_LIMIT` (the rest stay queued, so shedding and dropping
+        still go by the outbox), at least one."""
         ws = self.ws
+        frame = self.outbox.take()
         room = WRITE_BUFFER_LIMIT - ws.transport.get_write_buffer_size() - len(frame)
         ws.protocol.send_text(frame)
-        while not self.outbox.empty() and self.outbox.next_size() <= room:
-            frame = self.outbox.get_nowait()
+        while self.outbox and self.outbox.next_size() <= room:
+            frame = self.outbox.take()
             room -= len(frame)
             ws.protocol.send_text(frame)
         # No await since the state was checked: the socket is open, so what the protocol has to
@@ -185,7 +203,7 @@ class BrowserLink:
     async def drain(self, rounds: int = 20) -> None:
         """Give the sender a moment to flush the outbox before a deliberate close."""
         for _ in range(rounds):
-            if self.outbox.empty() and not self._holding:
+            if not self.outbox:
                 return
             await asyncio.sleep(0.01)
 
@@ -301,7 +319,7 @@ class Screens:
     def drop(self, link: BrowserLink) -> None:
         link.dropped = True
         self._on_drop()
-        log.warning("dropping slow browser %s (%s): %d messages behind", link.user, link.peer, link.outbox.qsize())
+        log.warning("dropping slow browser %s (%s): %d messages behind", link.user, link.peer, len(link.outbox))
         self.remove(link)
         if link.sender is not None:
             link.sender.cancel()

@@ -53,8 +53,8 @@ def test_a_browser_behind_is_sent_no_partials_but_every_final_line():
         screens = Screens(on_drop=lambda: None, spawn=asyncio.ensure_future)
         slow, quick = _supervisor(10, screens), _supervisor(10, screens)
         def quick_reads_all() -> None:
-            while not quick.outbox.empty():
-                quick.outbox.get_nowait()
+            while quick.outbox:
+                quick.outbox.take()
 
         for n in range(int(10 * SHED_AT)):  # slow reads nothing: its outbox fills to the shedding mark
             screens.publish(b.NoticeShown(notice={"code": "x", "n": n}), call=None)
@@ -67,8 +67,8 @@ def test_a_browser_behind_is_sent_no_partials_but_every_final_line():
 
     screens, slow, quick = asyncio.run(main())
     assert slow.shed == 30 and quick.shed == 0 and screens.partials_shed == 30
-    assert slow.outbox.qsize() == int(10 * SHED_AT) + 1 and not slow.dropped  # the final line queued behind
-    assert b'"final"' in list(slow.outbox._queue)[-1]
+    assert len(slow.outbox) == int(10 * SHED_AT) + 1 and not slow.dropped  # the final line queued behind
+    assert b'"final"' in list(slow.outbox)[-1]
 
 
 def test_each_message_reaches_the_browsers_its_roles_and_users_name_and_no_other():
@@ -89,7 +89,7 @@ def test_each_message_reaches_the_browsers_its_roles_and_users_name_and_no_other
         screens.publish(b.NoticeShown(notice={"n": 2}), call=None, supervisors=False, partner="bob")
         screens.sign_in(ann2, "bob", "partner", "t2")  # the same socket, signed in again as bob
         screens.publish(b.NoticeShown(notice={"n": 3}), call=None, supervisors=False, partner="bob")
-        return {name: [f.decode() for f in link.outbox._queue] for name, link in
+        return {name: [f.decode() for f in link.outbox] for name, link in
                 dict(sup=sup, qa=qa, ann=ann, ann2=ann2, bob=bob, anonymous=anonymous, gone=gone, out=out).items()}
 
     got = asyncio.run(main())
@@ -127,17 +127,17 @@ def test_load_is_shown_when_it_changes_and_only_then():
         sup = _supervisor(100, screens)
         watch = LoadWatch(screens, lambda: 0)
         watch.show()  # nothing shed yet: nothing shown
-        quiet = sup.outbox.qsize()
+        quiet = len(sup.outbox)
         watch.heard("agent-1", 0)
         watch.show()
-        still_quiet = sup.outbox.qsize()
+        still_quiet = len(sup.outbox)
         watch.heard("agent-1", 3)
         watch.show()
         watch.show()  # unchanged: not shown again
-        shown = [f for f in sup.outbox._queue]
+        shown = [f for f in sup.outbox]
         later = _supervisor(100)
         watch.greet(later)
-        return quiet, still_quiet, shown, list(later.outbox._queue)
+        return quiet, still_quiet, shown, list(later.outbox)
 
     quiet, still_quiet, shown, greeted = asyncio.run(main())
     assert quiet == still_quiet == 0
@@ -281,7 +281,7 @@ def test_a_sender_waiting_for_more_writes_once_a_quarter_of_its_outbox_waits():
             link.offer(f'{{"type":"notice","n":{link.flush_at}}}'.encode())
             for _ in range(5):  # a few turns of the loop, no time
                 await asyncio.sleep(0)
-            return link.flush_at, waiting, link.ws.transport.writes - before, link.outbox.qsize()
+            return link.flush_at, waiting, link.ws.transport.writes - before, len(link.outbox)
         finally:
             client.transport.abort()
             server.close()
