@@ -18,7 +18,11 @@ first sight are in the file's comments).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +39,7 @@ CATEGORIES = ("threat", "personal attack", "sexual", "demand", "defamation", "pr
 FLOOR_LATER_ROUNDS = {"threat": 0.90, "personal attack": 0.93, "sexual": 0.95, "demand": 0.85,
                       "defamation": 0.94, "privacy": 0.95}
 BENIGN_CEILING = 0.02
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _rows() -> list[tuple[int, str, str]]:
@@ -43,31 +48,79 @@ def _rows() -> list[tuple[int, str, str]]:
             for number, label, text in rows(unread=True)]
 
 
-def _score(detector, rows) -> dict[str, list[tuple[str, bool]]]:
-    out: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+def _judge(detector, rows) -> list[bool]:
+    """Per row: a benign line flagged at all, or a harassing line caught with its category."""
+    out = []
     for _, label, text in rows:
         findings = detector.screen(text)
         if label == "none":
-            out[label].append((text, bool(findings)))
+            out.append(bool(findings))
         else:
-            cats = {"personal attack" if f.category in PERSONAL_ATTACK else f.category for f in findings}
-            out[label].append((text, label in cats))
+            out.append(label in {"personal attack" if f.category in PERSONAL_ATTACK else f.category for f in findings})
+    return out
+
+
+_worker_detector = None
+
+
+def _judge_in_worker(encoder_dir: str, rows) -> list[bool]:
+    """:func:`_judge` in a process of its own, with a detector built as the ``detector`` fixture builds it."""
+    global _worker_detector
+    if _worker_detector is None:
+        from detection import Detector
+        from models.encoder import SentenceEncoder
+
+        _worker_detector = Detector(encoder=SentenceEncoder(Path(encoder_dir)))
+    return _judge(_worker_detector, rows)
+
+
+@pytest.fixture(scope="module")
+def judged(detector, encoder_dir) -> list[tuple[int, str, str, bool]]:
+    """Every held-out row screened once by the full detector, on two cores: a
+    second process (one BLAS thread) takes every other row while this one
+    screens the rest. Some 4,000 lines take minutes on one core."""
+    every = _rows()
+    theirs, ours = every[1::2], every[0::2]
+    blas = {name: os.environ.get(name) for name in BLAS_THREADS}
+    os.environ.update({name: "1" for name in BLAS_THREADS})  # read by the worker's numpy when it starts
+    try:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        future = pool.submit(_judge_in_worker, str(encoder_dir), theirs)
+    finally:
+        for name, value in blas.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    with pool:
+        mine = _judge(detector, ours)
+        other = future.result()
+    hits = [False] * len(every)
+    hits[0::2], hits[1::2] = mine, other
+    return [(number, label, text, hit) for (number, label, text), hit in zip(every, hits)]
+
+
+def _by_label(judged, keep) -> dict[str, list[tuple[str, bool]]]:
+    out: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+    for number, label, text, hit in judged:
+        if keep(number):
+            out[label].append((text, hit))
     return out
 
 
 @pytest.fixture(scope="module")
-def scored(detector) -> dict[str, list[tuple[str, bool]]]:
-    return _score(detector, [r for r in _rows() if r[0] in RULES_WRITTEN_FOR])
+def scored(judged) -> dict[str, list[tuple[str, bool]]]:
+    return _by_label(judged, lambda number: number in RULES_WRITTEN_FOR)
 
 
 @pytest.fixture(scope="module")
-def scored_later(detector) -> dict[str, list[tuple[str, bool]]]:
-    return _score(detector, [r for r in _rows() if r[0] not in RULES_WRITTEN_FOR and r[0] not in NEVER_TRAINED_ON])
+def scored_later(judged) -> dict[str, list[tuple[str, bool]]]:
+    return _by_label(judged, lambda number: number not in RULES_WRITTEN_FOR and number not in NEVER_TRAINED_ON)
 
 
 @pytest.fixture(scope="module")
-def scored_unseen(detector) -> dict[str, list[tuple[str, bool]]]:
-    return _score(detector, [r for r in _rows() if r[0] in NEVER_TRAINED_ON])
+def scored_unseen(judged) -> dict[str, list[tuple[str, bool]]]:
+    return _by_label(judged, lambda number: number in NEVER_TRAINED_ON)
 
 
 def test_the_rounds_are_big_enough_to_mean_something(scored, scored_later, scored_unseen):
