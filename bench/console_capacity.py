@@ -28,6 +28,8 @@ For each setup and each ``--calls`` count it prints:
   writer and ran again, those that lost every try, and the agent links the
   consoles closed on a store error (``/healthz`` ``store_conflicts`` and
   ``agent_links_store_errors``; per method on the line after each run);
+  after each run too, the transactions that stored agents' events and the
+  events each stored (``/healthz`` ``event_runs``: the group commit);
 - ``CPU``: each console process's CPU time over the run's wall time, per 100
   calls (100 % = one core busy); and the same for PostgreSQL (all its
   processes: the store, and with ``notify2`` the fan-out too) and nats-server;
@@ -259,7 +261,7 @@ async def run(setup: str, calls: int, args, servers) -> dict:
         cluster = [h["cluster"] or {} for h in health]
         failed = False
         return {
-            "setup": label, "calls": calls, "events_s": stored / wall, "alerts": len(threats) * len(people),
+            "setup": label, "calls": calls, "events_s": stored / wall, "stored": stored, "alerts": len(threats) * len(people),
             "p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
             "lost_alerts": missing_alerts, "lost_lines": sum(lines) - lines_stored, "held": held,
             "shed": sum(h["partials_shed"] for h in health) + sum(link.stats.partials_dropped for link in links),
@@ -272,6 +274,7 @@ async def run(setup: str, calls: int, args, servers) -> dict:
                       "failovers": sum(link.stats.failovers for link in links),
                       "reconnects per link": [link.stats.connects - 1 for link in links]},
             "store": _conflicts(health),
+            "runs": sum(h.get("event_runs", 0) for h in health),
         }
     finally:
         for link in links:
@@ -441,6 +444,9 @@ async def main_async(args) -> int:
                 results.append(await run(setup, calls, args, servers))
                 print(f"   agents' links: {results[-1]['links']}", flush=True)
                 print(f"   store conflicts: {results[-1]['store']}", flush=True)
+                runs = results[-1]["runs"]
+                if runs:
+                    print(f"   store transactions of agents' events: {runs} ({results[-1]['stored'] / runs:.1f} events each)", flush=True)
     finally:
         servers.close()
     print(table(results))

@@ -4,7 +4,9 @@ Agents speak ``kernel/protocol.py``. After a good ``AgentHello`` the console
 answers ``Welcome(last_seq)`` and any end-call authorizations the agent
 missed while away; every durable event is stored (idempotently, by
 ``event_id``), fanned out to browsers if it is new, then acknowledged with
-``Ack(seq)``. Partials are forwarded, never stored.
+``Ack(seq)``. The events that waited on a link while the store worked are
+stored in one transaction and acknowledged by one cumulative ``Ack`` (a group
+commit, ``docs/console.md``). Partials are forwarded, never stored.
 
 Refusals are answered, audited, and store nothing. A refused durable event is
 never acknowledged: the ``error`` names its ``seq`` so the agent keeps it as
@@ -36,16 +38,24 @@ from console.errors import BadRequest, ConsoleError, Forbidden, StoreError
 from console.fanout import peer
 from console.hub import Hub
 from console.store import Authorization, Recorded
-from console.store.calls import DurableEvent
+from console.store.calls import RECORD_BATCH, DurableEvent
 from console.qa import QaDesk
 from kernel import protocol as p
-from kernel.queues import RecentSet
+from kernel.queues import DropOldestQueue, RecentSet
 
 log = logging.getLogger("callshield.console")
 
 HELLO_TIMEOUT = 10.0
 """Seconds an agent has to send ``AgentHello`` after connecting."""
 AGENT_INBOUND = tuple(t for t in p.AGENT_MESSAGES if t is not p.AgentHello)
+Inbound = DurableEvent | p.PartialTranscript | p.Heartbeat
+"""What an agent sends after its hello."""
+LINK_INBOX = 256
+"""Messages read from one agent's link and not handled yet, at most. While
+the store records a run of events, the link goes on reading what the agent
+sends, so the next run is what arrived meanwhile (up to ``RECORD_BATCH``
+events in one transaction). When the inbox is full the reader waits, and the
+agent's socket fills as before."""
 HEARTBEAT_CALLS = 1000
 """Call ids of one heartbeat looked at (an agent monitors far fewer)."""
 STORE_ERROR_CLOSE_S = 1.0
@@ -151,8 +161,16 @@ class AgentLinks:
             for auth in await hub.db(hub.store.pending_authorizations, agent):
                 await ws.send(p.encode(_end_call(auth)))
             taken: RecentSet[str] = RecentSet(TAKEN_REMEMBERED)  # per link: the agent's next link sends the renamed call
-            async for raw in ws:
-                await self._message(ws, agent, raw, taken)
+            inbox: DropOldestQueue[str | bytes] = DropOldestQueue(LINK_INBOX)
+            reader = asyncio.create_task(_read(ws, inbox))
+            try:
+                while (raw := await inbox.get()) is not None:
+                    raws = [raw]
+                    while inbox and len(raws) < RECORD_BATCH:
+                        raws.append(inbox.get_nowait())
+                    await self._messages(ws, agent, raws, taken)
+            finally:
+                reader.cancel()
         except ConnectionClosed:
             pass
         except StoreError as exc:  # nothing unstored was acknowledged: the agent resends after reconnecting
@@ -213,14 +231,78 @@ class AgentLinks:
         except ConnectionClosed:
             pass
 
-    async def _message(self, ws: ServerConnection, agent: str, raw: str | bytes, taken: RecentSet[str]) -> None:
+    async def _messages(self, ws: ServerConnection, agent: str, raws: list[str | bytes], taken: RecentSet[str]) -> None:
+        """Messages the agent sent, read and waiting, handled in their order
+        (one that is not a message is answered with an error and skipped)."""
         hub = self.hub
-        try:
-            message = p.decode(raw, allowed=AGENT_INBOUND)
-        except p.ProtocolError as exc:
-            hub.stats.agent_refusals += 1
-            await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message)))
-            return
+        messages: list[Inbound] = []
+        for raw in raws:
+            try:
+                messages.append(p.decode(raw, allowed=AGENT_INBOUND))
+            except p.ProtocolError as exc:
+                hub.stats.agent_refusals += 1
+                await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message)))
+        start = 0
+        while start < len(messages):
+            end = start
+            events = 0
+            while end < len(messages) and events < RECORD_BATCH and self._joins_run(agent, messages[end], taken):
+                events += p.is_durable(messages[end])
+                end += 1
+            if end > start:
+                start += await self._record_run(ws, agent, messages[start:end], taken)
+            else:
+                await self._message(ws, agent, messages[start], taken)
+                start += 1
+
+    def _joins_run(self, agent: str, message: Inbound, taken: RecentSet[str]) -> bool:
+        """Whether ``message`` is stored (or shown) with the durable events
+        around it: a durable event, or a partial of a call known to be this
+        agent's; not a heartbeat, nor anything of a call refused as taken."""
+        call_id = getattr(message, "call_id", None)
+        if call_id is not None and call_id in taken:
+            return False
+        return p.is_durable(message) or (isinstance(message, p.PartialTranscript) and self._owners.get(call_id) == agent)
+
+    async def _record_run(self, ws: ServerConnection, agent: str, run: list[Inbound], taken: RecentSet[str]) -> int:
+        """Store a run's durable events in one transaction (a group commit),
+        fan out what is new, show its partials in their place, and acknowledge
+        the last event stored with one ``Ack``: every event is still stored
+        before the ack that covers it. At an event refused, the events before
+        it are acknowledged and the refusal answered; what follows it is left
+        to the caller, since the refusal may change what it means (a
+        ``call_started`` refused as taken). Returns how many of the run's
+        messages were handled, the refused one counted (at least one)."""
+        hub = self.hub
+        events = [m for m in run if p.is_durable(m)]
+        recorded, refused = [], None
+        if events:
+            recorded, refused = await hub.db(hub.store.record_events, agent, events)
+            hub.stats.event_runs += 1
+        handled = stored = 0
+        last_seq = None
+        for message in run:
+            if isinstance(message, p.PartialTranscript):
+                self._show_partial(message)
+            elif stored < len(recorded):
+                await self._stored(agent, message, recorded[stored])
+                stored += 1
+                last_seq = message.seq
+            else:
+                break
+            handled += 1
+        if last_seq is not None:
+            await ws.send(p.encode(p.Ack(seq=last_seq)))
+        if refused is not None:
+            await self._refused_durable(ws, agent, run[handled], refused, taken)
+            handled += 1
+        await asyncio.sleep(0)  # let the browsers' senders run between runs
+        return handled
+
+    async def _message(self, ws: ServerConnection, agent: str, message: Inbound, taken: RecentSet[str]) -> None:
+        """One message that joins no run: a heartbeat, a partial of a call not
+        known to be this agent's yet, anything of a call refused as taken."""
+        hub = self.hub
         if isinstance(message, p.Heartbeat):
             await self._heartbeat(ws, agent, message, taken)
             return
@@ -242,27 +324,19 @@ class AgentLinks:
             if owner != agent:
                 await self._refused_event(ws, agent, message, Forbidden(f"call {message.call_id!r} is not this agent's", code="not_your_call"))
                 return
-            hub.stats.partials_forwarded += 1
-            hub.screens.publish(b.PartialShown(call_id=message.call_id, speaker=message.speaker, start=message.start, text=message.text), call=None, supervisors=True)
+            self._show_partial(message)
             await asyncio.sleep(0)  # let the browsers' senders run between bursts of partials
             return
-        try:
-            recorded: Recorded = await hub.db(hub.store.record_event, agent, message)
-        except (Forbidden, BadRequest) as exc:
-            # Not acknowledged: the agent keeps it as undelivered (a later ack
-            # may pass over it; the error's seq tells the agent it was refused).
-            await self._refused_event(ws, agent, message, exc)
-            if exc.code == p.CALL_ID_TAKEN:
-                # Not an events_refused notice: the agent renames the call and
-                # sends it again, and tells supervisors itself (call_id_reused).
-                taken.add(message.call_id)
-                log.warning("agent %s started a new call under the used id %s: refused (call_id_taken), the agent renames it",
-                            agent, message.call_id)
-                return
-            notice = await hub.db(hub.store.refusal_notice, agent, message, exc)
-            if notice is not None:
-                hub.screens.publish(b.NoticeShown(notice=notice), call=None)
-            return
+        await self._record_run(ws, agent, [message], taken)  # not reached: a durable event of a call not taken joins a run
+
+    def _show_partial(self, message: p.PartialTranscript) -> None:
+        self.hub.stats.partials_forwarded += 1
+        self.hub.screens.publish(b.PartialShown(call_id=message.call_id, speaker=message.speaker, start=message.start, text=message.text),
+                                 call=None, supervisors=True)
+
+    async def _stored(self, agent: str, message: DurableEvent, recorded: Recorded) -> None:
+        """An event stored (or found stored: a resend): the call heard, a lost call reopened, what is new fanned out."""
+        hub = self.hub
         if getattr(message, "call_id", None) is not None:
             self._call_heard[message.call_id] = hub.clock()
         if recorded.reopened is not None:
@@ -272,7 +346,22 @@ class AgentLinks:
             self._fan_out(message, recorded)
         else:
             hub.stats.events_duplicate += 1
-        await ws.send(p.encode(p.Ack(seq=message.seq)))
+
+    async def _refused_durable(self, ws: ServerConnection, agent: str, message: DurableEvent, exc: ConsoleError, taken: RecentSet[str]) -> None:
+        """A durable event the store refused: answered, never acknowledged (a
+        later ack may pass over it; the error's ``seq`` tells the agent)."""
+        hub = self.hub
+        await self._refused_event(ws, agent, message, exc)
+        if exc.code == p.CALL_ID_TAKEN:
+            # Not an events_refused notice: the agent renames the call and
+            # sends it again, and tells supervisors itself (call_id_reused).
+            taken.add(message.call_id)
+            log.warning("agent %s started a new call under the used id %s: refused (call_id_taken), the agent renames it",
+                        agent, message.call_id)
+            return
+        notice = await hub.db(hub.store.refusal_notice, agent, message, exc)
+        if notice is not None:
+            hub.screens.publish(b.NoticeShown(notice=notice), call=None)
 
     async def _refused_event(self, ws: ServerConnection, agent: str, message: DurableEvent | p.PartialTranscript, exc: ConsoleError) -> None:
         hub = self.hub
@@ -333,6 +422,18 @@ class AgentLinks:
             publish(b.NoticeShown(notice=rec.record), call=None)
         if rec.checkin:
             publish(b.CheckinShown(checkin=rec.checkin), call=None)
+
+
+async def _read(ws: ServerConnection, inbox: DropOldestQueue[str | bytes]) -> None:
+    """Read an agent's messages into ``inbox`` (waiting for room, never
+    dropping) until its link closes; then close the inbox."""
+    try:
+        async for raw in ws:
+            await inbox.put_wait(raw)
+    except ConnectionClosed:
+        pass
+    finally:
+        inbox.close()
 
 
 TAKEN_REMEMBERED = 1000

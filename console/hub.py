@@ -42,6 +42,9 @@ class ConsoleStats:
     agent_links_store_errors: int = 0
     """Agent links closed (1011) on a store error; the agent resends what was not acknowledged."""
     events_duplicate: int = 0
+    event_runs: int = 0
+    """Store transactions that recorded agents' events: a run of events each
+    (a group commit), so events per run is (stored + duplicate) / runs."""
     partials_forwarded: int = 0
     partials_refused: int = 0
     """Partials of a call refused as taken on its agent's link (dropped, not forwarded)."""

@@ -226,6 +226,7 @@ class Console:
             "partials_shed": self.screens.partials_shed,
             "messages_unsendable": self.stats.messages_unsendable,
             "events_stored": self.stats.events_stored,
+            "event_runs": self.stats.event_runs,
             "agent_links_store_errors": self.stats.agent_links_store_errors,
             "store_conflicts": self.store.conflicts.health() if self.store is not None else {},
             "cluster": self.cluster.health() if self.cluster is not None else None,

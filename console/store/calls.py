@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,7 +40,7 @@ from console.errors import BadRequest, ConsoleError, Forbidden
 from console.store import rows
 from console.store.audit import write_audit
 from console.store.records import Alert, Call, CallHistory, CheckIn, Finding, LevelChange, Notice, Utterance
-from console.store.connection import Connection
+from console.store.connection import Connection, StoreConflict
 from console.store.schema import Room, retried
 from console.store.supervision import queue_checkin, raise_alert
 from kernel import protocol as p
@@ -78,8 +78,84 @@ class Recorded:
     reopened: Call | None = None
 
 
+RECORD_BATCH = 64
+"""Durable messages of one agent stored in one transaction at most (:meth:`CallLog.record_events`)."""
+
+
+def _record(c: Connection, agent: str, message: DurableEvent, now: str) -> Recorded:
+    """Store one durable message in the open transaction ``c``. It reads only
+    the rows its checks need, by their keys: the event is inserted first (``ON
+    CONFLICT DO NOTHING``: a resend finds its row without a read before), a new
+    call likewise, and what it writes comes back from ``RETURNING``. Raises
+    :class:`Forbidden` or :class:`BadRequest` for a refused message (the caller
+    rolls back what it wrote)."""
+    call_id = getattr(message, "call_id", None)
+    stored = c.execute(
+        "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        (message.event_id, agent, message.seq, message.TYPE, call_id, now),
+    ).fetchone()
+    if stored is None:
+        seen = c.execute("SELECT agent FROM events WHERE event_id = ?", (message.event_id,)).fetchone()
+        if seen["agent"] != agent:
+            raise Forbidden(f"event {message.event_id!r} belongs to another agent", code="not_your_event")
+        _bump_seq(c, agent, message.seq)
+        reopened = _reopen(c, call_id, agent, now) if call_id is not None else None
+        return Recorded(new=False, reopened=reopened)
+    reopened = None
+    if call_id is not None and not (isinstance(message, p.CallStarted) and _new_call(c, agent, message)):
+        owner = c.execute("SELECT agent, started_at, ended_at, end_reason FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if owner is not None and owner["agent"] != agent:
+            raise Forbidden(f"call {call_id!r} belongs to another agent", code="not_your_call")
+        if owner is None and not isinstance(message, p.CallStarted):
+            raise BadRequest(f"call {call_id!r} was never started", code="unknown_call")
+        if owner is not None and isinstance(message, p.CallStarted):
+            _refuse_a_second_start(call_id, owner)
+        if owner is not None:
+            reopened = _reopen(c, call_id, agent, now) if owner["end_reason"] == LOST else None
+            _refuse_after_the_end(call_id, owner, message)
+    result = _apply(c, agent, message, now)
+    if reopened is not None:
+        result = dataclasses.replace(result, reopened=reopened)
+    _bump_seq(c, agent, message.seq)
+    return result
+
+
 class CallLog(Room):
     """Storing agent events and reading calls."""
+
+    def record_events(self, agent: str, messages: Sequence[DurableEvent]) -> tuple[list[Recorded], ConsoleError | None]:
+        """Store an agent's durable messages, in order, in one transaction (a
+        group commit: one disk flush for all of them), each as
+        :meth:`record_event` stores it alone.
+
+        Returns what each message recorded changed, in order, up to the first
+        message refused (:class:`Forbidden` or :class:`BadRequest`, as
+        :meth:`record_event` raises them), and that refusal (None if none
+        was). The refused message stored nothing (its savepoint is rolled
+        back); those after it were not looked at, for the caller to send
+        again once it has answered the refusal (it may change what they
+        mean: a refused ``call_started`` under a used id). At most
+        :data:`RECORD_BATCH` messages are looked at. If the transaction keeps
+        racing other writers (PostgreSQL replicas), the messages are stored
+        one transaction each, as :meth:`record_event` does.
+        """
+        messages = messages[:RECORD_BATCH]
+        for message in messages:
+            if not p.is_durable(message):
+                raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
+        try:
+            recorded, refused = self._record_batch(agent, messages)
+        except StoreConflict:
+            if len(messages) == 1:
+                raise
+            recorded, refused = [], None
+            for message in messages:
+                try:
+                    recorded.append(self._record_event(agent, message))
+                except (Forbidden, BadRequest) as exc:
+                    refused = exc
+                    break
+        return self._with_calls(messages, recorded), refused
 
     def record_event(self, agent: str, message: DurableEvent) -> Recorded:
         """Store one durable agent message idempotently (keyed by ``event_id``).
@@ -100,49 +176,46 @@ class CallLog(Room):
         """
         if not p.is_durable(message):
             raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
-        recorded = self._record_event(agent, message)
-        call_id = getattr(message, "call_id", None)
-        if recorded.new and call_id is not None:
-            recorded = dataclasses.replace(recorded, call=self.call(call_id))
-        return recorded
+        return self._with_calls([message], [self._record_event(agent, message)])[0]
+
+    def _with_calls(self, messages: Sequence[DurableEvent], recorded: list[Recorded]) -> list[Recorded]:
+        """What new events recorded, with their call's summary: read after the
+        commit (see :meth:`record_event`), once per call, so it shows the call
+        after the whole run."""
+        calls: dict[str, Call] = {}
+        out = []
+        for message, one in zip(messages, recorded):
+            call_id = getattr(message, "call_id", None)
+            if one.new and call_id is not None:
+                if call_id not in calls:
+                    calls[call_id] = self.call(call_id)
+                one = dataclasses.replace(one, call=calls[call_id])
+            out.append(one)
+        return out
 
     @retried
     def _record_event(self, agent: str, message: DurableEvent) -> Recorded:
-        """:meth:`record_event`'s transaction. It reads only the rows its checks
-        need, by their keys: the event is inserted first (``ON CONFLICT DO
-        NOTHING``: a resend finds its row without a read before), a new call
-        likewise, and what it writes comes back from ``RETURNING``."""
-        now = self._now()
-        call_id = getattr(message, "call_id", None)
+        """:meth:`record_event`'s transaction (:func:`_record`)."""
         with self._tx() as c:
-            stored = c.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                (message.event_id, agent, message.seq, message.TYPE, call_id, now),
-            ).fetchone()
-            if stored is None:
-                seen = c.execute("SELECT agent FROM events WHERE event_id = ?", (message.event_id,)).fetchone()
-                if seen["agent"] != agent:
-                    raise Forbidden(f"event {message.event_id!r} belongs to another agent", code="not_your_event")
-                _bump_seq(c, agent, message.seq)
-                reopened = _reopen(c, call_id, agent, now) if call_id is not None else None
-                return Recorded(new=False, reopened=reopened)
-            reopened = None
-            if call_id is not None and not (isinstance(message, p.CallStarted) and _new_call(c, agent, message)):
-                owner = c.execute("SELECT agent, started_at, ended_at, end_reason FROM calls WHERE id = ?", (call_id,)).fetchone()
-                if owner is not None and owner["agent"] != agent:
-                    raise Forbidden(f"call {call_id!r} belongs to another agent", code="not_your_call")
-                if owner is None and not isinstance(message, p.CallStarted):
-                    raise BadRequest(f"call {call_id!r} was never started", code="unknown_call")
-                if owner is not None and isinstance(message, p.CallStarted):
-                    _refuse_a_second_start(call_id, owner)
-                if owner is not None:
-                    reopened = _reopen(c, call_id, agent, now) if owner["end_reason"] == LOST else None
-                    _refuse_after_the_end(call_id, owner, message)
-            result = _apply(c, agent, message, now)
-            if reopened is not None:
-                result = dataclasses.replace(result, reopened=reopened)
-            _bump_seq(c, agent, message.seq)
-            return result
+            return _record(c, agent, message, self._now())
+
+    @retried
+    def _record_batch(self, agent: str, messages: Sequence[DurableEvent]) -> tuple[list[Recorded], ConsoleError | None]:
+        """:meth:`record_events`'s transaction: a savepoint per message, so a
+        refused one undoes only its own writes."""
+        now = self._now()
+        recorded: list[Recorded] = []
+        with self._tx() as c:
+            for message in messages:
+                c.execute("SAVEPOINT event")
+                try:
+                    recorded.append(_record(c, agent, message, now))
+                except (Forbidden, BadRequest) as exc:
+                    c.execute("ROLLBACK TO SAVEPOINT event")
+                    c.execute("RELEASE SAVEPOINT event")
+                    return recorded, exc
+                c.execute("RELEASE SAVEPOINT event")
+        return recorded, None
 
     # ------------------------------------------------------------------ end of life
 

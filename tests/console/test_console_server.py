@@ -459,7 +459,7 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
 
 def test_a_store_error_drops_a_busy_agents_link_at_once(tmp_path):
     """A store error while the agent's next events wait unread (the console
-    stops reading a socket 16 frames ahead): the console's close cannot be
+    stops reading a socket once its link's inbox and 16 frames wait): the console's close cannot be
     answered through them, so it drops the link after STORE_ERROR_CLOSE_S, not
     websockets' 10 s close timeout, during which the agent sent nothing (at 300
     calls in bench/console_capacity.py every alert of that agent came 10 s
@@ -467,16 +467,16 @@ def test_a_store_error_drops_a_busy_agents_link_at_once(tmp_path):
 
     async def main():
         async with running_console(tmp_path) as console:
-            record_event, calls = console.store.record_event, []
+            record_events, calls = console.store.record_events, []
 
-            def failing_once(agent, message):
-                calls.append(message.seq)
-                if len(calls) == 2:
+            def failing_once(agent, messages):
+                calls.append(len(messages))
+                if len(calls) == 1:  # the call's start, and what else the agent sent with it
                     time.sleep(0.3)  # the agent's next events arrive meanwhile and wait unread
                     raise StoreError("injected: the database failed this write")
-                return record_event(agent, message)
+                return record_events(agent, messages)
 
-            console.store.record_event = failing_once
+            console.store.record_events = failing_once
             link = ConsoleLink(console.url, agent_id="agent-1", token=console.tokens["agent-1"], backoff=Backoff(initial=0.05, maximum=0.1))
             link.start()
             try:
@@ -536,3 +536,50 @@ def test_a_lost_postgresql_connection_loses_no_event_and_logs_no_traceback(tmp_p
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert 2 <= sum("lost the connection to the store" in r.getMessage() for r in failures) <= 4, [r.getMessage() for r in failures]
     assert all(r.exc_info is None for r in failures)  # one line each, no traceback
+
+
+def test_an_agents_waiting_events_are_stored_together_shown_in_order_and_acknowledged_once_stored(tmp_path, store_where):
+    """Group commit: events an agent sent while the store was busy are stored
+    in one transaction a run and covered by one cumulative ack, each stored
+    before it; partials among them are shown in their place; an event refused
+    amid a run is answered with its seq, stores nothing, and the events after
+    it are stored; a new call under a used id refuses the events that follow
+    it in the same run, as one at a time did."""
+
+    async def main():
+        async with running_console(tmp_path, **store_setting(store_where)) as console:
+            sup = await open_browser(console)
+            await sup.login("sup")
+            agent = await open_agent(console)
+            await agent.send(agent.event(p.CallStarted, call_id="c", partner="ann", seat="1", source="wav", started_at="2025-03-01T09:00:00Z"))
+            began = console.store._conn.transactions
+            said = [agent.event(p.UtteranceFinal, call_id="c", speaker="customer", start=float(n), end=n + 0.5, text=f"line {n}", words=())
+                    for n in range(200)]
+            stray = agent.event(p.LevelChanged, call_id="never-started", level="alert", previous="none", reason="r", at=1.0, suggestion="s")
+            again = agent.event(p.CallStarted, call_id="c", partner="bob", seat="2", source="wav", started_at="2025-03-01T10:00:00Z")
+            after = agent.event(p.UtteranceFinal, call_id="c", speaker="customer", start=500.0, end=501.0, text="the new call's line", words=())
+            out = [*said[:100], p.PartialTranscript(call_id="c", speaker="customer", start=100.0, text="partial amid"), stray, *said[100:],
+                   again, after]
+            for message in out:  # sent without waiting for acks, as a link sends: they wait while the store works
+                await agent.ws.send(p.encode(message))
+            replies = []
+            while not any(r.get("seq") == said[-1].seq and r["type"] == "ack" for r in replies) or len([r for r in replies if r["type"] == "error"]) < 3:
+                replies.append(await agent.recv_json(10))
+            acks = [r["seq"] for r in replies if r["type"] == "ack"]
+            errors = [(r["seq"], r["code"]) for r in replies if r["type"] == "error"]
+            assert acks == sorted(acks) and acks[-1] == said[-1].seq and len(acks) < 30  # cumulative, a few runs
+            assert errors == [(stray.seq, "unknown_call"), (again.seq, "call_id_taken"), (after.seq, "call_id_taken")]
+            writes = console.store._conn.transactions - began
+            assert writes < 40, writes  # 200 events, not a transaction each (refusals write their audit lines)
+            assert console._health()["event_runs"] < 20 and console.stats.events_stored == 201
+            counts = await console.db(console.store.counts)
+            assert counts["utterances"] == 200 and (await console.db(console.store.call, "c")).partner == "ann"
+            shown = []
+            while len([m for m in shown if m["type"] == "utterance"]) < 200:
+                message = await sup.recv_json(10)
+                if message["type"] in ("utterance", "partial"):
+                    shown.append(message)
+            texts = [m["utterance"]["text"] if m["type"] == "utterance" else m["text"] for m in shown]
+            assert texts == [f"line {n}" for n in range(100)] + ["partial amid"] + [f"line {n}" for n in range(100, 200)]
+
+    asyncio.run(main())

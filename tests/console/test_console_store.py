@@ -4,6 +4,7 @@ every test runs against both (the ``store_where`` fixture, ``tests/conftest.py``
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 
 import pytest
@@ -412,6 +413,126 @@ def test_two_consoles_writing_many_calls_at_once_lose_no_event_to_their_races(po
     assert sum(c.total("exhausted") for c in conflicts) == 0, [c.health() for c in conflicts]
     counts = replicas[1].counts()
     assert counts["calls"] == 200 and counts["checkins"] == 200 and replicas[1].last_seq("agent-both") == len(sent["agent-both"])
+    for store in replicas:
+        store.close()
+
+
+def test_a_run_of_events_is_stored_in_one_transaction_as_one_at_a_time_would_store_it(store_where):
+    """A group commit (``record_events``): an agent's run of events in one
+    transaction, up to RECORD_BATCH, each recorded as ``record_event`` records
+    it alone, but for the call's summary: read once the run is committed, it
+    shows the call after the whole run. A resent run is found stored."""
+    from console.store.calls import RECORD_BATCH
+
+    batched, alone = _store(store_where), Store.open(store_where, clock=FakeClock())
+    alone.add_user("agent-3", "agent", "token-3")
+    sent = _calls_of("agent-1", 10)
+    again = [dataclasses.replace(m, event_id=m.event_id.replace("agent-1", "agent-3"),
+                                 call_id=m.call_id.replace("agent-1", "agent-3")) for m in sent]
+    began = batched._conn.transactions
+    runs = [sent[n:n + RECORD_BATCH] for n in range(0, len(sent), RECORD_BATCH)]
+    results = []
+    for run in runs:
+        recorded, refused = batched.record_events("agent-1", run)
+        assert refused is None and len(recorded) == len(run)
+        after = {m.call_id: batched.call(m.call_id) for m in run}
+        assert [r.call for r in recorded] == [after[m.call_id] for m in run]
+        results += recorded
+    assert len(runs) == 2 and batched._conn.transactions - began <= len(runs) + 1  # a transaction a run (and adding agent-3)
+    one_by_one = [alone.record_event("agent-3", m) for m in again]
+    assert [_same(r) for r in results] == [_same(r, "agent-3", "agent-1") for r in one_by_one]
+    assert all(r.new for r in results) and batched.last_seq("agent-1") == len(sent)
+    counts = batched.counts()
+    assert counts["calls"] == 20 and counts["utterances"] == 20 * 4 and counts["alerts"] == 20 and counts["checkins"] == 20
+    transactions = batched._conn.transactions
+    resent, refused = batched.record_events("agent-1", sent[:RECORD_BATCH + 5])
+    assert refused is None and len(resent) == RECORD_BATCH and not any(r.new for r in resent)  # at most a batch looked at
+    assert batched._conn.transactions == transactions + 1 and batched.counts() == counts
+    batched.close()
+    alone.close()
+
+
+def _same(recorded, agent: str = "", instead: str = ""):
+    """What a Recorded says but its call's summary and row ids, with one agent's name written as another's (to compare two agents' calls)."""
+    text = re.sub(r"\b(\w*id)=\d+", r"\1=#", repr(dataclasses.replace(recorded, call=None)))
+    return text.replace(agent, instead) if agent else text
+
+
+def test_a_run_stops_at_an_event_refused_which_stores_nothing_and_what_follows_is_not_looked_at(store_where):
+    store = _store(store_where)
+    store.record_event("agent-1", _start(1, "c0"))
+    before = store.counts()
+    said = [p.UtteranceFinal(seq=n, event_id=f"u{n}", call_id="c0", speaker="customer", start=float(n), end=n + 0.5, text=f"line {n}", words=())
+            for n in range(2, 8)]
+    stray = _level(5, "alert", "none", call_id="never-started")
+    run = said[:3] + [stray] + said[3:]
+    transactions = store._conn.transactions
+    recorded, refused = store.record_events("agent-1", run)
+    assert [r.record.text for r in recorded] == ["line 2", "line 3", "line 4"]
+    assert isinstance(refused, BadRequest) and refused.code == "unknown_call"
+    assert store._conn.transactions == transactions + 1
+    assert store.counts()["utterances"] == before["utterances"] + 3 and store.counts()["events"] == before["events"] + 3
+    assert store.last_seq("agent-1") == 4  # the refused event's writes (its events row, the seq) rolled back with it
+    taken = [_start(9, "c0")] + said[3:]  # a new call under a used id: refused, and nothing after it looked at
+    recorded, refused = store.record_events("agent-1", taken)
+    assert recorded == [] and refused.code == "call_id_taken"
+    recorded, refused = store.record_events("agent-1", said[3:])
+    assert refused is None and [r.record.text for r in recorded] == ["line 5", "line 6", "line 7"]
+    recorded, refused = store.record_events("agent-2", said[:2])  # another agent's event ids: the first is refused
+    assert recorded == [] and isinstance(refused, Forbidden) and refused.code == "not_your_event"
+    with pytest.raises(BadRequest):
+        store.record_events("agent-1", [p.Heartbeat(calls=())])
+
+
+def test_a_run_that_keeps_racing_other_writers_is_stored_one_event_at_a_time(store_where, monkeypatch):
+    """When the run's transaction lost all its tries to other replicas (a
+    StoreConflict out of ``_record_batch``), each event is stored alone."""
+    from console.store.connection import StoreConflict
+
+    store = _store(store_where)
+    sent = _calls_of("agent-1", 2)
+
+    def racing(agent, messages):
+        raise StoreConflict("raced every time")
+
+    monkeypatch.setattr(store, "_record_batch", racing)
+    transactions = store._conn.transactions
+    recorded, refused = store.record_events("agent-1", sent)
+    assert refused is None and len(recorded) == len(sent) and all(r.new for r in recorded)
+    assert store._conn.transactions == transactions + len(sent)
+    with pytest.raises(StoreConflict):  # one event alone: its own transaction lost all its tries
+        store.record_events("agent-1", [dataclasses.replace(sent[0], event_id="other", seq=99)])
+
+
+def test_two_consoles_storing_runs_of_many_calls_at_once_lose_no_event_to_their_races(postgresql_server):
+    """The group commit on two replicas: runs of 16 events of different calls,
+    in one transaction each, race rarely and never give a run up."""
+    url = postgresql_server.new_database()
+    replicas = [Store.open(url, clock=FakeClock()) for _ in range(2)]
+    agents = [[f"agent-{r}-{a}" for a in range(2)] for r in range(2)]
+    for name in (*agents[0], *agents[1]):
+        replicas[0].add_user(name, "agent", f"token-{name}")
+    sent = {name: _calls_of(name, 40) for name in (*agents[0], *agents[1])}
+
+    def replay(store, names):
+        def run():
+            new = 0
+            for start in range(0, len(sent[names[0]]), 16):
+                for name in names:
+                    recorded, refused = store.record_events(name, sent[name][start:start + 16])
+                    assert refused is None
+                    new += sum(r.new for r in recorded)
+            return new
+        return run
+
+    own = _together(*(replay(store, names) for store, names in zip(replicas, agents)))
+    assert not any(isinstance(r, Exception) for r in own), own
+    written = sum(len(sent[name]) for names in agents for name in names)
+    assert sum(own) == written
+    conflicts = [store.conflicts for store in replicas]
+    assert sum(c.total("exhausted") for c in conflicts) == 0, [c.health() for c in conflicts]
+    counts = replicas[0].counts()
+    assert counts["calls"] == 160 and counts["utterances"] == 160 * 4 and counts["alerts"] == 160 and counts["events"] == written
     for store in replicas:
         store.close()
 
