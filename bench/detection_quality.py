@@ -246,7 +246,9 @@ def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> N
 
 
 SEALED_ROUNDS = {2: ("second", "calls_round2"), 7: ("seventh", "calls_round7")}
+"""The sealed rounds after the first (``tests/detection/sealed/<name>.tsv``), each with its ``--sealed-roundN``."""
 CALL_ROUNDS_OPENED = {3: 3, 4: 4, 5: 7, 6: 8}
+"""The call-like rounds that are development sets now (``calls_roundN``) and the round at whose end each was opened."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +281,6 @@ def development_sets() -> list[DevelopmentSet]:
                                scored_rows(unseen)))
     sets.append(DevelopmentSet("spoken", "spoken conversation (tests/detection/spoken.tsv; development)", rows("spoken"), spoken=True))
     return sets
-"""The call-like rounds that are development sets now (``calls_roundN``) and the round at whose end each was opened."""
-"""The sealed rounds after the first (``tests/detection/sealed/<name>.tsv``), each with its ``--sealed-roundN``."""
 
 
 def main() -> int:

@@ -232,22 +232,14 @@ class AgentLinks:
             pass
 
     async def _messages(self, ws: ServerConnection, agent: str, raws: list[str | bytes], taken: RecentSet[str]) -> None:
-        """Messages the agent sent, read and waiting, handled in their order
-        (one that is not a message is answered with an error and skipped)."""
-        hub = self.hub
-        messages: list[Inbound] = []
-        for raw in raws:
-            try:
-                messages.append(p.decode(raw, allowed=AGENT_INBOUND))
-            except p.ProtocolError as exc:
-                hub.stats.agent_refusals += 1
-                await ws.send(p.encode(p.Refused(code=exc.code, message=exc.message)))
+        """Messages the agent sent, read and waiting (at most ``RECORD_BATCH``),
+        handled in their order: runs of durable events together
+        (:meth:`_record_run`), anything else alone (:meth:`_message`)."""
+        messages = [_decoded(raw) for raw in raws]
         start = 0
         while start < len(messages):
             end = start
-            events = 0
-            while end < len(messages) and events < RECORD_BATCH and self._joins_run(agent, messages[end], taken):
-                events += p.is_durable(messages[end])
+            while end < len(messages) and self._joins_run(agent, messages[end], taken):
                 end += 1
             if end > start:
                 start += await self._record_run(ws, agent, messages[start:end], taken)
@@ -255,7 +247,7 @@ class AgentLinks:
                 await self._message(ws, agent, messages[start], taken)
                 start += 1
 
-    def _joins_run(self, agent: str, message: Inbound, taken: RecentSet[str]) -> bool:
+    def _joins_run(self, agent: str, message: Inbound | p.ProtocolError, taken: RecentSet[str]) -> bool:
         """Whether ``message`` is stored (or shown) with the durable events
         around it: a durable event, or a partial of a call known to be this
         agent's; not a heartbeat, nor anything of a call refused as taken."""
@@ -299,35 +291,36 @@ class AgentLinks:
         await asyncio.sleep(0)  # let the browsers' senders run between runs
         return handled
 
-    async def _message(self, ws: ServerConnection, agent: str, message: Inbound, taken: RecentSet[str]) -> None:
-        """One message that joins no run: a heartbeat, a partial of a call not
-        known to be this agent's yet, anything of a call refused as taken."""
+    async def _message(self, ws: ServerConnection, agent: str, message: Inbound | p.ProtocolError, taken: RecentSet[str]) -> None:
+        """One message that joins no run: a frame that is not a message, a
+        heartbeat, anything of a call refused as taken, a partial of a call
+        not known to be this agent's yet."""
         hub = self.hub
+        if isinstance(message, p.ProtocolError):
+            hub.stats.agent_refusals += 1
+            await ws.send(p.encode(p.Refused(code=message.code, message=message.message)))
+            return
         if isinstance(message, p.Heartbeat):
             await self._heartbeat(ws, agent, message, taken)
             return
-        call_id = getattr(message, "call_id", None)
-        if call_id is not None and call_id in taken:
+        if message.call_id in taken:
             # The agent's new call under a used id: its events that followed the
             # refused call_started (sent before the refusal reached the agent)
             # are refused the same way, never added to the stored call.
             if isinstance(message, p.PartialTranscript):
                 hub.stats.partials_refused += 1
                 return
-            await self._refused_event(ws, agent, message, BadRequest(f"call {call_id!r} is taken: this event belongs to the new call refused under it",
+            await self._refused_event(ws, agent, message, BadRequest(f"call {message.call_id!r} is taken: this event belongs to the new call refused under it",
                                                                      code=p.CALL_ID_TAKEN))
             return
-        if isinstance(message, p.PartialTranscript):
-            owner = self._owners.get(message.call_id)
-            if owner is None:
-                owner = await hub.db(hub.store.call_owner, message.call_id)
-            if owner != agent:
-                await self._refused_event(ws, agent, message, Forbidden(f"call {message.call_id!r} is not this agent's", code="not_your_call"))
-                return
-            self._show_partial(message)
-            await asyncio.sleep(0)  # let the browsers' senders run between bursts of partials
+        owner = self._owners.get(message.call_id)  # a partial: every durable event of a call not taken joins a run
+        if owner is None:
+            owner = await hub.db(hub.store.call_owner, message.call_id)
+        if owner != agent:
+            await self._refused_event(ws, agent, message, Forbidden(f"call {message.call_id!r} is not this agent's", code="not_your_call"))
             return
-        await self._record_run(ws, agent, [message], taken)  # not reached: a durable event of a call not taken joins a run
+        self._show_partial(message)
+        await asyncio.sleep(0)  # let the browsers' senders run between bursts of partials
 
     def _show_partial(self, message: p.PartialTranscript) -> None:
         self.hub.stats.partials_forwarded += 1
@@ -422,6 +415,14 @@ class AgentLinks:
             publish(b.NoticeShown(notice=rec.record), call=None)
         if rec.checkin:
             publish(b.CheckinShown(checkin=rec.checkin), call=None)
+
+
+def _decoded(raw: str | bytes) -> Inbound | p.ProtocolError:
+    """An agent's frame as its message, or the error that says why it is not one."""
+    try:
+        return p.decode(raw, allowed=AGENT_INBOUND)
+    except p.ProtocolError as exc:
+        return exc
 
 
 async def _read(ws: ServerConnection, inbox: DropOldestQueue[str | bytes]) -> None:

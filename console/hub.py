@@ -43,8 +43,9 @@ class ConsoleStats:
     """Agent links closed (1011) on a store error; the agent resends what was not acknowledged."""
     events_duplicate: int = 0
     event_runs: int = 0
-    """Store transactions that recorded agents' events: a run of events each
-    (a group commit), so events per run is (stored + duplicate) / runs."""
+    """Runs of agents' events handed to the store, one transaction each (a
+    group commit; a run that kept racing other replicas took one an event).
+    ``events_stored / event_runs`` is the new events a run stored."""
     partials_forwarded: int = 0
     partials_refused: int = 0
     """Partials of a call refused as taken on its agent's link (dropped, not forwarded)."""

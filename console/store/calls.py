@@ -137,7 +137,7 @@ class CallLog(Room):
         mean: a refused ``call_started`` under a used id). At most
         :data:`RECORD_BATCH` messages are looked at. If the transaction keeps
         racing other writers (PostgreSQL replicas), the messages are stored
-        one transaction each, as :meth:`record_event` does.
+        one transaction each.
         """
         messages = messages[:RECORD_BATCH]
         for message in messages:
@@ -149,11 +149,10 @@ class CallLog(Room):
             if len(messages) == 1:
                 raise
             recorded, refused = [], None
-            for message in messages:
-                try:
-                    recorded.append(self._record_event(agent, message))
-                except (Forbidden, BadRequest) as exc:
-                    refused = exc
+            for message in messages:  # one transaction each: none races for long
+                one, refused = self._record_batch(agent, [message])
+                recorded += one
+                if refused is not None:
                     break
         return self._with_calls(messages, recorded), refused
 
@@ -174,9 +173,10 @@ class CallLog(Room):
         make every event's transaction read index pages that other calls'
         alerts are written to (``docs/console.md``, "Writers at once").
         """
-        if not p.is_durable(message):
-            raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
-        return self._with_calls([message], [self._record_event(agent, message)])[0]
+        recorded, refused = self.record_events(agent, [message])
+        if refused is not None:
+            raise refused
+        return recorded[0]
 
     def _with_calls(self, messages: Sequence[DurableEvent], recorded: list[Recorded]) -> list[Recorded]:
         """What new events recorded, with their call's summary: read after the
@@ -194,15 +194,10 @@ class CallLog(Room):
         return out
 
     @retried
-    def _record_event(self, agent: str, message: DurableEvent) -> Recorded:
-        """:meth:`record_event`'s transaction (:func:`_record`)."""
-        with self._tx() as c:
-            return _record(c, agent, message, self._now())
-
-    @retried
     def _record_batch(self, agent: str, messages: Sequence[DurableEvent]) -> tuple[list[Recorded], ConsoleError | None]:
-        """:meth:`record_events`'s transaction: a savepoint per message, so a
-        refused one undoes only its own writes."""
+        """:meth:`record_events`'s transaction (:func:`_record` for each
+        message): a savepoint per message, so a refused one undoes only its
+        own writes."""
         now = self._now()
         recorded: list[Recorded] = []
         with self._tx() as c:

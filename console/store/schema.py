@@ -342,7 +342,7 @@ def retried(method: Callable[..., T]) -> Callable[..., T]:
     apart (under a second in all); every conflict is counted in the room's
     :class:`Conflicts`."""
 
-    name = method.__name__.lstrip("_")  # a public method's transaction is its private namesake's (``_record_event``)
+    name = method.__name__.lstrip("_")  # counted under the method's name without its underscore (``_record_batch``: ``record_batch``)
 
     @functools.wraps(method)
     def run(self: "Room", *args: Any, **kwargs: Any) -> T:

@@ -558,17 +558,19 @@ def test_an_agents_waiting_events_are_stored_together_shown_in_order_and_acknowl
             stray = agent.event(p.LevelChanged, call_id="never-started", level="alert", previous="none", reason="r", at=1.0, suggestion="s")
             again = agent.event(p.CallStarted, call_id="c", partner="bob", seat="2", source="wav", started_at="2025-03-01T10:00:00Z")
             after = agent.event(p.UtteranceFinal, call_id="c", speaker="customer", start=500.0, end=501.0, text="the new call's line", words=())
-            out = [*said[:100], p.PartialTranscript(call_id="c", speaker="customer", start=100.0, text="partial amid"), stray, *said[100:],
-                   again, after]
+            out = [*said[:100], p.PartialTranscript(call_id="c", speaker="customer", start=100.0, text="partial amid"), stray, *said[100:150],
+                   "{not a message", *said[150:], again, after]
             for message in out:  # sent without waiting for acks, as a link sends: they wait while the store works
-                await agent.ws.send(p.encode(message))
+                await agent.ws.send(message if isinstance(message, str) else p.encode(message))
             replies = []
-            while not any(r.get("seq") == said[-1].seq and r["type"] == "ack" for r in replies) or len([r for r in replies if r["type"] == "error"]) < 3:
+            while not any(r.get("seq") == said[-1].seq and r["type"] == "ack" for r in replies) or len([r for r in replies if r["type"] == "error"]) < 4:
                 replies.append(await agent.recv_json(10))
             acks = [r["seq"] for r in replies if r["type"] == "ack"]
-            errors = [(r["seq"], r["code"]) for r in replies if r["type"] == "error"]
+            errors = [(r.get("seq"), r["code"]) for r in replies if r["type"] == "error"]
             assert acks == sorted(acks) and acks[-1] == said[-1].seq and len(acks) < 30  # cumulative, a few runs
-            assert errors == [(stray.seq, "unknown_call"), (again.seq, "call_id_taken"), (after.seq, "call_id_taken")]
+            assert errors == [(stray.seq, "unknown_call"), (None, "bad_message"), (again.seq, "call_id_taken"), (after.seq, "call_id_taken")]
+            bad = next(n for n, r in enumerate(replies) if r["type"] == "error" and r.get("seq") is None)
+            assert [r["seq"] for r in replies[:bad] if r["type"] == "ack"][-1] == said[149].seq  # answered in its place, after what came before it
             writes = console.store._conn.transactions - began
             assert writes < 40, writes  # 200 events, not a transaction each (refusals write their audit lines)
             assert console._health()["event_runs"] < 20 and console.stats.events_stored == 201

@@ -85,7 +85,7 @@ def judged(detector, encoder_dir) -> list[tuple[int, str, str, bool]]:
     every = _rows()
     theirs, ours = every[1::2], every[0::2]
     blas = {name: os.environ.get(name) for name in BLAS_THREADS}
-    os.environ.update({name: "1" for name in BLAS_THREADS})  # read by the worker's numpy when it starts
+    os.environ.update({name: "1" for name in BLAS_THREADS})  # read by the worker's numpy as it loads (threadpool_limits reaches only libraries loaded before it)
     try:
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         future = pool.submit(_judge_in_worker, str(encoder_dir), theirs)
