@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from websockets.asyncio.server import ServerConnection
@@ -37,10 +40,11 @@ from console import browser_protocol as b
 from console.errors import BadRequest, ConsoleError, Forbidden, StoreError
 from console.fanout import peer
 from console.hub import Hub
-from console.store import Authorization, Recorded
+from console.store import Authorization, Call, Recorded
 from console.store.calls import RECORD_BATCH, DurableEvent
 from console.qa import QaDesk
 from kernel import protocol as p
+from kernel.backoff import Backoff
 from kernel.queues import DropOldestQueue, RecentSet
 
 log = logging.getLogger("callshield.console")
@@ -66,6 +70,22 @@ its answer, so the handshake cannot finish and would take websockets' default
 ``close_timeout`` of 10 s, during which the agent sends nothing: every event it
 publishes meanwhile, alerts included, reached screens 10 s late
 (``docs/deployment.md``, "The 10 s stall at 300 calls")."""
+UNSHOWN_HELD = 64
+"""Runs of events stored but not shown yet, held at most (:meth:`AgentLinks.show_held`).
+Beyond it the oldest is dropped and its events counted (``events_unshown_dropped``):
+they stay stored, and show on a browser's next snapshot."""
+UNSHOWN_RETRY = Backoff(initial=0.25, maximum=4.0)
+"""Tries to show held runs while the store does not answer, apart by this."""
+
+
+@dataclass(frozen=True)
+class Unshown:
+    """A run of an agent's events committed to the store whose calls' summaries
+    could not be read after the commit: held to be fanned out once they can."""
+
+    agent: str
+    events: tuple[DurableEvent, ...]
+    recorded: tuple[Recorded, ...]
 
 
 class AgentLinks:
@@ -81,6 +101,9 @@ class AgentLinks:
         self._link_closed: dict[str, datetime] = {}  # agent -> when its last link closed (forgotten by sweep once stale)
         self._beating: set[str] = set()  # agents whose current link sends heartbeats
         self._watch: asyncio.Task | None = None
+        self._unshown: deque[Unshown] = deque()
+        self._showing = asyncio.Lock()  # one fan-out of held runs at a time, in their order
+        self._retrying: asyncio.Task | None = None
 
     def start(self) -> None:
         """Begin watching for calls whose agent is gone (checked every few seconds)."""
@@ -160,6 +183,7 @@ class AgentLinks:
             await ws.send(p.encode(p.Welcome(agent_id=agent, last_seq=last_seq)))
             for auth in await hub.db(hub.store.pending_authorizations, agent):
                 await ws.send(p.encode(_end_call(auth)))
+            await self.show_held()  # what the agent's last link stored and could not show, before what it sends now
             taken: RecentSet[str] = RecentSet(TAKEN_REMEMBERED)  # per link: the agent's next link sends the renamed call
             inbox: DropOldestQueue[str | bytes] = DropOldestQueue(LINK_INBOX)
             reader = asyncio.create_task(_read(ws, inbox))
@@ -267,22 +291,26 @@ class AgentLinks:
         messages were handled, the refused one counted (at least one)."""
         hub = self.hub
         events = [m for m in run if p.is_durable(m)]
-        recorded, refused = [], None
+        recorded: list[Recorded] = []
+        refused = None
         if events:
-            recorded, refused = await hub.db(hub.store.record_events, agent, events)
+            recorded, refused = await hub.db(hub.store.store_events, agent, events)
             hub.stats.event_runs += 1
+            recorded = await self._with_calls(agent, events[:len(recorded)], recorded)
         handled = stored = 0
         last_seq = None
+        reopened: list[Call] = []
         for message in run:
             if isinstance(message, p.PartialTranscript):
                 self._show_partial(message)
             elif stored < len(recorded):
-                await self._stored(agent, message, recorded[stored])
+                reopened += self._stored(agent, message, recorded[stored])
                 stored += 1
                 last_seq = message.seq
             else:
                 break
             handled += 1
+        await self._resend_authorizations(agent, reopened)
         if last_seq is not None:
             await ws.send(p.encode(p.Ack(seq=last_seq)))
         if refused is not None:
@@ -327,18 +355,73 @@ class AgentLinks:
         self.hub.screens.publish(b.PartialShown(call_id=message.call_id, speaker=message.speaker, start=message.start, text=message.text),
                                  call=None, supervisors=True)
 
-    async def _stored(self, agent: str, message: DurableEvent, recorded: Recorded) -> None:
-        """An event stored (or found stored: a resend): the call heard, a lost call reopened, what is new fanned out."""
+    async def _with_calls(self, agent: str, events: list[DurableEvent], recorded: list[Recorded]) -> list[Recorded]:
+        """What a committed run recorded, with its calls' summaries. If they
+        cannot be read, the run is held for :meth:`show_held` and the store
+        error goes on (the link closes unacknowledged; the agent's next
+        ``Welcome`` covers what was stored, so it is never resent)."""
+        if not recorded:
+            return recorded
+        hub = self.hub
+        try:
+            return await hub.db(hub.store.with_calls, events, recorded)
+        except StoreError:
+            while len(self._unshown) >= UNSHOWN_HELD:
+                hub.stats.events_unshown_dropped += len(self._unshown.popleft().events)
+            self._unshown.append(Unshown(agent, tuple(events), tuple(recorded)))
+            if self._retrying is None or self._retrying.done():
+                self._retrying = hub.spawn(self._show_held_soon())
+            raise
+
+    async def _show_held_soon(self) -> None:
+        """Show the held runs as soon as the store answers, whether or not
+        their agents link again (one may have gone to another replica)."""
+        rng = random.Random()
+        attempt = 0
+        while self._unshown:
+            await asyncio.sleep(UNSHOWN_RETRY.delay(attempt, rng))
+            try:
+                await self.show_held()
+            except StoreError as exc:
+                attempt += 1
+                log.error("%d stored events wait to be shown: %s", sum(len(h.events) for h in self._unshown), exc)
+
+    async def show_held(self) -> None:
+        """Fan out, in their order, the runs stored and not shown for want of
+        their calls' summaries (:meth:`_with_calls`). Called before an agent's
+        link reads anything, and soon after a run is held, trying again while
+        the store does not answer (:data:`UNSHOWN_RETRY`). Raises
+        :class:`StoreError` while the summaries still cannot be read."""
+        hub = self.hub
+        async with self._showing:
+            while self._unshown:
+                held = self._unshown.popleft()
+                try:
+                    recorded = await hub.db(hub.store.with_calls, held.events, held.recorded)
+                except StoreError:
+                    self._unshown.appendleft(held)
+                    raise
+                reopened = [call for message, one in zip(held.events, recorded) for call in self._stored(held.agent, message, one)]
+                hub.stats.events_shown_late += sum(one.new for one in recorded)
+                log.warning("%d events of agent %s shown late: stored before a store error hid them", len(recorded), held.agent)
+                await self._resend_authorizations(held.agent, reopened)
+
+    def _stored(self, agent: str, message: DurableEvent, recorded: Recorded) -> list[Call]:
+        """An event stored (or found stored: a resend): the call heard, a lost
+        call reopened, what is new fanned out. Returns the call it reopened,
+        if any, whose pending authorizations the caller resends
+        (:meth:`_resend_authorizations`) once the whole run is shown."""
         hub = self.hub
         if getattr(message, "call_id", None) is not None:
             self._call_heard[message.call_id] = hub.clock()
         if recorded.reopened is not None:
-            await self._reopened(agent, recorded.reopened)
+            self._show_reopened(agent, recorded.reopened)
         if recorded.new:
             hub.stats.events_stored += 1
             self._fan_out(message, recorded)
         else:
             hub.stats.events_duplicate += 1
+        return [recorded.reopened] if recorded.reopened is not None else []
 
     async def _refused_durable(self, ws: ServerConnection, agent: str, message: DurableEvent, exc: ConsoleError, taken: RecentSet[str]) -> None:
         """A durable event the store refused: answered, never acknowledged (a
@@ -378,17 +461,25 @@ class AgentLinks:
         for call_id in owned:
             self._call_heard[call_id] = now
         for call in reopened:
-            await self._reopened(agent, call)
+            self._show_reopened(agent, call)
+        await self._resend_authorizations(agent, reopened)
 
-    async def _reopened(self, agent: str, call) -> None:
-        """A lost call's agent is back with it: show it live again, resend its pending authorizations."""
+    def _show_reopened(self, agent: str, call: Call) -> None:
+        """A lost call's agent is back with it: show it live again."""
         hub = self.hub
         self._owners[call.id] = agent
         self._call_heard[call.id] = hub.clock()
         log.info("call %s of agent %s reopened: the agent is back with it", call.id, agent)
         hub.screens.publish(b.CallShown(call=call), call=call)
-        for auth in await hub.db(hub.store.pending_authorizations, agent):
-            if auth.call_id == call.id:
+
+    async def _resend_authorizations(self, agent: str, reopened: list[Call]) -> None:
+        """Send again the pending authorizations of the calls ``reopened``
+        (authorized while they were lost)."""
+        if not reopened:
+            return
+        ids = {call.id for call in reopened}
+        for auth in await self.hub.db(self.hub.store.pending_authorizations, agent):
+            if auth.call_id in ids:
                 await self.send_end_call(agent, auth)
 
     def _fan_out(self, message: object, rec: Recorded) -> None:

@@ -46,6 +46,12 @@ class ConsoleStats:
     """Runs of agents' events handed to the store, one transaction each (a
     group commit; a run that kept racing other replicas took one an event).
     ``events_stored / event_runs`` is the new events a run stored."""
+    events_shown_late: int = 0
+    """Events stored before a store error hid them from screens (their calls'
+    summaries could not be read after the commit), fanned out once they could."""
+    events_unshown_dropped: int = 0
+    """Of those, events never fanned out: more runs waited than ``UNSHOWN_HELD``
+    (they stay stored, and show on a browser's next snapshot)."""
     partials_forwarded: int = 0
     partials_refused: int = 0
     """Partials of a call refused as taken on its agent's link (dropped, not forwarded)."""

@@ -227,6 +227,8 @@ class Console:
             "messages_unsendable": self.stats.messages_unsendable,
             "events_stored": self.stats.events_stored,
             "event_runs": self.stats.event_runs,
+            "events_shown_late": self.stats.events_shown_late,
+            "events_unshown_dropped": self.stats.events_unshown_dropped,
             "agent_links_store_errors": self.stats.agent_links_store_errors,
             "store_conflicts": self.store.conflicts.health() if self.store is not None else {},
             "cluster": self.cluster.health() if self.cluster is not None else None,

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from console.errors import BadRequest, ConsoleError, Forbidden
+from console.errors import BadRequest, ConsoleError, Forbidden, StoreError
 from console.store import rows
 from console.store.audit import write_audit
 from console.store.records import Alert, Call, CallHistory, CheckIn, Finding, LevelChange, Notice, Utterance
@@ -126,7 +126,15 @@ class CallLog(Room):
     def record_events(self, agent: str, messages: Sequence[DurableEvent]) -> tuple[list[Recorded], ConsoleError | None]:
         """Store an agent's durable messages, in order, in one transaction (a
         group commit: one disk flush for all of them), each as
-        :meth:`record_event` stores it alone.
+        :meth:`record_event` stores it alone, with their calls' summaries
+        (:meth:`store_events`, then :meth:`with_calls`)."""
+        recorded, refused = self.store_events(agent, messages)
+        return self.with_calls(messages, recorded), refused
+
+    def store_events(self, agent: str, messages: Sequence[DurableEvent]) -> tuple[list[Recorded], ConsoleError | None]:
+        """Store an agent's durable messages, in order, in one transaction;
+        what each recorded comes back without its call's summary (read by
+        :meth:`with_calls` once the run is committed).
 
         Returns what each message recorded changed, in order, up to the first
         message refused (:class:`Forbidden` or :class:`BadRequest`, as
@@ -135,26 +143,36 @@ class CallLog(Room):
         back); those after it were not looked at, for the caller to send
         again once it has answered the refusal (it may change what they
         mean: a refused ``call_started`` under a used id). At most
-        :data:`RECORD_BATCH` messages are looked at. If the transaction keeps
-        racing other writers (PostgreSQL replicas), the messages are stored
-        one transaction each.
+        :data:`RECORD_BATCH` messages are looked at.
+
+        If the transaction keeps racing other writers (PostgreSQL replicas),
+        the messages are stored one transaction each; if one of those fails
+        (:class:`StoreError`) after others were committed, what was committed
+        comes back (fewer than the messages, and no refusal) and the rest is
+        the caller's to send again, which meets the error then: committed
+        events are never hidden behind an error.
         """
         messages = messages[:RECORD_BATCH]
         for message in messages:
             if not p.is_durable(message):
                 raise BadRequest(f"{message.TYPE} is not a durable event", code="unexpected_message")
         try:
-            recorded, refused = self._record_batch(agent, messages)
+            return self._record_batch(agent, messages)
         except StoreConflict:
             if len(messages) == 1:
                 raise
-            recorded, refused = [], None
-            for message in messages:  # one transaction each: none races for long
+        recorded: list[Recorded] = []
+        for message in messages:  # one transaction each: none races for long
+            try:
                 one, refused = self._record_batch(agent, [message])
-                recorded += one
-                if refused is not None:
-                    break
-        return self._with_calls(messages, recorded), refused
+            except StoreError:
+                if not recorded:
+                    raise
+                return recorded, None
+            recorded += one
+            if refused is not None:
+                return recorded, refused
+        return recorded, None
 
     def record_event(self, agent: str, message: DurableEvent) -> Recorded:
         """Store one durable agent message idempotently (keyed by ``event_id``).
@@ -178,10 +196,11 @@ class CallLog(Room):
             raise refused
         return recorded[0]
 
-    def _with_calls(self, messages: Sequence[DurableEvent], recorded: list[Recorded]) -> list[Recorded]:
-        """What new events recorded, with their call's summary: read after the
-        commit (see :meth:`record_event`), once per call, so it shows the call
-        after the whole run."""
+    def with_calls(self, messages: Sequence[DurableEvent], recorded: Sequence[Recorded]) -> list[Recorded]:
+        """What new events recorded (:meth:`store_events`, in the order of
+        ``messages``), with their call's summary: read after the commit (see
+        :meth:`record_event`), once per call, so it shows the call after the
+        whole run."""
         calls: dict[str, Call] = {}
         out = []
         for message, one in zip(messages, recorded):

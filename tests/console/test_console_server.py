@@ -5,6 +5,9 @@ database as the store (``[console] store``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -20,7 +23,7 @@ from console.agents import STORE_ERROR_CLOSE_S
 from console.errors import StoreError
 from kernel import protocol as p
 from kernel.backoff import Backoff
-from console_kit import FakeClock, open_agent, open_browser, running_console, store_setting
+from console_kit import FakeClock, open_agent, open_browser, running_console, store_setting, threat_call_events
 
 
 def test_call_alert_ack_and_authorization_flow(tmp_path, store_where):
@@ -467,16 +470,16 @@ def test_a_store_error_drops_a_busy_agents_link_at_once(tmp_path):
 
     async def main():
         async with running_console(tmp_path) as console:
-            record_events, calls = console.store.record_events, []
+            store_events, calls = console.store.store_events, []
 
             def failing_once(agent, messages):
                 calls.append(len(messages))
                 if len(calls) == 1:  # the call's start, and what else the agent sent with it
                     time.sleep(0.3)  # the agent's next events arrive meanwhile and wait unread
                     raise StoreError("injected: the database failed this write")
-                return record_events(agent, messages)
+                return store_events(agent, messages)
 
-            console.store.record_events = failing_once
+            console.store.store_events = failing_once
             link = ConsoleLink(console.url, agent_id="agent-1", token=console.tokens["agent-1"], backoff=Backoff(initial=0.05, maximum=0.1))
             link.start()
             try:
@@ -583,5 +586,121 @@ def test_an_agents_waiting_events_are_stored_together_shown_in_order_and_acknowl
                     shown.append(message)
             texts = [m["utterance"]["text"] if m["type"] == "utterance" else m["text"] for m in shown]
             assert texts == [f"line {n}" for n in range(100)] + ["partial amid"] + [f"line {n}" for n in range(100, 200)]
+
+    asyncio.run(main())
+
+
+class _SummariesFailing:
+    """The store's read of a committed run's call summaries fails (as a dropped
+    database connection would, after the commit), ``times`` times or until
+    :meth:`heal`; ``met`` lists the length of each run it failed."""
+
+    def __init__(self, console, times: int = 10**9) -> None:
+        self.times, self.met = times, []
+        with_calls = console.store.with_calls
+
+        def failing(messages, recorded):
+            if len(self.met) < self.times:
+                self.met.append(len(messages))
+                raise StoreError("injected: the database failed after the commit")
+            return with_calls(messages, recorded)
+
+        console.store.with_calls = failing
+
+    def heal(self) -> None:
+        self.times = len(self.met)
+
+
+async def _a_threat_call_begun(console):
+    """A supervisor watching, and an agent whose call has started (acknowledged);
+    the supervisor, the agent, the start, and the call's next events, not sent:
+    an utterance, its finding, the level rising to alert."""
+    sup = await open_browser(console)
+    await sup.login("sup")
+    agent = await open_agent(console)
+    ids = itertools.count()
+    start, *rest = [dataclasses.replace(m, seq=next(agent.seq)) for m in threat_call_events("c", event_id=lambda: f"e{next(ids)}")]
+    await agent.send(start)
+    return sup, agent, start, rest
+
+
+async def _shown(sup, until: str) -> list[dict]:
+    """What the supervisor is shown of the call's events, up to the first ``until``."""
+    shown = []
+    while not shown or shown[-1]["type"] != until:
+        message = await sup.recv_json(10)
+        if message["type"] in ("utterance", "finding", "alert"):
+            shown.append(message)
+    return shown
+
+
+def test_events_stored_before_a_store_error_are_shown_once_before_what_the_agent_sends_next(tmp_path, store_where):
+    """A store error after a run of events was committed (its calls'
+    summaries could not be read): the link closes unacknowledged, and the
+    agent's next welcome covers what was stored, so the agent never resends
+    it. The console holds the run and shows it when the agent links again,
+    before anything the new link brings: every event once, the alert among
+    them, on a browser that never reconnected."""
+
+    async def main():
+        async with running_console(tmp_path, **store_setting(store_where)) as console:
+            sup, agent, start, rest = await _a_threat_call_begun(console)
+            broken = _SummariesFailing(console)
+            try:
+                for message in rest:  # utterance, finding, level to alert: sent without waiting, as a link sends
+                    await agent.send(message, ack=False)
+                while True:
+                    await agent.recv_json(10)
+            except ConnectionClosed as closed:
+                assert closed.rcvd.code == 1011
+            assert broken.met and console.stats.agent_links_store_errors == 1
+            await sup.nothing("utterance", wait=1.0)  # stored, not shown while the summaries cannot be read
+            held = broken.met[0]
+
+            broken.heal()
+            again = await open_agent(console)
+            stored = again.seen[0]["last_seq"]
+            assert stored == start.seq + held  # the failed run was committed: the agent drops it, never resends it
+            for message in rest:
+                if message.seq > stored:
+                    await again.send(message)
+            shown = await _shown(sup, "alert")
+            assert [m["type"] for m in shown] == ["utterance", "finding", "alert"]
+            assert shown[-1]["alert"]["level"] == "alert"
+            await sup.nothing("utterance")
+            await sup.nothing("alert")
+            assert console.stats.events_shown_late == held and console._health()["events_shown_late"] == held
+            counts = await console.db(console.store.counts)
+            assert counts["utterances"] == 1 and counts["alerts"] == 1
+
+    asyncio.run(main())
+
+
+def test_a_run_held_after_a_store_error_is_shown_once_the_store_answers_though_its_agent_does_not_come_back(tmp_path):
+    """The agent of a held run does not link again (it went to another
+    replica, or stopped): the console shows the run as soon as the store
+    answers, trying again while it does not."""
+
+    async def main():
+        async with running_console(tmp_path) as console:
+            sup, agent, start, rest = await _a_threat_call_begun(console)
+            broken = _SummariesFailing(console, 3)  # the run's own read, then the first two tries after it
+            calls_heard = console.store.calls_heard
+
+            def slow_heartbeat(*args):
+                time.sleep(0.3)  # the events sent after it wait meanwhile: one run
+                return calls_heard(*args)
+
+            console.store.calls_heard = slow_heartbeat
+            with contextlib.suppress(ConnectionClosed):
+                await agent.send(p.Heartbeat(calls=("c",)), ack=False)
+                for message in rest:
+                    await agent.send(message, ack=False)
+                while True:
+                    await agent.recv_json(10)
+            shown = await _shown(sup, "alert")
+            assert broken.met == [3, 3, 3] and [m["type"] for m in shown] == ["utterance", "finding", "alert"]
+            assert console.stats.events_shown_late == broken.met[0]
+            await sup.nothing("alert", wait=1.5)
 
     asyncio.run(main())

@@ -508,6 +508,37 @@ def test_a_run_that_keeps_racing_other_writers_is_stored_one_event_at_a_time(sto
         store.record_events("agent-1", [dataclasses.replace(sent[0], event_id="other", seq=99)])
 
 
+def test_a_store_error_amid_a_raced_run_stored_one_at_a_time_returns_what_was_committed(store_where, monkeypatch):
+    """The one-event transactions of a raced run: when one fails (the
+    database gone) after others were committed, those come back, no refusal,
+    so the console shows and acknowledges them; the rest meets the error when
+    it is sent again, and nothing is stored twice."""
+    from console.errors import StoreError
+    from console.store.connection import StoreConflict
+
+    store = _store(store_where)
+    sent = _calls_of("agent-1", 3)[:3]  # the three calls' starts
+    batch, down = store._record_batch, [False]
+
+    def failing(agent, messages):  # the run races; its third event alone meets the database gone
+        if len(messages) > 1:
+            raise StoreConflict("raced every time")
+        if messages[0] is sent[2] or down[0]:
+            down[0] = True
+            raise StoreError("injected: the database is gone")
+        return batch(agent, messages)
+
+    monkeypatch.setattr(store, "_record_batch", failing)
+    recorded, refused = store.store_events("agent-1", sent)
+    assert refused is None and len(recorded) == 2 and all(r.new for r in recorded)
+    with pytest.raises(StoreError):  # the rest, sent again, meets the error: nothing hides behind it
+        store.store_events("agent-1", sent[2:])
+    monkeypatch.setattr(store, "_record_batch", batch)
+    recorded, refused = store.record_events("agent-1", sent)
+    assert refused is None and [r.new for r in recorded] == [False, False, True]
+    assert all(r.call is not None for r in recorded[2:])
+
+
 def test_two_consoles_storing_runs_of_many_calls_at_once_lose_no_event_to_their_races(postgresql_server):
     """The group commit on two replicas: runs of 16 events of different calls,
     in one transaction each, race rarely and never give a run up."""
