@@ -75,7 +75,13 @@ UNSHOWN_HELD = 64
 Beyond it the oldest is dropped and its events counted (``events_unshown_dropped``):
 they stay stored, and show on a browser's next snapshot."""
 UNSHOWN_RETRY = Backoff(initial=0.25, maximum=4.0)
-"""Tries to show held runs while the store does not answer, apart by this."""
+"""Waits between tries to show held runs while the store does not answer:
+from 0.125 to 0.25 s at first, doubling, at most 4 s (jitter: up to half of each)."""
+SUMMARY_TRIES = 3
+"""Reads of a committed run's calls' summaries while its link is open, before
+the run is held and the link closed."""
+SUMMARY_RETRY = Backoff(initial=0.25, maximum=0.5)
+"""Waits between those reads (0.375 to 0.75 s in all)."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,7 @@ class AgentLinks:
             await ws.send(p.encode(p.Welcome(agent_id=agent, last_seq=last_seq)))
             for auth in await hub.db(hub.store.pending_authorizations, agent):
                 await ws.send(p.encode(_end_call(auth)))
-            await self.show_held()  # what the agent's last link stored and could not show, before what it sends now
+            await self.show_held(agent)  # what the agent's last link stored and could not show, before what it sends now
             taken: RecentSet[str] = RecentSet(TAKEN_REMEMBERED)  # per link: the agent's next link sends the renamed call
             inbox: DropOldestQueue[str | bytes] = DropOldestQueue(LINK_INBOX)
             reader = asyncio.create_task(_read(ws, inbox))
@@ -356,22 +362,38 @@ class AgentLinks:
                                  call=None, supervisors=True)
 
     async def _with_calls(self, agent: str, events: list[DurableEvent], recorded: list[Recorded]) -> list[Recorded]:
-        """What a committed run recorded, with its calls' summaries. If they
-        cannot be read, the run is held for :meth:`show_held` and the store
-        error goes on (the link closes unacknowledged; the agent's next
-        ``Welcome`` covers what was stored, so it is never resent)."""
+        """What a committed run recorded, with its calls' summaries, read
+        again while the link is open (:data:`SUMMARY_TRIES`): the agent cannot
+        take its next events to another replica meanwhile, so they are shown
+        in order. If the summaries still cannot be read, the run is held for
+        :meth:`show_held` and the store error goes on (the link closes
+        unacknowledged; the agent's next ``Welcome`` covers what was stored,
+        so it is never resent)."""
         if not recorded:
             return recorded
         hub = self.hub
-        try:
-            return await hub.db(hub.store.with_calls, events, recorded)
-        except StoreError:
-            while len(self._unshown) >= UNSHOWN_HELD:
-                hub.stats.events_unshown_dropped += len(self._unshown.popleft().events)
-            self._unshown.append(Unshown(agent, tuple(events), tuple(recorded)))
-            if self._retrying is None or self._retrying.done():
-                self._retrying = hub.spawn(self._show_held_soon())
-            raise
+        rng = random.Random()
+        for attempt in range(SUMMARY_TRIES):
+            try:
+                return await hub.db(hub.store.with_calls, events, recorded)
+            except StoreError:
+                if attempt + 1 == SUMMARY_TRIES:
+                    self._hold(Unshown(agent, tuple(events), tuple(recorded)))
+                    raise
+                await asyncio.sleep(SUMMARY_RETRY.delay(attempt, rng))
+        raise AssertionError("not reached")
+
+    def _hold(self, run: Unshown) -> None:
+        hub = self.hub
+        while len(self._unshown) >= UNSHOWN_HELD:
+            dropped = self._unshown.popleft()
+            new = sum(one.new for one in dropped.recorded)
+            hub.stats.events_unshown_dropped += new
+            log.error("%d stored events of agent %s will not be shown live (more than %d runs wait): a browser's next snapshot shows them",
+                      new, dropped.agent, UNSHOWN_HELD)
+        self._unshown.append(run)
+        if self._retrying is None or self._retrying.done():
+            self._retrying = hub.spawn(self._show_held_soon())
 
     async def _show_held_soon(self) -> None:
         """Show the held runs as soon as the store answers, whether or not
@@ -382,29 +404,39 @@ class AgentLinks:
             await asyncio.sleep(UNSHOWN_RETRY.delay(attempt, rng))
             try:
                 await self.show_held()
-            except StoreError as exc:
+            except ConsoleError as exc:  # StoreError, or the store closed (the console stopping)
+                if exc.code == "store_closed":
+                    return
                 attempt += 1
                 log.error("%d stored events wait to be shown: %s", sum(len(h.events) for h in self._unshown), exc)
 
-    async def show_held(self) -> None:
+    async def show_held(self, agent: str | None = None) -> None:
         """Fan out, in their order, the runs stored and not shown for want of
-        their calls' summaries (:meth:`_with_calls`). Called before an agent's
-        link reads anything, and soon after a run is held, trying again while
-        the store does not answer (:data:`UNSHOWN_RETRY`). Raises
-        :class:`StoreError` while the summaries still cannot be read."""
+        their calls' summaries (:meth:`_with_calls`): ``agent``'s, or
+        everyone's. Called before an agent's link reads anything (for that
+        agent: its order is what matters), and soon after a run is held,
+        trying again while the store does not answer (:data:`UNSHOWN_RETRY`).
+        Raises :class:`StoreError` while the summaries still cannot be read."""
+        if not self._unshown and not self._showing.locked():
+            return
         hub = self.hub
-        async with self._showing:
-            while self._unshown:
-                held = self._unshown.popleft()
-                try:
+        shown: list[tuple[str, list[Call]]] = []
+        try:
+            async with self._showing:
+                for held in [h for h in self._unshown if agent is None or h.agent == agent]:
                     recorded = await hub.db(hub.store.with_calls, held.events, held.recorded)
-                except StoreError:
-                    self._unshown.appendleft(held)
-                    raise
-                reopened = [call for message, one in zip(held.events, recorded) for call in self._stored(held.agent, message, one)]
-                hub.stats.events_shown_late += sum(one.new for one in recorded)
-                log.warning("%d events of agent %s shown late: stored before a store error hid them", len(recorded), held.agent)
-                await self._resend_authorizations(held.agent, reopened)
+                    new = sum(one.new for one in recorded)
+                    if any(h is held for h in self._unshown):
+                        self._unshown.remove(held)
+                    else:  # dropped for room while its summaries were read: shown after all
+                        hub.stats.events_unshown_dropped -= new
+                    reopened = [call for message, one in zip(held.events, recorded) for call in self._stored(held.agent, message, one)]
+                    hub.stats.events_shown_late += new
+                    log.warning("%d events of agent %s shown late: stored before a store error hid them", new, held.agent)
+                    shown.append((held.agent, reopened))
+        finally:
+            for who, reopened in shown:  # outside the lock: an agent linked nowhere makes this wait
+                await self._resend_authorizations(who, reopened)
 
     def _stored(self, agent: str, message: DurableEvent, recorded: Recorded) -> list[Call]:
         """An event stored (or found stored: a resend): the call heard, a lost

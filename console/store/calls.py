@@ -197,18 +197,25 @@ class CallLog(Room):
         return recorded[0]
 
     def with_calls(self, messages: Sequence[DurableEvent], recorded: Sequence[Recorded]) -> list[Recorded]:
-        """What new events recorded (:meth:`store_events`, in the order of
-        ``messages``), with their call's summary: read after the commit (see
-        :meth:`record_event`), once per call, so it shows the call after the
-        whole run."""
+        """What events recorded (:meth:`store_events`, in the order of
+        ``messages``), the new ones with their call's summary, and a call
+        reopened with its own: read after the commit (see
+        :meth:`record_event`), once per call, so it shows the call as it is
+        now, after the whole run."""
         calls: dict[str, Call] = {}
+
+        def now(call_id: str) -> Call:
+            if call_id not in calls:
+                calls[call_id] = self.call(call_id)
+            return calls[call_id]
+
         out = []
         for message, one in zip(messages, recorded):
             call_id = getattr(message, "call_id", None)
             if one.new and call_id is not None:
-                if call_id not in calls:
-                    calls[call_id] = self.call(call_id)
-                one = dataclasses.replace(one, call=calls[call_id])
+                one = dataclasses.replace(one, call=now(call_id))
+            if one.reopened is not None:
+                one = dataclasses.replace(one, reopened=now(one.reopened.id))
             out.append(one)
         return out
 

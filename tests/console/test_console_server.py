@@ -19,7 +19,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent.link import ConsoleLink
-from console.agents import STORE_ERROR_CLOSE_S
+from console import agents
+from console.agents import STORE_ERROR_CLOSE_S, SUMMARY_TRIES
 from console.errors import StoreError
 from kernel import protocol as p
 from kernel.backoff import Backoff
@@ -634,7 +635,7 @@ async def _shown(sup, until: str) -> list[dict]:
     return shown
 
 
-def test_events_stored_before_a_store_error_are_shown_once_before_what_the_agent_sends_next(tmp_path, store_where):
+def test_events_stored_before_a_store_error_are_shown_once_before_what_the_agent_sends_next(tmp_path, store_where, monkeypatch):
     """A store error after a run of events was committed (its calls'
     summaries could not be read): the link closes unacknowledged, and the
     agent's next welcome covers what was stored, so the agent never resends
@@ -642,20 +643,27 @@ def test_events_stored_before_a_store_error_are_shown_once_before_what_the_agent
     before anything the new link brings: every event once, the alert among
     them, on a browser that never reconnected."""
 
+    monkeypatch.setattr(agents, "UNSHOWN_RETRY", Backoff(initial=600.0, maximum=600.0))  # only the agent's next link shows it
+
     async def main():
         async with running_console(tmp_path, **store_setting(store_where)) as console:
             sup, agent, start, rest = await _a_threat_call_begun(console)
+            store_events, runs = console.store.store_events, []
+            console.store.store_events = lambda agent, events: runs.append(len(events)) or store_events(agent, events)
             broken = _SummariesFailing(console)
             try:
-                for message in rest:  # utterance, finding, level to alert: sent without waiting, as a link sends
+                await agent.send(rest[0], ack=False)  # the utterance alone is the run that meets the error
+                while not runs:
+                    await asyncio.sleep(0.01)
+                for message in rest[1:]:  # the finding and the level to alert wait on the link meanwhile
                     await agent.send(message, ack=False)
                 while True:
                     await agent.recv_json(10)
             except ConnectionClosed as closed:
                 assert closed.rcvd.code == 1011
-            assert broken.met and console.stats.agent_links_store_errors == 1
+            assert broken.met == [1] * SUMMARY_TRIES and runs == [1] and console.stats.agent_links_store_errors == 1
             await sup.nothing("utterance", wait=1.0)  # stored, not shown while the summaries cannot be read
-            held = broken.met[0]
+            held = 1
 
             broken.heal()
             again = await open_agent(console)
@@ -684,7 +692,7 @@ def test_a_run_held_after_a_store_error_is_shown_once_the_store_answers_though_i
     async def main():
         async with running_console(tmp_path) as console:
             sup, agent, start, rest = await _a_threat_call_begun(console)
-            broken = _SummariesFailing(console, 3)  # the run's own read, then the first two tries after it
+            broken = _SummariesFailing(console, SUMMARY_TRIES + 2)  # the run's own reads, then the first two tries after them
             calls_heard = console.store.calls_heard
 
             def slow_heartbeat(*args):
@@ -699,8 +707,26 @@ def test_a_run_held_after_a_store_error_is_shown_once_the_store_answers_though_i
                 while True:
                     await agent.recv_json(10)
             shown = await _shown(sup, "alert")
-            assert broken.met == [3, 3, 3] and [m["type"] for m in shown] == ["utterance", "finding", "alert"]
+            assert broken.met == [3] * (SUMMARY_TRIES + 2) and [m["type"] for m in shown] == ["utterance", "finding", "alert"]
             assert console.stats.events_shown_late == broken.met[0]
             await sup.nothing("alert", wait=1.5)
+
+    asyncio.run(main())
+
+
+def test_a_run_whose_summaries_fail_once_is_shown_and_acknowledged_on_its_open_link(tmp_path):
+    """The read of a committed run's calls' summaries fails once (the store
+    reconnecting): read again while the link stays open, the run is shown in
+    order and acknowledged, and the link never closes."""
+
+    async def main():
+        async with running_console(tmp_path) as console:
+            sup, agent, start, rest = await _a_threat_call_begun(console)
+            broken = _SummariesFailing(console, 1)
+            for message in rest:
+                await agent.send(message)  # each acknowledged on this link
+            shown = await _shown(sup, "alert")
+            assert broken.met == [1] and [m["type"] for m in shown] == ["utterance", "finding", "alert"]
+            assert console.stats.agent_links_store_errors == 0 and console.stats.events_shown_late == 0
 
     asyncio.run(main())
