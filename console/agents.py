@@ -48,6 +48,7 @@ from kernel.backoff import Backoff
 from kernel.queues import DropOldestQueue, RecentSet
 
 log = logging.getLogger("callshield.console")
+_RNG = random.Random()
 
 HELLO_TIMEOUT = 10.0
 """Seconds an agent has to send ``AgentHello`` after connecting."""
@@ -372,16 +373,16 @@ class AgentLinks:
         if not recorded:
             return recorded
         hub = self.hub
-        rng = random.Random()
-        for attempt in range(SUMMARY_TRIES):
+        failures = 0
+        while True:
             try:
                 return await hub.db(hub.store.with_calls, events, recorded)
             except StoreError:
-                if attempt + 1 == SUMMARY_TRIES:
+                failures += 1
+                if failures == SUMMARY_TRIES:
                     self._hold(Unshown(agent, tuple(events), tuple(recorded)))
                     raise
-                await asyncio.sleep(SUMMARY_RETRY.delay(attempt, rng))
-        raise AssertionError("not reached")
+            await asyncio.sleep(SUMMARY_RETRY.delay(failures - 1, _RNG))
 
     def _hold(self, run: Unshown) -> None:
         hub = self.hub
@@ -398,10 +399,9 @@ class AgentLinks:
     async def _show_held_soon(self) -> None:
         """Show the held runs as soon as the store answers, whether or not
         their agents link again (one may have gone to another replica)."""
-        rng = random.Random()
         attempt = 0
         while self._unshown:
-            await asyncio.sleep(UNSHOWN_RETRY.delay(attempt, rng))
+            await asyncio.sleep(UNSHOWN_RETRY.delay(attempt, _RNG))
             try:
                 await self.show_held()
             except ConsoleError as exc:  # StoreError, or the store closed (the console stopping)
@@ -417,19 +417,20 @@ class AgentLinks:
         agent: its order is what matters), and soon after a run is held,
         trying again while the store does not answer (:data:`UNSHOWN_RETRY`).
         Raises :class:`StoreError` while the summaries still cannot be read."""
-        if not self._unshown and not self._showing.locked():
+        if not self._unshown and not self._showing.locked():  # (locked: a run being shown is out of the deque)
             return
         hub = self.hub
         shown: list[tuple[str, list[Call]]] = []
         try:
             async with self._showing:
-                for held in [h for h in self._unshown if agent is None or h.agent == agent]:
-                    recorded = await hub.db(hub.store.with_calls, held.events, held.recorded)
+                while (held := next((h for h in self._unshown if agent is None or h.agent == agent), None)) is not None:
+                    self._unshown.remove(held)  # out while its summaries are read: never dropped for room meanwhile
+                    try:
+                        recorded = await hub.db(hub.store.with_calls, held.events, held.recorded)
+                    except BaseException:
+                        self._unshown.appendleft(held)  # before its agent's later runs, which come after it
+                        raise
                     new = sum(one.new for one in recorded)
-                    if any(h is held for h in self._unshown):
-                        self._unshown.remove(held)
-                    else:  # dropped for room while its summaries were read: shown after all
-                        hub.stats.events_unshown_dropped -= new
                     reopened = [call for message, one in zip(held.events, recorded) for call in self._stored(held.agent, message, one)]
                     hub.stats.events_shown_late += new
                     log.warning("%d events of agent %s shown late: stored before a store error hid them", new, held.agent)
