@@ -15,6 +15,7 @@ import re
 import time
 import urllib.request
 
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -728,5 +729,49 @@ def test_a_run_whose_summaries_fail_once_is_shown_and_acknowledged_on_its_open_l
             shown = await _shown(sup, "alert")
             assert broken.met == [1] and [m["type"] for m in shown] == ["utterance", "finding", "alert"]
             assert console.stats.agent_links_store_errors == 0 and console.stats.events_shown_late == 0
+
+    asyncio.run(main())
+
+
+def test_held_runs_beyond_the_bound_drop_the_oldest_counted_and_it_stays_stored(tmp_path, monkeypatch):
+    """More runs wait to be shown than the console holds (:data:`agents.UNSHOWN_HELD`,
+    one here): the oldest is dropped, its events counted in ``/healthz``; the
+    others are shown once the store answers, and the dropped run's events stay
+    stored (a browser's next snapshot, the call's history), never shown live."""
+
+    monkeypatch.setattr(agents, "UNSHOWN_HELD", 1)
+    monkeypatch.setattr(agents, "UNSHOWN_RETRY", Backoff(initial=600.0, maximum=600.0))  # shown only when asked below
+
+    async def main():
+        async with running_console(tmp_path) as console:
+            sup = await open_browser(console)
+            await sup.login("sup")
+            ids = itertools.count()
+            runs = []
+            for name, call_id, partner in (("agent-1", "c1", "ann"), ("agent-2", "c2", "bob")):
+                agent = await open_agent(console, name)
+                start, utterance, *_ = [dataclasses.replace(m, seq=next(agent.seq))
+                                        for m in threat_call_events(call_id, partner, event_id=lambda: f"e{next(ids)}")]
+                await agent.send(start)
+                runs.append((agent, utterance))
+            broken = _SummariesFailing(console)
+            for agent, utterance in runs:  # each a one-event run, committed, its summaries unreadable: held
+                with pytest.raises(ConnectionClosed) as closed:
+                    await agent.send(utterance, ack=False)
+                    while True:
+                        await agent.recv_json(10)
+                assert closed.value.rcvd.code == 1011
+            assert broken.met == [1] * (2 * SUMMARY_TRIES)
+            assert console.stats.events_unshown_dropped == 1 and console._health()["events_unshown_dropped"] == 1
+
+            broken.heal()
+            await console.agents.show_held()
+            shown = await _shown(sup, "utterance")
+            assert [m["utterance"]["call_id"] for m in shown] == ["c2"]  # the one held; c1's was dropped
+            await sup.nothing("utterance", wait=1.0)
+            assert console.stats.events_shown_late == 1
+            for call_id in ("c1", "c2"):  # both stored, the dropped one too
+                history = await console.db(console.store.call_detail, call_id)
+                assert [u.text for u in history.utterances] == ["i will break your neck"]
 
     asyncio.run(main())
