@@ -39,8 +39,8 @@ For each setup and each ``--calls`` count it prints:
 - ``load``: the machine's 1-minute load average at the end of the run
   (other work on the machine counts against the figures).
 
-Setups (``--setups``): ``sqlite1`` (one console, SQLite), ``pg1``/``pg2``
-(PostgreSQL store, one or two replicas linked through NATS), ``notify2``
+Setups (``--setups``): ``sqlite1`` (one console, SQLite), ``pg1``/``pg2``/``pg3``
+(PostgreSQL store, one, two or three replicas linked through NATS), ``notify2``
 (two replicas linked through LISTEN/NOTIFY on the store's database,
 ``[console] fanout = "postgresql"``).
 
@@ -88,6 +88,7 @@ SETUPS = {
     "sqlite1": ("SQLite, 1 replica", 1, ""),
     "pg1": ("PostgreSQL+NATS, 1 replica", 1, "nats"),
     "pg2": ("PostgreSQL+NATS, 2 replicas", 2, "nats"),
+    "pg3": ("PostgreSQL+NATS, 3 replicas", 3, "nats"),
     "notify2": ("PostgreSQL+LISTEN/NOTIFY, 2 replicas", 2, "postgresql"),
 }
 """name: (label, replicas, fan-out between them)."""
