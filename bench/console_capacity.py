@@ -1,5 +1,5 @@
-"""How many live calls the console carries: one replica on SQLite against two
-replicas on PostgreSQL, linked through NATS or through PostgreSQL's
+"""How many live calls the console carries: one replica on SQLite against one
+to three replicas on PostgreSQL, linked through NATS or through PostgreSQL's
 LISTEN/NOTIFY, side by side.
 
 Simulated agents (real ``agent/link.ConsoleLink`` links, several calls each)

@@ -74,7 +74,8 @@ publishes meanwhile, alerts included, reached screens 10 s late
 UNSHOWN_HELD = 64
 """Runs of events stored but not shown yet, held at most (:meth:`AgentLinks.show_held`).
 Beyond it the oldest is dropped and its events counted (``events_unshown_dropped``):
-they stay stored, and show on a browser's next snapshot."""
+they stay stored, so a browser's next snapshot shows their calls' levels and open
+alerts, and the call's history (QA replay) their lines and findings."""
 UNSHOWN_RETRY = Backoff(initial=0.25, maximum=4.0)
 """Waits between tries to show held runs while the store does not answer:
 from 0.125 to 0.25 s at first, doubling, at most 4 s (jitter: up to half of each)."""
@@ -390,7 +391,7 @@ class AgentLinks:
             dropped = self._unshown.popleft()
             new = sum(one.new for one in dropped.recorded)
             hub.stats.events_unshown_dropped += new
-            log.error("%d stored events of agent %s will not be shown live (more than %d runs wait): a browser's next snapshot shows them",
+            log.error("%d stored events of agent %s will not be shown live (more than %d runs wait): they stay stored, in the calls' history",
                       new, dropped.agent, UNSHOWN_HELD)
         self._unshown.append(run)
         if self._retrying is None or self._retrying.done():

@@ -51,7 +51,8 @@ class ConsoleStats:
     summaries could not be read after the commit), fanned out once they could."""
     events_unshown_dropped: int = 0
     """Of those, events never fanned out: more runs waited than ``UNSHOWN_HELD``
-    (they stay stored, and show on a browser's next snapshot)."""
+    (they stay stored: a browser's next snapshot shows their calls' levels and
+    open alerts, the call's history their lines)."""
     partials_forwarded: int = 0
     partials_refused: int = 0
     """Partials of a call refused as taken on its agent's link (dropped, not forwarded)."""

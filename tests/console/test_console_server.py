@@ -735,9 +735,9 @@ def test_a_run_whose_summaries_fail_once_is_shown_and_acknowledged_on_its_open_l
 
 def test_held_runs_beyond_the_bound_drop_the_oldest_counted_and_it_stays_stored(tmp_path, monkeypatch):
     """More runs wait to be shown than the console holds (:data:`agents.UNSHOWN_HELD`,
-    one here): the oldest is dropped, its events counted in ``/healthz``; the
-    others are shown once the store answers, and the dropped run's events stay
-    stored (a browser's next snapshot, the call's history), never shown live."""
+    one here): the oldest is dropped and its events counted in ``/healthz``; the
+    others are shown once the store answers; the dropped run's events stay
+    stored (the call's history), never shown live."""
 
     monkeypatch.setattr(agents, "UNSHOWN_HELD", 1)
     monkeypatch.setattr(agents, "UNSHOWN_RETRY", Backoff(initial=600.0, maximum=600.0))  # shown only when asked below
@@ -747,31 +747,41 @@ def test_held_runs_beyond_the_bound_drop_the_oldest_counted_and_it_stays_stored(
             sup = await open_browser(console)
             await sup.login("sup")
             ids = itertools.count()
-            runs = []
+            calls = []
             for name, call_id, partner in (("agent-1", "c1", "ann"), ("agent-2", "c2", "bob")):
                 agent = await open_agent(console, name)
-                start, utterance, *_ = [dataclasses.replace(m, seq=next(agent.seq))
-                                        for m in threat_call_events(call_id, partner, event_id=lambda: f"e{next(ids)}")]
+                start, utterance, finding, _ = [dataclasses.replace(m, seq=next(agent.seq))
+                                                for m in threat_call_events(call_id, partner, event_id=lambda: f"e{next(ids)}")]
                 await agent.send(start)
-                runs.append((agent, utterance))
+                calls.append((agent, utterance, finding))
             broken = _SummariesFailing(console)
-            for agent, utterance in runs:  # each a one-event run, committed, its summaries unreadable: held
-                with pytest.raises(ConnectionClosed) as closed:
-                    await agent.send(utterance, ack=False)
+            calls_heard = console.store.calls_heard
+
+            def slow_heartbeat(*args):
+                time.sleep(0.3)  # the events sent after it wait meanwhile: one run
+                return calls_heard(*args)
+
+            (first, utterance, finding), (second, utterance2, _) = calls
+            for agent, run in ((first, (p.Heartbeat(calls=("c1",)), utterance, finding)), (second, (utterance2,))):
+                console.store.calls_heard = slow_heartbeat if agent is first else calls_heard
+                with pytest.raises(ConnectionClosed) as closed:  # committed, its summaries unreadable: held
+                    for message in run:
+                        await agent.send(message, ack=False)
                     while True:
                         await agent.recv_json(10)
                 assert closed.value.rcvd.code == 1011
-            assert broken.met == [1] * (2 * SUMMARY_TRIES)
-            assert console.stats.events_unshown_dropped == 1 and console._health()["events_unshown_dropped"] == 1
+            assert broken.met == [2] * SUMMARY_TRIES + [1] * SUMMARY_TRIES  # c1's run of two, then c2's of one
+            assert console.stats.events_unshown_dropped == 2 and console._health()["events_unshown_dropped"] == 2
 
             broken.heal()
             await console.agents.show_held()
             shown = await _shown(sup, "utterance")
-            assert [m["utterance"]["call_id"] for m in shown] == ["c2"]  # the one held; c1's was dropped
+            assert [m["utterance"]["call_id"] for m in shown] == ["c2"]  # the one held; c1's run was dropped
             await sup.nothing("utterance", wait=1.0)
+            await sup.nothing("finding")
             assert console.stats.events_shown_late == 1
-            for call_id in ("c1", "c2"):  # both stored, the dropped one too
+            for call_id, findings in (("c1", 1), ("c2", 0)):  # stored, the dropped run too
                 history = await console.db(console.store.call_detail, call_id)
-                assert [u.text for u in history.utterances] == ["i will break your neck"]
+                assert [u.text for u in history.utterances] == ["i will break your neck"] and len(history.findings) == findings
 
     asyncio.run(main())
