@@ -24,11 +24,18 @@ lexicons, and the lines, so the base side's trainings are screened once for
 every candidate judged against them. ``--lines`` lists the lines gained and
 lost (development lines, readable).
 
+``--null N`` judges no candidate: it cuts the ``--base`` trainings (all of the
+same data, at least 2N) into two disjoint sides of N every way, one side as
+the base and one as the candidate, and counts how often the adoption rule's
+conditions 2 and 3 fail when nothing changed: the rule's own false alarms.
+
 Usage::
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/seed_vote.py [--cache DIR] [--lines] \\
         --base detection/models/en/semantic.tsv --base S1/semantic.tsv --base S2/semantic.tsv \\
         --candidate C0/semantic.tsv --candidate C1/semantic.tsv --candidate C2/semantic.tsv
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/seed_vote.py [--cache DIR] --null 3 \\
+        --base detection/models/en/semantic.tsv --base S1/semantic.tsv ... --base S5/semantic.tsv
 """
 
 from __future__ import annotations
@@ -161,12 +168,77 @@ def report(lines: list[Line], base: list[list[bool]], candidate: list[list[bool]
                         print(f"      {'gained' if cand_right[i] else 'lost  '}  {lines[i].text}")
 
 
+def benign_flagged(lines: list[Line], right: list[bool]) -> dict[str, int]:
+    """Benign lines flagged per row of the rule's condition 2 (every benign row the
+    report prints: a set, or a set's kind of benign line)."""
+    return {f"{name}: {what}": sum(not right[i] for i in idx)
+            for name in dict.fromkeys(line.set for line in lines)
+            for what, idx in kinds(lines, name) if lines[idx[0]].benign}
+
+
+RIGHT_CATEGORY_SETS = ("round 3", "round 4", "round 5", "round 6")
+"""The sets whose lines caught with the right category the rule sums (condition 3)."""
+
+
+def right_category(lines: list[Line], right: list[bool]) -> int:
+    return sum(r for line, r in zip(lines, right) if line.set in RIGHT_CATEGORY_SETS and not line.benign)
+
+
+@dataclass(frozen=True)
+class NullDraw:
+    """Two disjoint sides of trainings of the same data, judged as base and candidate."""
+
+    base: tuple[int, ...]
+    candidate: tuple[int, ...]
+    rows_above: int  # benign rows where the candidate's majority flags more (condition 2 fails if any)
+    most_above: int  # the largest excess on one row, in lines
+    total_above: int  # benign lines flagged, summed over the rows: candidate minus base
+    category_fall: int  # lines caught with the right category over rounds 3 to 6: base minus candidate
+
+
+def null_draws(lines: list[Line], votes: list[list[bool]], size: int = 3) -> list[NullDraw]:
+    """The rule's conditions 2 and 3 between trainings of the same data: every
+    ordered pair of disjoint sides of ``size`` trainings, one judged as the base
+    and one as the candidate. Nothing changed between them, so every failure is
+    the trainings' chance (issue 11, round 16)."""
+    from itertools import combinations
+
+    out = []
+    n = len(votes)
+    for base in combinations(range(n), size):
+        rest = [i for i in range(n) if i not in base]
+        for candidate in combinations(rest, size):
+            b = majority([votes[i] for i in base])[0]
+            c = majority([votes[i] for i in candidate])[0]
+            fb, fc = benign_flagged(lines, b), benign_flagged(lines, c)
+            above = [fc[row] - fb[row] for row in fb]
+            out.append(NullDraw(base, candidate, sum(d > 0 for d in above), max(above), sum(above),
+                                right_category(lines, b) - right_category(lines, c)))
+    return out
+
+
+def report_null(draws: list[NullDraw], size: int) -> None:
+    n = len(draws)
+    print(f"Trainings of the same data, cut into two sides of {size}: {n} ordered pairs (base, candidate).")
+    print(f"  condition 2 fails (a benign row above the base by a line or more): {sum(d.rows_above > 0 for d in draws)} of {n}")
+    print(f"    by two lines or more on a row: {sum(d.most_above >= 2 for d in draws)} of {n}")
+    print(f"    benign lines summed over the rows above the base's sum: {sum(d.total_above > 0 for d in draws)} of {n}")
+    print(f"  rounds 3 to 6 in the right category fall: {sum(d.category_fall > 0 for d in draws)} of {n}"
+          f" (by at most {max(d.category_fall for d in draws)} lines)")
+    for d in draws:
+        print(f"    base {d.base} candidate {d.candidate}: rows above {d.rows_above}, most {d.most_above}, "
+              f"summed {d.total_above:+d}, right category {-d.category_fall:+d}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, action="append", required=True, metavar="semantic.tsv",
                         help="a training of the shipped data (repeat: the shipped stage and other seeds)")
-    parser.add_argument("--candidate", type=Path, action="append", required=True, metavar="semantic.tsv",
+    parser.add_argument("--candidate", type=Path, action="append", default=[], metavar="semantic.tsv",
                         help="a training of the candidate's data (repeat, one per seed)")
+    parser.add_argument("--null", type=int, metavar="N",
+                        help="no candidate: cut the --base trainings (at least 2N) into two sides of N every way, "
+                             "and count how often the rule's conditions fail between trainings of the same data")
     parser.add_argument("--cache", type=Path, metavar="DIR",
                         help="keep each training's verdicts here and reuse them while nothing they depend on changed")
     parser.add_argument("--lines", action="store_true", help="list the lines gained and lost under each row")
@@ -174,10 +246,17 @@ def main() -> int:
     for path in (*args.base, *args.candidate):
         if not path.is_file():
             parser.error(f"{path}: no such model file (bench/train_semantic.py --seed N --out DIR/semantic.tsv)")
-    if len(args.base) < 3 or len(args.candidate) < 3 or len(args.base) % 2 == 0 or len(args.candidate) % 2 == 0:
+    if args.null is not None:
+        if args.candidate or args.null < 1 or args.null % 2 == 0 or len(args.base) < 2 * args.null:
+            parser.error("--null N: an odd N, at least 2N --base trainings of the same data, and no --candidate")
+    elif len(args.base) < 3 or len(args.candidate) < 3 or len(args.base) % 2 == 0 or len(args.candidate) % 2 == 0:
         parser.error("give an odd number of trainings, at least three, on each side, so every line has a majority")
     settings = load_settings(None)
     lines = development_lines()
+    if args.null is not None:
+        print(f"{len(lines)} development lines; {len(args.base)} trainings of the same data", file=sys.stderr, flush=True)
+        report_null(null_draws(lines, [verdicts(path, lines, settings, args.cache) for path in args.base], args.null), args.null)
+        return 0
     print(f"{len(lines)} development lines; {len(args.base)} base and {len(args.candidate)} candidate trainings",
           file=sys.stderr, flush=True)
     base = [verdicts(path, lines, settings, args.cache) for path in args.base]

@@ -76,3 +76,31 @@ def test_verdicts_are_kept_by_what_they_depend_on_and_read_back(tmp_path):
     assert seed_vote.cache_key(model, lines, dataclasses.replace(config, semantic_threshold=0.5)) != key
     model.write_text(model.read_text() + "# another training\n")
     assert seed_vote.cache_key(model, lines, config) != key
+
+
+def test_the_null_cuts_trainings_of_the_same_data_into_sides_and_counts_the_rules_failures():
+    """``--null``: every ordered pair of disjoint sides judged as base and candidate;
+    a line only some trainings flag fails condition 2 exactly where the
+    candidate side's majority flags it and the base side's does not."""
+    lines = [seed_vote.Line("round 3", "none", "a"), seed_vote.Line("round 3", "none", "b"),
+             seed_vote.Line("round 3", "threat", "c"), seed_vote.Line("spoken", "plain", "d")]
+    same = [[True, True, True, True] for _ in range(6)]
+    draws = seed_vote.null_draws(lines, same, 3)
+    assert len(draws) == 20 and all(d.rows_above == 0 and d.category_fall == 0 for d in draws)
+    # trainings 0 and 1 flag benign line "a" and miss threat "c": a side holding both has a majority for it
+    votes = [[i > 1, True, i > 1, True] for i in range(6)]
+    draws = seed_vote.null_draws(lines, votes, 3)
+    failing = [d for d in draws if d.rows_above]
+    assert sorted(d.candidate for d in failing) == [(0, 1, 2), (0, 1, 3), (0, 1, 4), (0, 1, 5)]
+    assert all(d.most_above == 1 and d.total_above == 1 and d.category_fall == 1 for d in failing)
+    assert seed_vote.benign_flagged(lines, [False, True, True, True]) == {"round 3: benign flagged": 1, "spoken: plain lines flagged": 0}
+
+
+def test_the_null_refuses_a_candidate_and_too_few_trainings_with_a_clear_error():
+    model = Path(__file__).resolve().parents[2] / "detection" / "models" / "en" / "semantic.tsv"
+    three = [str(a) for m in (model, model, model) for a in ("--base", m)]
+    done = subprocess.run([sys.executable, str(SCRIPT), "--null", "3", *three], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "at least 2N --base trainings" in done.stderr
+    done = subprocess.run([sys.executable, str(SCRIPT), "--null", "1", *three, "--candidate", str(model)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no --candidate" in done.stderr
