@@ -217,7 +217,25 @@ def null_draws(lines: list[Line], votes: list[list[bool]], size: int = 3) -> lis
     return out
 
 
-def report_null(draws: list[NullDraw], size: int) -> None:
+def null_moves(lines: list[Line], votes: list[list[bool]], size: int = 3) -> dict[str, int]:
+    """Per row the report prints (a set's benign lines, or its lines of a category), the
+    largest move, in lines either way, between two disjoint sides of ``size`` trainings
+    of the same data: what a row moves by chance alone."""
+    from itertools import combinations
+
+    rows = [(f"{name}: {what}", idx) for name in dict.fromkeys(line.set for line in lines) for what, idx in kinds(lines, name)]
+    sides = {c: majority([votes[i] for i in c])[0] for c in combinations(range(len(votes)), size)}
+    out = {row: 0 for row, _ in rows}
+    for a, ra in sides.items():
+        for b, rb in sides.items():
+            if set(a) & set(b):
+                continue
+            for row, idx in rows:
+                out[row] = max(out[row], abs(sum(ra[i] for i in idx) - sum(rb[i] for i in idx)))
+    return out
+
+
+def report_null(draws: list[NullDraw], size: int, moves: dict[str, int] | None = None) -> None:
     n = len(draws)
     print(f"Trainings of the same data, cut into two sides of {size}: {n} ordered pairs (base, candidate).")
     print(f"  condition 2 fails (a benign row above the base by a line or more): {sum(d.rows_above > 0 for d in draws)} of {n}")
@@ -228,6 +246,10 @@ def report_null(draws: list[NullDraw], size: int) -> None:
     for d in draws:
         print(f"    base {d.base} candidate {d.candidate}: rows above {d.rows_above}, most {d.most_above}, "
               f"summed {d.total_above:+d}, right category {-d.category_fall:+d}")
+    if moves:
+        print("  the largest move of each row between two sides, in lines either way:")
+        for row, move in moves.items():
+            print(f"    {row:60}{move:>4}")
 
 
 def main() -> int:
@@ -255,7 +277,8 @@ def main() -> int:
     lines = development_lines()
     if args.null is not None:
         print(f"{len(lines)} development lines; {len(args.base)} trainings of the same data", file=sys.stderr, flush=True)
-        report_null(null_draws(lines, [verdicts(path, lines, settings, args.cache) for path in args.base], args.null), args.null)
+        votes = [verdicts(path, lines, settings, args.cache) for path in args.base]
+        report_null(null_draws(lines, votes, args.null), args.null, null_moves(lines, votes, args.null))
         return 0
     print(f"{len(lines)} development lines; {len(args.base)} base and {len(args.candidate)} candidate trainings",
           file=sys.stderr, flush=True)
