@@ -11,7 +11,10 @@ once per training and prints, per set and side:
 - benign lines flagged and abusive lines caught with their category, by the
   side's majority (more than half of its trainings);
 - the lines its trainings disagree on (the size of one training's chance);
-- lines gained and lost by the candidate's majority against the base's.
+- lines gained and lost by the candidate's majority against the base's;
+- at the end, what the adoption rule's conditions 2 and 3 sum: benign lines
+  flagged over every benign row, and rounds 3 to 6 caught with the right
+  category (``docs/detection-quality.md``, "From round 17 on").
 
 Only development sets are screened (call-like development lines, rounds 3 to
 6, round 8's threat set, held-out rounds 17 to 24, spoken conversation); the
@@ -147,6 +150,16 @@ def kinds(lines: list[Line], name: str) -> list[tuple[str, list[int]]]:
     return out
 
 
+def rows(lines: list[Line]) -> list[tuple[str, list[int]]]:
+    """Every row the report prints, named ``set: kind``, with its lines."""
+    return [(f"{name}: {what}", idx) for name in dict.fromkeys(line.set for line in lines) for what, idx in kinds(lines, name)]
+
+
+def count(lines: list[Line], idx: list[int], right: list[bool]) -> int:
+    """What a row counts: its benign lines flagged, or its abusive lines caught with their category."""
+    return sum(not right[i] for i in idx) if lines[idx[0]].benign else sum(right[i] for i in idx)
+
+
 def report(lines: list[Line], base: list[list[bool]], candidate: list[list[bool]], *, listed: bool = False) -> None:
     base_right, base_unsure = majority(base)
     cand_right, cand_unsure = majority(candidate)
@@ -156,24 +169,24 @@ def report(lines: list[Line], base: list[list[bool]], candidate: list[list[bool]
     for name in dict.fromkeys(line.set for line in lines):
         print(f"\n== {name}")
         for what, idx in kinds(lines, name):
-            benign = lines[idx[0]].benign
-            count = (lambda right: sum(not right[i] for i in idx)) if benign else (lambda right: sum(right[i] for i in idx))
             gained = sum(cand_right[i] and not base_right[i] for i in idx)
             lost = sum(base_right[i] and not cand_right[i] for i in idx)
-            print(f"  {what:32}{pct(count(base_right), len(idx)):>{width}}{pct(count(cand_right), len(idx)):>{width}}"
+            print(f"  {what:32}{pct(count(lines, idx, base_right), len(idx)):>{width}}{pct(count(lines, idx, cand_right), len(idx)):>{width}}"
                   f"{gained:>8}{lost:>6}{sum(base_unsure[i] for i in idx):>13}{sum(cand_unsure[i] for i in idx):>14}")
             if listed:
                 for i in idx:
                     if cand_right[i] != base_right[i]:
                         print(f"      {'gained' if cand_right[i] else 'lost  '}  {lines[i].text}")
+    print("\n== summed (the adoption rule's conditions 2 and 3)")
+    print(f"  {'benign flagged, all benign rows':32}{sum(benign_flagged(lines, base_right).values()):>{width}}"
+          f"{sum(benign_flagged(lines, cand_right).values()):>{width}}")
+    print(f"  {'rounds 3 to 6, right category':32}{right_category(lines, base_right):>{width}}{right_category(lines, cand_right):>{width}}")
 
 
 def benign_flagged(lines: list[Line], right: list[bool]) -> dict[str, int]:
     """Benign lines flagged per row of the rule's condition 2 (every benign row the
     report prints: a set, or a set's kind of benign line)."""
-    return {f"{name}: {what}": sum(not right[i] for i in idx)
-            for name in dict.fromkeys(line.set for line in lines)
-            for what, idx in kinds(lines, name) if lines[idx[0]].benign}
+    return {row: count(lines, idx, right) for row, idx in rows(lines) if lines[idx[0]].benign}
 
 
 RIGHT_CATEGORY_SETS = ("round 3", "round 4", "round 5", "round 6")
@@ -196,24 +209,29 @@ class NullDraw:
     category_fall: int  # lines caught with the right category over rounds 3 to 6: base minus candidate
 
 
+def disjoint_sides(votes: list[list[bool]], size: int):
+    """Every ordered pair of disjoint sides of ``size`` trainings, each with its
+    majority (computed once a side): ``(base, base_right, candidate, candidate_right)``."""
+    from itertools import combinations
+
+    sides = {c: majority([votes[i] for i in c])[0] for c in combinations(range(len(votes)), size)}
+    for base, b in sides.items():
+        for candidate, c in sides.items():
+            if not set(base) & set(candidate):
+                yield base, b, candidate, c
+
+
 def null_draws(lines: list[Line], votes: list[list[bool]], size: int = 3) -> list[NullDraw]:
     """The rule's conditions 2 and 3 between trainings of the same data: every
     ordered pair of disjoint sides of ``size`` trainings, one judged as the base
     and one as the candidate. Nothing changed between them, so every failure is
     the trainings' chance (issue 11, round 16)."""
-    from itertools import combinations
-
     out = []
-    n = len(votes)
-    for base in combinations(range(n), size):
-        rest = [i for i in range(n) if i not in base]
-        for candidate in combinations(rest, size):
-            b = majority([votes[i] for i in base])[0]
-            c = majority([votes[i] for i in candidate])[0]
-            fb, fc = benign_flagged(lines, b), benign_flagged(lines, c)
-            above = [fc[row] - fb[row] for row in fb]
-            out.append(NullDraw(base, candidate, sum(d > 0 for d in above), max(above), sum(above),
-                                right_category(lines, b) - right_category(lines, c)))
+    for base, b, candidate, c in disjoint_sides(votes, size):
+        fb, fc = benign_flagged(lines, b), benign_flagged(lines, c)
+        above = [fc[row] - fb[row] for row in fb]
+        out.append(NullDraw(base, candidate, sum(d > 0 for d in above), max(above), sum(above),
+                            right_category(lines, b) - right_category(lines, c)))
     return out
 
 
@@ -221,17 +239,10 @@ def null_moves(lines: list[Line], votes: list[list[bool]], size: int = 3) -> dic
     """Per row the report prints (a set's benign lines, or its lines of a category), the
     largest move, in lines either way, between two disjoint sides of ``size`` trainings
     of the same data: what a row moves by chance alone."""
-    from itertools import combinations
-
-    rows = [(f"{name}: {what}", idx) for name in dict.fromkeys(line.set for line in lines) for what, idx in kinds(lines, name)]
-    sides = {c: majority([votes[i] for i in c])[0] for c in combinations(range(len(votes)), size)}
-    out = {row: 0 for row, _ in rows}
-    for a, ra in sides.items():
-        for b, rb in sides.items():
-            if set(a) & set(b):
-                continue
-            for row, idx in rows:
-                out[row] = max(out[row], abs(sum(ra[i] for i in idx) - sum(rb[i] for i in idx)))
+    out = {row: 0 for row, _ in rows(lines)}
+    for _, b, _, c in disjoint_sides(votes, size):
+        for row, idx in rows(lines):
+            out[row] = max(out[row], abs(count(lines, idx, b) - count(lines, idx, c)))
     return out
 
 

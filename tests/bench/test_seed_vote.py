@@ -106,3 +106,13 @@ def test_the_null_refuses_a_candidate_and_too_few_trainings_with_a_clear_error()
     done = subprocess.run([sys.executable, str(SCRIPT), "--null", "1", *three, "--candidate", str(model)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no --candidate" in done.stderr
+
+
+def test_the_report_sums_what_the_rules_conditions_2_and_3_weigh(capsys):
+    lines = [seed_vote.Line("round 3", "none", "a"), seed_vote.Line("round 3", "threat", "c"),
+             seed_vote.Line("spoken", "plain", "d"), seed_vote.Line("spoken", "toxic", "e")]
+    base = [[True, True, False, True]] * 3  # "d" flagged, the threat caught
+    candidate = [[False, False, True, True]] * 3  # "a" flagged, the threat missed
+    seed_vote.report(lines, base, candidate)
+    summed = capsys.readouterr().out.split("== summed")[1].splitlines()
+    assert summed[1].split()[-2:] == ["1", "1"] and summed[2].split()[-2:] == ["1", "0"]

@@ -613,6 +613,19 @@ class _SummariesFailing:
         self.times = len(self.met)
 
 
+def _heartbeats_slowed(console):
+    """The store takes 0.3 s over each heartbeat, so the events an agent sends
+    right after one wait meanwhile and are stored as one run; returns the undo."""
+    calls_heard = console.store.calls_heard
+
+    def slow_heartbeat(*args):
+        time.sleep(0.3)
+        return calls_heard(*args)
+
+    console.store.calls_heard = slow_heartbeat
+    return lambda: setattr(console.store, "calls_heard", calls_heard)
+
+
 async def _a_threat_call_begun(console):
     """A supervisor watching, and an agent whose call has started (acknowledged);
     the supervisor, the agent, the start, and the call's next events, not sent:
@@ -694,13 +707,7 @@ def test_a_run_held_after_a_store_error_is_shown_once_the_store_answers_though_i
         async with running_console(tmp_path) as console:
             sup, agent, start, rest = await _a_threat_call_begun(console)
             broken = _SummariesFailing(console, SUMMARY_TRIES + 2)  # the run's own reads, then the first two tries after them
-            calls_heard = console.store.calls_heard
-
-            def slow_heartbeat(*args):
-                time.sleep(0.3)  # the events sent after it wait meanwhile: one run
-                return calls_heard(*args)
-
-            console.store.calls_heard = slow_heartbeat
+            _heartbeats_slowed(console)
             with contextlib.suppress(ConnectionClosed):
                 await agent.send(p.Heartbeat(calls=("c",)), ack=False)
                 for message in rest:
@@ -755,21 +762,16 @@ def test_held_runs_beyond_the_bound_drop_the_oldest_counted_and_it_stays_stored(
                 await agent.send(start)
                 calls.append((agent, utterance, finding))
             broken = _SummariesFailing(console)
-            calls_heard = console.store.calls_heard
-
-            def slow_heartbeat(*args):
-                time.sleep(0.3)  # the events sent after it wait meanwhile: one run
-                return calls_heard(*args)
-
             (first, utterance, finding), (second, utterance2, _) = calls
+            undo = _heartbeats_slowed(console)  # c1's utterance and finding: one run
             for agent, run in ((first, (p.Heartbeat(calls=("c1",)), utterance, finding)), (second, (utterance2,))):
-                console.store.calls_heard = slow_heartbeat if agent is first else calls_heard
                 with pytest.raises(ConnectionClosed) as closed:  # committed, its summaries unreadable: held
                     for message in run:
                         await agent.send(message, ack=False)
                     while True:
                         await agent.recv_json(10)
                 assert closed.value.rcvd.code == 1011
+                undo()
             assert broken.met == [2] * SUMMARY_TRIES + [1] * SUMMARY_TRIES  # c1's run of two, then c2's of one
             assert console.stats.events_unshown_dropped == 2 and console._health()["events_unshown_dropped"] == 2
 
