@@ -40,6 +40,10 @@ is the same config without the stage. Tables:
   recognizer style, regions and sectors not used before), sealed at the end
   of round 8; to be scored once, at the end of the next round that changes
   the detector, with ``--without`` that round's rule ids beside.
+- ``--sealed-round8``: the eighth sealed call-like round (a ninth writer,
+  recognizer style, sectors and voices the earlier writers were told to
+  avoid), sealed in round 17 of issue 11 before round 7's seal was opened;
+  to be scored once, at the end of the next round that changes the detector.
 - ``--without ID,ID``: a column more, the same detector with those rule or
   exception ids turned off (what a round's rules do, in one sitting).
 - ``--training``: also the development utterances and held-out rounds 1 to
@@ -245,7 +249,7 @@ def noise_table(detector: Detector, sets: dict[str, list[tuple[str, str]]]) -> N
         print(f"{name + ': benign flagged':40}" + "".join(f"{a:>{WIDTH}}" for a in alarms))
 
 
-SEALED_ROUNDS = {2: ("second", "calls_round2"), 7: ("seventh", "calls_round7")}
+SEALED_ROUNDS = {2: ("second", "calls_round2"), 7: ("seventh", "calls_round7"), 8: ("eighth", "calls_round8")}
 """The sealed rounds after the first (``tests/detection/sealed/<name>.tsv``), each with its ``--sealed-roundN``."""
 CALL_ROUNDS_OPENED = {3: 3, 4: 4, 5: 7, 6: 8}
 """The call-like rounds that are development sets now (``calls_roundN``) and the round at whose end each was opened."""

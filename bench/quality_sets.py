@@ -25,7 +25,8 @@ TESTS = ROOT / "tests" / "detection"
 WRITTEN_SETS = {"calls": ("development", "sealed"), "spoken": ("development", "sealed"), "calls_round2": ("sealed",),
                 "calls_round3": ("development",), "calls_round4": ("development",),
                 "calls_round5": ("development",), "calls_round6": ("development",),
-                "threat_words_round8": ("development",), "calls_round7": ("sealed",)}
+                "threat_words_round8": ("development",), "calls_round7": ("sealed",),
+                "calls_round8": ("sealed",)}
 """Each written set and its parts: ``calls_round2`` and ``calls_round7`` are sealed only (a second and an
 eighth writer's lines, read by nobody). ``calls_round4`` (a fourth writer, the recognizer's voice with
 long run-on lines) was sealed at the end of round 3, scored once at the end of round 4, and is
@@ -39,7 +40,9 @@ earlier round used) was written and sealed in round 7, before round 5's seal cou
 ``threat_words_round8`` (a seventh writer: threats in many shapes, hard benign lines with threat words)
 in round 8, before any of its rules; both were scored once at the end of round 8 (2026-12-07, after its
 decision) and are development since. ``calls_round7`` (an eighth writer: recognizer style, regions and
-sectors no earlier round used) was written and sealed at the end of round 8, before round 9."""
+sectors no earlier round used) was written and sealed at the end of round 8, before round 9.
+``calls_round8`` (a ninth writer: recognizer style, sectors and voices the earlier writers were told
+to avoid) was written and sealed in round 17 of issue 11 (2026-12-08), before round 7's seal was opened."""
 DEVELOPMENT_SETS = tuple(name for name, parts in WRITTEN_SETS.items() if "development" in parts)
 SPENT = ("calls", "spoken", "calls_round2")
 """Sealed sets already scored (2026-12-06, the end of issue 11's first round): their figures are
