@@ -38,11 +38,16 @@ from detection.text import runs
 
 MODEL_FILE = "semantic.tsv"
 ADAPTER_FILE = "semantic_adapter.safetensors"
-TRAINING_FILES = ("training.tsv", "training_spoken.tsv", "training_requests.tsv", "training_demands.tsv")
+TRAINING_FILES = ("training.tsv", "training_spoken.tsv", "training_requests.tsv", "training_demands.tsv",
+                  "training_threats_a.tsv", "training_benign_a.tsv", "training_threats_b.tsv",
+                  "training_turns_a.tsv", "training_short_turns.tsv")
 """Written training lines, beside the model (``label<TAB>text``): the team's
 first batches, ordinary spoken conversation against abuse in spoken words,
 legitimate customer requests, and unreasonable demands against fair
-requests alike; each written apart from every evaluation set."""
+requests alike; then the batches adopted in round 17 of issue 11 (threats in
+many shapes, benign lines with threat words, turns of several sentences,
+short turns), in the order they were measured. Each was written apart from
+every evaluation set."""
 NONE = "none"
 PROBE = "the customer thanked the partner for fixing the bill"
 PROBE_TOLERANCE = 1e-3

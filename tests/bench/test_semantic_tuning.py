@@ -67,3 +67,20 @@ def test_a_seed_is_one_draw_of_the_tuning_and_the_same_seed_draws_it_again(encod
     one, other, again = run(1), run(2), run(1)
     assert all(np.array_equal(one[0][name], again[0][name]) for name in one[0])
     assert any(not np.array_equal(one[0][name], other[0][name]) for name in one[0])
+
+
+def test_the_shipped_stage_names_the_seed_a_plain_training_draws():
+    """``bench/train_semantic.py`` (and ``--check``) without ``--seed`` draws
+    ``semantic_tuning.SEED``: it must be the seed the shipped stage was tuned
+    with, which the stage's header names, or ``--check`` compares the shipped
+    stage with another draw of the tuning."""
+    from detection.semantic import MODEL_FILE, TRAINING_FILES, model_dir
+
+    header = [line for line in (model_dir("en") / MODEL_FILE).read_text(encoding="utf-8").splitlines()
+              if line.startswith("# Tuned with seed ")]
+    assert header == [f"# Tuned with seed {semantic_tuning.SEED} (bench/train_semantic.py --seed)."]
+    trained_on = next(line for line in (model_dir("en") / MODEL_FILE).read_text(encoding="utf-8").splitlines()
+                      if line.startswith("# Trained on: "))
+    for name in TRAINING_FILES:  # every written batch the stage learnt from is shipped beside it
+        assert (model_dir("en") / name).is_file(), name
+        assert f" {Path(name).stem} " in trained_on, name

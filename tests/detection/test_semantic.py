@@ -32,7 +32,9 @@ NEGATED = {
 }
 IDIOM = ("threat", "ill find you a better deal before you hang up", "find")  # idiom.get_you
 LEGIT_REQUEST = ("privacy", "what is your employee number and where are you based", "what")  # legit.your_name
-THIRD_PERSON = ("insult", "my neighbour is a brainless robot")
+# Round 17's stage no longer flags "my neighbour is a brainless robot" by itself (0.92); the
+# detector's own check on who is spoken about is still tested on a line the model does flag.
+THIRD_PERSON = ("insult", "my neighbour is a brainless idiot")
 
 
 @pytest.fixture(scope="module")
