@@ -38,12 +38,12 @@ is the same config without the stage. Tables:
   (``tests/detection/calls_round6.tsv``, ``threat_words_round8.tsv``);
 - ``--sealed-round7``: the seventh sealed call-like round (an eighth writer,
   recognizer style, regions and sectors not used before), sealed at the end
-  of round 8; to be scored once, at the end of the next round that changes
-  the detector, with ``--without`` that round's rule ids beside.
+  of round 8 and scored once at the end of round 17 (spent since);
 - ``--sealed-round8``: the eighth sealed call-like round (a ninth writer,
   recognizer style, sectors and voices the earlier writers were told to
   avoid), sealed in round 17 of issue 11 before round 7's seal was opened;
-  to be scored once, at the end of the next round that changes the detector.
+  to be scored once, at the end of the next round that changes the detector
+  (``--model DIR/semantic.tsv --beside-shipped`` when it is a new stage).
 - ``--without ID,ID``: a column more, the same detector with those rule or
   exception ids turned off (what a round's rules do, in one sitting).
 - ``--training``: also the development utterances and held-out rounds 1 to

@@ -181,6 +181,8 @@ def report(lines: list[Line], base: list[list[bool]], candidate: list[list[bool]
     print(f"  {'benign flagged, all benign rows':32}{sum(benign_flagged(lines, base_right).values()):>{width}}"
           f"{sum(benign_flagged(lines, cand_right).values()):>{width}}")
     print(f"  {'rounds 3 to 6, right category':32}{right_category(lines, base_right):>{width}}{right_category(lines, cand_right):>{width}}")
+    for row, idx in category_rows(lines):
+        print(f"    {row:30}{count(lines, idx, base_right):>{width}}{count(lines, idx, cand_right):>{width}}")
 
 
 def benign_flagged(lines: list[Line], right: list[bool]) -> dict[str, int]:
@@ -195,6 +197,17 @@ RIGHT_CATEGORY_SETS = ("round 3", "round 4", "round 5", "round 6")
 
 def right_category(lines: list[Line], right: list[bool]) -> int:
     return sum(r for line, r in zip(lines, right) if line.set in RIGHT_CATEGORY_SETS and not line.benign)
+
+
+def category_rows(lines: list[Line]) -> list[tuple[str, list[int]]]:
+    """Each category's lines over rounds 3 to 6 (condition 3's sets), named ``rounds 3 to 6:
+    category``: a row a round may name as the one its batch aims to lift, with its own null move."""
+    out = []
+    for category in CATEGORIES:
+        idx = [i for i, line in enumerate(lines) if line.set in RIGHT_CATEGORY_SETS and line.label == category]
+        if idx:
+            out.append((f"rounds 3 to 6: {category}", idx))
+    return out
 
 
 @dataclass(frozen=True)
@@ -236,12 +249,14 @@ def null_draws(lines: list[Line], votes: list[list[bool]], size: int = 3) -> lis
 
 
 def null_moves(lines: list[Line], votes: list[list[bool]], size: int = 3) -> dict[str, int]:
-    """Per row the report prints (a set's benign lines, or its lines of a category), the
+    """Per row the report prints (a set's benign lines, its lines of a category, or a category's
+    lines over rounds 3 to 6), the
     largest move, in lines either way, between two disjoint sides of ``size`` trainings
     of the same data: what a row moves by chance alone."""
-    out = {row: 0 for row, _ in rows(lines)}
+    every = rows(lines) + category_rows(lines)
+    out = {row: 0 for row, _ in every}
     for _, b, _, c in disjoint_sides(votes, size):
-        for row, idx in rows(lines):
+        for row, idx in every:
             out[row] = max(out[row], abs(count(lines, idx, b) - count(lines, idx, c)))
     return out
 

@@ -309,6 +309,17 @@ def judged(encoder, head: Head, words: list[str]) -> np.ndarray:
     return head.probabilities(embed(stage.encoder, words)).argmax(axis=1)
 
 
+def tuning_seed(seed: int | None) -> int:
+    """The seed a tuning draws: ``seed``, else the shipped stage's
+    (``semantic_tuning.SEED``), which a tuned model's header names so that
+    ``--check`` and a reader can draw the same training again."""
+    if seed is not None:
+        return seed
+    import semantic_tuning  # torch: training time only
+
+    return semantic_tuning.SEED
+
+
 def train(encoder, rows: list[tuple[str, str, str]], *, name: str, tune_layers: int | None = None,
           cache: dict[str, np.ndarray] | None = None, seed: int | None = None) -> tuple[Head, list[str], np.ndarray]:
     """Train the stage on ``rows`` over ``encoder`` (its name in the model:
@@ -329,7 +340,7 @@ def train(encoder, rows: list[tuple[str, str, str]], *, name: str, tune_layers: 
         layers = semantic_tuning.LAYERS if tune_layers is None else tune_layers
         print(f"tuning the top {layers} encoder layers with the head", file=sys.stderr)
         adapter, w, b = semantic_tuning.tune(encoder, words, y, class_weights(y, len(CLASSES)), w, b, penalty(y),
-                                             layers=layers, seed=semantic_tuning.SEED if seed is None else seed)
+                                             layers=layers, seed=tuning_seed(seed))
     return Head(encoder=name, classes=CLASSES, weights=w, bias=b, adapter=adapter or None), words, y
 
 
@@ -401,13 +412,9 @@ def main() -> int:
         adapter_path.unlink()
         print(f"removed {adapter_path} (the head alone was trained)")
     tuned = encoder.adapted(adapter) if adapter else encoder
-    seed = args.seed
-    if adapter and seed is None:  # the model says which seed made it, so --check and a reader can draw it again
-        import semantic_tuning
-
-        seed = semantic_tuning.SEED
     args.out.write_text(render(name, digest, tuned.embed(PROBE), w, b, Counter(s for _, _, s in rows),
-                               Counter(label for label, _, _ in rows), seed=seed), encoding="utf-8")
+                               Counter(label for label, _, _ in rows), seed=tuning_seed(args.seed) if adapter else None),
+                        encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

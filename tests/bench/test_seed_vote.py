@@ -94,7 +94,8 @@ def test_the_null_cuts_trainings_of_the_same_data_into_sides_and_counts_the_rule
     assert sorted(d.candidate for d in failing) == [(0, 1, 2), (0, 1, 3), (0, 1, 4), (0, 1, 5)]
     assert all(d.most_above == 1 and d.total_above == 1 and d.category_fall == 1 for d in failing)
     assert seed_vote.benign_flagged(lines, [False, True, True, True]) == {"round 3: benign flagged": 1, "spoken: plain lines flagged": 0}
-    assert seed_vote.null_moves(lines, votes, 3) == {"round 3: benign flagged": 1, "round 3: threat": 1, "spoken: plain lines flagged": 0}
+    assert seed_vote.null_moves(lines, votes, 3) == {"round 3: benign flagged": 1, "round 3: threat": 1,
+                                                     "spoken: plain lines flagged": 0, "rounds 3 to 6: threat": 1}
     assert set(seed_vote.null_moves(lines, same, 3).values()) == {0}
 
 
@@ -116,3 +117,4 @@ def test_the_report_sums_what_the_rules_conditions_2_and_3_weigh(capsys):
     seed_vote.report(lines, base, candidate)
     summed = capsys.readouterr().out.split("== summed")[1].splitlines()
     assert summed[1].split()[-2:] == ["1", "1"] and summed[2].split()[-2:] == ["1", "0"]
+    assert summed[3].split() == ["rounds", "3", "to", "6:", "threat", "1", "0"]

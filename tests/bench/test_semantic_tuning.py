@@ -6,6 +6,7 @@ detector then runs."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +70,32 @@ def test_a_seed_is_one_draw_of_the_tuning_and_the_same_seed_draws_it_again(encod
     assert any(not np.array_equal(one[0][name], other[0][name]) for name in one[0])
 
 
-def test_the_shipped_stage_names_the_seed_a_plain_training_draws():
-    """``bench/train_semantic.py`` (and ``--check``) without ``--seed`` draws
-    ``semantic_tuning.SEED``: it must be the seed the shipped stage was tuned
-    with, which the stage's header names, or ``--check`` compares the shipped
-    stage with another draw of the tuning."""
+
+def test_a_tuned_models_header_names_the_seed_a_plain_training_draws():
+    """``bench/train_semantic.py`` without ``--seed`` draws ``semantic_tuning.SEED`` and
+    writes it into the model's header; with ``--seed N`` it writes N."""
+    import train_semantic
+
+    assert train_semantic.tuning_seed(None) == semantic_tuning.SEED
+    assert train_semantic.tuning_seed(5) == 5
+    w, b = np.zeros((len(train_semantic.CLASSES), 4), np.float32), np.zeros(len(train_semantic.CLASSES), np.float32)
+    text = train_semantic.render("enc", "0" * 64, np.zeros(8), w, b, Counter(training=1), Counter(none=1),
+                                 seed=train_semantic.tuning_seed(None))
+    assert f"# Tuned with seed {semantic_tuning.SEED} (bench/train_semantic.py --seed)." in text.splitlines()
+
+
+def test_the_shipped_stage_was_tuned_with_the_seed_a_plain_training_draws():
+    """``--check`` without ``--seed`` retrains with ``semantic_tuning.SEED``: it must be the seed
+    the shipped stage's header names, or ``--check`` compares the stage with another draw of the
+    tuning; and every written batch the stage learnt from is shipped beside it, with its lines."""
+    import train_semantic
     from detection.semantic import MODEL_FILE, TRAINING_FILES, model_dir
 
-    header = [line for line in (model_dir("en") / MODEL_FILE).read_text(encoding="utf-8").splitlines()
-              if line.startswith("# Tuned with seed ")]
-    assert header == [f"# Tuned with seed {semantic_tuning.SEED} (bench/train_semantic.py --seed)."]
-    trained_on = next(line for line in (model_dir("en") / MODEL_FILE).read_text(encoding="utf-8").splitlines()
-                      if line.startswith("# Trained on: "))
-    for name in TRAINING_FILES:  # every written batch the stage learnt from is shipped beside it
-        assert (model_dir("en") / name).is_file(), name
-        assert f" {Path(name).stem} " in trained_on, name
+    header = (model_dir("en") / MODEL_FILE).read_text(encoding="utf-8").splitlines()
+    assert [line for line in header if line.startswith("# Tuned with seed ")] == [
+        f"# Tuned with seed {semantic_tuning.SEED} (bench/train_semantic.py --seed)."]
+    trained_on = next(line for line in header if line.startswith("# Trained on: "))
+    for name in TRAINING_FILES:
+        source = Path(name).stem
+        n = sum(label in train_semantic.CLASSES for label, _, _ in train_semantic.rows_from(model_dir("en") / name, source))
+        assert f" {source} {n}," in trained_on or f" {source} {n}." in trained_on, (name, n, trained_on)
