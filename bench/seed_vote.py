@@ -195,10 +195,6 @@ RIGHT_CATEGORY_SETS = ("round 3", "round 4", "round 5", "round 6")
 """The sets whose lines caught with the right category the rule sums (condition 3)."""
 
 
-def right_category(lines: list[Line], right: list[bool]) -> int:
-    return sum(r for line, r in zip(lines, right) if line.set in RIGHT_CATEGORY_SETS and not line.benign)
-
-
 def category_rows(lines: list[Line]) -> list[tuple[str, list[int]]]:
     """Each category's lines over rounds 3 to 6 (condition 3's sets), named ``rounds 3 to 6:
     category``: a row a round may name as the one its batch aims to lift, with its own null move."""
@@ -208,6 +204,11 @@ def category_rows(lines: list[Line]) -> list[tuple[str, list[int]]]:
         if idx:
             out.append((f"rounds 3 to 6: {category}", idx))
     return out
+
+
+def right_category(lines: list[Line], right: list[bool]) -> int:
+    """Lines caught with the right category over rounds 3 to 6: the sum of :func:`category_rows`."""
+    return sum(count(lines, idx, right) for _, idx in category_rows(lines))
 
 
 @dataclass(frozen=True)
@@ -250,9 +251,8 @@ def null_draws(lines: list[Line], votes: list[list[bool]], size: int = 3) -> lis
 
 def null_moves(lines: list[Line], votes: list[list[bool]], size: int = 3) -> dict[str, int]:
     """Per row the report prints (a set's benign lines, its lines of a category, or a category's
-    lines over rounds 3 to 6), the
-    largest move, in lines either way, between two disjoint sides of ``size`` trainings
-    of the same data: what a row moves by chance alone."""
+    lines over rounds 3 to 6), the largest move, in lines either way, between two disjoint
+    sides of ``size`` trainings of the same data: what a row moves by chance alone."""
     every = rows(lines) + category_rows(lines)
     out = {row: 0 for row, _ in every}
     for _, b, _, c in disjoint_sides(votes, size):

@@ -70,7 +70,6 @@ def test_a_seed_is_one_draw_of_the_tuning_and_the_same_seed_draws_it_again(encod
     assert any(not np.array_equal(one[0][name], other[0][name]) for name in one[0])
 
 
-
 def test_a_tuned_models_header_names_the_seed_a_plain_training_draws():
     """``bench/train_semantic.py`` without ``--seed`` draws ``semantic_tuning.SEED`` and
     writes it into the model's header; with ``--seed N`` it writes N."""
